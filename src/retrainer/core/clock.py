@@ -1,0 +1,73 @@
+"""The clock: the only way retrainer learns what time it is.
+
+Production code takes a :class:`Clock`; the daemon passes a wall clock (see
+``retrainer.adapters.clock.WallClock``), tests, the demo and the backtest pass a
+:class:`SimulatedClock`. All times are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Tells the current time as an aware UTC datetime."""
+
+    def now(self) -> datetime: ...
+
+
+def as_utc(value: datetime) -> datetime:
+    """Return ``value`` as an aware UTC datetime; naive values are taken to be UTC.
+
+    Examples
+    --------
+    >>> as_utc(datetime(2024, 1, 1, 12)).isoformat()
+    '2024-01-01T12:00:00+00:00'
+    """
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+class SimulatedClock:
+    """A clock that only moves when told to.
+
+    Parameters
+    ----------
+    start
+        The initial time; naive datetimes are taken to be UTC.
+
+    Examples
+    --------
+    >>> clock = SimulatedClock(datetime(1997, 6, 1))
+    >>> clock.now().isoformat()
+    '1997-06-01T00:00:00+00:00'
+    >>> clock.advance(timedelta(days=1)).isoformat()
+    '1997-06-02T00:00:00+00:00'
+    """
+
+    def __init__(self, start: datetime) -> None:
+        self._now = as_utc(start)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Move the clock forward by ``delta`` and return the new time."""
+        if delta < timedelta(0):
+            raise ValueError(f"a clock cannot go backwards; got advance({delta!r})")
+        self._now = self._now + delta
+        return self._now
+
+    def set(self, when: datetime) -> datetime:
+        """Jump to ``when`` (not earlier than now) and return it."""
+        target = as_utc(when)
+        if target < self._now:
+            raise ValueError(
+                f"a clock cannot go backwards: now is {self._now.isoformat()}, "
+                f"got set({target.isoformat()})"
+            )
+        self._now = target
+        return self._now

@@ -1,0 +1,162 @@
+"""Domain records: what the registry, the run log and the audit trail are made of.
+
+These are plain frozen value objects; stores persist them and hand them back unchanged. All
+datetimes are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+RunStatus = Literal["running", "succeeded", "failed"]
+"""``running`` while a process holds the run; ``succeeded`` or ``failed`` once it ends."""
+
+RunOutcome = Literal["promoted", "not_blessed", "registered"]
+"""What a succeeded run led to: promoted to champion, rejected by the gate, or only registered."""
+
+RUN_STATUSES: tuple[str, ...] = ("running", "succeeded", "failed")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CodeVersion:
+    """Which code produced a model: git commit (when in a repository) and the pipeline hash."""
+
+    pipeline_hash: str
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """The exact data a run read: window bounds, rows, schema and a content fingerprint."""
+
+    pipeline: str
+    source: str
+    window_start: datetime | None
+    window_end: datetime | None
+    min_time: datetime | None
+    max_time: datetime | None
+    rows: int
+    schema: dict[str, str]
+    fingerprint: str
+    created_at: datetime
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Run:
+    """One execution of a pipeline: why it ran, on what, with which result.
+
+    ``key`` is unique per store: a pure function of pipeline + trigger + fire slot, so the same
+    decision never creates two runs.
+    """
+
+    key: str
+    pipeline: str
+    cause: str
+    created_at: datetime
+    status: RunStatus = "running"
+    evidence: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    snapshot_id: int | None = None
+    code: CodeVersion | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    version: int | None = None
+    outcome: RunOutcome | None = None
+    owner: str | None = None
+    lease_expires_at: datetime | None = None
+    epoch: int = 0
+    attempts: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvidenceRow:
+    """One line of a blessing verdict's evidence table."""
+
+    rule: str
+    metric: str
+    candidate: float | None
+    champion: float | None
+    delta: float | None
+    threshold: str
+    passed: bool
+    slice: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    """The gate's decision on one candidate, with the evidence it rests on."""
+
+    passed: bool
+    evidence: tuple[EvidenceRow, ...]
+    champion_version: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelVersion:
+    """An immutable, content-addressed model with its full lineage.
+
+    ``version`` is assigned by the metadata store (1, 2, ... per pipeline) when registered.
+    """
+
+    pipeline: str
+    version: int
+    created_at: datetime
+    run_id: int | None
+    artifact_sha256: str
+    artifact_size: int
+    artifact_format: str
+    metrics: dict[str, float]
+    params: dict[str, Any]
+    snapshot: Snapshot
+    code: CodeVersion
+    environment: dict[str, str]
+    blessing: Verdict
+    profile: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AliasMove:
+    """One entry of an alias's append-only history. ``version=None`` means the alias was cleared."""
+
+    pipeline: str
+    alias: str
+    version: int | None
+    previous: int | None
+    at: datetime
+    reason: str
+    actor: str
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """An append-only record of something that happened (run started, blessed, promoted...)."""
+
+    kind: str
+    at: datetime
+    message: str
+    pipeline: str | None = None
+    run_id: int | None = None
+    version: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PipelineRecord:
+    """A pipeline known to the store, with the hash of its current definition."""
+
+    name: str
+    definition_hash: str
+    created_at: datetime
+    updated_at: datetime
