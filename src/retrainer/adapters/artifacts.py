@@ -1,9 +1,41 @@
-"""The artifact store port (content-addressed blobs); adapters are written below."""
+"""The artifact store port (content-addressed blobs) and its adapters.
+
+A blob is stored once under the hex sha256 of its bytes, at ``<root>/sha256/<ab>/<abcd...>``.
+``FsspecArtifactStore`` works on any fsspec filesystem (local folder, S3, GCS...),
+``LocalArtifactStore`` is the same store on a local folder, and ``InMemoryArtifactStore`` keeps
+the blobs in fsspec's in-process memory filesystem for tests, doctests and the backtest.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import uuid
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
+
+import fsspec.core
+from fsspec.implementations.local import LocalFileSystem
+
+from retrainer.errors import ArtifactIntegrityError, ConfigError, ModelNotFoundError
+
+__all__ = [
+    "ArtifactRef",
+    "ArtifactStore",
+    "FsspecArtifactStore",
+    "InMemoryArtifactStore",
+    "LocalArtifactStore",
+    "open_artifact_store",
+    "verify_sha256",
+]
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# Temporary names start with a dot and end in ".tmp", so they can never be taken for a blob
+# (a blob's name is exactly 64 hex digits) and readers, which only open exact blob paths,
+# never see a half-written file.
+_TMP_SUFFIX = ".tmp"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,3 +64,300 @@ class ArtifactStore(Protocol):
     def url(self, sha256: str) -> str:
         """An fsspec URL another process can read the blob from."""
         ...
+
+
+def _check_sha256(sha256: str) -> str:
+    """Return ``sha256`` in lower case, or raise if it is not 64 hex digits.
+
+    The key becomes part of a path, so anything else (``../x``, a short prefix) is refused.
+    """
+    key = sha256.lower() if isinstance(sha256, str) else ""
+    if not _SHA256_HEX.fullmatch(key):
+        raise ModelNotFoundError(
+            f"No artifact can have the key {sha256!r}: an artifact key is a sha256 written as "
+            "64 hexadecimal digits."
+        )
+    return key
+
+
+class FsspecArtifactStore:
+    """Content-addressed blob store on any fsspec filesystem.
+
+    Blobs live at ``<url>/sha256/<first 2 hex digits>/<64 hex digits>``. ``put`` writes each
+    blob to a temporary name in the same folder and moves it into place, so the final path
+    holds the whole blob or nothing; on a local disk the temporary file is flushed and fsynced
+    before ``os.replace``. ``get`` checks the sha256 of what it reads.
+
+    Parameters
+    ----------
+    url
+        Root of the store: an fsspec URL (``s3://bucket/artifacts``, ``memory://x``) or a local
+        path. Relative local paths are resolved against the current directory once, here.
+
+    Examples
+    --------
+    >>> store = FsspecArtifactStore("memory://docs/fsspec-store")
+    >>> ref = store.put(b"model bytes")
+    >>> ref.sha256[:12], ref.size
+    ('9cb7487000bc', 11)
+    >>> ref.url.endswith("/sha256/9c/" + ref.sha256)
+    True
+    >>> store.get(ref.sha256)
+    b'model bytes'
+    """
+
+    def __init__(self, url: str) -> None:
+        protocol, _ = fsspec.core.split_protocol(url)
+        if protocol is None:
+            url = str(Path(url).expanduser().resolve())
+        fs, root = fsspec.core.url_to_fs(url)
+        self._fs: Any = fs
+        self._root: str = root.rstrip("/") or "/"
+        self._local = isinstance(fs, LocalFileSystem)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._fs.unstrip_protocol(self._root)!r})"
+
+    def _path(self, sha256: str) -> str:
+        key = _check_sha256(sha256)
+        return f"{self._root.rstrip('/')}/sha256/{key[:2]}/{key}"
+
+    def put(self, data: bytes) -> ArtifactRef:
+        """Store ``data`` under its sha256 and return where it is.
+
+        Idempotent: if a blob of the same size is already at the final path it is not
+        rewritten. Otherwise the bytes go to a temporary file in the same folder, which is then
+        moved into place, so a crash leaves either the whole blob or no blob.
+
+        Examples
+        --------
+        >>> store = InMemoryArtifactStore()
+        >>> store.put(b"abc") == store.put(b"abc")
+        True
+        """
+        data = bytes(data)
+        sha = hashlib.sha256(data).hexdigest()
+        path = self._path(sha)
+        ref = ArtifactRef(sha256=sha, size=len(data), url=self._fs.unstrip_protocol(path))
+        if self._has_complete_blob(path, len(data)):
+            return ref
+        folder = path.rsplit("/", 1)[0]
+        tmp = f"{folder}/.{sha}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
+        if self._local:
+            _write_local_atomically(folder, tmp, path, data)
+        else:
+            self._fs.makedirs(folder, exist_ok=True)
+            try:
+                self._fs.pipe_file(tmp, data)
+                self._fs.mv(tmp, path)
+            finally:
+                if self._fs.exists(tmp):
+                    self._fs.rm_file(tmp)
+        return ref
+
+    def _has_complete_blob(self, path: str, size: int) -> bool:
+        try:
+            return bool(self._fs.size(path) == size)
+        except FileNotFoundError:
+            return False
+
+    def get(self, sha256: str, *, size: int | None = None) -> bytes:
+        """Read a blob and check that it hashes to ``sha256``.
+
+        Parameters
+        ----------
+        sha256
+            The blob's key (64 hex digits).
+        size
+            The size recorded with the blob (``ArtifactRef.size``), if known; it is only used
+            to make the error message say how many bytes were expected.
+
+        Raises
+        ------
+        ModelNotFoundError
+            No blob is stored under ``sha256``.
+        ArtifactIntegrityError
+            The stored bytes do not hash to ``sha256`` (tampered or truncated).
+
+        Examples
+        --------
+        >>> store = InMemoryArtifactStore()
+        >>> store.get(store.put(b"abc").sha256)
+        b'abc'
+        """
+        path = self._path(sha256)
+        url = self._fs.unstrip_protocol(path)
+        try:
+            data: bytes = self._fs.cat_file(path)
+        except FileNotFoundError:
+            raise ModelNotFoundError(
+                f"No artifact with sha256 {sha256.lower()} in the store: {url} does not exist."
+            ) from None
+        verify_sha256(data, expected_sha256=sha256, where=url, expected_size=size)
+        return data
+
+    def exists(self, sha256: str) -> bool:
+        """Whether a blob is stored under ``sha256`` (its content is not checked).
+
+        Examples
+        --------
+        >>> store = InMemoryArtifactStore()
+        >>> store.exists(store.put(b"abc").sha256), store.exists("0" * 64)
+        (True, False)
+        """
+        return bool(self._fs.exists(self._path(sha256)))
+
+    def url(self, sha256: str) -> str:
+        """The fsspec URL of the blob stored (or to be stored) under ``sha256``.
+
+        The URL can be opened with ``fsspec.open`` from another process, except for
+        ``memory://`` URLs, which only exist inside the process that wrote them.
+
+        Examples
+        --------
+        >>> store = FsspecArtifactStore("memory://docs/url")
+        >>> store.url("ab" * 32)
+        'memory:///docs/url/sha256/ab/abababababababababababababababababababababababababababababababab'
+        """
+        return str(self._fs.unstrip_protocol(self._path(sha256)))
+
+
+def verify_sha256(
+    data: bytes, *, expected_sha256: str, where: str, expected_size: int | None = None
+) -> None:
+    """Raise ``ArtifactIntegrityError`` unless ``data`` hashes to ``expected_sha256``.
+
+    Parameters
+    ----------
+    data
+        The bytes read.
+    expected_sha256
+        The sha256 recorded for them.
+    where
+        The path or URL they were read from, for the message.
+    expected_size
+        The size recorded for them, if known, for the message.
+
+    Examples
+    --------
+    >>> verify_sha256(b"abc", expected_sha256=hashlib.sha256(b"abc").hexdigest(), where="x")
+    >>> verify_sha256(b"ab", expected_sha256=hashlib.sha256(b"abc").hexdigest(), where="x")
+    Traceback (most recent call last):
+    ...
+    retrainer.errors.ArtifactIntegrityError: Artifact x failed its integrity check: ...
+    """
+    actual = hashlib.sha256(data).hexdigest()
+    if actual == expected_sha256.lower():
+        return
+    expected_bytes = "size not recorded" if expected_size is None else f"{expected_size} bytes"
+    raise ArtifactIntegrityError(
+        f"Artifact {where} failed its integrity check: expected sha256 "
+        f"{expected_sha256.lower()} ({expected_bytes}), got sha256 {actual} ({len(data)} "
+        "bytes). The file was tampered with or truncated and must not be loaded; restore it "
+        "from a backup or retrain the model."
+    )
+
+
+def _write_local_atomically(folder: str, tmp: str, path: str, data: bytes) -> None:
+    """Write ``data`` to ``tmp``, make it durable, then rename it to ``path``."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        Path(tmp).replace(path)  # os.replace: atomic on POSIX and Windows
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if os.name == "posix":
+        # The rename is only durable once the folder's entry is on disk too.
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class LocalArtifactStore(FsspecArtifactStore):
+    """Content-addressed blob store in a local folder (the embedded default).
+
+    Parameters
+    ----------
+    path
+        The folder; created on the first ``put``. A relative path is resolved against the
+        current directory when the store is created.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     store = LocalArtifactStore(folder)
+    ...     ref = store.put(b"model bytes")
+    ...     print(ref.url.startswith("file://"), store.get(ref.sha256))
+    True b'model bytes'
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        protocol, stripped = fsspec.core.split_protocol(os.fspath(path))
+        if protocol not in (None, "file", "local"):
+            raise ConfigError(
+                f"LocalArtifactStore needs a local folder. Got {os.fspath(path)!r}; use "
+                "FsspecArtifactStore or open_artifact_store for other filesystems."
+            )
+        super().__init__(str(Path(stripped).expanduser().resolve()))
+
+
+class InMemoryArtifactStore(FsspecArtifactStore):
+    """Content-addressed blob store in fsspec's in-process memory filesystem.
+
+    It has the same contract as the other stores, and because the blobs live in fsspec's
+    memory filesystem, any store opened on the same ``memory://`` root in the same process
+    (and ``fsspec.open`` on a blob's ``url``) sees them. The blobs disappear with the process.
+
+    Parameters
+    ----------
+    url
+        A ``memory://`` root. By default each store gets a fresh root of its own, so stores
+        made by different tests do not share blobs.
+
+    Examples
+    --------
+    >>> store = InMemoryArtifactStore("memory://docs/in-memory")
+    >>> ref = store.put(b"abc")
+    >>> InMemoryArtifactStore("memory://docs/in-memory").get(ref.sha256)
+    b'abc'
+    >>> with fsspec.open(ref.url, "rb") as f:
+    ...     f.read()
+    b'abc'
+    """
+
+    def __init__(self, url: str | None = None) -> None:
+        if url is None:
+            url = f"memory://retrainer-artifacts/{uuid.uuid4().hex}"
+        if fsspec.core.split_protocol(url)[0] != "memory":
+            raise ConfigError(f"InMemoryArtifactStore needs a memory:// URL. Got {url!r}.")
+        super().__init__(url)
+
+
+def open_artifact_store(url: str) -> ArtifactStore:
+    """Open the artifact store at ``url``.
+
+    ``memory://...`` gives an :class:`InMemoryArtifactStore`, a local path or ``file://`` URL a
+    :class:`LocalArtifactStore`, and any other fsspec URL (``s3://``, ``gs://``...) an
+    :class:`FsspecArtifactStore` (which needs the matching fsspec backend, e.g. ``s3fs``).
+
+    Examples
+    --------
+    >>> open_artifact_store("memory://docs/open")
+    InMemoryArtifactStore('memory:///docs/open')
+    >>> type(open_artifact_store("artifacts")).__name__
+    'LocalArtifactStore'
+    """
+    protocol, _ = fsspec.core.split_protocol(url)
+    if protocol == "memory":
+        return InMemoryArtifactStore(url)
+    if protocol in (None, "file", "local"):
+        return LocalArtifactStore(url)
+    return FsspecArtifactStore(url)

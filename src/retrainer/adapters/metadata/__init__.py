@@ -2,8 +2,19 @@
 
 ``SQLMetadataStore`` (SQLite by default, PostgreSQL at scale) and ``InMemoryMetadataStore``
 implement the same :class:`MetadataStore` protocol and pass the same contract test suite.
+``open_metadata_store(url)`` picks one from a URL; ``upgrade_schema(url)`` brings a database to
+the schema this version of retrainer needs (``retrainer db upgrade``).
 """
 
+from retrainer.adapters.metadata.memory import InMemoryMetadataStore
 from retrainer.adapters.metadata.protocol import ANY, MetadataStore
+from retrainer.adapters.metadata.sql import SQLMetadataStore, open_metadata_store, upgrade_schema
 
-__all__ = ["ANY", "MetadataStore"]
+__all__ = [
+    "ANY",
+    "InMemoryMetadataStore",
+    "MetadataStore",
+    "SQLMetadataStore",
+    "open_metadata_store",
+    "upgrade_schema",
+]

@@ -1,0 +1,549 @@
+"""The in-memory metadata store, and the record normalization every metadata store shares.
+
+:class:`InMemoryMetadataStore` keeps everything in Python lists and dicts behind one lock. It is
+a real adapter, not a mock: tests, doctests, the demo and the backtest use it, and it passes the
+same contract suite as :class:`~retrainer.adapters.metadata.sql.SQLMetadataStore`.
+
+The helpers above the class (``normalized_run``, ``json_dict``...) are shared with the SQL store
+so that both behave alike: they turn a record into the exact form a store keeps, aware UTC
+datetimes and JSON-only dicts (a JSON round-trip, so the in-memory store hands back exactly what
+the SQL store would: tuples become lists, numpy scalars become Python numbers).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+from retrainer.adapters.metadata.protocol import ANY
+from retrainer.core.clock import as_utc
+from retrainer.core.types import (
+    RUN_STATUSES,
+    AliasMove,
+    Event,
+    EvidenceRow,
+    ModelVersion,
+    PipelineRecord,
+    Run,
+    Snapshot,
+    Verdict,
+)
+from retrainer.errors import ConcurrencyError, ModelNotFoundError
+
+__all__ = ["InMemoryMetadataStore"]
+
+_T = TypeVar("_T")
+
+
+# -- normalization shared by every metadata store --------------------------------------------
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars (np.float64 is already a float, np.int64 and np.bool_ are not) have a
+    # zero-dimensional ``item()``; anything else is not JSON.
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def json_value(value: Any, what: str) -> Any:
+    """Return a deep copy of ``value`` made of JSON values only, or raise ``TypeError``."""
+    try:
+        text = json.dumps(value, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{what} must hold only JSON values (str, int, float, bool, None, and lists and "
+            f"dicts with string keys of them). Got {exc}"
+        ) from None
+    return json.loads(text)
+
+
+def json_dict(value: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """Return a JSON-only deep copy of the dict ``value``, or raise ``TypeError``."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{what} must be a dict. Got {type(value).__name__}: {value!r}")
+    result: dict[str, Any] = json_value(dict(value), what)
+    return result
+
+
+def optional_utc(value: datetime | None) -> datetime | None:
+    """``as_utc`` that lets ``None`` through."""
+    return None if value is None else as_utc(value)
+
+
+def evidence_to_json(rows: Sequence[EvidenceRow]) -> list[dict[str, Any]]:
+    """A verdict's evidence rows as JSON objects (the form the SQL store keeps)."""
+    encoded = [
+        {
+            "rule": row.rule,
+            "metric": row.metric,
+            "candidate": row.candidate,
+            "champion": row.champion,
+            "delta": row.delta,
+            "threshold": row.threshold,
+            "passed": row.passed,
+            "slice": row.slice,
+            "note": row.note,
+        }
+        for row in rows
+    ]
+    result: list[dict[str, Any]] = json_value(encoded, "Verdict.evidence")
+    return result
+
+
+def evidence_from_json(rows: Sequence[Mapping[str, Any]]) -> tuple[EvidenceRow, ...]:
+    """The inverse of :func:`evidence_to_json`."""
+    return tuple(EvidenceRow(**dict(row)) for row in rows)
+
+
+def normalized_snapshot(snapshot: Snapshot) -> Snapshot:
+    """``snapshot`` with aware UTC datetimes and a copied ``schema``."""
+    return replace(
+        snapshot,
+        window_start=optional_utc(snapshot.window_start),
+        window_end=optional_utc(snapshot.window_end),
+        min_time=optional_utc(snapshot.min_time),
+        max_time=optional_utc(snapshot.max_time),
+        schema=json_dict(snapshot.schema, "Snapshot.schema"),
+        created_at=as_utc(snapshot.created_at),
+    )
+
+
+def normalized_run(run: Run) -> Run:
+    """``run`` with aware UTC datetimes and copied dicts; checks ``status``."""
+    if run.status not in RUN_STATUSES:
+        raise ValueError(f"Run.status must be one of {', '.join(RUN_STATUSES)}. Got {run.status!r}")
+    return replace(
+        run,
+        created_at=as_utc(run.created_at),
+        started_at=optional_utc(run.started_at),
+        finished_at=optional_utc(run.finished_at),
+        lease_expires_at=optional_utc(run.lease_expires_at),
+        evidence=json_dict(run.evidence, "Run.evidence"),
+        params=json_dict(run.params, "Run.params"),
+        metrics=json_dict(run.metrics, "Run.metrics"),
+        timings=json_dict(run.timings, "Run.timings"),
+    )
+
+
+def normalized_version(draft: ModelVersion) -> ModelVersion:
+    """``draft`` with aware UTC datetimes, copied dicts and a JSON-checked verdict."""
+    blessing = draft.blessing
+    return replace(
+        draft,
+        created_at=as_utc(draft.created_at),
+        metrics=json_dict(draft.metrics, "ModelVersion.metrics"),
+        params=json_dict(draft.params, "ModelVersion.params"),
+        environment=json_dict(draft.environment, "ModelVersion.environment"),
+        profile=None if draft.profile is None else json_dict(draft.profile, "ModelVersion.profile"),
+        snapshot=normalized_snapshot(draft.snapshot),
+        blessing=Verdict(
+            passed=bool(blessing.passed),
+            evidence=evidence_from_json(evidence_to_json(blessing.evidence)),
+            champion_version=blessing.champion_version,
+            reason=blessing.reason,
+        ),
+    )
+
+
+def normalized_event(event: Event) -> Event:
+    """``event`` with an aware UTC time and a copied ``data`` dict."""
+    return replace(event, at=as_utc(event.at), data=json_dict(event.data, "Event.data"))
+
+
+def check_snapshot_pipeline(pipeline: str, snapshot: Snapshot) -> None:
+    """A model version's snapshot must be data of the same pipeline."""
+    if snapshot.pipeline != pipeline:
+        raise ValueError(
+            f"A version of pipeline {pipeline!r} cannot point at snapshot {snapshot.id} of "
+            f"pipeline {snapshot.pipeline!r}: pass a snapshot of {pipeline!r}."
+        )
+
+
+def unknown_pipeline(name: str, known: Sequence[str]) -> ModelNotFoundError:
+    """The error for a pipeline the store does not know."""
+    listed = ", ".join(repr(n) for n in sorted(known)) or "none"
+    return ModelNotFoundError(
+        f"Unknown pipeline {name!r}: register it with ensure_pipeline() first. "
+        f"Known pipelines: {listed}."
+    )
+
+
+def unknown_version(pipeline: str, version: int, existing: Sequence[int]) -> ModelNotFoundError:
+    """The error for a version number a pipeline does not have."""
+    have = f"its versions are 1..{max(existing)}" if existing else "it has no versions yet"
+    return ModelNotFoundError(f"Pipeline {pipeline!r} has no version {version}: {have}.")
+
+
+def alias_conflict(
+    pipeline: str, alias: str, current: int | None, expected: int | None
+) -> ConcurrencyError:
+    """The error for a failed compare-and-set on an alias."""
+
+    def show(v: int | None) -> str:
+        return "nothing" if v is None else f"version {v}"
+
+    return ConcurrencyError(
+        f"Alias {alias!r} of pipeline {pipeline!r} points at {show(current)}, expected "
+        f"{show(expected)}: another process moved it first. Read the alias again and retry."
+    )
+
+
+# -- the store ----------------------------------------------------------------------------
+
+
+class InMemoryMetadataStore:
+    """A metadata store that keeps everything in memory, for tests, the demo and backtests.
+
+    Thread-safe (one lock around every method). Records are copied on the way in and on the
+    way out, so mutating a dict you passed in or got back never changes what is stored.
+    Everything is lost when the object is dropped.
+
+    Like every metadata store: a write that names an unknown pipeline, run, snapshot or version
+    raises :class:`~retrainer.errors.ModelNotFoundError`, and so do ``get_run``,
+    ``get_snapshot`` and ``get_version``; lists and alias reads of an unknown pipeline are
+    empty (``[]``, ``{}``, ``None``). Dicts must hold JSON values.
+
+    Examples
+    --------
+    >>> from datetime import datetime
+    >>> from retrainer.core.types import CodeVersion, Event, ModelVersion, Snapshot, Verdict
+    >>> store = InMemoryMetadataStore()
+    >>> now = datetime(2024, 5, 1, 12)
+    >>> store.ensure_pipeline("churn", "d41d8cd9", now).name
+    'churn'
+    >>> snap = Snapshot(
+    ...     pipeline="churn", source="data/churn.parquet", window_start=None,
+    ...     window_end=now, min_time=None, max_time=now, rows=1000,
+    ...     schema={"age": "int64"}, fingerprint="ab12", created_at=now,
+    ... )
+    >>> draft = ModelVersion(
+    ...     pipeline="churn", version=0, created_at=now, run_id=None,
+    ...     artifact_sha256="0" * 64, artifact_size=2048, artifact_format="skops",
+    ...     metrics={"auc": 0.91}, params={}, snapshot=snap,
+    ...     code=CodeVersion(pipeline_hash="d41d8cd9"), environment={"python": "3.11"},
+    ...     blessing=Verdict(passed=True, evidence=()),
+    ... )
+    >>> v1 = store.register_version(draft)
+    >>> v1.version, v1.snapshot.id, v1.created_at.isoformat()
+    (1, 1, '2024-05-01T12:00:00+00:00')
+    >>> store.register_version(draft).version
+    2
+    >>> move = store.move_alias(
+    ...     "churn", "champion", 1, at=now, reason="first model", actor="alice", expected=None
+    ... )
+    >>> store.get_alias("churn", "champion"), store.aliases("churn")
+    (1, {'champion': 1})
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._pipelines: dict[str, PipelineRecord] = {}
+        self._snapshots: list[Snapshot] = []
+        self._runs: list[Run] = []
+        self._run_ids: dict[str, int] = {}
+        self._versions: dict[str, list[ModelVersion]] = {}
+        self._moves: list[AliasMove] = []
+        self._events: list[Event] = []
+
+    def __enter__(self) -> InMemoryMetadataStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return "InMemoryMetadataStore()"
+
+    # -- helpers (call with the lock held) --
+
+    def _require_pipeline(self, name: str) -> None:
+        if name not in self._pipelines:
+            raise unknown_pipeline(name, list(self._pipelines))
+
+    def _require_snapshot(self, snapshot_id: int) -> Snapshot:
+        if not 1 <= snapshot_id <= len(self._snapshots):
+            raise ModelNotFoundError(f"No snapshot with id {snapshot_id}.")
+        return self._snapshots[snapshot_id - 1]
+
+    def _require_run(self, run_id: int) -> Run:
+        if not 1 <= run_id <= len(self._runs):
+            raise ModelNotFoundError(f"No run with id {run_id}.")
+        return self._runs[run_id - 1]
+
+    def _require_version(self, pipeline: str, version: int) -> ModelVersion:
+        self._require_pipeline(pipeline)
+        versions = self._versions.get(pipeline, [])
+        if not 1 <= version <= len(versions):
+            raise unknown_version(pipeline, version, [v.version for v in versions])
+        return versions[version - 1]
+
+    def _check_run_refs(self, run: Run) -> None:
+        self._require_pipeline(run.pipeline)
+        if run.snapshot_id is not None:
+            self._require_snapshot(run.snapshot_id)
+
+    def _current(self, pipeline: str, alias: str) -> int | None:
+        for move in reversed(self._moves):
+            if move.pipeline == pipeline and move.alias == alias:
+                return move.version
+        return None
+
+    def _append_event(self, event: Event) -> Event:
+        stored = replace(event, id=len(self._events) + 1)
+        self._events.append(stored)
+        return stored
+
+    @staticmethod
+    def _out(record: _T) -> _T:
+        return copy.deepcopy(record)
+
+    # -- pipelines --
+
+    def ensure_pipeline(self, name: str, definition_hash: str, now: datetime) -> PipelineRecord:
+        """Create the pipeline or update its definition hash; return the record.
+
+        ``updated_at`` only moves when the hash changes.
+        """
+        now = as_utc(now)
+        with self._lock:
+            record = self._pipelines.get(name)
+            if record is None:
+                record = PipelineRecord(
+                    name=name, definition_hash=definition_hash, created_at=now, updated_at=now
+                )
+            elif record.definition_hash != definition_hash:
+                record = replace(record, definition_hash=definition_hash, updated_at=now)
+            self._pipelines[name] = record
+            return record
+
+    def list_pipelines(self) -> list[PipelineRecord]:
+        """All pipelines, by name."""
+        with self._lock:
+            return [self._pipelines[name] for name in sorted(self._pipelines)]
+
+    # -- snapshots --
+
+    def add_snapshot(self, snapshot: Snapshot) -> Snapshot:
+        """Store a snapshot and return it with its ``id`` set."""
+        snapshot = normalized_snapshot(snapshot)
+        with self._lock:
+            self._require_pipeline(snapshot.pipeline)
+            stored = replace(snapshot, id=len(self._snapshots) + 1)
+            self._snapshots.append(stored)
+            return self._out(stored)
+
+    def get_snapshot(self, snapshot_id: int) -> Snapshot:
+        with self._lock:
+            return self._out(self._require_snapshot(snapshot_id))
+
+    # -- runs --
+
+    def create_run(self, run: Run) -> tuple[Run, bool]:
+        """Insert ``run`` unless a run with its key exists; return (the stored run, created)."""
+        run = normalized_run(run)
+        with self._lock:
+            existing = self._run_ids.get(run.key)
+            if existing is not None:
+                return self._out(self._runs[existing - 1]), False
+            self._check_run_refs(run)
+            run_id = len(self._runs) + 1
+            stored = replace(run, id=run_id)
+            self._runs.append(stored)
+            self._run_ids[stored.key] = run_id
+            return self._out(stored), True
+
+    def update_run(self, run: Run) -> Run:
+        """Overwrite the run with ``run.id`` with every field of ``run``; return it.
+
+        A run's ``key`` cannot change (it is what makes ``create_run`` idempotent).
+        """
+        run_id = run.id
+        if run_id is None:
+            raise ValueError("update_run needs a run with an id: pass the run create_run returned")
+        run = normalized_run(run)
+        with self._lock:
+            current = self._require_run(run_id)
+            if current.key != run.key:
+                raise ValueError(
+                    f"A run's key cannot change: run {run_id} has key {current.key!r}, "
+                    f"got {run.key!r}."
+                )
+            self._check_run_refs(run)
+            self._runs[run_id - 1] = run
+            return self._out(run)
+
+    def get_run(self, run_id: int) -> Run:
+        with self._lock:
+            return self._out(self._require_run(run_id))
+
+    def list_runs(
+        self, pipeline: str | None = None, status: str | None = None, limit: int | None = 50
+    ) -> list[Run]:
+        """Runs, newest first (by id); ``limit=None`` returns them all."""
+        with self._lock:
+            found = [
+                run
+                for run in reversed(self._runs)
+                if (pipeline is None or run.pipeline == pipeline)
+                and (status is None or run.status == status)
+            ]
+            return self._out(found if limit is None else found[: max(limit, 0)])
+
+    # -- model versions --
+
+    def register_version(self, draft: ModelVersion, event: Event | None = None) -> ModelVersion:
+        """Assign the next version number of ``draft.pipeline`` and store it.
+
+        ``draft.version`` is ignored. A snapshot without an ``id`` is stored first; one with an
+        ``id`` must exist and is returned as stored. ``event`` (if given) is stored with its
+        ``version`` set to the assigned number; all of it happens or none of it does.
+        """
+        draft = normalized_version(draft)
+        event = None if event is None else normalized_event(event)
+        with self._lock:
+            # Check everything before changing anything: the write is all or nothing.
+            self._require_pipeline(draft.pipeline)
+            if draft.run_id is not None:
+                self._require_run(draft.run_id)
+            snapshot = draft.snapshot
+            if snapshot.id is not None:
+                snapshot = self._require_snapshot(snapshot.id)
+            check_snapshot_pipeline(draft.pipeline, snapshot)
+            if snapshot.id is None:
+                snapshot = replace(snapshot, id=len(self._snapshots) + 1)
+                self._snapshots.append(snapshot)
+            versions = self._versions.setdefault(draft.pipeline, [])
+            stored = replace(draft, version=len(versions) + 1, snapshot=snapshot)
+            versions.append(stored)
+            if event is not None:
+                self._append_event(replace(event, version=stored.version))
+            return self._out(stored)
+
+    def get_version(self, pipeline: str, version: int) -> ModelVersion:
+        with self._lock:
+            return self._out(self._require_version(pipeline, version))
+
+    def list_versions(self, pipeline: str) -> list[ModelVersion]:
+        """All versions of ``pipeline``, oldest first (none for an unknown pipeline)."""
+        with self._lock:
+            return self._out(list(self._versions.get(pipeline, [])))
+
+    # -- aliases --
+
+    def move_alias(
+        self,
+        pipeline: str,
+        alias: str,
+        version: int | None,
+        *,
+        at: datetime,
+        reason: str,
+        actor: str,
+        expected: int | None = ANY,
+        event: Event | None = None,
+    ) -> AliasMove:
+        """Point ``alias`` at ``version`` (``None`` clears it), appending to its history.
+
+        If ``expected`` is given (a version or ``None``) and the alias currently points
+        elsewhere, raise ``ConcurrencyError`` and change nothing. A version that does not exist
+        raises ``ModelNotFoundError``. ``event`` (if given) is stored with the move.
+        """
+        at = as_utc(at)
+        event = None if event is None else normalized_event(event)
+        with self._lock:
+            self._require_pipeline(pipeline)
+            if version is not None:
+                self._require_version(pipeline, version)
+            current = self._current(pipeline, alias)
+            if expected is not ANY and current != expected:
+                raise alias_conflict(pipeline, alias, current, expected)
+            move = AliasMove(
+                pipeline=pipeline,
+                alias=alias,
+                version=version,
+                previous=current,
+                at=at,
+                reason=reason,
+                actor=actor,
+                id=len(self._moves) + 1,
+            )
+            self._moves.append(move)
+            if event is not None:
+                self._append_event(event)
+            return move
+
+    def get_alias(self, pipeline: str, alias: str) -> int | None:
+        """The version ``alias`` points at now, or ``None``."""
+        with self._lock:
+            return self._current(pipeline, alias)
+
+    def aliases(self, pipeline: str) -> dict[str, int]:
+        """Current aliases of ``pipeline`` that point at a version."""
+        with self._lock:
+            current: dict[str, int | None] = {}
+            for move in self._moves:
+                if move.pipeline == pipeline:
+                    current[move.alias] = move.version
+            return {name: v for name, v in sorted(current.items()) if v is not None}
+
+    def alias_history(self, pipeline: str, alias: str | None = None) -> list[AliasMove]:
+        """Moves, oldest first."""
+        with self._lock:
+            return [
+                m
+                for m in self._moves
+                if m.pipeline == pipeline and (alias is None or m.alias == alias)
+            ]
+
+    def alias_at(self, pipeline: str, alias: str, at: datetime) -> int | None:
+        """The version ``alias`` pointed at, at time ``at`` (None if none).
+
+        That is the last move (by id) made at or before ``at``.
+        """
+        at = as_utc(at)
+        with self._lock:
+            for move in reversed(self._moves):
+                if move.pipeline == pipeline and move.alias == alias and move.at <= at:
+                    return move.version
+            return None
+
+    # -- events --
+
+    def append_event(self, event: Event) -> Event:
+        """Store ``event`` and return it with its ``id`` set."""
+        event = normalized_event(event)
+        with self._lock:
+            return self._out(self._append_event(event))
+
+    def list_events(
+        self,
+        pipeline: str | None = None,
+        since: datetime | None = None,
+        kinds: list[str] | None = None,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """Events oldest first (by id); with ``limit``, the most recent ``limit`` of them.
+
+        ``since`` keeps the events at or after it.
+        """
+        since = optional_utc(since)
+        with self._lock:
+            found = [
+                e
+                for e in self._events
+                if (pipeline is None or e.pipeline == pipeline)
+                and (since is None or e.at >= since)
+                and (kinds is None or e.kind in kinds)
+            ]
+            if limit is not None:
+                found = found[max(len(found) - limit, 0) :] if limit > 0 else []
+            return self._out(found)
+
+    def close(self) -> None:
+        """Nothing to release; the store stays usable."""

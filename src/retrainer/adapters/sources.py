@@ -1,0 +1,360 @@
+"""Data sources: ``load(start, end)`` over a time column, and the snapshot of what was read.
+
+Built in: Parquet or CSV files and folders at any fsspec URL (:class:`FileSource`), a SQL
+query over a SQLAlchemy URL (:class:`SQLSource`) and a Python callable
+(:class:`CallableSource`). Every source returns rows with ``start <= time < end`` sorted by
+time, with the time column as naive UTC ``datetime64``.
+
+Examples
+--------
+>>> import pandas as pd
+>>> from datetime import datetime
+>>> frame = pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=5, freq="D"), "x": range(5)})
+>>> src = CallableSource(lambda start, end: frame, time_column="ts", name="doc:frame")
+>>> src.load(datetime(2024, 1, 2), datetime(2024, 1, 4))["x"].tolist()
+[1, 2]
+>>> snapshot_of(src.load(None, None), "ts").rows
+5
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from retrainer.errors import ConfigError, DataError, SourceError
+
+
+class Source(Protocol):
+    """Anything that loads the rows of a time range."""
+
+    time_column: str
+
+    @property
+    def description(self) -> str:
+        """A short, stable description (URL, query...) recorded in snapshots."""
+        ...
+
+    def load(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+        """Rows with ``start <= time < end`` (None = unbounded), sorted by time."""
+        ...
+
+
+def _naive_utc(value: datetime | None) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert(UTC).tz_localize(None)
+    return ts
+
+
+def normalize_time(frame: pd.DataFrame, time_column: str, origin: str) -> pd.DataFrame:
+    """Check the time column, convert it to naive UTC datetime64 and sort by it."""
+    if time_column not in frame.columns:
+        raise DataError(
+            f"{origin}: time column '{time_column}' not found; columns are: "
+            f"{', '.join(map(str, frame.columns))}"
+        )
+    col = frame[time_column]
+    if not pd.api.types.is_datetime64_any_dtype(col):
+        try:
+            col = pd.to_datetime(col, utc=True)
+        except (ValueError, TypeError) as exc:
+            example = col.dropna().astype(str).head(1).tolist()
+            raise DataError(
+                f"{origin}: time column '{time_column}' has dtype {frame[time_column].dtype} "
+                f"and cannot be read as timestamps (e.g. {example}): {exc}"
+            ) from None
+    if getattr(col.dt, "tz", None) is not None:
+        col = col.dt.tz_convert(UTC).dt.tz_localize(None)
+    if col.isna().any():
+        raise DataError(
+            f"{origin}: time column '{time_column}' has {int(col.isna().sum())} missing values"
+        )
+    frame = frame.assign(**{time_column: col})
+    if not col.is_monotonic_increasing:
+        frame = frame.sort_values(time_column, kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def _filter(frame: pd.DataFrame, time_column: str, start: datetime | None, end: datetime | None):
+    lo, hi = _naive_utc(start), _naive_utc(end)
+    col = frame[time_column]
+    mask = pd.Series(True, index=frame.index)
+    if lo is not None:
+        mask &= col >= lo
+    if hi is not None:
+        mask &= col < hi
+    return frame if bool(mask.all()) else frame.loc[mask].reset_index(drop=True)
+
+
+class FileSource:
+    """Parquet or CSV files at a local path or fsspec URL (a file or a folder of files).
+
+    Parquet filters the time range while reading (pyarrow dataset pushdown).
+    """
+
+    def __init__(self, url: str, *, time_column: str, format: str = "parquet") -> None:
+        self.url = url
+        self.time_column = time_column
+        self.format = format
+
+    @property
+    def description(self) -> str:
+        return f"{self.format}:{self.url}"
+
+    def load(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+        import fsspec.core
+
+        try:
+            fs, path = fsspec.core.url_to_fs(self.url)
+            if not fs.exists(path):
+                raise SourceError(f"source {self.url}: no such file or folder")
+            if self.format == "parquet":
+                frame = self._load_parquet(fs, path, start, end)
+            else:
+                frame = self._load_csv(fs, path)
+        except (SourceError, DataError):
+            raise
+        except Exception as exc:
+            raise SourceError(f"source {self.url}: cannot read {self.format}: {exc}") from None
+        frame = normalize_time(frame, self.time_column, f"source {self.url}")
+        return _filter(frame, self.time_column, start, end)
+
+    def _load_parquet(self, fs: Any, path: str, start: datetime | None, end: datetime | None):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.dataset as ds
+
+        dataset = ds.dataset(path, filesystem=fs, format="parquet")
+        if self.time_column not in dataset.schema.names:
+            raise DataError(
+                f"source {self.url}: time column '{self.time_column}' not found; columns are: "
+                f"{', '.join(dataset.schema.names)}"
+            )
+        field_type = dataset.schema.field(self.time_column).type
+        expr = None
+        if pa.types.is_timestamp(field_type):
+            for bound, op in ((start, "ge"), (end, "lt")):
+                ts = _naive_utc(bound)
+                if ts is None:
+                    continue
+                if field_type.tz is not None:
+                    scalar = pa.scalar(ts.tz_localize(UTC), type=pa.timestamp("us", tz="UTC"))
+                else:
+                    scalar = pa.scalar(ts.to_pydatetime(), type=pa.timestamp("us"))
+                field = pc.field(self.time_column)
+                cond = field >= scalar if op == "ge" else field < scalar
+                expr = cond if expr is None else expr & cond
+        return dataset.to_table(filter=expr).to_pandas()
+
+    def _load_csv(self, fs: Any, path: str) -> pd.DataFrame:
+        files = sorted(fs.glob(path.rstrip("/") + "/**/*.csv")) if fs.isdir(path) else [path]
+        if not files:
+            raise SourceError(f"source {self.url}: the folder holds no .csv files")
+        parts = []
+        for f in files:
+            with fs.open(f, "rb") as fh:
+                parts.append(pd.read_csv(fh))
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+class SQLSource:
+    """A SQL query over a SQLAlchemy URL; the window filter wraps the query.
+
+    The time bounds are bound parameters, never formatted into the SQL text.
+    """
+
+    def __init__(self, url: str, query: str, *, time_column: str) -> None:
+        self.url = url
+        self.query = query.strip().rstrip(";")
+        self.time_column = time_column
+
+    @property
+    def description(self) -> str:
+        return f"sql:{_redact(self.url)}:{hashlib.sha256(self.query.encode()).hexdigest()[:12]}"
+
+    def load(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+        import sqlalchemy as sa
+
+        clauses, params = [], {}
+        col = sa.column(self.time_column)
+        if start is not None:
+            clauses.append(col >= sa.bindparam("start"))
+            params["start"] = _naive_utc(start).to_pydatetime()  # type: ignore[union-attr]
+        if end is not None:
+            clauses.append(col < sa.bindparam("end"))
+            params["end"] = _naive_utc(end).to_pydatetime()  # type: ignore[union-attr]
+        sub = sa.text(self.query).columns().subquery("q")
+        stmt = sa.select(sa.text("*")).select_from(sub)
+        for c in clauses:
+            stmt = stmt.where(c)
+        try:
+            engine = sa.create_engine(self.url)
+        except Exception as exc:
+            raise SourceError(f"source {_redact(self.url)}: bad SQLAlchemy URL: {exc}") from None
+        try:
+            with engine.connect() as conn:
+                frame = pd.read_sql(stmt, conn, params=params)
+        except Exception as exc:
+            first = str(exc).splitlines()[0]
+            raise SourceError(f"source {_redact(self.url)}: query failed: {first}") from None
+        finally:
+            engine.dispose()
+        frame = normalize_time(frame, self.time_column, f"source {_redact(self.url)}")
+        return _filter(frame, self.time_column, start, end)
+
+
+def _redact(url: str) -> str:
+    try:
+        import sqlalchemy as sa
+
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+class CallableSource:
+    """A Python function ``fn(start, end) -> DataFrame``; the result is filtered again."""
+
+    def __init__(
+        self,
+        fn: Callable[[datetime | None, datetime | None], pd.DataFrame],
+        *,
+        time_column: str,
+        name: str,
+    ) -> None:
+        self.fn = fn
+        self.time_column = time_column
+        self.name = name
+
+    @property
+    def description(self) -> str:
+        return f"callable:{self.name}"
+
+    def load(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+        try:
+            frame = self.fn(start, end)
+        except Exception as exc:
+            raise SourceError(f"source {self.name}: raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(frame, pd.DataFrame):
+            raise SourceError(
+                f"source {self.name}: expected a pandas DataFrame, got {type(frame).__name__}"
+            )
+        frame = normalize_time(frame, self.time_column, f"source {self.name}")
+        return _filter(frame, self.time_column, start, end)
+
+
+def import_ref(ref: str, base: Path | None = None) -> Any:
+    """Import ``module:attribute``; a module file in ``base`` (the project folder) wins.
+
+    A module found as a file in ``base`` is (re)loaded from that file, so two projects with
+    their own ``pipeline.py`` in one process each get their own code.
+    """
+    module_name, _, attr = ref.partition(":")
+    module: Any = None
+    try:
+        local = base / (module_name.replace(".", "/") + ".py") if base is not None else None
+        if local is not None and local.is_file():
+            loaded = sys.modules.get(module_name)
+            loaded_file = getattr(loaded, "__file__", None)
+            if (
+                loaded is not None
+                and loaded_file
+                and Path(loaded_file).resolve() == local.resolve()
+            ):
+                module = loaded
+            else:
+                spec = importlib.util.spec_from_file_location(module_name, local)
+                if spec is None or spec.loader is None:
+                    raise ImportError(f"cannot load {local}")
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[module_name] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    sys.modules.pop(module_name, None)
+                    raise
+        else:
+            module = importlib.import_module(module_name)
+    except Exception as exc:
+        where = f" ({local})" if local is not None and local.is_file() else ""
+        raise ConfigError(
+            f"cannot import module '{module_name}'{where} for '{ref}': {type(exc).__name__}: {exc}"
+        ) from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(
+            f"module '{module_name}' has no attribute '{attr}' (from '{ref}')"
+        ) from None
+
+
+def resolve_url(url: str, base: Path) -> str:
+    """Make a relative local path absolute against ``base``; leave URLs with a scheme alone."""
+    if "://" in url:
+        return url
+    p = Path(url).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def make_source(spec: Any, base: Path) -> Source:
+    """Build a source from its validated config (``retrainer.config`` source models)."""
+    kind = spec.kind
+    if kind in ("parquet", "csv"):
+        return FileSource(resolve_url(spec.url, base), time_column=spec.time_column, format=kind)
+    if kind == "sql":
+        url = spec.url
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            rel = url.removeprefix("sqlite:///")
+            if rel and rel != ":memory:":
+                url = "sqlite:///" + str((base / rel).resolve())
+        return SQLSource(url, spec.query, time_column=spec.time_column)
+    if kind == "callable":
+        fn = import_ref(spec.function, base)
+        return CallableSource(fn, time_column=spec.time_column, name=spec.function)
+    raise ConfigError(f"unknown source kind {kind!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameSummary:
+    """What a snapshot records of a loaded frame."""
+
+    rows: int
+    schema: dict[str, str]
+    fingerprint: str
+    min_time: datetime | None
+    max_time: datetime | None
+
+
+def snapshot_of(frame: pd.DataFrame, time_column: str) -> FrameSummary:
+    """Rows, schema, time range and a sha256 content fingerprint of ``frame``.
+
+    The fingerprint covers column names, dtypes and every value (row order included), so
+    the same data gives the same fingerprint in any process.
+    """
+    h = hashlib.sha256()
+    schema = {str(c): str(t) for c, t in frame.dtypes.items()}
+    h.update(repr(sorted(schema.items())).encode())
+    h.update(str(len(frame)).encode())
+    if len(frame):
+        hashed = pd.util.hash_pandas_object(frame, index=False)
+        h.update(hashed.to_numpy().tobytes())
+    times = frame[time_column] if time_column in frame.columns else None
+    lo = hi = None
+    if times is not None and len(times):
+        lo = pd.Timestamp(times.iloc[0]).to_pydatetime().replace(tzinfo=UTC)
+        hi = pd.Timestamp(times.iloc[-1]).to_pydatetime().replace(tzinfo=UTC)
+    return FrameSummary(
+        rows=len(frame), schema=schema, fingerprint=h.hexdigest(), min_time=lo, max_time=hi
+    )

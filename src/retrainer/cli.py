@@ -1,0 +1,432 @@
+"""The ``retrainer`` command line: each command parses, calls one engine function, renders.
+
+Exit codes: 0 success; 1 the operation failed (a failed run, a refused promotion, a broken
+artifact); 2 bad usage or configuration (one line per problem on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from retrainer.core.clock import Clock, SimulatedClock, as_utc
+from retrainer.errors import ConfigError, RetrainerError
+
+app = typer.Typer(
+    name="retrainer",
+    help="Continuous training: retrain, bless against the champion, promote, and record it all.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="The model registry: versions, lineage, blessing evidence.")
+db_app = typer.Typer(help="The metadata database.")
+app.add_typer(models_app, name="models")
+app.add_typer(db_app, name="db")
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="retrainer.yaml or its folder (default: ./retrainer.yaml).",
+        envvar="RETRAINER_CONFIG",
+        show_default=False,
+    ),
+]
+PipelineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--pipeline", "-p", help="Pipeline name (default: the only one).", show_default=False
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+AsOfOpt = Annotated[
+    datetime | None,
+    typer.Option(
+        "--as-of",
+        help="Act as if it were this time (UTC unless an offset is given): replays history on a "
+        "simulated clock. Default: now.",
+        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"],
+        show_default=False,
+    ),
+]
+
+
+def _handle_errors(fn: F) -> F:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            for line in exc.problems:
+                err.print(f"[red]error:[/red] {line}", markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except RetrainerError as exc:
+            err.print(f"[red]error:[/red] {exc}", markup=True, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _clock(as_of: datetime | None) -> Clock:
+    if as_of is not None:
+        return SimulatedClock(as_utc(as_of))
+    from retrainer.adapters.clock import WallClock
+
+    return WallClock()
+
+
+def _open(config: Path | None) -> Any:
+    from retrainer.engine.project import Project
+
+    return Project.open(config)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if value != value:
+        return "NaN"
+    return f"{value:.{digits}f}"
+
+
+def _evidence_table(blessing: dict[str, Any], title: str = "blessing evidence") -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("rule", "metric", "slice", "candidate", "champion", "delta", "threshold", "pass"):
+        table.add_column(
+            col, justify="right" if col in ("candidate", "champion", "delta") else "left"
+        )
+    for row in blessing["evidence"]:
+        table.add_row(
+            row["rule"],
+            row["metric"],
+            row.get("slice") or "",
+            _fmt(row["candidate"]),
+            _fmt(row["champion"]),
+            "-" if row["delta"] is None else f"{row['delta']:+.4f}",
+            row["threshold"] + (f"  ({row['note']})" if row.get("note") else ""),
+            "[green]yes[/green]" if row["passed"] else "[red]NO[/red]",
+        )
+    return table
+
+
+@app.command()
+@_handle_errors
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create the project in.")],
+    example: Annotated[str, typer.Option(help="Bundled example to start from.")] = "elec2",
+    force: Annotated[bool, typer.Option(help="Overwrite an existing retrainer.yaml.")] = False,
+) -> None:
+    """Write a runnable project (retrainer.yaml + pipeline.py + data) from an example."""
+    from retrainer.engine.scaffold import init_project
+
+    files = init_project(directory, example, force=force)
+    out.print(f"Created {directory} from the '{example}' example:")
+    for f in files:
+        out.print(f"  {f}")
+    out.print(f"Next: cd {directory} && retrainer run --as-of 1997-01-06")
+
+
+@app.command()
+@_handle_errors
+def run(
+    config: ConfigOpt = None,
+    pipeline: PipelineOpt = None,
+    as_of: AsOfOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Retrain now (a manual trigger): load the window, train, bless, promote if blessed."""
+    from retrainer.engine.registry import run_view, version_view
+    from retrainer.engine.run import execute_run
+
+    with _open(config) as project:
+        result = execute_run(project, pipeline, clock=_clock(as_of))
+        if as_json:
+            data: dict[str, Any] = {"run": run_view(result.run), "promoted": result.promoted}
+            if result.version is not None:
+                aliases = ["champion"] if result.promoted else []
+                data["version"] = version_view(result.version, aliases)
+            _print_json(data)
+        else:
+            _render_run(result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _render_run(result: Any) -> None:
+    from retrainer.engine.registry import version_view
+
+    run = result.run
+    if not result.ok:
+        err.print(f"[red]run {run.id} of {run.pipeline} failed:[/red] {run.error}", soft_wrap=True)
+        return
+    mv = result.version
+    view = version_view(mv, [])
+    snap = view["lineage"]["snapshot"]
+    out.print(
+        f"run {run.id} of [bold]{run.pipeline}[/bold]: trained v{mv.version} on "
+        f"{snap['rows']} rows ({snap['min_time'][:16]} .. {snap['max_time'][:16]}) "
+        f"in {sum(run.timings.values()):.2f}s"
+    )
+    out.print(_evidence_table(view["blessing"]))
+    if result.promoted:
+        was = f" (was v{result.previous_champion})" if result.previous_champion else ""
+        out.print(f"[green]v{mv.version} blessed and promoted to champion{was}[/green]")
+    elif mv.blessing.passed:
+        out.print(f"[yellow]v{mv.version} blessed but not promoted (the champion changed)[/yellow]")
+    else:
+        champ = result.previous_champion
+        out.print(
+            f"[yellow]v{mv.version} not blessed: {mv.blessing.reason}; "
+            f"champion stays {'v' + str(champ) if champ else 'unset'}[/yellow]"
+        )
+
+
+@app.command()
+@_handle_errors
+def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Pipelines, their champion, versions and recent runs."""
+    from retrainer.engine.registry import status as status_of
+
+    with _open(config) as project:
+        data = status_of(project)
+    if as_json:
+        _print_json(data)
+        return
+    table = Table(title="pipelines", title_justify="left")
+    for col in ("pipeline", "champion", "metrics", "versions", "last run", "running"):
+        table.add_column(col)
+    for p in data:
+        last = p["last_runs"][0] if p["last_runs"] else None
+        last_text = (
+            f"#{last['id']} {last['status']}"
+            + (f" ({last['outcome']})" if last.get("outcome") else "")
+            + f" {last['created_at'][:16]}"
+            if last
+            else "-"
+        )
+        table.add_row(
+            p["pipeline"],
+            f"v{p['champion']}" if p["champion"] else "-",
+            ", ".join(f"{k}={_fmt(v)}" for k, v in p["champion_metrics"].items()) or "-",
+            str(p["versions"]),
+            last_text,
+            str(len(p["running"])),
+        )
+    out.print(table)
+
+
+@models_app.command("list")
+@_handle_errors
+def models_list(
+    config: ConfigOpt = None, pipeline: PipelineOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Every model version with aliases, metrics, data window and blessing."""
+    from retrainer.engine.registry import list_models
+
+    with _open(config) as project:
+        data = list_models(project, pipeline)
+    if as_json:
+        _print_json(data)
+        return
+    _render_models(data)
+
+
+def _render_models(data: list[dict[str, Any]]) -> None:
+    table = Table(title="model versions", title_justify="left")
+    for col in (
+        "version",
+        "aliases",
+        "created",
+        "metrics",
+        "rows",
+        "data window",
+        "blessed",
+        "run",
+    ):
+        table.add_column(col)
+    for v in data:
+        snap = v["lineage"]["snapshot"]
+        table.add_row(
+            f"v{v['version']}",
+            ", ".join(v["aliases"]) or "",
+            v["created_at"][:16],
+            ", ".join(f"{k}={_fmt(x)}" for k, x in v["metrics"].items()),
+            str(snap["rows"]),
+            f"{(snap['min_time'] or '')[:10]} .. {(snap['max_time'] or '')[:10]}",
+            "[green]yes[/green]" if v["blessing"]["passed"] else "[red]no[/red]",
+            str(v["lineage"]["run_id"]),
+        )
+    out.print(table)
+
+
+@models_app.command("show")
+@_handle_errors
+def models_show(
+    version: Annotated[int, typer.Argument(help="Version number.")],
+    config: ConfigOpt = None,
+    pipeline: PipelineOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One version: lineage (data, code, environment, artifact) and blessing evidence."""
+    from retrainer.engine.registry import show_model
+
+    with _open(config) as project:
+        data = show_model(project, version, pipeline)
+    if as_json:
+        _print_json(data)
+        return
+    _render_version(data)
+
+
+def _render_version(v: dict[str, Any]) -> None:
+    lin = v["lineage"]
+    snap, code, art = lin["snapshot"], lin["code"], lin["artifact"]
+    aliases = f" [{', '.join(v['aliases'])}]" if v["aliases"] else ""
+    out.print(f"[bold]{v['pipeline']} v{v['version']}{aliases}[/bold]  created {v['created_at']}")
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="dim")
+    table.add_column()
+    table.add_row("metrics", ", ".join(f"{k}={_fmt(x)}" for k, x in v["metrics"].items()))
+    table.add_row("run", str(lin["run_id"]))
+    table.add_row("data", f"{snap['source']}")
+    table.add_row("window", f"{snap['window_start'] or '(start)'} .. {snap['window_end']}")
+    table.add_row("rows", f"{snap['rows']} ({snap['min_time']} .. {snap['max_time']})")
+    table.add_row("fingerprint", snap["fingerprint"])
+    dirty = " (dirty)" if code["git_dirty"] else ""
+    table.add_row("git", f"{code['git_commit'] or '(not in a git repository)'}{dirty}")
+    table.add_row("pipeline hash", code["pipeline_hash"])
+    table.add_row("artifact", f"sha256:{art['sha256']} ({art['size']} bytes, {art['format']})")
+    table.add_row("environment", ", ".join(f"{k} {x}" for k, x in lin["environment"].items()))
+    table.add_row("params", json.dumps(v["params"], default=str))
+    out.print(table)
+    b = v["blessing"]
+    verdict = "[green]blessed[/green]" if b["passed"] else "[red]rejected[/red]"
+    vs = f" vs champion v{b['champion_version']}" if b["champion_version"] else " (no champion)"
+    out.print(f"blessing: {verdict}{vs}: {b['reason']}")
+    out.print(_evidence_table(b))
+
+
+@app.command()
+@_handle_errors
+def promote(
+    version: Annotated[int, typer.Argument(help="A blessed version to promote.")],
+    config: ConfigOpt = None,
+    pipeline: PipelineOpt = None,
+    alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
+) -> None:
+    """Point an alias (champion by default) at a blessed version."""
+    from retrainer.engine.registry import promote as promote_version
+
+    with _open(config) as project:
+        move = promote_version(project, version, clock=_clock(None), pipeline=pipeline, alias=alias)
+    was = f" (was v{move.previous})" if move.previous else ""
+    out.print(f"{move.pipeline} {move.alias} -> v{move.version}{was}")
+
+
+@app.command()
+@_handle_errors
+def rollback(
+    config: ConfigOpt = None,
+    pipeline: PipelineOpt = None,
+    to: Annotated[
+        int | None,
+        typer.Option(
+            help="Version to roll back to (default: the previous champion).", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Move the champion back to an earlier blessed version."""
+    from retrainer.engine.registry import rollback as rollback_champion
+
+    with _open(config) as project:
+        move = rollback_champion(project, clock=_clock(None), pipeline=pipeline, to=to)
+    out.print(f"{move.pipeline} {move.alias} rolled back: v{move.previous} -> v{move.version}")
+
+
+@db_app.command("upgrade")
+@_handle_errors
+def db_upgrade(config: ConfigOpt = None) -> None:
+    """Upgrade the metadata database schema to this version of retrainer."""
+    from retrainer.adapters.metadata.sql import upgrade_schema
+    from retrainer.config import load_config
+    from retrainer.engine.project import resolve_db_url
+
+    cfg, file = load_config(config)
+    url = resolve_db_url(cfg.storage.db_url, file.parent)
+    upgrade_schema(url)
+    out.print(f"schema of {url} is up to date")
+
+
+@app.command()
+@_handle_errors
+def demo(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Folder for the demo project (recreated each time).")
+    ] = Path("retrainer-demo"),
+) -> None:
+    """Create the elec2 example project, train a first model, retrain twice, show the registry."""
+    from retrainer.engine.demo import run_demo
+    from retrainer.engine.registry import list_models, show_model
+
+    out.rule("[bold]retrainer demo[/bold]: elec2, replayed on a simulated clock")
+
+    def started(i: int, when: datetime) -> None:
+        kind = "first training" if i == 0 else "retrain"
+        out.print(f"\n[bold]{when:%Y-%m-%d}[/bold]: {kind} (retrainer run --as-of {when:%Y-%m-%d})")
+
+    for _, result in run_demo(directory, on_start=started):
+        _render_run(result)
+        if not result.ok:
+            raise typer.Exit(1)
+    from retrainer.engine.project import Project
+
+    with Project.open(directory) as project:
+        versions = list_models(project)
+        champion = next((v for v in versions if "champion" in v["aliases"]), None)
+        out.print()
+        _render_models(versions)
+        if champion is not None:
+            out.print()
+            out.rule("the champion, with its lineage and blessing evidence")
+            _render_version(show_model(project, champion["version"]))
+    out.print(
+        f"\nThe project is in {directory}/: try `retrainer models list -c {directory}` or "
+        f"`retrainer models show 1 -c {directory} --json`."
+    )
+
+
+@app.command("config-schema")
+def config_schema() -> None:
+    """Print the JSON schema of retrainer.yaml."""
+    from retrainer.config import json_schema
+
+    _print_json(json_schema())
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,419 @@
+"""``retrainer.yaml``: the project's configuration, validated with Pydantic.
+
+A bad file is reported as one line per problem, each naming the key path, the bad value and
+what is expected; :func:`load_config` raises :class:`~retrainer.errors.ConfigError` carrying
+those lines. Environment variables override the storage URLs (``RETRAINER_DB_URL``,
+``RETRAINER_ARTIFACTS_URL``).
+
+Examples
+--------
+>>> cfg = parse_config({
+...     "pipelines": [{
+...         "name": "demo",
+...         "source": {"kind": "parquet", "url": "data.parquet", "time_column": "ts"},
+...         "target": "y",
+...         "features": ["a", "b"],
+...         "model": {"estimator": "sklearn.linear_model:LogisticRegression"},
+...         "metrics": ["accuracy"],
+...         "blessing": {"rules": [{"metric": "accuracy", "min": 0.5}]},
+...     }]
+... })
+>>> cfg.pipelines[0].window.kind
+'full'
+>>> parse_config({"pipelines": [{"name": "x"}]})
+Traceback (most recent call last):
+...
+retrainer.errors.ConfigError: retrainer.yaml has 5 problems...
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from retrainer.errors import ConfigError
+
+CONFIG_FILE = "retrainer.yaml"
+ENV_DB_URL = "RETRAINER_DB_URL"
+ENV_ARTIFACTS_URL = "RETRAINER_ARTIFACTS_URL"
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageConfig(_Model):
+    """Where metadata and artifacts live; relative paths are relative to the config file."""
+
+    db_url: str = "sqlite:///.retrainer/retrainer.db"
+    artifacts_url: str = ".retrainer/artifacts"
+    auto_migrate: bool = True
+
+
+class SerializationConfig(_Model):
+    """How models are saved: skops (safe, the default) or joblib (pickle: trusted only)."""
+
+    format: Literal["skops", "joblib"] = "skops"
+    trusted_types: list[str] = Field(default_factory=list)
+    allow_pickle: bool = False
+
+    @model_validator(mode="after")
+    def _joblib_needs_opt_in(self) -> SerializationConfig:
+        if self.format == "joblib" and not self.allow_pickle:
+            raise ValueError(
+                "format 'joblib' loads with pickle, which runs arbitrary code; "
+                "set allow_pickle: true to use it with trusted artifacts only"
+            )
+        return self
+
+
+class FileSourceConfig(_Model):
+    """A Parquet or CSV file or folder, at a local path or any fsspec URL."""
+
+    kind: Literal["parquet", "csv"]
+    url: str
+    time_column: str
+
+
+class SQLSourceConfig(_Model):
+    """A SQL query over a SQLAlchemy URL; the window filter is applied around the query."""
+
+    kind: Literal["sql"]
+    url: str
+    query: str
+    time_column: str
+
+
+class CallableSourceConfig(_Model):
+    """A Python function ``load(start, end) -> DataFrame`` named ``module:function``."""
+
+    kind: Literal["callable"]
+    function: str
+    time_column: str
+
+    @field_validator("function")
+    @classmethod
+    def _ref(cls, v: str) -> str:
+        return _check_ref(v)
+
+
+SourceConfig = Annotated[
+    FileSourceConfig | SQLSourceConfig | CallableSourceConfig, Field(discriminator="kind")
+]
+
+
+class ModelConfig(_Model):
+    """A scikit-learn style estimator named ``module:Class`` with its parameters."""
+
+    estimator: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("estimator")
+    @classmethod
+    def _ref(cls, v: str) -> str:
+        return _check_ref(v)
+
+
+class MetricConfig(_Model):
+    """A user metric: ``function`` is ``module:function(y_true, y_pred, y_score) -> float``."""
+
+    name: str
+    function: str
+    greater_is_better: bool
+    needs_proba: bool = False
+
+    @field_validator("function")
+    @classmethod
+    def _ref(cls, v: str) -> str:
+        return _check_ref(v)
+
+
+class WindowConfig(_Model):
+    """The data a run trains on: the full history or a sliding window (duration or rows)."""
+
+    kind: Literal["full", "sliding"] = "full"
+    duration: str | None = None
+    rows: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _shape(self) -> WindowConfig:
+        if self.kind == "full" and (self.duration or self.rows):
+            raise ValueError("a 'full' window takes neither duration nor rows")
+        if self.kind == "sliding" and (self.duration is None) == (self.rows is None):
+            raise ValueError("a 'sliding' window needs exactly one of duration (e.g. 90d) or rows")
+        if self.duration is not None:
+            from retrainer.core.windows import parse_duration
+
+            try:
+                parse_duration(self.duration)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+
+class SanityConfig(_Model):
+    """The fresh-process check: reload the saved artifact and predict on sample rows."""
+
+    enabled: bool = True
+    sample_rows: int = Field(default=200, gt=0)
+    timeout: float = Field(default=120.0, gt=0)
+
+
+class BlessingConfig(_Model):
+    """The validation gate: holdout share of the window, rules, and the sanity check."""
+
+    holdout: float = Field(default=0.2, gt=0, lt=1)
+    rules: list[dict[str, Any]] = Field(min_length=1)
+    sanity: SanityConfig = Field(default_factory=SanityConfig)
+
+
+class RunConfig(_Model):
+    """Limits of one run: a run holding its lease longer than ``timeout`` seconds is stale."""
+
+    timeout: float = Field(default=7200.0, gt=0)
+
+
+class PipelineConfig(_Model):
+    """One pipeline: where its data comes from, how it trains and how it is judged."""
+
+    name: str
+    source: SourceConfig
+    target: str
+    features: list[str] = Field(min_length=1)
+    task: Literal["auto", "classification", "regression"] = "auto"
+    model: ModelConfig | None = None
+    train: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    metrics: list[str | MetricConfig] = Field(min_length=1)
+    window: WindowConfig = Field(default_factory=WindowConfig)
+    blessing: BlessingConfig
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(
+                "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+            )
+        return v
+
+    @field_validator("train")
+    @classmethod
+    def _train_ref(cls, v: str | None) -> str | None:
+        return None if v is None else _check_ref(v)
+
+    @field_validator("features")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dupes = sorted({f for f in v if v.count(f) > 1})
+        if dupes:
+            raise ValueError(f"features must be unique; repeated: {', '.join(dupes)}")
+        return v
+
+    @model_validator(mode="after")
+    def _train_or_model(self) -> PipelineConfig:
+        if (self.model is None) == (self.train is None):
+            raise ValueError(
+                "give exactly one of 'model' (an estimator spec: module:Class + params) "
+                "or 'train' (a function module:function(data, params) -> model)"
+            )
+        if self.target in self.features:
+            raise ValueError(f"the target column '{self.target}' is also listed in features")
+        return self
+
+    def metric_names(self) -> list[str]:
+        return [m if isinstance(m, str) else m.name for m in self.metrics]
+
+
+class ProjectConfig(_Model):
+    """The whole ``retrainer.yaml``."""
+
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    serialization: SerializationConfig = Field(default_factory=SerializationConfig)
+    pipelines: list[PipelineConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ProjectConfig:
+        names = [p.name for p in self.pipelines]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"pipeline names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    def pipeline(self, name: str | None = None) -> PipelineConfig:
+        """The pipeline called ``name``, or the only one when ``name`` is None."""
+        if name is None:
+            if len(self.pipelines) == 1:
+                return self.pipelines[0]
+            raise ConfigError(
+                "this project has several pipelines "
+                f"({', '.join(p.name for p in self.pipelines)}); choose one with --pipeline"
+            )
+        for p in self.pipelines:
+            if p.name == name:
+                return p
+        raise ConfigError(
+            f"no pipeline named '{name}'; the project has: "
+            f"{', '.join(p.name for p in self.pipelines)}"
+        )
+
+
+def _check_ref(v: str) -> str:
+    if not _REF.match(v):
+        raise ValueError("must name a Python object as 'module:attribute', e.g. 'pipeline:train'")
+    return v
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or "[" in str(part):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        kind = err["type"]
+        if kind == "union_tag_invalid":
+            ctx = err.get("ctx", {})
+            lines.append(
+                f"{_loc((*loc, 'kind'))}: got {ctx.get('tag')!r}; "
+                f"expected one of {ctx.get('expected_tags')}"
+            )
+        elif kind == "union_tag_not_found":
+            lines.append(f"{_loc(loc)}: missing key 'kind'; {msg}")
+        elif kind == "missing":
+            lines.append(f"{_loc(loc)}: missing; this key is required")
+        elif kind == "extra_forbidden":
+            lines.append(f"{_loc(loc)}: unknown key (value {_short(err['input'])}); remove it")
+        else:
+            lines.append(f"{_loc(loc)}: got {_short(err['input'])}; {msg[0].lower() + msg[1:]}")
+    return lines
+
+
+def parse_config(data: Any, *, origin: str = CONFIG_FILE) -> ProjectConfig:
+    """Validate a configuration mapping; raise ConfigError with one line per problem."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{origin}: expected a mapping at the top level, got {type(data).__name__}",
+        )
+    try:
+        cfg = ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = _problems(exc)
+        raise ConfigError(
+            f"{origin} has {len(problems)} problem{'s' if len(problems) != 1 else ''}:\n"
+            + "\n".join(f"  {p}" for p in problems),
+            problems,
+        ) from None
+    _check_semantics(cfg, origin)
+    return cfg
+
+
+def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
+    """Checks Pydantic cannot express: blessing rules and metric names (built in core)."""
+    from retrainer.core.blessing import build_rule
+    from retrainer.core.metrics import get_metric
+
+    problems: list[str] = []
+    for i, p in enumerate(cfg.pipelines):
+        for j, m in enumerate(p.metrics):
+            if isinstance(m, str):
+                try:
+                    get_metric(m)
+                except ConfigError as exc:
+                    problems.append(f"pipelines[{i}].metrics[{j}]: got {m!r}; {exc}")
+        known = set(p.metric_names())
+        for j, spec in enumerate(p.blessing.rules):
+            key = f"pipelines[{i}].blessing.rules[{j}]"
+            try:
+                rule = build_rule(spec)
+            except ConfigError as exc:
+                problems.append(f"{key}: got {_short(spec)}; {exc}")
+                continue
+            metric = getattr(rule, "metric", None)
+            if metric not in known:
+                problems.append(
+                    f"{key}.metric: got {metric!r}; expected one of the pipeline's metrics "
+                    f"({', '.join(sorted(known))})"
+                )
+    if problems:
+        raise ConfigError(
+            f"{origin} has {len(problems)} problem{'s' if len(problems) != 1 else ''}:\n"
+            + "\n".join(f"  {p}" for p in problems),
+            problems,
+        )
+
+
+def find_config(path: str | os.PathLike[str] | None = None) -> Path:
+    """Resolve a config path: a file, a project folder, or ./retrainer.yaml."""
+    candidate = Path(path) if path is not None else Path.cwd()
+    if candidate.is_dir():
+        candidate = candidate / CONFIG_FILE
+    if not candidate.is_file():
+        raise ConfigError(
+            f"no configuration at {candidate}; create a project with "
+            "'retrainer init DIR --example elec2' or pass --config PATH"
+        )
+    return candidate
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> tuple[ProjectConfig, Path]:
+    """Read and validate ``retrainer.yaml``; return the config and the file's resolved path.
+
+    Relative storage paths and source paths are resolved against the file's folder by the
+    engine; ``RETRAINER_DB_URL`` and ``RETRAINER_ARTIFACTS_URL`` in ``env`` (default: the
+    process environment) override the storage URLs.
+    """
+    file = find_config(path).resolve()
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{file}: not valid YAML{where}: {problem}") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot be read: {exc.strerror}") from None
+    if data is None:
+        raise ConfigError(f"{file}: the file is empty; it needs at least a 'pipelines' list")
+    cfg = parse_config(data, origin=str(file))
+    env = os.environ if env is None else env
+    overrides: dict[str, str] = {}
+    if env.get(ENV_DB_URL):
+        overrides["db_url"] = env[ENV_DB_URL]
+    if env.get(ENV_ARTIFACTS_URL):
+        overrides["artifacts_url"] = env[ENV_ARTIFACTS_URL]
+    if overrides:
+        cfg = cfg.model_copy(update={"storage": cfg.storage.model_copy(update=overrides)})
+    return cfg, file
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of ``retrainer.yaml`` (for editors and docs)."""
+    return ProjectConfig.model_json_schema()

@@ -1,0 +1,319 @@
+"""Training windows and the holdout: which rows a run trains on and which it is judged on.
+
+A window turns the current time into the time range a source should load
+(:meth:`Window.bounds`) plus an optional cap on the number of rows (:attr:`Window.max_rows`,
+the most recent ones). :func:`holdout_mask` then sets aside the most recent part of the loaded
+rows, on which the candidate and the champion are scored.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from retrainer.core.clock import as_utc
+from retrainer.errors import ConfigError, DataError
+
+__all__ = [
+    "FullHistory",
+    "SlidingWindow",
+    "Window",
+    "holdout_mask",
+    "parse_duration",
+    "window_from_spec",
+]
+
+_DURATION = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", re.ASCII)
+_DURATION_FORMS = (
+    "an integer followed by a unit: w (weeks), d (days), h (hours), m (minutes) or "
+    "s (seconds); units may be combined, largest first, e.g. '90d', '12h', '2w', '1d12h'"
+)
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a duration such as ``"90d"``, ``"12h"``, ``"30m"``, ``"45s"``, ``"2w"``, ``"1d12h"``.
+
+    Raises
+    ------
+    ConfigError
+        If ``text`` is not such a duration; the message shows the accepted forms.
+
+    Examples
+    --------
+    >>> parse_duration("1d12h")
+    datetime.timedelta(days=1, seconds=43200)
+    >>> parse_duration("2w").days
+    14
+    >>> parse_duration("1.5d")
+    Traceback (most recent call last):
+    ...
+    retrainer.errors.ConfigError: invalid duration '1.5d': expected an integer followed by ...
+    """
+    match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None or not any(match.groups()):
+        raise ConfigError(f"invalid duration {text!r}: expected {_DURATION_FORMS}")
+    weeks, days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    try:
+        return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:
+        raise ConfigError(
+            f"invalid duration {text!r}: longer than the largest supported "
+            f"({timedelta.max.days} days)"
+        ) from None
+
+
+@runtime_checkable
+class Window(Protocol):
+    """Which rows a run trains on, as of ``now``.
+
+    Examples
+    --------
+    >>> isinstance(SlidingWindow(duration="90d"), Window)
+    True
+    """
+
+    def bounds(self, now: datetime) -> tuple[datetime | None, datetime]:
+        """``(start, end)``: ``start`` inclusive (None: from the beginning), ``end`` exclusive."""
+        ...
+
+    @property
+    def max_rows(self) -> int | None:
+        """Keep at most this many of the most recent rows (None: no cap)."""
+        ...
+
+
+def _repr(obj: Any) -> str:
+    params = ", ".join(f"{k}={v!r}" for k, v in obj.get_params().items())
+    return f"{type(obj).__name__}({params})"
+
+
+class FullHistory:
+    """All rows up to now.
+
+    Examples
+    --------
+    >>> FullHistory().bounds(datetime(2024, 3, 1))
+    (None, datetime.datetime(2024, 3, 1, 0, 0, tzinfo=datetime.timezone.utc))
+    >>> FullHistory().max_rows is None
+    True
+    """
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters (none)."""
+        return {}
+
+    def __repr__(self) -> str:
+        return _repr(self)
+
+    def bounds(self, now: datetime) -> tuple[datetime | None, datetime]:
+        """``(None, now)``; ``now`` as an aware UTC datetime (naive means UTC)."""
+        return None, as_utc(now)
+
+    @property
+    def max_rows(self) -> int | None:
+        """Always None: no cap."""
+        return None
+
+
+class SlidingWindow:
+    """The most recent rows: either a time span or a row count.
+
+    Parameters
+    ----------
+    duration
+        Time span before ``now``, as a :func:`parse_duration` string or a ``timedelta``.
+    rows
+        Keep only the ``rows`` most recent rows (the time range is the full history).
+
+    Exactly one of ``duration`` and ``rows`` must be given; this is checked on first use.
+
+    Examples
+    --------
+    >>> w = SlidingWindow(duration="90d")
+    >>> start, end = w.bounds(datetime(2024, 4, 1))
+    >>> start.isoformat(), end.isoformat()
+    ('2024-01-02T00:00:00+00:00', '2024-04-01T00:00:00+00:00')
+    >>> SlidingWindow(rows=10_000).max_rows
+    10000
+    >>> SlidingWindow(duration="90d", rows=100).max_rows
+    Traceback (most recent call last):
+    ...
+    retrainer.errors.ConfigError: SlidingWindow takes exactly one of duration and rows; ...
+    """
+
+    def __init__(self, duration: str | timedelta | None = None, rows: int | None = None) -> None:
+        self.duration = duration
+        self.rows = rows
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters, as given."""
+        return {"duration": self.duration, "rows": self.rows}
+
+    def __repr__(self) -> str:
+        return _repr(self)
+
+    def _validate(self) -> timedelta | None:
+        """Check the parameters; return the duration as a timedelta (None for a row window)."""
+        if (self.duration is None) == (self.rows is None):
+            raise ConfigError(
+                "SlidingWindow takes exactly one of duration and rows; got "
+                f"duration={self.duration!r}, rows={self.rows!r}. Use e.g. duration='90d' "
+                "or rows=10000"
+            )
+        if self.rows is not None:
+            if not isinstance(self.rows, int) or isinstance(self.rows, bool) or self.rows < 1:
+                raise ConfigError(f"SlidingWindow.rows must be an integer >= 1; got {self.rows!r}")
+            return None
+        if isinstance(self.duration, str):
+            span = parse_duration(self.duration)
+        elif isinstance(self.duration, timedelta):
+            span = self.duration
+        else:
+            raise ConfigError(
+                "SlidingWindow.duration must be a duration string such as '90d' or a "
+                f"timedelta; got {self.duration!r}"
+            )
+        if span <= timedelta(0):
+            raise ConfigError(f"SlidingWindow.duration must be positive; got {self.duration!r}")
+        return span
+
+    def bounds(self, now: datetime) -> tuple[datetime | None, datetime]:
+        """``(now - duration, now)``, or ``(None, now)`` for a row-count window.
+
+        A span reaching before year 1 starts at the beginning (None).
+        """
+        span = self._validate()
+        end = as_utc(now)
+        if span is None:
+            return None, end
+        try:
+            return end - span, end
+        except OverflowError:
+            return None, end
+
+    @property
+    def max_rows(self) -> int | None:
+        """``rows`` for a row-count window, else None."""
+        self._validate()
+        return self.rows
+
+
+_WINDOW_KEYS = {"full": ("kind",), "sliding": ("kind", "duration", "rows")}
+
+
+def window_from_spec(spec: Mapping[str, object]) -> Window:
+    """Build a window from its configuration mapping, validating it.
+
+    Accepted: ``{"kind": "full"}``, ``{"kind": "sliding", "duration": "90d"}``,
+    ``{"kind": "sliding", "rows": 10000}``.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown kind, keys that do not belong to the kind, or bad values.
+
+    Examples
+    --------
+    >>> window_from_spec({"kind": "sliding", "duration": "90d"})
+    SlidingWindow(duration='90d', rows=None)
+    >>> window_from_spec({"kind": "full"})
+    FullHistory()
+    >>> window_from_spec({"kind": "expanding"})
+    Traceback (most recent call last):
+    ...
+    retrainer.errors.ConfigError: unknown window kind 'expanding'; expected one of: full, sliding
+    """
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"a window must be a mapping such as {{'kind': 'full'}}; got {spec!r}")
+    kind = spec.get("kind")
+    if not isinstance(kind, str) or kind not in _WINDOW_KEYS:
+        raise ConfigError(
+            f"unknown window kind {kind!r}; expected one of: {', '.join(_WINDOW_KEYS)}"
+        )
+    extra = [key for key in spec if key not in _WINDOW_KEYS[kind]]
+    if extra:
+        raise ConfigError(
+            f"a {kind!r} window does not take {', '.join(repr(k) for k in extra)}; "
+            f"it takes {', '.join(_WINDOW_KEYS[kind])}. Got {dict(spec)!r}"
+        )
+    if kind == "full":
+        return FullHistory()
+    params: dict[str, Any] = {k: v for k, v in spec.items() if k != "kind"}
+    window = SlidingWindow(**params)
+    window._validate()
+    return window
+
+
+def holdout_mask(times: ArrayLike, fraction: float) -> NDArray[np.bool_]:
+    """Mark the most recent ``fraction`` of rows (by time) as the holdout.
+
+    The cut is a time: every row at or after it is holdout, so rows sharing a timestamp are
+    never split. The cut is the distinct time whose holdout size is closest to
+    ``fraction * len(times)`` (ties: the larger holdout), keeping at least one row on each side.
+
+    Parameters
+    ----------
+    times
+        Row times, 1-D ``datetime64`` (numbers are accepted too: only the order matters).
+    fraction
+        Share of rows to hold out, strictly between 0 and 1.
+
+    Raises
+    ------
+    ConfigError
+        If ``fraction`` is not strictly between 0 and 1.
+    DataError
+        If ``times`` is not 1-D, holds NaT/NaN, or has fewer than two distinct times (the
+        window is too small to hold out anything).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> times = np.array(["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-03"],
+    ...                  dtype="datetime64[D]")
+    >>> holdout_mask(times, 0.25)
+    array([False, False,  True,  True])
+    >>> holdout_mask(times[2:], 0.5)
+    Traceback (most recent call last):
+    ...
+    retrainer.errors.DataError: the window is too small to hold out 0.5 of it: ...
+    """
+    if (
+        not isinstance(fraction, int | float)
+        or isinstance(fraction, bool)
+        or not (0 < fraction < 1)
+        or math.isnan(fraction)
+    ):
+        raise ConfigError(
+            f"holdout fraction must be a number strictly between 0 and 1; got {fraction!r}"
+        )
+    values = np.asarray(times)
+    if values.ndim != 1:
+        raise DataError(f"times must be a 1-D array; got shape {values.shape}")
+    if values.dtype.kind not in "Mmiuf":
+        raise DataError(
+            f"times must be datetime64 values; got dtype {values.dtype}. Convert them with "
+            "np.asarray(times, dtype='datetime64[ns]')"
+        )
+    if (values.dtype.kind in "Mm" and np.isnat(values).any()) or (
+        values.dtype.kind == "f" and np.isnan(values).any()
+    ):
+        raise DataError("times contain missing values (NaT/NaN); drop or fill those rows first")
+    distinct, counts = np.unique(values, return_counts=True)
+    if len(distinct) < 2:
+        raise DataError(
+            f"the window is too small to hold out {fraction:g} of it: it has {len(values)} "
+            f"row(s) at {len(distinct)} distinct time(s), and the holdout needs rows later than "
+            "the training rows. Widen the window or wait for more data"
+        )
+    # at_or_after[j]: rows with time >= distinct[j]; cutting at j = 0 would leave no training rows
+    at_or_after = np.cumsum(counts[::-1])[::-1]
+    j = 1 + int(np.argmin(np.abs(at_or_after[1:] - fraction * len(values))))
+    mask: NDArray[np.bool_] = values >= distinct[j]
+    return mask

@@ -1,0 +1,289 @@
+"""A pipeline made runnable: its source, window, training, metrics, gate and definition hash.
+
+:class:`Pipeline` turns a validated :class:`~retrainer.config.PipelineConfig` into the
+objects a run needs, checks loaded data before training (naming the column and the problem),
+trains with an estimator spec or the user's ``train(data, params)`` function, and scores a
+model on the holdout into a :class:`~retrainer.core.blessing.ScoreCard`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from retrainer.adapters.sources import Source, import_ref, make_source
+from retrainer.config import MetricConfig, PipelineConfig
+from retrainer.core.blessing import Gate, ScoreCard, SliceRule, SliceScore, build_rule
+from retrainer.core.metrics import Metric, compute, get_metric, make_metric
+from retrainer.core.windows import window_from_spec
+from retrainer.errors import ConfigError, DataError, TrainingError
+
+MAX_CLASSES_FOR_AUTO = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """Predictions on a frame: labels/values and, when the model has it, the score."""
+
+    y_pred: np.ndarray
+    y_score: np.ndarray | None
+
+
+class Pipeline:
+    """The runnable form of one pipeline of ``retrainer.yaml``.
+
+    Parameters
+    ----------
+    config
+        The validated pipeline configuration.
+    root
+        The project folder: relative paths and user modules are resolved against it.
+    source
+        A source to use instead of the one the configuration describes (tests, backtests).
+    """
+
+    def __init__(self, config: PipelineConfig, root: Path, source: Source | None = None) -> None:
+        self.config = config
+        self.root = root
+        self.name = config.name
+        self.source = source if source is not None else make_source(config.source, root)
+        self.time_column = config.source.time_column
+        self.window = window_from_spec(config.window.model_dump(exclude_none=True))
+        self.metrics = self._metrics()
+        self.rules = [build_rule(spec) for spec in config.blessing.rules]
+        self.gate = Gate(self.rules, self.metrics)
+        self._train_fn = import_ref(config.train, root) if config.train else None
+        self._estimator_cls = import_ref(config.model.estimator, root) if config.model else None
+        if self._estimator_cls is not None and not callable(self._estimator_cls):
+            raise ConfigError(f"model.estimator '{config.model.estimator}' is not a class")  # type: ignore[union-attr]
+        self.definition_hash = self._definition_hash()
+
+    # -- definition ---------------------------------------------------------------------
+    def _metrics(self) -> dict[str, Metric]:
+        out: dict[str, Metric] = {}
+        for m in self.config.metrics:
+            if isinstance(m, MetricConfig):
+                fn = import_ref(m.function, self.root)
+                out[m.name] = make_metric(
+                    m.name, fn, greater_is_better=m.greater_is_better, needs_proba=m.needs_proba
+                )
+            else:
+                out[m] = get_metric(m)
+        return out
+
+    def _definition_hash(self) -> str:
+        """sha256 of the pipeline's config and the source of the user code it names."""
+        h = hashlib.sha256()
+        h.update(json.dumps(self.config.model_dump(mode="json"), sort_keys=True).encode())
+        refs = [self.config.train] if self.config.train else []
+        refs += [m.function for m in self.config.metrics if isinstance(m, MetricConfig)]
+        if self.config.source.kind == "callable":
+            refs.append(self.config.source.function)
+        for ref in sorted(set(refs)):
+            obj = import_ref(ref, self.root)
+            try:
+                src_file = inspect.getsourcefile(obj)
+                code = Path(src_file).read_bytes() if src_file else b""
+            except (TypeError, OSError):
+                code = ref.encode()
+            h.update(ref.encode() + b"\0" + code)
+        return h.hexdigest()
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return list(self.config.features)
+
+    @property
+    def slice_columns(self) -> list[str]:
+        return sorted({r.column for r in self.rules if isinstance(r, SliceRule)})
+
+    def train_params(self) -> dict[str, Any]:
+        """What the user's train function receives: features, target and pipeline params."""
+        return {
+            "features": self.feature_columns,
+            "target": self.config.target,
+            **self.config.params,
+        }
+
+    def recorded_params(self) -> dict[str, Any]:
+        """Every parameter recorded with a run and a model version."""
+        out = self.train_params()
+        if self.config.model is not None:
+            out["estimator"] = self.config.model.estimator
+            out["model_params"] = dict(self.config.model.params)
+        else:
+            out["train"] = self.config.train
+        out["window"] = self.config.window.model_dump(exclude_none=True)
+        out["holdout"] = self.config.blessing.holdout
+        return out
+
+    # -- data ---------------------------------------------------------------------------
+    def load(self, now: datetime) -> tuple[pd.DataFrame, datetime | None, datetime]:
+        """Load the window ending at ``now``: (frame, window start, window end)."""
+        start, end = self.window.bounds(now)
+        frame = self.source.load(start, end)
+        if self.window.max_rows is not None and len(frame) > self.window.max_rows:
+            frame = frame.iloc[-self.window.max_rows :].reset_index(drop=True)
+        return frame, start, end
+
+    def task(self, frame: pd.DataFrame) -> str:
+        if self.config.task != "auto":
+            return self.config.task
+        y = frame[self.config.target]
+        if pd.api.types.is_float_dtype(y):
+            return "regression"
+        return "classification"
+
+    def validate(self, frame: pd.DataFrame, where: str) -> None:
+        """Raise DataError naming the column and the problem when ``frame`` cannot be used."""
+        cfg = self.config
+        if frame.empty:
+            raise DataError(f"the window {where} has no rows")
+        missing = [c for c in [cfg.target, *cfg.features] if c not in frame.columns]
+        if missing:
+            role = {cfg.target: "target"}
+            names = ", ".join(f"{role.get(c, 'feature')} column '{c}'" for c in missing)
+            raise DataError(
+                f"{names} not found in the data of {where}; columns are: "
+                f"{', '.join(map(str, frame.columns))}"
+            )
+        y = frame[cfg.target]
+        n_missing = int(y.isna().sum())
+        if n_missing:
+            raise DataError(
+                f"target column '{cfg.target}' has {n_missing} missing value(s) (NaN) of "
+                f"{len(y)} rows in {where}; drop or fill them in the source"
+            )
+        task = self.task(frame)
+        if task == "regression" and not pd.api.types.is_numeric_dtype(y):
+            raise DataError(
+                f"target column '{cfg.target}' has dtype {y.dtype}; regression needs a numeric "
+                "target"
+            )
+        fractional = pd.api.types.is_float_dtype(y) and not np.all(np.mod(y.to_numpy(), 1) == 0)
+        if task == "classification" and fractional:
+            raise DataError(
+                f"target column '{cfg.target}' has non-integer float values (e.g. "
+                f"{y[np.mod(y, 1) != 0].iloc[0]!r}); classification needs labels: set "
+                "task: regression or fix the column"
+            )
+        for col in cfg.features:
+            s = frame[col]
+            if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s):
+                raise DataError(
+                    f"feature column '{col}' has dtype {s.dtype}; models cannot use raw "
+                    "timestamps: derive numeric features from it"
+                )
+            numeric = pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)
+            if self._estimator_cls is not None and not numeric:
+                example = s.dropna().head(1).tolist()
+                raise DataError(
+                    f"feature column '{col}' has dtype {s.dtype} (e.g. {example}); the "
+                    f"estimator spec '{cfg.model.estimator}' needs numeric features: "  # type: ignore[union-attr]
+                    "convert it in the source, or encode it in a train function"
+                )
+            if numeric and not pd.api.types.is_bool_dtype(s):
+                values = s.to_numpy(dtype=float, na_value=np.nan)
+                if np.isinf(values).any():
+                    raise DataError(
+                        f"feature column '{col}' has {int(np.isinf(values).sum())} infinite "
+                        f"value(s) in {where}"
+                    )
+
+    def check_classes(self, train: pd.DataFrame, where: str) -> None:
+        """A classifier needs at least two classes in its training rows."""
+        if self.task(train) != "classification":
+            return
+        classes = pd.unique(train[self.config.target])
+        if len(classes) < 2:
+            raise DataError(
+                f"target column '{self.config.target}' has a single class "
+                f"({classes[0]!r}) in the {len(train)} training rows of {where}; a classifier "
+                "needs at least two: widen the window"
+            )
+
+    # -- model --------------------------------------------------------------------------
+    def fit(self, train: pd.DataFrame) -> Any:
+        """Train a candidate on ``train``; user errors become TrainingError."""
+        X = train[self.feature_columns]
+        y = train[self.config.target]
+        try:
+            if self._estimator_cls is not None:
+                model = self._estimator_cls(**self.config.model.params)  # type: ignore[union-attr]
+                model.fit(X, y)
+            else:
+                model = self._train_fn(train, self.train_params())  # type: ignore[misc]
+        except (DataError, TrainingError):
+            raise
+        except Exception as exc:
+            who = self.config.model.estimator if self.config.model else self.config.train  # type: ignore[union-attr]
+            raise TrainingError(
+                f"training with '{who}' raised {type(exc).__name__}: {exc}"
+            ) from exc
+        if model is None or not callable(getattr(model, "predict", None)):
+            raise TrainingError(
+                f"'{self.config.train}' returned {type(model).__name__}, which has no "
+                "predict() method; return a fitted model"
+            )
+        return model
+
+    def predict(self, model: Any, frame: pd.DataFrame) -> Prediction:
+        X = frame[self.feature_columns]
+        y_pred = np.asarray(model.predict(X))
+        y_score = None
+        if any(m.needs_proba for m in self.metrics.values()) and hasattr(model, "predict_proba"):
+            proba = np.asarray(model.predict_proba(X))
+            y_score = proba[:, 1] if proba.ndim == 2 and proba.shape[1] == 2 else proba
+        return Prediction(y_pred=y_pred, y_score=y_score)
+
+    def _metric_values(
+        self, y_true: np.ndarray, pred: Prediction, index: np.ndarray | None = None
+    ) -> dict[str, float]:
+        out = {}
+        for name, metric in self.metrics.items():
+            yp = pred.y_pred if index is None else pred.y_pred[index]
+            ys = None
+            if metric.needs_proba:
+                if pred.y_score is None:
+                    out[name] = float("nan")
+                    continue
+                ys = pred.y_score if index is None else pred.y_score[index]
+            yt = y_true if index is None else y_true[index]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out[name] = float(compute(metric, yt, yp, ys))
+        return out
+
+    def score(self, model: Any, holdout: pd.DataFrame) -> ScoreCard:
+        """Score ``model`` on ``holdout``: overall and per slice of each slice rule's column."""
+        try:
+            pred = self.predict(model, holdout)
+        except Exception as exc:
+            raise TrainingError(
+                f"the model failed to predict on the holdout: {type(exc).__name__}: {exc}"
+            ) from exc
+        y_true = holdout[self.config.target].to_numpy()
+        slices: dict[str, dict[str, SliceScore]] = {}
+        for col in self.slice_columns:
+            if col not in holdout.columns:
+                raise DataError(
+                    f"slice column '{col}' (blessing rule) not found in the holdout data; "
+                    f"columns are: {', '.join(map(str, holdout.columns))}"
+                )
+            groups = holdout.groupby(holdout[col].astype(str), sort=True).indices
+            slices[col] = {
+                str(value): SliceScore(
+                    n=len(idx), metrics=self._metric_values(y_true, pred, np.asarray(idx))
+                )
+                for value, idx in groups.items()
+            }
+        return ScoreCard(n=len(holdout), metrics=self._metric_values(y_true, pred), slices=slices)

@@ -1,0 +1,96 @@
+"""A project: its configuration, its folder and its opened stores.
+
+Every engine use case takes a :class:`Project`; the CLI opens one from ``retrainer.yaml``,
+tests and backtests build one around in-memory stores with :meth:`Project.in_memory`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from retrainer.adapters.artifacts import ArtifactStore, open_artifact_store
+from retrainer.adapters.metadata import MetadataStore
+from retrainer.adapters.metadata.sql import open_metadata_store
+from retrainer.adapters.sources import Source, resolve_url
+from retrainer.config import ProjectConfig, load_config
+from retrainer.engine.pipeline import Pipeline
+
+
+def resolve_db_url(url: str, root: Path) -> str:
+    """Make a relative SQLite path absolute against the project folder."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
+        rel = url.removeprefix(prefix)
+        if rel and not rel.startswith(":memory:"):
+            return prefix + str((root / rel).resolve())
+    return url
+
+
+@dataclass
+class Project:
+    """Configuration + project folder + metadata store + artifact store."""
+
+    config: ProjectConfig
+    root: Path
+    store: MetadataStore
+    artifacts: ArtifactStore
+    config_path: Path | None = None
+    sources: dict[str, Source] = field(default_factory=dict)
+    _pipelines: dict[str, Pipeline] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+    ) -> Project:
+        """Open the project whose ``retrainer.yaml`` is at ``path`` (file or folder)."""
+        config, file = load_config(path, env)
+        root = file.parent
+        store = open_metadata_store(
+            resolve_db_url(config.storage.db_url, root), auto_migrate=config.storage.auto_migrate
+        )
+        artifacts = open_artifact_store(resolve_url(config.storage.artifacts_url, root))
+        return cls(config=config, root=root, store=store, artifacts=artifacts, config_path=file)
+
+    @classmethod
+    def in_memory(
+        cls,
+        config: ProjectConfig,
+        root: Path,
+        sources: dict[str, Source] | None = None,
+    ) -> Project:
+        """A project on in-memory stores (tests, doctests, backtests)."""
+        from retrainer.adapters.artifacts import InMemoryArtifactStore
+        from retrainer.adapters.metadata.memory import InMemoryMetadataStore
+
+        return cls(
+            config=config,
+            root=root,
+            store=InMemoryMetadataStore(),
+            artifacts=InMemoryArtifactStore(),
+            sources=dict(sources or {}),
+        )
+
+    def pipeline(self, name: str | None = None) -> Pipeline:
+        """The runnable pipeline called ``name`` (or the only one)."""
+        cfg = self.config.pipeline(name)
+        if cfg.name not in self._pipelines:
+            self._pipelines[cfg.name] = Pipeline(cfg, self.root, self.sources.get(cfg.name))
+        return self._pipelines[cfg.name]
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,243 @@
+"""The model registry use cases: list, show, promote, roll back, and project status.
+
+Aliases move only here and in a run, and always with an event in the same transaction.
+Only blessed versions may become champion: a candidate that is not blessed is never served.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+from retrainer.core.clock import Clock
+from retrainer.core.types import AliasMove, Event, ModelVersion, Run
+from retrainer.engine.project import Project
+from retrainer.engine.run import CHAMPION
+from retrainer.errors import ModelNotFoundError, RetrainerError
+
+
+class PromotionError(RetrainerError, ValueError):
+    """The requested alias move is not allowed (e.g. the version is not blessed)."""
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def version_view(mv: ModelVersion, aliases: list[str]) -> dict[str, Any]:
+    """A model version as JSON-ready data (the shape of ``models list --json``)."""
+    snap = mv.snapshot
+    return {
+        "pipeline": mv.pipeline,
+        "version": mv.version,
+        "aliases": sorted(aliases),
+        "created_at": _iso(mv.created_at),
+        "metrics": dict(mv.metrics),
+        "params": mv.params,
+        "lineage": {
+            "run_id": mv.run_id,
+            "snapshot": {
+                "id": snap.id,
+                "source": snap.source,
+                "window_start": _iso(snap.window_start),
+                "window_end": _iso(snap.window_end),
+                "min_time": _iso(snap.min_time),
+                "max_time": _iso(snap.max_time),
+                "rows": snap.rows,
+                "schema": snap.schema,
+                "fingerprint": snap.fingerprint,
+            },
+            "code": {
+                "git_commit": mv.code.git_commit,
+                "git_dirty": mv.code.git_dirty,
+                "pipeline_hash": mv.code.pipeline_hash,
+            },
+            "environment": mv.environment,
+            "artifact": {
+                "sha256": mv.artifact_sha256,
+                "size": mv.artifact_size,
+                "format": mv.artifact_format,
+            },
+        },
+        "blessing": {
+            "passed": mv.blessing.passed,
+            "reason": mv.blessing.reason,
+            "champion_version": mv.blessing.champion_version,
+            "evidence": [dataclasses.asdict(row) for row in mv.blessing.evidence],
+        },
+    }
+
+
+def run_view(run: Run) -> dict[str, Any]:
+    """A run as JSON-ready data."""
+    out = dataclasses.asdict(run)
+    for key in ("created_at", "started_at", "finished_at", "lease_expires_at"):
+        out[key] = _iso(getattr(run, key))
+    return out
+
+
+def event_view(event: Event) -> dict[str, Any]:
+    out = dataclasses.asdict(event)
+    out["at"] = _iso(event.at)
+    return out
+
+
+def alias_move_view(move: AliasMove) -> dict[str, Any]:
+    out = dataclasses.asdict(move)
+    out["at"] = _iso(move.at)
+    return out
+
+
+def _aliases_by_version(project: Project, pipeline: str) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for alias, version in project.store.aliases(pipeline).items():
+        out.setdefault(version, []).append(alias)
+    return out
+
+
+def list_models(project: Project, pipeline: str | None = None) -> list[dict[str, Any]]:
+    """Every version of the pipeline, oldest first, as JSON-ready data."""
+    name = project.config.pipeline(pipeline).name
+    by_version = _aliases_by_version(project, name)
+    return [
+        version_view(mv, by_version.get(mv.version, [])) for mv in project.store.list_versions(name)
+    ]
+
+
+def show_model(project: Project, version: int, pipeline: str | None = None) -> dict[str, Any]:
+    """One version with its lineage, blessing evidence and the alias history touching it."""
+    name = project.config.pipeline(pipeline).name
+    mv = project.store.get_version(name, version)
+    view = version_view(mv, _aliases_by_version(project, name).get(version, []))
+    view["alias_history"] = [
+        alias_move_view(m)
+        for m in project.store.alias_history(name)
+        if version in (m.version, m.previous)
+    ]
+    if mv.run_id is not None:
+        view["run"] = run_view(project.store.get_run(mv.run_id))
+    return view
+
+
+def promote(
+    project: Project,
+    version: int,
+    *,
+    clock: Clock,
+    pipeline: str | None = None,
+    alias: str = CHAMPION,
+    actor: str = "retrainer promote",
+    reason: str | None = None,
+) -> AliasMove:
+    """Point ``alias`` at a blessed ``version``, recording the move and an event."""
+    name = project.config.pipeline(pipeline).name
+    mv = project.store.get_version(name, version)
+    if not mv.blessing.passed:
+        raise PromotionError(
+            f"{name} v{version} was not blessed ({mv.blessing.reason}); only blessed versions "
+            f"can be promoted to '{alias}'"
+        )
+    current = project.store.get_alias(name, alias)
+    if current == version:
+        raise PromotionError(f"{name} v{version} is already '{alias}'")
+    now = clock.now()
+    return project.store.move_alias(
+        name,
+        alias,
+        version,
+        at=now,
+        reason=reason or "manual promote",
+        actor=actor,
+        expected=current,
+        event=Event(
+            kind="model.promoted",
+            at=now,
+            message=f"{name} v{version} promoted to {alias} by hand"
+            + (f" (was v{current})" if current else ""),
+            pipeline=name,
+            version=version,
+            data={"alias": alias, "previous": current, "policy": "manual"},
+        ),
+    )
+
+
+def rollback_target(project: Project, pipeline: str, alias: str = CHAMPION) -> int:
+    """The version ``alias`` pointed at before its current one (blessed, still present)."""
+    current = project.store.get_alias(pipeline, alias)
+    if current is None:
+        raise ModelNotFoundError(f"{pipeline} has no '{alias}' to roll back")
+    for move in reversed(project.store.alias_history(pipeline, alias)):
+        v = move.previous
+        if v is None or v == current:
+            continue
+        if project.store.get_version(pipeline, v).blessing.passed:
+            return v
+    raise ModelNotFoundError(
+        f"{pipeline} '{alias}' v{current} has no earlier blessed version to roll back to"
+    )
+
+
+def rollback(
+    project: Project,
+    *,
+    clock: Clock,
+    pipeline: str | None = None,
+    to: int | None = None,
+    alias: str = CHAMPION,
+    actor: str = "retrainer rollback",
+) -> AliasMove:
+    """Move ``alias`` back to an earlier blessed version (the previous one by default)."""
+    name = project.config.pipeline(pipeline).name
+    current = project.store.get_alias(name, alias)
+    target = to if to is not None else rollback_target(project, name, alias)
+    mv = project.store.get_version(name, target)
+    if not mv.blessing.passed:
+        raise PromotionError(
+            f"{name} v{target} was not blessed ({mv.blessing.reason}); cannot roll back to it"
+        )
+    if target == current:
+        raise PromotionError(f"{name} v{target} is already '{alias}'")
+    now = clock.now()
+    return project.store.move_alias(
+        name,
+        alias,
+        target,
+        at=now,
+        reason=f"rollback from v{current}",
+        actor=actor,
+        expected=current,
+        event=Event(
+            kind="model.rolled_back",
+            at=now,
+            message=f"{name} {alias} rolled back from v{current} to v{target}",
+            pipeline=name,
+            version=target,
+            data={"alias": alias, "previous": current},
+        ),
+    )
+
+
+def status(project: Project) -> list[dict[str, Any]]:
+    """Per pipeline: champion with its metrics, version count, last runs and runs in flight."""
+    out = []
+    for cfg in project.config.pipelines:
+        store = project.store
+        versions = store.list_versions(cfg.name)
+        aliases = store.aliases(cfg.name)
+        champion = aliases.get(CHAMPION)
+        champ_mv = next((v for v in versions if v.version == champion), None)
+        runs = store.list_runs(cfg.name, limit=5)
+        out.append(
+            {
+                "pipeline": cfg.name,
+                "champion": champion,
+                "champion_metrics": dict(champ_mv.metrics) if champ_mv else {},
+                "champion_created_at": _iso(champ_mv.created_at) if champ_mv else None,
+                "aliases": aliases,
+                "versions": len(versions),
+                "last_runs": [run_view(r) for r in runs],
+                "running": [run_view(r) for r in store.list_runs(cfg.name, status="running")],
+            }
+        )
+    return out

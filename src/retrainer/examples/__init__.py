@@ -1,0 +1,1 @@
+"""Example projects bundled with retrainer (``retrainer init DIR --example NAME``)."""

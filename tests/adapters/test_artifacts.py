@@ -1,0 +1,228 @@
+"""Contract tests run against every ArtifactStore adapter, plus local-disk specifics."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from retrainer.adapters.artifacts import (
+    ArtifactRef,
+    ArtifactStore,
+    FsspecArtifactStore,
+    InMemoryArtifactStore,
+    LocalArtifactStore,
+    open_artifact_store,
+)
+from retrainer.errors import ArtifactIntegrityError, ModelNotFoundError
+
+BLOB = b"a model's bytes " * 1000
+
+
+def _local(tmp_path: Path) -> LocalArtifactStore:
+    return LocalArtifactStore(tmp_path / "artifacts")
+
+
+def _memory(tmp_path: Path) -> InMemoryArtifactStore:
+    return InMemoryArtifactStore()
+
+
+@pytest.fixture(params=[_local, _memory], ids=["local", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> FsspecArtifactStore:
+    make: Callable[[Path], FsspecArtifactStore] = request.param
+    return make(tmp_path)
+
+
+def _overwrite(url: str, data: bytes) -> None:
+    """Change a stored blob behind the store's back."""
+    with fsspec.open(url, "wb") as f:
+        f.write(data)
+
+
+def _read(url: str) -> bytes:
+    with fsspec.open(url, "rb") as f:
+        data: bytes = f.read()
+    return data
+
+
+# --- contract: every adapter -------------------------------------------------------------
+
+
+def test_put_then_get_round_trips(store: ArtifactStore) -> None:
+    ref = store.put(BLOB)
+    assert ref == ArtifactRef(
+        sha256=hashlib.sha256(BLOB).hexdigest(), size=len(BLOB), url=store.url(ref.sha256)
+    )
+    assert store.exists(ref.sha256)
+    assert store.get(ref.sha256) == BLOB
+    assert _read(ref.url) == BLOB
+
+
+def test_put_is_idempotent(store: ArtifactStore) -> None:
+    first = store.put(BLOB)
+    second = store.put(BLOB)
+    assert first == second
+    assert store.get(first.sha256) == BLOB
+
+
+def test_empty_blob_round_trips(store: ArtifactStore) -> None:
+    ref = store.put(b"")
+    assert ref.size == 0
+    assert store.get(ref.sha256) == b""
+
+
+def test_key_is_case_insensitive(store: ArtifactStore) -> None:
+    ref = store.put(BLOB)
+    assert store.get(ref.sha256.upper()) == BLOB
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda b: b[:10] + bytes([b[10] ^ 0x01]) + b[11:], id="flipped-byte"),
+        pytest.param(lambda b: b[: len(b) // 2], id="truncated"),
+    ],
+)
+def test_damaged_blob_is_refused(store: ArtifactStore, damage: Callable[[bytes], bytes]) -> None:
+    ref = store.put(BLOB)
+    damaged = damage(BLOB)
+    _overwrite(ref.url, damaged)
+    with pytest.raises(ArtifactIntegrityError) as info:
+        store.get(ref.sha256)
+    message = str(info.value)
+    assert ref.url in message
+    assert ref.sha256 in message
+    assert hashlib.sha256(damaged).hexdigest() in message
+    assert f"{len(damaged)} bytes" in message
+    assert "must not be loaded" in message
+
+
+def test_integrity_error_names_the_expected_size_when_given(store: FsspecArtifactStore) -> None:
+    ref = store.put(BLOB)
+    _overwrite(ref.url, BLOB[:-1])
+    with pytest.raises(ArtifactIntegrityError, match=f"{len(BLOB)} bytes"):
+        store.get(ref.sha256, size=ref.size)
+
+
+def test_put_repairs_a_truncated_blob(store: ArtifactStore) -> None:
+    ref = store.put(BLOB)
+    _overwrite(ref.url, BLOB[:100])
+    assert store.put(BLOB) == ref
+    assert store.get(ref.sha256) == BLOB
+
+
+def test_missing_blob_is_not_found(store: ArtifactStore) -> None:
+    sha = hashlib.sha256(b"never stored").hexdigest()
+    assert not store.exists(sha)
+    with pytest.raises(ModelNotFoundError, match=sha):
+        store.get(sha)
+
+
+@pytest.mark.parametrize("key", ["../../etc/passwd", "abc", "g" * 64, ""])
+def test_malformed_key_is_refused(store: ArtifactStore, key: str) -> None:
+    with pytest.raises(ModelNotFoundError, match="64 hexadecimal digits"):
+        store.get(key)
+
+
+# --- in-memory specifics ------------------------------------------------------------------
+
+
+def test_memory_blobs_are_visible_to_another_store_on_the_same_root() -> None:
+    writer = InMemoryArtifactStore("memory://tests/shared-root")
+    ref = writer.put(BLOB)
+    assert ref.url.startswith("memory://")
+    assert open_artifact_store("memory://tests/shared-root").get(ref.sha256) == BLOB
+
+
+def test_default_memory_stores_do_not_share_blobs() -> None:
+    ref = InMemoryArtifactStore().put(BLOB)
+    assert not InMemoryArtifactStore().exists(ref.sha256)
+
+
+# --- local-disk specifics -----------------------------------------------------------------
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def test_local_layout_and_no_temp_files_left(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path)
+    refs = [store.put(BLOB), store.put(b"other"), store.put(BLOB)]
+    expected = sorted({tmp_path / "sha256" / r.sha256[:2] / r.sha256 for r in refs})
+    assert _files(tmp_path) == expected
+    for ref in refs:
+        path = tmp_path / "sha256" / ref.sha256[:2] / ref.sha256
+        assert path.read_bytes() == (BLOB if ref.size == len(BLOB) else b"other")
+        assert ref.url == path.as_uri()
+
+
+def test_leftover_temp_file_from_crashed_writer_is_ignored(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path)
+    sha = hashlib.sha256(BLOB).hexdigest()
+    folder = tmp_path / "sha256" / sha[:2]
+    folder.mkdir(parents=True)
+    leftover = folder / f".{sha}.deadbeef.tmp"
+    leftover.write_bytes(BLOB[:100])  # a writer died half-way
+
+    assert not store.exists(sha)
+    with pytest.raises(ModelNotFoundError):
+        store.get(sha)
+    ref = store.put(BLOB)
+    assert store.get(ref.sha256) == BLOB
+    assert (folder / sha).read_bytes() == BLOB
+    assert leftover.read_bytes() == BLOB[:100]  # not ours to delete; never read
+
+
+def test_failed_write_leaves_no_blob_and_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalArtifactStore(tmp_path)
+
+    def crash(fd: int) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("retrainer.adapters.artifacts.os.fsync", crash)
+    with pytest.raises(OSError, match="disk full"):
+        store.put(BLOB)
+    monkeypatch.undo()
+    assert _files(tmp_path) == []
+    assert not store.exists(hashlib.sha256(BLOB).hexdigest())
+
+
+def test_relative_path_is_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = open_artifact_store("artifacts")
+    assert isinstance(store, LocalArtifactStore)
+    ref = store.put(BLOB)
+    monkeypatch.chdir("/")
+    assert ref.url == (tmp_path / "artifacts" / "sha256" / ref.sha256[:2] / ref.sha256).as_uri()
+    assert _read(ref.url) == BLOB
+    assert store.get(ref.sha256) == BLOB
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("memory://tests/open", InMemoryArtifactStore),
+        ("some/folder", LocalArtifactStore),
+        ("file:///tmp/some/folder", LocalArtifactStore),
+    ],
+)
+def test_open_artifact_store_picks_the_adapter(url: str, kind: type) -> None:
+    assert type(open_artifact_store(url)) is kind
+
+
+def test_concurrent_puts_of_the_same_blob(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path)
+    blobs = [BLOB, BLOB + b"!"] * 8
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        refs = list(pool.map(store.put, blobs))
+    assert len({r.sha256 for r in refs}) == 2
+    for ref, blob in zip(refs, blobs, strict=True):
+        assert store.get(ref.sha256) == blob
+    assert len(_files(tmp_path)) == 2

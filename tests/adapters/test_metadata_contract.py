@@ -1,0 +1,757 @@
+"""The MetadataStore contract, run against every adapter.
+
+``memory`` and ``sqlite`` always run; ``postgresql`` runs when ``RETRAINER_TEST_PG_URL`` holds a
+``postgresql+psycopg://`` URL (each test gets its own schema there, dropped afterwards).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retrainer.adapters.metadata import ANY, MetadataStore
+from retrainer.adapters.metadata.memory import InMemoryMetadataStore
+from retrainer.adapters.metadata.sql import SQLMetadataStore
+from retrainer.core.types import (
+    AliasMove,
+    CodeVersion,
+    Event,
+    EvidenceRow,
+    ModelVersion,
+    Run,
+    Snapshot,
+    Verdict,
+)
+from retrainer.errors import ConcurrencyError, ModelNotFoundError
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+PG_URL_VAR = "RETRAINER_TEST_PG_URL"
+
+
+def _postgres_store() -> Iterator[MetadataStore]:
+    url = os.environ.get(PG_URL_VAR)
+    if not url:
+        pytest.skip(f"set {PG_URL_VAR}=postgresql+psycopg://user@host/db to run on PostgreSQL")
+    import sqlalchemy as sa
+
+    schema = f"rt_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    scoped = sa.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    store = SQLMetadataStore(scoped.render_as_string(hide_password=False))
+    try:
+        yield store
+    finally:
+        store.close()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
+    if request.param == "postgresql":
+        yield from _postgres_store()
+        return
+    opened: MetadataStore
+    if request.param == "memory":
+        opened = InMemoryMetadataStore()
+    else:
+        opened = SQLMetadataStore(f"sqlite:///{tmp_path / 'retrainer.db'}")
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+# -- record factories --------------------------------------------------------------------------
+
+
+def make_snapshot(pipeline: str = "churn", **changes: Any) -> Snapshot:
+    fields: dict[str, Any] = {
+        "pipeline": pipeline,
+        "source": "data/churn/*.parquet",
+        "window_start": T0 - timedelta(days=30),
+        "window_end": T0,
+        "min_time": T0 - timedelta(days=29, hours=23),
+        "max_time": T0 - timedelta(minutes=5),
+        "rows": 12_345,
+        "schema": {"age": "int64", "plan": "string", "churned": "bool"},
+        "fingerprint": "f" * 64,
+        "created_at": T0,
+    }
+    fields.update(changes)
+    return Snapshot(**fields)
+
+
+def make_run(key: str = "churn/cron/2024-05-01T12", pipeline: str = "churn", **changes: Any) -> Run:
+    fields: dict[str, Any] = {
+        "key": key,
+        "pipeline": pipeline,
+        "cause": "cron",
+        "created_at": T0,
+        "evidence": {"schedule": "0 12 * * *", "slot": "2024-05-01T12:00:00Z"},
+        "params": {"model": {"max_depth": 6, "features": ["age", "plan"]}},
+    }
+    fields.update(changes)
+    return Run(**fields)
+
+
+def make_verdict(passed: bool = True) -> Verdict:
+    return Verdict(
+        passed=passed,
+        evidence=(
+            EvidenceRow(
+                rule="min_improvement",
+                metric="auc",
+                candidate=0.91,
+                champion=0.89,
+                delta=0.02,
+                threshold=">= 0.005",
+                passed=True,
+            ),
+            EvidenceRow(
+                rule="max_regression",
+                metric="recall",
+                candidate=0.7,
+                champion=None,
+                delta=None,
+                threshold="<= 0.01",
+                passed=passed,
+                slice="plan=basic",
+                note="no champion on this slice",
+            ),
+        ),
+        champion_version=3,
+        reason="auc improved by 0.02" if passed else "recall regressed on plan=basic",
+    )
+
+
+def make_draft(pipeline: str = "churn", **changes: Any) -> ModelVersion:
+    fields: dict[str, Any] = {
+        "pipeline": pipeline,
+        "version": 0,
+        "created_at": T0,
+        "run_id": None,
+        "artifact_sha256": "a" * 64,
+        "artifact_size": 4096,
+        "artifact_format": "skops",
+        "metrics": {"auc": 0.91, "log_loss": 0.31},
+        "params": {"max_depth": 6, "features": ["age", "plan"]},
+        "snapshot": make_snapshot(pipeline),
+        "code": CodeVersion(pipeline_hash="p" * 16, git_commit="c" * 40, git_dirty=False),
+        "environment": {"python": "3.11.7", "scikit-learn": "1.5.0"},
+        "blessing": make_verdict(),
+        "profile": {"features": {"age": {"mean": 41.5, "hist": [1, 2, 3]}}},
+    }
+    fields.update(changes)
+    return ModelVersion(**fields)
+
+
+def make_event(kind: str = "note", at: datetime = T0, **changes: Any) -> Event:
+    fields: dict[str, Any] = {"kind": kind, "at": at, "message": f"{kind} happened"}
+    fields.update(changes)
+    return Event(**fields)
+
+
+def with_pipeline(store: MetadataStore, *names: str) -> MetadataStore:
+    for name in names or ("churn",):
+        store.ensure_pipeline(name, "hash-1", T0)
+    return store
+
+
+def register(store: MetadataStore, n: int, pipeline: str = "churn") -> list[int]:
+    return [store.register_version(make_draft(pipeline)).version for _ in range(n)]
+
+
+def move(
+    store: MetadataStore, alias: str, version: int | None, at: datetime, **kw: Any
+) -> AliasMove:
+    return store.move_alias("churn", alias, version, at=at, reason="test", actor="tester", **kw)
+
+
+def in_threads(n: int, work: Callable[[], Any]) -> list[Any]:
+    """Run ``work`` in ``n`` threads released together; return the results, raise any error."""
+    barrier = threading.Barrier(n)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            results.append(work())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+# -- datetimes -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        datetime(2024, 5, 1, 12, 30, 15, 123456),  # naive: taken as UTC
+        datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC),
+        datetime(2024, 5, 1, 14, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2))),
+    ],
+)
+def test_datetimes_come_back_as_aware_utc(store: MetadataStore, given: datetime) -> None:
+    expected = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
+    record = store.ensure_pipeline("churn", "h", given)
+    snap = store.add_snapshot(make_snapshot(created_at=given, window_end=given))
+    run, _ = store.create_run(make_run(created_at=given, lease_expires_at=given))
+    version = store.register_version(make_draft(created_at=given))
+    moved = move(store, "champion", 1, given)
+    event = store.append_event(make_event(at=given))
+
+    values = [
+        record.created_at,
+        store.list_pipelines()[0].updated_at,
+        store.get_snapshot(snap.id or 0).created_at,
+        store.get_snapshot(snap.id or 0).window_end,
+        store.get_run(run.id or 0).created_at,
+        store.get_run(run.id or 0).lease_expires_at,
+        store.get_version("churn", version.version).created_at,
+        store.alias_history("churn")[0].at,
+        moved.at,
+        store.list_events()[0].at,
+        event.at,
+    ]
+    for value in values:
+        assert value == expected
+        assert value is not None and value.tzinfo is not None and value.utcoffset() == timedelta(0)
+
+
+# -- pipelines -----------------------------------------------------------------------------------
+
+
+def test_ensure_pipeline_creates_then_updates_the_hash(store: MetadataStore) -> None:
+    created = store.ensure_pipeline("churn", "h1", T0)
+    assert (created.name, created.definition_hash) == ("churn", "h1")
+    assert created.created_at == created.updated_at == T0
+
+    same = store.ensure_pipeline("churn", "h1", T0 + timedelta(hours=1))
+    assert same == created  # same hash: nothing changes
+
+    changed = store.ensure_pipeline("churn", "h2", T0 + timedelta(hours=2))
+    assert changed.definition_hash == "h2"
+    assert changed.created_at == T0
+    assert changed.updated_at == T0 + timedelta(hours=2)
+    assert store.list_pipelines() == [changed]
+
+
+def test_ensure_pipeline_from_several_threads_at_once(store: MetadataStore) -> None:
+    got = in_threads(6, lambda: store.ensure_pipeline("churn", "h1", T0).name)
+    assert got == ["churn"] * 6
+    assert [p.name for p in store.list_pipelines()] == ["churn"]
+
+
+def test_list_pipelines_is_sorted_by_name(store: MetadataStore) -> None:
+    assert store.list_pipelines() == []
+    for name in ["fraud", "churn", "ctr"]:
+        store.ensure_pipeline(name, "h", T0)
+    assert [p.name for p in store.list_pipelines()] == ["churn", "ctr", "fraud"]
+
+
+# -- snapshots -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"window_start": None, "window_end": None, "min_time": None, "max_time": None}],
+)
+def test_snapshot_round_trips(store: MetadataStore, changes: dict[str, Any]) -> None:
+    with_pipeline(store)
+    snapshot = make_snapshot(**changes)
+    stored = store.add_snapshot(snapshot)
+    assert stored.id is not None
+    assert stored == replace(snapshot, id=stored.id)
+    assert store.get_snapshot(stored.id) == stored
+    assert store.add_snapshot(snapshot).id != stored.id
+
+
+def test_snapshot_of_unknown_pipeline_is_refused(store: MetadataStore) -> None:
+    with pytest.raises(ModelNotFoundError, match="nope"):
+        store.add_snapshot(make_snapshot("nope"))
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+
+def full_run(store: MetadataStore) -> Run:
+    snap = store.add_snapshot(make_snapshot())
+    return make_run(
+        status="succeeded",
+        snapshot_id=snap.id,
+        code=CodeVersion(pipeline_hash="p" * 16, git_commit="c" * 40, git_dirty=True),
+        started_at=T0 + timedelta(seconds=1),
+        finished_at=T0 + timedelta(minutes=3),
+        error=None,
+        metrics={"auc": 0.91, "rows": 12345},
+        version=None,
+        outcome="registered",
+        owner="host-1:4242",
+        lease_expires_at=T0 + timedelta(minutes=10),
+        epoch=3,
+        attempts=2,
+        timings={"load": 1.5, "train": 90.25},
+    )
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_create_run_round_trips_every_field(store: MetadataStore, full: bool) -> None:
+    with_pipeline(store)
+    run = full_run(store) if full else make_run()
+    stored, created = store.create_run(run)
+    assert created
+    assert stored.id is not None
+    assert stored == replace(run, id=stored.id)
+    assert store.get_run(stored.id) == stored
+
+
+def test_create_run_is_idempotent_on_the_key(store: MetadataStore) -> None:
+    with_pipeline(store)
+    first, created = store.create_run(make_run())
+    again, created_again = store.create_run(make_run(cause="manual", params={"other": 1}))
+    assert created and not created_again
+    assert again == first
+    assert store.list_runs() == [first]
+
+
+def test_update_run_overwrites_every_field(store: MetadataStore) -> None:
+    with_pipeline(store)
+    stored, _ = store.create_run(make_run())
+    changed = replace(full_run(store), id=stored.id, cause="drift", status="failed", error="boom")
+    assert store.update_run(changed) == changed
+    assert store.get_run(stored.id or 0) == changed
+
+    cleared = replace(changed, code=None, snapshot_id=None, metrics={}, error=None)
+    store.update_run(cleared)
+    assert store.get_run(stored.id or 0) == cleared
+
+
+def test_update_run_refuses_unknown_runs_and_key_changes(store: MetadataStore) -> None:
+    with_pipeline(store)
+    stored, _ = store.create_run(make_run())
+    with pytest.raises(ModelNotFoundError):
+        store.update_run(replace(stored, id=999))
+    with pytest.raises(ValueError, match="id"):
+        store.update_run(replace(stored, id=None))
+    with pytest.raises(ValueError, match="key"):
+        store.update_run(replace(stored, key="other"))
+    assert store.get_run(stored.id or 0) == stored
+
+
+@pytest.mark.parametrize(
+    "run",
+    [make_run(pipeline="nope"), make_run(snapshot_id=999)],
+    ids=["unknown-pipeline", "unknown-snapshot"],
+)
+def test_create_run_refuses_unknown_references(store: MetadataStore, run: Run) -> None:
+    with_pipeline(store)
+    with pytest.raises(ModelNotFoundError):
+        store.create_run(run)
+    assert store.list_runs() == []
+
+
+def test_list_runs_newest_first_with_filters_and_limit(store: MetadataStore) -> None:
+    with_pipeline(store, "churn", "ctr")
+    made = []
+    for i in range(6):
+        pipeline = "churn" if i % 2 == 0 else "ctr"
+        status = "failed" if i in (2, 3) else "succeeded"
+        run, _ = store.create_run(make_run(f"k{i}", pipeline=pipeline, status=status))
+        made.append(run)
+
+    assert store.list_runs() == made[::-1]
+    assert store.list_runs(limit=2) == [made[5], made[4]]
+    assert store.list_runs(limit=None) == made[::-1]
+    assert store.list_runs(limit=0) == []
+    assert store.list_runs(pipeline="churn") == [made[4], made[2], made[0]]
+    assert store.list_runs(status="failed") == [made[3], made[2]]
+    assert store.list_runs(pipeline="ctr", status="succeeded", limit=1) == [made[5]]
+    assert store.list_runs(pipeline="unknown") == []
+
+
+def test_list_runs_default_limit_is_50(store: MetadataStore) -> None:
+    with_pipeline(store)
+    for i in range(52):
+        store.create_run(make_run(f"k{i}"))
+    assert len(store.list_runs()) == 50
+    assert len(store.list_runs(limit=None)) == 52
+
+
+def test_get_run_of_unknown_id_raises(store: MetadataStore) -> None:
+    with pytest.raises(ModelNotFoundError, match="42"):
+        store.get_run(42)
+
+
+# -- model versions ------------------------------------------------------------------------------
+
+
+def test_register_version_round_trips_every_field(store: MetadataStore) -> None:
+    with_pipeline(store)
+    run, _ = store.create_run(make_run())
+    draft = make_draft(run_id=run.id, version=99)
+    stored = store.register_version(draft)
+
+    assert stored.version == 1  # draft.version is ignored
+    assert stored.snapshot.id is not None
+    assert stored == replace(
+        draft, version=1, snapshot=replace(draft.snapshot, id=stored.snapshot.id)
+    )
+    assert store.get_version("churn", 1) == stored
+    assert store.list_versions("churn") == [stored]
+    assert store.get_snapshot(stored.snapshot.id) == stored.snapshot
+    # the nested records survive whole
+    assert stored.blessing.evidence[1].slice == "plan=basic"
+    assert stored.blessing.evidence[1].champion is None
+    assert stored.code == CodeVersion(pipeline_hash="p" * 16, git_commit="c" * 40, git_dirty=False)
+
+
+@pytest.mark.parametrize("passed", [True, False])
+def test_register_version_keeps_the_verdict_and_no_profile(
+    store: MetadataStore, passed: bool
+) -> None:
+    with_pipeline(store)
+    draft = make_draft(
+        blessing=make_verdict(passed),
+        profile=None,
+        code=CodeVersion(pipeline_hash="h"),
+        environment={},
+    )
+    stored = store.register_version(draft)
+    fetched = store.get_version("churn", stored.version)
+    assert fetched.blessing == make_verdict(passed)
+    assert fetched.profile is None
+    assert fetched.code == CodeVersion(pipeline_hash="h")
+
+
+def test_register_version_reuses_a_stored_snapshot(store: MetadataStore) -> None:
+    with_pipeline(store)
+    snap = store.add_snapshot(make_snapshot())
+    first = store.register_version(make_draft(snapshot=snap))
+    second = store.register_version(make_draft(snapshot=snap))
+    assert first.snapshot == second.snapshot == snap
+
+
+def test_versions_are_numbered_per_pipeline(store: MetadataStore) -> None:
+    with_pipeline(store, "churn", "ctr")
+    assert register(store, 3, "churn") == [1, 2, 3]
+    assert register(store, 2, "ctr") == [1, 2]
+    assert register(store, 1, "churn") == [4]
+    assert [v.version for v in store.list_versions("churn")] == [1, 2, 3, 4]
+    assert [v.version for v in store.list_versions("ctr")] == [1, 2]
+    assert {v.pipeline for v in store.list_versions("ctr")} == {"ctr"}
+
+
+def test_versions_never_collide_across_threads(store: MetadataStore) -> None:
+    with_pipeline(store)
+    got = in_threads(4, lambda: register(store, 5))
+    assert sorted(v for versions in got for v in versions) == list(range(1, 21))
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"pipeline": "nope", "snapshot": make_snapshot("nope")}, "nope"),
+        ({"run_id": 999}, "999"),
+        ({"snapshot": replace(make_snapshot(), id=999)}, "999"),
+    ],
+    ids=["unknown-pipeline", "unknown-run", "unknown-snapshot"],
+)
+def test_register_version_refuses_unknown_references(
+    store: MetadataStore, changes: dict[str, Any], match: str
+) -> None:
+    with_pipeline(store)
+    with pytest.raises(ModelNotFoundError, match=match):
+        store.register_version(make_draft(**changes), event=make_event(pipeline="churn"))
+    assert store.list_versions("churn") == []
+    assert store.list_events() == []
+
+
+def test_register_version_stores_its_event_in_the_same_write(store: MetadataStore) -> None:
+    with_pipeline(store)
+    register(store, 1)
+    event = make_event("registered", pipeline="churn", data={"sha": "a" * 8}, version=None)
+    stored = store.register_version(make_draft(), event=event)
+    [written] = store.list_events()
+    assert written == replace(event, version=stored.version, id=written.id)
+
+
+def test_register_version_writes_nothing_when_its_event_is_invalid(store: MetadataStore) -> None:
+    with_pipeline(store)
+    bad = make_event(data={"when": datetime(2024, 1, 1)})  # not a JSON value
+    with pytest.raises(TypeError, match=r"Event\.data"):
+        store.register_version(make_draft(), event=bad)
+    assert store.list_versions("churn") == []
+    assert store.list_events() == []
+    assert register(store, 1) == [1]
+
+
+def test_unknown_versions_and_pipelines_raise(store: MetadataStore) -> None:
+    with_pipeline(store)
+    register(store, 2)
+    with pytest.raises(ModelNotFoundError, match="version 3"):
+        store.get_version("churn", 3)
+    with pytest.raises(ModelNotFoundError, match="nope"):
+        store.get_version("nope", 1)
+
+
+# -- aliases -------------------------------------------------------------------------------------
+
+
+def test_move_alias_records_the_previous_version(store: MetadataStore) -> None:
+    with_pipeline(store)
+    register(store, 3)
+    first = move(store, "champion", 1, T0)
+    assert (first.version, first.previous, first.alias, first.pipeline) == (
+        1,
+        None,
+        "champion",
+        "churn",
+    )
+    assert (first.reason, first.actor, first.at) == ("test", "tester", T0)
+    assert first.id is not None
+
+    second = move(store, "champion", 3, T0 + timedelta(hours=1))
+    assert (second.version, second.previous) == (3, 1)
+    assert store.get_alias("churn", "champion") == 3
+    assert store.alias_history("churn", "champion") == [first, second]
+
+
+def test_aliases_lists_current_aliases_only(store: MetadataStore) -> None:
+    with_pipeline(store)
+    register(store, 3)
+    assert store.aliases("churn") == {}
+    assert store.get_alias("churn", "champion") is None
+    move(store, "champion", 1, T0)
+    move(store, "challenger", 2, T0)
+    move(store, "champion", 2, T0 + timedelta(hours=1))
+    move(store, "shadow", 3, T0)
+    move(store, "shadow", None, T0 + timedelta(hours=2))  # cleared
+    assert store.aliases("churn") == {"challenger": 2, "champion": 2}
+    assert store.get_alias("churn", "shadow") is None
+
+
+def test_alias_history_is_append_only_and_oldest_first(store: MetadataStore) -> None:
+    with_pipeline(store, "churn", "ctr")
+    register(store, 2)
+    register(store, 1, "ctr")
+    moves = [
+        move(store, "champion", 1, T0),
+        move(store, "challenger", 2, T0 + timedelta(minutes=1)),
+        move(store, "champion", 2, T0 + timedelta(minutes=2)),
+        move(store, "champion", None, T0 + timedelta(minutes=3)),
+    ]
+    store.move_alias("ctr", "champion", 1, at=T0, reason="r", actor="a")
+    assert store.alias_history("churn") == moves
+    assert store.alias_history("churn", "champion") == [moves[0], moves[2], moves[3]]
+    assert store.alias_history("churn", "never") == []
+    ids = [m.id for m in store.alias_history("churn")]
+    assert ids == sorted(ids)
+
+
+def test_alias_at_answers_which_version_served_when(store: MetadataStore) -> None:
+    with_pipeline(store)
+    register(store, 2)
+    move(store, "champion", 1, T0)
+    move(store, "champion", 2, T0 + timedelta(days=1))
+    move(store, "champion", None, T0 + timedelta(days=2))
+
+    assert store.alias_at("churn", "champion", T0 - timedelta(seconds=1)) is None
+    assert store.alias_at("churn", "champion", T0) == 1
+    assert store.alias_at("churn", "champion", T0 + timedelta(hours=12)) == 1
+    assert store.alias_at("churn", "champion", T0 + timedelta(days=1)) == 2
+    assert store.alias_at("churn", "champion", T0 + timedelta(days=3)) is None
+    assert store.alias_at("churn", "other", T0 + timedelta(days=1)) is None
+    # naive and non-UTC times mean the same instants
+    assert store.alias_at("churn", "champion", datetime(2024, 5, 2, 12)) == 2
+    plus2 = timezone(timedelta(hours=2))
+    assert store.alias_at("churn", "champion", datetime(2024, 5, 2, 13, 59, tzinfo=plus2)) == 1
+
+
+@pytest.mark.parametrize(
+    ("expected", "wins"),
+    [(ANY, True), (1, True), (None, False), (2, False)],
+)
+def test_move_alias_compare_and_set(store: MetadataStore, expected: Any, wins: bool) -> None:
+    with_pipeline(store)
+    register(store, 3)
+    move(store, "champion", 1, T0)
+    before = store.alias_history("churn")
+    event = make_event("promoted", pipeline="churn", version=3)
+    if wins:
+        done = move(store, "champion", 3, T0 + timedelta(hours=1), expected=expected, event=event)
+        assert (done.version, done.previous) == (3, 1)
+        assert store.get_alias("churn", "champion") == 3
+        assert [e.kind for e in store.list_events()] == ["promoted"]
+    else:
+        with pytest.raises(ConcurrencyError, match="champion"):
+            move(store, "champion", 3, T0 + timedelta(hours=1), expected=expected, event=event)
+        assert store.alias_history("churn") == before
+        assert store.get_alias("churn", "champion") == 1
+        assert store.list_events() == []
+
+
+def test_move_alias_expected_none_means_unset(store: MetadataStore) -> None:
+    with_pipeline(store)
+    register(store, 2)
+    assert move(store, "champion", 1, T0, expected=None).version == 1
+    with pytest.raises(ConcurrencyError):
+        move(store, "champion", 2, T0, expected=None)
+    move(store, "champion", None, T0, expected=1)
+    assert move(store, "champion", 2, T0, expected=None).previous is None
+
+
+def test_move_alias_stores_its_event_with_the_move(store: MetadataStore) -> None:
+    with_pipeline(store)
+    register(store, 1)
+    event = make_event("promoted", pipeline="churn", version=1, data={"by": "gate"})
+    moved = move(store, "champion", 1, T0, event=event)
+    [written] = store.list_events()
+    assert written == replace(event, id=written.id)
+    assert store.alias_history("churn") == [moved]
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "version"), [("churn", 5), ("nope", 1)], ids=["version", "pipeline"]
+)
+def test_move_alias_to_unknown_things_changes_nothing(
+    store: MetadataStore, pipeline: str, version: int
+) -> None:
+    with_pipeline(store)
+    register(store, 1)
+    with pytest.raises(ModelNotFoundError):
+        store.move_alias(
+            pipeline, "champion", version, at=T0, reason="r", actor="a", event=make_event()
+        )
+    assert store.alias_history("churn") == []
+    assert store.list_events() == []
+
+
+def test_reads_of_an_unknown_pipeline_find_nothing(store: MetadataStore) -> None:
+    # A configured pipeline that never ran is not an error for `retrainer status`.
+    assert store.list_versions("nope") == []
+    assert store.aliases("nope") == {}
+    assert store.get_alias("nope", "champion") is None
+    assert store.alias_history("nope") == []
+    assert store.alias_at("nope", "champion", T0) is None
+    assert store.list_runs(pipeline="nope") == []
+    assert store.list_events(pipeline="nope") == []
+
+
+# -- events --------------------------------------------------------------------------------------
+
+
+def test_append_event_round_trips(store: MetadataStore) -> None:
+    event = make_event(
+        "blessed",
+        pipeline="churn",
+        run_id=7,
+        version=3,
+        data={"evidence": [{"metric": "auc", "delta": 0.02}], "ok": True, "none": None},
+    )
+    stored = store.append_event(event)
+    assert stored.id is not None
+    assert stored == replace(event, id=stored.id)
+    assert store.list_events() == [stored]
+    assert store.append_event(make_event()).id != stored.id
+
+
+def test_list_events_filters_and_keeps_the_most_recent(store: MetadataStore) -> None:
+    made = [
+        store.append_event(make_event("a", T0, pipeline="churn")),
+        store.append_event(make_event("b", T0 + timedelta(hours=1), pipeline="ctr")),
+        store.append_event(make_event("a", T0 + timedelta(hours=2), pipeline="churn")),
+        store.append_event(make_event("c", T0 + timedelta(hours=3))),
+        store.append_event(make_event("b", T0 + timedelta(hours=4), pipeline="churn")),
+    ]
+    assert store.list_events() == made
+    assert store.list_events(pipeline="churn") == [made[0], made[2], made[4]]
+    assert store.list_events(since=T0 + timedelta(hours=2)) == made[2:]
+    assert store.list_events(kinds=["a", "c"]) == [made[0], made[2], made[3]]
+    assert store.list_events(kinds=[]) == []
+    assert store.list_events(limit=2) == made[3:]
+    assert store.list_events(limit=10) == made
+    assert store.list_events(limit=0) == []
+    assert store.list_events(pipeline="churn", kinds=["a", "b"], limit=2) == [made[2], made[4]]
+    assert store.list_events(pipeline="unknown") == []
+
+
+# -- stored state is the store's own -------------------------------------------------------------
+
+
+def test_mutating_inputs_or_outputs_never_changes_stored_state(store: MetadataStore) -> None:
+    with_pipeline(store)
+    run = make_run()
+    stored, _ = store.create_run(run)
+    run.params["model"]["max_depth"] = 99
+    run.evidence.clear()
+    stored.metrics["auc"] = 0.0
+    fetched = store.get_run(stored.id or 0)
+    fetched.params["model"]["features"].append("extra")
+    assert store.get_run(stored.id or 0) == make_run(id=stored.id)
+
+    draft = make_draft()
+    version = store.register_version(draft)
+    draft.metrics["auc"] = 0.0
+    draft.snapshot.schema["new"] = "int64"
+    assert draft.profile is not None
+    draft.profile["features"]["age"]["hist"].append(4)
+    version.environment["python"] = "2.7"
+    store.get_version("churn", 1).params["max_depth"] = 1
+    assert store.get_version("churn", 1) == replace(
+        make_draft(), version=1, snapshot=replace(make_snapshot(), id=version.snapshot.id)
+    )
+
+    event = make_event(data={"list": [1, 2]})
+    stored_event = store.append_event(event)
+    event.data["list"].append(3)
+    stored_event.data["list"].append(4)
+    store.list_events()[0].data["list"].append(5)
+    assert store.list_events()[0].data == {"list": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.create_run(make_run(params={"when": datetime(2024, 1, 1)})),
+        lambda s: s.create_run(make_run(metrics={"auc": object()})),
+        lambda s: s.append_event(make_event(data={"x": {1, 2}})),
+        lambda s: s.register_version(make_draft(environment={"python": b"3.11"})),
+    ],
+    ids=["datetime", "object", "set", "bytes"],
+)
+def test_dicts_must_hold_json_values(store: MetadataStore, call: Any) -> None:
+    with_pipeline(store)
+    with pytest.raises(TypeError, match="JSON"):
+        call(store)
+    assert store.list_runs() == []
+    assert store.list_events() == []
+    assert store.list_versions("churn") == []
+
+
+def test_dicts_come_back_as_json_would_give_them(store: MetadataStore) -> None:
+    with_pipeline(store)
+    stored, _ = store.create_run(make_run(params={"pair": (1, 2), "ids": {3: "c"}}))
+    assert stored.params == {"pair": [1, 2], "ids": {"3": "c"}}
+    assert store.get_run(stored.id or 0).params == stored.params

@@ -1,0 +1,326 @@
+"""SQLMetadataStore on SQLite: journal mode, schema revisions, several processes at once.
+
+The behaviour every metadata store shares is in ``test_metadata_contract.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from retrainer.adapters.metadata import (
+    InMemoryMetadataStore,
+    SQLMetadataStore,
+    open_metadata_store,
+    upgrade_schema,
+)
+from retrainer.adapters.metadata import sql as sql_module
+from retrainer.adapters.metadata.sql import MIGRATIONS_DIR, SCHEMA_HEAD
+from retrainer.errors import ConcurrencyError, ConfigError, SchemaVersionError
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+TABLES = {"pipelines", "snapshots", "runs", "model_versions", "alias_moves", "events"}
+TABLES |= {"alembic_version"}
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "meta" / "retrainer.db"
+
+
+def url_of(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def raw_query(path: Path, sql: str) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def stamp(path: Path, revision: str) -> None:
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            conn.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[SQLMetadataStore]:
+    opened = SQLMetadataStore(url_of(db))
+    yield opened
+    opened.close()
+
+
+# -- SQLite setup -----------------------------------------------------------------------------
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(store: SQLMetadataStore, db: Path) -> None:
+    assert raw_query(db, "PRAGMA journal_mode") == [("wal",)]
+    with store._engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+
+
+def test_a_held_write_lock_gives_concurrency_error_naming_the_file(db: Path) -> None:
+    store = SQLMetadataStore(url_of(db), busy_timeout_s=0.2)
+    store.ensure_pipeline("churn", "h", T0)
+    holder = sqlite3.connect(db, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(ConcurrencyError, match=str(db.resolve())):
+            store.ensure_pipeline("other", "h", T0)
+        # WAL: readers are not blocked by the writer
+        assert [p.name for p in store.list_pipelines()] == ["churn"]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    store.ensure_pipeline("other", "h", T0)
+    assert [p.name for p in store.list_pipelines()] == ["churn", "other"]
+    store.close()
+
+
+def test_in_memory_sqlite_is_one_database_shared_by_threads() -> None:
+    with SQLMetadataStore("sqlite://") as store:
+        store.ensure_pipeline("churn", "h", T0)
+        assert [p.name for p in store.list_pipelines()] == ["churn"]
+
+
+# -- schema revisions -------------------------------------------------------------------------
+
+
+def test_a_fresh_database_is_migrated_to_head(store: SQLMetadataStore, db: Path) -> None:
+    assert raw_query(db, "SELECT version_num FROM alembic_version") == [(SCHEMA_HEAD,)]
+    names = {row[0] for row in raw_query(db, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert names == TABLES
+
+
+def test_schema_head_is_the_head_of_the_shipped_migrations() -> None:
+    assert Path(sql_module.__file__).parent / "migrations" == MIGRATIONS_DIR
+    assert (MIGRATIONS_DIR / "env.py").is_file()
+    assert (MIGRATIONS_DIR / "script.py.mako").is_file()
+    assert ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == SCHEMA_HEAD
+
+
+def test_the_migrations_build_the_schema_the_store_queries(store: SQLMetadataStore) -> None:
+    with store._engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), sql_module._metadata)
+    assert diff == []
+
+
+@pytest.mark.parametrize("auto_migrate", [True, False])
+def test_a_revision_from_a_newer_retrainer_is_refused(db: Path, auto_migrate: bool) -> None:
+    SQLMetadataStore(url_of(db)).close()
+    stamp(db, "9999_from_the_future")
+    with pytest.raises(SchemaVersionError) as caught:
+        SQLMetadataStore(url_of(db), auto_migrate=auto_migrate)
+    message = str(caught.value)
+    assert "'9999_from_the_future'" in message
+    assert repr(SCHEMA_HEAD) in message
+    assert "Upgrade retrainer" in message
+    with pytest.raises(SchemaVersionError, match="9999_from_the_future"):
+        upgrade_schema(url_of(db))
+    assert raw_query(db, "SELECT version_num FROM alembic_version") == [("9999_from_the_future",)]
+
+
+def test_an_empty_schema_is_refused_without_auto_migrate_until_upgraded(db: Path) -> None:
+    with pytest.raises(SchemaVersionError) as caught:
+        SQLMetadataStore(url_of(db), auto_migrate=False)
+    message = str(caught.value)
+    assert "retrainer db upgrade" in message
+    assert repr(SCHEMA_HEAD) in message
+    assert "empty" in message
+    assert raw_query(db, "SELECT name FROM sqlite_master WHERE type='table'") == []
+
+    assert upgrade_schema(url_of(db)) == (None, SCHEMA_HEAD)
+    assert upgrade_schema(url_of(db)) == (SCHEMA_HEAD, SCHEMA_HEAD)
+    with SQLMetadataStore(url_of(db), auto_migrate=False) as store:
+        assert store.list_pipelines() == []
+
+
+def test_an_old_schema_is_refused_without_auto_migrate(db: Path) -> None:
+    SQLMetadataStore(url_of(db)).close()
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("DELETE FROM alembic_version")  # as if written before any migration
+    conn.close()
+    with pytest.raises(SchemaVersionError, match="retrainer db upgrade"):
+        SQLMetadataStore(url_of(db), auto_migrate=False)
+
+
+def test_opening_a_current_schema_does_not_run_alembic(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    SQLMetadataStore(url_of(db)).close()
+    import alembic.command
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("alembic.command.upgrade ran on a current schema")
+
+    monkeypatch.setattr(alembic.command, "upgrade", refuse)
+    with SQLMetadataStore(url_of(db), auto_migrate=False) as store:
+        assert store.list_pipelines() == []
+
+
+# -- opening ----------------------------------------------------------------------------------
+
+
+def test_open_metadata_store_picks_the_adapter(db: Path) -> None:
+    assert isinstance(open_metadata_store("memory://"), InMemoryMetadataStore)
+    nested = db.parent / "a" / "b" / "retrainer.db"
+    store = open_metadata_store(url_of(nested))
+    assert isinstance(store, SQLMetadataStore)
+    assert nested.is_file()
+    store.close()
+
+
+@pytest.mark.parametrize("url", ["not a url", "memory", ""])
+def test_a_bad_url_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError, match="memory://"):
+        open_metadata_store(url)
+
+
+# -- several processes ------------------------------------------------------------------------
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys
+    from datetime import UTC, datetime
+    from retrainer.adapters.metadata.sql import SQLMetadataStore
+    from retrainer.core.types import CodeVersion, ModelVersion, Snapshot, Verdict
+    from retrainer.errors import ConcurrencyError
+
+    url, mode, arg = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    now = datetime(2024, 5, 1, tzinfo=UTC)
+    store = SQLMetadataStore(url)
+    if mode == "register":
+        store.ensure_pipeline("churn", "h", now)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    if mode == "register":
+        snap = Snapshot(
+            pipeline="churn", source="s", window_start=None, window_end=None, min_time=None,
+            max_time=None, rows=1, schema={}, fingerprint="f", created_at=now,
+        )
+        draft = ModelVersion(
+            pipeline="churn", version=0, created_at=now, run_id=None, artifact_sha256="0" * 64,
+            artifact_size=1, artifact_format="skops", metrics={}, params={}, snapshot=snap,
+            code=CodeVersion(pipeline_hash="h"), environment={},
+            blessing=Verdict(passed=True, evidence=()),
+        )
+        got = [store.register_version(draft).version for _ in range(arg)]
+    else:
+        try:
+            store.move_alias(
+                "churn", "champion", arg, at=now, reason="race", actor=f"w{arg}", expected=None
+            )
+            got = "won"
+        except ConcurrencyError:
+            got = "lost"
+    store.close()
+    print(json.dumps(got), flush=True)
+    """
+)
+
+
+def run_workers(url: str, mode: str, args: list[int]) -> list[object]:
+    """Start one process per arg, let each open the store, then release them all at once."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, url, mode, str(arg)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for arg in args
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line.strip() == "ready", proc.communicate(timeout=30)[1]
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        return results
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_processes_registering_at_once_get_distinct_versions(db: Path) -> None:
+    # The workers also open the fresh database at the same time: one of them migrates it.
+    results = run_workers(url_of(db), "register", [15, 15, 15, 15])
+    got = [v for result in results for v in result]  # type: ignore[attr-defined]
+    assert sorted(got) == list(range(1, 61))
+    assert raw_query(db, "SELECT version_num FROM alembic_version") == [(SCHEMA_HEAD,)]
+    with SQLMetadataStore(url_of(db)) as store:
+        assert [v.version for v in store.list_versions("churn")] == list(range(1, 61))
+
+
+def test_a_compare_and_set_race_has_exactly_one_winner(store: SQLMetadataStore) -> None:
+    store.ensure_pipeline("churn", "h", T0)
+    versions = [_register(store) for _ in range(4)]
+    results = run_workers(store.url, "race", versions)
+    assert sorted(results) == ["lost"] * 3 + ["won"]  # type: ignore[type-var]
+    [move] = store.alias_history("churn")
+    assert move.previous is None
+    assert move.version == versions[results.index("won")]
+    assert move.actor == f"w{move.version}"
+
+
+def _register(store: SQLMetadataStore) -> int:
+    from retrainer.core.types import CodeVersion, ModelVersion, Snapshot, Verdict
+
+    snap = Snapshot(
+        pipeline="churn",
+        source="s",
+        window_start=None,
+        window_end=None,
+        min_time=None,
+        max_time=None,
+        rows=1,
+        schema={},
+        fingerprint="f",
+        created_at=T0,
+    )
+    draft = ModelVersion(
+        pipeline="churn",
+        version=0,
+        created_at=T0,
+        run_id=None,
+        artifact_sha256="0" * 64,
+        artifact_size=1,
+        artifact_format="skops",
+        metrics={},
+        params={},
+        snapshot=snap,
+        code=CodeVersion(pipeline_hash="h"),
+        environment={},
+        blessing=Verdict(passed=True, evidence=()),
+    )
+    return store.register_version(draft).version

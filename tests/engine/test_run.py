@@ -1,0 +1,275 @@
+"""The run use case on in-memory stores: the cycle, the gate, and every bad input."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrainer.adapters.sources import CallableSource
+from retrainer.config import parse_config
+from retrainer.core.clock import SimulatedClock
+from retrainer.engine.project import Project
+from retrainer.engine.registry import PromotionError, list_models, promote, rollback
+from retrainer.engine.run import execute_run
+from tests.conftest import make_frame, pipeline_config
+
+T1 = datetime(2024, 1, 20, tzinfo=UTC)
+T2 = datetime(2024, 1, 26, tzinfo=UTC)
+
+
+def _project(tmp_path: Path, frame: pd.DataFrame | None = None, **overrides: Any) -> Project:
+    data = make_frame(800) if frame is None else frame
+    cfg = parse_config({"pipelines": [pipeline_config(**overrides)]})
+    source = CallableSource(lambda s, e: data, time_column="ts", name="test:frame")
+    return Project.in_memory(cfg, tmp_path, sources={"toy": source})
+
+
+def test_first_run_promotes_with_absolute_rules_only(tmp_path: Path):
+    project = _project(tmp_path)
+    result = execute_run(project, clock=SimulatedClock(T1))
+    assert result.ok and result.promoted
+    assert result.version is not None and result.version.version == 1
+    assert project.store.get_alias("toy", "champion") == 1
+    rows = {(r.rule, r.metric): r for r in result.verdict.evidence}
+    assert rows[("absolute", "accuracy")].passed
+    change = rows[("change", "accuracy")]
+    assert change.passed and change.champion is None and "no champion" in change.note
+    kinds = [e.kind for e in project.store.list_events("toy")]
+    assert kinds == ["run.started", "blessing.passed", "model.promoted", "run.succeeded"]
+
+
+def test_lineage_is_recorded(tmp_path: Path):
+    project = _project(tmp_path)
+    mv = execute_run(project, clock=SimulatedClock(T1)).version
+    assert mv.snapshot.rows == 19 * 24  # hourly rows before T1
+    assert mv.snapshot.window_end == T1
+    assert mv.snapshot.max_time < T1
+    assert len(mv.snapshot.fingerprint) == 64
+    assert mv.code.pipeline_hash == project.pipeline().definition_hash
+    assert mv.params["features"] == ["x1", "x2"]
+    assert mv.params["model_params"] == {"max_iter": 200}
+    assert "python" in mv.environment and "scikit-learn" in mv.environment
+    assert mv.artifact_size > 0 and project.artifacts.exists(mv.artifact_sha256)
+    assert set(mv.metrics) == {"accuracy", "roc_auc"}
+
+
+def test_retrain_is_compared_with_champion_on_same_rows(tmp_path: Path):
+    project = _project(tmp_path)
+    execute_run(project, clock=SimulatedClock(T1))
+    result = execute_run(project, clock=SimulatedClock(T2))
+    assert result.ok
+    change = next(r for r in result.verdict.evidence if r.rule == "change")
+    assert change.champion is not None and change.candidate is not None
+    assert change.delta == pytest.approx(change.candidate - change.champion)
+    assert result.verdict.champion_version == 1
+    assert project.store.get_alias("toy", "champion") == (2 if result.verdict.passed else 1)
+
+
+def test_rejected_candidate_is_registered_but_never_champion(tmp_path: Path):
+    project = _project(tmp_path)
+    execute_run(project, clock=SimulatedClock(T1))
+    # a second project sharing the stores with an impossible bar
+    cfg = parse_config(
+        {
+            "pipelines": [
+                pipeline_config(
+                    blessing={
+                        "holdout": 0.25,
+                        "rules": [{"metric": "accuracy", "min": 0.999}],
+                        "sanity": {"enabled": False},
+                    }
+                )
+            ]
+        }
+    )
+    hard = Project(
+        config=cfg,
+        root=tmp_path,
+        store=project.store,
+        artifacts=project.artifacts,
+        sources=project.sources,
+    )
+    result = execute_run(hard, clock=SimulatedClock(T2))
+    assert result.ok and not result.promoted
+    assert result.run.outcome == "not_blessed"
+    assert not result.version.blessing.passed
+    assert "0.999" in result.version.blessing.reason
+    assert project.store.get_alias("toy", "champion") == 1
+    with pytest.raises(PromotionError, match="not blessed"):
+        promote(project, 2, clock=SimulatedClock(T2))
+
+
+def _bad(frame: pd.DataFrame, column: str, value: Any) -> pd.DataFrame:
+    out = frame.copy()
+    out[column] = value
+    return out
+
+
+BASE = make_frame(800)
+
+
+@pytest.mark.parametrize(
+    ("frame", "overrides", "message"),
+    [
+        (BASE.drop(columns="y"), {}, "target column 'y' not found"),
+        (BASE.drop(columns="x2"), {}, "feature column 'x2' not found"),
+        (_bad(BASE, "x1", "abc"), {}, "feature column 'x1' has dtype"),
+        (
+            _bad(BASE, "y", np.where(np.arange(800) == 7, np.nan, BASE["y"])),
+            {},
+            "target column 'y' has 1 missing",
+        ),
+        (BASE.iloc[0:0], {}, "has no rows"),
+        (_bad(BASE, "y", 1), {}, "target column 'y' has a single class"),
+        (_bad(BASE, "x1", np.inf), {}, "feature column 'x1' has 600 infinite"),
+        (BASE, {"window": {"kind": "sliding", "duration": "1h"}}, "window"),
+    ],
+    ids=[
+        "no-target",
+        "no-feature",
+        "wrong-dtype",
+        "nan-target",
+        "empty",
+        "one-class",
+        "inf",
+        "too-small",
+    ],
+)
+def test_bad_input_fails_the_run_and_changes_nothing(
+    tmp_path: Path, frame: pd.DataFrame, overrides: dict[str, Any], message: str
+):
+    good = _project(tmp_path)
+    execute_run(good, clock=SimulatedClock(T1))
+    cfg = parse_config({"pipelines": [pipeline_config(**overrides)]})
+    bad = Project(
+        config=cfg,
+        root=tmp_path,
+        store=good.store,
+        artifacts=good.artifacts,
+        sources={"toy": CallableSource(lambda s, e: frame, time_column="ts", name="bad")},
+    )
+    result = execute_run(bad, clock=SimulatedClock(T2))
+    assert not result.ok
+    assert result.run.status == "failed"
+    assert message in result.run.error
+    assert result.version is None
+    assert [v.version for v in good.store.list_versions("toy")] == [1]
+    assert good.store.get_alias("toy", "champion") == 1
+    assert good.store.list_events("toy")[-1].kind == "run.failed"
+
+
+def test_training_that_raises_fails_the_run(tmp_path: Path):
+    project = _project(
+        tmp_path,
+        model={"estimator": "sklearn.linear_model:LogisticRegression", "params": {"C": -1}},
+    )
+    result = execute_run(project, clock=SimulatedClock(T1))
+    assert not result.ok
+    assert "training with 'sklearn.linear_model:LogisticRegression' raised" in result.run.error
+    assert project.store.list_versions("toy") == []
+
+
+def test_user_train_function_gets_params(tmp_path: Path):
+    (tmp_path / "mypipe.py").write_text(
+        "from sklearn.tree import DecisionTreeClassifier\n"
+        "SEEN = {}\n"
+        "def train(data, params):\n"
+        "    SEEN.update(params)\n"
+        "    model = DecisionTreeClassifier(max_depth=params['depth'])\n"
+        "    return model.fit(data[params['features']], data[params['target']])\n"
+    )
+    project = _project(tmp_path, model=None, train="mypipe:train", params={"depth": 3})
+    result = execute_run(project, clock=SimulatedClock(T1))
+    assert result.ok, result.run.error
+    import sys
+
+    assert sys.modules["mypipe"].SEEN == {"features": ["x1", "x2"], "target": "y", "depth": 3}
+    assert result.version.params["train"] == "mypipe:train"
+
+
+def test_sliding_window_follows_the_clock(tmp_path: Path):
+    project = _project(tmp_path, window={"kind": "sliding", "duration": "5d"})
+    mv = execute_run(project, clock=SimulatedClock(T1)).version
+    assert mv.snapshot.window_start == datetime(2024, 1, 15, tzinfo=UTC)
+    assert mv.snapshot.min_time == datetime(2024, 1, 15, tzinfo=UTC)
+    assert mv.snapshot.rows == 5 * 24
+
+
+def test_window_of_last_rows(tmp_path: Path):
+    project = _project(tmp_path, window={"kind": "sliding", "rows": 100})
+    mv = execute_run(project, clock=SimulatedClock(T1)).version
+    assert mv.snapshot.rows == 100
+    assert mv.snapshot.max_time == datetime(2024, 1, 19, 23, tzinfo=UTC)
+
+
+def test_slice_rule_scores_each_slice(tmp_path: Path):
+    blessing = {
+        "holdout": 0.3,
+        "rules": [{"metric": "accuracy", "slice": "segment", "min_size": 10, "min": 0.5}],
+        "sanity": {"enabled": False},
+    }
+    project = _project(tmp_path, blessing=blessing)
+    verdict = execute_run(project, clock=SimulatedClock(T1)).verdict
+    slices = {r.slice for r in verdict.evidence if r.rule == "slice"}
+    assert any("a" in (s or "") for s in slices) and any("b" in (s or "") for s in slices)
+
+
+def test_promote_and_rollback_move_the_champion_with_events(tmp_path: Path):
+    project = _project(
+        tmp_path,
+        blessing={
+            "holdout": 0.25,
+            "rules": [{"metric": "accuracy", "min": 0.5}],
+            "sanity": {"enabled": False},
+        },
+    )
+    execute_run(project, clock=SimulatedClock(T1))
+    execute_run(project, clock=SimulatedClock(T2))
+    assert project.store.get_alias("toy", "champion") == 2
+    move = rollback(project, clock=SimulatedClock(T2))
+    assert (move.previous, move.version) == (2, 1)
+    assert project.store.get_alias("toy", "champion") == 1
+    move = promote(project, 2, clock=SimulatedClock(T2))
+    assert project.store.get_alias("toy", "champion") == 2
+    kinds = [e.kind for e in project.store.list_events("toy")]
+    assert kinds[-2:] == ["model.rolled_back", "model.promoted"]
+    history = project.store.alias_history("toy", "champion")
+    assert [m.version for m in history] == [1, 2, 1, 2]
+    views = list_models(project)
+    assert [v["aliases"] for v in views] == [[], ["champion"]]
+
+
+def test_sanity_check_runs_in_a_fresh_process(tmp_path: Path):
+    blessing = {
+        "holdout": 0.25,
+        "rules": [{"metric": "accuracy", "min": 0.5}],
+        "sanity": {"sample_rows": 20},
+    }
+    # the fresh process must read the artifact: use a local artifact store
+    from retrainer.adapters.artifacts import LocalArtifactStore
+
+    project = _project(tmp_path, blessing=blessing)
+    project.artifacts = LocalArtifactStore(str(tmp_path / "artifacts"))
+    result = execute_run(project, clock=SimulatedClock(T1))
+    sanity = next(r for r in result.verdict.evidence if r.rule == "sanity")
+    assert sanity.passed, sanity.note
+    assert "20 rows" in sanity.note
+
+
+def test_tampered_champion_is_reported_and_not_loaded(tmp_path: Path):
+    from retrainer.adapters.artifacts import LocalArtifactStore
+
+    project = _project(tmp_path)
+    project.artifacts = LocalArtifactStore(str(tmp_path / "artifacts"))
+    v1 = execute_run(project, clock=SimulatedClock(T1)).version
+    blob = next((tmp_path / "artifacts").rglob(v1.artifact_sha256))
+    blob.write_bytes(blob.read_bytes()[:-10])
+    result = execute_run(project, clock=SimulatedClock(T2))
+    assert result.ok
+    note = next(r for r in result.verdict.evidence if r.rule == "champion")
+    assert "champion v1 unusable" in note.note

@@ -1,0 +1,103 @@
+"""The CLI in-process (Typer's runner): output shapes, exit codes, error lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from retrainer.cli import app
+from tests.conftest import write_project
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_help_lists_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for cmd in ("init", "run", "status", "models", "promote", "rollback", "demo"):
+        assert cmd in result.output
+
+
+def test_run_then_models_list_json(tmp_path: Path):
+    proj = write_project(tmp_path / "p")
+    result = invoke("run", "-c", str(proj), "--as-of", "2024-01-20")
+    assert result.exit_code == 0, result.output
+    assert "promoted to champion" in result.output
+    result = invoke("run", "-c", str(proj), "--as-of", "2024-01-26", "--json")
+    assert result.exit_code == 0
+    run = json.loads(result.output)
+    assert run["run"]["status"] == "succeeded"
+    result = invoke("models", "list", "-c", str(proj), "--json")
+    versions = json.loads(result.output)
+    assert [v["version"] for v in versions] == [1, 2]
+    for v in versions:
+        assert {"version", "aliases", "created_at", "metrics", "lineage", "blessing"} <= set(v)
+        assert {"passed", "evidence"} <= set(v["blessing"])
+        assert v["lineage"]["snapshot"]["rows"] > 0
+        assert len(v["lineage"]["artifact"]["sha256"]) == 64
+    assert sum("champion" in v["aliases"] for v in versions) == 1
+
+
+def test_models_show_and_status(tmp_path: Path):
+    proj = write_project(tmp_path / "p")
+    invoke("run", "-c", str(proj), "--as-of", "2024-01-20")
+    shown = json.loads(invoke("models", "show", "1", "-c", str(proj), "--json").output)
+    assert shown["version"] == 1 and shown["run"]["status"] == "succeeded"
+    assert shown["alias_history"][0]["version"] == 1
+    text = invoke("models", "show", "1", "-c", str(proj)).output
+    assert "blessing evidence" in text and "fingerprint" in text
+    status = json.loads(invoke("status", "-c", str(proj), "--json").output)
+    assert status[0]["champion"] == 1
+    assert invoke("status", "-c", str(proj)).exit_code == 0
+
+
+def test_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path):
+    (tmp_path / "retrainer.yaml").write_text(
+        "pipelines:\n  - name: x\n    source: {kind: parquett, url: a, time_column: t}\n"
+        "    target: y\n    features: [a]\n    model: {estimator: 'a:B'}\n    metrics: [accuracy]\n"
+        "    blessing: {holdout: 2, rules: [{metric: accuracy, min: 0.5}]}\n"
+    )
+    result = runner.invoke(app, ["status", "-c", str(tmp_path)])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 2
+    assert any("pipelines[0].source.kind: got 'parquett'" in ln for ln in lines)
+    assert any("pipelines[0].blessing.holdout: got 2" in ln for ln in lines)
+
+
+def test_failed_run_exits_1_and_names_the_column(tmp_path: Path):
+    proj = write_project(tmp_path / "p", target="label")
+    result = runner.invoke(app, ["run", "-c", str(proj), "--as-of", "2024-01-20"])
+    assert result.exit_code == 1
+    assert "target column 'label' not found" in result.stderr
+
+
+def test_unknown_version_is_a_clear_error(tmp_path: Path):
+    proj = write_project(tmp_path / "p")
+    invoke("run", "-c", str(proj), "--as-of", "2024-01-20")
+    result = runner.invoke(app, ["models", "show", "9", "-c", str(proj)])
+    assert result.exit_code == 1
+    assert "error:" in result.stderr and "9" in result.stderr
+
+
+def test_init_refuses_to_overwrite(tmp_path: Path):
+    assert invoke("init", str(tmp_path / "e")).exit_code == 0
+    assert (tmp_path / "e" / "data" / "elec2.parquet").exists()
+    result = runner.invoke(app, ["init", str(tmp_path / "e")])
+    assert result.exit_code == 2
+    assert "already exists" in result.stderr
+
+
+@pytest.mark.parametrize("cmd", [["promote", "1"], ["rollback"]])
+def test_registry_commands_without_models_fail_cleanly(tmp_path: Path, cmd: list[str]):
+    proj = write_project(tmp_path / "p")
+    result = runner.invoke(app, [*cmd, "-c", str(proj)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error:")

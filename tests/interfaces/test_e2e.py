@@ -1,0 +1,144 @@
+"""End to end: the real CLI in subprocesses, on real data, with crashes and races."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from retrainer.engine.run import FAULT_POINTS
+from tests.conftest import write_project
+
+pytestmark = pytest.mark.slow
+
+
+def cli(*args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 120):
+    proc = subprocess.run(
+        [sys.executable, "-m", "retrainer", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"retrainer {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def models(proj: Path) -> list[dict]:
+    return json.loads(cli("models", "list", "-c", str(proj), "--json").stdout)
+
+
+def assert_consistent(proj: Path) -> None:
+    """Every alias points at an existing version whose artifact is whole."""
+    versions = models(proj)
+    numbers = [v["version"] for v in versions]
+    assert numbers == list(range(1, len(numbers) + 1))
+    for v in versions:
+        sha = v["lineage"]["artifact"]["sha256"]
+        blob = next((proj / ".retrainer" / "artifacts").rglob(sha))
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == sha
+        if v["aliases"]:
+            assert v["blessing"]["passed"]
+    assert sum("champion" in v["aliases"] for v in versions) <= 1
+
+
+def test_elec2_example_cycle(tmp_path: Path):
+    proj = tmp_path / "elec2"
+    cli("init", str(proj), "--example", "elec2")
+    first = cli("run", "-c", str(proj), "--as-of", "1997-01-06")
+    assert "promoted to champion" in first.stdout
+    cli("run", "-c", str(proj), "--as-of", "1997-03-03")
+    versions = models(proj)
+    assert len(versions) == 2
+    champion = next(v for v in versions if "champion" in v["aliases"])
+    assert champion["blessing"]["passed"]
+    rules = {row["rule"] for row in champion["blessing"]["evidence"]}
+    assert {"absolute", "change", "sanity"} <= rules
+    snap = champion["lineage"]["snapshot"]
+    assert snap["rows"] > 2000 and snap["source"].startswith("parquet:")
+    second = versions[1]
+    change = [r for r in second["blessing"]["evidence"] if r["rule"] == "change"]
+    assert all(r["champion"] is not None for r in change)  # compared with v1 on the same rows
+    assert_consistent(proj)
+
+
+@pytest.mark.parametrize("point", FAULT_POINTS)
+def test_crash_at_any_step_leaves_the_store_consistent(tmp_path: Path, point: str):
+    proj = write_project(tmp_path / "p")
+    cli("run", "-c", str(proj), "--as-of", "2024-01-20")
+    crashed = cli(
+        "run", "-c", str(proj), "--as-of", "2024-01-26", env={"RETRAINER_FAULT": point}, check=False
+    )
+    assert crashed.returncode == 137
+    assert_consistent(proj)
+    after = cli("run", "-c", str(proj), "--as-of", "2024-01-27", "--json")
+    assert json.loads(after.stdout)["run"]["status"] == "succeeded"
+    assert_consistent(proj)
+    status = json.loads(cli("status", "-c", str(proj), "--json").stdout)[0]
+    assert status["running"] == []  # the crashed run was marked failed, not left running
+    interrupted = [r for r in status["last_runs"] if r["status"] == "failed"]
+    assert len(interrupted) == 1 and "interrupted" in interrupted[0]["error"]
+
+
+def test_real_kill_during_training(tmp_path: Path):
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "slowpipe.py").write_text(
+        "import os, pathlib, time\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "def train(data, params):\n"
+        "    if os.environ.get('SLOW_TRAIN'):\n"
+        "        pathlib.Path(os.environ['SLOW_TRAIN']).write_text('training')\n"
+        "        time.sleep(60)\n"
+        "    return LogisticRegression().fit(data[params['features']], data[params['target']])\n"
+    )
+    proj = write_project(tmp_path / "p", model=None, train="slowpipe:train")
+    cli("run", "-c", str(proj), "--as-of", "2024-01-20")
+    marker = tmp_path / "training.marker"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retrainer", "run", "-c", str(proj), "--as-of", "2024-01-26"],
+        env={**os.environ, "SLOW_TRAIN": str(marker)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), "training never started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert_consistent(proj)
+    assert [v["version"] for v in models(proj)] == [1]
+    cli("run", "-c", str(proj), "--as-of", "2024-01-27")
+    assert [v["version"] for v in models(proj)] == [1, 2]
+
+
+def test_two_runs_at_once_on_one_sqlite_file(tmp_path: Path):
+    proj = write_project(tmp_path / "p")
+    cli("run", "-c", str(proj), "--as-of", "2024-01-20")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "retrainer", "run", "-c", str(proj), "--as-of", f"2024-01-2{d}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for d in (5, 6)
+    ]
+    results = []
+    for p in procs:
+        _, stderr = p.communicate(timeout=120)
+        results.append((p.returncode, stderr))
+    for code, stderr in results:
+        assert code == 0 or (code == 1 and stderr.startswith("error:")), stderr
+    assert any(code == 0 for code, _ in results)
+    versions = models(proj)
+    assert [v["version"] for v in versions] == list(range(1, len(versions) + 1))
+    assert_consistent(proj)

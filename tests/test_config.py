@@ -1,0 +1,100 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from retrainer.config import load_config, parse_config
+from retrainer.errors import ConfigError
+from tests.conftest import pipeline_config
+
+
+def _problems(data) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    return info.value.problems
+
+
+def test_valid_config_has_defaults():
+    cfg = parse_config({"pipelines": [pipeline_config()]})
+    p = cfg.pipeline()
+    assert p.window.kind == "full"
+    assert p.blessing.holdout == 0.25
+    assert cfg.storage.db_url.startswith("sqlite:///")
+    assert cfg.serialization.format == "skops"
+
+
+def test_each_problem_names_key_value_and_expectation():
+    bad = pipeline_config(
+        source={"kind": "parquett", "url": "x", "time_column": "ts"},
+        window={"kind": "sliding", "duration": "ten days"},
+        blessing={"holdout": 1.5, "rules": [{"metric": "accuracy", "min": 0.5}]},
+    )
+    bad["colour"] = "blue"
+    problems = _problems({"pipelines": [bad]})
+    text = "\n".join(problems)
+    assert "pipelines[0].source.kind: got 'parquett'" in text
+    assert "'parquet'" in text  # what is expected
+    assert "pipelines[0].blessing.holdout: got 1.5" in text
+    assert "less than 1" in text
+    assert "pipelines[0].colour: unknown key" in text
+    assert any("pipelines[0].window" in p and "ten days" in p for p in problems)
+    assert len(problems) == 4
+
+
+def test_missing_keys_are_listed_one_per_line():
+    problems = _problems({"pipelines": [{"name": "x"}]})
+    assert {p.split(":")[0] for p in problems} >= {
+        "pipelines[0].source",
+        "pipelines[0].target",
+        "pipelines[0].features",
+        "pipelines[0].metrics",
+        "pipelines[0].blessing",
+    }
+
+
+def test_model_and_train_are_exclusive():
+    problems = _problems({"pipelines": [pipeline_config(train="pipeline:train")]})
+    assert any("exactly one of 'model'" in p for p in problems)
+
+
+def test_unknown_metric_and_rule_metric_are_reported():
+    cfg = pipeline_config(metrics=["accuracy", "acuracy"])
+    cfg["blessing"]["rules"].append({"metric": "f1", "min": 0.1})
+    problems = _problems({"pipelines": [cfg]})
+    assert any(p.startswith("pipelines[0].metrics[1]: got 'acuracy'") for p in problems)
+    assert any(p.startswith("pipelines[0].blessing.rules[2].metric: got 'f1'") for p in problems)
+
+
+def test_joblib_needs_allow_pickle():
+    problems = _problems({"serialization": {"format": "joblib"}, "pipelines": [pipeline_config()]})
+    assert any("allow_pickle" in p for p in problems)
+
+
+def test_env_overrides_storage(tmp_path: Path):
+    (tmp_path / "retrainer.yaml").write_text(yaml.safe_dump({"pipelines": [pipeline_config()]}))
+    cfg, file = load_config(
+        tmp_path, env={"RETRAINER_DB_URL": "memory://", "RETRAINER_ARTIFACTS_URL": "memory://a"}
+    )
+    assert cfg.storage.db_url == "memory://"
+    assert cfg.storage.artifacts_url == "memory://a"
+    assert file == (tmp_path / "retrainer.yaml").resolve()
+
+
+def test_yaml_syntax_error_names_line(tmp_path: Path):
+    (tmp_path / "retrainer.yaml").write_text("pipelines:\n  - name: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line \d+"):
+        load_config(tmp_path, env={})
+
+
+def test_missing_file_says_how_to_create_one(tmp_path: Path):
+    with pytest.raises(ConfigError, match="retrainer init"):
+        load_config(tmp_path / "nope", env={})
+
+
+def test_pipeline_lookup():
+    cfg = parse_config({"pipelines": [pipeline_config(), pipeline_config(name="other")]})
+    assert cfg.pipeline("other").name == "other"
+    with pytest.raises(ConfigError, match="several pipelines"):
+        cfg.pipeline()
+    with pytest.raises(ConfigError, match="no pipeline named 'x'"):
+        cfg.pipeline("x")

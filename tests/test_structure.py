@@ -1,0 +1,111 @@
+"""Structural checks: the pure core stays pure."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import retrainer
+
+SRC = Path(retrainer.__file__).parent
+CORE_FILES = sorted((SRC / "core").rglob("*.py"))
+
+# Layers above the core (DESIGN.md: imports only go down).
+UPPER_LAYERS = (
+    "retrainer.adapters",
+    "retrainer.engine",
+    "retrainer.server",
+    "retrainer.cli",
+    "retrainer.integrations",
+)
+# Libraries that exist to do I/O, talk to a database or the web, or render: adapters' business.
+IO_LIBRARIES = (
+    "pandas",
+    "pyarrow",
+    "sqlalchemy",
+    "alembic",
+    "duckdb",
+    "fsspec",
+    "s3fs",
+    "skops",
+    "joblib",
+    "fastapi",
+    "starlette",
+    "httpx",
+    "requests",
+    "typer",
+    "rich",
+    "yaml",
+)
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Absolute names of every module `path` imports, relative imports resolved."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base_parts = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(base_parts)
+                prefix = f"{base}.{node.module}" if node.module else base
+            else:
+                prefix = node.module or ""
+            found.add(prefix)
+            # `from retrainer import engine` imports the engine package itself
+            found.update(f"{prefix}.{alias.name}" for alias in node.names if alias.name != "*")
+    return found
+
+
+def _within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_core_files_are_found():
+    assert SRC / "core" / "__init__.py" in CORE_FILES
+
+
+@pytest.mark.parametrize("path", CORE_FILES, ids=lambda p: str(p.relative_to(SRC)))
+def test_core_imports_nothing_from_upper_layers(path):
+    bad = sorted(
+        name for name in imported_modules(path) if any(_within(name, up) for up in UPPER_LAYERS)
+    )
+    assert not bad, f"{path.relative_to(SRC)} imports from layers above core: {bad}"
+
+
+@pytest.mark.parametrize("path", CORE_FILES, ids=lambda p: str(p.relative_to(SRC)))
+def test_core_imports_no_io_libraries(path):
+    bad = sorted(
+        name for name in imported_modules(path) if any(_within(name, lib) for lib in IO_LIBRARIES)
+    )
+    assert not bad, (
+        f"{path.relative_to(SRC)} imports I/O libraries, which belong in adapters: {bad}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "filename", "expected"),
+    [
+        ("from ..adapters import artifacts", "core/x.py", "retrainer.adapters.artifacts"),
+        ("from .. import engine", "core/x.py", "retrainer.engine"),
+        ("from . import metrics", "core/__init__.py", "retrainer.core.metrics"),
+        ("import retrainer.cli as cli", "core/x.py", "retrainer.cli"),
+    ],
+)
+def test_import_resolution(tmp_path, monkeypatch, source, filename, expected):
+    fake_src = tmp_path / "retrainer"
+    path = fake_src / filename
+    path.parent.mkdir(parents=True)
+    path.write_text(source + "\n", encoding="utf-8")
+    monkeypatch.setattr(f"{__name__}.SRC", fake_src)
+    assert expected in imported_modules(path)
