@@ -7,6 +7,7 @@ artifact); 2 bad usage or configuration (one line per problem on stderr).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -33,8 +34,15 @@ db_app = typer.Typer(help="The metadata database.")
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+
+def _console(stderr: bool = False) -> Console:
+    # Rich wraps at 80 columns when not on a terminal; logs and pipes read better wider
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
+    return Console(stderr=stderr, highlight=False, width=width)
+
+
+out = _console()
+err = _console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -110,22 +118,26 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 
 def _evidence_table(blessing: dict[str, Any], title: str = "blessing evidence") -> Table:
+    rows = blessing["evidence"]
+    has_slice = any(r.get("slice") for r in rows)
+    has_note = any(r.get("note") for r in rows)
     table = Table(title=title, title_justify="left")
-    for col in ("rule", "metric", "slice", "candidate", "champion", "delta", "threshold", "pass"):
-        table.add_column(
-            col, justify="right" if col in ("candidate", "champion", "delta") else "left"
-        )
-    for row in blessing["evidence"]:
-        table.add_row(
-            row["rule"],
-            row["metric"],
-            row.get("slice") or "",
+    cols = ["rule", "metric", *(["slice"] if has_slice else [])]
+    cols += ["candidate", "champion", "delta", "threshold", "pass", *(["note"] if has_note else [])]
+    for col in cols:
+        numeric = col in ("candidate", "champion", "delta")
+        table.add_column(col, justify="right" if numeric else "left", no_wrap=col != "note")
+    for row in rows:
+        cells = [row["rule"], row["metric"], *([row.get("slice") or ""] if has_slice else [])]
+        cells += [
             _fmt(row["candidate"]),
             _fmt(row["champion"]),
             "-" if row["delta"] is None else f"{row['delta']:+.4f}",
-            row["threshold"] + (f"  ({row['note']})" if row.get("note") else ""),
+            row["threshold"],
             "[green]yes[/green]" if row["passed"] else "[red]NO[/red]",
-        )
+            *([row.get("note") or ""] if has_note else []),
+        ]
+        table.add_row(*cells)
     return table
 
 
@@ -252,25 +264,17 @@ def models_list(
 
 
 def _render_models(data: list[dict[str, Any]]) -> None:
+    metric_names = list(dict.fromkeys(m for v in data for m in v["metrics"]))
     table = Table(title="model versions", title_justify="left")
-    for col in (
-        "version",
-        "aliases",
-        "created",
-        "metrics",
-        "rows",
-        "data window",
-        "blessed",
-        "run",
-    ):
-        table.add_column(col)
+    for col in ("version", "aliases", "created", *metric_names, "rows", "data", "blessed", "run"):
+        table.add_column(col, no_wrap=True, justify="right" if col in metric_names else "left")
     for v in data:
         snap = v["lineage"]["snapshot"]
         table.add_row(
             f"v{v['version']}",
             ", ".join(v["aliases"]) or "",
-            v["created_at"][:16],
-            ", ".join(f"{k}={_fmt(x)}" for k, x in v["metrics"].items()),
+            v["created_at"][:16].replace("T", " "),
+            *(_fmt(v["metrics"].get(m)) for m in metric_names),
             str(snap["rows"]),
             f"{(snap['min_time'] or '')[:10]} .. {(snap['max_time'] or '')[:10]}",
             "[green]yes[/green]" if v["blessing"]["passed"] else "[red]no[/red]",

@@ -187,8 +187,9 @@ class SQLSource:
     def load(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
         import sqlalchemy as sa
 
-        clauses, params = [], {}
-        col = sa.column(self.time_column)
+        clauses: list[Any] = []
+        params: dict[str, Any] = {}
+        col: Any = sa.column(self.time_column)
         if start is not None:
             clauses.append(col >= sa.bindparam("start"))
             params["start"] = _naive_utc(start).to_pydatetime()  # type: ignore[union-attr]

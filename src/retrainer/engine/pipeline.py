@@ -225,7 +225,7 @@ class Pipeline:
         except (DataError, TrainingError):
             raise
         except Exception as exc:
-            who = self.config.model.estimator if self.config.model else self.config.train  # type: ignore[union-attr]
+            who = self.config.model.estimator if self.config.model else self.config.train
             raise TrainingError(
                 f"training with '{who}' raised {type(exc).__name__}: {exc}"
             ) from exc
