@@ -109,3 +109,26 @@ def test_import_resolution(tmp_path, monkeypatch, source, filename, expected):
     path.write_text(source + "\n", encoding="utf-8")
     monkeypatch.setattr(f"{__name__}.SRC", fake_src)
     assert expected in imported_modules(path)
+
+
+def test_public_api_is_sorted_and_complete():
+    assert retrainer.__all__ == sorted(retrainer.__all__)
+    for name in retrainer.__all__:
+        assert getattr(retrainer, name) is not None, name
+
+
+def test_every_public_error_derives_from_the_root_and_a_builtin():
+    import inspect
+
+    from retrainer import errors
+
+    for name, cls in inspect.getmembers(errors, inspect.isclass):
+        if cls is errors.RetrainerError or not issubclass(cls, Exception):
+            continue
+        assert issubclass(cls, errors.RetrainerError), name
+        builtin_bases = [
+            b
+            for b in cls.__mro__
+            if b.__module__ == "builtins" and b not in (object, BaseException, Exception)
+        ]
+        assert builtin_bases, f"{name} should also derive from a builtin error"

@@ -2,8 +2,84 @@
 
 Retrain on a schedule or a trigger, bless each candidate against the champion on the same
 fresh data, promote it, and record every decision with its lineage.
+
+The names below are the public API. They are imported lazily, so ``import retrainer`` stays
+cheap (the fresh-process sanity check and the CLI start faster).
+
+Examples
+--------
+>>> import retrainer
+>>> retrainer.SimulatedClock  # doctest: +ELLIPSIS
+<class 'retrainer.core.clock.SimulatedClock'>
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_EXPORTS: dict[str, str] = {
+    "AbsoluteRule": "retrainer.core.blessing",
+    "AliasMove": "retrainer.core.types",
+    "ArtifactIntegrityError": "retrainer.errors",
+    "ArtifactStore": "retrainer.adapters.artifacts",
+    "CallableSource": "retrainer.adapters.sources",
+    "ChangeRule": "retrainer.core.blessing",
+    "Clock": "retrainer.core.clock",
+    "ConfigError": "retrainer.errors",
+    "DataError": "retrainer.errors",
+    "Event": "retrainer.core.types",
+    "EvidenceRow": "retrainer.core.types",
+    "FileSource": "retrainer.adapters.sources",
+    "FsspecArtifactStore": "retrainer.adapters.artifacts",
+    "FullHistory": "retrainer.core.windows",
+    "Gate": "retrainer.core.blessing",
+    "InMemoryArtifactStore": "retrainer.adapters.artifacts",
+    "InMemoryMetadataStore": "retrainer.adapters.metadata.memory",
+    "LocalArtifactStore": "retrainer.adapters.artifacts",
+    "MetadataStore": "retrainer.adapters.metadata.protocol",
+    "Metric": "retrainer.core.metrics",
+    "ModelNotFoundError": "retrainer.errors",
+    "ModelVersion": "retrainer.core.types",
+    "Pipeline": "retrainer.engine.pipeline",
+    "Project": "retrainer.engine.project",
+    "RetrainerError": "retrainer.errors",
+    "Run": "retrainer.core.types",
+    "RunResult": "retrainer.engine.run",
+    "SQLMetadataStore": "retrainer.adapters.metadata.sql",
+    "SQLSource": "retrainer.adapters.sources",
+    "ScoreCard": "retrainer.core.blessing",
+    "SimulatedClock": "retrainer.core.clock",
+    "SliceRule": "retrainer.core.blessing",
+    "SlidingWindow": "retrainer.core.windows",
+    "Snapshot": "retrainer.core.types",
+    "Source": "retrainer.adapters.sources",
+    "UntrustedArtifactError": "retrainer.errors",
+    "Verdict": "retrainer.core.types",
+    "WallClock": "retrainer.adapters.clock",
+    "execute_run": "retrainer.engine.run",
+    "get_metric": "retrainer.core.metrics",
+    "list_models": "retrainer.engine.registry",
+    "load_config": "retrainer.config",
+    "make_metric": "retrainer.core.metrics",
+    "parse_config": "retrainer.config",
+    "promote": "retrainer.engine.registry",
+    "rollback": "retrainer.engine.registry",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'retrainer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -105,8 +105,20 @@ def _open(config: Path | None) -> Any:
     return Project.open(config)
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become null: strict JSON has no such numbers."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    text = json.dumps(_json_safe(data), indent=2, default=str, allow_nan=False)
+    sys.stdout.write(text + "\n")
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -117,28 +129,36 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
-def _evidence_table(blessing: dict[str, Any], title: str = "blessing evidence") -> Table:
+def _print_evidence(blessing: dict[str, Any], title: str = "blessing evidence") -> None:
+    """The evidence table, then its notes as footnotes (they are too long for a column)."""
     rows = blessing["evidence"]
     has_slice = any(r.get("slice") for r in rows)
-    has_note = any(r.get("note") for r in rows)
     table = Table(title=title, title_justify="left")
     cols = ["rule", "metric", *(["slice"] if has_slice else [])]
-    cols += ["candidate", "champion", "delta", "threshold", "pass", *(["note"] if has_note else [])]
+    cols += ["candidate", "champion", "delta", "threshold", "pass"]
     for col in cols:
-        numeric = col in ("candidate", "champion", "delta")
-        table.add_column(col, justify="right" if numeric else "left", no_wrap=col != "note")
+        table.add_column(
+            col, justify="right" if col in ("candidate", "champion", "delta") else "left"
+        )
+    notes = []
     for row in rows:
-        cells = [row["rule"], row["metric"], *([row.get("slice") or ""] if has_slice else [])]
-        cells += [
+        mark = ""
+        if row.get("note"):
+            notes.append(row["note"])
+            mark = f" [dim]({len(notes)})[/dim]"
+        table.add_row(
+            row["rule"] + mark,
+            row["metric"],
+            *([row.get("slice") or ""] if has_slice else []),
             _fmt(row["candidate"]),
             _fmt(row["champion"]),
             "-" if row["delta"] is None else f"{row['delta']:+.4f}",
             row["threshold"],
             "[green]yes[/green]" if row["passed"] else "[red]NO[/red]",
-            *([row.get("note") or ""] if has_note else []),
-        ]
-        table.add_row(*cells)
-    return table
+        )
+    out.print(table)
+    for i, note in enumerate(notes, 1):
+        out.print(f"  [dim]({i})[/dim] {note}", soft_wrap=True)
 
 
 @app.command()
@@ -199,7 +219,7 @@ def _render_run(result: Any) -> None:
         f"{snap['rows']} rows ({snap['min_time'][:16]} .. {snap['max_time'][:16]}) "
         f"in {sum(run.timings.values()):.2f}s"
     )
-    out.print(_evidence_table(view["blessing"]))
+    _print_evidence(view["blessing"])
     if result.promoted:
         was = f" (was v{result.previous_champion})" if result.previous_champion else ""
         out.print(f"[green]v{mv.version} blessed and promoted to champion{was}[/green]")
@@ -266,8 +286,8 @@ def models_list(
 def _render_models(data: list[dict[str, Any]]) -> None:
     metric_names = list(dict.fromkeys(m for v in data for m in v["metrics"]))
     table = Table(title="model versions", title_justify="left")
-    for col in ("version", "aliases", "created", *metric_names, "rows", "data", "blessed", "run"):
-        table.add_column(col, no_wrap=True, justify="right" if col in metric_names else "left")
+    for col in ("version", "aliases", "created", *metric_names, "rows", "data", "blessed"):
+        table.add_column(col, justify="right" if col in metric_names else "left")
     for v in data:
         snap = v["lineage"]["snapshot"]
         table.add_row(
@@ -278,7 +298,6 @@ def _render_models(data: list[dict[str, Any]]) -> None:
             str(snap["rows"]),
             f"{(snap['min_time'] or '')[:10]} .. {(snap['max_time'] or '')[:10]}",
             "[green]yes[/green]" if v["blessing"]["passed"] else "[red]no[/red]",
-            str(v["lineage"]["run_id"]),
         )
     out.print(table)
 
@@ -327,7 +346,7 @@ def _render_version(v: dict[str, Any]) -> None:
     verdict = "[green]blessed[/green]" if b["passed"] else "[red]rejected[/red]"
     vs = f" vs champion v{b['champion_version']}" if b["champion_version"] else " (no champion)"
     out.print(f"blessing: {verdict}{vs}: {b['reason']}")
-    out.print(_evidence_table(b))
+    _print_evidence(b)
 
 
 @app.command()
