@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from retrainer.core.clock import Clock, SimulatedClock, as_utc
@@ -82,10 +83,10 @@ def _handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except ConfigError as exc:
             for line in exc.problems:
-                err.print(f"[red]error:[/red] {line}", markup=True, soft_wrap=True)
+                err.print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
             raise typer.Exit(2) from None
         except RetrainerError as exc:
-            err.print(f"[red]error:[/red] {exc}", markup=True, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -158,7 +159,7 @@ def _print_evidence(blessing: dict[str, Any], title: str = "blessing evidence") 
         )
     out.print(table)
     for i, note in enumerate(notes, 1):
-        out.print(f"  [dim]({i})[/dim] {note}", soft_wrap=True)
+        out.print(f"  [dim]({i})[/dim] {escape(note)}", soft_wrap=True)
 
 
 @app.command()
@@ -209,7 +210,10 @@ def _render_run(result: Any) -> None:
 
     run = result.run
     if not result.ok:
-        err.print(f"[red]run {run.id} of {run.pipeline} failed:[/red] {run.error}", soft_wrap=True)
+        err.print(
+            f"[red]run {run.id} of {run.pipeline} failed:[/red] {escape(run.error or '')}",
+            soft_wrap=True,
+        )
         return
     mv = result.version
     view = version_view(mv, [])
@@ -228,7 +232,7 @@ def _render_run(result: Any) -> None:
     else:
         champ = result.previous_champion
         out.print(
-            f"[yellow]v{mv.version} not blessed: {mv.blessing.reason}; "
+            f"[yellow]v{mv.version} not blessed: {escape(mv.blessing.reason)}; "
             f"champion stays {'v' + str(champ) if champ else 'unset'}[/yellow]"
         )
 
@@ -324,14 +328,14 @@ def models_show(
 def _render_version(v: dict[str, Any]) -> None:
     lin = v["lineage"]
     snap, code, art = lin["snapshot"], lin["code"], lin["artifact"]
-    aliases = f" [{', '.join(v['aliases'])}]" if v["aliases"] else ""
+    aliases = escape(f" [{', '.join(v['aliases'])}]") if v["aliases"] else ""
     out.print(f"[bold]{v['pipeline']} v{v['version']}{aliases}[/bold]  created {v['created_at']}")
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="dim")
     table.add_column()
     table.add_row("metrics", ", ".join(f"{k}={_fmt(x)}" for k, x in v["metrics"].items()))
     table.add_row("run", str(lin["run_id"]))
-    table.add_row("data", f"{snap['source']}")
+    table.add_row("data", escape(snap["source"]))
     table.add_row("window", f"{snap['window_start'] or '(start)'} .. {snap['window_end']}")
     table.add_row("rows", f"{snap['rows']} ({snap['min_time']} .. {snap['max_time']})")
     table.add_row("fingerprint", snap["fingerprint"])
@@ -340,12 +344,12 @@ def _render_version(v: dict[str, Any]) -> None:
     table.add_row("pipeline hash", code["pipeline_hash"])
     table.add_row("artifact", f"sha256:{art['sha256']} ({art['size']} bytes, {art['format']})")
     table.add_row("environment", ", ".join(f"{k} {x}" for k, x in lin["environment"].items()))
-    table.add_row("params", json.dumps(v["params"], default=str))
+    table.add_row("params", escape(json.dumps(v["params"], default=str)))
     out.print(table)
     b = v["blessing"]
     verdict = "[green]blessed[/green]" if b["passed"] else "[red]rejected[/red]"
     vs = f" vs champion v{b['champion_version']}" if b["champion_version"] else " (no champion)"
-    out.print(f"blessing: {verdict}{vs}: {b['reason']}")
+    out.print(f"blessing: {verdict}{vs}: {escape(b['reason'])}")
     _print_evidence(b)
 
 

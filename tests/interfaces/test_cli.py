@@ -53,6 +53,7 @@ def test_models_show_and_status(tmp_path: Path):
     assert shown["alias_history"][0]["version"] == 1
     text = invoke("models", "show", "1", "-c", str(proj)).output
     assert "blessing evidence" in text and "fingerprint" in text
+    assert "toy v1 [champion]" in text  # brackets survive Rich markup
     status = json.loads(invoke("status", "-c", str(proj), "--json").output)
     assert status[0]["champion"] == 1
     assert invoke("status", "-c", str(proj)).exit_code == 0
@@ -101,3 +102,11 @@ def test_registry_commands_without_models_fail_cleanly(tmp_path: Path, cmd: list
     result = runner.invoke(app, [*cmd, "-c", str(proj)])
     assert result.exit_code == 1
     assert result.stderr.startswith("error:")
+
+
+def test_json_output_is_strict_json():
+    from retrainer.cli import _json_safe
+
+    data = _json_safe({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 2}})
+    assert data == {"a": None, "b": [1.0, None], "c": {"d": 2}}
+    json.dumps(data, allow_nan=False)
