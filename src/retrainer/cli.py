@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from retrainer.adapters.report import json_safe
 from retrainer.core.clock import Clock, SimulatedClock, as_utc
 from retrainer.errors import ConfigError, RetrainerError
 
@@ -106,19 +107,8 @@ def _open(config: Path | None) -> Any:
     return Project.open(config)
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities become null: strict JSON has no such numbers."""
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def _print_json(data: Any) -> None:
-    text = json.dumps(_json_safe(data), indent=2, default=str, allow_nan=False)
+    text = json.dumps(json_safe(data), indent=2, default=str, allow_nan=False)
     sys.stdout.write(text + "\n")
 
 

@@ -105,8 +105,8 @@ def test_registry_commands_without_models_fail_cleanly(tmp_path: Path, cmd: list
 
 
 def test_json_output_is_strict_json():
-    from retrainer.cli import _json_safe
+    from retrainer.adapters.report import json_safe
 
-    data = _json_safe({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 2}})
+    data = json_safe({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 2}})
     assert data == {"a": None, "b": [1.0, None], "c": {"d": 2}}
     json.dumps(data, allow_nan=False)
