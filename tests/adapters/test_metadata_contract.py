@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import uuid
@@ -26,6 +27,7 @@ from retrainer.core.types import (
     Event,
     EvidenceRow,
     ModelVersion,
+    MonitorRecord,
     Run,
     Snapshot,
     Verdict,
@@ -161,6 +163,26 @@ def make_event(kind: str = "note", at: datetime = T0, **changes: Any) -> Event:
     fields: dict[str, Any] = {"kind": kind, "at": at, "message": f"{kind} happened"}
     fields.update(changes)
     return Event(**fields)
+
+
+def make_monitor(
+    pipeline: str = "churn", end: datetime = T0, hours: int = 1, **changes: Any
+) -> MonitorRecord:
+    fields: dict[str, Any] = {
+        "pipeline": pipeline,
+        "version": None,
+        "window_start": end - timedelta(hours=hours),
+        "window_end": end,
+        "created_at": end + timedelta(minutes=1),
+        "drifted": False,
+        "summary": {
+            "drift": {"share": 0.1, "features": {"age": {"psi": 0.02, "drifted": False}}},
+            "quality": {"missing": {"plan": 0.0}},
+            "performance": {"ctr": 0.0191, "n": 5000},
+        },
+    }
+    fields.update(changes)
+    return MonitorRecord(**fields)
 
 
 def with_pipeline(store: MetadataStore, *names: str) -> MetadataStore:
@@ -404,6 +426,51 @@ def test_get_run_of_unknown_id_raises(store: MetadataStore) -> None:
         store.get_run(42)
 
 
+@pytest.mark.parametrize(("expected", "wins"), [(ANY, True), (3, True), (2, False), (4, False)])
+def test_update_run_compare_and_set_on_the_epoch(
+    store: MetadataStore, expected: Any, wins: bool
+) -> None:
+    with_pipeline(store)
+    stored, _ = store.create_run(make_run(epoch=3, owner="host-1"))
+    claimed = replace(stored, epoch=4, owner="host-2", attempts=1)
+    if wins:
+        assert store.update_run(claimed, expected_epoch=expected) == claimed
+        assert store.get_run(stored.id or 0) == claimed
+    else:
+        with pytest.raises(ConcurrencyError, match="epoch 3"):
+            store.update_run(claimed, expected_epoch=expected)
+        assert store.get_run(stored.id or 0) == stored
+
+
+def test_update_run_expected_epoch_none_is_a_mistake(store: MetadataStore) -> None:
+    with_pipeline(store)
+    stored, _ = store.create_run(make_run())
+    with pytest.raises(ValueError, match="expected_epoch"):
+        store.update_run(replace(stored, epoch=1), expected_epoch=None)
+    assert store.get_run(stored.id or 0) == stored
+
+
+def test_update_run_epoch_race_has_exactly_one_winner(store: MetadataStore) -> None:
+    with_pipeline(store)
+    stored, _ = store.create_run(make_run(epoch=7))
+    owners = iter(range(100))
+    lock = threading.Lock()
+
+    def claim() -> str:
+        with lock:
+            owner = f"w{next(owners)}"
+        try:
+            store.update_run(replace(stored, epoch=8, owner=owner), expected_epoch=7)
+        except ConcurrencyError:
+            return "lost"
+        return owner
+
+    results = in_threads(5, claim)
+    [winner] = [r for r in results if r != "lost"]
+    assert results.count("lost") == 4
+    assert store.get_run(stored.id or 0) == replace(stored, epoch=8, owner=winner)
+
+
 # -- model versions ------------------------------------------------------------------------------
 
 
@@ -566,7 +633,7 @@ def test_alias_history_is_append_only_and_oldest_first(store: MetadataStore) -> 
     assert store.alias_history("churn") == moves
     assert store.alias_history("churn", "champion") == [moves[0], moves[2], moves[3]]
     assert store.alias_history("churn", "never") == []
-    ids = [m.id for m in store.alias_history("churn")]
+    ids = [m.id or 0 for m in store.alias_history("churn")]
     assert ids == sorted(ids)
 
 
@@ -657,6 +724,9 @@ def test_reads_of_an_unknown_pipeline_find_nothing(store: MetadataStore) -> None
     assert store.alias_at("nope", "champion", T0) is None
     assert store.list_runs(pipeline="nope") == []
     assert store.list_events(pipeline="nope") == []
+    assert store.list_monitor_results("nope") == []
+    assert store.get_state("nope", "adwin") is None
+    assert store.list_state("nope") == {}
 
 
 # -- events --------------------------------------------------------------------------------------
@@ -730,6 +800,22 @@ def test_mutating_inputs_or_outputs_never_changes_stored_state(store: MetadataSt
     store.list_events()[0].data["list"].append(5)
     assert store.list_events()[0].data == {"list": [1, 2]}
 
+    summary: dict[str, Any] = {"psi": [0.1]}
+    record = store.add_monitor_result(make_monitor(summary=summary))
+    summary["psi"].append(0.2)
+    record.summary["psi"].append(0.3)
+    store.list_monitor_results("churn")[0].summary["psi"].append(0.4)
+    assert store.list_monitor_results("churn")[0].summary == {"psi": [0.1]}
+
+    value: dict[str, Any] = {"window": [1.0]}
+    store.put_state("churn", "adwin", value, at=T0)
+    value["window"].append(2.0)
+    got = store.get_state("churn", "adwin")
+    assert got is not None
+    got[0]["window"].append(3.0)
+    store.list_state("churn")["adwin"]["window"].append(4.0)
+    assert store.get_state("churn", "adwin") == ({"window": [1.0]}, 1)
+
 
 @pytest.mark.parametrize(
     "call",
@@ -755,3 +841,281 @@ def test_dicts_come_back_as_json_would_give_them(store: MetadataStore) -> None:
     stored, _ = store.create_run(make_run(params={"pair": (1, 2), "ids": {3: "c"}}))
     assert stored.params == {"pair": [1, 2], "ids": {"3": "c"}}
     assert store.get_run(stored.id or 0).params == stored.params
+
+
+# -- monitoring ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"version": 1, "drifted": True}, {"drifted": None, "summary": {}}],
+    ids=["no-version", "version", "undecided"],
+)
+def test_monitor_result_round_trips(store: MetadataStore, changes: dict[str, Any]) -> None:
+    with_pipeline(store)
+    register(store, 1)
+    record = make_monitor(**changes)
+    stored = store.add_monitor_result(record)
+    assert stored.id is not None
+    assert stored == replace(record, id=stored.id)
+    assert store.list_monitor_results("churn") == [stored]
+
+
+def test_monitor_result_times_are_aware_utc(store: MetadataStore) -> None:
+    with_pipeline(store)
+    plus2 = timezone(timedelta(hours=2))
+    record = make_monitor(
+        window_start=datetime(2024, 5, 1, 11),  # naive: UTC
+        window_end=datetime(2024, 5, 1, 14, tzinfo=plus2),
+        created_at=datetime(2024, 5, 1, 14, 1, tzinfo=plus2),
+    )
+    stored = store.add_monitor_result(record)
+    [fetched] = store.list_monitor_results("churn")
+    for got in (stored, fetched):
+        assert got.window_start == T0 - timedelta(hours=1)
+        assert got.window_end == T0
+        assert got.created_at == T0 + timedelta(minutes=1)
+        assert got.window_end.utcoffset() == timedelta(0)
+
+
+def test_monitor_results_order_filters_and_limit(store: MetadataStore) -> None:
+    with_pipeline(store, "churn", "ctr")
+    # added out of order; two windows end at T0 + 2h (ties go by id)
+    ends = [2, 0, 1, 2, 3]
+    made = [store.add_monitor_result(make_monitor(end=T0 + timedelta(hours=h))) for h in ends]
+    store.add_monitor_result(make_monitor("ctr", end=T0))
+    wide = store.add_monitor_result(make_monitor(end=T0 + timedelta(hours=3), hours=3))
+    by_time = [made[1], made[2], made[0], made[3], made[4], wide]
+
+    assert store.list_monitor_results("churn") == by_time
+    assert store.list_monitor_results("churn", limit=2) == by_time[-2:]
+    assert store.list_monitor_results("churn", limit=0) == []
+    assert store.list_monitor_results("churn", limit=100) == by_time
+    # windows inside [since, until]; the 3-hour window starts at T0 and ends at T0 + 3h
+    assert store.list_monitor_results("churn", since=T0 + timedelta(hours=1)) == by_time[2:5]
+    assert store.list_monitor_results("churn", until=T0 + timedelta(hours=1)) == by_time[:2]
+    assert store.list_monitor_results(
+        "churn", since=T0, until=T0 + timedelta(hours=2), limit=2
+    ) == [made[0], made[3]]
+    naive = datetime(2024, 5, 1, 14)  # T0 + 2h, taken as UTC
+    assert store.list_monitor_results("churn", until=naive) == by_time[:4]
+    assert [r.pipeline for r in store.list_monitor_results("ctr")] == ["ctr"]
+
+
+def test_add_monitor_result_stores_its_event_in_the_same_write(store: MetadataStore) -> None:
+    with_pipeline(store)
+    event = make_event("drift_detected", pipeline="churn", data={"share": 0.4})
+    store.add_monitor_result(make_monitor(drifted=True), event=event)
+    [written] = store.list_events()
+    assert written == replace(event, id=written.id)
+
+
+@pytest.mark.parametrize(
+    ("record", "event", "error"),
+    [
+        (make_monitor("nope"), make_event(), ModelNotFoundError),
+        (make_monitor(version=2), make_event(), ModelNotFoundError),
+        (make_monitor(), make_event(data={"when": T0}), TypeError),
+        (make_monitor(summary={"when": T0}), make_event(), TypeError),
+        (make_monitor(window_start=T0 + timedelta(seconds=1)), make_event(), ValueError),
+    ],
+    ids=["unknown-pipeline", "unknown-version", "bad-event", "bad-summary", "window-backwards"],
+)
+def test_add_monitor_result_refuses_and_writes_nothing(
+    store: MetadataStore, record: MonitorRecord, event: Event, error: type[Exception]
+) -> None:
+    with_pipeline(store)
+    register(store, 1)
+    with pytest.raises(error):
+        store.add_monitor_result(record, event=event)
+    assert store.list_monitor_results("churn") == []
+    assert store.list_events() == []
+
+
+# -- state ---------------------------------------------------------------------------------------
+
+
+def test_state_revisions_start_at_one_and_count_up(store: MetadataStore) -> None:
+    with_pipeline(store)
+    assert store.get_state("churn", "ddm") is None
+    assert store.put_state("churn", "ddm", {"n": 1, "p": [0.5]}, at=T0) == 1
+    assert store.get_state("churn", "ddm") == ({"n": 1, "p": [0.5]}, 1)
+    assert store.put_state("churn", "ddm", {"n": 2}, at=T0, expected_revision=1) == 2
+    assert store.put_state("churn", "ddm", {"n": 3}, at=T0) == 3  # ANY: no check
+    assert store.get_state("churn", "ddm") == ({"n": 3}, 3)
+    assert store.put_state("churn", "cron", {}, at=T0, expected_revision=None) == 1
+
+
+@pytest.mark.parametrize("expected", [None, 1, 3], ids=["must-not-exist", "stale", "ahead"])
+def test_put_state_compare_and_set_failure_changes_nothing(
+    store: MetadataStore, expected: int | None
+) -> None:
+    with_pipeline(store)
+    store.put_state("churn", "ddm", {"n": 1}, at=T0)
+    store.put_state("churn", "ddm", {"n": 2}, at=T0)
+    with pytest.raises(ConcurrencyError, match="ddm"):
+        store.put_state("churn", "ddm", {"n": 99}, at=T0, expected_revision=expected)
+    assert store.get_state("churn", "ddm") == ({"n": 2}, 2)
+    assert store.list_state("churn") == {"ddm": {"n": 2}}
+
+
+def test_put_state_expecting_a_revision_of_a_missing_key_fails(store: MetadataStore) -> None:
+    with_pipeline(store)
+    with pytest.raises(ConcurrencyError, match="does not exist"):
+        store.put_state("churn", "ddm", {"n": 1}, at=T0, expected_revision=1)
+    assert store.get_state("churn", "ddm") is None
+    assert store.list_state("churn") == {}
+
+
+def test_state_is_per_pipeline_and_listed_by_key(store: MetadataStore) -> None:
+    with_pipeline(store, "churn", "ctr")
+    store.put_state("churn", "trigger:cron", {"last": "2024-05-01"}, at=T0)
+    store.put_state("churn", "detector:adwin", {"width": 30}, at=T0)
+    store.put_state("ctr", "detector:adwin", {"width": 7}, at=T0)
+    listed = store.list_state("churn")
+    assert listed == {"detector:adwin": {"width": 30}, "trigger:cron": {"last": "2024-05-01"}}
+    assert list(listed) == ["detector:adwin", "trigger:cron"]
+    assert store.list_state("ctr") == {"detector:adwin": {"width": 7}}
+    assert store.get_state("ctr", "trigger:cron") is None
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "key", "value", "error"),
+    [
+        ("nope", "k", {}, ModelNotFoundError),
+        ("churn", "", {}, ValueError),
+        ("churn", "k" * 256, {}, ValueError),
+        ("churn", "k", [1, 2], TypeError),
+        ("churn", "k", {"when": T0}, TypeError),
+    ],
+    ids=["unknown-pipeline", "empty-key", "long-key", "not-a-dict", "not-json"],
+)
+def test_put_state_refuses_bad_input(
+    store: MetadataStore, pipeline: str, key: str, value: Any, error: type[Exception]
+) -> None:
+    with_pipeline(store)
+    with pytest.raises(error):
+        store.put_state(pipeline, key, value, at=T0)
+    assert store.list_state("churn") == {}
+
+
+def test_put_state_race_has_exactly_one_winner(store: MetadataStore) -> None:
+    with_pipeline(store)
+    store.put_state("churn", "ddm", {"writer": None}, at=T0)
+    names = iter(range(100))
+    lock = threading.Lock()
+
+    def write() -> str:
+        with lock:
+            name = f"w{next(names)}"
+        try:
+            store.put_state("churn", "ddm", {"writer": name}, at=T0, expected_revision=1)
+        except ConcurrencyError:
+            return "lost"
+        return name
+
+    results = in_threads(5, write)
+    [winner] = [r for r in results if r != "lost"]
+    assert results.count("lost") == 4
+    assert store.get_state("churn", "ddm") == ({"writer": winner}, 2)
+
+
+def test_first_put_state_race_has_exactly_one_winner(store: MetadataStore) -> None:
+    with_pipeline(store)
+    results = in_threads(
+        4,
+        lambda: _try(lambda: store.put_state("churn", "new", {}, at=T0, expected_revision=None)),
+    )
+    assert sorted(results, key=str) == [1, "lost", "lost", "lost"]
+    assert store.get_state("churn", "new") == ({}, 1)
+
+
+def _try(write: Callable[[], int]) -> int | str:
+    try:
+        return write()
+    except ConcurrencyError:
+        return "lost"
+
+
+# -- NaN and infinities in JSON ------------------------------------------------------------------
+
+
+def _same(got: Any, expected: Any) -> bool:
+    """Equality where NaN equals NaN."""
+    if isinstance(got, float) and isinstance(expected, float):
+        return got == expected or (math.isnan(got) and math.isnan(expected))
+    if isinstance(got, dict) and isinstance(expected, dict):
+        return got.keys() == expected.keys() and all(_same(got[k], expected[k]) for k in got)
+    return bool(got == expected)
+
+
+NON_FINITE_METRICS = {"auc": float("nan"), "lift": float("inf"), "loss": -math.inf, "n": None}
+AS_STORED = {"auc": math.nan, "lift": math.nan, "loss": math.nan, "n": math.nan}
+
+
+def test_non_finite_version_metrics_come_back_as_nan(store: MetadataStore) -> None:
+    with_pipeline(store)
+    metrics = {**NON_FINITE_METRICS, "acc": 0.5}
+    expected = {**AS_STORED, "acc": 0.5}
+    stored = store.register_version(make_draft(metrics=metrics))
+    for got in (stored, store.get_version("churn", 1), store.list_versions("churn")[0]):
+        assert _same(got.metrics, expected), got.metrics
+        assert all(isinstance(v, float) for v in got.metrics.values())
+
+
+def test_non_finite_run_metrics_come_back_as_nan(store: MetadataStore) -> None:
+    with_pipeline(store)
+    created, _ = store.create_run(make_run(metrics=NON_FINITE_METRICS))
+    assert _same(created.metrics, AS_STORED)
+    assert _same(store.get_run(created.id or 0).metrics, AS_STORED)
+    updated = store.update_run(replace(created, metrics={"auc": math.nan, "acc": 0.75}))
+    for got in (updated, store.get_run(created.id or 0), store.list_runs()[0]):
+        assert _same(got.metrics, {"auc": math.nan, "acc": 0.75}), got.metrics
+
+
+def test_non_finite_floats_elsewhere_are_stored_as_null(store: MetadataStore) -> None:
+    with_pipeline(store)
+    nan, inf = float("nan"), float("inf")
+    run, _ = store.create_run(
+        make_run(params={"alpha": nan, "grid": [1.0, inf]}, timings={"train": -inf})
+    )
+    verdict = Verdict(
+        passed=False,
+        evidence=(
+            EvidenceRow(
+                rule="min_improvement",
+                metric="auc",
+                candidate=nan,
+                champion=None,
+                delta=nan,
+                threshold=">= 0.005",
+                passed=False,
+            ),
+        ),
+    )
+    store.register_version(
+        make_draft(params={"alpha": nan}, profile={"age": {"mean": nan}}, blessing=verdict)
+    )
+    store.append_event(make_event(data={"p_value": nan, "nested": {"x": [inf, 1]}}))
+    store.add_monitor_result(make_monitor(summary={"psi": nan, "ks": [inf, 0.1]}))
+    store.put_state("churn", "ddm", {"mean": nan, "n": 3}, at=T0)
+
+    got_run = store.get_run(run.id or 0)
+    assert got_run.params == {"alpha": None, "grid": [1.0, None]}
+    assert got_run.timings == {"train": None}
+    version = store.get_version("churn", 1)
+    assert version.params == {"alpha": None}
+    assert version.profile == {"age": {"mean": None}}
+    [row] = version.blessing.evidence
+    assert (row.candidate, row.champion, row.delta) == (None, None, None)
+    assert store.list_events()[0].data == {"p_value": None, "nested": {"x": [None, 1]}}
+    assert store.list_monitor_results("churn")[0].summary == {"psi": None, "ks": [None, 0.1]}
+    assert store.get_state("churn", "ddm") == ({"mean": None, "n": 3}, 1)
+
+
+def test_evidence_rows_with_none_stay_none(store: MetadataStore) -> None:
+    with_pipeline(store)
+    stored = store.register_version(make_draft())
+    row = store.get_version("churn", stored.version).blessing.evidence[1]
+    assert (row.champion, row.delta) == (None, None)
+    assert row.candidate == 0.7

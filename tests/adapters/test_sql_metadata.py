@@ -1,20 +1,26 @@
 """SQLMetadataStore on SQLite: journal mode, schema revisions, several processes at once.
 
-The behaviour every metadata store shares is in ``test_metadata_contract.py``.
+The behaviour every metadata store shares is in ``test_metadata_contract.py``. The upgrade from
+an older schema also runs on PostgreSQL when ``RETRAINER_TEST_PG_URL`` is set.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -27,11 +33,13 @@ from retrainer.adapters.metadata import (
 )
 from retrainer.adapters.metadata import sql as sql_module
 from retrainer.adapters.metadata.sql import MIGRATIONS_DIR, SCHEMA_HEAD
+from retrainer.core.types import Event, MonitorRecord, Run
 from retrainer.errors import ConcurrencyError, ConfigError, SchemaVersionError
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 TABLES = {"pipelines", "snapshots", "runs", "model_versions", "alias_moves", "events"}
-TABLES |= {"alembic_version"}
+TABLES |= {"monitor_results", "pipeline_state", "alembic_version"}
+PG_URL_VAR = "RETRAINER_TEST_PG_URL"
 
 
 @pytest.fixture
@@ -163,6 +171,135 @@ def test_an_old_schema_is_refused_without_auto_migrate(db: Path) -> None:
         SQLMetadataStore(url_of(db), auto_migrate=False)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_url(request: pytest.FixtureRequest, db: Path) -> Iterator[str]:
+    """A URL of an empty database: a SQLite file, or a fresh schema on PostgreSQL."""
+    if request.param == "sqlite":
+        yield url_of(db)
+        return
+    url = os.environ.get(PG_URL_VAR)
+    if not url:
+        pytest.skip(f"set {PG_URL_VAR}=postgresql+psycopg://user@host/db to run on PostgreSQL")
+    schema = f"rt_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    scoped = sa.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield scoped.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def revision_of(store: SQLMetadataStore) -> str | None:
+    with store._engine.connect() as conn:
+        return sql_module._current_revision(conn)
+
+
+def open_at_0001(url: str, monkeypatch: pytest.MonkeyPatch) -> SQLMetadataStore:
+    """The store as the release before 0002 left it: migrated only up to revision 0001."""
+    monkeypatch.setattr(sql_module, "SCHEMA_HEAD", "0001")
+    store = SQLMetadataStore(url)
+    assert revision_of(store) == "0001"
+    return store
+
+
+def test_a_0001_database_upgrades_with_its_data(
+    any_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_at_0001(any_url, monkeypatch) as old:
+        old.ensure_pipeline("churn", "h", T0)
+        old.create_run(Run(key="k1", pipeline="churn", cause="cron", created_at=T0))
+        versions = [_register(old) for _ in range(2)]
+        old.move_alias("churn", "champion", versions[1], at=T0, reason="r", actor="a")
+        old.append_event(Event(kind="note", at=T0, message="hello", pipeline="churn"))
+        before = (
+            old.list_pipelines(),
+            old.list_runs(),
+            old.list_versions("churn"),
+            old.alias_history("churn"),
+            old.list_events(),
+        )
+    monkeypatch.undo()
+
+    with pytest.raises(SchemaVersionError, match="'0001'"):
+        SQLMetadataStore(any_url, auto_migrate=False)
+    with SQLMetadataStore(any_url) as store:
+        assert revision_of(store) == SCHEMA_HEAD
+        after = (
+            store.list_pipelines(),
+            store.list_runs(),
+            store.list_versions("churn"),
+            store.alias_history("churn"),
+            store.list_events(),
+        )
+        assert after == before
+        with store._engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), sql_module._metadata) == []
+        record = MonitorRecord(
+            pipeline="churn",
+            version=versions[1],
+            window_start=T0,
+            window_end=T0 + timedelta(hours=1),
+            created_at=T0 + timedelta(hours=1),
+            drifted=False,
+            summary={"psi": 0.01},
+        )
+        added = store.add_monitor_result(record)
+        assert store.list_monitor_results("churn") == [added]
+        assert store.put_state("churn", "ddm", {"n": 1}, at=T0, expected_revision=None) == 1
+        assert store.get_state("churn", "ddm") == ({"n": 1}, 1)
+
+
+def test_nan_an_older_release_wrote_reads_under_the_new_rule(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before 0002 the SQLite store wrote NaN and infinities as bare (non-JSON) tokens.
+    with open_at_0001(url_of(db), monkeypatch) as old:
+        old.ensure_pipeline("churn", "h", T0)
+        run, _ = old.create_run(Run(key="k1", pipeline="churn", cause="cron", created_at=T0))
+    monkeypatch.undo()
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(
+            "UPDATE runs SET metrics = ?, params = ?",
+            ('{"auc": NaN, "acc": 0.5}', '{"alpha": NaN, "grid": [Infinity, -Infinity]}'),
+        )
+    conn.close()
+    with SQLMetadataStore(url_of(db)) as store:
+        got = store.get_run(run.id or 0)
+    assert math.isnan(got.metrics["auc"])
+    assert got.metrics["acc"] == 0.5
+    assert got.params == {"alpha": None, "grid": [None, None]}
+
+
+def test_0002_downgrades_to_0001_and_upgrades_again(db: Path) -> None:
+    with SQLMetadataStore(url_of(db)) as store:
+        store.ensure_pipeline("churn", "h", T0)
+        store.put_state("churn", "ddm", {"n": 1}, at=T0)
+        with sql_module._transaction(store._engine, "test", 5.0, write=True) as conn:
+            command.downgrade(sql_module._alembic_config(conn), "0001")
+    names = {row[0] for row in raw_query(db, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert names == TABLES - {"monitor_results", "pipeline_state"}
+    assert upgrade_schema(url_of(db)) == ("0001", SCHEMA_HEAD)
+    with SQLMetadataStore(url_of(db), auto_migrate=False) as store:
+        assert [p.name for p in store.list_pipelines()] == ["churn"]
+        assert store.list_state("churn") == {}
+
+
+def test_the_engine_refuses_nan_that_slipped_past_normalization(store: SQLMetadataStore) -> None:
+    # Every store method nulls non-finite floats first; the engine is the backstop, so that
+    # SQLite fails where PostgreSQL's json type would.
+    insert = sa.insert(sql_module.events).values(
+        kind="k", at=datetime(2024, 5, 1), message="m", data={"x": math.nan}
+    )
+    with pytest.raises(sa.exc.StatementError, match="JSON compliant"), store._engine.begin() as c:
+        c.execute(insert)
+    assert store.list_events() == []
+
+
 def test_opening_a_current_schema_does_not_run_alembic(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -206,6 +343,7 @@ WORKER = textwrap.dedent(
     from retrainer.errors import ConcurrencyError
 
     url, mode, arg = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    extra = sys.argv[4:]
     now = datetime(2024, 5, 1, tzinfo=UTC)
     store = SQLMetadataStore(url)
     if mode == "register":
@@ -224,6 +362,14 @@ WORKER = textwrap.dedent(
             blessing=Verdict(passed=True, evidence=()),
         )
         got = [store.register_version(draft).version for _ in range(arg)]
+    elif mode == "state":
+        expected = None if extra[0] == "none" else int(extra[0])
+        try:
+            got = store.put_state(
+                "churn", "ddm", {"writer": arg}, at=now, expected_revision=expected
+            )
+        except ConcurrencyError:
+            got = "lost"
     else:
         try:
             store.move_alias(
@@ -238,11 +384,11 @@ WORKER = textwrap.dedent(
 )
 
 
-def run_workers(url: str, mode: str, args: list[int]) -> list[object]:
+def run_workers(url: str, mode: str, args: list[int], *extra: str) -> list[object]:
     """Start one process per arg, let each open the store, then release them all at once."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, url, mode, str(arg)],
+            [sys.executable, "-c", WORKER, url, mode, str(arg), *extra],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -291,6 +437,22 @@ def test_a_compare_and_set_race_has_exactly_one_winner(store: SQLMetadataStore) 
     assert move.previous is None
     assert move.version == versions[results.index("won")]
     assert move.actor == f"w{move.version}"
+
+
+@pytest.mark.parametrize("expected", [None, 2])
+def test_a_put_state_race_between_processes_has_exactly_one_winner(
+    store: SQLMetadataStore, expected: int | None
+) -> None:
+    store.ensure_pipeline("churn", "h", T0)
+    if expected is not None:
+        for n in range(expected):
+            store.put_state("churn", "ddm", {"writer": None, "n": n}, at=T0)
+    writers = [1, 2, 3, 4]
+    results = run_workers(store.url, "state", writers, str(expected).lower())
+    new_revision = (expected or 0) + 1
+    assert sorted(results, key=str) == [new_revision, "lost", "lost", "lost"]
+    winner = writers[results.index(new_revision)]
+    assert store.get_state("churn", "ddm") == ({"writer": winner}, new_revision)
 
 
 def _register(store: SQLMetadataStore) -> int:

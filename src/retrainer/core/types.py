@@ -153,6 +153,26 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorRecord:
+    """The figures of one monitoring window of a pipeline.
+
+    ``summary`` holds what the monitor computed over ``[window_start, window_end)``: the drift
+    report, data-quality findings and online performance. ``version`` is the model version
+    that was serving in that window (``None`` if none was), ``drifted`` the monitor's overall
+    verdict (``None`` when it could not tell, e.g. too few rows).
+    """
+
+    pipeline: str
+    version: int | None
+    window_start: datetime
+    window_end: datetime
+    created_at: datetime
+    drifted: bool | None
+    summary: dict[str, Any]
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PipelineRecord:
     """A pipeline known to the store, with the hash of its current definition."""
 

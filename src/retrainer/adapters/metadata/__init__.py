@@ -1,4 +1,5 @@
-"""The metadata store: pipelines, snapshots, runs, model versions, aliases and events.
+"""The metadata store: pipelines, snapshots, runs, model versions, aliases, monitoring results,
+per-pipeline state and events.
 
 ``SQLMetadataStore`` (SQLite by default, PostgreSQL at scale) and ``InMemoryMetadataStore``
 implement the same :class:`MetadataStore` protocol and pass the same contract test suite.

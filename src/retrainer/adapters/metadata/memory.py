@@ -5,15 +5,18 @@ a real adapter, not a mock: tests, doctests, the demo and the backtest use it, a
 same contract suite as :class:`~retrainer.adapters.metadata.sql.SQLMetadataStore`.
 
 The helpers above the class (``normalized_run``, ``json_dict``...) are shared with the SQL store
-so that both behave alike: they turn a record into the exact form a store keeps, aware UTC
+so that both behave alike: they turn a record into the exact form a store hands back, aware UTC
 datetimes and JSON-only dicts (a JSON round-trip, so the in-memory store hands back exactly what
-the SQL store would: tuples become lists, numpy scalars become Python numbers).
+the SQL store would: tuples become lists, numpy scalars become Python numbers, non-finite
+floats become ``None``, except in metrics, where they are NaN: see :func:`metrics_from_json`).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
+import operator
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -28,6 +31,7 @@ from retrainer.core.types import (
     Event,
     EvidenceRow,
     ModelVersion,
+    MonitorRecord,
     PipelineRecord,
     Run,
     Snapshot,
@@ -51,8 +55,17 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+def _non_finite(token: str) -> None:
+    # json.dumps writes NaN and the infinities as the bare tokens NaN, Infinity and -Infinity
+    # (not JSON; PostgreSQL's json type refuses them): read each back as null.
+    return None
+
+
 def json_value(value: Any, what: str) -> Any:
-    """Return a deep copy of ``value`` made of JSON values only, or raise ``TypeError``."""
+    """Return a deep copy of ``value`` made of JSON values only, or raise ``TypeError``.
+
+    Non-finite floats (NaN, infinities), wherever they are, become ``None``.
+    """
     try:
         text = json.dumps(value, default=_json_default)
     except (TypeError, ValueError) as exc:
@@ -60,7 +73,7 @@ def json_value(value: Any, what: str) -> Any:
             f"{what} must hold only JSON values (str, int, float, bool, None, and lists and "
             f"dicts with string keys of them). Got {exc}"
         ) from None
-    return json.loads(text)
+    return json.loads(text, parse_constant=_non_finite)
 
 
 def json_dict(value: Mapping[str, Any], what: str) -> dict[str, Any]:
@@ -69,6 +82,22 @@ def json_dict(value: Mapping[str, Any], what: str) -> dict[str, Any]:
         raise TypeError(f"{what} must be a dict. Got {type(value).__name__}: {value!r}")
     result: dict[str, Any] = json_value(dict(value), what)
     return result
+
+
+def metrics_from_json(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Metrics as a store hands them back: a ``None`` value is NaN ("undefined on this data").
+
+    The JSON form has no NaN, so a NaN metric is stored as ``null``; this is the way back.
+    """
+    return {name: math.nan if value is None else value for name, value in metrics.items()}
+
+
+def metrics_to_json(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`metrics_from_json`: NaN (and infinite) values become ``None``."""
+    return {
+        name: None if isinstance(value, float) and not math.isfinite(value) else value
+        for name, value in metrics.items()
+    }
 
 
 def optional_utc(value: datetime | None) -> datetime | None:
@@ -126,7 +155,7 @@ def normalized_run(run: Run) -> Run:
         lease_expires_at=optional_utc(run.lease_expires_at),
         evidence=json_dict(run.evidence, "Run.evidence"),
         params=json_dict(run.params, "Run.params"),
-        metrics=json_dict(run.metrics, "Run.metrics"),
+        metrics=metrics_from_json(json_dict(run.metrics, "Run.metrics")),
         timings=json_dict(run.timings, "Run.timings"),
     )
 
@@ -137,7 +166,7 @@ def normalized_version(draft: ModelVersion) -> ModelVersion:
     return replace(
         draft,
         created_at=as_utc(draft.created_at),
-        metrics=json_dict(draft.metrics, "ModelVersion.metrics"),
+        metrics=metrics_from_json(json_dict(draft.metrics, "ModelVersion.metrics")),
         params=json_dict(draft.params, "ModelVersion.params"),
         environment=json_dict(draft.environment, "ModelVersion.environment"),
         profile=None if draft.profile is None else json_dict(draft.profile, "ModelVersion.profile"),
@@ -154,6 +183,46 @@ def normalized_version(draft: ModelVersion) -> ModelVersion:
 def normalized_event(event: Event) -> Event:
     """``event`` with an aware UTC time and a copied ``data`` dict."""
     return replace(event, at=as_utc(event.at), data=json_dict(event.data, "Event.data"))
+
+
+def normalized_monitor_record(record: MonitorRecord) -> MonitorRecord:
+    """``record`` with aware UTC datetimes and a copied ``summary``; checks the window."""
+    start, end = as_utc(record.window_start), as_utc(record.window_end)
+    if end < start:
+        raise ValueError(
+            f"A monitoring window must not end before it starts: window_start is "
+            f"{start.isoformat()}, window_end {end.isoformat()}."
+        )
+    return replace(
+        record,
+        version=None if record.version is None else operator.index(record.version),
+        window_start=start,
+        window_end=end,
+        created_at=as_utc(record.created_at),
+        drifted=None if record.drifted is None else bool(record.drifted),
+        summary=json_dict(record.summary, "MonitorRecord.summary"),
+    )
+
+
+STATE_KEY_MAX = 255
+
+
+def check_state_key(key: str) -> str:
+    """A state key must be a string of 1 to ``STATE_KEY_MAX`` characters."""
+    if not isinstance(key, str) or not 1 <= len(key) <= STATE_KEY_MAX:
+        raise ValueError(
+            f"A state key must be a string of 1 to {STATE_KEY_MAX} characters. Got {key!r}."
+        )
+    return key
+
+
+def check_expected_epoch(expected_epoch: Any) -> None:
+    """``update_run(expected_epoch=None)`` is a mistake, not a lost race: say so."""
+    if expected_epoch is None:
+        raise ValueError(
+            "update_run(expected_epoch=None) can never match: a run's epoch is an int. Pass the "
+            "epoch you read the run at, or leave expected_epoch out to skip the check."
+        )
 
 
 def check_snapshot_pipeline(pipeline: str, snapshot: Snapshot) -> None:
@@ -194,6 +263,28 @@ def alias_conflict(
     )
 
 
+def state_conflict(
+    pipeline: str, key: str, current: int | None, expected: int | None
+) -> ConcurrencyError:
+    """The error for a failed compare-and-set on a state key."""
+
+    def show(revision: int | None) -> str:
+        return "does not exist" if revision is None else f"is at revision {revision}"
+
+    return ConcurrencyError(
+        f"State {key!r} of pipeline {pipeline!r} {show(current)}, expected it {show(expected)}"
+        ": another process wrote it first. Read it again and retry."
+    )
+
+
+def epoch_conflict(run_id: int, current: int, expected: int | None) -> ConcurrencyError:
+    """The error for a failed compare-and-set on a run's epoch."""
+    return ConcurrencyError(
+        f"Run {run_id} is at epoch {current}, expected epoch {expected}: another process "
+        "claimed it since. Read the run again; its lease is no longer yours."
+    )
+
+
 # -- the store ----------------------------------------------------------------------------
 
 
@@ -205,9 +296,10 @@ class InMemoryMetadataStore:
     Everything is lost when the object is dropped.
 
     Like every metadata store: a write that names an unknown pipeline, run, snapshot or version
-    raises :class:`~retrainer.errors.ModelNotFoundError`, and so do ``get_run``,
-    ``get_snapshot`` and ``get_version``; lists and alias reads of an unknown pipeline are
-    empty (``[]``, ``{}``, ``None``). Dicts must hold JSON values.
+    raises :class:`~retrainer.errors.ModelNotFoundError` (``append_event`` excepted), and so do
+    ``get_run``, ``get_snapshot`` and ``get_version``; every other read of an unknown pipeline
+    finds nothing (``[]``, ``{}``, ``None``). Dicts must hold JSON values; non-finite floats in
+    them are kept as ``None``, except metric values, which come back as NaN.
 
     Examples
     --------
@@ -239,6 +331,12 @@ class InMemoryMetadataStore:
     ... )
     >>> store.get_alias("churn", "champion"), store.aliases("churn")
     (1, {'champion': 1})
+    >>> store.put_state("churn", "ddm", {"n": 10}, at=now, expected_revision=None)
+    1
+    >>> store.put_state("churn", "ddm", {"n": 25}, at=now, expected_revision=1)
+    2
+    >>> store.get_state("churn", "ddm")
+    ({'n': 25}, 2)
     """
 
     def __init__(self) -> None:
@@ -250,6 +348,8 @@ class InMemoryMetadataStore:
         self._versions: dict[str, list[ModelVersion]] = {}
         self._moves: list[AliasMove] = []
         self._events: list[Event] = []
+        self._monitor: list[MonitorRecord] = []
+        self._state: dict[tuple[str, str], tuple[dict[str, Any], int, datetime]] = {}
 
     def __enter__(self) -> InMemoryMetadataStore:
         return self
@@ -358,14 +458,17 @@ class InMemoryMetadataStore:
             self._run_ids[stored.key] = run_id
             return self._out(stored), True
 
-    def update_run(self, run: Run) -> Run:
+    def update_run(self, run: Run, *, expected_epoch: int | None = ANY) -> Run:
         """Overwrite the run with ``run.id`` with every field of ``run``; return it.
 
-        A run's ``key`` cannot change (it is what makes ``create_run`` idempotent).
+        A run's ``key`` cannot change (it is what makes ``create_run`` idempotent). If
+        ``expected_epoch`` is given and the stored run's ``epoch`` differs, raise
+        ``ConcurrencyError`` and change nothing.
         """
         run_id = run.id
         if run_id is None:
             raise ValueError("update_run needs a run with an id: pass the run create_run returned")
+        check_expected_epoch(expected_epoch)
         run = normalized_run(run)
         with self._lock:
             current = self._require_run(run_id)
@@ -374,6 +477,8 @@ class InMemoryMetadataStore:
                     f"A run's key cannot change: run {run_id} has key {current.key!r}, "
                     f"got {run.key!r}."
                 )
+            if expected_epoch is not ANY and current.epoch != expected_epoch:
+                raise epoch_conflict(run_id, current.epoch, expected_epoch)
             self._check_run_refs(run)
             self._runs[run_id - 1] = run
             return self._out(run)
@@ -512,6 +617,101 @@ class InMemoryMetadataStore:
                 if move.pipeline == pipeline and move.alias == alias and move.at <= at:
                     return move.version
             return None
+
+    # -- monitoring --
+
+    def add_monitor_result(
+        self, record: MonitorRecord, event: Event | None = None
+    ) -> MonitorRecord:
+        """Store the figures of one monitoring window; return them with their ``id`` set.
+
+        ``record.version`` (if not ``None``) must be a version of ``record.pipeline``.
+        ``event`` (if given) is stored with the record: both or neither.
+        """
+        record = normalized_monitor_record(record)
+        event = None if event is None else normalized_event(event)
+        with self._lock:
+            self._require_pipeline(record.pipeline)
+            if record.version is not None:
+                self._require_version(record.pipeline, record.version)
+            stored = replace(record, id=len(self._monitor) + 1)
+            self._monitor.append(stored)
+            if event is not None:
+                self._append_event(event)
+            return self._out(stored)
+
+    def list_monitor_results(
+        self,
+        pipeline: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[MonitorRecord]:
+        """Monitoring windows of ``pipeline``, oldest first (by ``window_end``, then id).
+
+        ``since`` and ``until`` keep the windows inside ``[since, until]``; with ``limit``,
+        the most recent ``limit`` of them.
+        """
+        since, until = optional_utc(since), optional_utc(until)
+        with self._lock:
+            found = sorted(
+                (
+                    r
+                    for r in self._monitor
+                    if r.pipeline == pipeline
+                    and (since is None or r.window_start >= since)
+                    and (until is None or r.window_end <= until)
+                ),
+                key=lambda r: (r.window_end, r.id or 0),
+            )
+            if limit is not None:
+                found = found[max(len(found) - limit, 0) :] if limit > 0 else []
+            return self._out(found)
+
+    # -- state --
+
+    def get_state(self, pipeline: str, key: str) -> tuple[dict[str, Any], int] | None:
+        """The value stored under ``key`` and its revision, or ``None`` if there is none."""
+        with self._lock:
+            found = self._state.get((pipeline, key))
+            return None if found is None else (self._out(found[0]), found[1])
+
+    def put_state(
+        self,
+        pipeline: str,
+        key: str,
+        value: dict[str, Any],
+        *,
+        at: datetime,
+        expected_revision: int | None = ANY,
+    ) -> int:
+        """Store ``value`` under ``key``; return the new revision (the first is 1).
+
+        If ``expected_revision`` is given (a revision, or ``None`` for "must not exist yet")
+        and the stored revision differs, raise ``ConcurrencyError`` and change nothing.
+        """
+        check_state_key(key)
+        value = json_dict(value, f"The value of state {key!r}")
+        at = as_utc(at)
+        with self._lock:
+            self._require_pipeline(pipeline)
+            found = self._state.get((pipeline, key))
+            current = None if found is None else found[1]
+            if expected_revision is not ANY and current != expected_revision:
+                raise state_conflict(pipeline, key, current, expected_revision)
+            revision = 1 if current is None else current + 1
+            self._state[(pipeline, key)] = (value, revision, at)
+            return revision
+
+    def list_state(self, pipeline: str) -> dict[str, dict[str, Any]]:
+        """Every value stored for ``pipeline``, by key."""
+        with self._lock:
+            return {
+                key: self._out(value)
+                for (name, key), (value, _, _) in sorted(self._state.items(), key=lambda i: i[0])
+                if name == pipeline
+            }
 
     # -- events --
 

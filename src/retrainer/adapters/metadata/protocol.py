@@ -9,6 +9,7 @@ from retrainer.core.types import (
     AliasMove,
     Event,
     ModelVersion,
+    MonitorRecord,
     PipelineRecord,
     Run,
     Snapshot,
@@ -16,7 +17,11 @@ from retrainer.core.types import (
 
 
 class _Any:
-    """Sentinel: ``move_alias(expected=ANY)`` skips the compare-and-set check."""
+    """Sentinel: ``expected=ANY`` (the default) skips a compare-and-set check.
+
+    Used by ``move_alias(expected=...)``, ``put_state(expected_revision=...)`` and
+    ``update_run(expected_epoch=...)``.
+    """
 
     _instance: _Any | None = None
 
@@ -42,10 +47,27 @@ class MetadataStore(Protocol):
       pipeline and never collide, even with several processes writing at once;
     - ``create_run`` is idempotent on ``Run.key``: a second call with the same key returns the
       existing run and ``False``;
-    - ``register_version`` and ``move_alias`` write their optional event in the same
-      transaction as the change itself: both happen or neither does;
+    - ``register_version``, ``move_alias`` and ``add_monitor_result`` write their optional
+      event in the same transaction as the change itself: both happen or neither does;
     - alias history is append-only; the current alias is the last move;
-    - unknown pipelines, runs or versions raise ``ModelNotFoundError``.
+    - compare-and-set: ``move_alias(expected=...)``, ``put_state(expected_revision=...)`` and
+      ``update_run(expected_epoch=...)`` raise ``ConcurrencyError`` and change nothing when
+      the stored value is not the expected one; of several writers (threads or processes)
+      expecting the same value, exactly one wins. ``ANY`` (the default) skips the check;
+    - state revisions are 1, 2, 3... per (pipeline, key); every ``put_state`` adds one;
+    - unknown names: every write that names an unknown pipeline, run, snapshot or version
+      raises ``ModelNotFoundError`` (``append_event`` excepted: an event may name any
+      pipeline), and so do ``get_run``, ``get_snapshot`` and ``get_version``, which must
+      return a record. Every other read of an unknown pipeline finds nothing: ``[]``, ``{}``
+      or ``None`` (a configured pipeline that never ran is not an error);
+    - dicts hold JSON values only (anything else raises ``TypeError``) and come back as a JSON
+      round-trip gives them (tuples become lists, keys strings). Non-finite floats (NaN,
+      infinities) anywhere inside them are stored as ``null`` (PostgreSQL's json type has no
+      NaN). On the way out, a ``null`` value of ``Run.metrics`` or ``ModelVersion.metrics``
+      comes back as ``float("nan")`` (a NaN metric means "undefined on this data"); every
+      other ``null`` stays ``None``;
+    - records are copied in and out: mutating what you passed or got back changes nothing
+      stored.
     """
 
     # pipelines
@@ -67,8 +89,14 @@ class MetadataStore(Protocol):
         """Insert ``run`` unless a run with its key exists; return (the stored run, created)."""
         ...
 
-    def update_run(self, run: Run) -> Run:
-        """Overwrite the run with ``run.id`` with every field of ``run``; return it."""
+    def update_run(self, run: Run, *, expected_epoch: int | None = ANY) -> Run:
+        """Overwrite the run with ``run.id`` with every field of ``run``; return it.
+
+        If ``expected_epoch`` is given and the stored run's ``epoch`` differs, raise
+        ``ConcurrencyError`` and change nothing: the lease holder that read the run at that
+        epoch has lost it. An epoch is never ``None``: ``expected_epoch=None`` raises
+        ``ValueError``.
+        """
         ...
 
     def get_run(self, run_id: int) -> Run: ...
@@ -127,6 +155,60 @@ class MetadataStore(Protocol):
 
     def alias_at(self, pipeline: str, alias: str, at: datetime) -> int | None:
         """The version ``alias`` pointed at, at time ``at`` (None if none)."""
+        ...
+
+    # monitoring
+    def add_monitor_result(
+        self, record: MonitorRecord, event: Event | None = None
+    ) -> MonitorRecord:
+        """Store the figures of one monitoring window; return them with their ``id`` set.
+
+        ``record.version`` (if not ``None``) must be a version of ``record.pipeline``;
+        ``window_end`` must not be before ``window_start`` (``ValueError``). ``event`` (if
+        given) is stored in the same transaction.
+        """
+        ...
+
+    def list_monitor_results(
+        self,
+        pipeline: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[MonitorRecord]:
+        """Monitoring windows of ``pipeline``, oldest first (by ``window_end``, then id).
+
+        ``since`` and ``until`` keep the windows that lie inside ``[since, until]``
+        (``since <= window_start`` and ``window_end <= until``); with ``limit``, the most
+        recent ``limit`` of them.
+        """
+        ...
+
+    # state
+    def get_state(self, pipeline: str, key: str) -> tuple[dict[str, Any], int] | None:
+        """The value stored under ``key`` and its revision, or ``None`` if there is none."""
+        ...
+
+    def put_state(
+        self,
+        pipeline: str,
+        key: str,
+        value: dict[str, Any],
+        *,
+        at: datetime,
+        expected_revision: int | None = ANY,
+    ) -> int:
+        """Store ``value`` under ``key`` (replacing the old value); return the new revision.
+
+        Revisions start at 1. If ``expected_revision`` is given (a revision, or ``None`` for
+        "the key must not exist yet") and the stored revision differs, raise
+        ``ConcurrencyError`` and change nothing. ``key`` is 1 to 255 characters.
+        """
+        ...
+
+    def list_state(self, pipeline: str) -> dict[str, dict[str, Any]]:
+        """Every value stored for ``pipeline``, by key."""
         ...
 
     # events

@@ -5,7 +5,11 @@ writer), a busy timeout, foreign keys on, and ``BEGIN IMMEDIATE`` for every writ
 so that a writer takes the write lock before it reads what it will change (a deferred
 transaction that upgrades to a write can fail at once with "database is locked", whatever the
 timeout). On PostgreSQL the same statements run; writers that must serialize on a pipeline
-lock its row with ``SELECT ... FOR UPDATE``.
+(version numbers, alias moves, state compare-and-sets) lock its row with ``SELECT ... FOR
+UPDATE``, and ``update_run(expected_epoch=...)`` locks the run's row.
+
+JSON columns never hold NaN or infinities (PostgreSQL's json type refuses them): the shared
+normalization stores them as null, and the engine's serializer refuses any that slip through.
 
 The schema is owned by the Alembic migrations shipped in ``migrations/``; opening a store
 checks the database's revision and upgrades an out-of-date schema (or refuses to, see
@@ -15,6 +19,8 @@ checks the database's revision and upgrades an out-of-date schema (or refuses to
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -29,14 +35,22 @@ from sqlalchemy.engine import URL, make_url
 from retrainer.adapters.metadata.memory import (
     InMemoryMetadataStore,
     alias_conflict,
+    check_expected_epoch,
     check_snapshot_pipeline,
+    check_state_key,
+    epoch_conflict,
     evidence_from_json,
     evidence_to_json,
+    json_dict,
+    metrics_from_json,
+    metrics_to_json,
     normalized_event,
+    normalized_monitor_record,
     normalized_run,
     normalized_snapshot,
     normalized_version,
     optional_utc,
+    state_conflict,
     unknown_pipeline,
     unknown_version,
 )
@@ -47,6 +61,7 @@ from retrainer.core.types import (
     CodeVersion,
     Event,
     ModelVersion,
+    MonitorRecord,
     PipelineRecord,
     Run,
     Snapshot,
@@ -65,7 +80,7 @@ __all__ = [
     "upgrade_schema",
 ]
 
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 """The newest schema revision this version of retrainer knows (the head of ``migrations/``)."""
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -73,6 +88,13 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _WRITE = "retrainer_write"  # connection execution option: this transaction writes
 _VERSION_ATTEMPTS = 5
 _MIGRATION_LOCK_KEY = 7_301_154_882  # pg_advisory_xact_lock key: one migrator at a time
+
+# The shared normalization (memory.json_value) already turned every non-finite float into null;
+# refusing NaN here makes a slip fail on SQLite too, as PostgreSQL's json type would. Reading
+# the NaN tokens a SQLite file written before revision 0002 may hold as null keeps old rows
+# under the same rule as new ones.
+_json_serializer = functools.partial(json.dumps, allow_nan=False)
+_json_deserializer = functools.partial(json.loads, parse_constant=lambda token: None)
 
 # -- tables (queries only: the schema itself is created by the migrations) --------------------
 
@@ -194,6 +216,33 @@ events = sa.Table(
     sa.Index("ix_events_at", "at"),
 )
 
+monitor_results = sa.Table(
+    "monitor_results",
+    _metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("pipeline", sa.String(255), sa.ForeignKey("pipelines.name"), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=True),
+    sa.Column("window_start", sa.DateTime(), nullable=False),
+    sa.Column("window_end", sa.DateTime(), nullable=False),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("drifted", sa.Boolean(), nullable=True),
+    sa.Column("summary", sa.JSON(), nullable=False),
+    sa.ForeignKeyConstraint(
+        ["pipeline", "version"], ["model_versions.pipeline", "model_versions.version"]
+    ),
+    sa.Index("ix_monitor_results_pipeline_window_end", "pipeline", "window_end", "id"),
+)
+
+pipeline_state = sa.Table(
+    "pipeline_state",
+    _metadata,
+    sa.Column("pipeline", sa.String(255), sa.ForeignKey("pipelines.name"), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.JSON(), nullable=False),
+    sa.Column("revision", sa.Integer(), nullable=False),
+    sa.Column("updated_at", sa.DateTime(), nullable=False),
+)
+
 
 # -- conversions ------------------------------------------------------------------------------
 
@@ -275,7 +324,7 @@ def _run_columns(run: Run) -> dict[str, Any]:
         "started_at": _db_time(run.started_at),
         "finished_at": _db_time(run.finished_at),
         "error": run.error,
-        "metrics": run.metrics,
+        "metrics": metrics_to_json(run.metrics),
         "version": run.version,
         "outcome": run.outcome,
         "owner": run.owner,
@@ -301,7 +350,7 @@ def _run_from(row: sa.RowMapping) -> Run:
         started_at=optional_utc(row["started_at"]),
         finished_at=optional_utc(row["finished_at"]),
         error=row["error"],
-        metrics=row["metrics"],
+        metrics=metrics_from_json(row["metrics"]),
         version=row["version"],
         outcome=row["outcome"],
         owner=row["owner"],
@@ -321,7 +370,7 @@ def _version_columns(version: ModelVersion, number: int, snapshot_id: int) -> di
         "artifact_sha256": version.artifact_sha256,
         "artifact_size": version.artifact_size,
         "artifact_format": version.artifact_format,
-        "metrics": version.metrics,
+        "metrics": metrics_to_json(version.metrics),
         "params": version.params,
         "snapshot_id": snapshot_id,
         **_code_columns(version.code),
@@ -345,7 +394,7 @@ def _version_from(row: sa.RowMapping, snapshot: Snapshot) -> ModelVersion:
         artifact_sha256=row["artifact_sha256"],
         artifact_size=row["artifact_size"],
         artifact_format=row["artifact_format"],
-        metrics=row["metrics"],
+        metrics=metrics_from_json(row["metrics"]),
         params=row["params"],
         snapshot=snapshot,
         code=code,
@@ -370,6 +419,31 @@ def _move_from(row: sa.RowMapping) -> AliasMove:
         at=as_utc(row["at"]),
         reason=row["reason"],
         actor=row["actor"],
+    )
+
+
+def _monitor_columns(record: MonitorRecord) -> dict[str, Any]:
+    return {
+        "pipeline": record.pipeline,
+        "version": record.version,
+        "window_start": _db_time(record.window_start),
+        "window_end": _db_time(record.window_end),
+        "created_at": _db_time(record.created_at),
+        "drifted": record.drifted,
+        "summary": record.summary,
+    }
+
+
+def _monitor_from(row: sa.RowMapping) -> MonitorRecord:
+    return MonitorRecord(
+        id=row["id"],
+        pipeline=row["pipeline"],
+        version=row["version"],
+        window_start=as_utc(row["window_start"]),
+        window_end=as_utc(row["window_end"]),
+        created_at=as_utc(row["created_at"]),
+        drifted=row["drifted"],
+        summary=row["summary"],
     )
 
 
@@ -473,9 +547,16 @@ def _create_engine(url: URL, busy_timeout_s: float) -> sa.Engine:
                     url,
                     poolclass=sa.StaticPool,
                     connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
+                    json_serializer=_json_serializer,
+                    json_deserializer=_json_deserializer,
                 )
             else:
-                engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_s})
+                engine = sa.create_engine(
+                    url,
+                    connect_args={"timeout": busy_timeout_s},
+                    json_serializer=_json_serializer,
+                    json_deserializer=_json_deserializer,
+                )
             sa.event.listen(
                 engine,
                 "connect",
@@ -483,7 +564,12 @@ def _create_engine(url: URL, busy_timeout_s: float) -> sa.Engine:
             )
             sa.event.listen(engine, "begin", _on_sqlite_begin)
             return engine
-        return sa.create_engine(url, pool_pre_ping=True)
+        return sa.create_engine(
+            url,
+            pool_pre_ping=True,
+            json_serializer=_json_serializer,
+            json_deserializer=_json_deserializer,
+        )
     except ModuleNotFoundError as exc:
         hint = (
             " Install it with: pip install 'retrainer[postgres]'" if backend == "postgresql" else ""
@@ -616,7 +702,7 @@ def upgrade_schema(url: str, *, busy_timeout_s: float = 30.0) -> tuple[str | Non
     Examples
     --------
     >>> upgrade_schema("sqlite://")  # an in-memory database starts empty
-    (None, '0001')
+    (None, '0002')
     """
     parsed = _parse_url(url)
     _make_parent_folder(parsed)
@@ -733,8 +819,13 @@ class SQLMetadataStore:
             raise ModelNotFoundError(f"No snapshot with id {snapshot_id}.")
         return _snapshot_from(row._mapping)
 
-    def _require_run(self, conn: sa.Connection, run_id: int) -> sa.RowMapping:
-        row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+    def _require_run(
+        self, conn: sa.Connection, run_id: int, *, lock: bool = False
+    ) -> sa.RowMapping:
+        query = sa.select(runs).where(runs.c.id == run_id)
+        if lock:
+            query = query.with_for_update()  # PostgreSQL; SQLite's BEGIN IMMEDIATE suffices
+        row = conn.execute(query).first()
         if row is None:
             raise ModelNotFoundError(f"No run with id {run_id}.")
         return row._mapping
@@ -864,24 +955,39 @@ class SQLMetadataStore:
                 raise
             return _run_from(row._mapping), False
 
-    def update_run(self, run: Run) -> Run:
+    def update_run(self, run: Run, *, expected_epoch: int | None = ANY) -> Run:
         """Overwrite the run with ``run.id`` with every field of ``run``; return it.
 
-        A run's ``key`` cannot change (it is what makes ``create_run`` idempotent).
+        A run's ``key`` cannot change (it is what makes ``create_run`` idempotent). If
+        ``expected_epoch`` is given and the stored run's ``epoch`` differs, raise
+        ``ConcurrencyError`` and change nothing.
         """
         run_id = run.id
         if run_id is None:
             raise ValueError("update_run needs a run with an id: pass the run create_run returned")
+        check_expected_epoch(expected_epoch)
         run = normalized_run(run)
+        checked = expected_epoch is not ANY
         with self._tx(write=True) as conn:
-            current = self._require_run(conn, run_id)
+            # The compare-and-set: the row lock (PostgreSQL) or BEGIN IMMEDIATE (SQLite) keeps
+            # the epoch from changing between this read and the update below.
+            current = self._require_run(conn, run_id, lock=checked)
             if current["key"] != run.key:
                 raise ValueError(
                     f"A run's key cannot change: run {run_id} has key {current['key']!r}, "
                     f"got {run.key!r}."
                 )
+            if checked and current["epoch"] != expected_epoch:
+                raise epoch_conflict(run_id, current["epoch"], expected_epoch)
             self._check_run_refs(conn, run)
-            conn.execute(sa.update(runs).where(runs.c.id == run_id).values(**_run_columns(run)))
+            update = sa.update(runs).where(runs.c.id == run_id)
+            if checked:
+                update = update.where(runs.c.epoch == expected_epoch)
+            if conn.execute(update.values(**_run_columns(run))).rowcount != 1:
+                # Only reachable if a writer changed the epoch without taking the row lock.
+                raise epoch_conflict(
+                    run_id, self._require_run(conn, run_id)["epoch"], expected_epoch
+                )
         return run
 
     def get_run(self, run_id: int) -> Run:
@@ -1072,6 +1178,121 @@ class SQLMetadataStore:
         with self._tx(write=False) as conn:
             row = conn.execute(query).first()
             return None if row is None else row[0]
+
+    # -- monitoring --
+
+    def add_monitor_result(
+        self, record: MonitorRecord, event: Event | None = None
+    ) -> MonitorRecord:
+        """Store the figures of one monitoring window; return them with their ``id`` set.
+
+        ``record.version`` (if not ``None``) must be a version of ``record.pipeline``.
+        ``event`` (if given) is stored in the same transaction.
+        """
+        record = normalized_monitor_record(record)
+        event = None if event is None else normalized_event(event)
+        with self._tx(write=True) as conn:
+            self._require_pipeline(conn, record.pipeline)
+            if record.version is not None:
+                self._require_version_number(conn, record.pipeline, record.version)
+            new_id = self._insert(conn, monitor_results, _monitor_columns(record))
+            if event is not None:
+                self._insert(conn, events, _event_columns(event))
+        return replace(record, id=new_id)
+
+    def list_monitor_results(
+        self,
+        pipeline: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[MonitorRecord]:
+        """Monitoring windows of ``pipeline``, oldest first (by ``window_end``, then id).
+
+        ``since`` and ``until`` keep the windows inside ``[since, until]``; with ``limit``,
+        the most recent ``limit`` of them.
+        """
+        query = (
+            sa.select(monitor_results)
+            .where(monitor_results.c.pipeline == pipeline)
+            .order_by(monitor_results.c.window_end.desc(), monitor_results.c.id.desc())
+        )
+        if since is not None:
+            query = query.where(monitor_results.c.window_start >= _db_time(since))
+        if until is not None:
+            query = query.where(monitor_results.c.window_end <= _db_time(until))
+        if limit is not None:
+            query = query.limit(max(limit, 0))
+        with self._tx(write=False) as conn:
+            found = [_monitor_from(row._mapping) for row in conn.execute(query)]
+        found.reverse()
+        return found
+
+    # -- state --
+
+    def get_state(self, pipeline: str, key: str) -> tuple[dict[str, Any], int] | None:
+        """The value stored under ``key`` and its revision, or ``None`` if there is none."""
+        query = sa.select(pipeline_state.c.value, pipeline_state.c.revision).where(
+            pipeline_state.c.pipeline == pipeline, pipeline_state.c.key == key
+        )
+        with self._tx(write=False) as conn:
+            row = conn.execute(query).first()
+        return None if row is None else (row._mapping["value"], row._mapping["revision"])
+
+    def put_state(
+        self,
+        pipeline: str,
+        key: str,
+        value: dict[str, Any],
+        *,
+        at: datetime,
+        expected_revision: int | None = ANY,
+    ) -> int:
+        """Store ``value`` under ``key``; return the new revision (the first is 1).
+
+        If ``expected_revision`` is given (a revision, or ``None`` for "must not exist yet")
+        and the stored revision differs, raise ``ConcurrencyError`` and change nothing.
+        """
+        check_state_key(key)
+        value = json_dict(value, f"The value of state {key!r}")
+        when = _db_time(at)
+        where = (pipeline_state.c.pipeline == pipeline, pipeline_state.c.key == key)
+        with self._tx(write=True) as conn:
+            # The pipeline's row lock (PostgreSQL) or BEGIN IMMEDIATE (SQLite) serializes the
+            # writers of its state, including two that both find the key missing.
+            self._require_pipeline(conn, pipeline, lock=True)
+            current = conn.scalar(sa.select(pipeline_state.c.revision).where(*where))
+            if expected_revision is not ANY and current != expected_revision:
+                raise state_conflict(pipeline, key, current, expected_revision)
+            if current is None:
+                conn.execute(
+                    sa.insert(pipeline_state).values(
+                        pipeline=pipeline, key=key, value=value, revision=1, updated_at=when
+                    )
+                )
+                return 1
+            updated = conn.execute(
+                sa.update(pipeline_state)
+                .where(*where, pipeline_state.c.revision == current)
+                .values(value=value, revision=current + 1, updated_at=when)
+            )
+            if updated.rowcount != 1:
+                # Only reachable if a writer skipped the pipeline lock.
+                now_at = conn.scalar(sa.select(pipeline_state.c.revision).where(*where))
+                raise state_conflict(pipeline, key, now_at, current)
+            revision: int = current + 1
+            return revision
+
+    def list_state(self, pipeline: str) -> dict[str, dict[str, Any]]:
+        """Every value stored for ``pipeline``, by key."""
+        query = sa.select(pipeline_state.c.key, pipeline_state.c.value).where(
+            pipeline_state.c.pipeline == pipeline
+        )
+        with self._tx(write=False) as conn:
+            rows = [(row._mapping["key"], row._mapping["value"]) for row in conn.execute(query)]
+        # Sorted here, not by ORDER BY: PostgreSQL's collation may order keys differently.
+        return dict(sorted(rows))
 
     # -- events --
 
