@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import fsspec.core
 from fsspec.implementations.local import LocalFileSystem
 
+from retrainer.adapters._atomic import write_local_atomically
 from retrainer.errors import ArtifactIntegrityError, ConfigError, ModelNotFoundError
 
 __all__ = [
@@ -144,7 +145,7 @@ class FsspecArtifactStore:
         folder = path.rsplit("/", 1)[0]
         tmp = f"{folder}/.{sha}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
         if self._local:
-            _write_local_atomically(folder, tmp, path, data)
+            write_local_atomically(folder, tmp, path, data)
         else:
             self._fs.makedirs(folder, exist_ok=True)
             try:
@@ -256,28 +257,6 @@ def verify_sha256(
         "bytes). The file was tampered with or truncated and must not be loaded; restore it "
         "from a backup or retrain the model."
     )
-
-
-def _write_local_atomically(folder: str, tmp: str, path: str, data: bytes) -> None:
-    """Write ``data`` to ``tmp``, make it durable, then rename it to ``path``."""
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        Path(tmp).replace(path)  # os.replace: atomic on POSIX and Windows
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if os.name == "posix":
-        # The rename is only durable once the folder's entry is on disk too.
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 class LocalArtifactStore(FsspecArtifactStore):

@@ -75,6 +75,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from retrainer.adapters._atomic import write_local_atomically
 from retrainer.errors import ConfigError, DataError, SourceError
 
 __all__ = [
@@ -1046,7 +1047,7 @@ class ParquetLogStore(_DuckDBLogStore):
     def _put(self, folder: str, name: str, data: bytes) -> None:
         path = f"{folder}/{name}"
         if self._local:
-            _write_local_atomically(folder, f"{folder}/.{name}.{uuid.uuid4().hex}.tmp", path, data)
+            write_local_atomically(folder, f"{folder}/.{name}.{uuid.uuid4().hex}.tmp", path, data)
         else:
             self._fs.makedirs(folder, exist_ok=True)
             self._fs.pipe_file(path, data)
@@ -1110,31 +1111,6 @@ class ParquetLogStore(_DuckDBLogStore):
                     self._fs.rm_file(f"{folder}/{name}")
             except FileNotFoundError:
                 pass
-
-
-def _write_local_atomically(folder: str, tmp: str, path: str, data: bytes) -> None:
-    """Write ``data`` to ``tmp``, make it durable, then rename it to ``path``."""
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        Path(tmp).replace(path)  # os.replace: atomic on POSIX and Windows
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if os.name == "posix":
-        # The rename is only durable once the folder's entry is on disk too.
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-# --- in memory -------------------------------------------------------------------------------
 
 
 def _ipc_digest(table: pa.Table) -> str:

@@ -8,10 +8,12 @@ from __future__ import annotations
 import html
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from retrainer.adapters._atomic import write_local_atomically
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
@@ -111,18 +113,9 @@ class HtmlReport:
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write the page atomically and return its path."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(self.render())
-                fh.flush()
-                os.fsync(fh.fileno())
-            Path(tmp).replace(target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        target = Path(path).resolve()
+        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        write_local_atomically(str(target.parent), str(tmp), str(target), self.render().encode())
         return target
 
 

@@ -1,0 +1,28 @@
+"""Atomic, durable writes of a whole file on a local disk (artifacts, log segments, reports)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def write_local_atomically(folder: str, tmp: str, path: str, data: bytes) -> None:
+    """Write ``data`` to ``tmp``, make it durable, then rename it to ``path``."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        Path(tmp).replace(path)  # os.replace: atomic on POSIX and Windows
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if os.name == "posix":
+        # The rename is only durable once the folder's entry is on disk too.
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
