@@ -33,8 +33,10 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="The model registry: versions, lineage, blessing evidence.")
 db_app = typer.Typer(help="The metadata database.")
+log_app = typer.Typer(help="Log predictions and feedback (labels, clicks) for monitoring.")
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
+app.add_typer(log_app, name="log")
 
 
 def _console(stderr: bool = False) -> Console:
@@ -378,6 +380,140 @@ def rollback(
     with _open(config) as project:
         move = rollback_champion(project, clock=_clock(None), pipeline=pipeline, to=to)
     out.print(f"{move.pipeline} {move.alias} rolled back: v{move.previous} -> v{move.version}")
+
+
+@app.command()
+@_handle_errors
+def monitor(
+    config: ConfigOpt = None,
+    pipeline: PipelineOpt = None,
+    as_of: AsOfOpt = None,
+    start: Annotated[
+        datetime | None,
+        typer.Option(help="Window start (default: end minus monitor.window).", show_default=False),
+    ] = None,
+    end: Annotated[
+        datetime | None, typer.Option(help="Window end (default: now).", show_default=False)
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Report path (default: under storage.reports_dir).", show_default=False),
+    ] = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip the HTML report.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a window: drift vs the champion's reference, data quality, performance, concept
+    drift; store the figures, emit events, write an HTML report."""
+    from retrainer.engine.monitor import run_monitor
+
+    report: bool | Path = False if no_report else (out if out is not None else True)
+    with _open(config) as project:
+        result = run_monitor(
+            project, pipeline, clock=_clock(as_of), start=start, end=end, report=report
+        )
+    if as_json:
+        data = dict(result.summary)
+        data.pop("histograms", None)
+        data["report"] = str(result.report_path) if result.report_path else None
+        _print_json(data)
+        return
+    _render_monitor(result)
+
+
+def _render_monitor(result: Any) -> None:
+    s = result.summary
+    w = s["window"]
+    out.print(
+        f"[bold]{s['pipeline']}[/bold] v{s['version']}: {s['rows']} rows in "
+        f"{w['start'][:16]} .. {w['end'][:16]} ({s['data']})"
+    )
+    drift = result.drift
+    if drift is not None:
+        table = Table(title="drift", title_justify="left")
+        for col in ("column", "role", "method", "statistic", "p adj.", "JS dist.", "drifted"):
+            table.add_column(
+                col, justify="right" if col in ("statistic", "p adj.", "JS dist.") else "left"
+            )
+        rows = sorted(drift.rows, key=lambda r: (not r.drifted, r.role != "feature", r.feature))
+        for r in rows:
+            table.add_row(
+                escape(r.feature),
+                r.role,
+                r.method,
+                _fmt(r.statistic),
+                "-" if r.adjusted_p_value is None else f"{r.adjusted_p_value:.2g}",
+                _fmt(r.distance),
+                "[red]yes[/red]" if r.drifted else ("no" if r.tested else f"- ({escape(r.note)})"),
+            )
+        out.print(table)
+        verdict = "[red]dataset drift[/red]" if drift.drifted else "[green]no dataset drift[/green]"
+        out.print(
+            f"{verdict}: {drift.n_drifted} of {drift.n_tested} features drifted "
+            f"(threshold {drift.drift_share:.0%} of features, {drift.correction} correction)"
+        )
+    for f in s["findings"]:
+        where = f" ({escape(f['column'])})" if f.get("column") else ""
+        out.print(
+            f"[yellow]finding[/yellow] {f['kind']}{where}: {escape(f['message'])}", soft_wrap=True
+        )
+    if s["performance"]:
+        table = Table(title="performance", title_justify="left")
+        names = [m["name"] for m in s["performance"][0]["metrics"]]
+        for col in ("window", "rows", "labelled", *names):
+            table.add_column(col, justify="left" if col == "window" else "right")
+        for p in s["performance"]:
+            table.add_row(
+                p["start"][:16],
+                str(p["n_rows"]),
+                str(p["n_labelled"]),
+                *(
+                    _fmt(m["value"])
+                    if m["status"] == "ok"
+                    else f"[dim]{m['status'].replace('_data', '')} (n={m['n']})[/dim]"
+                    for m in p["metrics"]
+                ),
+            )
+        out.print(table)
+    concept = s.get("concept_drift")
+    if concept:
+        found = (
+            f"[red]detected[/red] at {', '.join(concept['detections'][:3])}"
+            if concept["drift_detected"]
+            else "[green]none[/green]"
+        )
+        out.print(f"concept drift ({concept['method']}, {concept['rows_fed']} new rows): {found}")
+    if result.report_path:
+        out.print(f"report: {result.report_path}")
+
+
+@log_app.command("predictions")
+@_handle_errors
+def log_predictions(
+    file: Annotated[Path, typer.Argument(help="CSV, Parquet or JSON-lines file of predictions.")],
+    config: ConfigOpt = None,
+    pipeline: PipelineOpt = None,
+) -> None:
+    """Append predictions (id, timestamp, model_version, prediction, [score], features...)."""
+    from retrainer.engine.online import log_predictions as append
+
+    with _open(config) as project:
+        name = project.config.pipeline(pipeline).name
+        n = append(project.log_store(), file, name)
+    out.print(f"logged {n} predictions of {name} from {file}")
+
+
+@log_app.command("feedback")
+@_handle_errors
+def log_feedback(
+    file: Annotated[Path, typer.Argument(help="CSV, Parquet or JSON-lines file of feedback.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Append feedback (id, timestamp, outcome): labels or clicks that arrived."""
+    from retrainer.engine.online import log_feedback as append
+
+    with _open(config) as project:
+        n = append(project.log_store(), file)
+    out.print(f"logged {n} feedback rows from {file}")
 
 
 @db_app.command("upgrade")

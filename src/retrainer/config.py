@@ -42,6 +42,7 @@ from retrainer.errors import ConfigError
 CONFIG_FILE = "retrainer.yaml"
 ENV_DB_URL = "RETRAINER_DB_URL"
 ENV_ARTIFACTS_URL = "RETRAINER_ARTIFACTS_URL"
+ENV_LOGS_URL = "RETRAINER_LOGS_URL"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -56,6 +57,8 @@ class StorageConfig(_Model):
 
     db_url: str = "sqlite:///.retrainer/retrainer.db"
     artifacts_url: str = ".retrainer/artifacts"
+    logs_url: str = ".retrainer/logs"
+    reports_dir: str = ".retrainer/reports"
     auto_migrate: bool = True
 
 
@@ -176,6 +179,69 @@ class BlessingConfig(_Model):
     sanity: SanityConfig = Field(default_factory=SanityConfig)
 
 
+def _duration(value: str) -> str:
+    from retrainer.core.windows import parse_duration
+
+    try:
+        parse_duration(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+class DriftConfig(_Model):
+    """The drift check (see ``retrainer.core.drift.DriftCheck`` for each parameter)."""
+
+    numeric_method: str = "ks"
+    categorical_method: str = "chi2"
+    alpha: float = Field(default=0.01, gt=0, lt=1)
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
+    drift_share: float = Field(default=0.5, gt=0, le=1)
+    min_samples: int = Field(default=30, ge=1)
+    min_distance: float = Field(default=0.0, ge=0)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    features: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    categorical: list[str] = Field(default_factory=list)
+
+    def check_params(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"categorical"})
+
+
+class PerformanceConfig(_Model):
+    """Online metrics per time window; ``metrics`` defaults to the pipeline's metrics."""
+
+    metrics: list[str] | None = None
+    every: str = "1d"
+    min_samples: int = Field(default=100, ge=1)
+
+    _every = field_validator("every")(classmethod(lambda cls, v: _duration(v)))
+
+
+class ConceptDriftConfig(_Model):
+    """A streaming detector (River) on the serving model's error stream."""
+
+    enabled: bool = True
+    method: Literal["adwin", "page_hinkley", "kswin"] = "adwin"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class MonitorConfig(_Model):
+    """``retrainer monitor``: the window it checks and how.
+
+    ``data: source`` reads the current window from the pipeline's source (labels included when
+    the source has them); ``data: log`` reads the logged predictions and the feedback that has
+    arrived (``retrainer log predictions|feedback``).
+    """
+
+    window: str = "7d"
+    data: Literal["source", "log"] = "source"
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
+    concept_drift: ConceptDriftConfig = Field(default_factory=ConceptDriftConfig)
+
+    _window = field_validator("window")(classmethod(lambda cls, v: _duration(v)))
+
+
 class RunConfig(_Model):
     """Limits of one run: a run holding its lease longer than ``timeout`` seconds is stale."""
 
@@ -197,6 +263,7 @@ class PipelineConfig(_Model):
     window: WindowConfig = Field(default_factory=WindowConfig)
     blessing: BlessingConfig
     run: RunConfig = Field(default_factory=RunConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @field_validator("name")
     @classmethod
@@ -336,7 +403,9 @@ def parse_config(data: Any, *, origin: str = CONFIG_FILE) -> ProjectConfig:
 def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
     """Checks Pydantic cannot express: blessing rules and metric names (built in core)."""
     from retrainer.core.blessing import build_rule
+    from retrainer.core.drift import DriftCheck
     from retrainer.core.metrics import get_metric
+    from retrainer.core.performance import get_online_metric
 
     problems: list[str] = []
     for i, p in enumerate(cfg.pipelines):
@@ -346,6 +415,18 @@ def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
                     get_metric(m)
                 except ConfigError as exc:
                     problems.append(f"pipelines[{i}].metrics[{j}]: got {m!r}; {exc}")
+        try:
+            # the check validates on first use; run that validation now, at load time
+            DriftCheck(**p.monitor.drift.check_params())._validate()
+        except ConfigError as exc:
+            problems.append(f"pipelines[{i}].monitor.drift: {exc}")
+        for j, name in enumerate(p.monitor.performance.metrics or []):
+            try:
+                get_online_metric(name)
+            except ConfigError as exc:
+                problems.append(
+                    f"pipelines[{i}].monitor.performance.metrics[{j}]: got {name!r}; {exc}"
+                )
         known = set(p.metric_names())
         for j, spec in enumerate(p.blessing.rules):
             key = f"pipelines[{i}].blessing.rules[{j}]"
@@ -409,6 +490,8 @@ def load_config(
         overrides["db_url"] = env[ENV_DB_URL]
     if env.get(ENV_ARTIFACTS_URL):
         overrides["artifacts_url"] = env[ENV_ARTIFACTS_URL]
+    if env.get(ENV_LOGS_URL):
+        overrides["logs_url"] = env[ENV_LOGS_URL]
     if overrides:
         cfg = cfg.model_copy(update={"storage": cfg.storage.model_copy(update=overrides)})
     return cfg, file

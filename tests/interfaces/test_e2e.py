@@ -142,3 +142,42 @@ def test_two_runs_at_once_on_one_sqlite_file(tmp_path: Path):
     versions = models(proj)
     assert [v["version"] for v in versions] == list(range(1, len(versions) + 1))
     assert_consistent(proj)
+
+
+def test_monitor_on_elec2_writes_the_report(tmp_path: Path):
+    proj = tmp_path / "elec2"
+    cli("init", str(proj), "--example", "elec2")
+    cli("run", "-c", str(proj), "--as-of", "1997-01-06")
+    out = tmp_path / "monitor.html"
+    result = json.loads(
+        cli("monitor", "-c", str(proj), "--as-of", "1997-04-07", "--out", str(out), "--json").stdout
+    )
+    assert result["version"] == 1 and result["rows"] == 7 * 48
+    assert "nswprice" in result["drift"]["drifted_columns"]
+    assert [w["n_labelled"] for w in result["performance"]] == [48] * 7
+    assert result["concept_drift"]["rows_fed"] == 7 * 48
+    assert result["report"] == str(out.resolve())
+    html = out.read_text()
+    assert "Drift per column" in html and "Performance over time" in html
+    # the next day's window overlaps: only its 48 new rows reach the detector
+    again = json.loads(
+        cli("monitor", "-c", str(proj), "--as-of", "1997-04-08", "--no-report", "--json").stdout
+    )
+    assert again["concept_drift"]["rows_fed"] == 48 and again["report"] is None
+
+
+def test_log_commands_append_and_validate(tmp_path: Path):
+    proj = write_project(tmp_path / "p")
+    preds = tmp_path / "preds.csv"
+    preds.write_text(
+        "id,timestamp,model_version,prediction,x1,x2\n"
+        "a,2024-01-21T10:00:00,1,1,0.1,0.2\n"
+        "b,2024-01-21T11:00:00,1,0,0.3,0.1\n"
+    )
+    done = cli("log", "predictions", str(preds), "-c", str(proj))
+    assert "logged 2 predictions" in done.stdout
+    bad = tmp_path / "fb.csv"
+    bad.write_text("id,when,outcome\na,2024-01-22,1\n")
+    failed = cli("log", "feedback", str(bad), "-c", str(proj), check=False)
+    assert failed.returncode == 1
+    assert "timestamp" in failed.stderr and failed.stderr.startswith("error:")

@@ -1313,3 +1313,16 @@ def read_log_file(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise DataError(f"{text}: the file is empty; expected a header row") from None
     except (ValueError, OSError, pa.ArrowException, UnicodeDecodeError) as exc:
         raise DataError(f"{text}: cannot read it as {fmt}: {exc}") from None
+
+
+def open_log_store(url: str) -> LogStore:
+    """``memory://`` gives an :class:`InMemoryLogStore`; anything else a :class:`ParquetLogStore`.
+
+    Examples
+    --------
+    >>> type(open_log_store("memory://")).__name__
+    'InMemoryLogStore'
+    """
+    if url.rstrip("/") == "memory:":
+        return InMemoryLogStore()
+    return ParquetLogStore(url)

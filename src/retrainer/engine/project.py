@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 from retrainer.adapters.artifacts import ArtifactStore, open_artifact_store
+from retrainer.adapters.logstore import LogStore, open_log_store
 from retrainer.adapters.metadata import MetadataStore
 from retrainer.adapters.metadata.sql import open_metadata_store
 from retrainer.adapters.sources import Source, resolve_url
@@ -38,6 +39,7 @@ class Project:
     root: Path
     store: MetadataStore
     artifacts: ArtifactStore
+    logs: LogStore | None = None
     config_path: Path | None = None
     sources: dict[str, Source] = field(default_factory=dict)
     _pipelines: dict[str, Pipeline] = field(default_factory=dict, repr=False)
@@ -53,7 +55,14 @@ class Project:
             resolve_db_url(config.storage.db_url, root), auto_migrate=config.storage.auto_migrate
         )
         artifacts = open_artifact_store(resolve_url(config.storage.artifacts_url, root))
-        return cls(config=config, root=root, store=store, artifacts=artifacts, config_path=file)
+        return cls(
+            config=config,
+            root=root,
+            store=store,
+            artifacts=artifacts,
+            logs=open_log_store(resolve_url(config.storage.logs_url, root)),
+            config_path=file,
+        )
 
     @classmethod
     def in_memory(
@@ -64,6 +73,7 @@ class Project:
     ) -> Project:
         """A project on in-memory stores (tests, doctests, backtests)."""
         from retrainer.adapters.artifacts import InMemoryArtifactStore
+        from retrainer.adapters.logstore import InMemoryLogStore
         from retrainer.adapters.metadata.memory import InMemoryMetadataStore
 
         return cls(
@@ -71,6 +81,7 @@ class Project:
             root=root,
             store=InMemoryMetadataStore(),
             artifacts=InMemoryArtifactStore(),
+            logs=InMemoryLogStore(),
             sources=dict(sources or {}),
         )
 
@@ -80,6 +91,19 @@ class Project:
         if cfg.name not in self._pipelines:
             self._pipelines[cfg.name] = Pipeline(cfg, self.root, self.sources.get(cfg.name))
         return self._pipelines[cfg.name]
+
+    @property
+    def reports_dir(self) -> Path:
+        """Where reports go by default (a local folder)."""
+        return Path(resolve_url(self.config.storage.reports_dir, self.root))
+
+    def log_store(self) -> LogStore:
+        """The prediction and feedback log (raises if this project has none)."""
+        if self.logs is None:
+            from retrainer.errors import ConfigError
+
+            raise ConfigError("this project has no log store (storage.logs_url)")
+        return self.logs
 
     def close(self) -> None:
         self.store.close()

@@ -45,6 +45,7 @@ from retrainer.core.types import (
 )
 from retrainer.core.windows import holdout_mask
 from retrainer.engine.pipeline import Pipeline
+from retrainer.engine.profiles import reference_profile
 from retrainer.engine.project import Project
 from retrainer.errors import (
     ArtifactIntegrityError,
@@ -350,6 +351,9 @@ def _execute(
         candidate_card = pipeline.score(model, holdout)
         champion_version, champion_card, champion_note = _champion_card(project, pipeline, holdout)
 
+    with _Timer(timings, "profile"):
+        profile = reference_profile(pipeline, model, train)
+
     with _Timer(timings, "save"):
         blob = dump_model(model, ser.format)
         ref = project.artifacts.put(blob)
@@ -380,6 +384,7 @@ def _execute(
         code=run.code or CodeVersion(pipeline_hash=pipeline.definition_hash),
         environment=package_versions(),
         blessing=verdict,
+        profile=profile.to_dict(),
     )
     version = store.register_version(
         draft,

@@ -1,0 +1,409 @@
+"""The monitor: one window of drift, data quality, online performance and concept drift.
+
+:func:`run_monitor` checks the window ``[start, end)`` (by default the configured
+``monitor.window`` ending now) against the serving model, the champion at ``end``:
+
+1. **drift and quality**: the window's features, target and the model's output against the
+   reference profile stored with the model version (no reference data is re-read);
+2. **performance**: the pipeline's metrics (or ``monitor.performance.metrics``) per
+   ``monitor.performance.every``, from the source's labels (``data: source``) or from the
+   logged predictions joined with the feedback that has arrived by ``end`` (``data: log``);
+   windows with fewer than ``min_samples`` labelled rows report "insufficient data";
+3. **concept drift**: a River detector on the model's per-row errors; its state is kept in the
+   metadata store between runs, rows already fed are never fed again (overlapping windows),
+   and a new champion starts a new detector.
+
+The figures are stored as a :class:`~retrainer.core.types.MonitorRecord` with a
+``monitor.completed`` event (one transaction), plus ``drift.detected`` and
+``concept_drift.detected`` events when they fire, and written to a self-contained HTML report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from retrainer.adapters.detectors import ConceptDriftDetector
+from retrainer.adapters.serialization import load_model
+from retrainer.core.clock import Clock, as_utc
+from retrainer.core.drift import DriftCheck, DriftReport
+from retrainer.core.performance import WindowPerformance, get_online_metric, performance_over_time
+from retrainer.core.profile import CategoricalProfile, Finding, NumericProfile, Profile
+from retrainer.core.types import Event, ModelVersion, MonitorRecord
+from retrainer.core.windows import parse_duration
+from retrainer.engine.online import online_performance
+from retrainer.engine.pipeline import Pipeline
+from retrainer.engine.profiles import PREDICTION_COLUMN, model_output, window_columns
+from retrainer.engine.project import Project
+from retrainer.engine.run import CHAMPION
+from retrainer.errors import ConfigError, ModelNotFoundError
+
+CONCEPT_STATE_KEY = "concept_drift"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorResult:
+    """What one monitor run found, as stored, plus the report's path."""
+
+    record: MonitorRecord
+    drift: DriftReport | None
+    performance: tuple[WindowPerformance, ...]
+    report_path: Path | None = None
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.record.summary
+
+
+def _serving_version(project: Project, pipeline: str, at: datetime) -> ModelVersion:
+    version = project.store.alias_at(pipeline, CHAMPION, at)
+    if version is None:
+        version = project.store.get_alias(pipeline, CHAMPION)
+    if version is None:
+        raise ModelNotFoundError(
+            f"{pipeline} has no champion to monitor; train one first with 'retrainer run'"
+        )
+    return project.store.get_version(pipeline, version)
+
+
+def _load(project: Project, mv: ModelVersion) -> Any:
+    ser = project.config.serialization
+    return load_model(
+        project.artifacts.get(mv.artifact_sha256),
+        mv.artifact_format,
+        trusted_types=ser.trusted_types,
+        allow_pickle=ser.allow_pickle,
+    )
+
+
+def _current_frame(
+    project: Project, pipeline: Pipeline, start: datetime, end: datetime
+) -> tuple[pd.DataFrame, str]:
+    """The window's rows: features (and target when known), sorted by time."""
+    mcfg = pipeline.config.monitor
+    if mcfg.data == "source":
+        return pipeline.source.load(start, end), pipeline.time_column
+    logs = project.log_store()
+    frame = logs.joined(pipeline.name, start, end, feedback_until=end, include_unlabelled=True)
+    frame = frame.rename(columns={"outcome": pipeline.config.target})
+    return frame, "timestamp"
+
+
+def _errors(y_true: np.ndarray, y_pred: np.ndarray, task: str) -> np.ndarray:
+    """Per-row error of the model: 0/1 misclassification, or the absolute error."""
+    out = np.full(len(y_true), np.nan)
+    known = pd.notna(y_true)
+    if task == "classification":
+        out[known] = (y_pred[known] != y_true[known]).astype(float)
+    else:
+        out[known] = np.abs(y_pred[known].astype(float) - y_true[known].astype(float))
+    return out
+
+
+def _concept_drift(
+    project: Project,
+    pipeline: Pipeline,
+    mv: ModelVersion,
+    times: np.ndarray,
+    errors: np.ndarray,
+    now: datetime,
+) -> dict[str, Any]:
+    """Feed the rows not fed before to the detector; persist its state (compare-and-set)."""
+    cfg = pipeline.config.monitor.concept_drift
+    store = project.store
+    stored = store.get_state(pipeline.name, CONCEPT_STATE_KEY)
+    detector, fed_until, revision, note = None, None, None, ""
+    if stored is not None:
+        state, revision = stored
+        same = state.get("version") == mv.version and state.get("method") == cfg.method
+        if same:
+            try:
+                detector = ConceptDriftDetector.from_state(state["detector"])
+                fed_until = pd.Timestamp(state["fed_until"]) if state.get("fed_until") else None
+            except (ValueError, KeyError) as exc:
+                note = f"detector state discarded ({exc}); started a new detector"
+        else:
+            note = f"new detector for v{mv.version}"
+    if detector is None:
+        detector = ConceptDriftDetector(cfg.method, cfg.params)
+    mask = np.isfinite(errors)
+    if fed_until is not None:
+        mask &= times > np.datetime64(
+            fed_until.tz_localize(None) if fed_until.tzinfo else fed_until
+        )
+    new_times, new_errors = times[mask], errors[mask]
+    hits = detector.update(new_errors)
+    last = pd.Timestamp(new_times[-1]) if len(new_times) else fed_until
+    store.put_state(
+        pipeline.name,
+        CONCEPT_STATE_KEY,
+        {
+            "version": mv.version,
+            "method": cfg.method,
+            "fed_until": last.isoformat() if last is not None else None,
+            "detector": detector.state(),
+        },
+        at=now,
+        expected_revision=revision,
+    )
+    return {
+        "method": cfg.method,
+        "version": mv.version,
+        "rows_fed": len(new_errors),
+        "rows_seen": int(detector.n_seen_),
+        "detections": [pd.Timestamp(new_times[i]).isoformat() for i in hits],
+        "drift_detected": bool(hits),
+        "error_rate": float(np.mean(new_errors)) if len(new_errors) else None,
+        "note": note,
+    }
+
+
+def _histograms(profile: Profile, frame: pd.DataFrame, columns: Any) -> dict[str, Any]:
+    """Reference vs current shares on the profile's bins (for the report)."""
+    out: dict[str, Any] = {}
+    for name, fp in profile.features.items():
+        if isinstance(fp, NumericProfile) and name in columns.numeric:
+            values = np.asarray(columns.numeric[name], dtype=float)
+            values = values[~np.isnan(values)]
+            edges = np.asarray(fp.edges, dtype=float)
+            cur = np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(fp.counts))
+            out[name] = {
+                "kind": "numeric",
+                "edges": [float(e) for e in edges],
+                "reference": [int(c) for c in fp.counts],
+                "current": [int(c) for c in cur[: len(fp.counts)]],
+            }
+        elif isinstance(fp, CategoricalProfile) and name in columns.categorical:
+            col = columns.categorical[name]
+            codes = np.asarray(col.codes)
+            cur_counts = np.bincount(codes[codes >= 0], minlength=len(col.labels))
+            current = {str(lbl): int(n) for lbl, n in zip(col.labels, cur_counts, strict=False)}
+            labels = list(dict.fromkeys([*map(str, fp.labels), *current]))
+            ref = dict(zip(map(str, fp.labels), fp.counts, strict=True))
+            out[name] = {
+                "kind": "categorical",
+                "labels": labels,
+                "reference": [int(ref.get(lbl, 0)) for lbl in labels],
+                "current": [int(current.get(lbl, 0)) for lbl in labels],
+            }
+    return out
+
+
+def run_monitor(
+    project: Project,
+    pipeline_name: str | None = None,
+    *,
+    clock: Clock,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    report: bool | Path = True,
+) -> MonitorResult:
+    """Check one window and record it; see the module docstring for what is checked.
+
+    ``report`` is True for the default path under ``storage.reports_dir``, a path, or False.
+    """
+    pipeline = project.pipeline(pipeline_name)
+    mcfg = pipeline.config.monitor
+    now = clock.now()
+    end = as_utc(end) if end is not None else now
+    start = as_utc(start) if start is not None else end - parse_duration(mcfg.window)
+    if start >= end:
+        raise ConfigError(
+            f"the monitoring window is empty: start {start:%Y-%m-%d %H:%M} is not before end "
+            f"{end:%Y-%m-%d %H:%M}"
+        )
+    mv = _serving_version(project, pipeline.name, end)
+    model = _load(project, mv)
+    frame, time_col = _current_frame(project, pipeline, start, end)
+    findings: list[dict[str, Any]] = []
+    target = pipeline.config.target
+    has_target = target in frame.columns and bool(frame[target].notna().any())
+
+    missing = [c for c in pipeline.feature_columns if c not in frame.columns]
+    output = None
+    if missing and not frame.empty:
+        findings.append(
+            Finding(
+                kind="predict_skipped",
+                column=None,
+                message=(
+                    f"feature column(s) {', '.join(repr(c) for c in missing)} missing from the "
+                    "window: the model's output, performance and concept drift not computed"
+                ),
+            ).to_dict()
+        )
+    elif not frame.empty:
+        try:
+            output = model_output(pipeline, model, frame)
+        except Exception as exc:
+            findings.append(
+                Finding(
+                    kind="predict_failed",
+                    column=PREDICTION_COLUMN,
+                    message=f"the model could not predict on the window: {exc}",
+                ).to_dict()
+            )
+    columns = window_columns(pipeline, frame, output)
+
+    drift: DriftReport | None = None
+    histograms: dict[str, Any] = {}
+    if mv.profile is None:
+        findings.append(
+            Finding(
+                kind="no_profile",
+                column=None,
+                message=f"v{mv.version} has no reference profile; retrain to monitor drift",
+            ).to_dict()
+        )
+    else:
+        profile = Profile.from_dict(mv.profile)
+        check = DriftCheck(
+            **mcfg.drift.check_params(),
+            prediction=PREDICTION_COLUMN if output is not None else None,
+            target=target if has_target else None,
+        )
+        drift = check.check(profile, columns)
+        histograms = _histograms(profile, frame, columns)
+
+    metric_names = mcfg.performance.metrics or pipeline.config.metric_names()
+    metrics = [pipeline.metrics.get(m) or get_online_metric(m) for m in metric_names]
+    performance: tuple[WindowPerformance, ...] = ()
+    concept: dict[str, Any] | None = None
+    if mcfg.data == "log":
+        performance = online_performance(
+            project.log_store(),
+            pipeline.name,
+            metrics,
+            start=start,
+            end=end,
+            every=mcfg.performance.every,
+            now=end,
+            min_samples=mcfg.performance.min_samples,
+        )
+    elif has_target and output is not None:
+        pred = pipeline.predict(model, frame)
+        times = frame[time_col].to_numpy()
+        y_true = frame[target].to_numpy()
+        performance = performance_over_time(
+            times,
+            y_true,
+            pred.y_pred,
+            pred.y_score,
+            metrics,
+            start=start,
+            end=end,
+            every=mcfg.performance.every,
+            min_samples=mcfg.performance.min_samples,
+        )
+        if mcfg.concept_drift.enabled:
+            errors = _errors(y_true, pred.y_pred, pipeline.task(frame))
+            concept = _concept_drift(project, pipeline, mv, times, errors, now)
+    elif not has_target:
+        findings.append(
+            Finding(
+                kind="no_labels",
+                column=target,
+                message="the window has no labels: performance and concept drift not computed",
+            ).to_dict()
+        )
+    summary: dict[str, Any] = {
+        "pipeline": pipeline.name,
+        "version": mv.version,
+        "window": {"start": start.isoformat(), "end": end.isoformat()},
+        "rows": len(frame),
+        "data": mcfg.data,
+        "drift": drift.to_dict() if drift is not None else None,
+        "findings": findings + ([f.to_dict() for f in drift.findings] if drift else []),
+        "performance": [w.to_dict() for w in performance],
+        "concept_drift": concept,
+        "histograms": histograms,
+    }
+    drifted = drift.drifted if drift is not None else None
+    record = project.store.add_monitor_result(
+        MonitorRecord(
+            pipeline=pipeline.name,
+            version=mv.version,
+            window_start=start,
+            window_end=end,
+            created_at=now,
+            drifted=drifted,
+            summary=summary,
+        ),
+        event=Event(
+            kind="monitor.completed",
+            at=now,
+            message=_headline(pipeline.name, mv.version, len(frame), drift, concept),
+            pipeline=pipeline.name,
+            version=mv.version,
+            data={
+                "window_start": start.isoformat(),
+                "window_end": end.isoformat(),
+                "drifted": drifted,
+                "drifted_columns": list(drift.drifted_columns) if drift else [],
+                "concept_drift": bool(concept and concept["drift_detected"]),
+            },
+        ),
+    )
+    if drift is not None and drift.drifted:
+        project.store.append_event(
+            Event(
+                kind="drift.detected",
+                at=now,
+                message=(
+                    f"{pipeline.name}: {drift.n_drifted} of {drift.n_tested} features drifted "
+                    f"({', '.join(drift.drifted_columns)})"
+                ),
+                pipeline=pipeline.name,
+                version=mv.version,
+                data={"share": drift.share_drifted, "columns": list(drift.drifted_columns)},
+            )
+        )
+    if concept and concept["drift_detected"]:
+        project.store.append_event(
+            Event(
+                kind="concept_drift.detected",
+                at=now,
+                message=(
+                    f"{pipeline.name}: {concept['method']} detected a change in the error "
+                    f"stream of v{mv.version} at {concept['detections'][0]}"
+                ),
+                pipeline=pipeline.name,
+                version=mv.version,
+                data=concept,
+            )
+        )
+    path = None
+    if report:
+        from retrainer.engine.monitor_report import write_monitor_report
+
+        target_path = (
+            Path(report)
+            if isinstance(report, Path)
+            else project.reports_dir / f"monitor-{pipeline.name}-{end:%Y%m%dT%H%M%S}.html"
+        )
+        history = project.store.list_monitor_results(pipeline.name, until=end, limit=200)
+        path = write_monitor_report(summary, [h.summary for h in history], target_path)
+    return MonitorResult(record=record, drift=drift, performance=performance, report_path=path)
+
+
+def _headline(
+    pipeline: str,
+    version: int,
+    rows: int,
+    drift: DriftReport | None,
+    concept: dict[str, Any] | None,
+) -> str:
+    parts = [f"{pipeline} v{version}: {rows} rows"]
+    if drift is not None:
+        parts.append(
+            f"{drift.n_drifted}/{drift.n_tested} features drifted"
+            + (" (dataset drift)" if drift.drifted else "")
+        )
+    if concept is not None and concept["drift_detected"]:
+        parts.append("concept drift")
+    return "; ".join(parts)

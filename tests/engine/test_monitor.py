@@ -1,0 +1,173 @@
+"""The monitor use case on in-memory stores: drift, quality, performance, concept drift."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrainer.adapters.sources import CallableSource
+from retrainer.config import parse_config
+from retrainer.core.clock import SimulatedClock
+from retrainer.engine.monitor import CONCEPT_STATE_KEY, run_monitor
+from retrainer.engine.project import Project
+from retrainer.engine.run import execute_run
+from retrainer.errors import ModelNotFoundError
+from tests.conftest import make_frame, pipeline_config
+
+T_TRAIN = datetime(2024, 1, 20, tzinfo=UTC)
+
+
+def _frame(shift_after: str | None = None, flip_after: str | None = None) -> pd.DataFrame:
+    frame = make_frame(24 * 40, seed=3)
+    if shift_after is not None:
+        late = frame["ts"] >= pd.Timestamp(shift_after)
+        frame.loc[late, "x1"] += 1.5
+    if flip_after is not None:
+        late = frame["ts"] >= pd.Timestamp(flip_after)
+        frame.loc[late, "y"] = 1 - frame.loc[late, "y"]
+    return frame
+
+
+def _project(tmp_path: Path, frame: pd.DataFrame, **monitor: Any) -> Project:
+    overrides: dict[str, Any] = {
+        "monitor": {"window": "3d", "performance": {"every": "1d", "min_samples": 10}, **monitor}
+    }
+    cfg = parse_config({"pipelines": [pipeline_config(**overrides)]})
+    src = CallableSource(lambda s, e: frame, time_column="ts", name="test")
+    project = Project.in_memory(cfg, tmp_path, sources={"toy": src})
+    assert execute_run(project, clock=SimulatedClock(T_TRAIN)).promoted
+    return project
+
+
+def test_stable_window_has_no_drift(tmp_path: Path):
+    project = _project(tmp_path, _frame())
+    result = run_monitor(
+        project, clock=SimulatedClock(datetime(2024, 1, 26, tzinfo=UTC)), report=False
+    )
+    assert result.drift is not None and not result.drift.drifted
+    assert result.drift.drifted_columns == ()
+    assert result.record.version == 1 and result.record.drifted is False
+    assert [e.kind for e in project.store.list_events("toy")][-1] == "monitor.completed"
+
+
+def test_shifted_feature_is_flagged_and_recorded(tmp_path: Path):
+    project = _project(tmp_path, _frame(shift_after="2024-01-22"))
+    result = run_monitor(
+        project, clock=SimulatedClock(datetime(2024, 1, 26, tzinfo=UTC)), report=False
+    )
+    assert "x1" in result.drift.drifted_columns
+    assert "x2" not in result.drift.drifted_columns
+    assert result.drift.drifted  # 1 of 2 features: share 0.5 >= 0.5
+    kinds = [e.kind for e in project.store.list_events("toy")]
+    assert kinds[-2:] == ["monitor.completed", "drift.detected"]
+    stored = project.store.list_monitor_results("toy")
+    assert len(stored) == 1 and stored[0].summary["drift"]["n_drifted"] >= 1
+
+
+def test_performance_per_window_and_insufficient_data(tmp_path: Path):
+    project = _project(tmp_path, _frame(), performance={"every": "1d", "min_samples": 20})
+    end = datetime(2024, 1, 26, 12, tzinfo=UTC)  # the last window holds 12 rows
+    result = run_monitor(project, clock=SimulatedClock(end), report=False)
+    statuses = [w.status for w in result.performance]
+    assert statuses[-1] == "insufficient_data" and "ok" in statuses
+    ok = next(w for w in result.performance if w.status == "ok")
+    assert 0.5 < ok.value("accuracy") <= 1.0
+
+
+def test_concept_drift_fires_on_flipped_labels_and_state_persists(tmp_path: Path):
+    project = _project(tmp_path, _frame(flip_after="2024-01-23"), window="6d")
+    first = run_monitor(
+        project, clock=SimulatedClock(datetime(2024, 1, 26, tzinfo=UTC)), report=False
+    )
+    concept = first.summary["concept_drift"]
+    assert concept["drift_detected"] and concept["detections"][0] >= "2024-01-23"
+    assert any(e.kind == "concept_drift.detected" for e in project.store.list_events("toy"))
+    # an overlapping window feeds only the rows not seen before
+    second = run_monitor(
+        project, clock=SimulatedClock(datetime(2024, 1, 27, tzinfo=UTC)), report=False
+    )
+    assert second.summary["concept_drift"]["rows_fed"] == 24
+    state, revision = project.store.get_state("toy", CONCEPT_STATE_KEY)
+    assert revision == 2 and state["version"] == 1
+
+
+def test_missing_feature_is_a_finding_not_a_crash(tmp_path: Path):
+    frame = _frame()
+    project = _project(tmp_path, frame)
+    project.sources["toy"].fn = lambda s, e: frame.drop(columns="x2")  # type: ignore[attr-defined]
+    result = run_monitor(
+        project, clock=SimulatedClock(datetime(2024, 1, 26, tzinfo=UTC)), report=False
+    )
+    kinds = {f["kind"] for f in result.summary["findings"]}
+    assert "column_removed" in kinds and "predict_skipped" in kinds
+    assert result.performance == ()
+
+
+def test_empty_window_gives_a_defined_result(tmp_path: Path):
+    project = _project(tmp_path, _frame())
+    result = run_monitor(
+        project, clock=SimulatedClock(datetime(2025, 6, 1, tzinfo=UTC)), report=False
+    )
+    assert result.summary["rows"] == 0
+    assert any(f["kind"] == "empty_window" for f in result.summary["findings"])
+    assert not result.drift.drifted
+
+
+def test_no_champion_is_a_clear_error(tmp_path: Path):
+    cfg = parse_config({"pipelines": [pipeline_config()]})
+    project = Project.in_memory(cfg, tmp_path)
+    with pytest.raises(ModelNotFoundError, match="no champion"):
+        run_monitor(project, clock=SimulatedClock(T_TRAIN), report=False)
+
+
+def test_logged_predictions_with_delayed_feedback(tmp_path: Path):
+    project = _project(tmp_path, _frame(), data="log")
+    rng = np.random.default_rng(0)
+    times = pd.date_range("2024-01-23", periods=72, freq="h")
+    preds = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(72)],
+            "timestamp": times,
+            "pipeline": "toy",
+            "model_version": 1,
+            "prediction": rng.integers(0, 2, 72),
+            "score": rng.random(72),
+            "x1": rng.normal(size=72),
+            "x2": rng.normal(size=72),
+        }
+    )
+    logs = project.log_store()
+    logs.append_predictions(preds)
+    # labels of the first 48 rows arrive within the window, the rest after it
+    arrival = [
+        t + timedelta(hours=1) if i < 48 else pd.Timestamp("2024-02-10")
+        for i, t in enumerate(times)
+    ]
+    logs.append_feedback(
+        pd.DataFrame({"id": preds["id"], "timestamp": arrival, "outcome": preds["prediction"]})
+    )
+    result = run_monitor(
+        project, clock=SimulatedClock(datetime(2024, 1, 26, tzinfo=UTC)), report=False
+    )
+    labelled = [w.n_labelled for w in result.performance]
+    assert labelled == [24, 24, 0]
+    assert [w.status for w in result.performance] == ["ok", "ok", "insufficient_data"]
+    assert result.performance[0].value("accuracy") == 1.0  # outcome == prediction
+
+
+def test_report_is_self_contained(tmp_path: Path):
+    project = _project(tmp_path, _frame(shift_after="2024-01-22"))
+    out = tmp_path / "r.html"
+    result = run_monitor(
+        project, clock=SimulatedClock(datetime(2024, 1, 26, tzinfo=UTC)), report=out
+    )
+    text = out.read_text()
+    assert result.report_path == out.resolve()
+    assert "Drift per column" in text and "x1" in text
+    assert "<script src=" not in text  # plotly.js inlined, nothing fetched
+    assert "Plotly" in text
