@@ -234,18 +234,56 @@ class MonitorConfig(_Model):
     """
 
     window: str = "7d"
+    every: str = "1d"
     data: Literal["source", "log"] = "source"
     drift: DriftConfig = Field(default_factory=DriftConfig)
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
     concept_drift: ConceptDriftConfig = Field(default_factory=ConceptDriftConfig)
 
-    _window = field_validator("window")(classmethod(lambda cls, v: _duration(v)))
+    _window = field_validator("window", "every")(classmethod(lambda cls, v: _duration(v)))
 
 
 class RunConfig(_Model):
-    """Limits of one run: a run holding its lease longer than ``timeout`` seconds is stale."""
+    """Limits of one run: a run holding its lease longer than ``timeout`` seconds is stale;
+    ``memory_mb`` caps a daemon-run training's address space (process executor)."""
 
     timeout: float = Field(default=7200.0, gt=0)
+    memory_mb: int | None = Field(default=None, gt=0)
+
+
+class ExecutorConfig(_Model):
+    """Where the daemon executes runs: ``process`` (default), ``inline`` or ``dask``."""
+
+    kind: Literal["inline", "process", "dask"] = "process"
+    max_workers: int = Field(default=1, ge=1)
+    address: str | None = None
+
+
+class ControllerConfig(_Model):
+    """The daemon: tick length, retries of interrupted runs, executor, shutdown grace."""
+
+    tick: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    retry_backoff: str = "1m"
+    shutdown_grace: float = Field(default=30.0, ge=0)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    _backoff = field_validator("retry_backoff")(classmethod(lambda cls, v: _duration(v)))
+
+
+class AlertsConfig(_Model):
+    """Notifiers (log, webhook, slack, email) and how alerts are deduplicated and limited."""
+
+    notifiers: list[dict[str, Any]] = Field(default_factory=list)
+    kinds: list[str] | None = None
+    dedupe_window: str = "1h"
+    rate_limit: int = Field(default=10, ge=1)
+    rate_period: str = "1h"
+    retries: int = Field(default=3, ge=0)
+
+    _durations = field_validator("dedupe_window", "rate_period")(
+        classmethod(lambda cls, v: _duration(v))
+    )
 
 
 class PipelineConfig(_Model):
@@ -264,6 +302,8 @@ class PipelineConfig(_Model):
     blessing: BlessingConfig
     run: RunConfig = Field(default_factory=RunConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    triggers: list[dict[str, Any]] = Field(default_factory=list)
+    guards: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -307,6 +347,8 @@ class ProjectConfig(_Model):
 
     storage: StorageConfig = Field(default_factory=StorageConfig)
     serialization: SerializationConfig = Field(default_factory=SerializationConfig)
+    controller: ControllerConfig = Field(default_factory=ControllerConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     pipelines: list[PipelineConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-RunStatus = Literal["running", "succeeded", "failed"]
+RunStatus = Literal["queued", "running", "succeeded", "failed"]
 """``running`` while a process holds the run; ``succeeded`` or ``failed`` once it ends."""
 
 RunOutcome = Literal["promoted", "not_blessed", "registered"]
 """What a succeeded run led to: promoted to champion, rejected by the gate, or only registered."""
 
-RUN_STATUSES: tuple[str, ...] = ("running", "succeeded", "failed")
+RUN_STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

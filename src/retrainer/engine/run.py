@@ -91,8 +91,21 @@ class RunResult:
         return self.run.status == "succeeded"
 
 
-def reap_stale_runs(project: Project, now: datetime) -> list[Run]:
-    """Mark failed every ``running`` run whose process is gone or whose lease expired."""
+def reap_stale_runs(
+    project: Project,
+    now: datetime,
+    *,
+    max_attempts: int = 1,
+    backoff: timedelta = timedelta(minutes=1),
+) -> list[Run]:
+    """Repair every ``running`` run whose process is gone or whose lease expired.
+
+    A run that has had fewer than ``max_attempts`` attempts goes back to ``queued``, not to be
+    claimed before ``now + backoff * 2**(attempts - 1)`` (its ``lease_expires_at`` holds that
+    time while it is queued); others are marked ``failed``. Each change is a compare-and-set
+    on the run's epoch (which it bumps), so a presumed-dead worker that comes back cannot
+    overwrite the outcome.
+    """
     reaped = []
     for run in project.store.list_runs(status="running", limit=None):
         expired = run.lease_expires_at is not None and run.lease_expires_at <= now
@@ -103,17 +116,41 @@ def reap_stale_runs(project: Project, now: datetime) -> list[Run]:
             if not expired
             else f"interrupted: its lease expired at {run.lease_expires_at:%Y-%m-%d %H:%M:%S}Z"
         )
-        done = project.store.update_run(
-            dataclasses.replace(run, status="failed", error=why, finished_at=now)
-        )
+        retry = run.attempts < max_attempts
+        if retry:
+            wait = backoff * (2 ** max(run.attempts - 1, 0))
+            changed = dataclasses.replace(
+                run,
+                status="queued",
+                owner=None,
+                error=why,
+                epoch=run.epoch + 1,
+                lease_expires_at=now + wait,
+            )
+            kind, message = (
+                "run.retrying",
+                (
+                    f"run {run.id} of {run.pipeline} {why}; retry {run.attempts + 1} of "
+                    f"{max_attempts} not before {now + wait:%Y-%m-%d %H:%M:%S}Z"
+                ),
+            )
+        else:
+            changed = dataclasses.replace(
+                run, status="failed", error=why, finished_at=now, epoch=run.epoch + 1
+            )
+            kind, message = "run.failed", f"run {run.id} of {run.pipeline} {why}"
+        try:
+            done = project.store.update_run(changed, expected_epoch=run.epoch)
+        except ConcurrencyError:
+            continue  # another process repaired it first
         project.store.append_event(
             Event(
-                kind="run.failed",
+                kind=kind,
                 at=now,
-                message=f"run {run.id} of {run.pipeline} {why}",
+                message=message,
                 pipeline=run.pipeline,
                 run_id=run.id,
-                data={"error": why, "reaped": True},
+                data={"error": why, "reaped": True, "attempts": run.attempts},
             )
         )
         reaped.append(done)
@@ -199,6 +236,72 @@ def _sanity_row(
     )
 
 
+def new_run(
+    project: Project,
+    pipeline: Pipeline,
+    *,
+    now: datetime,
+    cause: str,
+    evidence: Mapping[str, Any] | None = None,
+    key: str | None = None,
+    status: str = "queued",
+) -> tuple[Run, bool]:
+    """Create (idempotently, by key) a run of ``pipeline``; return (run, created)."""
+    store = project.store
+    store.ensure_pipeline(pipeline.name, pipeline.definition_hash, now)
+    commit, dirty = git_state(project.root)
+    code = CodeVersion(pipeline_hash=pipeline.definition_hash, git_commit=commit, git_dirty=dirty)
+    return store.create_run(
+        Run(
+            key=key or f"{pipeline.name}/{cause}/{now:%Y%m%dT%H%M%S}/{uuid.uuid4().hex[:12]}",
+            pipeline=pipeline.name,
+            cause=cause,
+            status=status,  # type: ignore[arg-type]
+            evidence=dict(evidence or {}),
+            params=pipeline.recorded_params(),
+            code=code,
+            created_at=now,
+        )
+    )
+
+
+def claim_run(project: Project, run: Run, *, now: datetime, owner: str | None = None) -> Run:
+    """Take a queued run: ``running``, owned, leased for the pipeline's ``run.timeout``.
+
+    A compare-and-set on the run's epoch: if another process claimed it first this raises
+    ``ConcurrencyError`` and changes nothing.
+    """
+    timeout = project.pipeline(run.pipeline).config.run.timeout
+    claimed = project.store.update_run(
+        dataclasses.replace(
+            run,
+            status="running",
+            owner=owner or process_owner(),
+            epoch=run.epoch + 1,
+            attempts=run.attempts + 1,
+            started_at=now,
+            lease_expires_at=now + timedelta(seconds=timeout),
+            error=None,
+        ),
+        expected_epoch=run.epoch,
+    )
+    project.store.append_event(
+        Event(
+            kind="run.started",
+            at=now,
+            message=(
+                f"run {run.id} of {run.pipeline} started ({run.cause}"
+                + (f", attempt {claimed.attempts}" if claimed.attempts > 1 else "")
+                + ")"
+            ),
+            pipeline=run.pipeline,
+            run_id=run.id,
+            data={"cause": run.cause, "evidence": run.evidence, "attempt": claimed.attempts},
+        )
+    )
+    return claimed
+
+
 def execute_run(
     project: Project,
     pipeline_name: str | None = None,
@@ -209,45 +312,30 @@ def execute_run(
     key: str | None = None,
     actor: str = "retrainer run",
 ) -> RunResult:
-    """Execute one run of a pipeline and record everything it did.
+    """Create, claim and execute one run of a pipeline now, in this process.
 
     Bad data and failing user code end the run as ``failed`` with a message naming the
     column or the call; no version is created and the champion is unchanged. Other errors
     (a broken store, an interrupt) propagate after the run is marked failed when possible.
     """
     pipeline = project.pipeline(pipeline_name)
-    store = project.store
     now = clock.now()
     reap_stale_runs(project, now)
-    store.ensure_pipeline(pipeline.name, pipeline.definition_hash, now)
-    commit, dirty = git_state(project.root)
-    code = CodeVersion(pipeline_hash=pipeline.definition_hash, git_commit=commit, git_dirty=dirty)
-    run, _ = store.create_run(
-        Run(
-            key=key or f"{pipeline.name}/{cause}/{now:%Y%m%dT%H%M%S}/{uuid.uuid4().hex[:12]}",
-            pipeline=pipeline.name,
-            cause=cause,
-            evidence=dict(evidence or {}),
-            params=pipeline.recorded_params(),
-            code=code,
-            created_at=now,
-            started_at=now,
-            owner=process_owner(),
-            lease_expires_at=now + timedelta(seconds=pipeline.config.run.timeout),
-            attempts=1,
-        )
-    )
-    store.append_event(
-        Event(
-            kind="run.started",
-            at=now,
-            message=f"run {run.id} of {pipeline.name} started ({cause})",
-            pipeline=pipeline.name,
-            run_id=run.id,
-            data={"cause": cause, "evidence": dict(evidence or {})},
-        )
-    )
+    run, _ = new_run(project, pipeline, now=now, cause=cause, evidence=evidence, key=key)
+    run = claim_run(project, run, now=now)
     fault_point("after_run_created")
+    return execute_claimed_run(project, run, clock=clock, actor=actor)
+
+
+def execute_claimed_run(
+    project: Project, run: Run, *, clock: Clock, actor: str = "retrainer"
+) -> RunResult:
+    """Execute a run this process has claimed (see :func:`claim_run`).
+
+    Every update of the run is a compare-and-set on its epoch, so a worker whose lease was
+    taken over (it was presumed dead) cannot overwrite the new owner's record.
+    """
+    pipeline = project.pipeline(run.pipeline)
     timings: dict[str, float] = {}
     try:
         return _execute(project, pipeline, run, clock, timings, actor)
@@ -272,7 +360,8 @@ def _fail(
             error=message,
             finished_at=now,
             timings=timings,
-        )
+        ),
+        expected_epoch=run.epoch,
     )
     project.store.append_event(
         Event(
@@ -332,7 +421,9 @@ def _execute(
             created_at=now,
         )
     )
-    run = store.update_run(dataclasses.replace(run, snapshot_id=snapshot.id))
+    run = store.update_run(
+        dataclasses.replace(run, snapshot_id=snapshot.id), expected_epoch=run.epoch
+    )
     fault_point("after_snapshot")
 
     with _Timer(timings, "validate"):
@@ -460,7 +551,8 @@ def _execute(
             version=version.version,
             outcome=outcome,  # type: ignore[arg-type]
             timings=timings,
-        )
+        ),
+        expected_epoch=run.epoch,
     )
     store.append_event(
         Event(

@@ -1,0 +1,1 @@
+"""Optional integrations (Dask, ...): each imports its library lazily and says how to install it."""
