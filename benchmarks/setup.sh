@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates the benchmark-only venv (.venv-bench) with the third-party drift tools that
-# benchmarks/drift.py compares retrainer with. They live apart from the project venv because
-# their pins (pandas < 3, plotly < 6, Python < 3.13 for NannyML) conflict with retrainer's.
+# benchmarks/drift.py compares retrainer with. They live apart from the project venv: Evidently
+# 0.7 does not import under pandas 3 (it uses pandas' removed infer_dtype_from_object) and pins
+# plotly < 6, NannyML 0.13 needs Python < 3.13, and the project venv must stay as installed.
 #
 #   bash benchmarks/setup.sh            # creates or updates .venv-bench next to this repo's .venv
 #   BENCH_VENV=/path/to/venv bash benchmarks/setup.sh
@@ -13,7 +14,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-# Versions measured in docs/benchmarks.md; pandas < 3 because NannyML 0.13 predates pandas 3.
+# The versions measured in docs/benchmarks.md; pandas < 3 for Evidently.
 "$VENV/bin/python" -m pip install --quiet \
   'evidently==0.7.23' 'nannyml==0.13.1' 'pandas>=2.2,<3' 'pyarrow>=15'
 "$VENV/bin/python" - <<'PY'

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -231,17 +231,25 @@ def _render_run(result: Any) -> None:
 
 @app.command()
 @_handle_errors
-def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Pipelines, their champion, versions and recent runs."""
+def status(config: ConfigOpt = None, as_of: AsOfOpt = None, as_json: JsonOpt = False) -> None:
+    """Pipelines: champion, versions, next scheduled fire, last triggers, runs in flight."""
     from retrainer.engine.registry import status as status_of
 
     with _open(config) as project:
-        data = status_of(project)
+        data = status_of(project, _clock(as_of).now())
     if as_json:
         _print_json(data)
         return
     table = Table(title="pipelines", title_justify="left")
-    for col in ("pipeline", "champion", "metrics", "versions", "last run", "running"):
+    for col in (
+        "pipeline",
+        "champion",
+        "metrics",
+        "versions",
+        "last run",
+        "in flight",
+        "next fire",
+    ):
         table.add_column(col)
     for p in data:
         last = p["last_runs"][0] if p["last_runs"] else None
@@ -258,9 +266,13 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             ", ".join(f"{k}={_fmt(v)}" for k, v in p["champion_metrics"].items()) or "-",
             str(p["versions"]),
             last_text,
-            str(len(p["running"])),
+            f"{len(p['running'])} running, {len(p['queued'])} queued",
+            (p["next_fire"] or "-")[:16],
         )
     out.print(table)
+    for p in data:
+        for e in reversed(p["last_triggers"]):
+            out.print(f"{e['at'][:16]} {p['pipeline']}: {escape(e['message'])}", soft_wrap=True)
 
 
 @models_app.command("list")
@@ -514,6 +526,148 @@ def log_feedback(
     with _open(config) as project:
         n = append(project.log_store(), file)
     out.print(f"logged {n} feedback rows from {file}")
+
+
+@app.command()
+@_handle_errors
+def daemon(
+    config: ConfigOpt = None,
+    tick: Annotated[
+        float | None,
+        typer.Option(help="Seconds between ticks (default: controller.tick).", show_default=False),
+    ] = None,
+    max_ticks: Annotated[
+        int | None, typer.Option(help="Stop after N ticks (scripted use).", show_default=False)
+    ] = None,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            help="Run on a simulated clock starting at this time; each tick advances it by "
+            "--tick seconds instead of sleeping (replays history; pair with --max-ticks).",
+            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"],
+            show_default=False,
+        ),
+    ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            help="inline, process or dask (default: controller.executor.kind).", show_default=False
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="Print nothing per tick.")] = False,
+) -> None:
+    """Run the controller in the foreground: evaluate triggers, retrain, bless, promote.
+
+    SIGTERM or Ctrl-C stops it cleanly: the tick in progress ends, runs in hand get
+    controller.shutdown_grace seconds to finish, and the rest are released to be retried.
+    """
+    import signal
+    import threading
+
+    from retrainer.engine.daemon import start_controller
+
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: Any) -> None:
+        if not quiet:
+            err.print(f"[yellow]{signal.Signals(signum).name}: stopping after this tick[/yellow]")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    with _open(config) as project:
+        simulated = SimulatedClock(as_utc(as_of)) if as_of is not None else None
+        controller = start_controller(project, clock=simulated, executor=executor)
+        tick_s = tick if tick is not None else project.config.controller.tick
+        advance = None
+        if simulated is not None:
+            step = timedelta(seconds=tick_s)
+
+            def advance() -> None:
+                simulated.advance(step)
+
+        last_seen = max((e.id or 0 for e in project.store.list_events(limit=1)), default=0)
+        seen = {"id": last_seen}
+
+        def on_tick(report: Any) -> None:
+            if quiet:
+                return
+            for event in project.store.list_events(limit=500):
+                if (event.id or 0) > seen["id"]:
+                    seen["id"] = event.id or 0
+                    _print_event(event)
+
+        if not quiet:
+            where = (
+                f"simulated from {simulated.now():%Y-%m-%d %H:%M}" if simulated else "wall clock"
+            )
+            out.print(
+                f"retrainer daemon: {len(project.config.pipelines)} pipeline(s), tick {tick_s:g}s "
+                f"({where}), executor {type(controller.executor).__name__}"
+            )
+        try:
+            ticks = controller.run(
+                tick_s=tick_s, max_ticks=max_ticks, stop=stop, on_tick=on_tick, advance=advance
+            )
+        finally:
+            released = controller.shutdown(project.config.controller.shutdown_grace)
+            on_tick(None)
+        if not quiet:
+            out.print(
+                f"stopped after {ticks} tick(s)"
+                + (f"; released {len(released)} run(s) to be retried" if released else "")
+            )
+
+
+_EVENT_STYLE = {
+    "trigger.fired": "cyan",
+    "run.failed": "red",
+    "blessing.rejected": "yellow",
+    "blessing.passed": "green",
+    "model.promoted": "bold green",
+    "model.rolled_back": "yellow",
+    "drift.detected": "magenta",
+    "concept_drift.detected": "magenta",
+    "alert.failed": "red",
+}
+
+
+def _print_event(event: Any) -> None:
+    style = _EVENT_STYLE.get(
+        event.kind, "dim" if event.kind.startswith(("alert.", "monitor.")) else ""
+    )
+    kind = f"[{style}]{event.kind}[/{style}]" if style else event.kind
+    out.print(f"{event.at:%Y-%m-%d %H:%M} {kind:<24} {escape(event.message)}", soft_wrap=True)
+
+
+@app.command()
+@_handle_errors
+def events(
+    config: ConfigOpt = None,
+    pipeline: PipelineOpt = None,
+    kind: Annotated[
+        list[str] | None, typer.Option(help="Only these kinds (repeatable).", show_default=False)
+    ] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="Only events at or after this time.", show_default=False)
+    ] = None,
+    limit: Annotated[int, typer.Option(help="The most recent N events.")] = 200,
+    as_json: JsonOpt = False,
+) -> None:
+    """The audit trail: triggers with their evidence, runs, verdicts, promotions, alerts."""
+    from retrainer.engine.registry import event_view
+
+    with _open(config) as project:
+        name = project.config.pipeline(pipeline).name if pipeline else None
+        found = project.store.list_events(
+            name, since=as_utc(since) if since else None, kinds=kind or None, limit=limit
+        )
+    if as_json:
+        _print_json([event_view(e) for e in found])
+        return
+    for event in found:
+        _print_event(event)
 
 
 @db_app.command("upgrade")

@@ -469,6 +469,24 @@ def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
                 problems.append(
                     f"pipelines[{i}].monitor.performance.metrics[{j}]: got {name!r}; {exc}"
                 )
+        from retrainer.core.triggers import AnyOf, build_guard, build_trigger
+
+        built = []
+        for j, spec in enumerate(p.triggers):
+            try:
+                built.append(build_trigger(spec, where=f"pipelines[{i}].triggers[{j}]"))
+            except ConfigError as exc:
+                problems.append(str(exc))
+        if len(built) > 1:
+            try:
+                AnyOf(*built)
+            except ConfigError as exc:
+                problems.append(f"pipelines[{i}].triggers: {exc}")
+        for j, spec in enumerate(p.guards):
+            try:
+                build_guard(spec, where=f"pipelines[{i}].guards[{j}]")
+            except ConfigError as exc:
+                problems.append(str(exc))
         known = set(p.metric_names())
         for j, spec in enumerate(p.blessing.rules):
             key = f"pipelines[{i}].blessing.rules[{j}]"

@@ -19,8 +19,8 @@ What a profile holds per column:
 - **categorical**: the labels and a count per label, the missing count, the source dtype.
 
 Bins are closed on the right and counted with one vectorized comparison per edge
-(``count_nonzero(x <= e)``), which on this project's 2-core benchmark machine is about 10x
-faster than ``searchsorted`` + ``bincount`` over the same edges.
+(``count_nonzero(x <= e)``): on this project's 2-core benchmark machine, 20 bins of 20 columns
+of a million rows count about 9x faster this way than with ``searchsorted`` + ``bincount``.
 
 Merging (:func:`merge`): profiles of partitions (days, shards) of one data set combine into the
 profile of the whole. Counts, missing counts, min/max are exact and mean/std are combined

@@ -218,8 +218,12 @@ def rollback(
     )
 
 
-def status(project: Project) -> list[dict[str, Any]]:
-    """Per pipeline: champion with its metrics, version count, last runs and runs in flight."""
+def status(project: Project, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Per pipeline: champion and its metrics, versions, next scheduled fire, the last trigger
+    evaluations, recent runs and runs in flight (queued or running)."""
+    from retrainer.engine.controller import next_fires
+
+    fires = next_fires(project, now) if now is not None else {}
     out = []
     for cfg in project.config.pipelines:
         store = project.store
@@ -236,8 +240,16 @@ def status(project: Project) -> list[dict[str, Any]]:
                 "champion_created_at": _iso(champ_mv.created_at) if champ_mv else None,
                 "aliases": aliases,
                 "versions": len(versions),
+                "next_fire": fires.get(cfg.name),
+                "last_triggers": [
+                    event_view(e)
+                    for e in store.list_events(
+                        cfg.name, kinds=["trigger.fired", "trigger.evaluated"], limit=5
+                    )
+                ],
                 "last_runs": [run_view(r) for r in runs],
                 "running": [run_view(r) for r in store.list_runs(cfg.name, status="running")],
+                "queued": [run_view(r) for r in store.list_runs(cfg.name, status="queued")],
             }
         )
     return out

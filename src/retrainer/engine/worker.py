@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         timeout = project.pipeline(run.pipeline).config.run.timeout
         if hasattr(signal, "SIGALRM"):
-            signal.alarm(max(int(timeout), 1))  # never outlive the lease
+            # a backstop for a worker orphaned by a dead daemon: the executor kills a live
+            # daemon's workers at the timeout; an orphan stops itself soon after its lease
+            signal.alarm(int(timeout) + 60)
         result = execute_claimed_run(project, run, clock=clock, actor="retrainer daemon")
         return 0 if result.ok else 1
 

@@ -1,0 +1,591 @@
+"""The controller: a level-triggered reconciliation loop that retrains by itself.
+
+Each :meth:`Controller.tick` reads the state from the store and converges it:
+
+1. **repair**: runs whose worker died or whose lease expired are queued again with backoff
+   (up to ``controller.max_attempts``) or marked failed;
+2. **observe**: pipelines with drift or concept-drift triggers get a monitor run when the last
+   one is older than ``monitor.every``;
+3. **decide**: each pipeline's triggers (any of them) and guards are evaluated on a context of
+   plain values; an evaluation that fires or changes state is recorded as an event with its
+   evidence, and the trigger state is saved with a compare-and-set;
+4. **queue**: a firing creates a run whose key is ``run_key(pipeline, trigger, slot)``; the
+   unique index on the key makes a restart, a burst of evaluations or a second controller
+   create it once;
+5. **execute**: queued runs are claimed (a compare-and-set on their epoch: two controllers
+   never both get one) and handed to the executor, which trains, blesses and promotes;
+   executor results that the worker could not record itself (a crash, a timeout, a kill)
+   are recorded here;
+6. **alert**: the events of the tick go to the notifiers.
+
+Every step is idempotent, so a crash anywhere is repaired by the next tick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from retrainer.adapters.environment import git_state, process_owner
+from retrainer.adapters.executors import Executor, InlineExecutor, Job, JobResult, worker_argv
+from retrainer.core.clock import Clock, SimulatedClock
+from retrainer.core.triggers import (
+    AnyOf,
+    Decision,
+    MetricNeed,
+    MetricValue,
+    Trigger,
+    TriggerContext,
+    apply_guards,
+    build_guard,
+    build_trigger,
+    run_key,
+)
+from retrainer.core.types import Event, Run
+from retrainer.core.windows import parse_duration
+from retrainer.engine.pipeline import Pipeline
+from retrainer.engine.project import Project
+from retrainer.engine.run import CHAMPION, claim_run, execute_claimed_run, new_run, reap_stale_runs
+from retrainer.errors import ConcurrencyError, RetrainerError
+
+POLICY_STATE_KEY = "policy"
+MANUAL_STATE_KEY = "manual"
+
+
+def request_run(project: Project, pipeline: str, *, now: datetime, by: str) -> str:
+    """Ask the daemon for a run (a manual trigger): append a request it will queue."""
+    import uuid
+
+    store = project.store
+    for _ in range(10):
+        stored = store.get_state(pipeline, MANUAL_STATE_KEY)
+        state, revision = stored if stored is not None else ({"requests": []}, None)
+        request = {"id": uuid.uuid4().hex[:12], "at": now.isoformat(), "by": by}
+        try:
+            store.put_state(
+                pipeline,
+                MANUAL_STATE_KEY,
+                {"requests": [*state.get("requests", []), request]},
+                at=now,
+                expected_revision=revision,
+            )
+        except ConcurrencyError:
+            continue
+        store.append_event(
+            Event(
+                kind="run.requested",
+                at=now,
+                message=f"{pipeline}: run requested by {by} (request {request['id']})",
+                pipeline=pipeline,
+                data=request,
+            )
+        )
+        return str(request["id"])
+    raise ConcurrencyError(f"could not record the run request for {pipeline}: too much contention")
+
+
+@dataclass
+class TickReport:
+    """What one tick did."""
+
+    at: datetime
+    decisions: list[Decision] = field(default_factory=list)
+    queued: list[Run] = field(default_factory=list)
+    started: list[Run] = field(default_factory=list)
+    finished: list[JobResult] = field(default_factory=list)
+    repaired: list[Run] = field(default_factory=list)
+    monitored: list[str] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class _Policy:
+    trigger: Trigger
+    guards: list[Any]
+    needs_rows: bool
+    watches_monitor: bool
+
+
+def build_policy(pipeline: Pipeline) -> _Policy | None:
+    """The pipeline's triggers (any of them fires) and guards, or None without triggers."""
+    cfg = pipeline.config
+    if not cfg.triggers:
+        return None
+    triggers = [build_trigger(spec) for spec in cfg.triggers]
+    trigger = triggers[0] if len(triggers) == 1 else AnyOf(*triggers)
+    guards = [build_guard(spec) for spec in cfg.guards]
+    keys = {k for spec in [*cfg.triggers, *cfg.guards] for k in _spec_keys(spec)}
+    return _Policy(
+        trigger=trigger,
+        guards=guards,
+        needs_rows=bool(keys & {"new_data", "min_new_rows"}),
+        watches_monitor=bool(keys & {"drift", "concept_drift"}),
+    )
+
+
+def _spec_keys(spec: Any) -> set[str]:
+    if isinstance(spec, dict):
+        out = set(spec)
+        for value in spec.values():
+            out |= _spec_keys(value)
+        return out
+    if isinstance(spec, list):
+        return set().union(*(_spec_keys(v) for v in spec)) if spec else set()
+    return set()
+
+
+class Controller:
+    """Drives every pipeline of a project; see the module docstring for one tick.
+
+    Parameters
+    ----------
+    project
+        The opened project (its stores are shared by every controller on the database).
+    clock
+        Where time comes from: ``WallClock`` in production, ``SimulatedClock`` in tests and
+        scripted runs.
+    executor
+        Where claimed runs execute; default: in this process (``InlineExecutor``).
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        clock: Clock,
+        executor: Executor | None = None,
+        alerter: Any | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.project = project
+        self.clock = clock
+        self.owner = owner or process_owner()
+        self.executor = executor or InlineExecutor(self._execute_inline)
+        self.alerter = alerter
+        self._policies: dict[str, _Policy | None] = {}
+        self._inflight: dict[int, Run] = {}
+        # alerts cover events from now on, not the history before this controller started
+        latest = project.store.list_events(limit=1)
+        self._last_event_id = latest[0].id or 0 if latest else 0
+        self._last_event_at = latest[0].at if latest else None
+        self._git = git_state(project.root)
+        cfg = project.config.controller
+        self.max_attempts = cfg.max_attempts
+        self.retry_backoff = parse_duration(cfg.retry_backoff)
+
+    # -- helpers ------------------------------------------------------------------------
+    def policy(self, name: str) -> _Policy | None:
+        if name not in self._policies:
+            self._policies[name] = build_policy(self.project.pipeline(name))
+        return self._policies[name]
+
+    def _event(self, report: TickReport, event: Event) -> None:
+        report.events.append(self.project.store.append_event(event))
+
+    def _execute_inline(self, job: Job) -> None:
+        run = self.project.store.get_run(job.run_id)
+        execute_claimed_run(self.project, run, clock=self.clock, actor="retrainer daemon")
+
+    # -- the tick -----------------------------------------------------------------------
+    def tick(self) -> TickReport:
+        t0 = time.perf_counter()
+        now = self.clock.now()
+        report = TickReport(at=now)
+        store = self.project.store
+        self._collect(now, report)  # first: an ended worker's exit status beats "process gone"
+        report.repaired = reap_stale_runs(
+            self.project, now, max_attempts=self.max_attempts, backoff=self.retry_backoff
+        )
+        for cfg in self.project.config.pipelines:
+            pipeline = self.project.pipeline(cfg.name)
+            store.ensure_pipeline(pipeline.name, pipeline.definition_hash, now)
+            self._manual(pipeline, now, report)
+            policy = self.policy(cfg.name)
+            if policy is None:
+                continue
+            if policy.watches_monitor:
+                self._observe(pipeline, now, report)
+            self._decide(pipeline, policy, now, report)
+        self._collect(now, report)
+        self._dispatch(now, report)
+        self._collect(now, report)
+        self._alert(now, report)
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _observe(self, pipeline: Pipeline, now: datetime, report: TickReport) -> None:
+        from retrainer.engine.monitor import run_monitor
+
+        every = parse_duration(pipeline.config.monitor.every)
+        last = self.project.store.list_monitor_results(pipeline.name, limit=1)
+        if last and last[0].window_end + every > now:
+            return
+        if self.project.store.get_alias(pipeline.name, CHAMPION) is None:
+            return
+        try:
+            run_monitor(self.project, pipeline.name, clock=self.clock, end=now, report=False)
+            report.monitored.append(pipeline.name)
+        except RetrainerError as exc:
+            self._event(
+                report,
+                Event(
+                    kind="monitor.failed",
+                    at=now,
+                    message=f"{pipeline.name}: monitor failed: {exc}",
+                    pipeline=pipeline.name,
+                    data={"error": str(exc)},
+                ),
+            )
+
+    def _context(
+        self, pipeline: Pipeline, policy: _Policy, now: datetime
+    ) -> tuple[TriggerContext, int | None]:
+        store = self.project.store
+        stored = store.get_state(pipeline.name, POLICY_STATE_KEY)
+        state, revision = stored if stored is not None else ({}, None)
+        champion = store.get_alias(pipeline.name, CHAMPION)
+        champ = store.get_version(pipeline.name, champion) if champion is not None else None
+        moves = store.alias_history(pipeline.name, CHAMPION)
+        last_training = champ.snapshot.window_end if champ else None
+        rows_since = training_rows = None
+        if policy.needs_rows:
+            training_rows = champ.snapshot.rows if champ else None
+            rows_since = len(pipeline.source.load(last_training, now))
+        metrics: dict[MetricNeed, MetricValue] = {}
+        needs = policy.trigger.needs()
+        if needs and self.project.logs is not None:
+            from retrainer.engine.online import recent_performance
+
+            for need in needs:
+                window = recent_performance(
+                    self.project.logs,
+                    pipeline.name,
+                    [need.metric],
+                    last=need.over,
+                    now=now,
+                    min_samples=need.min_samples,
+                )
+                result = window.result(need.metric)
+                metrics[need] = MetricValue(value=result.value, n=result.n, status=result.status)
+        latest = store.list_monitor_results(pipeline.name, limit=1)
+        drift = concept = None
+        if latest:
+            summary = latest[0].summary
+            if summary.get("drift"):
+                drift = {**summary["drift"], "window_end": latest[0].window_end.isoformat()}
+            concept = summary.get("concept_drift")
+        recent = [r.created_at for r in store.list_runs(pipeline.name, limit=100)]
+        ctx = TriggerContext(
+            now=now,
+            pipeline=pipeline.name,
+            state=state,
+            last_training=last_training,
+            last_promotion=moves[-1].at if moves else None,
+            rows_since_training=rows_since,
+            training_rows=training_rows,
+            metrics=metrics,
+            metric_at_promotion=dict(champ.metrics) if champ else {},
+            drift=drift,
+            concept_drift=concept,
+            code={"pipeline_hash": pipeline.definition_hash, "git_commit": self._git[0]},
+            champion_code=(
+                {"pipeline_hash": champ.code.pipeline_hash, "git_commit": champ.code.git_commit}
+                if champ
+                else None
+            ),
+            manual_requests=(),
+            recent_runs=recent,
+        )
+        return ctx, revision
+
+    def _decide(
+        self, pipeline: Pipeline, policy: _Policy, now: datetime, report: TickReport
+    ) -> Decision | None:
+        ctx, revision = self._context(pipeline, policy, now)
+        decision = apply_guards(ctx, policy.trigger.evaluate(ctx), policy.guards)
+        report.decisions.append(decision)
+        if decision.fire:
+            # the run first: its key makes a repeat harmless, so a crash before the state is
+            # saved re-creates nothing, and no slot is lost
+            self._queue(pipeline, decision, now, report)
+        try:
+            self.project.store.put_state(
+                pipeline.name,
+                POLICY_STATE_KEY,
+                dict(decision.state),
+                at=now,
+                expected_revision=revision,
+            )
+        except ConcurrencyError:
+            return None  # another controller evaluated this pipeline at the same time
+        if decision.fire or decision.changed:
+            self._event(
+                report,
+                Event(
+                    kind="trigger.fired" if decision.fire else "trigger.evaluated",
+                    at=now,
+                    message=f"{pipeline.name}: {decision.trigger}: {decision.reason}",
+                    pipeline=pipeline.name,
+                    data={
+                        "trigger": decision.trigger,
+                        "slot": decision.slot,
+                        "fire": decision.fire,
+                        "reason": decision.reason,
+                        "evidence": decision.evidence,
+                    },
+                ),
+            )
+        return decision
+
+    def _manual(self, pipeline: Pipeline, now: datetime, report: TickReport) -> None:
+        """Queue a run for each pending manual request (``retrainer run --queue``)."""
+        store = self.project.store
+        stored = store.get_state(pipeline.name, MANUAL_STATE_KEY)
+        if stored is None or not stored[0].get("requests"):
+            return
+        state, revision = stored
+        for request in state["requests"]:
+            decision = Decision(
+                fire=True,
+                trigger="manual",
+                slot=str(request["id"]),
+                reason=f"manual request {request['id']} by {request.get('by', '?')}",
+                evidence=dict(request),
+            )
+            self._queue(pipeline, decision, now, report)
+        with contextlib.suppress(ConcurrencyError):  # a new request arrived: next tick
+            store.put_state(
+                pipeline.name,
+                MANUAL_STATE_KEY,
+                {"requests": []},
+                at=now,
+                expected_revision=revision,
+            )
+
+    def _queue(
+        self, pipeline: Pipeline, decision: Decision, now: datetime, report: TickReport
+    ) -> None:
+        key = run_key(pipeline.name, decision.trigger, decision.slot or now.isoformat())
+        run, created = new_run(
+            self.project,
+            pipeline,
+            now=now,
+            cause=decision.trigger,
+            evidence={"reason": decision.reason, **decision.evidence},
+            key=key,
+        )
+        if created:
+            report.queued.append(run)
+            self._event(
+                report,
+                Event(
+                    kind="run.queued",
+                    at=now,
+                    message=f"run {run.id} of {pipeline.name} queued by {decision.trigger}",
+                    pipeline=pipeline.name,
+                    run_id=run.id,
+                    data={"key": key, "trigger": decision.trigger, "slot": decision.slot},
+                ),
+            )
+
+    def _dispatch(self, now: datetime, report: TickReport) -> None:
+        free = self.executor.capacity - self.executor.busy()
+        if free <= 0:
+            return
+        queued = sorted(
+            self.project.store.list_runs(status="queued", limit=None), key=lambda r: r.id or 0
+        )
+        for run in queued:
+            if free <= 0:
+                break
+            if run.lease_expires_at is not None and run.lease_expires_at > now:
+                continue  # backing off before a retry
+            try:
+                claimed = claim_run(self.project, run, now=now, owner=self.owner)
+            except ConcurrencyError:
+                continue  # another controller took it
+            report.started.append(claimed)
+            self._inflight[claimed.id] = claimed  # type: ignore[index]
+            free -= 1
+            self.executor.submit(self._job(claimed, now))
+
+    def _job(self, run: Run, now: datetime) -> Job:
+        cfg = self.project.pipeline(run.pipeline).config.run
+        argv: tuple[str, ...] = ()
+        if self.project.config_path is not None:
+            extra = ["--as-of", now.isoformat()] if isinstance(self.clock, SimulatedClock) else []
+            argv = worker_argv(self.project.config_path, run.id, run.epoch, extra)  # type: ignore[arg-type]
+        return Job(
+            run_id=run.id,  # type: ignore[arg-type]
+            epoch=run.epoch,
+            pipeline=run.pipeline,
+            argv=argv,
+            timeout_s=cfg.timeout,
+            memory_mb=cfg.memory_mb,
+        )
+
+    def _collect(self, now: datetime, report: TickReport) -> None:
+        for result in self.executor.poll():
+            report.finished.append(result)
+            self._inflight.pop(result.job.run_id, None)
+            if result.ok or result.exit_code == 3:
+                continue
+            self._record_crash(result, now, report)
+
+    def _record_crash(self, result: JobResult, now: datetime, report: TickReport) -> None:
+        """The worker could not record its run (crash, timeout, kill): record it here."""
+        store = self.project.store
+        run = store.get_run(result.job.run_id)
+        if run.epoch != result.job.epoch or run.status != "running":
+            return  # already repaired or recorded by someone else
+        timed_out = "timed out" in (result.reason or "")
+        retry = not timed_out and run.attempts < self.max_attempts
+        if retry:
+            wait = self.retry_backoff * (2 ** max(run.attempts - 1, 0))
+            changed = dataclasses.replace(
+                run,
+                status="queued",
+                owner=None,
+                error=result.reason,
+                epoch=run.epoch + 1,
+                lease_expires_at=now + wait,
+            )
+            kind = "run.retrying"
+            message = (
+                f"run {run.id} of {run.pipeline}: {result.reason}; "
+                f"retry {run.attempts + 1} of {self.max_attempts}"
+            )
+        else:
+            changed = dataclasses.replace(
+                run, status="failed", error=result.reason, finished_at=now, epoch=run.epoch + 1
+            )
+            kind = "run.failed"
+            message = f"run {run.id} of {run.pipeline} failed: {result.reason}"
+        try:
+            store.update_run(changed, expected_epoch=run.epoch)
+        except ConcurrencyError:
+            return
+        self._event(
+            report,
+            Event(
+                kind=kind,
+                at=now,
+                message=message,
+                pipeline=run.pipeline,
+                run_id=run.id,
+                data={
+                    "error": result.reason,
+                    "exit_code": result.exit_code,
+                    "seconds": result.seconds,
+                },
+            ),
+        )
+
+    def _alert(self, now: datetime, report: TickReport) -> None:
+        if self.alerter is None:
+            return
+        events = [
+            e
+            for e in self.project.store.list_events(since=self._last_event_at)
+            if (e.id or 0) > self._last_event_id
+        ]
+        if events:
+            self._last_event_id = max(e.id or 0 for e in events)
+            self._last_event_at = max(e.at for e in events)
+            self.alerter.handle(events, now)
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(
+        self,
+        *,
+        tick_s: float,
+        max_ticks: int | None = None,
+        stop: threading.Event | None = None,
+        on_tick: Callable[[TickReport], None] | None = None,
+        advance: Callable[[], None] | None = None,
+    ) -> int:
+        """Tick until ``stop`` is set or ``max_ticks`` ticks have run; return the tick count.
+
+        ``advance`` moves a simulated clock between ticks (instead of sleeping).
+        """
+        stop = stop or threading.Event()
+        ticks = 0
+        while not stop.is_set() and (max_ticks is None or ticks < max_ticks):
+            report = self.tick()
+            ticks += 1
+            if on_tick is not None:
+                on_tick(report)
+            if max_ticks is not None and ticks >= max_ticks:
+                break
+            if advance is not None:
+                advance()
+            else:
+                stop.wait(tick_s)
+        return ticks
+
+    def shutdown(self, grace_s: float) -> list[Run]:
+        """Stop the executor: wait up to ``grace_s`` for runs in hand, release the others."""
+        left = self.executor.shutdown(grace_s)
+        now = self.clock.now()
+        released = []
+        for job in left:
+            run = self.project.store.get_run(job.run_id)
+            if run.status != "running" or run.epoch != job.epoch:
+                continue
+            try:
+                released.append(
+                    self.project.store.update_run(
+                        dataclasses.replace(
+                            run,
+                            status="queued",
+                            owner=None,
+                            epoch=run.epoch + 1,
+                            attempts=max(run.attempts - 1, 0),
+                            lease_expires_at=None,
+                            error="released at shutdown",
+                        ),
+                        expected_epoch=run.epoch,
+                    )
+                )
+            except ConcurrencyError:
+                continue
+            self.project.store.append_event(
+                Event(
+                    kind="run.released",
+                    at=now,
+                    message=f"run {run.id} of {run.pipeline} released at shutdown; queued again",
+                    pipeline=run.pipeline,
+                    run_id=run.id,
+                )
+            )
+        return released
+
+
+def next_fires(project: Project, now: datetime) -> dict[str, str | None]:
+    """The next scheduled fire of each pipeline (None without a schedule), for status."""
+    out: dict[str, str | None] = {}
+    for cfg in project.config.pipelines:
+        policy = build_policy(project.pipeline(cfg.name))
+        nxt = None
+        if policy is not None:
+            for trig in _walk(policy.trigger):
+                fn = getattr(trig, "next_fire", None)
+                if fn is not None:
+                    t = fn(now)
+                    nxt = t if nxt is None or t < nxt else nxt
+        out[cfg.name] = nxt.isoformat() if nxt else None
+    return out
+
+
+def _walk(trigger: Any) -> Sequence[Any]:
+    children = getattr(trigger, "triggers", None)
+    if children:
+        return [t for c in children for t in _walk(c)]
+    return [trigger]

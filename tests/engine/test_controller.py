@@ -1,0 +1,197 @@
+"""The controller on a simulated clock: schedules, metric triggers, idempotence, races, crashes."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrainer.adapters.executors import ProcessExecutor
+from retrainer.adapters.sources import CallableSource
+from retrainer.config import parse_config
+from retrainer.core.clock import SimulatedClock
+from retrainer.engine.controller import Controller
+from retrainer.engine.project import Project
+from tests.conftest import make_frame, pipeline_config, write_project
+
+START = datetime(2024, 1, 20, tzinfo=UTC)
+BLESS_ANY = {
+    "holdout": 0.25,
+    "rules": [{"metric": "accuracy", "min": 0.5}],
+    "sanity": {"enabled": False},
+}
+
+
+def _project(tmp_path: Path, triggers: list[dict[str, Any]], **overrides: Any) -> Project:
+    frame = make_frame(24 * 80, seed=1)
+    cfg = parse_config(
+        {
+            "controller": {"max_attempts": 2, "retry_backoff": "10m"},
+            "pipelines": [
+                pipeline_config(
+                    triggers=triggers,
+                    blessing=BLESS_ANY,
+                    window={"kind": "sliding", "duration": "10d"},
+                    **overrides,
+                )
+            ],
+        }
+    )
+    src = CallableSource(lambda s, e: frame, time_column="ts", name="test")
+    return Project.in_memory(cfg, tmp_path, sources={"toy": src})
+
+
+def _drive(controller: Controller, clock: SimulatedClock, step: timedelta, until: datetime) -> list:
+    reports = []
+    while clock.now() < until:
+        reports.append(controller.tick())
+        clock.advance(step)
+    return reports
+
+
+def test_a_month_of_a_daily_schedule_fires_once_per_slot(tmp_path: Path):
+    project = _project(tmp_path, [{"schedule": "0 2 * * *"}])
+    clock = SimulatedClock(START)
+    controller = Controller(project, clock=clock)
+    _drive(controller, clock, timedelta(hours=1), START + timedelta(days=30))
+    runs = project.store.list_runs("toy", limit=None)
+    assert len(runs) == 30
+    assert all(r.status == "succeeded" and r.attempts == 1 for r in runs)
+    assert len({r.key for r in runs}) == 30
+    assert all(r.created_at.hour == 2 for r in runs)
+    fired = project.store.list_events("toy", kinds=["trigger.fired"])
+    assert len(fired) == 30 and "slot" in fired[0].data and fired[0].data["evidence"]
+
+
+def test_after_downtime_a_missed_schedule_fires_once(tmp_path: Path):
+    project = _project(tmp_path, [{"schedule": "0 2 * * *"}])
+    clock = SimulatedClock(START)
+    controller = Controller(project, clock=clock)
+    controller.tick()
+    clock.advance(timedelta(days=4))  # down for 4 days
+    report = controller.tick()
+    assert len(report.queued) == 1
+    assert len(project.store.list_runs("toy", limit=None)) == 1
+
+
+def test_a_burst_of_evaluations_fires_one_run_per_key(tmp_path: Path):
+    project = _project(tmp_path, [{"schedule": "0 2 * * *", "catch_up": True}])
+    clock = SimulatedClock(START + timedelta(hours=3))
+    controllers = [Controller(project, clock=clock) for _ in range(100)]
+    threads = [threading.Thread(target=c.tick) for c in controllers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    runs = project.store.list_runs("toy", limit=None)
+    assert len(runs) == 1
+    assert runs[0].attempts == 1 and runs[0].status == "succeeded"
+    assert len(project.store.list_events("toy", kinds=["run.queued"])) == 1
+
+
+def test_metric_trigger_retrains_when_ctr_drops(tmp_path: Path):
+    project = _project(
+        tmp_path,
+        [{"metric": "ctr", "below": 0.0191, "over": "1d", "min_samples": 100}],
+        metrics=["accuracy"],
+    )
+    clock = SimulatedClock(START)
+    from retrainer.engine.run import execute_run
+
+    assert execute_run(project, clock=clock).promoted
+    logs = project.log_store()
+    rng = np.random.default_rng(0)
+
+    def serve_day(day: datetime, rate: float) -> None:
+        ids = [f"{day:%m%d}-{i}" for i in range(500)]
+        times = pd.date_range(day, periods=500, freq="2min")
+        logs.append_predictions(
+            pd.DataFrame(
+                {
+                    "id": ids,
+                    "timestamp": times,
+                    "pipeline": "toy",
+                    "model_version": 1,
+                    "prediction": 1,
+                }
+            )
+        )
+        logs.append_feedback(
+            pd.DataFrame(
+                {
+                    "id": ids,
+                    "timestamp": times + pd.Timedelta("5min"),
+                    "outcome": (rng.random(500) < rate).astype(int),
+                }
+            )
+        )
+
+    controller = Controller(project, clock=clock)
+    serve_day(START, 0.03)
+    clock.set(START + timedelta(days=1))
+    assert controller.tick().queued == []  # ctr ~3%: no retrain
+    serve_day(START + timedelta(days=1), 0.005)
+    clock.set(START + timedelta(days=2))
+    report = controller.tick()
+    assert len(report.queued) == 1
+    fired = project.store.list_events("toy", kinds=["trigger.fired"])[-1]
+    assert "ctr" in fired.message and fired.data["evidence"]
+    assert project.store.list_runs("toy", limit=1)[0].cause.startswith("metric")
+
+
+def test_worker_crash_is_retried_then_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    proj = write_project(
+        tmp_path / "p",
+        triggers=[{"schedule": "0 2 * * *", "catch_up": True}],
+        blessing=BLESS_ANY,
+    )
+    project = Project.open(proj)
+    clock = SimulatedClock(START + timedelta(hours=3))
+    monkeypatch.setenv("RETRAINER_FAULT", "after_train")  # the worker dies mid-run
+    controller = Controller(project, clock=clock, executor=ProcessExecutor())
+    controller.tick()
+    controller.executor.shutdown(grace_s=60)  # wait for the worker to die
+    controller.tick()
+    run = project.store.list_runs("toy", limit=1)[0]
+    assert run.status == "queued" and run.attempts == 1 and "exited with code 137" in run.error
+    monkeypatch.delenv("RETRAINER_FAULT")
+    clock.advance(timedelta(minutes=11))
+    controller = Controller(project, clock=clock, executor=ProcessExecutor())
+    controller.tick()
+    controller.executor.shutdown(grace_s=120)
+    controller.tick()
+    run = project.store.get_run(run.id)
+    assert run.status == "succeeded" and run.attempts == 2
+    kinds = [e.kind for e in project.store.list_events("toy")]
+    assert "run.retrying" in kinds
+    project.close()
+
+
+def test_training_past_its_timeout_fails_and_the_loop_goes_on(tmp_path: Path):
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "hang.py").write_text(
+        "import time\ndef train(data, params):\n    time.sleep(600)\n"
+    )
+    proj = write_project(
+        tmp_path / "p",
+        model=None,
+        train="hang:train",
+        triggers=[{"schedule": "0 2 * * *", "catch_up": True}],
+        blessing=BLESS_ANY,
+        run={"timeout": 3},
+    )
+    project = Project.open(proj)
+    clock = SimulatedClock(START + timedelta(hours=3))
+    controller = Controller(project, clock=clock, executor=ProcessExecutor())
+    controller.tick()
+    controller.executor.shutdown(grace_s=60)
+    report = controller.tick()
+    run = project.store.list_runs("toy", limit=1)[0]
+    assert run.status == "failed" and "timed out after 3s" in run.error
+    assert any(e.kind == "run.failed" for e in report.events)
+    project.close()
