@@ -195,3 +195,50 @@ def test_training_past_its_timeout_fails_and_the_loop_goes_on(tmp_path: Path):
     assert run.status == "failed" and "timed out after 3s" in run.error
     assert any(e.kind == "run.failed" for e in report.events)
     project.close()
+
+
+@pytest.mark.parametrize(
+    ("train_code", "memory_mb", "message"),
+    [
+        ("    raise ValueError('bad features')\n", None, "raised ValueError: bad features"),
+        ("    import numpy as np\n    return np.ones((4096, 1024, 1024))\n", 1536, "MemoryError"),
+    ],
+    ids=["raises", "out-of-memory"],
+)
+def test_failing_training_is_recorded_and_alerted(
+    tmp_path: Path, train_code: str, memory_mb: int | None, message: str
+):
+    from retrainer.adapters.notifiers import RecordingNotifier
+    from retrainer.engine.alerts import Alerter
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "bad.py").write_text("def train(data, params):\n" + train_code)
+    proj = write_project(
+        tmp_path / "p",
+        model=None,
+        train="bad:train",
+        triggers=[{"schedule": "0 2 * * *", "catch_up": True}],
+        blessing=BLESS_ANY,
+        run={"memory_mb": memory_mb} if memory_mb else {},
+    )
+    project = Project.open(proj)
+    notifier = RecordingNotifier()
+    clock = SimulatedClock(START + timedelta(hours=3))
+    controller = Controller(
+        project,
+        clock=clock,
+        executor=ProcessExecutor(),
+        alerter=Alerter(project.store, [notifier], backoff_s=0.0),
+    )
+    controller.tick()
+    controller.executor.shutdown(grace_s=120)
+    controller.tick()
+    run = project.store.list_runs("toy", limit=1)[0]
+    assert run.status == "failed" and message in run.error
+    assert any(a.kind == "run.failed" and a.severity == "critical" for a in notifier.alerts)
+    # the loop goes on: a later slot queues and runs again
+    clock.advance(timedelta(days=1))
+    controller = Controller(project, clock=clock, executor=ProcessExecutor())
+    assert len(controller.tick().queued) == 1
+    controller.executor.shutdown(grace_s=120)
+    project.close()

@@ -1,0 +1,151 @@
+"""The real `retrainer daemon` in subprocesses: two daemons on one database, and kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_project
+from tests.interfaces.test_e2e import assert_consistent, cli
+
+pytestmark = pytest.mark.slow
+
+BLESS_ANY = {
+    "holdout": 0.25,
+    "rules": [{"metric": "accuracy", "min": 0.5}],
+    "sanity": {"enabled": False},
+}
+TRIGGERS = [
+    {"schedule": "0 2 * * *", "name": "nightly"},
+    {"schedule": "30 14 * * MON,THU", "name": "twice-weekly"},
+]
+
+
+def _project(root: Path, **overrides) -> Path:
+    return write_project(
+        root,
+        triggers=TRIGGERS,
+        blessing=BLESS_ANY,
+        window={"kind": "sliding", "duration": "10d"},
+        **overrides,
+    )
+
+
+def _daemon(proj: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "retrainer",
+            "daemon",
+            "-c",
+            str(proj),
+            "--executor",
+            "inline",
+            "--quiet",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _events(proj: Path, env: dict[str, str] | None = None) -> list[dict]:
+    return json.loads(cli("events", "-c", str(proj), "--limit", "10000", "--json", env=env).stdout)
+
+
+def _check_exactly_once(proj: Path, env: dict[str, str] | None = None) -> None:
+    events = _events(proj, env)
+    queued = [e for e in events if e["kind"] == "run.queued"]
+    started = [e for e in events if e["kind"] == "run.started"]
+    succeeded = [e for e in events if e["kind"] == "run.succeeded"]
+    keys = [e["data"]["key"] for e in queued]
+    assert len(keys) == len(set(keys)) == 9  # 7 nightly + Monday and Thursday
+    assert sorted(e["run_id"] for e in started) == sorted(e["run_id"] for e in queued)
+    assert sorted(e["run_id"] for e in succeeded) == sorted(e["run_id"] for e in queued)
+    versions = json.loads(cli("models", "list", "-c", str(proj), "--json", env=env).stdout)
+    assert len(versions) == 9
+
+
+def _two_daemons(proj: Path, env: dict[str, str] | None = None) -> None:
+    week = ["--as-of", "2024-01-22", "--tick", "1800", "--max-ticks", str(7 * 48)]
+    procs = [_daemon(proj, *week, env=env) for _ in range(2)]
+    for p in procs:
+        _, stderr = p.communicate(timeout=600)
+        assert p.returncode == 0, stderr
+
+
+# Each daemon runs its own simulated clock, at its own speed, so their "now"s drift apart by
+# hours; a lease of 2 h would look expired to the daemon that is ahead. With wall clocks both
+# agree; here the lease is made longer than the simulated week.
+LONG_LEASE = {"timeout": 30 * 24 * 3600}
+
+
+def test_two_daemons_on_one_sqlite_file_run_everything_once(tmp_path: Path):
+    proj = _project(tmp_path / "p", run=LONG_LEASE)
+    _two_daemons(proj)
+    _check_exactly_once(proj)
+    assert_consistent(proj)
+
+
+def test_two_daemons_on_one_postgresql_database_run_everything_once(tmp_path: Path):
+    base = os.environ.get("RETRAINER_TEST_PG_URL")
+    if not base:
+        pytest.skip("set RETRAINER_TEST_PG_URL (.ci/run starts a throwaway PostgreSQL)")
+    import sqlalchemy as sa
+
+    name = f"daemons_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        env = {"RETRAINER_DB_URL": base.rsplit("/", 1)[0] + "/" + name}
+        proj = _project(tmp_path / "p", run=LONG_LEASE)
+        _two_daemons(proj, env=env)
+        _check_exactly_once(proj, env=env)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+@pytest.mark.parametrize(
+    "point", ["after_train", "after_artifact_write", "after_register", "after_promote"]
+)
+def test_kill_9_of_the_daemon_mid_run_then_restart(tmp_path: Path, point: str):
+    proj = _project(tmp_path / "p")
+    cli("run", "-c", str(proj), "--as-of", "2024-01-21")  # a champion to replace
+    # 01:00 arms the nightly schedule, 02:00 fires it and the daemon dies mid-run
+    crashed = _daemon(
+        proj,
+        "--as-of",
+        "2024-01-22T01:00:00",
+        "--tick",
+        "3600",
+        "--max-ticks",
+        "3",
+        env={"RETRAINER_FAULT": point},
+    )
+    crashed.communicate(timeout=300)
+    assert crashed.returncode == 137
+    assert_consistent(proj)
+    restarted = _daemon(
+        proj, "--as-of", "2024-01-22T02:00:00", "--tick", "3600", "--max-ticks", "3"
+    )
+    _, stderr = restarted.communicate(timeout=300)
+    assert restarted.returncode == 0, stderr
+    assert_consistent(proj)
+    runs = json.loads(cli("status", "-c", str(proj), "--json").stdout)[0]
+    assert runs["running"] == [] and runs["queued"] == []
+    daemon_run = next(r for r in runs["last_runs"] if r["cause"] != "manual")
+    assert daemon_run["status"] == "succeeded" and daemon_run["attempts"] == 2
+    events = [e["kind"] for e in _events(proj)]
+    assert "run.retrying" in events
