@@ -1,0 +1,44 @@
+"""The scripted elec2 scenario: daily data arrival, a cron and a metric trigger, the daemon's
+controller on a simulated clock; `retrainer events --json` tells the whole story."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.interfaces.test_e2e import assert_consistent, cli
+
+pytestmark = pytest.mark.slow
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "elec2_daemon_scenario.py"
+
+
+def test_elec2_scenario_events_tell_the_story(tmp_path: Path):
+    proj = tmp_path / "scenario"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(proj), "--days", "21"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    events = json.loads(cli("events", "-c", str(proj), "--limit", "5000", "--json").stdout)
+    fired = [e for e in events if e["kind"] == "trigger.fired"]
+    reasons = {e["data"]["evidence"].get("fired_by") or e["message"] for e in fired}
+    assert any("weekly" in r for r in reasons) and any("accuracy-drop" in r for r in reasons)
+    metric = next(e for e in fired if "accuracy-drop:" in e["message"])
+    assert "accuracy" in json.dumps(metric["data"]["evidence"])
+    kinds = {e["kind"] for e in events}
+    assert {
+        "run.queued",
+        "run.started",
+        "run.succeeded",
+        "blessing.passed",
+        "model.promoted",
+    } <= kinds
+    runs = [e for e in events if e["kind"] == "run.queued"]
+    assert len(runs) == len(fired)  # one run per firing, each with its trigger as cause
+    assert_consistent(proj)
