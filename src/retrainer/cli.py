@@ -272,7 +272,7 @@ def status(config: ConfigOpt = None, as_of: AsOfOpt = None, as_json: JsonOpt = F
     out.print(table)
     for p in data:
         for e in reversed(p["last_triggers"]):
-            out.print(f"{e['at'][:16]} {p['pipeline']}: {escape(e['message'])}", soft_wrap=True)
+            out.print(f"{e['at'][:16]} {escape(e['message'])}", soft_wrap=True)
 
 
 @models_app.command("list")

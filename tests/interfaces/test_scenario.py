@@ -27,10 +27,10 @@ def test_elec2_scenario_events_tell_the_story(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     events = json.loads(cli("events", "-c", str(proj), "--limit", "5000", "--json").stdout)
     fired = [e for e in events if e["kind"] == "trigger.fired"]
-    reasons = {e["data"]["evidence"].get("fired_by") or e["message"] for e in fired}
-    assert any("weekly" in r for r in reasons) and any("accuracy-drop" in r for r in reasons)
-    metric = next(e for e in fired if "accuracy-drop:" in e["message"])
-    assert "accuracy" in json.dumps(metric["data"]["evidence"])
+    assert {e["data"]["fired_by"] for e in fired} == {"weekly", "accuracy-drop"}
+    metric = next(e for e in fired if e["data"]["fired_by"] == "accuracy-drop")
+    child = next(c for c in metric["data"]["evidence"]["children"] if c["fire"])
+    assert child["evidence"]["metric"] == "accuracy" and child["evidence"]["value"] < 0.75
     kinds = {e["kind"] for e in events}
     assert {
         "run.queued",
@@ -40,5 +40,11 @@ def test_elec2_scenario_events_tell_the_story(tmp_path: Path):
         "model.promoted",
     } <= kinds
     runs = [e for e in events if e["kind"] == "run.queued"]
-    assert len(runs) == len(fired)  # one run per firing, each with its trigger as cause
+    assert len(runs) == len(fired)  # one run per firing
+    assert [r["data"]["trigger"] for r in runs] == [e["data"]["trigger"] for e in fired]
+    causes = {
+        r["cause"]
+        for r in json.loads(cli("status", "-c", str(proj), "--json").stdout)[0]["last_runs"]
+    }
+    assert causes <= {"weekly", "accuracy-drop"}
     assert_consistent(proj)

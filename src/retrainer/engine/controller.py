@@ -130,6 +130,14 @@ def build_policy(pipeline: Pipeline) -> _Policy | None:
     )
 
 
+def fired_by(decision: Decision) -> str:
+    """The trigger that made ``decision`` fire: the first firing child of a combinator."""
+    for child in decision.evidence.get("children", ()) if decision.evidence else ():
+        if isinstance(child, dict) and child.get("fire"):
+            return str(child.get("trigger", decision.trigger))
+    return decision.trigger
+
+
 def _spec_keys(spec: Any) -> set[str]:
     if isinstance(spec, dict):
         out = set(spec)
@@ -331,10 +339,11 @@ class Controller:
                 Event(
                     kind="trigger.fired" if decision.fire else "trigger.evaluated",
                     at=now,
-                    message=f"{pipeline.name}: {decision.trigger}: {decision.reason}",
+                    message=f"{pipeline.name}: {decision.reason}",
                     pipeline=pipeline.name,
                     data={
                         "trigger": decision.trigger,
+                        "fired_by": fired_by(decision) if decision.fire else None,
                         "slot": decision.slot,
                         "fire": decision.fire,
                         "reason": decision.reason,
@@ -377,7 +386,7 @@ class Controller:
             self.project,
             pipeline,
             now=now,
-            cause=decision.trigger,
+            cause=fired_by(decision),
             evidence={"reason": decision.reason, **decision.evidence},
             key=key,
         )
@@ -388,7 +397,7 @@ class Controller:
                 Event(
                     kind="run.queued",
                     at=now,
-                    message=f"run {run.id} of {pipeline.name} queued by {decision.trigger}",
+                    message=f"run {run.id} of {pipeline.name} queued by {fired_by(decision)}",
                     pipeline=pipeline.name,
                     run_id=run.id,
                     data={"key": key, "trigger": decision.trigger, "slot": decision.slot},
