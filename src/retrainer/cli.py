@@ -637,8 +637,9 @@ def _print_event(event: Any) -> None:
     style = _EVENT_STYLE.get(
         event.kind, "dim" if event.kind.startswith(("alert.", "monitor.")) else ""
     )
-    kind = f"[{style}]{event.kind}[/{style}]" if style else event.kind
-    out.print(f"{event.at:%Y-%m-%d %H:%M} {kind:<24} {escape(event.message)}", soft_wrap=True)
+    padded = f"{event.kind:<22}"
+    kind = f"[{style}]{padded}[/{style}]" if style else padded
+    out.print(f"{event.at:%Y-%m-%d %H:%M} {kind} {escape(event.message)}", soft_wrap=True)
 
 
 @app.command()

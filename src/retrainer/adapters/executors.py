@@ -61,6 +61,10 @@ class Executor(Protocol):
         """Jobs submitted and not yet returned by :meth:`poll`."""
         ...
 
+    def busy_running(self) -> bool:
+        """Whether a submitted job is still executing."""
+        ...
+
     @property
     def capacity(self) -> int: ...
 
@@ -104,6 +108,9 @@ class InlineExecutor:
 
     def busy(self) -> int:
         return len(self._done)
+
+    def busy_running(self) -> bool:
+        return False
 
     def shutdown(self, grace_s: float) -> list[Job]:
         return []

@@ -534,6 +534,10 @@ class Controller:
             if max_ticks is not None and ticks >= max_ticks:
                 break
             if advance is not None:
+                # simulated time: work takes no simulated time, so let the runs in hand end
+                # before the clock moves (their outcome is collected at the next tick)
+                while self.executor.busy_running():
+                    time.sleep(0.02)
                 advance()
             else:
                 stop.wait(tick_s)

@@ -11,7 +11,8 @@
    windows with fewer than ``min_samples`` labelled rows report "insufficient data";
 3. **concept drift**: a River detector on the model's per-row errors; its state is kept in the
    metadata store between runs, rows already fed are never fed again (overlapping windows),
-   and a new champion starts a new detector.
+   rows inside the model's own training window are never fed, and a new champion starts a
+   new detector.
 
 The figures are stored as a :class:`~retrainer.core.types.MonitorRecord` with a
 ``monitor.completed`` event (one transaction), plus ``drift.detected`` and
@@ -132,6 +133,10 @@ def _concept_drift(
     if detector is None:
         detector = ConceptDriftDetector(cfg.method, cfg.params)
     mask = np.isfinite(errors)
+    trained_until = mv.snapshot.window_end or mv.snapshot.max_time
+    if trained_until is not None:
+        # rows the model was trained or blessed on say nothing about concept drift
+        mask &= times >= np.datetime64(trained_until.replace(tzinfo=None))
     if fed_until is not None:
         mask &= times > np.datetime64(
             fed_until.tz_localize(None) if fed_until.tzinfo else fed_until

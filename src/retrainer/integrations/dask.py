@@ -92,6 +92,9 @@ class DaskExecutor:
     def busy(self) -> int:
         return len(self._futures)
 
+    def busy_running(self) -> bool:
+        return any(not f.done() for f in self._futures)
+
     def shutdown(self, grace_s: float) -> list[Job]:
         import time
 
