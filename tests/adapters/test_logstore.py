@@ -775,3 +775,54 @@ def test_aware_feature_columns_come_back_in_utc(store: LogStore) -> None:
     store.append_predictions(preds(["a"], ["2024-01-01"], seen_at=when))
     got = store.predictions("p", None, None)["seen_at"]
     assert got.tolist()[0] == pd.Timestamp("2024-01-01T10:00", tz="UTC")
+
+
+def test_joined_many_equals_joined_per_pipeline(store: LogStore):
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    n = 60
+    times = pd.date_range("2024-03-01", periods=n, freq="37min")
+    preds = pd.DataFrame(
+        {
+            "id": [f"r{i % 50}" for i in range(n)],  # ids shared across pipelines
+            "timestamp": times,
+            "pipeline": np.where(np.arange(n) % 3 == 0, "a", "b"),
+            "model_version": 1,
+            "prediction": rng.integers(0, 2, n),
+            "score": rng.random(n),
+        }
+    )
+    store.append_predictions(preds)
+    feedback = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(50)] * 2,
+            "timestamp": list(times[:50] + pd.Timedelta("1h"))
+            + list(times[:50] + pd.Timedelta("3h")),
+            "outcome": rng.integers(0, 2, 100),
+            "pipeline": ["a"] * 25 + [None] * 25 + ["b"] * 50,
+        }
+    )
+    store.append_feedback(feedback)
+    start, end = datetime(2024, 3, 1, 5, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC)
+    until = datetime(2024, 3, 1, 20, tzinfo=UTC)
+    cols = ["pipeline", "timestamp", "prediction", "score"]
+    for unlabelled in (False, True):
+        many = store.joined_many(
+            ["a", "b"],
+            start,
+            end,
+            feedback_until=until,
+            columns=cols,
+            include_unlabelled=unlabelled,
+        )
+        one = pd.concat(
+            [
+                store.joined(
+                    p, start, end, feedback_until=until, columns=cols, include_unlabelled=unlabelled
+                )
+                for p in ("a", "b")
+            ],
+            ignore_index=True,
+        )
+        pd.testing.assert_frame_equal(many.reset_index(drop=True), one, check_dtype=False)

@@ -164,6 +164,19 @@ class LogStore(Protocol):
         """Predictions in ``[start, end)`` with the feedback that arrived by ``feedback_until``."""
         ...
 
+    def joined_many(
+        self,
+        pipelines: Sequence[str],
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        feedback_until: datetime,
+        columns: Sequence[str] | None = None,
+        include_unlabelled: bool = False,
+    ) -> pd.DataFrame:
+        """:meth:`joined` for several pipelines in one query, with a ``pipeline`` column."""
+        ...
+
     def compact(self, day: date | str) -> int:
         """Merge the segments of one day into one; return how many segments were merged."""
         ...
@@ -823,6 +836,91 @@ class _DuckDBLogStore:
                 "f": ("feedback", _first_day(since), until.date()),
             },
             {"pipeline": pipeline, "start": lo, "end": hi, "until": until, "since": since},
+            [*(cols if cols is not None else PREDICTION_COLUMNS), "outcome", "feedback_timestamp"],
+            cols,
+        )
+
+    def joined_many(
+        self,
+        pipelines: Sequence[str],
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        feedback_until: datetime,
+        columns: Sequence[str] | None = None,
+        include_unlabelled: bool = False,
+    ) -> pd.DataFrame:
+        """:meth:`joined` for several pipelines in one query (a ``pipeline`` column tells them
+        apart): what a controller tick reads for all its metric triggers at once.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> store = InMemoryLogStore()
+        >>> _ = store.append_predictions(pd.DataFrame({"id": ["a", "b"], "pipeline": ["p", "q"],
+        ...     "model_version": 1, "prediction": [1, 0], "timestamp": "2024-01-01T10:00"}))
+        >>> _ = store.append_feedback(pd.DataFrame({"id": ["a", "b"], "outcome": [1, 1],
+        ...     "timestamp": "2024-01-01T11:00"}))
+        >>> out = store.joined_many(["p", "q"], None, None, feedback_until=datetime(2024, 1, 2),
+        ...                         columns=["pipeline", "prediction"])
+        >>> out[["pipeline", "prediction", "outcome"]].values.tolist()
+        [['p', 1, 1], ['q', 0, 1]]
+        """
+        names = list(dict.fromkeys(pipelines))
+        for name in names:
+            _check_pipeline(name)
+        cols = _check_columns(columns)
+        if cols is not None and "pipeline" not in cols:
+            cols = ["pipeline", *cols]
+        lo, hi = _naive_utc(start, "start"), _naive_utc(end, "end")
+        until = _naive_utc(feedback_until, "feedback_until")
+        if until is None:
+            raise ConfigError("feedback_until must be a datetime; got None")
+        _check_range(lo, hi)
+        since = None if lo is None else datetime.combine(lo.date(), datetime.min.time())
+        since = None if since is None else since - timedelta(days=1)
+        inner = ["id", "timestamp", *(c for c in cols or () if c not in ("id", "timestamp"))]
+        p_select = "*" if cols is None else ", ".join(map(_quote, inner))
+        out = "p.* EXCLUDE (_row)" if cols is None else ", ".join(f"p.{_quote(c)}" for c in cols)
+        join = "LEFT JOIN" if include_unlabelled else "JOIN"
+        f_where = ' AND "timestamp" >= $since' if since is not None else ""
+
+        def build(p: str | None, f: str | None) -> str | None:
+            if p is None or not names:
+                return None
+            preds = (
+                f"SELECT {p_select}, row_number() OVER () AS _row FROM {p} "
+                f"WHERE list_contains($pipelines, pipeline){_time_filter(lo, hi)}"
+            )
+            if f is None:
+                fb = (
+                    "SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS fb_pipeline, NULL AS outcome, "
+                    "NULL::TIMESTAMP AS feedback_timestamp WHERE FALSE"
+                )
+            else:
+                fb = (
+                    "SELECT id, pipeline AS fb_pipeline, outcome, "
+                    '"timestamp" AS feedback_timestamp '
+                    f'FROM {f} WHERE "timestamp" <= $until{f_where} '
+                    "AND id IN (SELECT id FROM preds)"
+                )
+            return (
+                f"WITH preds AS ({preds}), fb AS ({fb}) "
+                f"SELECT {out}, fb.outcome, fb.feedback_timestamp "
+                f"FROM preds AS p {join} fb ON p.id = fb.id "
+                "AND (fb.fb_pipeline IS NULL OR fb.fb_pipeline = p.pipeline) "
+                "QUALIFY row_number() OVER (PARTITION BY p._row "
+                "ORDER BY fb.feedback_timestamp DESC NULLS LAST, fb.outcome DESC) = 1 "
+                'ORDER BY p.pipeline, p."timestamp", p.id'
+            )
+
+        return self._query(
+            build,
+            {
+                "p": ("predictions", _first_day(lo), _last_day_before(hi)),
+                "f": ("feedback", _first_day(since), until.date()),
+            },
+            {"pipelines": names, "start": lo, "end": hi, "until": until, "since": since},
             [*(cols if cols is not None else PREDICTION_COLUMNS), "outcome", "feedback_timestamp"],
             cols,
         )

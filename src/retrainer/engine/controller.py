@@ -35,6 +35,7 @@ from typing import Any
 from retrainer.adapters.environment import git_state, process_owner
 from retrainer.adapters.executors import Executor, InlineExecutor, Job, JobResult, worker_argv
 from retrainer.core.clock import Clock, SimulatedClock
+from retrainer.core.performance import get_online_metric
 from retrainer.core.triggers import (
     AnyOf,
     Decision,
@@ -178,6 +179,9 @@ class Controller:
         self.executor = executor or InlineExecutor(self._execute_inline)
         self.alerter = alerter
         self._policies: dict[str, _Policy | None] = {}
+        self._ensured: dict[str, str] = {}
+        self._versions: dict[tuple[str, int], Any] = {}
+        self._metrics: dict[tuple[str, MetricNeed], MetricValue] = {}
         self._inflight: dict[int, Run] = {}
         # alerts cover events from now on, not the history before this controller started
         latest = project.store.list_events(limit=1)
@@ -211,9 +215,12 @@ class Controller:
         report.repaired = reap_stale_runs(
             self.project, now, max_attempts=self.max_attempts, backoff=self.retry_backoff
         )
+        self._metrics = self._online_metrics(now)
         for cfg in self.project.config.pipelines:
             pipeline = self.project.pipeline(cfg.name)
-            store.ensure_pipeline(pipeline.name, pipeline.definition_hash, now)
+            if self._ensured.get(pipeline.name) != pipeline.definition_hash:
+                store.ensure_pipeline(pipeline.name, pipeline.definition_hash, now)
+                self._ensured[pipeline.name] = pipeline.definition_hash
             self._manual(pipeline, now, report)
             policy = self.policy(cfg.name)
             if policy is None:
@@ -227,6 +234,33 @@ class Controller:
         self._alert(now, report)
         report.seconds = time.perf_counter() - t0
         return report
+
+    def _online_metrics(self, now: datetime) -> dict[tuple[str, MetricNeed], MetricValue]:
+        """Every metric the triggers need, read from the log in one query per window length."""
+        if self.project.logs is None:
+            return {}
+        wanted: list[tuple[str, MetricNeed]] = []
+        for cfg in self.project.config.pipelines:
+            policy = self.policy(cfg.name)
+            if policy is not None:
+                wanted += [(cfg.name, need) for need in policy.trigger.needs()]
+        if not wanted:
+            return {}
+        from retrainer.engine.online import recent_performance_many
+
+        windows = recent_performance_many(
+            self.project.logs,
+            [(name, n.metric, n.over, n.min_samples) for name, n in wanted],
+            now=now,
+        )
+        out = {}
+        for name, need in wanted:
+            window = windows[
+                (name, get_online_metric(need.metric).name, need.over, need.min_samples)
+            ]
+            result = window.result(need.metric)
+            out[(name, need)] = MetricValue(value=result.value, n=result.n, status=result.status)
+        return out
 
     def _observe(self, pipeline: Pipeline, now: datetime, report: TickReport) -> None:
         from retrainer.engine.monitor import run_monitor
@@ -259,37 +293,37 @@ class Controller:
         stored = store.get_state(pipeline.name, POLICY_STATE_KEY)
         state, revision = stored if stored is not None else ({}, None)
         champion = store.get_alias(pipeline.name, CHAMPION)
-        champ = store.get_version(pipeline.name, champion) if champion is not None else None
+        champ = None
+        if champion is not None:  # versions are immutable: cache them
+            cache_key = (pipeline.name, champion)
+            if cache_key not in self._versions:
+                self._versions[cache_key] = store.get_version(pipeline.name, champion)
+            champ = self._versions[cache_key]
         moves = store.alias_history(pipeline.name, CHAMPION)
         last_training = champ.snapshot.window_end if champ else None
         rows_since = training_rows = None
         if policy.needs_rows:
             training_rows = champ.snapshot.rows if champ else None
             rows_since = len(pipeline.source.load(last_training, now))
-        metrics: dict[MetricNeed, MetricValue] = {}
-        needs = policy.trigger.needs()
-        if needs and self.project.logs is not None:
-            from retrainer.engine.online import recent_performance
-
-            for need in needs:
-                window = recent_performance(
-                    self.project.logs,
-                    pipeline.name,
-                    [need.metric],
-                    last=need.over,
-                    now=now,
-                    min_samples=need.min_samples,
-                )
-                result = window.result(need.metric)
-                metrics[need] = MetricValue(value=result.value, n=result.n, status=result.status)
-        latest = store.list_monitor_results(pipeline.name, limit=1)
+        metrics = {
+            need: self._metrics[(pipeline.name, need)]
+            for need in policy.trigger.needs()
+            if (pipeline.name, need) in self._metrics
+        }
+        latest = (
+            store.list_monitor_results(pipeline.name, limit=1) if policy.watches_monitor else []
+        )
         drift = concept = None
         if latest:
             summary = latest[0].summary
             if summary.get("drift"):
                 drift = {**summary["drift"], "window_end": latest[0].window_end.isoformat()}
             concept = summary.get("concept_drift")
-        recent = [r.created_at for r in store.list_runs(pipeline.name, limit=100)]
+        recent = (
+            [r.created_at for r in store.list_runs(pipeline.name, limit=100)]
+            if policy.guards
+            else []
+        )
         ctx = TriggerContext(
             now=now,
             pipeline=pipeline.name,
@@ -323,16 +357,17 @@ class Controller:
             # the run first: its key makes a repeat harmless, so a crash before the state is
             # saved re-creates nothing, and no slot is lost
             self._queue(pipeline, decision, now, report)
-        try:
-            self.project.store.put_state(
-                pipeline.name,
-                POLICY_STATE_KEY,
-                dict(decision.state),
-                at=now,
-                expected_revision=revision,
-            )
-        except ConcurrencyError:
-            return None  # another controller evaluated this pipeline at the same time
+        if decision.fire or dict(decision.state) != dict(ctx.state):  # idle ticks write nothing
+            try:
+                self.project.store.put_state(
+                    pipeline.name,
+                    POLICY_STATE_KEY,
+                    dict(decision.state),
+                    at=now,
+                    expected_revision=revision,
+                )
+            except ConcurrencyError:
+                return None  # another controller evaluated this pipeline at the same time
         if decision.fire or decision.changed:
             self._event(
                 report,

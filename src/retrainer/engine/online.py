@@ -333,3 +333,71 @@ def recent_performance(
     return evaluate_window(
         times, y_true, y_pred, y_score, resolved, start=start, end=now, min_samples=min_samples
     )
+
+
+def recent_performance_many(
+    logstore: LogStore,
+    needs: Sequence[tuple[str, str, str | timedelta, int]],
+    *,
+    now: datetime,
+) -> dict[tuple[str, str, timedelta, int], WindowPerformance]:
+    """:func:`recent_performance` for many (pipeline, metric, last, min_samples) at once.
+
+    One log query per distinct ``last`` (not one per pipeline): what a controller tick with
+    many metric triggers pays. Keys of the result use ``last`` as a timedelta.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from retrainer.adapters.logstore import InMemoryLogStore
+    >>> store = InMemoryLogStore()
+    >>> _ = store.append_predictions(pd.DataFrame({
+    ...     "id": ["a", "b", "c"], "pipeline": ["ads", "ads", "mail"], "model_version": 1,
+    ...     "prediction": 0, "timestamp": "2024-01-01T20:00"}))
+    >>> _ = store.append_feedback(pd.DataFrame({"id": ["a", "b", "c"], "outcome": [1, 0, 1],
+    ...     "timestamp": "2024-01-01T21:00"}))
+    >>> out = recent_performance_many(store, [("ads", "ctr", "1d", 1), ("mail", "ctr", "1d", 1)],
+    ...                               now=datetime(2024, 1, 2))
+    >>> [(k[0], w.value("ctr")) for k, w in out.items()]
+    [('ads', 0.5), ('mail', 1.0)]
+    """
+    _check_times(now=now)
+    by_span: dict[timedelta, list[tuple[str, Metric, int]]] = {}
+    for pipeline, metric, last, min_samples in needs:
+        span = parse_duration(last) if isinstance(last, str) else last
+        by_span.setdefault(span, []).append((pipeline, _resolve([metric])[0], min_samples))
+    out: dict[tuple[str, str, timedelta, int], WindowPerformance] = {}
+    for span, items in by_span.items():
+        start = now - span
+        metrics = [m for _, m, _ in items]
+        columns = ["pipeline", "timestamp"]
+        if not all(is_rate_metric(m) for m in metrics):
+            columns.append("prediction")
+        if any(m.needs_proba for m in metrics):
+            columns.append("score")
+        frame = logstore.joined_many(
+            sorted({p for p, _, _ in items}),
+            start,
+            now,
+            feedback_until=now,
+            columns=columns,
+            include_unlabelled=True,
+        )
+        groups = frame.groupby("pipeline", sort=False).indices if len(frame) else {}
+        for name, resolved, min_samples in items:
+            rows = frame.iloc[groups[name]] if name in groups else frame.iloc[0:0]
+            y_pred = _values(rows["prediction"]) if "prediction" in rows else np.zeros(len(rows))
+            y_score = (
+                rows["score"].to_numpy(dtype=float, na_value=np.nan) if "score" in rows else None
+            )
+            out[(name, resolved.name, span, min_samples)] = evaluate_window(
+                rows["timestamp"].to_numpy(dtype="datetime64[us]"),
+                _values(rows["outcome"]),
+                y_pred,
+                y_score if resolved.needs_proba else None,
+                [resolved],
+                start=start,
+                end=now,
+                min_samples=min_samples,
+            )
+    return out
