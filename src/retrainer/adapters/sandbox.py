@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import fsspec.core
 import numpy as np
@@ -167,27 +168,14 @@ def _run_worker(
     if allow_pickle:
         command.append("--allow-pickle")
 
-    # The child must import this same retrainer, even when it is not installed.
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-
-    with stderr_path.open("wb") as stderr:
-        # stderr goes to a file rather than a pipe, so a killed child (or a grandchild it
-        # started) can never leave this process waiting on a pipe. A new session lets a
-        # timeout kill the child together with any worker processes it started.
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env=env,
-            start_new_session=os.name == "posix",
-        )
-        try:
-            returncode = process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill(process)
+    ctx = _forkserver()
+    if ctx is not None:
+        returncode = _run_forked(ctx, command[3:], stderr_path, timeout_s)
+        if returncode is None:
+            return False, None, f"the model did not load and predict within {timeout_s:g} s"
+    else:
+        returncode = _run_subprocess(command, stderr_path, timeout_s)
+        if returncode is None:
             return False, None, f"the model did not load and predict within {timeout_s:g} s"
     if returncode != 0:
         return False, None, _error_line(stderr_path.read_text(errors="replace"), returncode)
@@ -214,3 +202,84 @@ def _error_line(stderr: str, returncode: int) -> str:
     else:
         how = f"the worker process exited with code {returncode}"
     return f"{how}: {lines[-1]}" if lines else how
+
+
+def _run_subprocess(command: list[str], stderr_path: Path, timeout_s: float) -> int | None:
+    """A new interpreter; None on timeout."""
+    # The child must import this same retrainer, even when it is not installed.
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    with stderr_path.open("wb") as stderr:
+        # stderr goes to a file rather than a pipe, so a killed child (or a grandchild it
+        # started) can never leave this process waiting on a pipe. A new session lets a
+        # timeout kill the child together with any worker processes it started.
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=env,
+            start_new_session=os.name == "posix",
+        )
+        try:
+            return process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill(process)
+            return None
+
+
+_FORKSERVER: Any = None
+_PRELOAD = ["retrainer.adapters._sanity_worker", "skops.io", "sklearn", "pandas", "pyarrow.parquet"]
+
+
+def _forkserver() -> Any:
+    """A ``forkserver`` context whose server has imported the libraries a check needs.
+
+    Each check is still a new process that never held the trained model or imported the
+    user's code: it is forked from a clean server process started once (from a fresh
+    interpreter) that only imported numpy, pandas, scikit-learn and skops. That saves the
+    ~2 s of imports a new interpreter pays for every check. Set
+    ``RETRAINER_SANITY_SUBPROCESS=1`` to start a new interpreter per check instead.
+    """
+    global _FORKSERVER
+    if os.environ.get("RETRAINER_SANITY_SUBPROCESS"):
+        return None
+    if _FORKSERVER is None:
+        import multiprocessing
+
+        if "forkserver" not in multiprocessing.get_all_start_methods():
+            return None
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        _FORKSERVER = ctx
+    return _FORKSERVER
+
+
+def _forked_check(argv: list[str], stderr_path: str) -> None:
+    """The child: stderr to the file, then the worker's main; exits with its code."""
+    fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 2)
+    sys.stderr = os.fdopen(2, "w", closefd=False)
+    from retrainer.adapters._sanity_worker import main
+
+    try:
+        code = main(argv)
+    except BaseException as exc:  # the worker reports its own errors; this is a backstop
+        print(f"{ERROR_PREFIX}{type(exc).__name__}: {exc}", file=sys.stderr)
+        code = 1
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run_forked(ctx: Any, argv: list[str], stderr_path: Path, timeout_s: float) -> int | None:
+    process = ctx.Process(target=_forked_check, args=(argv, str(stderr_path)), daemon=True)
+    process.start()
+    process.join(timeout_s)
+    if process.is_alive():
+        process.kill()
+        process.join()
+        return None
+    code = process.exitcode
+    process.close()
+    return int(code) if code is not None else None
