@@ -641,14 +641,15 @@ def _check_revision(current: str | None, label: str, *, auto_migrate: bool) -> b
     return True
 
 
-def _alembic_config(conn: sa.Connection) -> Config:
+def _alembic_config(conn: sa.Connection | None) -> Config:
     from alembic.config import Config
 
     config = Config()
     # ConfigParser interpolates '%': a path containing one must be escaped.
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
     config.set_main_option("path_separator", "os")
-    config.attributes["connection"] = conn
+    if conn is not None:
+        config.attributes["connection"] = conn
     return config
 
 
@@ -663,7 +664,11 @@ def _migrate(
         return before, SCHEMA_HEAD
 
     from alembic import command
+    from alembic.script import ScriptDirectory
 
+    # Import alembic and read the migration scripts before taking the write lock, so the lock
+    # is held only for the DDL itself (other processes opening the database wait on it).
+    ScriptDirectory.from_config(_alembic_config(None)).get_revisions("heads")
     with _transaction(engine, label, busy_timeout_s, write=True) as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(
