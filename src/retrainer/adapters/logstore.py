@@ -792,53 +792,17 @@ class _DuckDBLogStore:
         """
         _check_pipeline(pipeline)
         cols = _check_columns(columns)
-        lo, hi = _naive_utc(start, "start"), _naive_utc(end, "end")
-        until = _naive_utc(feedback_until, "feedback_until")
-        if until is None:
-            raise ConfigError("feedback_until must be a datetime; got None")
-        _check_range(lo, hi)
-        since = None if lo is None else datetime.combine(lo.date(), datetime.min.time())
-        since = None if since is None else since - timedelta(days=1)
-        inner = ["id", "timestamp", *(c for c in cols or () if c not in ("id", "timestamp"))]
-        p_select = "*" if cols is None else ", ".join(map(_quote, inner))
-        out = "p.*" if cols is None else ", ".join(f"p.{_quote(c)}" for c in cols)
-        join = "LEFT JOIN" if include_unlabelled else "JOIN"
-        f_where = ' AND "timestamp" >= $since' if since is not None else ""
-
-        def build(p: str | None, f: str | None) -> str | None:
-            if p is None:
-                return None
-            preds = f"SELECT {p_select} FROM {p} WHERE pipeline = $pipeline{_time_filter(lo, hi)}"
-            if f is None:
-                fb = (
-                    "SELECT NULL::VARCHAR AS id, NULL AS outcome, "
-                    "NULL::TIMESTAMP AS feedback_timestamp WHERE FALSE"
-                )
-            else:
-                fb = (
-                    'SELECT id, outcome, "timestamp" AS feedback_timestamp '
-                    f'FROM {f} WHERE "timestamp" <= $until{f_where} '
-                    "AND (pipeline IS NULL OR pipeline = $pipeline) "
-                    "AND id IN (SELECT id FROM preds) "
-                    'QUALIFY row_number() OVER (PARTITION BY id ORDER BY "timestamp" DESC, '
-                    "outcome DESC) = 1"
-                )
-            return (
-                f"WITH preds AS ({preds}), fb AS ({fb}) "
-                f"SELECT {out}, fb.outcome, fb.feedback_timestamp "
-                f'FROM preds AS p {join} fb ON p.id = fb.id ORDER BY p."timestamp", p.id'
-            )
-
-        return self._query(
-            build,
-            {
-                "p": ("predictions", _first_day(lo), _last_day_before(hi)),
-                "f": ("feedback", _first_day(since), until.date()),
-            },
-            {"pipeline": pipeline, "start": lo, "end": hi, "until": until, "since": since},
-            [*(cols if cols is not None else PREDICTION_COLUMNS), "outcome", "feedback_timestamp"],
-            cols,
+        frame = self.joined_many(
+            [pipeline],
+            start,
+            end,
+            feedback_until=feedback_until,
+            columns=cols,
+            include_unlabelled=include_unlabelled,
         )
+        if cols is not None and "pipeline" not in cols:
+            frame = frame.drop(columns="pipeline")
+        return frame
 
     def joined_many(
         self,

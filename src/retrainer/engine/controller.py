@@ -52,7 +52,14 @@ from retrainer.core.types import Event, Run
 from retrainer.core.windows import parse_duration
 from retrainer.engine.pipeline import Pipeline
 from retrainer.engine.project import Project
-from retrainer.engine.run import CHAMPION, claim_run, execute_claimed_run, new_run, reap_stale_runs
+from retrainer.engine.run import (
+    CHAMPION,
+    claim_run,
+    execute_claimed_run,
+    new_run,
+    reap_stale_runs,
+    retry_or_fail,
+)
 from retrainer.errors import ConcurrencyError, RetrainerError
 
 POLICY_STATE_KEY = "policy"
@@ -484,53 +491,26 @@ class Controller:
             self._record_crash(result, now, report)
 
     def _record_crash(self, result: JobResult, now: datetime, report: TickReport) -> None:
-        """The worker could not record its run (crash, timeout, kill): record it here."""
-        store = self.project.store
-        run = store.get_run(result.job.run_id)
+        """The worker could not record its run (crash, timeout, kill): record it here.
+
+        A crash is retried (with backoff, up to ``max_attempts``); a timeout is not: a
+        training that hangs would hang again.
+        """
+        run = self.project.store.get_run(result.job.run_id)
         if run.epoch != result.job.epoch or run.status != "running":
             return  # already repaired or recorded by someone else
-        timed_out = "timed out" in (result.reason or "")
-        retry = not timed_out and run.attempts < self.max_attempts
-        if retry:
-            wait = self.retry_backoff * (2 ** max(run.attempts - 1, 0))
-            changed = dataclasses.replace(
-                run,
-                status="queued",
-                owner=None,
-                error=result.reason,
-                epoch=run.epoch + 1,
-                lease_expires_at=now + wait,
-            )
-            kind = "run.retrying"
-            message = (
-                f"run {run.id} of {run.pipeline}: {result.reason}; "
-                f"retry {run.attempts + 1} of {self.max_attempts}"
-            )
-        else:
-            changed = dataclasses.replace(
-                run, status="failed", error=result.reason, finished_at=now, epoch=run.epoch + 1
-            )
-            kind = "run.failed"
-            message = f"run {run.id} of {run.pipeline} failed: {result.reason}"
-        try:
-            store.update_run(changed, expected_epoch=run.epoch)
-        except ConcurrencyError:
-            return
-        self._event(
-            report,
-            Event(
-                kind=kind,
-                at=now,
-                message=message,
-                pipeline=run.pipeline,
-                run_id=run.id,
-                data={
-                    "error": result.reason,
-                    "exit_code": result.exit_code,
-                    "seconds": result.seconds,
-                },
-            ),
+        done = retry_or_fail(
+            self.project,
+            run,
+            now=now,
+            why=result.reason or "the worker ended without recording the run",
+            retry="timed out" not in (result.reason or ""),
+            max_attempts=self.max_attempts,
+            backoff=self.retry_backoff,
+            data={"exit_code": result.exit_code, "seconds": result.seconds},
         )
+        if done is not None:
+            report.events.append(done[1])
 
     def _alert(self, now: datetime, report: TickReport) -> None:
         if self.alerter is None:

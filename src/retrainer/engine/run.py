@@ -91,6 +91,62 @@ class RunResult:
         return self.run.status == "succeeded"
 
 
+def retry_or_fail(
+    project: Project,
+    run: Run,
+    *,
+    now: datetime,
+    why: str,
+    retry: bool,
+    max_attempts: int,
+    backoff: timedelta,
+    data: Mapping[str, Any] | None = None,
+) -> tuple[Run, Event] | None:
+    """End the attempt of a run whose worker could not record it (it died, timed out...).
+
+    With ``retry`` (and fewer than ``max_attempts`` attempts) the run goes back to ``queued``,
+    not to be claimed before ``now + backoff * 2**(attempts - 1)`` (its ``lease_expires_at``
+    holds that time while it is queued); otherwise it is ``failed``. The change is a
+    compare-and-set on the run's epoch, which it bumps, so a presumed-dead worker that comes
+    back cannot overwrite it; None when another process got there first.
+    """
+    if retry and run.attempts < max_attempts:
+        wait = backoff * (2 ** max(run.attempts - 1, 0))
+        changed = dataclasses.replace(
+            run,
+            status="queued",
+            owner=None,
+            error=why,
+            epoch=run.epoch + 1,
+            lease_expires_at=now + wait,
+        )
+        kind = "run.retrying"
+        message = (
+            f"run {run.id} of {run.pipeline}: {why}; retry {run.attempts + 1} of "
+            f"{max_attempts} not before {now + wait:%Y-%m-%d %H:%M:%S}Z"
+        )
+    else:
+        changed = dataclasses.replace(
+            run, status="failed", error=why, finished_at=now, epoch=run.epoch + 1
+        )
+        kind, message = "run.failed", f"run {run.id} of {run.pipeline} failed: {why}"
+    try:
+        done = project.store.update_run(changed, expected_epoch=run.epoch)
+    except ConcurrencyError:
+        return None
+    event = project.store.append_event(
+        Event(
+            kind=kind,
+            at=now,
+            message=message,
+            pipeline=run.pipeline,
+            run_id=run.id,
+            data={"error": why, "attempts": run.attempts, **(data or {})},
+        )
+    )
+    return done, event
+
+
 def reap_stale_runs(
     project: Project,
     now: datetime,
@@ -98,14 +154,8 @@ def reap_stale_runs(
     max_attempts: int = 1,
     backoff: timedelta = timedelta(minutes=1),
 ) -> list[Run]:
-    """Repair every ``running`` run whose process is gone or whose lease expired.
-
-    A run that has had fewer than ``max_attempts`` attempts goes back to ``queued``, not to be
-    claimed before ``now + backoff * 2**(attempts - 1)`` (its ``lease_expires_at`` holds that
-    time while it is queued); others are marked ``failed``. Each change is a compare-and-set
-    on the run's epoch (which it bumps), so a presumed-dead worker that comes back cannot
-    overwrite the outcome.
-    """
+    """Repair every ``running`` run whose process is gone or whose lease expired: retry it
+    (fewer than ``max_attempts`` attempts) or fail it, see :func:`retry_or_fail`."""
     reaped = []
     for run in project.store.list_runs(status="running", limit=None):
         expired = run.lease_expires_at is not None and run.lease_expires_at <= now
@@ -116,44 +166,18 @@ def reap_stale_runs(
             if not expired
             else f"interrupted: its lease expired at {run.lease_expires_at:%Y-%m-%d %H:%M:%S}Z"
         )
-        retry = run.attempts < max_attempts
-        if retry:
-            wait = backoff * (2 ** max(run.attempts - 1, 0))
-            changed = dataclasses.replace(
-                run,
-                status="queued",
-                owner=None,
-                error=why,
-                epoch=run.epoch + 1,
-                lease_expires_at=now + wait,
-            )
-            kind, message = (
-                "run.retrying",
-                (
-                    f"run {run.id} of {run.pipeline} {why}; retry {run.attempts + 1} of "
-                    f"{max_attempts} not before {now + wait:%Y-%m-%d %H:%M:%S}Z"
-                ),
-            )
-        else:
-            changed = dataclasses.replace(
-                run, status="failed", error=why, finished_at=now, epoch=run.epoch + 1
-            )
-            kind, message = "run.failed", f"run {run.id} of {run.pipeline} {why}"
-        try:
-            done = project.store.update_run(changed, expected_epoch=run.epoch)
-        except ConcurrencyError:
-            continue  # another process repaired it first
-        project.store.append_event(
-            Event(
-                kind=kind,
-                at=now,
-                message=message,
-                pipeline=run.pipeline,
-                run_id=run.id,
-                data={"error": why, "reaped": True, "attempts": run.attempts},
-            )
+        done = retry_or_fail(
+            project,
+            run,
+            now=now,
+            why=why,
+            retry=True,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            data={"reaped": True},
         )
-        reaped.append(done)
+        if done is not None:
+            reaped.append(done[0])
     return reaped
 
 
