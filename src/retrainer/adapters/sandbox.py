@@ -13,7 +13,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -272,9 +274,21 @@ def _forked_check(argv: list[str], stderr_path: str) -> None:
     os._exit(code)
 
 
+_MAIN_LOCK = threading.Lock()
+
+
 def _run_forked(ctx: Any, argv: list[str], stderr_path: Path, timeout_s: float) -> int | None:
     process = ctx.Process(target=_forked_check, args=(argv, str(stderr_path)), daemon=True)
-    process.start()
+    # multiprocessing re-imports the parent's __main__ script in each child ("main fixup"):
+    # a user script (or a benchmark) would be imported again for every check. The child runs
+    # a function of this module only, so it is started with a bare __main__.
+    with _MAIN_LOCK:
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            process.start()
+        finally:
+            sys.modules["__main__"] = main
     process.join(timeout_s)
     if process.is_alive():
         process.kill()
