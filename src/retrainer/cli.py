@@ -177,12 +177,29 @@ def run(
     config: ConfigOpt = None,
     pipeline: PipelineOpt = None,
     as_of: AsOfOpt = None,
+    queue: Annotated[
+        bool,
+        typer.Option(
+            "--queue", help="Ask the running daemon to do it (a manual trigger) and return."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Retrain now (a manual trigger): load the window, train, bless, promote if blessed."""
     from retrainer.engine.registry import run_view, version_view
     from retrainer.engine.run import execute_run
 
+    if queue:
+        from retrainer.engine.controller import request_run
+
+        with _open(config) as project:
+            name = project.config.pipeline(pipeline).name
+            request = request_run(project, name, now=_clock(as_of).now(), by="retrainer run")
+        if as_json:
+            _print_json({"pipeline": name, "request": request})
+        else:
+            out.print(f"requested a run of {name} (request {request}); the daemon will queue it")
+        return
     with _open(config) as project:
         result = execute_run(project, pipeline, clock=_clock(as_of))
         if as_json:

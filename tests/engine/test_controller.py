@@ -242,3 +242,29 @@ def test_failing_training_is_recorded_and_alerted(
     assert len(controller.tick().queued) == 1
     controller.executor.shutdown(grace_s=120)
     project.close()
+
+
+def test_a_run_that_keeps_crashing_fails_after_max_attempts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    proj = write_project(
+        tmp_path / "p", triggers=[{"schedule": "0 2 * * *", "catch_up": True}], blessing=BLESS_ANY
+    )
+    text = (proj / "retrainer.yaml").read_text()
+    (proj / "retrainer.yaml").write_text(
+        "controller: {max_attempts: 2, retry_backoff: 1m}\n" + text
+    )
+    project = Project.open(proj)
+    clock = SimulatedClock(START + timedelta(hours=3))
+    monkeypatch.setenv("RETRAINER_FAULT", "after_snapshot")
+    for _ in range(2):
+        controller = Controller(project, clock=clock, executor=ProcessExecutor())
+        controller.tick()
+        controller.executor.shutdown(grace_s=60)
+        controller.tick()
+        clock.advance(timedelta(minutes=5))
+    run = project.store.list_runs("toy", limit=1)[0]
+    assert run.status == "failed" and run.attempts == 2 and "137" in run.error
+    kinds = [e.kind for e in project.store.list_events("toy")]
+    assert kinds.count("run.retrying") == 1 and kinds.count("run.failed") == 1
+    project.close()

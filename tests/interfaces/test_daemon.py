@@ -149,3 +149,54 @@ def test_kill_9_of_the_daemon_mid_run_then_restart(tmp_path: Path, point: str):
     assert daemon_run["status"] == "succeeded" and daemon_run["attempts"] == 2
     events = [e["kind"] for e in _events(proj)]
     assert "run.retrying" in events
+
+
+def test_sigterm_releases_the_run_in_hand(tmp_path: Path):
+    import signal
+    import time
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "slow.py").write_text(
+        "import time\nfrom sklearn.linear_model import LogisticRegression\n"
+        "def train(data, params):\n    time.sleep(60)\n"
+        "    return LogisticRegression().fit(data[params['features']], data[params['target']])\n"
+    )
+    proj = write_project(
+        tmp_path / "p",
+        model=None,
+        train="slow:train",
+        blessing=BLESS_ANY,
+    )
+    cfg = proj / "retrainer.yaml"
+    import yaml
+
+    data = yaml.safe_load(cfg.read_text())
+    data["controller"] = {"shutdown_grace": 1, "tick": 0.5, "executor": {"kind": "process"}}
+    cfg.write_text(yaml.safe_dump(data))
+    cli("run", "-c", str(proj), "--queue")  # a manual request for the daemon
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "retrainer", "daemon", "-c", str(proj)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = json.loads(cli("status", "-c", str(proj), "--json").stdout)[0]
+            if status["running"]:
+                break
+            time.sleep(0.3)
+        assert status["running"], "the daemon never started the run"
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=60)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    assert daemon.returncode == 0, err
+    assert "released 1 run" in out
+    status = json.loads(cli("status", "-c", str(proj), "--json").stdout)[0]
+    assert status["running"] == [] and len(status["queued"]) == 1
+    kinds = [e["kind"] for e in _events(proj)]
+    assert "run.requested" in kinds and "run.released" in kinds

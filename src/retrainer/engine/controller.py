@@ -71,6 +71,7 @@ def request_run(project: Project, pipeline: str, *, now: datetime, by: str) -> s
     import uuid
 
     store = project.store
+    store.ensure_pipeline(pipeline, project.pipeline(pipeline).definition_hash, now)
     for _ in range(10):
         stored = store.get_state(pipeline, MANUAL_STATE_KEY)
         state, revision = stored if stored is not None else ({"requests": []}, None)
