@@ -171,3 +171,15 @@ def test_report_is_self_contained(tmp_path: Path):
     assert "Drift per column" in text and "x1" in text
     assert "<script src=" not in text  # plotly.js inlined, nothing fetched
     assert "Plotly" in text
+
+
+def test_exact_ks_on_raw_samples_when_asked(tmp_path: Path):
+    project = _project(
+        tmp_path, _frame(shift_after="2024-01-22"), drift={"numeric_method": "ks_exact"}
+    )
+    result = run_monitor(
+        project, clock=SimulatedClock(datetime(2024, 1, 26, tzinfo=UTC)), report=False
+    )
+    row = result.drift.row("x1")
+    assert row.method == "ks_exact" and row.drifted
+    assert result.drift.row("x2").method == "ks_exact"

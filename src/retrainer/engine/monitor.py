@@ -199,6 +199,26 @@ def _histograms(profile: Profile, frame: pd.DataFrame, columns: Any) -> dict[str
     return out
 
 
+def _raw_reference(pipeline: Pipeline, model: Any, mv: ModelVersion) -> Any:
+    """The training rows themselves, only when a column asks for ``ks_exact`` (raw samples)."""
+    drift = pipeline.config.monitor.drift
+    methods = {drift.numeric_method, *(f.get("method") for f in drift.features.values())}
+    if "ks_exact" not in methods:
+        return None
+    snap = mv.snapshot
+    frame = pipeline.source.load(snap.window_start, snap.window_end)
+    if len(frame) > snap.rows:  # a window of the last N rows
+        frame = frame.iloc[-snap.rows :].reset_index(drop=True)
+    if frame.empty:
+        return None
+    from retrainer.core.windows import holdout_mask
+
+    train = frame.loc[
+        ~holdout_mask(frame[pipeline.time_column].to_numpy(), pipeline.config.blessing.holdout)
+    ]
+    return window_columns(pipeline, train, model_output(pipeline, model, train))
+
+
 def run_monitor(
     project: Project,
     pipeline_name: str | None = None,
@@ -272,7 +292,7 @@ def run_monitor(
             prediction=PREDICTION_COLUMN if output is not None else None,
             target=target if has_target else None,
         )
-        drift = check.check(profile, columns)
+        drift = check.check(profile, columns, reference=_raw_reference(pipeline, model, mv))
         histograms = _histograms(profile, frame, columns)
 
     metric_names = mcfg.performance.metrics or pipeline.config.metric_names()
