@@ -431,8 +431,10 @@ def monitor(
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip the HTML report.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check a window: drift vs the champion's reference, data quality, performance, concept
-    drift; store the figures, emit events, write an HTML report."""
+    """Check a window: drift, data quality, performance and concept drift, with a report.
+
+    The window (default: the last monitor.window) is compared with the reference profile of the model that was champion at its end; the figures are stored, events emitted, and a self-contained HTML report written.
+    """  # noqa: E501
     from retrainer.engine.monitor import run_monitor
 
     report: bool | Path = False if no_report else (out if out is not None else True)
@@ -576,9 +578,8 @@ def daemon(
 ) -> None:
     """Run the controller in the foreground: evaluate triggers, retrain, bless, promote.
 
-    SIGTERM or Ctrl-C stops it cleanly: the tick in progress ends, runs in hand get
-    controller.shutdown_grace seconds to finish, and the rest are released to be retried.
-    """
+    SIGTERM or Ctrl-C stops it cleanly: the tick in progress ends, runs in hand get controller.shutdown_grace seconds to finish, and the rest are released to be retried.
+    """  # noqa: E501
     import signal
     import threading
 
@@ -684,6 +685,8 @@ def events(
     if as_json:
         _print_json([event_view(e) for e in found])
         return
+    if not found:
+        out.print("no events" + (" matching the filters" if kind or since or pipeline else ""))
     for event in found:
         _print_event(event)
 
