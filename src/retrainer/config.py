@@ -458,8 +458,7 @@ def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
                 except ConfigError as exc:
                     problems.append(f"pipelines[{i}].metrics[{j}]: got {m!r}; {exc}")
         try:
-            # the check validates on first use; run that validation now, at load time
-            DriftCheck(**p.monitor.drift.check_params())._validate()
+            DriftCheck(**p.monitor.drift.check_params()).validate()
         except ConfigError as exc:
             problems.append(f"pipelines[{i}].monitor.drift: {exc}")
         for j, name in enumerate(p.monitor.performance.metrics or []):

@@ -978,6 +978,18 @@ class DriftCheck:
             tests[str(name)] = test
         return tests
 
+    def validate(self) -> None:
+        """Check every parameter now (``check`` does on first use); raise ConfigError.
+
+        Examples
+        --------
+        >>> DriftCheck(alpha=2.0).validate()
+        Traceback (most recent call last):
+        ...
+        retrainer.errors.ConfigError: DriftCheck.alpha ...
+        """
+        self._validate()
+
     def _validate(self) -> tuple[dict[str, FeatureTest], dict[str, float], dict[str, Role]]:
         if self.numeric_method not in NUMERIC_METHODS:
             raise ConfigError(

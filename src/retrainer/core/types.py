@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
-"""``running`` while a process holds the run; ``succeeded`` or ``failed`` once it ends."""
+"""``queued`` until a process claims it, ``running`` while one holds it (a lease with an epoch),
+``succeeded`` or ``failed`` once it ends."""
 
 RunOutcome = Literal["promoted", "not_blessed", "registered"]
 """What a succeeded run led to: promoted to champion, rejected by the gate, or only registered."""

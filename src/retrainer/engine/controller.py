@@ -190,7 +190,6 @@ class Controller:
         self._ensured: dict[str, str] = {}
         self._versions: dict[tuple[str, int], Any] = {}
         self._metrics: dict[tuple[str, MetricNeed], MetricValue] = {}
-        self._inflight: dict[int, Run] = {}
         # alerts cover events from now on, not the history before this controller started
         latest = project.store.list_events(limit=1)
         self._last_event_id = latest[0].id or 0 if latest else 0
@@ -464,7 +463,6 @@ class Controller:
             except ConcurrencyError:
                 continue  # another controller took it
             report.started.append(claimed)
-            self._inflight[claimed.id] = claimed  # type: ignore[index]
             free -= 1
             self.executor.submit(self._job(claimed, now))
 
@@ -486,7 +484,6 @@ class Controller:
     def _collect(self, now: datetime, report: TickReport) -> None:
         for result in self.executor.poll():
             report.finished.append(result)
-            self._inflight.pop(result.job.run_id, None)
             if result.ok or result.exit_code == 3:
                 continue
             self._record_crash(result, now, report)
