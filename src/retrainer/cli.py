@@ -705,6 +705,149 @@ def db_upgrade(config: ConfigOpt = None) -> None:
     out.print(f"schema of {url} is up to date")
 
 
+def _progress_bar() -> tuple[Any, Callable[[int, int, str], None]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("[bold]policies[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+        transient=False,
+    )
+    task = bar.add_task("starting", total=None)
+
+    def update(done: int, total: int, name: str) -> None:
+        bar.update(task, completed=done, total=total, description=escape(name))
+
+    return bar, update
+
+
+def _render_backtest(results: dict[str, Any], top: int = 12) -> None:
+    metric = results["metric"]
+    greater = results["greater_is_better"]
+    pct = metric in ("accuracy", "balanced_accuracy", "roc_auc", "f1", "precision", "recall")
+
+    def show(v: float | None) -> str:
+        if v is None:
+            return "-"
+        return f"{v * 100:.2f}" if pct else f"{v:.4f}"
+
+    rec = results["recommended"]["name"]
+    oracle = results.get("oracle")
+    rows = sorted(
+        results["policies"],
+        key=lambda p: (
+            p["held_out"][metric] is None,
+            -(p["held_out"][metric] or 0) * (1 if greater else -1),
+        ),
+    )
+    table = Table(
+        title=f"{results['title']}: {metric}{' %' if pct else ''} on the held-out part "
+        f"(after {results['dataset']['select_until'][:10]})",
+        title_justify="left",
+    )
+    for col in ("policy", "held out", "selection", "retrains", "train CPU s", ""):
+        table.add_column(col, justify="left" if col in ("policy", "") else "right")
+    for p in rows[:top] + [p for p in rows[top:] if p["name"] in (rec, oracle)]:
+        tags = []
+        if p["name"] == rec:
+            tags.append("[green]recommended[/green]")
+        if p["name"] == oracle:
+            tags.append("oracle")
+        if p.get("pareto"):
+            tags.append("[dim]pareto[/dim]")
+        table.add_row(
+            ("[bold]" + escape(p["name"]) + "[/bold]") if p["name"] == rec else escape(p["name"]),
+            show(p["held_out"][metric]),
+            show(p["selection"][metric]),
+            str(p["retrains_held_out"]),
+            f"{p['train_cpu_s_held_out']:.2f}",
+            " ".join(tags),
+        )
+    out.print(table)
+    if len(rows) > top:
+        out.print(f"[dim]... {len(rows) - top} more policies in the report[/dim]")
+
+
+@app.command()
+@_handle_errors
+def backtest(
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config",
+            "-c",
+            help="backtest.yaml (or its folder): the project to replay, the batch, the label "
+            "delay, the policies or grid to compare, the cost model.",
+        ),
+    ] = Path("backtest.yaml"),
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for report.html, results.json, PNG, YAML.")
+    ] = Path("backtest-out"),
+    select_until: Annotated[
+        str | None,
+        typer.Option(
+            "--select-until",
+            help="End of the selection part: a fraction of the replay (0.5) or a date. The "
+            "policy is chosen on the part before and reported on the part after.",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-j", help="Processes (default: one per core).", min=1),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Recompute every policy (ignore OUT/.cache).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay history through candidate retraining policies; recommend the one worth its cost.
+
+    Every policy runs through the same controller as `retrainer daemon`, on a simulated clock:
+    triggers, windows, the blessing gate and promotion unchanged. Each model is scored on the
+    batches it served. The recommendation is chosen on the selection part and reported on the
+    held-out part; it is written as OUT/recommended.yaml, which `retrainer daemon` runs as is.
+    """
+    from retrainer.config import load_backtest_config
+    from retrainer.engine.backtest import run_backtest
+
+    cfg, file = load_backtest_config(config)
+    updates: dict[str, Any] = {}
+    if select_until is not None:
+        try:
+            updates["select_until"] = float(select_until)
+        except ValueError:
+            updates["select_until"] = select_until
+    if no_cache:
+        updates["cache"] = False
+    if updates:
+        cfg = cfg.model_validate({**cfg.model_dump(), **updates})
+    bar, update = _progress_bar()
+    with bar:
+        result = run_backtest(cfg, out_dir, file=file, progress=update, workers=workers)
+    res = result.results
+    if as_json:
+        _print_json(
+            res
+            | {"policies": [{k: v for k, v in p.items() if k != "series"} for p in res["policies"]]}
+        )
+        return
+    _render_backtest(res)
+    rec = res["recommended"]
+    out.print(f"\n[bold green]recommended:[/bold green] {escape(rec['name'])}")
+    out.print(f"  {escape(rec['reason'])}", soft_wrap=True)
+    out.print(
+        f"\nreport  {result.report}\nresults {result.json_path}\nchart   {result.png}\n"
+        f"config  {result.yaml_path}  [dim](retrainer daemon -c ... runs it as is)[/dim]\n"
+        f"[dim]{res['seconds']:.1f} s, {len(res['policies'])} policies"
+        f"{f', {result.cached} from the cache' if result.cached else ''}[/dim]"
+    )
+
+
 @app.command()
 @_handle_errors
 def demo(

@@ -141,16 +141,18 @@ class MetricConfig(_Model):
 
 
 class WindowConfig(_Model):
-    """The data a run trains on: the full history or a sliding window (duration or rows)."""
+    """The data a run trains on: the full history, a sliding window (duration or rows), or
+    ``new``: only the rows since the champion's window, learned by updating the champion
+    (``partial_fit``: online learning, e.g. with ``retrainer.integrations.river``)."""
 
-    kind: Literal["full", "sliding"] = "full"
+    kind: Literal["full", "sliding", "new"] = "full"
     duration: str | None = None
     rows: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _shape(self) -> WindowConfig:
-        if self.kind == "full" and (self.duration or self.rows):
-            raise ValueError("a 'full' window takes neither duration nor rows")
+        if self.kind in ("full", "new") and (self.duration or self.rows):
+            raise ValueError(f"a {self.kind!r} window takes neither duration nor rows")
         if self.kind == "sliding" and (self.duration is None) == (self.rows is None):
             raise ValueError("a 'sliding' window needs exactly one of duration (e.g. 90d) or rows")
         if self.duration is not None:
@@ -559,3 +561,86 @@ def load_config(
 def json_schema() -> dict[str, Any]:
     """The JSON schema of ``retrainer.yaml`` (for editors and docs)."""
     return ProjectConfig.model_json_schema()
+
+
+# --- backtest.yaml -------------------------------------------------------------------------
+
+BACKTEST_FILE = "backtest.yaml"
+
+
+class CostConfig(_Model):
+    """What retraining costs and what a metric point is worth (all zero: use ``tolerance``)."""
+
+    per_retrain: float = Field(default=0.0, ge=0)
+    per_cpu_second: float = Field(default=0.0, ge=0)
+    per_metric_point: float = Field(default=0.0, ge=0)
+
+
+class DegradationConfig(_Model):
+    """Frozen models trained every ``every`` batches, scored for ``max_age`` batches."""
+
+    enabled: bool = True
+    every: int = Field(default=7, ge=1)
+    max_age: int = Field(default=90, ge=1)
+    window: WindowConfig | None = None
+
+
+class BacktestExecutorConfig(_Model):
+    """Where policies run: a process pool (default), this process, or a Dask cluster."""
+
+    kind: Literal["process", "inline", "dask"] = "process"
+    max_workers: int | None = Field(default=None, ge=1)
+    address: str | None = None
+
+
+class BacktestConfig(_Model):
+    """``backtest.yaml``: which pipeline to replay, how, and the policies to compare."""
+
+    project: str = CONFIG_FILE
+    pipeline: str | None = None
+    batch: str = "1d"
+    warm_start: float | str = 0.1
+    label_delay: int | str = 0
+    select_until: float | str = 0.5
+    metric: str | None = None
+    tolerance: float = Field(default=0.5, ge=0)
+    cost: CostConfig = Field(default_factory=CostConfig)
+    degradation: DegradationConfig = Field(default_factory=DegradationConfig)
+    executor: BacktestExecutorConfig = Field(default_factory=BacktestExecutorConfig)
+    cache: bool = True
+    policies: list[dict[str, Any]] = Field(default_factory=list)
+    grid: list[dict[str, list[Any]]] = Field(default_factory=list)
+
+    @field_validator("warm_start", "select_until")
+    @classmethod
+    def _fraction(cls, value: float | str) -> float | str:
+        if isinstance(value, float | int) and not 0 < value < 1:
+            raise ValueError("a fraction must be between 0 and 1 (exclusive)")
+        return value
+
+
+def load_backtest_config(path: str | os.PathLike[str]) -> tuple[BacktestConfig, Path]:
+    """Read and validate a ``backtest.yaml``; one line per problem, as for retrainer.yaml."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / BACKTEST_FILE
+    if not file.is_file():
+        raise ConfigError(f"no backtest configuration at {file}")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{file}: not valid YAML{where}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{file}: expected a mapping at the top level")
+    try:
+        cfg = BacktestConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = _problems(exc)
+        raise ConfigError(
+            f"{file} has {len(problems)} problem{'s' if len(problems) != 1 else ''}:\n"
+            + "\n".join(f"  {p}" for p in problems),
+            problems,
+        ) from None
+    return cfg, file.resolve()

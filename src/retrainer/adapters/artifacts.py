@@ -320,6 +320,45 @@ class InMemoryArtifactStore(FsspecArtifactStore):
         super().__init__(url)
 
 
+class DictArtifactStore:
+    """Content-addressed blobs in a dict of this store: nothing shared, nothing kept.
+
+    For short-lived in-process work (a backtest's policy replay): the fsspec memory store is
+    shared by the whole process and its lookups grow with every blob it holds.
+
+    Examples
+    --------
+    >>> store = DictArtifactStore()
+    >>> ref = store.put(b"abc")
+    >>> store.get(ref.sha256), store.exists(ref.sha256)
+    (b'abc', True)
+    """
+
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+        self._root = f"dict://{uuid.uuid4().hex[:12]}"
+
+    def put(self, data: bytes) -> ArtifactRef:
+        sha = hashlib.sha256(data).hexdigest()
+        self._blobs.setdefault(sha, bytes(data))
+        return ArtifactRef(sha256=sha, size=len(data), url=self.url(sha))
+
+    def get(self, sha256: str) -> bytes:
+        key = _check_sha256(sha256)
+        if key not in self._blobs:
+            raise ModelNotFoundError(f"no artifact {key} in {self._root}")
+        data = self._blobs[key]
+        if hashlib.sha256(data).hexdigest() != key:  # pragma: no cover - bytes are immutable
+            raise ArtifactIntegrityError(f"artifact {key} in {self._root} is corrupted")
+        return data
+
+    def exists(self, sha256: str) -> bool:
+        return _check_sha256(sha256) in self._blobs
+
+    def url(self, sha256: str) -> str:
+        return f"{self._root}/{_check_sha256(sha256)}"
+
+
 def open_artifact_store(url: str) -> ArtifactStore:
     """Open the artifact store at ``url``.
 

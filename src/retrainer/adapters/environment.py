@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import socket
@@ -39,11 +40,18 @@ def git_state(path: Path) -> tuple[str | None, bool | None]:
 def package_versions() -> dict[str, str]:
     """Python and key package versions (packages that are not installed are left out).
 
+    Read once per process (installed versions do not change under a running process).
+
     Examples
     --------
     >>> "python" in package_versions()
     True
     """
+    return dict(_package_versions())
+
+
+@functools.cache
+def _package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in KEY_PACKAGES:
         try:

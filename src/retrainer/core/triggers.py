@@ -510,9 +510,25 @@ def _spec_duration(value: str | timedelta) -> str:
 # --- schedule ----------------------------------------------------------------------------------
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _interval(cron: str) -> timedelta | None:
+    """The interval of an ``every <duration>`` schedule (None for a cron expression)."""
+    if not cron.startswith("every "):
+        return None
+    return parse_duration(cron.removeprefix("every ").strip())
+
+
 @functools.lru_cache(maxsize=256)
 def _cron_problem(cron: str) -> str | None:
     """Why ``cron`` is not a usable five-field expression (None when it is)."""
+    if cron.startswith("every "):
+        try:
+            _interval(cron)
+        except ConfigError as exc:
+            return f"'every' needs a duration such as 'every 7d': {exc}"
+        return None
     if cron.startswith("@"):
         if cron in _CRON_ALIASES:
             return None
@@ -572,6 +588,9 @@ def _wall_to_utc(wall: datetime, tz: ZoneInfo) -> datetime:
 
 def _latest_slot(cron: str, tz: ZoneInfo, now: datetime) -> datetime:
     """The latest slot at or before ``now``."""
+    step = _interval(cron)
+    if step is not None:  # slots every ``step`` from 1970-01-01 UTC
+        return _EPOCH + step * ((now - _EPOCH) // step)
     local = now.astimezone(tz)
     # after clocks were set back, slots up to one shift later on the wall have passed already
     margin = max(timedelta(0), _offset((now - _DST_REACH).astimezone(tz)) - _offset(local))
@@ -585,6 +604,16 @@ def _latest_slot(cron: str, tz: ZoneInfo, now: datetime) -> datetime:
 
 def _slots_after(cron: str, tz: ZoneInfo, since: datetime) -> Callable[[], datetime]:
     """A function returning the slots strictly after ``since``, in order, one per call."""
+    interval = _interval(cron)
+    if interval is not None:
+        k = (since - _EPOCH) // interval
+
+        def every() -> datetime:
+            nonlocal k
+            k += 1
+            return _EPOCH + interval * k
+
+        return every
     local = since.astimezone(tz)
     margin = max(timedelta(0), _offset(local) - _offset((since + _DST_REACH).astimezone(tz)))
     it = _cron_at(cron, local.replace(tzinfo=None) - margin)
@@ -603,7 +632,7 @@ def _slots_after(cron: str, tz: ZoneInfo, since: datetime) -> Callable[[], datet
 
 
 class ScheduleTrigger(_Configurable):
-    """Fire on a cron schedule, in a time zone.
+    """Fire on a cron schedule, in a time zone (or every fixed interval: ``every 7d``).
 
     Each evaluation looks for cron slots in ``(latest slot at the previous evaluation, now]``;
     if there are any it fires once, for the latest. So a trigger evaluated every few minutes
@@ -623,7 +652,9 @@ class ScheduleTrigger(_Configurable):
     ----------
     cron
         A five-field cron expression (minute hour day-of-month month day-of-week, e.g.
-        ``"0 2 * * MON"``) or a shortcut such as ``"@daily"``.
+        ``"0 2 * * MON"``), a shortcut such as ``"@daily"``, or ``"every <duration>"``
+        (``"every 210d"``: slots at whole multiples of the duration since 1970-01-01 UTC,
+        for cadences cron cannot say; ``timezone`` does not apply to them).
     timezone
         An IANA time zone name (``"Europe/Paris"``).
     catch_up

@@ -104,6 +104,8 @@ class FullHistory:
     True
     """
 
+    incremental = False
+
     def get_params(self) -> dict[str, Any]:
         """The constructor parameters (none)."""
         return {}
@@ -146,6 +148,8 @@ class SlidingWindow:
     ...
     retrainer.errors.ConfigError: SlidingWindow takes exactly one of duration and rows; ...
     """
+
+    incremental = False
 
     def __init__(self, duration: str | timedelta | None = None, rows: int | None = None) -> None:
         self.duration = duration
@@ -204,14 +208,33 @@ class SlidingWindow:
         return self.rows
 
 
-_WINDOW_KEYS = {"full": ("kind",), "sliding": ("kind", "duration", "rows")}
+class NewRows(FullHistory):
+    """Only the rows since the champion's training window ended: an online learner's window.
+
+    Its bounds are the full history; the run narrows them to start where the champion's
+    snapshot ended, and updates a copy of the champion (``partial_fit``) instead of fitting
+    a new model. Without a champion the first model is fitted on the full history.
+
+    Examples
+    --------
+    >>> NewRows().incremental, FullHistory().incremental
+    (True, False)
+    """
+
+    incremental = True
+
+    def __repr__(self) -> str:
+        return "NewRows()"
+
+
+_WINDOW_KEYS = {"full": ("kind",), "sliding": ("kind", "duration", "rows"), "new": ("kind",)}
 
 
 def window_from_spec(spec: Mapping[str, object]) -> Window:
     """Build a window from its configuration mapping, validating it.
 
     Accepted: ``{"kind": "full"}``, ``{"kind": "sliding", "duration": "90d"}``,
-    ``{"kind": "sliding", "rows": 10000}``.
+    ``{"kind": "sliding", "rows": 10000}``, ``{"kind": "new"}`` (online learning).
 
     Raises
     ------
@@ -227,7 +250,7 @@ def window_from_spec(spec: Mapping[str, object]) -> Window:
     >>> window_from_spec({"kind": "expanding"})
     Traceback (most recent call last):
     ...
-    retrainer.errors.ConfigError: unknown window kind 'expanding'; expected one of: full, sliding
+    retrainer.errors.ConfigError: unknown window kind 'expanding'; expected one of: full, ...
     """
     if not isinstance(spec, Mapping):
         raise ConfigError(f"a window must be a mapping such as {{'kind': 'full'}}; got {spec!r}")
@@ -244,6 +267,8 @@ def window_from_spec(spec: Mapping[str, object]) -> Window:
         )
     if kind == "full":
         return FullHistory()
+    if kind == "new":
+        return NewRows()
     params: dict[str, Any] = {k: v for k, v in spec.items() if k != "kind"}
     window = SlidingWindow(**params)
     window._validate()

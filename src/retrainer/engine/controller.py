@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from retrainer.adapters.environment import git_state, process_owner
+from retrainer.adapters.environment import process_owner
 from retrainer.adapters.executors import Executor, InlineExecutor, Job, JobResult, worker_argv
 from retrainer.core.clock import Clock, SimulatedClock
 from retrainer.core.performance import get_online_metric
@@ -194,7 +194,7 @@ class Controller:
         latest = project.store.list_events(limit=1)
         self._last_event_id = latest[0].id or 0 if latest else 0
         self._last_event_at = latest[0].at if latest else None
-        self._git = git_state(project.root)
+        self._git = project.code_state()
         cfg = project.config.controller
         self.max_attempts = cfg.max_attempts
         self.retry_backoff = parse_duration(cfg.retry_backoff)

@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 
 from retrainer.adapters.detectors import ConceptDriftDetector
-from retrainer.adapters.serialization import load_model
 from retrainer.core.clock import Clock, as_utc
 from retrainer.core.drift import DriftCheck, DriftReport
 from retrainer.core.performance import WindowPerformance, get_online_metric, performance_over_time
@@ -73,13 +72,7 @@ def _serving_version(project: Project, pipeline: str, at: datetime) -> ModelVers
 
 
 def _load(project: Project, mv: ModelVersion) -> Any:
-    ser = project.config.serialization
-    return load_model(
-        project.artifacts.get(mv.artifact_sha256),
-        mv.artifact_format,
-        trusted_types=ser.trusted_types,
-        allow_pickle=ser.allow_pickle,
-    )
+    return project.load_model(mv.artifact_sha256, mv.artifact_format)
 
 
 def _current_frame(

@@ -127,9 +127,18 @@ class Pipeline:
         return out
 
     # -- data ---------------------------------------------------------------------------
-    def load(self, now: datetime) -> tuple[pd.DataFrame, datetime | None, datetime]:
-        """Load the window ending at ``now``: (frame, window start, window end)."""
+    @property
+    def incremental(self) -> bool:
+        """Whether runs update the champion on new rows (window kind ``new``)."""
+        return bool(getattr(self.window, "incremental", False))
+
+    def load(
+        self, now: datetime, since: datetime | None = None
+    ) -> tuple[pd.DataFrame, datetime | None, datetime]:
+        """Load the window ending at ``now`` (starting at ``since`` for an online update)."""
         start, end = self.window.bounds(now)
+        if since is not None:
+            start = since
         frame = self.source.load(start, end)
         if self.window.max_rows is not None and len(frame) > self.window.max_rows:
             frame = frame.iloc[-self.window.max_rows :].reset_index(drop=True)
@@ -234,6 +243,24 @@ class Pipeline:
                 f"'{self.config.train}' returned {type(model).__name__}, which has no "
                 "predict() method; return a fitted model"
             )
+        return model
+
+    def update(self, model: Any, rows: pd.DataFrame) -> Any:
+        """Update ``model`` (a copy of the champion) with new rows: online learning."""
+        fn = getattr(model, "partial_fit", None)
+        if not callable(fn):
+            raise TrainingError(
+                f"window kind 'new' updates the champion with partial_fit(X, y), which "
+                f"{type(model).__name__} does not have; use an online model (e.g. "
+                "retrainer.integrations.river:RiverClassifier) or a 'full'/'sliding' window"
+            )
+        try:
+            fn(rows[self.feature_columns], rows[self.config.target])
+        except Exception as exc:
+            raise TrainingError(
+                f"updating {type(model).__name__} with partial_fit raised "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         return model
 
     def predict(self, model: Any, frame: pd.DataFrame) -> Prediction:

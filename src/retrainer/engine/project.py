@@ -7,10 +7,12 @@ tests and backtests build one around in-memory stores with :meth:`Project.in_mem
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from retrainer.adapters.artifacts import ArtifactStore, open_artifact_store
 from retrainer.adapters.logstore import LogStore, open_log_store
@@ -42,6 +44,13 @@ class Project:
     logs: LogStore | None = None
     config_path: Path | None = None
     sources: dict[str, Source] = field(default_factory=dict)
+    git: tuple[str | None, bool | None] | None = None
+    """(commit, dirty) recorded with runs; None: ask git at each run (backtests fix it)."""
+    cache_models: bool = False
+    """Keep loaded models by hash (backtests); off: every load re-reads and re-checks the blob."""
+    profiles: bool = True
+    """Store a reference profile with each version (backtests without drift triggers skip it)."""
+    _models: OrderedDict[str, Any] = field(default_factory=OrderedDict, repr=False)
     _pipelines: dict[str, Pipeline] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -91,6 +100,46 @@ class Project:
         if cfg.name not in self._pipelines:
             self._pipelines[cfg.name] = Pipeline(cfg, self.root, self.sources.get(cfg.name))
         return self._pipelines[cfg.name]
+
+    def code_state(self) -> tuple[str | None, bool | None]:
+        """(git commit, dirty) of the project folder, or the fixed value of ``git``."""
+        if self.git is not None:
+            return self.git
+        from retrainer.adapters.environment import git_state
+
+        return git_state(self.root)
+
+    def load_model(self, sha256: str, fmt: str) -> Any:
+        """The model stored as artifact ``sha256``, loaded once and kept (the last 4).
+
+        Artifacts are content-addressed and checked when read, so a loaded model stands for
+        its hash; callers that change a model (an online update) copy it first. Without
+        ``cache_models`` each call reads and checks the blob again (a daemon notices a
+        damaged artifact at once).
+        """
+        if sha256 in self._models:
+            self._models.move_to_end(sha256)
+            return self._models[sha256]
+        from retrainer.adapters.serialization import load_model
+
+        ser = self.config.serialization
+        model = load_model(
+            self.artifacts.get(sha256),
+            fmt,
+            trusted_types=ser.trusted_types,
+            allow_pickle=ser.allow_pickle,
+        )
+        self.remember_model(sha256, model)
+        return model
+
+    def remember_model(self, sha256: str, model: Any) -> None:
+        """Keep ``model`` as the loaded form of artifact ``sha256`` (with ``cache_models``)."""
+        if not self.cache_models:
+            return
+        self._models[sha256] = model
+        self._models.move_to_end(sha256)
+        while len(self._models) > 4:
+            self._models.popitem(last=False)
 
     @property
     def reports_dir(self) -> Path:

@@ -17,6 +17,7 @@ die at a named step (the crash tests use it); the steps are in :data:`FAULT_POIN
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import os
 import time
@@ -28,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from retrainer.adapters.environment import git_state, owner_is_gone, package_versions, process_owner
+from retrainer.adapters.environment import owner_is_gone, package_versions, process_owner
 from retrainer.adapters.sandbox import predict_in_fresh_process
-from retrainer.adapters.serialization import dump_model, load_model
+from retrainer.adapters.serialization import dump_model
 from retrainer.adapters.sources import snapshot_of
 from retrainer.core.blessing import ScoreCard
 from retrainer.core.clock import Clock
@@ -181,6 +182,20 @@ def reap_stale_runs(
     return reaped
 
 
+def _online_base(project: Project, pipeline: Pipeline) -> tuple[int, Any, datetime] | None:
+    """For a ``new`` window: (champion version, its model, its window end), else None."""
+    if not pipeline.incremental:
+        return None
+    current = project.store.get_alias(pipeline.name, CHAMPION)
+    if current is None:
+        return None
+    mv = project.store.get_version(pipeline.name, current)
+    end = mv.snapshot.window_end if mv.snapshot is not None else None
+    if end is None:
+        return None
+    return current, project.load_model(mv.artifact_sha256, mv.artifact_format), end
+
+
 def _champion_card(
     project: Project, pipeline: Pipeline, holdout: Any
 ) -> tuple[int | None, ScoreCard | None, EvidenceRow | None]:
@@ -188,15 +203,9 @@ def _champion_card(
     current = project.store.get_alias(pipeline.name, CHAMPION)
     if current is None:
         return None, None, None
-    ser = project.config.serialization
     try:
         mv = project.store.get_version(pipeline.name, current)
-        model = load_model(
-            project.artifacts.get(mv.artifact_sha256),
-            mv.artifact_format,
-            trusted_types=ser.trusted_types,
-            allow_pickle=ser.allow_pickle,
-        )
+        model = project.load_model(mv.artifact_sha256, mv.artifact_format)
         return current, pipeline.score(model, holdout), None
     except (
         ArtifactIntegrityError,
@@ -273,7 +282,7 @@ def new_run(
     """Create (idempotently, by key) a run of ``pipeline``; return (run, created)."""
     store = project.store
     store.ensure_pipeline(pipeline.name, pipeline.definition_hash, now)
-    commit, dirty = git_state(project.root)
+    commit, dirty = project.code_state()
     code = CodeVersion(pipeline_hash=pipeline.definition_hash, git_commit=commit, git_dirty=dirty)
     return store.create_run(
         Run(
@@ -423,8 +432,9 @@ def _execute(
     ser = project.config.serialization
     now = clock.now()
 
+    base = _online_base(project, pipeline)  # (version, model) an online update starts from
     with _Timer(timings, "load"):
-        frame, start, end = pipeline.load(now)
+        frame, start, end = pipeline.load(now, since=base[2] if base else None)
     where = (
         f"[{start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}) of {pipeline.source.description}"
         if start is not None
@@ -456,22 +466,34 @@ def _execute(
             frame[pipeline.time_column].to_numpy(), pipeline.config.blessing.holdout
         )
         train, holdout = frame.loc[~mask], frame.loc[mask]
-        pipeline.check_classes(train, where)
+        if base is None:  # an online update may see one class in a day
+            pipeline.check_classes(train, where)
 
     with _Timer(timings, "train"):
-        model = pipeline.fit(train)
+        cpu0 = time.process_time()
+        model = pipeline.update(copy.deepcopy(base[1]), train) if base else pipeline.fit(train)
+        timings["train_cpu"] = round(time.process_time() - cpu0, 6)
     fault_point("after_train")
 
     with _Timer(timings, "score"):
         candidate_card = pipeline.score(model, holdout)
         champion_version, champion_card, champion_note = _champion_card(project, pipeline, holdout)
 
-    with _Timer(timings, "profile"):
-        profile = reference_profile(pipeline, model, train)
+    profile = None
+    if project.profiles:
+        with _Timer(timings, "profile"):
+            profile = reference_profile(pipeline, model, train)
+
+    if base is not None:  # test-then-train: the update also learns the rows it was scored on
+        with _Timer(timings, "update_holdout"):
+            cpu0 = time.process_time()
+            pipeline.update(model, holdout)
+            timings["train_cpu"] += round(time.process_time() - cpu0, 6)
 
     with _Timer(timings, "save"):
         blob = dump_model(model, ser.format)
         ref = project.artifacts.put(blob)
+        project.remember_model(ref.sha256, model)
     fault_point("after_artifact_write")
 
     extra: list[EvidenceRow] = []
@@ -499,7 +521,7 @@ def _execute(
         code=run.code or CodeVersion(pipeline_hash=pipeline.definition_hash),
         environment=package_versions(),
         blessing=verdict,
-        profile=profile.to_dict(),
+        profile=profile.to_dict() if profile is not None else None,
     )
     version = store.register_version(
         draft,

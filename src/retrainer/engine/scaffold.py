@@ -23,7 +23,7 @@ def init_project(target: Path, example: str = "elec2", *, force: bool = False) -
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     files = init_project(Path(tmp) / "proj")
     ...     sorted(p.name for p in files)
-    ['ATTRIBUTION.md', 'elec2.parquet', 'pipeline.py', 'retrainer.yaml']
+    ['ATTRIBUTION.md', 'backtest.yaml', 'elec2.parquet', 'pipeline.py', 'retrainer.yaml']
     """
     if example not in EXAMPLES:
         raise ConfigError(f"unknown example {example!r}; available: {', '.join(EXAMPLES)}")

@@ -1,0 +1,408 @@
+"""Replay one retraining policy over history: the same controller, on a simulated clock.
+
+A :class:`Replay` holds what every policy of a backtest shares: the data set (sorted by
+time), the serving batches, the label delay and the pipeline being replayed. :func:`run_policy`
+runs one policy through it:
+
+1. the first model is trained at the end of the warm start (a manual run);
+2. at the start of each batch the controller ticks, exactly as ``retrainer daemon`` would
+   (triggers, guards, windows, gate, promotion), on in-memory stores;
+3. the champion after the tick serves the batch: its predictions are scored against the
+   batch's labels (prequential scoring: each model is scored on the interval it served);
+4. the predictions go to the prediction log, and each label reaches the feedback log when it
+   arrives (the row's time plus the label delay), so metric and concept-drift triggers see
+   exactly what production would see.
+
+No look-ahead: the training source (:class:`ReplaySource`) only returns rows whose label has
+arrived by the simulated now, whatever window a policy asks for; the tests check it with a
+training function that records what it was given.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from retrainer.adapters.artifacts import DictArtifactStore
+from retrainer.adapters.sources import normalize_time
+from retrainer.config import ProjectConfig
+from retrainer.core.clock import Clock, SimulatedClock, as_utc
+from retrainer.core.metrics import compute, get_metric
+from retrainer.errors import ConfigError, DataError
+
+BACKTEST_SERIALIZATION = {"format": "joblib", "allow_pickle": True}
+"""Artifacts of a backtest never leave its process: pickled, not skops (10x faster)."""
+
+POLICY_KEYS = ("triggers", "guards", "window", "model", "train", "params", "blessing", "monitor")
+"""The pipeline keys a policy may set; the rest comes from the replayed pipeline."""
+
+
+def _ns(value: datetime) -> np.datetime64:
+    """An aware datetime as the naive-UTC datetime64 the frames hold."""
+    return np.datetime64(as_utc(value).replace(tzinfo=None), "ns")
+
+
+class ReplaySource:
+    """A data set revealed as simulated time passes: a row appears when its label arrives.
+
+    ``load(start, end)`` returns the rows with ``start <= time < end`` **and**
+    ``time + label_delay <= clock.now()``; asking for later rows returns nothing more.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from datetime import UTC, datetime, timedelta
+    >>> from retrainer.core.clock import SimulatedClock
+    >>> frame = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=5, freq="D"),
+    ...                       "y": [0, 1, 0, 1, 0]})
+    >>> clock = SimulatedClock(datetime(2024, 1, 4, tzinfo=UTC))
+    >>> source = ReplaySource(frame, "timestamp", clock, label_delay=timedelta(days=1))
+    >>> len(source.load(None, datetime(2030, 1, 1, tzinfo=UTC)))  # Jan 1-3; Jan 3's label is in
+    3
+    """
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        time_column: str,
+        clock: Clock,
+        *,
+        label_delay: timedelta = timedelta(0),
+        name: str = "replay",
+    ) -> None:
+        self.frame = normalize_time(frame, time_column, f"replay source {name}")
+        self.time_column = time_column
+        self.clock = clock
+        self.label_delay = label_delay
+        self.name = name
+        self._times = self.frame[time_column].to_numpy().astype("datetime64[ns]")
+
+    @property
+    def description(self) -> str:
+        return f"replay:{self.name}"
+
+    def load(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+        labelled = _ns(self.clock.now() - self.label_delay)
+        hi = int(np.searchsorted(self._times, labelled, "right"))
+        if end is not None:
+            hi = min(hi, int(np.searchsorted(self._times, _ns(end), "left")))
+        lo = 0 if start is None else int(np.searchsorted(self._times, _ns(start), "left"))
+        return self.frame.iloc[lo : max(lo, hi)].reset_index(drop=True)
+
+
+@dataclass
+class Replay:
+    """What every policy of a backtest shares (picklable: sent to worker processes).
+
+    Parameters
+    ----------
+    frame
+        The whole data set, any order (sorted here).
+    pipeline
+        The replayed pipeline's configuration as a mapping (``PipelineConfig`` fields).
+    batch
+        The serving batch: the controller ticks and a model serves at this period.
+    start
+        When the first model is trained (the end of the warm start); the first batch starts.
+    end
+        The end of the last batch (default: after the last row).
+    label_delay
+        How long after its row a label arrives.
+    select_until
+        The selection part ends here; the held-out part follows.
+    root
+        The project folder (user modules, relative paths).
+    """
+
+    frame: pd.DataFrame
+    pipeline: Mapping[str, Any]
+    batch: timedelta
+    start: datetime
+    select_until: datetime
+    root: Path
+    end: datetime | None = None
+    label_delay: timedelta = timedelta(0)
+    metric: str | None = None
+    git: tuple[str | None, bool | None] = (None, None)
+    times: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        tcol = self.time_column
+        self.frame = normalize_time(self.frame, tcol, "backtest data")
+        self.times = self.frame[tcol].to_numpy().astype("datetime64[ns]")
+        if self.batch <= timedelta(0):
+            raise ConfigError(f"backtest batch must be a positive duration; got {self.batch}")
+        if self.end is None:
+            last = pd.Timestamp(self.times[-1]).to_pydatetime().replace(tzinfo=UTC)
+            n = (last - self.start) // self.batch + 1
+            self.end = self.start + n * self.batch
+        if self.end <= self.start:
+            raise DataError(
+                f"the backtest starts at {self.start:%Y-%m-%d %H:%M} but the data end at "
+                f"{self.end:%Y-%m-%d %H:%M}: nothing left to replay"
+            )
+        if self.metric is None:
+            self.metric = self.metric_names[0]
+
+    @property
+    def name(self) -> str:
+        return str(self.pipeline["name"])
+
+    @property
+    def time_column(self) -> str:
+        return str(self.pipeline["source"]["time_column"])
+
+    @property
+    def target(self) -> str:
+        return str(self.pipeline["target"])
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [m if isinstance(m, str) else str(m["name"]) for m in self.pipeline["metrics"]]
+
+    @property
+    def n_batches(self) -> int:
+        return int((self.end - self.start) // self.batch)  # type: ignore[operator]
+
+    def boundaries(self) -> list[datetime]:
+        """Batch starts, then the end of the last batch."""
+        return [self.start + i * self.batch for i in range(self.n_batches + 1)]
+
+    def batch_rows(self) -> np.ndarray:
+        """Row offsets of the batch boundaries (``rows[i]:rows[i+1]`` is batch i)."""
+        return np.searchsorted(self.times, [_ns(t) for t in self.boundaries()], "left")
+
+    def selection_batches(self) -> int:
+        """How many batches (from the first) make the selection part."""
+        ends = self.boundaries()[1:]
+        return sum(1 for e in ends if e <= self.select_until)
+
+
+def policy_pipeline(base: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[str, Any]:
+    """The replayed pipeline with the policy's keys (triggers, window, ...) in place."""
+    unknown = [k for k in policy if k not in (*POLICY_KEYS, "name")]
+    if unknown:
+        raise ConfigError(
+            f"policy {policy.get('name', '?')!r} has unknown key(s) {', '.join(unknown)}; a "
+            f"policy sets name and {', '.join(POLICY_KEYS)}"
+        )
+    out = copy.deepcopy(dict(base))
+    out.setdefault("triggers", [])
+    out.setdefault("guards", [])
+    for key in POLICY_KEYS:
+        if key in policy:
+            out[key] = copy.deepcopy(policy[key])
+    if "model" in policy:
+        out.pop("train", None)
+    if "train" in policy:
+        out.pop("model", None)
+    if "triggers" not in policy:
+        out["triggers"] = []  # a policy without triggers never retrains
+    return out
+
+
+def _reads_log(pipeline: Mapping[str, Any]) -> bool:
+    """Whether the policy's triggers read the prediction/feedback log."""
+    text = repr(pipeline.get("triggers", []))
+    monitor_log = (pipeline.get("monitor") or {}).get("data") == "log"
+    return "'metric'" in text or "concept_drift" in text or ("drift" in text and monitor_log)
+
+
+@dataclass
+class PolicyRun:
+    """What one policy did over the replay (before the backtest's statistics)."""
+
+    name: str
+    params: dict[str, Any]
+    n: np.ndarray  # rows per batch
+    values: dict[str, np.ndarray]  # metric -> value per batch
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    y_score: np.ndarray | None
+    retrained_at: list[datetime]
+    train_cpu: list[float]
+    promoted_at: list[datetime]
+    failed: list[str]
+    wall_s: float
+    versions: int
+
+
+def run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
+    """Replay ``policy`` (a name and pipeline keys) with the production controller.
+
+    Numerical libraries run on one thread, so the training CPU seconds measure the fits and
+    not the threads waiting for work (and parallel policies do not oversubscribe the cores).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return _run_policy(replay, policy)
+
+
+def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
+    from retrainer.engine.controller import Controller
+    from retrainer.engine.project import Project
+    from retrainer.engine.run import CHAMPION, execute_run
+
+    t_wall = time.perf_counter()
+    name = str(policy.get("name") or "policy")
+    cfg = policy_pipeline(replay.pipeline, policy)
+    cfg.setdefault("blessing", {}).setdefault("sanity", {})["enabled"] = False
+    try:
+        config = ProjectConfig.model_validate(
+            {"serialization": BACKTEST_SERIALIZATION, "pipelines": [cfg]}
+        )
+    except Exception as exc:
+        raise ConfigError(f"policy {name!r}: {exc}") from exc
+    clock = SimulatedClock(replay.start)
+    source = ReplaySource(
+        replay.frame, replay.time_column, clock, label_delay=replay.label_delay, name=replay.name
+    )
+    project = Project.in_memory(config, replay.root, {replay.name: source})
+    project.artifacts = DictArtifactStore()  # this policy's own blobs, freed with it
+    project.git = replay.git
+    project.cache_models = True
+    # reference profiles only serve data-drift checks: skipped when no trigger reads them
+    project.profiles = "'drift'" in repr(cfg.get("triggers"))
+    pipeline = project.pipeline(replay.name)
+    logs = project.log_store() if _reads_log(cfg) else None
+
+    first = execute_run(project, replay.name, clock=clock, cause="initial", actor="backtest")
+    if not first.ok:
+        raise DataError(
+            f"policy {name!r}: the first model (trained at {replay.start:%Y-%m-%d %H:%M}) "
+            f"failed: {first.run.error}"
+        )
+    controller = Controller(project, clock=clock, owner="backtest")
+    store = project.store
+
+    bounds = replay.boundaries()
+    rows = replay.batch_rows()
+    frame = replay.frame
+    target = frame[replay.target].to_numpy()
+    metrics = {m: pipeline.metrics[m] for m in replay.metric_names}
+    nb = replay.n_batches
+    n = np.diff(rows).astype(np.int64)
+    values = {m: np.full(nb, np.nan) for m in metrics}
+    y_pred_parts: list[np.ndarray] = []
+    y_score_parts: list[np.ndarray] = []
+    versions: dict[int, Any] = {}
+    arrival = replay.times + np.timedelta64(int(replay.label_delay.total_seconds() * 1e6), "us")
+    fed = int(rows[0])  # feedback is logged for rows the log has predictions for
+    ids = np.arange(len(frame)).astype(str)
+
+    for b in range(nb):
+        now = bounds[b]
+        clock.set(now)
+        if logs is not None and fed < rows[b]:
+            upto = min(int(np.searchsorted(arrival, _ns(now), "right")), int(rows[b]))
+            if upto > fed:
+                logs.append_feedback(
+                    pd.DataFrame(
+                        {
+                            "id": ids[fed:upto],
+                            "timestamp": arrival[fed:upto],
+                            "pipeline": replay.name,
+                            "outcome": target[fed:upto],
+                        }
+                    )
+                )
+                fed = upto
+        controller.tick()
+        lo, hi = int(rows[b]), int(rows[b + 1])
+        if hi <= lo:
+            continue
+        champion = store.get_alias(replay.name, CHAMPION)
+        if champion not in versions:
+            mv = store.get_version(replay.name, champion)  # type: ignore[arg-type]
+            versions[champion] = project.load_model(mv.artifact_sha256, mv.artifact_format)  # type: ignore[index]
+        part = frame.iloc[lo:hi]
+        pred = pipeline.predict(versions[champion], part)  # type: ignore[index]
+        y = target[lo:hi]
+        for m, metric in metrics.items():
+            if metric.needs_proba and pred.y_score is None:
+                continue
+            values[m][b] = _quiet(metric, y, pred.y_pred, pred.y_score)
+        y_pred_parts.append(pred.y_pred)
+        if pred.y_score is not None:
+            y_score_parts.append(pred.y_score)
+        if logs is not None:
+            logged = part[pipeline.feature_columns].reset_index(drop=True)
+            logged.insert(0, "id", ids[lo:hi])
+            logged.insert(1, "timestamp", replay.times[lo:hi])
+            logged.insert(2, "pipeline", replay.name)
+            logged.insert(3, "model_version", int(champion))  # type: ignore[arg-type]
+            logged.insert(4, "prediction", pred.y_pred)
+            if pred.y_score is not None and pred.y_score.ndim == 1:
+                logged.insert(5, "score", pred.y_score)
+            logs.append_predictions(logged)
+    clock.set(bounds[-1])
+
+    runs = [r for r in store.list_runs(replay.name, limit=None) if r.cause != "initial"]
+    runs.sort(key=lambda r: r.id or 0)
+    trained = [r for r in runs if r.status == "succeeded"]
+    moves = store.alias_history(replay.name, CHAMPION)
+    lo_all, hi_all = int(rows[0]), int(rows[-1])
+    return PolicyRun(
+        name=name,
+        params={k: cfg[k] for k in POLICY_KEYS if k in policy or k in ("triggers", "window")},
+        n=n,
+        values=values,
+        y_true=target[lo_all:hi_all],
+        y_pred=np.concatenate(y_pred_parts) if y_pred_parts else np.empty(0),
+        y_score=(
+            np.concatenate(y_score_parts)
+            if y_score_parts and len(y_score_parts) == len(y_pred_parts)
+            else None
+        ),
+        retrained_at=[r.started_at or r.created_at for r in trained],
+        train_cpu=[float(r.timings.get("train_cpu", 0.0)) for r in trained],
+        promoted_at=[m.at for m in moves[1:]],
+        failed=[f"{r.created_at:%Y-%m-%d}: {r.error}" for r in runs if r.status == "failed"],
+        wall_s=time.perf_counter() - t_wall,
+        versions=len(store.list_versions(replay.name)),
+    )
+
+
+def _quiet(metric: Any, y: np.ndarray, y_pred: np.ndarray, y_score: np.ndarray | None) -> float:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return float(compute(metric, y, y_pred, y_score))
+        except ValueError:
+            return float("nan")
+
+
+def pooled_metric(
+    name: str,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    y_score: np.ndarray | None,
+) -> float:
+    """``name`` over all the rows at once (AUC included: not an average of batches)."""
+    metric = get_metric(name)
+    if not len(y_true) or (metric.needs_proba and y_score is None):
+        return float("nan")
+    return _quiet(metric, y_true, y_pred, y_score)
+
+
+def split_rows(replay: Replay) -> tuple[int, int]:
+    """Row counts of the selection part and of the whole scored period."""
+    rows = replay.batch_rows()
+    k = replay.selection_batches()
+    return int(rows[k] - rows[0]), int(rows[-1] - rows[0])
+
+
+def as_list(values: Sequence[Any]) -> list[Any]:
+    """JSON-ready list: NaN becomes None."""
+    return [None if isinstance(v, float) and v != v else v for v in values]

@@ -1,0 +1,128 @@
+"""River online models behind the scikit-learn interface retrainer trains and serves.
+
+:class:`RiverClassifier` wraps a River classifier (optionally behind River's online
+``StandardScaler``): ``fit`` starts a fresh model and learns the rows, ``partial_fit`` keeps
+learning (what a run with ``window: {kind: new}`` calls on a copy of the champion), and
+``predict`` / ``predict_proba`` answer for a batch. Each run's model is a checkpoint: a
+version in the registry, blessed and promoted like any other.
+
+In ``retrainer.yaml``::
+
+    model:
+      estimator: retrainer.integrations.river:RiverClassifier
+      params: {model: linear_model.LogisticRegression, scale: true}
+    window: {kind: new}
+
+Examples
+--------
+>>> import pandas as pd
+>>> X = pd.DataFrame({"a": [0.0, 1.0, 0.1, 0.9] * 20})
+>>> y = pd.Series([0, 1, 0, 1] * 20)
+>>> clf = RiverClassifier().fit(X, y)
+>>> clf.predict(pd.DataFrame({"a": [0.05, 0.95]})).tolist()
+[0, 1]
+>>> clf.partial_fit(X, y).predict_proba(X).shape
+(80, 2)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def _build(model: str, params: dict[str, Any]) -> Any:
+    module, _, name = model.rpartition(".")
+    if not module or not name:
+        raise ValueError(f"model must name a River class as 'module.Class'; got {model!r}")
+    cls = getattr(importlib.import_module(f"river.{module}"), name)
+    return cls(**params)
+
+
+def _scaler() -> Any:
+    from river import preprocessing
+
+    return preprocessing.StandardScaler()
+
+
+class RiverClassifier:
+    """A River classifier with ``fit``/``partial_fit``/``predict``/``predict_proba``.
+
+    Parameters
+    ----------
+    model
+        The River class under ``river.``, e.g. ``"linear_model.LogisticRegression"``,
+        ``"tree.HoeffdingAdaptiveTreeClassifier"``, ``"naive_bayes.GaussianNB"``.
+    scale
+        Put River's online ``StandardScaler`` in front of it.
+    **params
+        The model's parameters.
+    """
+
+    def __init__(
+        self, model: str = "linear_model.LogisticRegression", scale: bool = True, **params: Any
+    ) -> None:
+        self.model = model
+        self.scale = scale
+        self.params = params
+        self.estimator_: Any = None
+        self.classes_: np.ndarray = np.empty(0)
+
+    def fit(self, X: pd.DataFrame, y: Any) -> RiverClassifier:
+        """A fresh model, learned on the rows."""
+        self.estimator_ = None
+        self.classes_ = np.empty(0)
+        return self.partial_fit(X, y)
+
+    def partial_fit(self, X: pd.DataFrame, y: Any) -> RiverClassifier:
+        """Keep learning, one mini-batch (rows in order)."""
+        if self.estimator_ is None:
+            model = _build(self.model, dict(self.params))
+            self.estimator_ = _scaler() | model if self.scale else model
+        X = pd.DataFrame(X).reset_index(drop=True)
+        y = pd.Series(np.asarray(y))
+        seen = np.unique(y.to_numpy())
+        self.classes_ = np.union1d(self.classes_, seen) if len(self.classes_) else seen
+        # one row at a time, in order: River's learn_many takes one gradient step per batch
+        for x, target in zip(X.to_dict("records"), y.tolist(), strict=True):
+            self.estimator_.learn_one(x, target)
+        return self
+
+    def _clamp(self) -> None:
+        # River's running variance can sit at -1e-17 for a constant column (rounding), and
+        # transform_many would take a complex square root: clamp it at 0
+        steps = getattr(self.estimator_, "steps", None)
+        for step in steps.values() if isinstance(steps, dict) else ():
+            variances = getattr(step, "vars", None)
+            for key, value in (variances or {}).items():
+                if value < 0:
+                    variances[key] = 0.0  # type: ignore[index]
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Class probabilities in the order of ``classes_``."""
+        X = pd.DataFrame(X).reset_index(drop=True)
+        if hasattr(self.estimator_, "predict_proba_many"):
+            self._clamp()
+            proba = self.estimator_.predict_proba_many(X)
+        else:
+            proba = pd.DataFrame(
+                [self.estimator_.predict_proba_one(x) for x in X.to_dict("records")]
+            )
+        out = np.zeros((len(X), len(self.classes_)))
+        for j, label in enumerate(self.classes_):
+            for key in (label, bool(label) if len(self.classes_) == 2 else label):
+                if key in proba.columns:
+                    out[:, j] = proba[key].fillna(0.0).to_numpy()
+                    break
+        if len(self.classes_) == 2 and not out.any(axis=1).all():
+            out[:, 0] = np.where(out.any(axis=1), out[:, 0], 0.5)
+            out[:, 1] = 1.0 - out[:, 0]
+        return out
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """The most probable class of each row."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
