@@ -848,41 +848,157 @@ def backtest(
     )
 
 
+class _EventPrinter:
+    """Prints the daemon's events as they happen; a busy month is condensed to a summary."""
+
+    STYLE = {
+        "trigger.fired": "yellow",
+        "blessing.passed": "green",
+        "blessing.rejected": "red",
+        "model.promoted": "bold green",
+        "run.failed": "bold red",
+    }
+
+    def __init__(self, detail: int = 8) -> None:
+        self.detail = detail
+        self.month: str | None = None
+        self.events: list[Any] = []
+
+    def __call__(self, events: list[Any]) -> None:
+        for event in events:
+            month = f"{event.at:%Y-%m}"
+            if month != self.month:
+                self.flush()
+                self.month = month
+            self.events.append(event)
+
+    def _line(self, event: Any) -> str:
+        style = self.STYLE.get(event.kind, "")
+        return f"  {event.at:%Y-%m-%d}  [{style}]{event.kind:<17}[/{style}] {escape(event.message)}"
+
+    def flush(self) -> None:
+        if not self.events:
+            return
+        if len(self.events) <= self.detail:
+            for event in self.events:
+                out.print(self._line(event), soft_wrap=True)
+        else:
+            for event in self.events[:3]:
+                out.print(self._line(event), soft_wrap=True)
+            kinds = [e.kind for e in self.events[3:]]
+            counts = ", ".join(
+                f"{kinds.count(k)} {k.split('.')[-1]}" for k in self.STYLE if kinds.count(k)
+            )
+            out.print(f"  [dim]{self.month}: and {len(kinds)} more events ({counts})[/dim]")
+        self.events = []
+
+
 @app.command()
 @_handle_errors
 def demo(
     directory: Annotated[
         Path, typer.Option("--dir", help="Folder for the demo project (recreated each time).")
     ] = Path("retrainer-demo"),
+    days: Annotated[
+        int,
+        typer.Option(
+            "--days",
+            help="Days of the held-out part the daemon replays (0: all of it, ~14 months).",
+            min=0,
+        ),
+    ] = 120,
 ) -> None:
-    """Create the elec2 example project, train a first model, retrain twice, show the registry."""
-    from retrainer.engine.demo import run_demo
-    from retrainer.engine.registry import list_models, show_model
+    """Backtest retraining policies on elec2, then run the daemon with the recommended one.
 
-    out.rule("[bold]retrainer demo[/bold]: elec2, replayed on a simulated clock")
+    Creates the elec2 example project in --dir, replays its history through a default grid
+    of policies (never, cadences x windows, a metric trigger, a concept-drift detector, online
+    learning), recommends the cheapest policy within 0.5 points of the best on the first half,
+    writes it into the project's retrainer.yaml, and runs the daemon's controller with it over
+    the second half on a simulated clock, printing triggers, blessings and promotions.
+    """
+    from retrainer.engine.demo import backtest_demo, run_daemon_demo
 
-    def started(i: int, when: datetime) -> None:
-        kind = "first training" if i == 0 else "retrain"
-        out.print(f"\n[bold]{when:%Y-%m-%d}[/bold]: {kind} (retrainer run --as-of {when:%Y-%m-%d})")
-
-    for _, result in run_demo(directory, on_start=started):
-        _render_run(result)
-        if not result.ok:
-            raise typer.Exit(1)
-    from retrainer.engine.project import Project
-
-    with Project.open(directory) as project:
-        versions = list_models(project)
-        champion = next((v for v in versions if "champion" in v["aliases"]), None)
-        out.print()
-        _render_models(versions)
-        if champion is not None:
-            out.print()
-            out.rule("the champion, with its lineage and blessing evidence")
-            _render_version(show_model(project, champion["version"]))
+    out.rule("[bold]retrainer demo[/bold]: which retraining policy is worth its cost on elec2?")
     out.print(
-        f"\nThe project is in {directory}/: try `retrainer models list -c {directory}` or "
-        f"`retrainer models show 1 -c {directory} --json`."
+        "[bold]1. backtest[/bold]: elec2 (NSW electricity prices, 1996-1998) replayed day by "
+        "day through each policy with the daemon's controller; chosen on the first half, "
+        "reported on the second."
+    )
+    bar, update = _progress_bar()
+    with bar:
+        result = backtest_demo(directory, progress=update)
+    res = result.results
+    _render_backtest(res)
+    rec = res["recommended"]
+    out.print(f"\n[bold green]recommended:[/bold green] {escape(rec['name'])}")
+    out.print(f"  {escape(rec['reason'])}", soft_wrap=True)
+    out.print("[dim]  written into retrainer.yaml:[/dim]")
+    for line in rec["snippet"].splitlines():
+        out.print(f"    {escape(line)}", highlight=False)
+
+    out.print()
+    out.rule("[bold]2. the daemon[/bold] runs the recommended policy over the held-out part")
+    out.print(
+        "[dim]retrainer.yaml now holds the recommended policy; the daemon's controller ticks "
+        "daily on a simulated clock with the project's stores (SQLite, artifacts, logs), each "
+        "run blessed against the champion (with the fresh-process check) before promotion."
+        "[/dim]"
+    )
+    printer = _EventPrinter()
+    summary = run_daemon_demo(directory, days=days or None, on_events=printer)
+    printer.flush()
+
+    metric = res["metric"]
+    by_name = {p["name"]: p for p in res["policies"]}
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value * 100:.2f}%"
+
+    k, nd = summary.first_batch, summary.days
+
+    def window(p: dict[str, Any]) -> float | None:
+        # the backtest's figure on the same days the daemon ran
+        series = p["series"]
+        n = series["n"][k : k + nd]
+        v = series[metric][k : k + nd]
+        pairs = [(a, b) for a, b in zip(v, n, strict=True) if a is not None and b]
+        total = sum(b for _, b in pairs)
+        return sum(a * b for a, b in pairs) / total if total else None
+
+    def retrains(p: dict[str, Any]) -> int:
+        return sum(summary.start <= t < summary.end for t in p["retrained_at"])
+
+    table = Table(
+        title=f"{summary.start[:10]} .. {summary.end[:10]} ({nd} days of the held-out part)",
+        title_justify="left",
+    )
+    table.add_column("")
+    table.add_column(metric, justify="right")
+    table.add_column("retrains", justify="right")
+    table.add_row(
+        "the daemon with the recommended policy (what its champions served)",
+        pct(summary.served.get(metric)),
+        f"{summary.runs - 1} (+ the first model)",
+    )
+    for label, name in (
+        ("its backtest, same days", rec["name"]),
+        (f"backtest: always retrain ({res.get('oracle')})", res.get("oracle")),
+        ("backtest: never retrain", "never retrain"),
+    ):
+        p = by_name.get(name or "")
+        if p is not None:
+            table.add_row(escape(label), pct(window(p)), str(retrains(p)))
+    out.print()
+    out.print(table)
+    out.print(
+        f"daemon: {summary.runs} runs, {summary.blessed} blessed, {summary.rejected} rejected, "
+        f"{summary.promoted} promotions, {summary.failed} failed, {summary.versions} versions "
+        f"in the registry ({summary.seconds:.0f} s)"
+    )
+    out.print(
+        f"\nreport   {result.report}\nresults  {result.json_path}\nchart    {result.png}\n"
+        f"project  {directory}/ (retrainer.yaml now holds the recommended policy; try "
+        f"`retrainer models list -c {directory}` or `retrainer events -c {directory}`)"
     )
 
 

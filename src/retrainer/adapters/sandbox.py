@@ -232,7 +232,15 @@ def _run_subprocess(command: list[str], stderr_path: Path, timeout_s: float) -> 
 
 
 _FORKSERVER: Any = None
-_PRELOAD = ["retrainer.adapters._sanity_worker", "skops.io", "sklearn", "pandas", "pyarrow.parquet"]
+_PRELOAD = [
+    "retrainer.adapters._sanity_worker",
+    "skops.io",
+    "sklearn",
+    "pandas",
+    "pyarrow.parquet",
+    "river",
+    "retrainer.integrations.river",
+]
 
 
 def _forkserver() -> Any:
@@ -240,7 +248,7 @@ def _forkserver() -> Any:
 
     Each check is still a new process that never held the trained model or imported the
     user's code: it is forked from a clean server process started once (from a fresh
-    interpreter) that only imported numpy, pandas, scikit-learn and skops. That saves the
+    interpreter) that only imported numpy, pandas, scikit-learn, River and skops. That saves the
     ~2 s of imports a new interpreter pays for every check. Set
     ``RETRAINER_SANITY_SUBPROCESS=1`` to start a new interpreter per check instead.
     """

@@ -462,7 +462,9 @@ def run_policies(
         finally:
             client.close()
     else:
-        ctx = multiprocessing.get_context("forkserver")
+        # spawn, not the forkserver: the sanity checks of this process own the forkserver
+        # (and its preloaded imports), which a pool started first would take over
+        ctx = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(
             max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(replay,)
         ) as pool:

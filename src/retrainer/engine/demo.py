@@ -1,29 +1,38 @@
-"""The demo: a project from the bundled elec2 example, a first training and retrains.
+"""The demo: find the policy worth its cost on elec2, then run the daemon with it.
 
-Each run happens "as of" a date inside the data set's history on a simulated clock, the way
-the backtest replays history, so the demo shows the whole cycle in seconds: train, bless
-against the champion on the same fresh rows, promote, and the registry with its lineage.
+1. a project is created from the bundled elec2 example (``retrainer init --example elec2``);
+2. its ``backtest.yaml`` is run: the default grid of policies replayed over the first half of
+   the history (the selection part) and the second (held out);
+3. the recommended policy is written into the project's ``retrainer.yaml``
+   (``recommended.yaml``, as ``retrainer backtest`` writes it);
+4. the daemon's controller runs that configuration over the held-out period on a simulated
+   clock, with the project's real stores (SQLite, artifact folder, Parquet logs), while a
+   simulated serving loop predicts each day with the champion and logs predictions and labels.
+
+The accuracy the daemon's champions served is then compared with the backtest's figure for
+the same policy on the same days: what you backtest is what you run.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from retrainer.core.clock import SimulatedClock
-from retrainer.engine.project import Project
-from retrainer.engine.run import RunResult, execute_run
+from retrainer.core.types import Event
+from retrainer.engine.backtest import BacktestResult, Progress, load_replay, run_backtest
+from retrainer.engine.replay import ReplaySource, _reads_log, pooled_metric, serve
 from retrainer.engine.scaffold import init_project
 from retrainer.errors import ConfigError
 
 MARKER = ".retrainer-demo"
-DEMO_DATES = (
-    datetime(1997, 1, 6, tzinfo=UTC),
-    datetime(1997, 3, 3, tzinfo=UTC),
-    datetime(1997, 5, 5, tzinfo=UTC),
-)
+SHOWN = ("trigger.fired", "blessing.passed", "blessing.rejected", "model.promoted", "run.failed")
 
 
 def prepare_demo_dir(target: Path) -> None:
@@ -39,18 +48,109 @@ def prepare_demo_dir(target: Path) -> None:
     (target / MARKER).write_text("created by `retrainer demo`; safe to delete\n")
 
 
-def run_demo(
-    target: Path,
-    dates: tuple[datetime, ...] = DEMO_DATES,
-    on_start: Callable[[int, datetime], None] | None = None,
-) -> Iterator[tuple[datetime, RunResult]]:
-    """Run the pipeline as of each date in turn; yield (date, result) as each run ends."""
+def backtest_demo(target: Path, *, progress: Progress | None = None) -> BacktestResult:
+    """Steps 1-3: the project, its backtest, and the recommended policy put in place."""
     prepare_demo_dir(target)
+    result = run_backtest(target / "backtest.yaml", target / "backtest", progress=progress)
+    original = target / "retrainer.yaml"
+    shutil.copyfile(original, target / "retrainer.before-backtest.yaml")
+    shutil.copyfile(result.yaml_path, original)
+    return result
+
+
+@dataclass
+class DaemonSummary:
+    """What the daemon did over the held-out period, and what its champions served."""
+
+    start: str
+    end: str
+    days: int
+    first_batch: int
+    runs: int = 0
+    blessed: int = 0
+    rejected: int = 0
+    promoted: int = 0
+    failed: int = 0
+    versions: int = 0
+    served: dict[str, float | None] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def run_daemon_demo(
+    target: Path,
+    *,
+    days: int | None = None,
+    on_events: Callable[[list[Event]], None] | None = None,
+) -> DaemonSummary:
+    """Step 4: the controller of ``retrainer daemon`` over the held-out period.
+
+    ``days`` limits the replay to the first days (batches) of the held-out part; None: all.
+    """
+    from retrainer.config import load_backtest_config
+    from retrainer.engine.controller import Controller, request_run
+    from retrainer.engine.project import Project
+
+    t0 = time.perf_counter()
+    cfg, file = load_backtest_config(target / "backtest.yaml")
+    replay, _, _ = load_replay(cfg, file)
+    first = replay.selection_batches()
+    start = replay.boundaries()[first]
+    if days is not None and first + days < replay.n_batches:
+        replay.end = start + days * replay.batch
+    clock = SimulatedClock(start)
     with Project.open(target) as project:
-        for i, when in enumerate(dates):
-            if on_start is not None:
-                on_start(i, when)
-            result = execute_run(
-                project, clock=SimulatedClock(when), cause="manual", actor="retrainer demo"
-            )
-            yield when, result
+        # the data arrive as time passes: the source reveals a row when its label is known
+        project.sources[replay.name] = ReplaySource(
+            replay.frame,
+            replay.time_column,
+            clock,
+            label_delay=replay.label_delay,
+            name=replay.name,
+        )
+        pipeline = project.pipeline(replay.name)
+        controller = Controller(project, clock=clock, owner="retrainer demo")
+        request_run(project, replay.name, now=start, by="retrainer demo (first champion)")
+        logs = project.log_store() if _reads_log(pipeline.config.model_dump()) else None
+        last_id, last_at = 0, None
+
+        def report(_: int, now: Any) -> None:
+            nonlocal last_id, last_at
+            events = [e for e in project.store.list_events(since=last_at) if (e.id or 0) > last_id]
+            if events:
+                last_at = max(e.at for e in events)
+                last_id = max(e.id or 0 for e in events)
+                if on_events is not None:
+                    on_events([e for e in events if e.kind in SHOWN])
+
+        served = serve(
+            replay, project, controller, clock, logs=logs, first_batch=first, on_batch=report
+        )
+        rows = replay.batch_rows()
+        lo, hi = int(rows[first]), int(rows[-1])
+        y_true = replay.frame[replay.target].to_numpy()[lo:hi]
+        y_pred = np.concatenate(served.y_pred) if served.y_pred else np.empty(0)
+        y_score = (
+            np.concatenate(served.y_score)
+            if served.y_score and len(served.y_score) == len(served.y_pred)
+            else None
+        )
+        runs = project.store.list_runs(replay.name, limit=None)
+        events = project.store.list_events(limit=None)
+        kinds = [e.kind for e in events]
+        return DaemonSummary(
+            start=start.isoformat(),
+            end=replay.boundaries()[-1].isoformat(),
+            days=replay.n_batches - first,
+            first_batch=first,
+            runs=len(runs),
+            blessed=kinds.count("blessing.passed"),
+            rejected=kinds.count("blessing.rejected"),
+            promoted=kinds.count("model.promoted"),
+            failed=sum(1 for r in runs if r.status == "failed"),
+            versions=len(project.store.list_versions(replay.name)),
+            served={
+                m: pooled_metric(m, y_true, y_pred, y_score) if len(y_pred) == len(y_true) else None
+                for m in replay.metric_names
+            },
+            seconds=time.perf_counter() - t0,
+        )

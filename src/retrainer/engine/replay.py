@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,8 +53,9 @@ def _ns(value: datetime) -> np.datetime64:
 class ReplaySource:
     """A data set revealed as simulated time passes: a row appears when its label arrives.
 
-    ``load(start, end)`` returns the rows with ``start <= time < end`` **and**
-    ``time + label_delay <= clock.now()``; asking for later rows returns nothing more.
+    ``load(start, end)`` returns the rows with ``start <= time < end``, ``time < now`` and
+    ``time + label_delay <= now`` (``now`` from the clock); asking for later rows returns
+    nothing more.
 
     Examples
     --------
@@ -90,8 +91,10 @@ class ReplaySource:
         return f"replay:{self.name}"
 
     def load(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
-        labelled = _ns(self.clock.now() - self.label_delay)
+        now = self.clock.now()
+        labelled = _ns(now - self.label_delay)
         hi = int(np.searchsorted(self._times, labelled, "right"))
+        hi = min(hi, int(np.searchsorted(self._times, _ns(now), "left")))  # the past only
         if end is not None:
             hi = min(hi, int(np.searchsorted(self._times, _ns(end), "left")))
         lo = 0 if start is None else int(np.searchsorted(self._times, _ns(start), "left"))
@@ -272,7 +275,6 @@ def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
     project.cache_models = True
     # reference profiles only serve data-drift checks: skipped when no trigger reads them
     project.profiles = "'drift'" in repr(cfg.get("triggers"))
-    pipeline = project.pipeline(replay.name)
     logs = project.log_store() if _reads_log(cfg) else None
 
     first = execute_run(project, replay.name, clock=clock, cause="initial", actor="backtest")
@@ -283,7 +285,69 @@ def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
         )
     controller = Controller(project, clock=clock, owner="backtest")
     store = project.store
+    served = serve(replay, project, controller, clock, logs=logs)
+    rows = replay.batch_rows()
+    target = replay.frame[replay.target].to_numpy()
+    n, values = served.n, served.values
+    y_pred_parts, y_score_parts = served.y_pred, served.y_score
 
+    runs = [r for r in store.list_runs(replay.name, limit=None) if r.cause != "initial"]
+    runs.sort(key=lambda r: r.id or 0)
+    trained = [r for r in runs if r.status == "succeeded"]
+    moves = store.alias_history(replay.name, CHAMPION)
+    lo_all, hi_all = int(rows[0]), int(rows[-1])
+    return PolicyRun(
+        name=name,
+        params={k: cfg.get(k) for k in POLICY_KEYS if k in policy or k in ("triggers", "window")},
+        n=n,
+        values=values,
+        y_true=target[lo_all:hi_all],
+        y_pred=np.concatenate(y_pred_parts) if y_pred_parts else np.empty(0),
+        y_score=(
+            np.concatenate(y_score_parts)
+            if y_score_parts and len(y_score_parts) == len(y_pred_parts)
+            else None
+        ),
+        retrained_at=[r.started_at or r.created_at for r in trained],
+        train_cpu=[float(r.timings.get("train_cpu", 0.0)) for r in trained],
+        promoted_at=[m.at for m in moves[1:]],
+        failed=[f"{r.created_at:%Y-%m-%d}: {r.error}" for r in runs if r.status == "failed"],
+        wall_s=time.perf_counter() - t_wall,
+        versions=len(store.list_versions(replay.name)),
+    )
+
+
+@dataclass
+class Served:
+    """What the champions served over the replayed batches, and how it scored."""
+
+    n: np.ndarray  # rows per batch
+    values: dict[str, np.ndarray]  # metric -> value per batch (NaN: not served)
+    y_pred: list[np.ndarray]
+    y_score: list[np.ndarray]
+    versions: list[int]  # the champion that served each batch (0: none)
+
+
+def serve(
+    replay: Replay,
+    project: Any,
+    controller: Any,
+    clock: SimulatedClock,
+    *,
+    logs: Any | None = None,
+    first_batch: int = 0,
+    on_batch: Callable[[int, datetime], None] | None = None,
+) -> Served:
+    """Tick the controller at each batch start, then serve the batch with the champion.
+
+    The predictions of each batch go to ``logs`` (when given) stamped with their rows' times,
+    and each label reaches the feedback log when it arrives (row time + label delay): what
+    metric and concept-drift triggers read. ``on_batch(b, now)`` runs after each tick.
+    """
+    from retrainer.engine.run import CHAMPION
+
+    store = project.store
+    pipeline = project.pipeline(replay.name)
     bounds = replay.boundaries()
     rows = replay.batch_rows()
     frame = replay.frame
@@ -291,15 +355,17 @@ def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
     metrics = {m: pipeline.metrics[m] for m in replay.metric_names}
     nb = replay.n_batches
     n = np.diff(rows).astype(np.int64)
+    n[:first_batch] = 0
     values = {m: np.full(nb, np.nan) for m in metrics}
     y_pred_parts: list[np.ndarray] = []
     y_score_parts: list[np.ndarray] = []
-    versions: dict[int, Any] = {}
+    served_by = [0] * nb
+    models: dict[int, Any] = {}
     arrival = replay.times + np.timedelta64(int(replay.label_delay.total_seconds() * 1e6), "us")
-    fed = int(rows[0])  # feedback is logged for rows the log has predictions for
+    fed = int(rows[first_batch])  # feedback is logged for rows the log has predictions for
     ids = np.arange(len(frame)).astype(str)
 
-    for b in range(nb):
+    for b in range(first_batch, nb):
         now = bounds[b]
         clock.set(now)
         if logs is not None and fed < rows[b]:
@@ -317,15 +383,18 @@ def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
                 )
                 fed = upto
         controller.tick()
+        if on_batch is not None:
+            on_batch(b, now)
         lo, hi = int(rows[b]), int(rows[b + 1])
-        if hi <= lo:
-            continue
         champion = store.get_alias(replay.name, CHAMPION)
-        if champion not in versions:
-            mv = store.get_version(replay.name, champion)  # type: ignore[arg-type]
-            versions[champion] = project.load_model(mv.artifact_sha256, mv.artifact_format)  # type: ignore[index]
+        if hi <= lo or champion is None:
+            continue
+        if champion not in models:
+            mv = store.get_version(replay.name, champion)
+            models = {champion: project.load_model(mv.artifact_sha256, mv.artifact_format)}
         part = frame.iloc[lo:hi]
-        pred = pipeline.predict(versions[champion], part)  # type: ignore[index]
+        pred = pipeline.predict(models[champion], part)
+        served_by[b] = champion
         y = target[lo:hi]
         for m, metric in metrics.items():
             if metric.needs_proba and pred.y_score is None:
@@ -339,36 +408,14 @@ def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
             logged.insert(0, "id", ids[lo:hi])
             logged.insert(1, "timestamp", replay.times[lo:hi])
             logged.insert(2, "pipeline", replay.name)
-            logged.insert(3, "model_version", int(champion))  # type: ignore[arg-type]
+            logged.insert(3, "model_version", int(champion))
             logged.insert(4, "prediction", pred.y_pred)
             if pred.y_score is not None and pred.y_score.ndim == 1:
                 logged.insert(5, "score", pred.y_score)
             logs.append_predictions(logged)
     clock.set(bounds[-1])
-
-    runs = [r for r in store.list_runs(replay.name, limit=None) if r.cause != "initial"]
-    runs.sort(key=lambda r: r.id or 0)
-    trained = [r for r in runs if r.status == "succeeded"]
-    moves = store.alias_history(replay.name, CHAMPION)
-    lo_all, hi_all = int(rows[0]), int(rows[-1])
-    return PolicyRun(
-        name=name,
-        params={k: cfg[k] for k in POLICY_KEYS if k in policy or k in ("triggers", "window")},
-        n=n,
-        values=values,
-        y_true=target[lo_all:hi_all],
-        y_pred=np.concatenate(y_pred_parts) if y_pred_parts else np.empty(0),
-        y_score=(
-            np.concatenate(y_score_parts)
-            if y_score_parts and len(y_score_parts) == len(y_pred_parts)
-            else None
-        ),
-        retrained_at=[r.started_at or r.created_at for r in trained],
-        train_cpu=[float(r.timings.get("train_cpu", 0.0)) for r in trained],
-        promoted_at=[m.at for m in moves[1:]],
-        failed=[f"{r.created_at:%Y-%m-%d}: {r.error}" for r in runs if r.status == "failed"],
-        wall_s=time.perf_counter() - t_wall,
-        versions=len(store.list_versions(replay.name)),
+    return Served(
+        n=n, values=values, y_pred=y_pred_parts, y_score=y_score_parts, versions=served_by
     )
 
 

@@ -484,7 +484,7 @@ def _execute(
         with _Timer(timings, "profile"):
             profile = reference_profile(pipeline, model, train)
 
-    if base is not None:  # test-then-train: the update also learns the rows it was scored on
+    if pipeline.incremental:  # test-then-train: an online model learns its holdout rows too
         with _Timer(timings, "update_holdout"):
             cpu0 = time.process_time()
             pipeline.update(model, holdout)

@@ -1,0 +1,286 @@
+"""The backtest: the held-out protocol, select_until, the cache and configuration errors."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from retrainer.config import PipelineConfig, load_backtest_config
+from retrainer.core.backtest import CostModel
+from retrainer.engine import backtest as backtest_module
+from retrainer.engine.backtest import load_replay, run_backtest, summarize
+from retrainer.engine.replay import PolicyRun, Replay
+from retrainer.errors import ConfigError
+from tests.conftest import make_frame, write_project
+
+DAY = timedelta(days=1)
+LR_TRAIN = (
+    "from sklearn.linear_model import LogisticRegression\n\n\n"
+    "def train(data, params):\n"
+    "    return LogisticRegression().fit(data[params['features']], data[params['target']])\n"
+)
+BLESS_ANY = {
+    "holdout": 0.2,
+    "rules": [{"metric": "accuracy", "min": 0.0}],
+    "sanity": {"enabled": False},
+}
+WEEKLY: dict[str, Any] = {
+    "name": "weekly",
+    "triggers": [{"schedule": "0 0 * * MON"}],
+    "window": {"kind": "sliding", "duration": "14d"},
+}
+EVERY_3D: dict[str, Any] = {
+    "name": "every 3 days",
+    "triggers": [{"schedule": "every 3d"}],
+    "window": {"kind": "sliding", "duration": "7d"},
+}
+NEVER: dict[str, Any] = {"name": "never"}
+
+
+def tiny_project(root: Path, days: int = 40) -> Path:
+    """A project of hourly rows over ``days`` days, trained by a train function module."""
+    write_project(
+        root,
+        make_frame(n=24 * days),
+        model=None,
+        train="lrmod:train",
+        blessing=BLESS_ANY,
+    )
+    (root / "lrmod.py").write_text(LR_TRAIN)
+    return root
+
+
+def backtest_file(project: Path, **settings: Any) -> Path:
+    """backtest.yaml beside the project: inline, no degradation curve, the given settings."""
+    cfg: dict[str, Any] = {
+        "project": "retrainer.yaml",
+        "warm_start": 0.5,
+        "select_until": 0.5,
+        "executor": {"kind": "inline"},
+        "degradation": {"enabled": False},
+        "policies": [NEVER, WEEKLY],
+    }
+    cfg.update(settings)
+    path = project / "backtest.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+# --- the held-out protocol --------------------------------------------------------------------
+
+N_BATCHES, ROWS = 10, 20
+START = datetime(2024, 1, 11, tzinfo=UTC)
+
+
+def _replay(tmp_path: Path) -> Replay:
+    # 20 days of ROWS rows a day (every 72 minutes); the first 10 days are the warm start
+    ts = pd.date_range("2024-01-01", periods=20 * ROWS, freq="72min")
+    y = np.random.default_rng(3).integers(0, 2, len(ts))
+    spec = {
+        "name": "toy",
+        "source": {"kind": "parquet", "url": "data.parquet", "time_column": "ts"},
+        "target": "y",
+        "features": ["x"],
+        "train": "unused:train",
+        "metrics": ["accuracy"],
+        "blessing": BLESS_ANY,
+    }
+    return Replay(
+        frame=pd.DataFrame({"ts": ts, "x": 0.0, "y": y}),
+        pipeline=PipelineConfig.model_validate(spec).model_dump(mode="json", exclude_none=True),
+        batch=DAY,
+        start=START,
+        select_until=START + 5 * DAY,
+        root=tmp_path,
+    )
+
+
+def _run(replay: Replay, name: str, correct: np.ndarray, retrains: int, cpu: float) -> PolicyRun:
+    """A policy run whose prediction is right exactly where ``correct`` is True."""
+    rows = replay.batch_rows()
+    y_true = replay.frame["y"].to_numpy()[rows[0] : rows[-1]]
+    y_pred = np.where(correct, y_true, 1 - y_true)
+    values = np.array(
+        [np.mean(correct[a - rows[0] : b - rows[0]]) for a, b in itertools.pairwise(rows)]
+    )
+    at = [START + (k + 1) * DAY for k in range(retrains)]
+    return PolicyRun(
+        name=name,
+        params={},
+        n=np.diff(rows),
+        values={"accuracy": values},
+        y_true=y_true,
+        y_pred=y_pred,
+        y_score=None,
+        retrained_at=at,
+        train_cpu=[cpu / max(retrains, 1)] * retrains,
+        promoted_at=at,
+        failed=[],
+        wall_s=0.1,
+        versions=retrains + 1,
+    )
+
+
+def _correct(first: float, second: float, half: int, seed: int) -> np.ndarray:
+    """Right on a share ``first`` of the first ``half`` rows and ``second`` of the rest."""
+    rng = np.random.default_rng(seed)
+    a = np.arange(half) < round(first * half)
+    b = np.arange(half) < round(second * half)
+    return np.concatenate([rng.permutation(a), rng.permutation(b)])
+
+
+def test_the_recommendation_is_chosen_on_the_selection_part_only(tmp_path: Path):
+    replay = _replay(tmp_path)
+    assert replay.n_batches == N_BATCHES and replay.selection_batches() == 5
+    rows = replay.batch_rows()
+    half = int(rows[5] - rows[0])
+    assert half == 5 * ROWS
+    policies = [{"name": "A", "triggers": []}, {"name": "B", "triggers": []}]
+    # A: best before select_until, bad after; B: the reverse, and cheaper. Over the whole
+    # period they tie, so choosing on the whole period or the held-out part would give B.
+    a = _run(replay, "A", _correct(0.95, 0.60, half, 0), retrains=9, cpu=5.0)
+    b = _run(replay, "B", _correct(0.60, 0.95, half, 1), retrains=1, cpu=0.5)
+    results = summarize(replay, [a, b], policies, cost=CostModel(), tolerance=0.5, deg_scores=None)
+    rec = results["recommended"]
+    assert rec["name"] == "A"
+    assert results["dataset"]["selection_batches"] == 5
+    by_name = {p["name"]: p for p in results["policies"]}
+    assert by_name["A"]["metric"]["accuracy"] == by_name["B"]["metric"]["accuracy"]
+    # its held-out score is the pooled accuracy of the rows after select_until, computed here
+    # from the arrays, and equals the accuracy of the held-out batches weighted by their rows
+    held = slice(half, None)
+    expected = float(np.mean(a.y_pred[held] == a.y_true[held]))
+    assert expected == pytest.approx(0.60)
+    assert rec["held_out"]["accuracy"] == round(expected, 6)
+    assert by_name["A"]["held_out"] == rec["held_out"]
+    weighted = np.average(a.values["accuracy"][5:], weights=a.n[5:])
+    assert rec["held_out"]["accuracy"] == pytest.approx(weighted)
+    assert rec["selection"]["accuracy"] == pytest.approx(0.95)
+    assert by_name["B"]["held_out"]["accuracy"] == pytest.approx(0.95)
+    # the held-out comparison is against B
+    [comparison] = results["comparisons"]
+    assert (comparison["a"], comparison["b"], comparison["part"]) == ("A", "B", "held_out")
+    assert comparison["mean"] < 0
+
+    # changing only the held-out part (A collapses, B is perfect) changes nothing chosen
+    a2 = _run(replay, "A", _correct(0.95, 0.0, half, 0), retrains=9, cpu=5.0)
+    b2 = _run(replay, "B", _correct(0.60, 1.0, half, 1), retrains=1, cpu=0.5)
+    assert np.array_equal(a2.y_pred[:half], a.y_pred[:half])
+    again = summarize(replay, [a2, b2], policies, cost=CostModel(), tolerance=0.5, deg_scores=None)
+    assert again["recommended"]["name"] == "A"
+    assert again["recommended"]["selection"] == rec["selection"]
+    assert again["recommended"]["held_out"]["accuracy"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("select_until", "batches", "until"),
+    [
+        (0.5, 10, "2024-01-31"),
+        (0.3, 6, "2024-01-27"),
+        ("2024-01-27T12:00:00", 6, "2024-01-27"),  # a date inside a batch: that batch's start
+        ("2024-02-08", 18, "2024-02-08"),
+    ],
+)
+def test_select_until_as_a_fraction_or_a_date(
+    tmp_path: Path, select_until: float | str, batches: int, until: str
+):
+    proj = tiny_project(tmp_path / "p")  # hourly rows from 2024-01-01 over 40 days
+    cfg, file = load_backtest_config(backtest_file(proj, select_until=select_until))
+    replay, _, _ = load_replay(cfg, file)
+    # warm start 0.5: the first model at the 480th row, 2024-01-21; 20 daily batches
+    assert replay.start == datetime(2024, 1, 21, tzinfo=UTC)
+    assert replay.n_batches == 20
+    assert replay.selection_batches() == batches
+    assert replay.select_until == datetime.fromisoformat(until).replace(tzinfo=UTC)
+
+
+# --- the cache --------------------------------------------------------------------------------
+
+
+def _comparable(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in p.items() if k != "wall_s"} for p in results["policies"]]
+
+
+def test_a_second_run_comes_from_the_cache_and_a_changed_policy_is_recomputed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    proj = tiny_project(tmp_path / "p", days=30)
+    policies = [NEVER, WEEKLY, EVERY_3D]
+    file = backtest_file(proj, policies=policies)
+    out = tmp_path / "out"
+    first = run_backtest(file, out)
+    assert first.cached == 0
+
+    computed: list[str] = []
+    real = backtest_module.run_policy
+
+    def counting(replay: Replay, policy: dict[str, Any]) -> PolicyRun:
+        computed.append(str(policy["name"]))
+        return real(replay, policy)
+
+    monkeypatch.setattr(backtest_module, "run_policy", counting)
+    second = run_backtest(file, out)
+    assert second.cached == len(policies) == second.results["cached_policies"]
+    assert computed == []
+    assert _comparable(second.results) == _comparable(first.results)
+    assert second.results["recommended"] == first.results["recommended"]
+
+    changed = copy.deepcopy(policies)
+    changed[2]["window"] = {"kind": "sliding", "duration": "10d"}
+    third = run_backtest(backtest_file(proj, policies=changed), out)
+    assert computed == ["every 3 days"]
+    assert third.cached == len(policies) - 1
+    before, after = _comparable(first.results), _comparable(third.results)
+    assert after[:2] == before[:2]
+    assert after[2]["params"]["window"] == {"kind": "sliding", "duration": "10d"}
+
+
+# --- configuration errors ---------------------------------------------------------------------
+
+
+def test_unknown_top_level_key_names_it(tmp_path: Path):
+    proj = tiny_project(tmp_path / "p", days=20)
+    file = backtest_file(proj, polices=[])
+    with pytest.raises(ConfigError, match="polices") as info:
+        load_backtest_config(file)
+    assert any("polices" in line and "unknown key" in line for line in info.value.problems)
+
+
+def test_unknown_key_in_a_policy_names_it(tmp_path: Path):
+    proj = tiny_project(tmp_path / "p", days=20)
+    bad = {"name": "typo", "trigers": [{"schedule": "0 0 * * *"}]}
+    file = backtest_file(proj, policies=[bad, WEEKLY])
+    with pytest.raises(ConfigError, match=r"'typo' has unknown key\(s\) trigers"):
+        run_backtest(file, tmp_path / "out")
+
+
+@pytest.mark.parametrize("until", ["2030-01-01", "2023-12-01"])
+def test_select_until_outside_the_data_names_it(tmp_path: Path, until: str):
+    proj = tiny_project(tmp_path / "p", days=20)
+    cfg, file = load_backtest_config(backtest_file(proj, select_until=until))
+    with pytest.raises(ConfigError, match=f"select_until '{until}' must fall inside"):
+        load_replay(cfg, file)
+
+
+def test_a_metric_not_in_the_pipeline_names_it(tmp_path: Path):
+    proj = tiny_project(tmp_path / "p", days=20)
+    cfg, file = load_backtest_config(backtest_file(proj, metric="f1"))
+    with pytest.raises(ConfigError, match=r"metric 'f1' is not one of .*accuracy, roc_auc"):
+        load_replay(cfg, file)
+
+
+def test_two_policies_with_one_name(tmp_path: Path):
+    proj = tiny_project(tmp_path / "p", days=20)
+    twin = {**EVERY_3D, "name": "weekly"}
+    file = backtest_file(proj, policies=[WEEKLY, twin])
+    with pytest.raises(ConfigError, match="two policies are called 'weekly'"):
+        run_backtest(file, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before anything ran
