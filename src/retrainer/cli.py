@@ -803,6 +803,14 @@ def backtest(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Recompute every policy (ignore OUT/.cache).")
     ] = False,
+    persist: Annotated[
+        bool,
+        typer.Option(
+            "--persist",
+            help="Keep each policy's stores (SQLite + artifacts) in OUT/persist/<policy>/ "
+            "instead of memory: `retrainer models list -c OUT/persist/<policy>` shows them.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay history through candidate retraining policies; recommend the one worth its cost.
@@ -828,7 +836,9 @@ def backtest(
         cfg = cfg.model_validate({**cfg.model_dump(), **updates})
     bar, update = _progress_bar()
     with bar:
-        result = run_backtest(cfg, out_dir, file=file, progress=update, workers=workers)
+        result = run_backtest(
+            cfg, out_dir, file=file, progress=update, workers=workers, persist=persist
+        )
     res = result.results
     if as_json:
         _print_json(

@@ -284,3 +284,25 @@ def test_two_policies_with_one_name(tmp_path: Path):
     with pytest.raises(ConfigError, match="two policies are called 'weekly'"):
         run_backtest(file, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # refused before anything ran
+
+
+# --- --persist ------------------------------------------------------------------------------
+
+
+def test_persist_keeps_each_policys_registry_in_sqlite(tmp_path: Path):
+    from retrainer.engine.project import Project
+    from retrainer.engine.replay import policy_slug
+
+    proj = tiny_project(tmp_path / "p", days=30)
+    file = backtest_file(proj, policies=[NEVER, EVERY_3D])
+    result = run_backtest(file, tmp_path / "out", persist=True)
+    folder = tmp_path / "out" / "persist" / policy_slug("every 3 days")
+    assert (folder / ".retrainer" / "retrainer.db").is_file()
+    with Project.open(folder) as project:
+        versions = project.store.list_versions("toy")
+        runs = project.store.list_runs("toy", limit=None)
+    policy = next(p for p in result.results["policies"] if p["name"] == "every 3 days")
+    # the first model plus one version per retrain, all recorded in the policy's own SQLite file
+    assert len(versions) == policy["retrains"] + 1 == len(runs)
+    assert policy["retrains"] > 0
+    assert result.cached == 0

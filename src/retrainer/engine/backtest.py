@@ -821,8 +821,13 @@ def run_backtest(
     file: Path | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
+    persist: bool = False,
 ) -> BacktestResult:
-    """Run the backtest a ``backtest.yaml`` describes and write its report into ``out_dir``."""
+    """Run the backtest a ``backtest.yaml`` describes and write its report into ``out_dir``.
+
+    With ``persist``, each policy's stores are kept in ``out_dir/persist/<policy>/`` (SQLite
+    and artifacts; the cache is not used, so every policy runs).
+    """
     from retrainer.engine.backtest_report import write_backtest_report
 
     t0 = time.perf_counter()
@@ -834,6 +839,8 @@ def run_backtest(
     policies = expand_policies(cfg, replay)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if persist:
+        replay.persist = (out / "persist").resolve()
     deg = cfg.degradation
     deg_spec: dict[str, Any] | None = None
     if deg.enabled:
@@ -848,7 +855,7 @@ def run_backtest(
         executor=cfg.executor.kind,
         max_workers=workers or cfg.executor.max_workers,
         address=cfg.executor.address,
-        cache_dir=out / ".cache" if cfg.cache else None,
+        cache_dir=out / ".cache" if cfg.cache and not persist else None,
         degradation=deg_spec,
         progress=progress,
     )

@@ -123,6 +123,10 @@ class Replay:
         The selection part ends here; the held-out part follows.
     root
         The project folder (user modules, relative paths).
+    persist
+        Keep each policy's metadata (SQLite) and artifacts in ``persist/<policy>/``, with a
+        ``retrainer.yaml`` there, so ``retrainer models list -c persist/<policy>`` shows its
+        registry; None (default): in-memory stores, gone with the replay.
     """
 
     frame: pd.DataFrame
@@ -135,6 +139,8 @@ class Replay:
     label_delay: timedelta = timedelta(0)
     metric: str | None = None
     git: tuple[str | None, bool | None] = (None, None)
+    persist: Path | None = None
+    """With a folder: each policy's stores go to ``persist/<policy>/`` (SQLite + artifacts)."""
     times: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -271,6 +277,8 @@ def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
     )
     project = Project.in_memory(config, replay.root, {replay.name: source})
     project.artifacts = DictArtifactStore()  # this policy's own blobs, freed with it
+    if replay.persist is not None:
+        _persist(project, replay, cfg, name)
     project.git = replay.git
     project.cache_models = True
     # reference profiles only serve data-drift checks: skipped when no trigger reads them
@@ -417,6 +425,44 @@ def serve(
     return Served(
         n=n, values=values, y_pred=y_pred_parts, y_score=y_score_parts, versions=served_by
     )
+
+
+def policy_slug(name: str) -> str:
+    """A folder name for a policy: its name in safe characters, and a short hash."""
+    import hashlib
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()[:60] or "policy"
+    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:6]}"
+
+
+def _persist(project: Any, replay: Replay, cfg: Mapping[str, Any], name: str) -> None:
+    """Point the policy's project at a fresh SQLite store and artifact folder (``--persist``)."""
+    import shutil
+
+    import yaml
+
+    from retrainer.adapters.artifacts import LocalArtifactStore
+    from retrainer.adapters.metadata.sql import open_metadata_store
+
+    folder = Path(replay.persist) / policy_slug(name)  # type: ignore[arg-type]
+    if folder.exists():
+        shutil.rmtree(folder)
+    (folder / ".retrainer").mkdir(parents=True)
+    project.store = open_metadata_store(f"sqlite:///{folder.resolve()}/.retrainer/retrainer.db")
+    project.artifacts = LocalArtifactStore(str(folder / ".retrainer" / "artifacts"))
+    spec = copy.deepcopy(dict(cfg))
+    source = dict(spec["source"])
+    if "url" in source and "://" not in str(source["url"]):
+        source["url"] = str((replay.root / str(source["url"])).resolve())
+    spec["source"] = source
+    document = {
+        "storage": {"db_url": "sqlite:///.retrainer/retrainer.db"},
+        "serialization": BACKTEST_SERIALIZATION,
+        "pipelines": [spec],
+    }
+    header = f"# the stores of backtest policy {name!r} (written by retrainer backtest --persist)\n"
+    (folder / "retrainer.yaml").write_text(header + yaml.safe_dump(document, sort_keys=False))
 
 
 def _quiet(metric: Any, y: np.ndarray, y_pred: np.ndarray, y_score: np.ndarray | None) -> float:
