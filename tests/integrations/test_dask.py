@@ -87,3 +87,35 @@ def test_missing_distributed_says_how_to_install(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(ConfigError, match=r"pip install 'retrainer\[dask\]'"):
         mod._distributed()
+
+
+def test_backtest_policies_run_on_the_dask_cluster(tmp_path: Path, executor):
+    import yaml
+
+    from retrainer.engine.backtest import run_backtest
+    from tests.conftest import make_frame
+
+    proj = write_project(
+        tmp_path / "p",
+        make_frame(n=24 * 30),
+        blessing={"holdout": 0.2, "rules": [{"metric": "accuracy", "min": 0.0}]},
+    )
+    address = executor._cluster.scheduler_address
+    (proj / "backtest.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "warm_start": 0.5,
+                "degradation": {"every": 3, "max_age": 5},
+                "executor": {"kind": "dask", "address": address},
+                "policies": [
+                    {"name": "never"},
+                    {"name": "every 3 days", "triggers": [{"schedule": "every 3d"}]},
+                ],
+            }
+        )
+    )
+    result = run_backtest(proj / "backtest.yaml", tmp_path / "out")
+    by_name = {p["name"]: p for p in result.results["policies"]}
+    assert by_name["never"]["retrains"] == 0
+    assert by_name["every 3 days"]["retrains"] >= 4
+    assert result.results["degradation"] is not None

@@ -284,14 +284,13 @@ def default_policies(replay: Replay) -> list[dict[str, Any]]:
     if _is_classifier(replay):
         out.append(
             {
-                "name": "online: River logistic regression, learns every batch",
+                "name": "online: River logistic regression · learns each batch",
                 "triggers": [_every(1, b)],
                 "window": {"kind": "new"},
                 "model": {
                     "estimator": "retrainer.integrations.river:RiverClassifier",
                     "params": {"model": "linear_model.LogisticRegression", "scale": True},
                 },
-                "blessing": {"rules": [{"metric": metric, "min": 0.0}]},
             }
         )
     return out
@@ -443,9 +442,14 @@ def run_policies(
             if progress:
                 progress(done, total, "degradation curve")
     elif executor == "dask":
-        from distributed import Client
+        from distributed import Client, LocalCluster
 
-        client = Client(address) if address else Client(processes=True, n_workers=workers)
+        cluster = None
+        if address is None:
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+        client = Client(address or cluster)
         try:
             shared = client.scatter(replay, broadcast=True)
             futures = {client.submit(run_policy, shared, policies[i], pure=False): i for i in todo}
@@ -461,6 +465,8 @@ def run_policies(
                     progress(done, total, "degradation curve")
         finally:
             client.close()
+            if cluster is not None:
+                cluster.close()
     else:
         # spawn, not the forkserver: the sanity checks of this process own the forkserver
         # (and its preloaded imports), which a pool started first would take over
