@@ -770,6 +770,11 @@ def _render_backtest(results: dict[str, Any], top: int = 12) -> None:
     out.print(table)
     if len(rows) > top:
         out.print(f"[dim]... {len(rows) - top} more policies in the report[/dim]")
+    for failed in results.get("failed_policies", []):
+        out.print(
+            f"[yellow]not run:[/yellow] {escape(failed['name'])}: {escape(failed['error'])}",
+            soft_wrap=True,
+        )
 
 
 @app.command()

@@ -306,3 +306,32 @@ def test_persist_keeps_each_policys_registry_in_sqlite(tmp_path: Path):
     assert len(versions) == policy["retrains"] + 1 == len(runs)
     assert policy["retrains"] > 0
     assert result.cached == 0
+
+
+def test_a_policy_that_cannot_run_is_reported_and_the_others_still_run(tmp_path: Path):
+    proj = tiny_project(tmp_path / "p", days=30)
+    short = {
+        "name": "daily on 2 days",
+        "triggers": [{"schedule": "0 0 * * *"}],
+        "window": {"kind": "sliding", "duration": "2d"},
+    }
+    # with labels 3 days late, a 2-day window ending now holds no labelled row
+    file = backtest_file(proj, policies=[NEVER, WEEKLY, short], label_delay="3d")
+    result = run_backtest(file, tmp_path / "out")
+    assert [f["name"] for f in result.results["failed_policies"]] == ["daily on 2 days"]
+    assert "no rows" in result.results["failed_policies"][0]["error"]
+    assert [p["name"] for p in result.results["policies"]] == ["never", WEEKLY["name"]]
+
+
+def test_never_retrain_is_a_baseline_not_a_recommendation_unless_asked(tmp_path: Path):
+    replay = _replay(tmp_path)
+    rows = replay.batch_rows()
+    half = int(rows[5] - rows[0])
+    never = _run(replay, "never", _correct(0.9, 0.6, half, 1), retrains=0, cpu=0.0)
+    weekly = _run(replay, "weekly", _correct(0.9, 0.85, half, 2), retrains=2, cpu=1.0)
+    policies = [{"name": "never", "triggers": []}, {"name": "weekly", "triggers": [{"x": 1}]}]
+    args = {"cost": CostModel(), "tolerance": 0.5, "deg_scores": None}
+    out = summarize(replay, [never, weekly], policies, **args)
+    assert out["recommended"]["name"] == "weekly"
+    asked = summarize(replay, [never, weekly], policies, recommend_baselines=True, **args)
+    assert asked["recommended"]["name"] == "never"  # cheapest within 0.5 points on the first half

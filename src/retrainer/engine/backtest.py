@@ -243,9 +243,14 @@ def default_policies(replay: Replay) -> list[dict[str, Any]]:
     """The default grid: cadences x windows, metric and drift triggers, online learning."""
     b = replay.batch
     days = b.total_seconds() / 86400
+    delay = replay.label_delay.total_seconds() / 86400
 
     def win(k: int | None) -> dict[str, Any]:
-        return {"kind": "full"} if k is None else {"kind": "sliding", "duration": f"{k * days:g}d"}
+        # a window ends at "now", and its newest ``label_delay`` holds no labels yet: widen it
+        # by the delay, so "last 7 batches" trains on 7 batches of labelled rows
+        if k is None:
+            return {"kind": "full"}
+        return {"kind": "sliding", "duration": f"{k * days + delay:g}d"}
 
     metric = replay.metric or "accuracy"
     greater = get_metric(metric).greater_is_better
@@ -282,6 +287,13 @@ def default_policies(replay: Replay) -> list[dict[str, Any]]:
         }
     )
     if _is_classifier(replay):
+        # an online update is gated by the pipeline's absolute floors only: comparing it with
+        # the previous update on one batch's holdout (a few rows) mostly measures noise
+        rules = [
+            r
+            for r in replay.pipeline["blessing"]["rules"]
+            if not {"max_regression", "min_improvement"} & set(r)
+        ] or [{"metric": metric, "min": 0.0}]
         out.append(
             {
                 "name": "online: River logistic regression · learns each batch",
@@ -291,6 +303,7 @@ def default_policies(replay: Replay) -> list[dict[str, Any]]:
                     "estimator": "retrainer.integrations.river:RiverClassifier",
                     "params": {"model": "linear_model.LogisticRegression", "scale": True},
                 },
+                "blessing": {"rules": rules},
             }
         )
     return out
@@ -590,10 +603,19 @@ def summarize(
     tolerance: float,
     deg_scores: Mapping[str, Any] | None,
     deg_window: Mapping[str, Any] | None = None,
+    recommend_baselines: bool = False,
 ) -> dict[str, Any]:
     """The results document (results.json) from the policies' runs."""
     metric = replay.metric or replay.metric_names[0]
     greater = get_metric(metric).greater_is_better
+    failed_policies = [{"name": r.name, "error": r.error} for r in runs if r.error is not None]
+    kept = [(r, p) for r, p in zip(runs, policies, strict=True) if r.error is None]
+    if not kept:
+        raise DataError(
+            "no policy could run on this data: "
+            + "; ".join(f"{f['name']}: {f['error']}" for f in failed_policies)
+        )
+    runs, policies = [r for r, _ in kept], [p for _, p in kept]
     k = replay.selection_batches()
     rows = replay.batch_rows()
     sel_rows = int(rows[k] - rows[0])
@@ -651,6 +673,9 @@ def summarize(
     )
     for i, p in enumerate(out_policies):
         p["pareto"] = i in front
+    # policies without triggers are baselines: they cannot react to a shift the selection
+    # part did not contain, so they are recommended only when asked (or when alone)
+    eligible = [p for p in out_policies if recommend_baselines or p["params"].get("triggers")]
     selection = select_policy(
         [
             Candidate(
@@ -659,7 +684,7 @@ def summarize(
                 retrains=p["retrains_selection"],
                 cpu_s=p["train_cpu_s_selection"],
             )
-            for p in out_policies
+            for p in eligible or out_policies
         ],
         greater_is_better=greater,
         tolerance=tolerance,
@@ -749,6 +774,7 @@ def summarize(
         },
         "tolerance": tolerance,
         "policies": out_policies,
+        "failed_policies": failed_policies,
         "comparisons": comparisons,
         "degradation": degradation,
         "recommended": {
@@ -878,6 +904,7 @@ def run_backtest(
         tolerance=cfg.tolerance,
         deg_scores=scores,
         deg_window=deg_spec["window"] if deg_spec else None,
+        recommend_baselines=cfg.recommend_baselines,
     )
     results["seconds"] = round(time.perf_counter() - t0, 2)
     results["cached_policies"] = cached

@@ -36,7 +36,7 @@ from retrainer.adapters.sources import normalize_time
 from retrainer.config import ProjectConfig
 from retrainer.core.clock import Clock, SimulatedClock, as_utc
 from retrainer.core.metrics import compute, get_metric
-from retrainer.errors import ConfigError, DataError
+from retrainer.errors import ConfigError, DataError, SourceError, TrainingError
 
 BACKTEST_SERIALIZATION = {"format": "joblib", "allow_pickle": True}
 """Artifacts of a backtest never leave its process: pickled, not skops (10x faster)."""
@@ -242,6 +242,8 @@ class PolicyRun:
     failed: list[str]
     wall_s: float
     versions: int
+    error: str | None = None
+    """Why the policy could not run on this data (its first model failed); None: it ran."""
 
 
 def run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
@@ -253,7 +255,27 @@ def run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
-        return _run_policy(replay, policy)
+        try:
+            return _run_policy(replay, policy)
+        except (DataError, TrainingError, SourceError) as exc:
+            # this policy cannot run on this data (e.g. a window too short for the label
+            # delay): reported as such, and the other policies still run
+            return PolicyRun(
+                name=str(policy.get("name") or "policy"),
+                params={k: v for k, v in policy.items() if k != "name"},
+                n=np.zeros(0, dtype=np.int64),
+                values={},
+                y_true=np.empty(0),
+                y_pred=np.empty(0),
+                y_score=None,
+                retrained_at=[],
+                train_cpu=[],
+                promoted_at=[],
+                failed=[],
+                wall_s=0.0,
+                versions=0,
+                error=str(exc),
+            )
 
 
 def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
