@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from retrainer.adapters.artifacts import DictArtifactStore
+from retrainer.adapters.metadata.memory import InMemoryMetadataStore
 from retrainer.adapters.sources import normalize_time
 from retrainer.config import ProjectConfig
 from retrainer.core.clock import Clock, SimulatedClock, as_utc
@@ -299,6 +300,7 @@ def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
     )
     project = Project.in_memory(config, replay.root, {replay.name: source})
     project.artifacts = DictArtifactStore()  # this policy's own blobs, freed with it
+    project.store = InMemoryMetadataStore(copies=False)  # the controller never edits a read
     if replay.persist is not None:
         _persist(project, replay, cfg, name)
     project.git = replay.git
