@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +99,10 @@ def test_recommended_online_policy_runs_in_the_daemon_then_updates(tmp_path: Pat
     assert json.loads(result.output)["run"]["status"] == "succeeded"
     first, second = _versions(deployed)
     assert first.snapshot is not None and second.snapshot is not None
-    # the update learned the rows since the first version's window, and only those
-    assert second.snapshot.window_start == first.snapshot.window_end
+    # the update learned the rows after the newest row of the first version, and only those
+    assert first.snapshot.max_time is not None
+    assert second.snapshot.window_start == first.snapshot.max_time + timedelta(microseconds=1)
+    assert second.snapshot.min_time == first.snapshot.max_time + timedelta(hours=1)
     assert second.snapshot.rows == 6 * 24
     assert _champion(deployed) == 2
 

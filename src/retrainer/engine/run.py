@@ -183,17 +183,22 @@ def reap_stale_runs(
 
 
 def _online_base(project: Project, pipeline: Pipeline) -> tuple[int, Any, datetime] | None:
-    """For a ``new`` window: (champion version, its model, its window end), else None."""
+    """For a ``new`` window: (champion version, its model, where new rows start), else None."""
     if not pipeline.incremental:
         return None
     current = project.store.get_alias(pipeline.name, CHAMPION)
     if current is None:
         return None
     mv = project.store.get_version(pipeline.name, current)
-    end = mv.snapshot.window_end if mv.snapshot is not None else None
-    if end is None:
+    if mv.snapshot is None:
         return None
-    return current, project.load_model(mv.artifact_sha256, mv.artifact_format), end
+    # after the newest row the champion learned (with delayed labels the window's end runs
+    # ahead of the rows in it); a window without rows: after its end
+    newest = mv.snapshot.max_time
+    since = newest + timedelta(microseconds=1) if newest is not None else mv.snapshot.window_end
+    if since is None:
+        return None
+    return current, project.load_model(mv.artifact_sha256, mv.artifact_format), since
 
 
 def _champion_card(
