@@ -266,7 +266,7 @@ def default_policies(replay: Replay) -> list[dict[str, Any]]:
                 {
                     "metric": metric,
                     "drop" if greater else "rise": 0.02,
-                    "over": f"{3 * days:g}d",
+                    "over": f"{3 * days + delay:g}d",  # labels of 3 batches
                     "min_samples": 30,
                 }
             ],
@@ -280,7 +280,7 @@ def default_policies(replay: Replay) -> list[dict[str, Any]]:
             "window": win(90),
             "monitor": {
                 "every": f"{days:g}d",
-                "window": f"{days:g}d",
+                "window": f"{days + delay:g}d",  # a batch of labels
                 "concept_drift": {"method": "page_hinkley"},
             },
             "guards": [{"cooldown": f"{7 * days:g}d"}],

@@ -310,6 +310,11 @@ def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
     logs = project.log_store() if _reads_log(cfg) else None
 
     first = execute_run(project, replay.name, clock=clock, cause="initial", actor="backtest")
+    if first.ok and not first.promoted:
+        raise DataError(
+            f"policy {name!r}: the first model (trained at {replay.start:%Y-%m-%d %H:%M}) was "
+            f"not blessed: {first.verdict.reason if first.verdict else '?'}"
+        )
     if not first.ok:
         raise DataError(
             f"policy {name!r}: the first model (trained at {replay.start:%Y-%m-%d %H:%M}) "
