@@ -273,3 +273,25 @@ def test_tampered_champion_is_reported_and_not_loaded(tmp_path: Path):
     assert result.ok
     note = next(r for r in result.verdict.evidence if r.rule == "champion")
     assert "champion v1 unusable" in note.note
+
+
+def test_online_update_of_an_unloadable_champion_fails_the_run_with_the_reason(tmp_path: Path):
+    from retrainer.adapters.artifacts import LocalArtifactStore
+
+    project = _project(
+        tmp_path,
+        model={
+            "estimator": "retrainer.integrations.river:RiverClassifier",
+            "params": {"model": "linear_model.LogisticRegression"},
+        },
+        window={"kind": "new"},
+        blessing={"holdout": 0.2, "rules": [{"metric": "accuracy", "min": 0.0}]},
+    )
+    project.artifacts = LocalArtifactStore(str(tmp_path / "artifacts"))
+    v1 = execute_run(project, clock=SimulatedClock(T1)).version
+    blob = next((tmp_path / "artifacts").rglob(v1.artifact_sha256))
+    blob.write_bytes(blob.read_bytes()[:-10])
+    result = execute_run(project, clock=SimulatedClock(T2))
+    assert result.run.status == "failed"
+    assert "champion v1 cannot be loaded" in (result.run.error or "")
+    assert project.store.get_alias("toy", "champion") == 1

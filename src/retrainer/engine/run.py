@@ -198,7 +198,14 @@ def _online_base(project: Project, pipeline: Pipeline) -> tuple[int, Any, dateti
     since = newest + timedelta(microseconds=1) if newest is not None else mv.snapshot.window_end
     if since is None:
         return None
-    return current, project.load_model(mv.artifact_sha256, mv.artifact_format), since
+    try:
+        model = project.load_model(mv.artifact_sha256, mv.artifact_format)
+    except (ArtifactIntegrityError, UntrustedArtifactError, ModelNotFoundError) as exc:
+        raise TrainingError(
+            f"window kind 'new' updates the champion, and champion v{current} cannot be "
+            f"loaded: {exc}; promote a loadable version or retrain with a full window"
+        ) from exc
+    return current, model, since
 
 
 def _champion_card(
