@@ -931,7 +931,7 @@ def demo(
     writes it into the project's retrainer.yaml, and runs the daemon's controller with it over
     the second half on a simulated clock, printing triggers, blessings and promotions.
     """
-    from retrainer.engine.demo import backtest_demo, run_daemon_demo
+    from retrainer.engine.demo import backtest_demo, backtest_on_days, run_daemon_demo
 
     out.rule("[bold]retrainer demo[/bold]: which retraining policy is worth its cost on elec2?")
     out.print(
@@ -969,20 +969,7 @@ def demo(
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value * 100:.2f}%"
 
-    k, nd = summary.first_batch, summary.days
-
-    def window(p: dict[str, Any]) -> float | None:
-        # the backtest's figure on the same days the daemon ran
-        series = p["series"]
-        n = series["n"][k : k + nd]
-        v = series[metric][k : k + nd]
-        pairs = [(a, b) for a, b in zip(v, n, strict=True) if a is not None and b]
-        total = sum(b for _, b in pairs)
-        return sum(a * b for a, b in pairs) / total if total else None
-
-    def retrains(p: dict[str, Any]) -> int:
-        return sum(summary.start <= t < summary.end for t in p["retrained_at"])
-
+    nd = summary.days
     table = Table(
         title=f"{summary.start[:10]} .. {summary.end[:10]} ({nd} days of the held-out part)",
         title_justify="left",
@@ -1002,7 +989,8 @@ def demo(
     ):
         p = by_name.get(name or "")
         if p is not None:
-            table.add_row(escape(label), pct(window(p)), str(retrains(p)))
+            value, retrains = backtest_on_days(p, metric, summary)
+            table.add_row(escape(label), pct(value), str(retrains))
     out.print()
     out.print(table)
     out.print(

@@ -32,7 +32,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -431,8 +431,18 @@ def parse_config(data: Any, *, origin: str = CONFIG_FILE) -> ProjectConfig:
         raise ConfigError(
             f"{origin}: expected a mapping at the top level, got {type(data).__name__}",
         )
+    cfg = _validate(ProjectConfig, data, origin)
+    _check_semantics(cfg, origin)
+    return cfg
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _validate(model: type[_M], data: Any, origin: str) -> _M:
+    """``model.model_validate(data)``, or ConfigError with one line per problem."""
     try:
-        cfg = ProjectConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         problems = _problems(exc)
         raise ConfigError(
@@ -440,8 +450,19 @@ def parse_config(data: Any, *, origin: str = CONFIG_FILE) -> ProjectConfig:
             + "\n".join(f"  {p}" for p in problems),
             problems,
         ) from None
-    _check_semantics(cfg, origin)
-    return cfg
+
+
+def _read_yaml(file: Path) -> Any:
+    """The YAML document in ``file``; ConfigError naming the line of a syntax error."""
+    try:
+        return yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{file}: not valid YAML{where}: {problem}") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot be read: {exc.strerror}") from None
 
 
 def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
@@ -533,15 +554,7 @@ def load_config(
     process environment) override the storage URLs.
     """
     file = find_config(path).resolve()
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{file}: not valid YAML{where}: {problem}") from None
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot be read: {exc.strerror}") from None
+    data = _read_yaml(file)
     if data is None:
         raise ConfigError(f"{file}: the file is empty; it needs at least a 'pipelines' list")
     cfg = parse_config(data, origin=str(file))
@@ -627,21 +640,7 @@ def load_backtest_config(path: str | os.PathLike[str]) -> tuple[BacktestConfig, 
         file = file / BACKTEST_FILE
     if not file.is_file():
         raise ConfigError(f"no backtest configuration at {file}")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{file}: not valid YAML{where}") from None
+    data = _read_yaml(file) or {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{file}: expected a mapping at the top level")
-    try:
-        cfg = BacktestConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = _problems(exc)
-        raise ConfigError(
-            f"{file} has {len(problems)} problem{'s' if len(problems) != 1 else ''}:\n"
-            + "\n".join(f"  {p}" for p in problems),
-            problems,
-        ) from None
-    return cfg, file.resolve()
+    return _validate(BacktestConfig, data, str(file)), file.resolve()

@@ -335,3 +335,18 @@ def test_never_retrain_is_a_baseline_not_a_recommendation_unless_asked(tmp_path:
     assert out["recommended"]["name"] == "weekly"
     asked = summarize(replay, [never, weekly], policies, recommend_baselines=True, **args)
     assert asked["recommended"]["name"] == "never"  # cheapest within 0.5 points on the first half
+
+
+def test_backtest_on_days_weights_batches_by_rows_and_counts_retrains_in_range():
+    from retrainer.engine.demo import DaemonSummary, backtest_on_days
+
+    policy = {
+        "series": {"n": [10, 30, 0, 20], "accuracy": [1.0, 0.5, None, 0.0]},
+        "retrained_at": ["2024-01-01T00:00:00+00:00", "2024-01-02T00:00:00+00:00"],
+    }
+    summary = DaemonSummary(
+        start="2024-01-02T00:00:00+00:00", end="2024-01-04T00:00:00+00:00", days=3, first_batch=1
+    )
+    value, retrains = backtest_on_days(policy, "accuracy", summary)
+    assert value == pytest.approx((0.5 * 30 + 0.0 * 20) / 50)
+    assert retrains == 1

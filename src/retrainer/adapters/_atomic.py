@@ -26,3 +26,12 @@ def write_local_atomically(folder: str, tmp: str, path: str, data: bytes) -> Non
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def write_file_atomically(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through a unique temporary file in the same folder."""
+    import uuid
+
+    target = Path(path)
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    write_local_atomically(str(target.parent), str(tmp), str(target), data)

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from retrainer.adapters._atomic import write_local_atomically as _write_atomic
+from retrainer.adapters._atomic import write_file_atomically
 from retrainer.config import BacktestConfig, load_backtest_config, load_config
 from retrainer.core.backtest import (
     Candidate,
@@ -67,13 +67,6 @@ CACHE_VERSION = 1
 
 
 # --- the replay setting -----------------------------------------------------------------------
-
-
-def write_local_atomically(path: Path, data: bytes) -> None:
-    """Write a file of the backtest's output atomically (temp file + rename)."""
-    import uuid
-
-    _write_atomic(str(path.parent), f"{path}.{uuid.uuid4().hex[:8]}.tmp", str(path), data)
 
 
 def _duration_or_batches(value: int | float | str, batch: timedelta, what: str) -> timedelta:
@@ -437,7 +430,7 @@ def run_policies(
 
             buffer = io.BytesIO()
             joblib.dump(run, buffer)
-            write_local_atomically(
+            write_file_atomically(
                 cache_dir / f"{_policy_key(fingerprint, policies[i])}.joblib", buffer.getvalue()
             )
         done += 1
@@ -746,7 +739,7 @@ def summarize(
             "every": deg_scores.get("every"),
         }
     spec = {k2: v for k2, v in policies[rec_i].items() if k2 != "name"}
-    snippet = yaml.safe_dump(_policy_block(replay, spec), sort_keys=False).rstrip()
+    snippet = yaml.safe_dump(_policy_block(spec), sort_keys=False).rstrip()
     return {
         "version": 1,
         "title": f"{replay.name} backtest",
@@ -807,7 +800,7 @@ def _fmt_td(value: timedelta) -> str:
     return f"{secs}s"
 
 
-def _policy_block(replay: Replay, spec: Mapping[str, Any]) -> dict[str, Any]:
+def _policy_block(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The pipeline keys the recommended policy sets, in retrainer.yaml's words."""
     block: dict[str, Any] = {}
     for key in POLICY_KEYS:
@@ -910,7 +903,7 @@ def run_backtest(
     results["cached_policies"] = cached
     results["project"] = str(project_file)
     rec_spec = results["recommended"]["params"]
-    recommended = recommended_config(raw, replay.name, _policy_block(replay, rec_spec))
+    recommended = recommended_config(raw, replay.name, _policy_block(rec_spec))
     header = (
         f"# retrainer.yaml with the policy the backtest recommends for {replay.name}:\n"
         f"# {results['recommended']['name']}\n"
@@ -918,11 +911,11 @@ def run_backtest(
         f"# Put it beside your project's files (it keeps their relative paths).\n"
     )
     yaml_path = out / "recommended.yaml"
-    write_local_atomically(
+    write_file_atomically(
         yaml_path, (header + yaml.safe_dump(recommended, sort_keys=False)).encode()
     )
     json_path = out / "results.json"
-    write_local_atomically(json_path, json.dumps(results, indent=1, allow_nan=False).encode())
+    write_file_atomically(json_path, json.dumps(results, indent=1, allow_nan=False).encode())
     report, png = write_backtest_report(results, out)
     return BacktestResult(
         results=results,

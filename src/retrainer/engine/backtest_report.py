@@ -9,13 +9,12 @@ from __future__ import annotations
 import bisect
 import io
 import math
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from retrainer.adapters._atomic import write_local_atomically
+from retrainer.adapters._atomic import write_file_atomically
 from retrainer.adapters.report import HtmlReport, Markup, esc, fmt, json_block, pill, table
 
 HTML_NAME = "report.html"
@@ -795,8 +794,7 @@ def _write_png(results: Mapping[str, Any], ctx: _Context, path: Path) -> Path:
         fig.savefig(buffer, format="png", dpi=_PNG_DPI)
     fig.clear()
     target = path.resolve()
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
-    write_local_atomically(str(target.parent), str(tmp), str(target), buffer.getvalue())
+    write_file_atomically(target, buffer.getvalue())
     return target
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,26 @@ class DaemonSummary:
     versions: int = 0
     served: dict[str, float | None] = field(default_factory=dict)
     seconds: float = 0.0
+
+
+def backtest_on_days(
+    policy: Mapping[str, Any], metric: str, summary: DaemonSummary
+) -> tuple[float | None, int]:
+    """A backtested policy's ``metric`` and retrains on the days the daemon ran.
+
+    ``policy`` is one entry of the backtest's ``results["policies"]``.
+    """
+    k, nd = summary.first_batch, summary.days
+    series = policy["series"]
+    served = [
+        (value, n)
+        for value, n in zip(series[metric][k : k + nd], series["n"][k : k + nd], strict=True)
+        if value is not None and n
+    ]
+    rows = sum(n for _, n in served)
+    value = sum(v * n for v, n in served) / rows if rows else None
+    retrains = sum(summary.start <= t < summary.end for t in policy["retrained_at"])
+    return value, retrains
 
 
 def run_daemon_demo(

@@ -518,13 +518,6 @@ def pooled_metric(
     return _quiet(metric, y_true, y_pred, y_score)
 
 
-def split_rows(replay: Replay) -> tuple[int, int]:
-    """Row counts of the selection part and of the whole scored period."""
-    rows = replay.batch_rows()
-    k = replay.selection_batches()
-    return int(rows[k] - rows[0]), int(rows[-1] - rows[0])
-
-
 def as_list(values: Sequence[Any]) -> list[Any]:
     """JSON-ready list: NaN becomes None."""
     return [None if isinstance(v, float) and v != v else v for v in values]
