@@ -130,7 +130,7 @@ def build_policy(pipeline: Pipeline) -> _Policy | None:
     triggers = [build_trigger(spec) for spec in cfg.triggers]
     trigger = triggers[0] if len(triggers) == 1 else AnyOf(*triggers)
     guards = [build_guard(spec) for spec in cfg.guards]
-    keys = {k for spec in [*cfg.triggers, *cfg.guards] for k in _spec_keys(spec)}
+    keys = {k for spec in [*cfg.triggers, *cfg.guards] for k in spec_keys(spec)}
     return _Policy(
         trigger=trigger,
         guards=guards,
@@ -147,14 +147,15 @@ def fired_by(decision: Decision) -> str:
     return decision.trigger
 
 
-def _spec_keys(spec: Any) -> set[str]:
+def spec_keys(spec: Any) -> set[str]:
+    """Every mapping key in a configuration spec, nested ones included."""
     if isinstance(spec, dict):
         out = set(spec)
         for value in spec.values():
-            out |= _spec_keys(value)
+            out |= spec_keys(value)
         return out
     if isinstance(spec, list):
-        return set().union(*(_spec_keys(v) for v in spec)) if spec else set()
+        return set().union(*(spec_keys(v) for v in spec)) if spec else set()
     return set()
 
 

@@ -221,9 +221,11 @@ def policy_pipeline(base: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[
 
 def _reads_log(pipeline: Mapping[str, Any]) -> bool:
     """Whether the policy's triggers read the prediction/feedback log."""
-    text = repr(pipeline.get("triggers", []))
+    from retrainer.engine.controller import spec_keys
+
+    keys = spec_keys(pipeline.get("triggers", []))
     monitor_log = (pipeline.get("monitor") or {}).get("data") == "log"
-    return "'metric'" in text or "concept_drift" in text or ("drift" in text and monitor_log)
+    return bool(keys & {"metric", "concept_drift"}) or ("drift" in keys and monitor_log)
 
 
 @dataclass
@@ -280,7 +282,7 @@ def run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
 
 
 def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
-    from retrainer.engine.controller import Controller
+    from retrainer.engine.controller import Controller, spec_keys
     from retrainer.engine.project import Project
     from retrainer.engine.run import CHAMPION, execute_run
 
@@ -306,7 +308,7 @@ def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
     project.git = replay.git
     project.cache_models = True
     # reference profiles only serve data-drift checks: skipped when no trigger reads them
-    project.profiles = "'drift'" in repr(cfg.get("triggers"))
+    project.profiles = "drift" in spec_keys(cfg.get("triggers", []))
     logs = project.log_store() if _reads_log(cfg) else None
 
     first = execute_run(project, replay.name, clock=clock, cause="initial", actor="backtest")
