@@ -98,3 +98,21 @@ def test_pipeline_lookup():
         cfg.pipeline()
     with pytest.raises(ConfigError, match="no pipeline named 'x'"):
         cfg.pipeline("x")
+
+
+def test_since_change_window_is_checked_with_the_monitor():
+    ok = pipeline_config(window={"kind": "since_change", "min": "7d", "max": "90d"})
+    assert parse_config({"pipelines": [ok]}).pipeline().window.min == "7d"
+    off = pipeline_config(
+        window={"kind": "since_change", "min": "7d"},
+        monitor={"concept_drift": {"enabled": False}},
+    )
+    problems = _problems({"pipelines": [off]})
+    assert any("set monitor.concept_drift.enabled: true" in p for p in problems)
+    for window, says in [
+        ({"kind": "since_change"}, "needs min"),
+        ({"kind": "since_change", "min": "30d", "max": "7d"}, "must be at least"),
+        ({"kind": "sliding", "duration": "7d", "min": "3d"}, "belong to a 'since_change' window"),
+    ]:
+        problems = _problems({"pipelines": [pipeline_config(window=window)]})
+        assert any("pipelines[0].window" in p and says in p for p in problems), problems

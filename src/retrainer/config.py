@@ -141,25 +141,38 @@ class MetricConfig(_Model):
 
 
 class WindowConfig(_Model):
-    """The data a run trains on: the full history, a sliding window (duration or rows), or
+    """The data a run trains on: the full history, a sliding window (duration or rows),
     ``new``: only the rows since the champion's window, learned by updating the champion
-    (``partial_fit``: online learning, e.g. with ``retrainer.integrations.river``)."""
+    (``partial_fit``: online learning, e.g. with ``retrainer.integrations.river``), or
+    ``since_change``: the rows since the newest concept change the monitor detected, at least
+    ``min`` and at most ``max`` long."""
 
-    kind: Literal["full", "sliding", "new"] = "full"
+    kind: Literal["full", "sliding", "new", "since_change"] = "full"
     duration: str | None = None
     rows: int | None = Field(default=None, gt=0)
+    min: str | None = None
+    max: str | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> WindowConfig:
-        if self.kind in ("full", "new") and (self.duration or self.rows):
+        if self.kind != "sliding" and (self.duration or self.rows):
             raise ValueError(f"a {self.kind!r} window takes neither duration nor rows")
         if self.kind == "sliding" and (self.duration is None) == (self.rows is None):
             raise ValueError("a 'sliding' window needs exactly one of duration (e.g. 90d) or rows")
-        if self.duration is not None:
-            from retrainer.core.windows import parse_duration
+        if self.kind != "since_change" and (self.min or self.max):
+            raise ValueError(
+                f"min and max belong to a 'since_change' window, not to a {self.kind!r} one"
+            )
+        if self.kind == "since_change" and self.min is None:
+            raise ValueError(
+                "a 'since_change' window needs min, the shortest window (e.g. min: 7d); max "
+                "(optional) caps it and is the window while no change has been detected"
+            )
+        if self.kind == "since_change" or self.duration is not None:
+            from retrainer.core.windows import window_from_spec
 
             try:
-                parse_duration(self.duration)
+                window_from_spec(self.model_dump(exclude_none=True))
             except ConfigError as exc:
                 raise ValueError(str(exc)) from None
         return self
@@ -338,6 +351,11 @@ class PipelineConfig(_Model):
             )
         if self.target in self.features:
             raise ValueError(f"the target column '{self.target}' is also listed in features")
+        if self.window.kind == "since_change" and not self.monitor.concept_drift.enabled:
+            raise ValueError(
+                "window kind 'since_change' starts at the change the concept-drift monitor "
+                "detects: set monitor.concept_drift.enabled: true (or use a sliding window)"
+            )
         return self
 
     def metric_names(self) -> list[str]:

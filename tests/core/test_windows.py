@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from retrainer.core.windows import (
     FullHistory,
+    SinceChange,
     SlidingWindow,
     Window,
     holdout_mask,
@@ -131,6 +132,11 @@ def test_window_from_spec(spec, bounds, max_rows):
         ({"kind": "sliding"}, "exactly one of duration and rows"),
         ({"kind": "sliding", "duration": "3 months"}, "invalid duration '3 months'"),
         ("full", "must be a mapping"),
+        ({"kind": "since_change"}, "'since_change' window needs min"),
+        ({"kind": "since_change", "min": "7d", "duration": "9d"}, "does not take 'duration'"),
+        ({"kind": "since_change", "min": "30d", "max": "7d"}, r"max \('7d'\) must be at least"),
+        ({"kind": "since_change", "min": "0d"}, "min must be positive"),
+        ({"kind": "since_change", "min": "7d", "max": "a year"}, "invalid duration 'a year'"),
     ],
 )
 def test_window_from_spec_errors(spec, match):
@@ -209,3 +215,43 @@ def test_holdout_mask_never_splits_a_timestamp(offsets, fraction):
 def test_holdout_share_is_close_to_the_fraction_on_distinct_times(offsets, fraction):
     mask = holdout_mask(days(*offsets), fraction)
     assert abs(mask.mean() - fraction) <= 1 / len(offsets) + 1e-12
+
+
+DAY = timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("change", "start"),
+    [
+        (NOW - 20 * DAY, NOW - 20 * DAY),  # inside [now - max, now - min]: at the change
+        (NOW - 2 * DAY, NOW - 7 * DAY),  # just after a change: still the shortest window
+        (NOW - 400 * DAY, NOW - 90 * DAY),  # an old change: capped at max
+        (None, NOW - 90 * DAY),  # no change detected yet: the last max
+        (NOW + DAY, NOW - 7 * DAY),  # a change "in the future" (clock skew): the shortest
+    ],
+)
+def test_since_change_starts_at_the_change_within_min_and_max(change, start):
+    window = window_from_spec({"kind": "since_change", "min": "7d", "max": "90d"})
+    assert isinstance(window, SinceChange) and window.follows_change
+    assert window.bounds(NOW, change_at=change) == (start, NOW)
+    assert window.max_rows is None
+
+
+def test_since_change_without_max_has_no_cap():
+    window = SinceChange(min=timedelta(days=7))
+    assert window.bounds(NOW) == (None, NOW)  # no change known: the full history
+    assert window.bounds(NOW, change_at=NOW - 4000 * DAY) == (NOW - 4000 * DAY, NOW)
+
+
+def test_since_change_takes_naive_times_as_utc():
+    window = SinceChange(min="1d")
+    naive = datetime(2024, 3, 1)
+    assert window.bounds(NOW.replace(tzinfo=None), change_at=naive) == (
+        naive.replace(tzinfo=UTC),
+        NOW,
+    )
+
+
+def test_since_change_validates_on_first_use():
+    with pytest.raises(ConfigError, match=r"SinceChange\.min must be a duration"):
+        SinceChange(min=7).bounds(NOW)  # type: ignore[arg-type]

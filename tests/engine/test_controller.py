@@ -34,10 +34,12 @@ def _project(tmp_path: Path, triggers: list[dict[str, Any]], **overrides: Any) -
             "controller": {"max_attempts": 2, "retry_backoff": "10m"},
             "pipelines": [
                 pipeline_config(
-                    triggers=triggers,
-                    blessing=BLESS_ANY,
-                    window={"kind": "sliding", "duration": "10d"},
-                    **overrides,
+                    **{
+                        "triggers": triggers,
+                        "blessing": BLESS_ANY,
+                        "window": {"kind": "sliding", "duration": "10d"},
+                        **overrides,
+                    }
                 )
             ],
         }
@@ -268,3 +270,17 @@ def test_a_run_that_keeps_crashing_fails_after_max_attempts(
     kinds = [e.kind for e in project.store.list_events("toy")]
     assert kinds.count("run.retrying") == 1 and kinds.count("run.failed") == 1
     project.close()
+
+
+def test_a_since_change_window_keeps_the_concept_drift_monitor_fed(tmp_path: Path):
+    """A schedule fires the runs; the monitor still runs so the window knows the change."""
+    project = _project(
+        tmp_path,
+        [{"schedule": "0 2 * * MON"}],
+        window={"kind": "since_change", "min": "3d", "max": "10d"},
+        monitor={"every": "1d", "window": "1d"},
+    )
+    clock = SimulatedClock(START)
+    controller = Controller(project, clock=clock)
+    _drive(controller, clock, timedelta(hours=6), START + timedelta(days=4))
+    assert project.store.list_monitor_results("toy", limit=None)

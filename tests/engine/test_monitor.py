@@ -13,7 +13,7 @@ import pytest
 from retrainer.adapters.sources import CallableSource
 from retrainer.config import parse_config
 from retrainer.core.clock import SimulatedClock
-from retrainer.engine.monitor import CONCEPT_STATE_KEY, run_monitor
+from retrainer.engine.monitor import CONCEPT_STATE_KEY, last_change, run_monitor
 from retrainer.engine.project import Project
 from retrainer.engine.run import execute_run
 from retrainer.errors import ModelNotFoundError
@@ -183,3 +183,52 @@ def test_exact_ks_on_raw_samples_when_asked(tmp_path: Path):
     row = result.drift.row("x1")
     assert row.method == "ks_exact" and row.drifted
     assert result.drift.row("x2").method == "ks_exact"
+
+
+def _since_change_project(tmp_path: Path, frame: pd.DataFrame) -> Project:
+    cfg = parse_config(
+        {
+            "pipelines": [
+                pipeline_config(
+                    window={"kind": "since_change", "min": "2d", "max": "10d"},
+                    monitor={"window": "6d", "performance": {"every": "1d", "min_samples": 10}},
+                )
+            ]
+        }
+    )
+    src = CallableSource(lambda s, e: frame, time_column="ts", name="test")
+    project = Project.in_memory(cfg, tmp_path, sources={"toy": src})
+    first = execute_run(project, clock=SimulatedClock(T_TRAIN))
+    assert first.promoted
+    # no change detected yet: the window is the last max (10 days)
+    assert first.version.snapshot.window_start == T_TRAIN - timedelta(days=10)
+    return project
+
+
+def test_since_change_window_starts_at_the_detected_change(tmp_path: Path):
+    project = _since_change_project(tmp_path, _frame(flip_after="2024-01-23"))
+    assert last_change(project.store, "toy") is None
+    run_monitor(project, clock=SimulatedClock(datetime(2024, 1, 26, tzinfo=UTC)), report=False)
+    change = last_change(project.store, "toy")
+    assert change is not None and datetime(2024, 1, 23, tzinfo=UTC) <= change
+    now = datetime(2024, 1, 28, tzinfo=UTC)
+    assert change <= now - timedelta(days=2)  # so the window starts exactly at the change
+    result = execute_run(project, clock=SimulatedClock(now))
+    snapshot = project.store.get_snapshot(result.run.snapshot_id)
+    assert snapshot.window_start == change
+    assert snapshot.min_time >= change  # no row of the old concept
+    # trained on the new concept, it beats the champion; the record of the change outlives
+    # the version it was detected for (the new champion's detector starts afresh)
+    assert result.promoted and project.store.get_alias("toy", "champion") == 2
+    run_monitor(project, clock=SimulatedClock(datetime(2024, 1, 29, tzinfo=UTC)), report=False)
+    assert last_change(project.store, "toy") == change
+
+
+def test_since_change_window_keeps_the_shortest_span_after_a_recent_change(tmp_path: Path):
+    project = _since_change_project(tmp_path, _frame(flip_after="2024-01-23"))
+    run_monitor(project, clock=SimulatedClock(datetime(2024, 1, 26, tzinfo=UTC)), report=False)
+    change = last_change(project.store, "toy")
+    now = change + timedelta(hours=12)  # half a day after the change: too few rows since
+    result = execute_run(project, clock=SimulatedClock(now))
+    snapshot = project.store.get_snapshot(result.run.snapshot_id)
+    assert snapshot.window_start == now - timedelta(days=2)

@@ -347,3 +347,43 @@ def test_prequential_scores_match_a_hand_computation(tmp_path: Path):
     assert by_name["daily"]["held_out"]["accuracy"] == round(7 / 12, 6)
     assert by_name["never"]["held_out"]["accuracy"] == round(5 / 12, 6)
     assert results["recommended"]["name"] == "daily"
+
+
+# --- a concept-drift policy retrains on the rows since the detected change --------------------
+
+
+def test_since_change_window_drops_the_old_concept(tmp_path: Path):
+    """After the flip, a model trained on the last 20 days learns the old concept (most of
+    its rows) and stays wrong; one trained since the detected change is right again."""
+    train = write_module(tmp_path, "sign_since", SIGN)
+    start = utc(2024, 1, 6)
+    replay = Replay(
+        frame=_flipping_frame(),
+        pipeline=pipeline_spec(train, ["x"], holdout=0.2),
+        batch=DAY,
+        start=start,
+        select_until=start + 10 * DAY,
+        root=tmp_path,
+    )
+    detector = {
+        "triggers": [{"concept_drift": {}}],
+        "monitor": {
+            "every": "1d",
+            "window": "1d",
+            "concept_drift": {
+                "method": "page_hinkley",
+                "params": {"min_instances": 8, "threshold": 4.0},
+            },
+        },
+    }
+    window = {"kind": "since_change", "min": "2d", "max": "20d"}
+    since = run_policy(replay, {"name": "since", **detector, "window": window})
+    sliding = run_policy(
+        replay, {"name": "sliding", **detector, "window": {"kind": "sliding", "duration": "20d"}}
+    )
+    assert since.failed == [] and sliding.failed == []
+    # the same detector fires at the same time (on the flip's errors); only the window differs
+    assert since.retrained_at == sliding.retrained_at == [FLIP + 2 * DAY]
+    after = [k for k, end in enumerate(replay.boundaries()[1:]) if end > FLIP + 4 * DAY]
+    assert [since.values["accuracy"][k] for k in after] == [1.0] * len(after)
+    assert [sliding.values["accuracy"][k] for k in after] == [0.0] * len(after)

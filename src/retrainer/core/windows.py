@@ -22,6 +22,7 @@ from retrainer.errors import ConfigError, DataError
 
 __all__ = [
     "FullHistory",
+    "SinceChange",
     "SlidingWindow",
     "Window",
     "holdout_mask",
@@ -227,14 +228,121 @@ class NewRows(FullHistory):
         return "NewRows()"
 
 
-_WINDOW_KEYS = {"full": ("kind",), "sliding": ("kind", "duration", "rows"), "new": ("kind",)}
+class SinceChange:
+    """The rows since the newest detected concept change, at least ``min`` and at most ``max``.
+
+    After a concept-drift detector flags a change in the error stream, the rows before it
+    describe the old concept: a model trained on them learns a mixture. This window starts at
+    the change, but never less than ``min`` before now (right after a detection there is
+    little new data) nor more than ``max`` (no cap: None). With no change detected yet it is
+    the last ``max`` (the full history without ``max``).
+
+    The change time comes from the pipeline's concept-drift monitor (the newest detection it
+    has recorded, whatever model was serving); the run passes it to :meth:`bounds`.
+
+    Parameters
+    ----------
+    min
+        The shortest window, as a :func:`parse_duration` string or a ``timedelta``.
+    max
+        The longest window, and the window while no change is known (None: no cap).
+
+    Examples
+    --------
+    >>> w = SinceChange(min="7d", max="90d")
+    >>> now = datetime(2024, 4, 1)
+    >>> [b.date().isoformat() for b in w.bounds(now, change_at=datetime(2024, 3, 1))]
+    ['2024-03-01', '2024-04-01']
+    >>> w.bounds(now, change_at=datetime(2024, 3, 30))[0].date()  # at least 7 days
+    datetime.date(2024, 3, 25)
+    >>> w.bounds(now, change_at=datetime(2023, 6, 1))[0].date()  # at most 90 days
+    datetime.date(2024, 1, 2)
+    >>> w.bounds(now)[0].date()  # no change detected yet: the last 90 days
+    datetime.date(2024, 1, 2)
+    """
+
+    incremental = False
+    follows_change = True
+
+    def __init__(self, min: str | timedelta, max: str | timedelta | None = None) -> None:
+        self.min = min
+        self.max = max
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters, as given."""
+        return {"min": self.min, "max": self.max}
+
+    def __repr__(self) -> str:
+        return _repr(self)
+
+    @staticmethod
+    def _span(value: object, what: str) -> timedelta:
+        if isinstance(value, str):
+            span = parse_duration(value)
+        elif isinstance(value, timedelta):
+            span = value
+        else:
+            raise ConfigError(
+                f"SinceChange.{what} must be a duration string such as '30d' or a timedelta; "
+                f"got {value!r}"
+            )
+        if span <= timedelta(0):
+            raise ConfigError(f"SinceChange.{what} must be positive; got {value!r}")
+        return span
+
+    def _validate(self) -> tuple[timedelta, timedelta | None]:
+        """Check the parameters; return ``(min, max)`` as timedeltas."""
+        shortest = self._span(self.min, "min")
+        longest = None if self.max is None else self._span(self.max, "max")
+        if longest is not None and longest < shortest:
+            raise ConfigError(
+                f"SinceChange.max ({self.max!r}) must be at least SinceChange.min ({self.min!r})"
+            )
+        return shortest, longest
+
+    def bounds(
+        self, now: datetime, change_at: datetime | None = None
+    ) -> tuple[datetime | None, datetime]:
+        """``(start, now)``: start at ``change_at``, within ``[now - max, now - min]``."""
+        shortest, longest = self._validate()
+        end = as_utc(now)
+
+        def before(span: timedelta) -> datetime | None:
+            try:
+                return end - span
+            except OverflowError:
+                return None
+
+        latest, earliest = before(shortest), None if longest is None else before(longest)
+        if change_at is None:
+            return earliest, end
+        start = as_utc(change_at)
+        if latest is not None and start > latest:
+            start = latest
+        if earliest is not None and start < earliest:
+            start = earliest
+        return start, end
+
+    @property
+    def max_rows(self) -> int | None:
+        """Always None: the window is a time range."""
+        return None
+
+
+_WINDOW_KEYS = {
+    "full": ("kind",),
+    "sliding": ("kind", "duration", "rows"),
+    "new": ("kind",),
+    "since_change": ("kind", "min", "max"),
+}
 
 
 def window_from_spec(spec: Mapping[str, object]) -> Window:
     """Build a window from its configuration mapping, validating it.
 
     Accepted: ``{"kind": "full"}``, ``{"kind": "sliding", "duration": "90d"}``,
-    ``{"kind": "sliding", "rows": 10000}``, ``{"kind": "new"}`` (online learning).
+    ``{"kind": "sliding", "rows": 10000}``, ``{"kind": "new"}`` (online learning),
+    ``{"kind": "since_change", "min": "7d", "max": "90d"}`` (since the detected concept change).
 
     Raises
     ------
@@ -269,6 +377,15 @@ def window_from_spec(spec: Mapping[str, object]) -> Window:
         return FullHistory()
     if kind == "new":
         return NewRows()
+    if kind == "since_change":
+        if "min" not in spec:
+            raise ConfigError(
+                "a 'since_change' window needs min, the shortest window (e.g. min: 7d); "
+                f"got {dict(spec)!r}"
+            )
+        since = SinceChange(spec["min"], spec.get("max"))  # type: ignore[arg-type]
+        since._validate()
+        return since
     params: dict[str, Any] = {k: v for k, v in spec.items() if k != "kind"}
     window = SlidingWindow(**params)
     window._validate()

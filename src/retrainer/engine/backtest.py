@@ -165,6 +165,9 @@ def describe_window(window: Mapping[str, Any] | None) -> str:
         return "all history"
     if window.get("kind") == "new":
         return "new rows (online)"
+    if window.get("kind") == "since_change":
+        cap = f", at most {_dur(str(window['max']))}" if window.get("max") else ""
+        return f"since the change (at least {_dur(str(window.get('min')))}{cap})"
     if window.get("rows"):
         return f"last {window['rows']} rows"
     return f"last {_dur(str(window.get('duration')))}"
@@ -245,6 +248,13 @@ def default_policies(replay: Replay) -> list[dict[str, Any]]:
             return {"kind": "full"}
         return {"kind": "sliding", "duration": f"{k * days + delay:g}d"}
 
+    def since(shortest: int, longest: int) -> dict[str, Any]:
+        return {
+            "kind": "since_change",
+            "min": f"{shortest * days + delay:g}d",
+            "max": f"{longest * days + delay:g}d",
+        }
+
     metric = replay.metric or "accuracy"
     greater = get_metric(metric).greater_is_better
     out: list[dict[str, Any]] = [{"name": "never retrain", "triggers": [], "window": win(None)}]
@@ -279,14 +289,13 @@ def default_policies(replay: Replay) -> list[dict[str, Any]]:
             "guards": [{"cooldown": f"{7 * days:g}d"}],
         }
     )
+    # the same detector, retraining on the rows since the change it detected
+    out.append({**copy.deepcopy(out[-1]), "window": since(30, 90)})
     if _is_classifier(replay):
-        # an online update is gated by the pipeline's absolute floors only: comparing it with
-        # the previous update on one batch's holdout (a few rows) mostly measures noise
-        rules = [
-            r
-            for r in replay.pipeline["blessing"]["rules"]
-            if not {"max_regression", "min_improvement"} & set(r)
-        ] or [{"metric": metric, "min": 0.0}]
+        # each online checkpoint is kept (a floor of 0): judged on one batch's holdout (a few
+        # rows), the pipeline's floors rejected a third of elec2's updates on noise, and each
+        # rejected update is learned again from the older champion at the next batch
+        rules = [{"metric": metric, "min" if greater else "max": 0.0 if greater else 1e300}]
         out.append(
             {
                 "name": "online: River logistic regression · learns each batch",

@@ -135,7 +135,9 @@ def build_policy(pipeline: Pipeline) -> _Policy | None:
         trigger=trigger,
         guards=guards,
         needs_rows=bool(keys & {"new_data", "min_new_rows"}),
-        watches_monitor=bool(keys & {"drift", "concept_drift"}),
+        # a since_change window needs the concept-drift monitor fed, whatever fires the run
+        watches_monitor=bool(keys & {"drift", "concept_drift"})
+        or cfg.window.kind == "since_change",
     )
 
 

@@ -112,8 +112,10 @@ def _concept_drift(
     store = project.store
     stored = store.get_state(pipeline.name, CONCEPT_STATE_KEY)
     detector, fed_until, revision, note = None, None, None, ""
+    last_change = None  # the newest detection, whatever version it was made for
     if stored is not None:
         state, revision = stored
+        last_change = state.get("last_detection")
         same = state.get("version") == mv.version and state.get("method") == cfg.method
         if same:
             try:
@@ -137,6 +139,8 @@ def _concept_drift(
     new_times, new_errors = times[mask], errors[mask]
     hits = detector.update(new_errors)
     last = pd.Timestamp(new_times[-1]) if len(new_times) else fed_until
+    if hits:
+        last_change = pd.Timestamp(new_times[hits[-1]]).isoformat()
     store.put_state(
         pipeline.name,
         CONCEPT_STATE_KEY,
@@ -145,6 +149,7 @@ def _concept_drift(
             "method": cfg.method,
             "fed_until": last.isoformat() if last is not None else None,
             "detector": detector.state(),
+            "last_detection": last_change,
         },
         at=now,
         expected_revision=revision,
@@ -159,6 +164,19 @@ def _concept_drift(
         "error_rate": float(np.mean(new_errors)) if len(new_errors) else None,
         "note": note,
     }
+
+
+def last_change(store: Any, pipeline: str) -> datetime | None:
+    """The newest concept change the monitor detected for ``pipeline`` (None: none yet).
+
+    What a ``since_change`` window starts from; kept across model versions (a new champion
+    restarts the detector, not the record of the change).
+    """
+    stored = store.get_state(pipeline, CONCEPT_STATE_KEY)
+    value = stored[0].get("last_detection") if stored is not None else None
+    if not value:
+        return None
+    return as_utc(pd.Timestamp(value).to_pydatetime())
 
 
 def _histograms(profile: Profile, frame: pd.DataFrame, columns: Any) -> dict[str, Any]:

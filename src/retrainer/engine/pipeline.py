@@ -8,9 +8,11 @@ model on the holdout into a :class:`~retrainer.core.blessing.ScoreCard`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
+import time
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -132,11 +134,20 @@ class Pipeline:
         """Whether runs update the champion on new rows (window kind ``new``)."""
         return bool(getattr(self.window, "incremental", False))
 
+    @property
+    def follows_change(self) -> bool:
+        """Whether the window starts at the detected concept change (``since_change``)."""
+        return bool(getattr(self.window, "follows_change", False))
+
     def load(
-        self, now: datetime, since: datetime | None = None
+        self, now: datetime, since: datetime | None = None, change_at: datetime | None = None
     ) -> tuple[pd.DataFrame, datetime | None, datetime]:
-        """Load the window ending at ``now`` (starting at ``since`` for an online update)."""
-        start, end = self.window.bounds(now)
+        """Load the window ending at ``now`` (starting at ``since`` for an online update;
+        ``change_at``: the detected change a ``since_change`` window starts from)."""
+        if self.follows_change:
+            start, end = self.window.bounds(now, change_at=change_at)  # type: ignore[call-arg]
+        else:
+            start, end = self.window.bounds(now)
         if since is not None:
             start = since
         frame = self.source.load(start, end)
@@ -220,17 +231,41 @@ class Pipeline:
                 "needs at least two: widen the window"
             )
 
+    @functools.cached_property
+    def _feature_index(self) -> pd.Index:
+        return pd.Index(self.feature_columns)
+
+    def features(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The feature columns of ``frame``, in the configured order.
+
+        A positional ``take`` when the columns are unique and all there: about four times
+        faster than ``frame[list]`` on the small frames a replay passes each batch (same result).
+        """
+        columns = frame.columns
+        if columns.is_unique:
+            positions = columns.get_indexer(self._feature_index)
+            if (positions >= 0).all():
+                return frame.take(positions, axis=1)
+        return frame[self.feature_columns]
+
     # -- model --------------------------------------------------------------------------
-    def fit(self, train: pd.DataFrame) -> Any:
-        """Train a candidate on ``train``; user errors become TrainingError."""
-        X = train[self.feature_columns]
+    def fit(self, train: pd.DataFrame, *, cpu: list[float] | None = None) -> Any:
+        """Train a candidate on ``train``; user errors become TrainingError.
+
+        ``cpu``: append the process time of the fit itself (the estimator's ``fit``, or the
+        user's train function), without the column selection around it.
+        """
+        X = self.features(train)
         y = train[self.config.target]
+        cpu0 = time.process_time()
         try:
             if self._estimator_cls is not None:
                 model = self._estimator_cls(**self.config.model.params)  # type: ignore[union-attr]
                 model.fit(X, y)
             else:
                 model = self._train_fn(train, self.train_params())  # type: ignore[misc]
+            if cpu is not None:
+                cpu.append(time.process_time() - cpu0)
         except (DataError, TrainingError):
             raise
         except Exception as exc:
@@ -245,8 +280,11 @@ class Pipeline:
             )
         return model
 
-    def update(self, model: Any, rows: pd.DataFrame) -> Any:
-        """Update ``model`` (a copy of the champion) with new rows: online learning."""
+    def update(self, model: Any, rows: pd.DataFrame, *, cpu: list[float] | None = None) -> Any:
+        """Update ``model`` (a copy of the champion) with new rows: online learning.
+
+        ``cpu``: append the process time of ``partial_fit`` itself, as for :meth:`fit`.
+        """
         fn = getattr(model, "partial_fit", None)
         if not callable(fn):
             raise TrainingError(
@@ -254,8 +292,12 @@ class Pipeline:
                 f"{type(model).__name__} does not have; use an online model (e.g. "
                 "retrainer.integrations.river:RiverClassifier) or a 'full'/'sliding' window"
             )
+        X, y = self.features(rows), rows[self.config.target]
+        cpu0 = time.process_time()
         try:
-            fn(rows[self.feature_columns], rows[self.config.target])
+            fn(X, y)
+            if cpu is not None:
+                cpu.append(time.process_time() - cpu0)
         except Exception as exc:
             raise TrainingError(
                 f"updating {type(model).__name__} with partial_fit raised "
@@ -264,7 +306,7 @@ class Pipeline:
         return model
 
     def predict(self, model: Any, frame: pd.DataFrame) -> Prediction:
-        X = frame[self.feature_columns]
+        X = self.features(frame)
         y_pred = np.asarray(model.predict(X))
         y_score = None
         if any(m.needs_proba for m in self.metrics.values()) and hasattr(model, "predict_proba"):

@@ -225,7 +225,12 @@ def _reads_log(pipeline: Mapping[str, Any]) -> bool:
 
     keys = spec_keys(pipeline.get("triggers", []))
     monitor_log = (pipeline.get("monitor") or {}).get("data") == "log"
-    return bool(keys & {"metric", "concept_drift"}) or ("drift" in keys and monitor_log)
+    since_change = (pipeline.get("window") or {}).get("kind") == "since_change"
+    return (
+        bool(keys & {"metric", "concept_drift"})
+        or ("drift" in keys and monitor_log)
+        or since_change  # its monitor feeds the concept-drift detector from the log
+    )
 
 
 @dataclass
@@ -443,7 +448,7 @@ def serve(
         if pred.y_score is not None:
             y_score_parts.append(pred.y_score)
         if logs is not None:
-            logged = part[pipeline.feature_columns].reset_index(drop=True)
+            logged = pipeline.features(part).reset_index(drop=True)
             logged.insert(0, "id", ids[lo:hi])
             logged.insert(1, "timestamp", replay.times[lo:hi])
             logged.insert(2, "pipeline", replay.name)
