@@ -337,6 +337,23 @@ def test_never_retrain_is_a_baseline_not_a_recommendation_unless_asked(tmp_path:
     assert asked["recommended"]["name"] == "never"  # cheapest within 0.5 points on the first half
 
 
+def test_a_trigger_that_never_fired_on_the_selection_part_is_not_recommended(tmp_path: Path):
+    replay = _replay(tmp_path)
+    rows = replay.batch_rows()
+    half = int(rows[5] - rows[0])
+    silent = _run(replay, "silent", _correct(0.9, 0.6, half, 1), retrains=0, cpu=0.0)
+    weekly = _run(replay, "weekly", _correct(0.9, 0.85, half, 2), retrains=2, cpu=1.0)
+    policies = [
+        {"name": "silent", "triggers": [{"concept_drift": {}}]},
+        {"name": "weekly", "triggers": [{"x": 1}]},
+    ]
+    args = {"cost": CostModel(), "tolerance": 0.5, "deg_scores": None}
+    out = summarize(replay, [silent, weekly], policies, **args)
+    assert out["recommended"]["name"] == "weekly"  # "silent" is cheaper, but untested
+    asked = summarize(replay, [silent, weekly], policies, recommend_baselines=True, **args)
+    assert asked["recommended"]["name"] == "silent"
+
+
 def test_backtest_on_days_weights_batches_by_rows_and_counts_retrains_in_range():
     from retrainer.engine.demo import DaemonSummary, backtest_on_days
 

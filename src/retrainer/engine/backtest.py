@@ -676,8 +676,14 @@ def summarize(
     for i, p in enumerate(out_policies):
         p["pareto"] = i in front
     # policies without triggers are baselines: they cannot react to a shift the selection
-    # part did not contain, so they are recommended only when asked (or when alone)
-    eligible = [p for p in out_policies if recommend_baselines or p["params"].get("triggers")]
+    # part did not contain, so they are recommended only when asked (or when alone); so is a
+    # policy whose trigger never fired on the selection part: what was measured there is its
+    # first model, not the policy (a concept-drift monitor whose window holds no label yet)
+    eligible = [
+        p
+        for p in out_policies
+        if recommend_baselines or (p["params"].get("triggers") and p["retrains_selection"] > 0)
+    ]
     selection = select_policy(
         [
             Candidate(
