@@ -243,6 +243,44 @@ def test_a_second_run_comes_from_the_cache_and_a_changed_policy_is_recomputed(
     assert after[2]["params"]["window"] == {"kind": "sliding", "duration": "10d"}
 
 
+def test_the_cache_follows_each_policys_pipeline_not_the_project_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`retrainer demo` writes the recommended triggers, guards and window into the project:
+    every policy replaces those, so nothing is recomputed; the gate's holdout is not a
+    policy key, so changing it recomputes every policy; user code changes recompute too."""
+    proj = tiny_project(tmp_path / "p", days=30)
+    policies = [NEVER, WEEKLY, EVERY_3D]
+    file = backtest_file(proj, policies=policies)
+    out = tmp_path / "out"
+    run_backtest(file, out)
+    project_file = proj / "retrainer.yaml"
+    cfg = yaml.safe_load(project_file.read_text())
+    cfg["pipelines"][0].update(
+        triggers=[{"schedule": "0 3 * * *"}],
+        guards=[{"cooldown": "2d"}],
+        window={"kind": "sliding", "duration": "5d"},
+    )
+    project_file.write_text(yaml.safe_dump(cfg))
+    computed: list[str] = []
+    real = backtest_module.run_policy
+
+    def counting(replay: Replay, policy: dict[str, Any]) -> PolicyRun:
+        computed.append(str(policy["name"]))
+        return real(replay, policy)
+
+    monkeypatch.setattr(backtest_module, "run_policy", counting)
+    # "never" sets no window: it inherits the project's, so it alone is recomputed
+    assert run_backtest(file, out).cached == 2 and computed == ["never"]
+    cfg["pipelines"][0]["blessing"]["holdout"] = 0.3
+    project_file.write_text(yaml.safe_dump(cfg))
+    computed.clear()
+    assert run_backtest(file, out).cached == 0 and len(computed) == 3
+    (proj / "lrmod.py").write_text(LR_TRAIN + "\n# changed\n")
+    computed.clear()
+    assert run_backtest(file, out).cached == 0 and len(computed) == 3
+
+
 # --- configuration errors ---------------------------------------------------------------------
 
 

@@ -57,13 +57,14 @@ from retrainer.engine.replay import (
     Replay,
     ReplaySource,
     as_list,
+    policy_pipeline,
     pooled_metric,
     run_policy,
 )
 from retrainer.errors import ConfigError, DataError
 
 Progress = Callable[[int, int, str], None]
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: keyed by each policy's replayed pipeline
 
 
 # --- the replay setting -----------------------------------------------------------------------
@@ -350,19 +351,15 @@ def expand_policies(cfg: BacktestConfig, replay: Replay) -> list[dict[str, Any]]
 
 
 def _fingerprint(replay: Replay) -> str:
+    from retrainer import __version__
     from retrainer.adapters.sources import snapshot_of
-    from retrainer.config import PipelineConfig
-    from retrainer.engine.pipeline import Pipeline
 
     h = hashlib.sha256()
     h.update(snapshot_of(replay.frame, replay.time_column).fingerprint.encode())
-    code = Pipeline(PipelineConfig.model_validate(replay.pipeline), replay.root).definition_hash
-    from retrainer import __version__
 
     settings = [
         CACHE_VERSION,
         __version__,
-        code,
         replay.batch.total_seconds(),
         replay.start.isoformat(),
         str(replay.end),
@@ -372,11 +369,19 @@ def _fingerprint(replay: Replay) -> str:
     return h.hexdigest()
 
 
-def _policy_key(fingerprint: str, policy: Mapping[str, Any]) -> str:
-    spec = {k: v for k, v in policy.items() if k != "name"}
-    return hashlib.sha256(
-        (fingerprint + json.dumps(spec, sort_keys=True, default=str)).encode()
-    ).hexdigest()[:24]
+def _policy_key(fingerprint: str, replay: Replay, policy: Mapping[str, Any]) -> str:
+    """The cache key of one policy: the data and settings, and the pipeline it replays.
+
+    The pipeline is the project's with the policy's keys in place (its definition hash covers
+    the config and the user code it names), so a change to the project's triggers, guards or
+    window, which every policy replaces, recomputes nothing.
+    """
+    from retrainer.config import PipelineConfig
+    from retrainer.engine.pipeline import Pipeline
+
+    spec = PipelineConfig.model_validate(policy_pipeline(replay.pipeline, policy))
+    code = Pipeline(spec, replay.root).definition_hash
+    return hashlib.sha256((fingerprint + code).encode()).hexdigest()[:24]
 
 
 _WORKER_REPLAY: Replay | None = None
@@ -415,7 +420,9 @@ def run_policies(
     results: dict[int, PolicyRun] = {}
     todo: list[int] = []
     for i, policy in enumerate(policies):
-        path = cache_dir / f"{_policy_key(fingerprint, policy)}.joblib" if cache_dir else None
+        path = (
+            cache_dir / f"{_policy_key(fingerprint, replay, policy)}.joblib" if cache_dir else None
+        )
         if path is not None and path.is_file():
             try:
                 hit: PolicyRun = joblib.load(path)
@@ -440,7 +447,8 @@ def run_policies(
             buffer = io.BytesIO()
             joblib.dump(run, buffer)
             write_file_atomically(
-                cache_dir / f"{_policy_key(fingerprint, policies[i])}.joblib", buffer.getvalue()
+                cache_dir / f"{_policy_key(fingerprint, replay, policies[i])}.joblib",
+                buffer.getvalue(),
             )
         done += 1
         if progress:

@@ -216,6 +216,8 @@ def policy_pipeline(base: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[
         out.pop("model", None)
     if "triggers" not in policy:
         out["triggers"] = []  # a policy without triggers never retrains
+    if "guards" not in policy:
+        out["guards"] = []  # nor does it inherit the project's guards (a cooldown, say)
     return out
 
 
