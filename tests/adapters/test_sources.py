@@ -2,10 +2,17 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from retrainer.adapters.sources import CallableSource, FileSource, SQLSource, snapshot_of
+from retrainer.adapters.sources import (
+    CallableSource,
+    FileSource,
+    SQLSource,
+    row_hashes,
+    snapshot_of,
+)
 from retrainer.errors import DataError, SourceError
 from tests.conftest import make_frame
 
@@ -82,6 +89,44 @@ def test_unparseable_time_column():
     bad = pd.DataFrame({"ts": ["yesterday", "today"], "x": [1, 2]})
     with pytest.raises(DataError, match=r"time column 'ts'.*cannot be read as timestamps"):
         CallableSource(lambda s, e: bad, time_column="ts", name="t").load(None, None)
+
+
+def test_row_hashes_are_pandas_hashes():
+    # the fingerprint's row hashes are pandas' own (hash_pandas_object), computed faster:
+    # every dtype, NaN of any sign, -0.0, NaT, infinities, duplicate names, slices
+    rng = np.random.default_rng(0)
+    n = 50
+    frame = pd.DataFrame(
+        {
+            "ts": pd.date_range("2024-01-01", periods=n, freq="h"),
+            "tz": pd.date_range("2024-01-01", periods=n, freq="h", tz="Europe/Paris"),
+            "f": rng.normal(size=n),
+            "f32": rng.normal(size=n).astype("float32"),
+            "i": rng.integers(-5, 5, n),
+            "i32": rng.integers(-5, 5, n).astype("int32"),
+            "u8": rng.integers(0, 255, n).astype("uint8"),
+            "b": rng.integers(0, 2, n).astype(bool),
+            "s": rng.choice(["a", "b", None], n),
+            "cat": pd.Categorical(rng.choice(["x", "y"], n)),
+            "I": pd.array(rng.integers(0, 3, n), dtype="Int64"),
+            "td": pd.to_timedelta(rng.integers(0, 100, n), unit="s"),
+            "c": rng.normal(size=n) + 1j,
+            "str": pd.array(rng.choice(["a", "b"], n), dtype="string"),
+            "f2": rng.normal(size=n),
+        }
+    )
+    frame.loc[3, "f"] = np.nan
+    frame.loc[4, "f"] = -0.0
+    frame.loc[5, "f32"] = -0.0
+    frame.loc[6, "f2"] = -np.nan
+    frame.loc[7, "f2"] = np.inf
+    frame.loc[8, "ts"] = pd.NaT
+    dup = pd.DataFrame([[1.0, 2.0], [np.nan, -0.0]], columns=["a", "a"])
+    for case in (frame, frame[["f", "f2", "i"]], frame.iloc[10:40:3], frame.iloc[:0], dup):
+        expected = pd.util.hash_pandas_object(case, index=False).to_numpy()
+        got = row_hashes(case)
+        assert got.dtype == expected.dtype
+        assert np.array_equal(got, expected)
 
 
 def test_fingerprint_is_content_addressed(frame: pd.DataFrame):

@@ -1245,3 +1245,39 @@ def test_run_key_is_the_same_in_another_process():
 def test_run_key_rejects_empty_parts(bad):
     with pytest.raises(ConfigError, match="must be a non-empty string"):
         run_key(*bad)
+
+
+@pytest.mark.parametrize(
+    ("cron", "timezone"),
+    [("0 0 * * *", "UTC"), ("30 2 * * *", "Europe/Paris"), ("0 * * * *", "Europe/Paris")],
+)
+def test_schedule_slot_caches_change_no_decision(cron: str, timezone: str) -> None:
+    # the slots found are remembered (ticks between two slots, or at the next one, do not
+    # search for them again): the decisions are those of a schedule that remembers nothing,
+    # across both DST changes
+    from retrainer.core import triggers
+
+    trigger = ScheduleTrigger(cron, timezone=timezone)
+
+    def forget() -> None:
+        triggers._BOUNDS.clear()
+        triggers._next_slot.cache_clear()
+
+    forget()
+    for start in (datetime(2024, 3, 30, tzinfo=UTC), datetime(2024, 10, 26, tzinfo=UTC)):
+        cached: dict = {}
+        fresh: dict = {}
+        for k in range(0, 4 * 24 * 2):  # every 30 minutes, then at every slot found
+            now = start + timedelta(minutes=30 * k)
+            a = trigger.evaluate(TriggerContext(now=now, pipeline="p", state=cached))
+            forget()
+            b = trigger.evaluate(TriggerContext(now=now, pipeline="p", state=fresh))
+            assert a == b
+            cached, fresh = dict(a.state), dict(b.state)
+            # and a tick exactly at the next slot, then at the same instant again
+            at = datetime.fromisoformat(a.evidence["next_slot"])
+            for _ in range(2):
+                c = trigger.evaluate(TriggerContext(now=at, pipeline="p", state=cached))
+                forget()
+                d = trigger.evaluate(TriggerContext(now=at, pipeline="p", state=fresh))
+                assert c == d

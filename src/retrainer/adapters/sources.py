@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 
 from retrainer.errors import ConfigError, DataError, SourceError
@@ -338,6 +339,69 @@ class FrameSummary:
     max_time: datetime | None
 
 
+def _mixed(vals: np.ndarray) -> np.ndarray:
+    """pandas' mixing of 64-bit values (``pandas.core.util.hashing._hash_ndarray``), in place."""
+    vals ^= vals >> 30
+    vals *= np.uint64(0xBF58476D1CE4E5B9)
+    vals ^= vals >> 27
+    vals *= np.uint64(0x94D049BB133111EB)
+    vals ^= vals >> 31
+    return vals
+
+
+def _plain_hashes(block: np.ndarray) -> np.ndarray | None:
+    """``pd.util.hash_array`` of each column of a 2-D NumPy array of one dtype (same values),
+    or None for a dtype hashed another way (objects, strings, complex numbers...)."""
+    dtype = block.dtype
+    if dtype.kind == "b":
+        return _mixed(block.astype("u8"))
+    if dtype.kind in "mM":
+        return _mixed(block.view("i8").astype("u8"))
+    if dtype.kind not in "iuf" or dtype.itemsize > 8:
+        return None
+    uint = f"u{dtype.itemsize}"
+    uints = block.view(uint).astype("u8")
+    if dtype.kind == "f":  # one bit pattern for every NaN, and for 0.0 and -0.0
+        uints[np.isnan(block)] = np.array(np.nan, dtype=dtype).view(uint)
+        uints[uints == np.array(-0.0, dtype=dtype).view(uint)] = 0
+    return _mixed(uints)
+
+
+def row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """``pd.util.hash_pandas_object(frame, index=False)`` as a uint64 array: the same values.
+
+    Columns of one plain NumPy dtype (numbers, booleans, datetimes) are hashed together as a
+    2-D array, a few NumPy calls for the lot instead of a dozen per column; other columns
+    (objects, strings, extension dtypes) are hashed by pandas, one by one.
+    """
+    arrays = getattr(frame, "_iter_column_arrays", None)  # no Series built per column
+    if arrays is None:  # pragma: no cover - a pandas without it: pandas' own, slower
+        return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    columns: list[Any] = []
+    groups: dict[np.dtype[Any], list[tuple[int, np.ndarray]]] = {}
+    for i, values in enumerate(arrays()):
+        columns.append(None)
+        if isinstance(values, np.ndarray) and values.dtype.kind in "biufmM":
+            groups.setdefault(values.dtype, []).append((i, values))
+        else:
+            columns[i] = pd.util.hash_array(values)
+    for members in groups.values():
+        block = np.stack([values for _, values in members], axis=1)
+        hashed = _plain_hashes(block)
+        for j, (i, values) in enumerate(members):
+            columns[i] = pd.util.hash_array(values) if hashed is None else hashed[:, j]
+    # pandas.core.util.hashing.combine_hash_arrays
+    out = np.full(len(frame), 0x345678, dtype=np.uint64)
+    mult = np.uint64(1000003)
+    for i, column in enumerate(columns):
+        inverse = len(columns) - i
+        out ^= column
+        out *= mult
+        mult += np.uint64(82520 + inverse + inverse)
+    out += np.uint64(97531)
+    return out
+
+
 def snapshot_of(frame: pd.DataFrame, time_column: str) -> FrameSummary:
     """Rows, schema, time range and a sha256 content fingerprint of ``frame``.
 
@@ -345,12 +409,11 @@ def snapshot_of(frame: pd.DataFrame, time_column: str) -> FrameSummary:
     the same data gives the same fingerprint in any process.
     """
     h = hashlib.sha256()
-    schema = {str(c): str(t) for c, t in frame.dtypes.items()}
+    schema = {str(c): str(t) for c, t in zip(frame.columns, frame.dtypes.tolist(), strict=True)}
     h.update(repr(sorted(schema.items())).encode())
     h.update(str(len(frame)).encode())
     if len(frame):
-        hashed = pd.util.hash_pandas_object(frame, index=False)
-        h.update(hashed.to_numpy().tobytes())
+        h.update(row_hashes(frame).tobytes())
     times = frame[time_column] if time_column in frame.columns else None
     lo = hi = None
     if times is not None and len(times):

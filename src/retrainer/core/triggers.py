@@ -631,6 +631,35 @@ def _slots_after(cron: str, tz: ZoneInfo, since: datetime) -> Callable[[], datet
     return step
 
 
+@functools.lru_cache(maxsize=256)
+def _next_slot(cron: str, tz: ZoneInfo, since: datetime) -> datetime:
+    """The first slot strictly after ``since`` (pure: cached, so the slot after one tick's
+    ``now`` is not searched again when the next tick counts the slots since it)."""
+    return _slots_after(cron, tz, since)()
+
+
+_BOUNDS: dict[tuple[str, ZoneInfo], tuple[datetime, datetime]] = {}
+"""The last ``_slot_bounds`` of each schedule: two consecutive slots (none between them)."""
+
+
+def _slot_bounds(cron: str, tz: ZoneInfo, now: datetime) -> tuple[datetime, datetime]:
+    """(the latest slot at or before ``now``, the first slot after it).
+
+    Two consecutive slots bound every ``now`` until the second one passes, so a schedule
+    evaluated several times between its slots (or at each of them) searches for them once.
+    """
+    known = _BOUNDS.get((cron, tz))
+    if known is not None and known[0] <= now < known[1]:
+        return known
+    # ``now`` at the next slot of the last bounds: the latest slot is that one
+    latest = known[1] if known is not None and now == known[1] else _latest_slot(cron, tz, now)
+    bounds = (latest, _next_slot(cron, tz, now))
+    if len(_BOUNDS) >= 1024:
+        _BOUNDS.clear()
+    _BOUNDS[(cron, tz)] = bounds
+    return bounds
+
+
 class ScheduleTrigger(_Configurable):
     """Fire on a cron schedule, in a time zone (or every fixed interval: ``every 7d``).
 
@@ -731,7 +760,7 @@ class ScheduleTrigger(_Configurable):
     def next_fire(self, now: datetime) -> datetime:
         """The first slot strictly after ``now`` (aware UTC), for ``retrainer status``."""
         tz = self._validate()
-        return _slots_after(" ".join(self.cron.split()), tz, as_utc(now))()
+        return _next_slot(" ".join(self.cron.split()), tz, as_utc(now))
 
     def evaluate(self, ctx: TriggerContext) -> Decision:
         """Fire once if a slot fell in ``(last slot seen, now]``; see the class."""
@@ -743,8 +772,7 @@ class ScheduleTrigger(_Configurable):
             ctx.state.get("cron") != cron or ctx.state.get("timezone") != self.timezone
         )
         arming = seen is None or rearm
-        latest = _latest_slot(cron, tz, now)
-        upcoming = _slots_after(cron, tz, now)()
+        latest, upcoming = _slot_bounds(cron, tz, now)
         label = f"schedule {self.cron!r} ({self.timezone})"
         evidence: dict[str, Any] = {
             "cron": self.cron,
@@ -774,7 +802,7 @@ class ScheduleTrigger(_Configurable):
             if arming or seen is None:
                 reason += " (catch_up when armed)"
             else:
-                missed = self._count_slots(cron, tz, seen, now)
+                missed = self._count_slots(cron, tz, seen, now, latest)
                 evidence["missed_slots"] = missed
                 if missed > 1:
                     more = "+" if missed >= _MISSED_CAP else ""
@@ -798,7 +826,12 @@ class ScheduleTrigger(_Configurable):
         )
 
     @staticmethod
-    def _count_slots(cron: str, tz: ZoneInfo, since: datetime, now: datetime) -> int:
+    def _count_slots(
+        cron: str, tz: ZoneInfo, since: datetime, now: datetime, latest: datetime
+    ) -> int:
+        """The slots in ``(since, now]``; ``latest`` is the latest slot at or before ``now``."""
+        if _next_slot(cron, tz, since) == latest:  # the one slot since: the usual case
+            return 1
         step = _slots_after(cron, tz, since)
         count = 0
         while count < _MISSED_CAP and step() <= now:

@@ -61,25 +61,33 @@ def _non_finite(token: str) -> None:
     return None
 
 
+# what ``json.dumps(value, default=_json_default)`` and ``json.loads(text,
+# parse_constant=_non_finite)`` use, built once (those calls build a new one each time)
+_ENCODER = json.JSONEncoder(default=_json_default)
+_DECODER = json.JSONDecoder(parse_constant=_non_finite)
+
+
 def json_value(value: Any, what: str) -> Any:
     """Return a deep copy of ``value`` made of JSON values only, or raise ``TypeError``.
 
     Non-finite floats (NaN, infinities), wherever they are, become ``None``.
     """
     try:
-        text = json.dumps(value, default=_json_default)
+        text = _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"{what} must hold only JSON values (str, int, float, bool, None, and lists and "
             f"dicts with string keys of them). Got {exc}"
         ) from None
-    return json.loads(text, parse_constant=_non_finite)
+    return _DECODER.decode(text)
 
 
 def json_dict(value: Mapping[str, Any], what: str) -> dict[str, Any]:
     """Return a JSON-only deep copy of the dict ``value``, or raise ``TypeError``."""
     if not isinstance(value, Mapping):
         raise TypeError(f"{what} must be a dict. Got {type(value).__name__}: {value!r}")
+    if not value:
+        return {}  # what the JSON round trip gives, without it
     result: dict[str, Any] = json_value(dict(value), what)
     return result
 
@@ -346,8 +354,13 @@ class InMemoryMetadataStore:
         self._snapshots: list[Snapshot] = []
         self._runs: list[Run] = []
         self._run_ids: dict[str, int] = {}
+        # run ids by status (dicts as ordered sets): finding the queued or running runs
+        # does not scan every run
+        self._run_status: dict[str, dict[int, None]] = {s: {} for s in RUN_STATUSES}
         self._versions: dict[str, list[ModelVersion]] = {}
         self._moves: list[AliasMove] = []
+        # the moves of each (pipeline, alias), oldest first: a read does not scan them all
+        self._alias_moves: dict[tuple[str, str], list[AliasMove]] = {}
         self._events: list[Event] = []
         self._monitor: list[MonitorRecord] = []
         self._state: dict[tuple[str, str], tuple[dict[str, Any], int, datetime]] = {}
@@ -390,10 +403,19 @@ class InMemoryMetadataStore:
             self._require_snapshot(run.snapshot_id)
 
     def _current(self, pipeline: str, alias: str) -> int | None:
-        for move in reversed(self._moves):
-            if move.pipeline == pipeline and move.alias == alias:
-                return move.version
-        return None
+        moves = self._alias_moves.get((pipeline, alias))
+        return moves[-1].version if moves else None
+
+    def _set_run(self, run: Run) -> None:
+        """Store ``run`` (its id set) in its slot, and keep the status index."""
+        run_id = run.id
+        assert run_id is not None
+        if run_id <= len(self._runs):
+            del self._run_status[self._runs[run_id - 1].status][run_id]
+            self._runs[run_id - 1] = run
+        else:
+            self._runs.append(run)
+        self._run_status[run.status][run_id] = None
 
     def _append_event(self, event: Event) -> Event:
         stored = replace(event, id=len(self._events) + 1)
@@ -459,7 +481,7 @@ class InMemoryMetadataStore:
             self._check_run_refs(run)
             run_id = len(self._runs) + 1
             stored = replace(run, id=run_id)
-            self._runs.append(stored)
+            self._set_run(stored)
             self._run_ids[stored.key] = run_id
             return self._out(stored), True
 
@@ -485,7 +507,7 @@ class InMemoryMetadataStore:
             if expected_epoch is not ANY and current.epoch != expected_epoch:
                 raise epoch_conflict(run_id, current.epoch, expected_epoch)
             self._check_run_refs(run)
-            self._runs[run_id - 1] = run
+            self._set_run(run)
             return self._out(run)
 
     def get_run(self, run_id: int) -> Run:
@@ -497,9 +519,17 @@ class InMemoryMetadataStore:
     ) -> list[Run]:
         """Runs, newest first (by id); ``limit=None`` returns them all."""
         with self._lock:
+            candidates = (
+                reversed(self._runs)
+                if status is None
+                else (
+                    self._runs[i - 1]
+                    for i in sorted(self._run_status.get(status, ()), reverse=True)
+                )
+            )
             found = [
                 run
-                for run in reversed(self._runs)
+                for run in candidates
                 if (pipeline is None or run.pipeline == pipeline)
                 and (status is None or run.status == status)
             ]
@@ -584,6 +614,7 @@ class InMemoryMetadataStore:
                 id=len(self._moves) + 1,
             )
             self._moves.append(move)
+            self._alias_moves.setdefault((pipeline, alias), []).append(move)
             if event is not None:
                 self._append_event(event)
             return move
@@ -605,11 +636,9 @@ class InMemoryMetadataStore:
     def alias_history(self, pipeline: str, alias: str | None = None) -> list[AliasMove]:
         """Moves, oldest first."""
         with self._lock:
-            return [
-                m
-                for m in self._moves
-                if m.pipeline == pipeline and (alias is None or m.alias == alias)
-            ]
+            if alias is not None:
+                return list(self._alias_moves.get((pipeline, alias), ()))
+            return [m for m in self._moves if m.pipeline == pipeline]
 
     def alias_at(self, pipeline: str, alias: str, at: datetime) -> int | None:
         """The version ``alias`` pointed at, at time ``at`` (None if none).
@@ -618,8 +647,8 @@ class InMemoryMetadataStore:
         """
         at = as_utc(at)
         with self._lock:
-            for move in reversed(self._moves):
-                if move.pipeline == pipeline and move.alias == alias and move.at <= at:
+            for move in reversed(self._alias_moves.get((pipeline, alias), ())):
+                if move.at <= at:
                     return move.version
             return None
 
