@@ -65,9 +65,10 @@ def test_unknown_metric_and_rule_metric_are_reported():
     assert any(p.startswith("pipelines[0].blessing.rules[2].metric: got 'f1'") for p in problems)
 
 
-def test_joblib_needs_allow_pickle():
-    problems = _problems({"serialization": {"format": "joblib"}, "pipelines": [pipeline_config()]})
-    assert any("allow_pickle" in p for p in problems)
+@pytest.mark.parametrize("fmt", ["joblib", "pickle"])
+def test_pickle_formats_need_allow_pickle(fmt):
+    problems = _problems({"serialization": {"format": fmt}, "pipelines": [pipeline_config()]})
+    assert any("allow_pickle" in p and repr(fmt) in p for p in problems)
 
 
 def test_env_overrides_storage(tmp_path: Path):

@@ -63,17 +63,18 @@ class StorageConfig(_Model):
 
 
 class SerializationConfig(_Model):
-    """How models are saved: skops (safe, the default) or joblib (pickle: trusted only)."""
+    """How models are saved: skops (safe, the default), or joblib or pickle (pickles: trusted
+    artifacts only)."""
 
-    format: Literal["skops", "joblib"] = "skops"
+    format: Literal["skops", "joblib", "pickle"] = "skops"
     trusted_types: list[str] = Field(default_factory=list)
     allow_pickle: bool = False
 
     @model_validator(mode="after")
     def _joblib_needs_opt_in(self) -> SerializationConfig:
-        if self.format == "joblib" and not self.allow_pickle:
+        if self.format in ("joblib", "pickle") and not self.allow_pickle:
             raise ValueError(
-                "format 'joblib' loads with pickle, which runs arbitrary code; "
+                f"format {self.format!r} loads with pickle, which runs arbitrary code; "
                 "set allow_pickle: true to use it with trusted artifacts only"
             )
         return self

@@ -125,18 +125,34 @@ def test_allowlist(name: str, trusted: bool) -> None:
     assert is_trusted_type(name) is trusted
 
 
-def test_joblib_is_refused_without_allow_pickle(data: tuple[np.ndarray, np.ndarray]) -> None:
+@pytest.mark.parametrize("fmt", ["joblib", "pickle"])
+def test_pickles_are_refused_without_allow_pickle(
+    data: tuple[np.ndarray, np.ndarray], fmt: str
+) -> None:
     X, y = data
     model = LogisticRegression().fit(X, y)
-    blob = dump_model(model, fmt="joblib")
+    blob = dump_model(model, fmt=fmt)
     with pytest.raises(UntrustedArtifactError, match=r"allow_pickle: true") as info:
-        load_model(blob, fmt="joblib")
+        load_model(blob, fmt=fmt)
     assert "pickle" in str(info.value)
-    loaded = load_model(blob, fmt="joblib", allow_pickle=True)
+    loaded = load_model(blob, fmt=fmt, allow_pickle=True)
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
 
 
-@pytest.mark.parametrize("fmt", ["pickle", "SKOPS", ""])
+def test_a_truncated_pickle_is_an_integrity_error(data: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = data
+    blob = dump_model(LogisticRegression().fit(X, y), fmt="pickle")
+    with pytest.raises(ArtifactIntegrityError, match="not a readable pickle"):
+        load_model(blob[: len(blob) // 2], fmt="pickle", allow_pickle=True)
+
+
+def test_a_model_that_cannot_be_pickled_is_a_training_error() -> None:
+    with pytest.raises(TrainingError, match="cannot be pickled"):
+        dump_model(HoldsALambda(), fmt="pickle")
+
+
+@pytest.mark.parametrize("fmt", ["cloudpickle", "SKOPS", ""])
 def test_unknown_format_is_a_config_error(fmt: str) -> None:
     with pytest.raises(ConfigError, match=repr(fmt)):
         dump_model(LogisticRegression(), fmt=fmt)

@@ -39,7 +39,7 @@ from retrainer.core.clock import Clock, SimulatedClock, as_utc
 from retrainer.core.metrics import compute, get_metric
 from retrainer.errors import ConfigError, DataError, SourceError, TrainingError
 
-BACKTEST_SERIALIZATION = {"format": "joblib", "allow_pickle": True}
+BACKTEST_SERIALIZATION = {"format": "pickle", "allow_pickle": True}
 """Artifacts of a backtest never leave its process: pickled, not skops (10x faster)."""
 
 POLICY_KEYS = ("triggers", "guards", "window", "model", "train", "params", "blessing", "monitor")
