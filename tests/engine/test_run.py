@@ -127,6 +127,12 @@ BASE = make_frame(800)
         (BASE.iloc[0:0], {}, "has no rows"),
         (_bad(BASE, "y", 1), {}, "target column 'y' has a single class"),
         (_bad(BASE, "x1", np.inf), {}, "feature column 'x1' has 600 infinite"),
+        (
+            _bad(BASE, "x2", np.where(np.arange(800) % 100 == 0, -np.inf, BASE["x2"])),
+            {},
+            "feature column 'x2' has 6 infinite",
+        ),
+        (_bad(BASE, "x2", BASE["ts"]), {}, "feature column 'x2' has dtype datetime64"),
         (BASE, {"window": {"kind": "sliding", "duration": "1h"}}, "window"),
     ],
     ids=[
@@ -137,6 +143,8 @@ BASE = make_frame(800)
         "empty",
         "one-class",
         "inf",
+        "minus-inf-second-feature",
+        "timestamp-feature",
         "too-small",
     ],
 )

@@ -196,27 +196,35 @@ class Pipeline:
                 f"{y[np.mod(y, 1) != 0].iloc[0]!r}); classification needs labels: set "
                 "task: regression or fix the column"
             )
+        dtypes = dict(zip(frame.columns, frame.dtypes.tolist(), strict=True))
+        finite_checked: list[str] = []  # numeric, non-boolean features: no infinities
         for col in cfg.features:
-            s = frame[col]
-            if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s):
+            dtype = dtypes[col]
+            if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(
+                dtype
+            ):
                 raise DataError(
-                    f"feature column '{col}' has dtype {s.dtype}; models cannot use raw "
+                    f"feature column '{col}' has dtype {dtype}; models cannot use raw "
                     "timestamps: derive numeric features from it"
                 )
-            numeric = pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)
+            boolean = pd.api.types.is_bool_dtype(dtype)
+            numeric = boolean or pd.api.types.is_numeric_dtype(dtype)
             if self._estimator_cls is not None and not numeric:
-                example = s.dropna().head(1).tolist()
+                example = frame[col].dropna().head(1).tolist()
                 raise DataError(
-                    f"feature column '{col}' has dtype {s.dtype} (e.g. {example}); the "
+                    f"feature column '{col}' has dtype {dtype} (e.g. {example}); the "
                     f"estimator spec '{cfg.model.estimator}' needs numeric features: "  # type: ignore[union-attr]
                     "convert it in the source, or encode it in a train function"
                 )
-            if numeric and not pd.api.types.is_bool_dtype(s):
-                values = s.to_numpy(dtype=float, na_value=np.nan)
-                if np.isinf(values).any():
+            if numeric and not boolean:
+                finite_checked.append(col)
+        if finite_checked:  # one array for all of them: a window is checked at every run
+            values = frame[finite_checked].to_numpy(dtype=float, na_value=np.nan)
+            infinite = np.isinf(values).sum(axis=0)
+            for col, count in zip(finite_checked, infinite.tolist(), strict=True):
+                if count:
                     raise DataError(
-                        f"feature column '{col}' has {int(np.isinf(values).sum())} infinite "
-                        f"value(s) in {where}"
+                        f"feature column '{col}' has {count} infinite value(s) in {where}"
                     )
 
     def check_classes(self, train: pd.DataFrame, where: str) -> None:
