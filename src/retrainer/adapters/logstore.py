@@ -54,6 +54,7 @@ Examples
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import itertools
@@ -1229,6 +1230,9 @@ class InMemoryLogStore(_DuckDBLogStore):
         super().__init__()
         self._segments: dict[tuple[Kind, date], list[pa.Table]] = {}
         self._keys: dict[tuple[Kind, date], set[str]] = {}
+        # the days of each kind, sorted: a query takes its range by bisection instead of
+        # sorting every segment (a replay queries the log at each of its batches)
+        self._days: dict[Kind, list[date]] = {}
 
     def __repr__(self) -> str:
         rows = sum(t.num_rows for tables in self._segments.values() for t in tables)
@@ -1241,6 +1245,8 @@ class InMemoryLogStore(_DuckDBLogStore):
             if key in keys:
                 return
             keys.add(key)
+            if (kind, day) not in self._segments:
+                bisect.insort(self._days.setdefault(kind, []), day)
             self._segments.setdefault((kind, day), []).append(table)
 
     def days(self, kind: Kind = "predictions") -> list[date]:
@@ -1264,12 +1270,10 @@ class InMemoryLogStore(_DuckDBLogStore):
         self, cur: duckdb.DuckDBPyConnection, kind: Kind, first: date | None, last: date | None
     ) -> str | None:
         with self._write_lock:
-            tables = [
-                t
-                for (k, d), ts in sorted(self._segments.items())
-                if k == kind and _in_range(d, first, last)
-                for t in ts
-            ]
+            days = self._days.get(kind, [])
+            lo = 0 if first is None else bisect.bisect_left(days, first)
+            hi = len(days) if last is None else bisect.bisect_right(days, last)
+            tables = [t for d in days[lo:hi] for t in self._segments[(kind, d)]]
         if not tables:
             return None
         name = f"_{kind}"

@@ -38,7 +38,7 @@ from retrainer.core.types import Event, ModelVersion, MonitorRecord
 from retrainer.core.windows import parse_duration
 from retrainer.engine.online import online_performance
 from retrainer.engine.pipeline import Pipeline
-from retrainer.engine.profiles import PREDICTION_COLUMN, model_output, window_columns
+from retrainer.engine.profiles import PREDICTION_COLUMN, model_output, output_of, window_columns
 from retrainer.engine.project import Project
 from retrainer.engine.run import CHAMPION
 from retrainer.errors import ConfigError, ModelNotFoundError
@@ -261,7 +261,7 @@ def run_monitor(
     has_target = target in frame.columns and bool(frame[target].notna().any())
 
     missing = [c for c in pipeline.feature_columns if c not in frame.columns]
-    output = None
+    output = pred = None
     if missing and not frame.empty:
         findings.append(
             Finding(
@@ -275,7 +275,8 @@ def run_monitor(
         )
     elif not frame.empty:
         try:
-            output = model_output(pipeline, model, frame)
+            pred = pipeline.predict(model, frame)  # once: drift, performance, concept drift
+            output = output_of(pred, frame.index)
         except Exception as exc:
             findings.append(
                 Finding(
@@ -284,8 +285,6 @@ def run_monitor(
                     message=f"the model could not predict on the window: {exc}",
                 ).to_dict()
             )
-    columns = window_columns(pipeline, frame, output)
-
     drift: DriftReport | None = None
     histograms: dict[str, Any] = {}
     if mv.profile is None:
@@ -298,6 +297,7 @@ def run_monitor(
         )
     else:
         profile = Profile.from_dict(mv.profile)
+        columns = window_columns(pipeline, frame, output)
         check = DriftCheck(
             **mcfg.drift.check_params(),
             prediction=PREDICTION_COLUMN if output is not None else None,
@@ -321,8 +321,7 @@ def run_monitor(
             now=end,
             min_samples=mcfg.performance.min_samples,
         )
-    elif has_target and output is not None:
-        pred = pipeline.predict(model, frame)
+    elif has_target and pred is not None:
         times = frame[time_col].to_numpy()
         y_true = frame[target].to_numpy()
         performance = performance_over_time(

@@ -14,16 +14,20 @@ import pandas as pd
 
 from retrainer.core.profile import Columns, Profile, compute_profile
 from retrainer.engine.frames import to_columns
-from retrainer.engine.pipeline import Pipeline
+from retrainer.engine.pipeline import Pipeline, Prediction
 
 PREDICTION_COLUMN = "__prediction__"
 
 
 def model_output(pipeline: Pipeline, model: Any, frame: pd.DataFrame) -> pd.Series:
     """What the profile tracks of the model: its score (binary), else its prediction."""
-    pred = pipeline.predict(model, frame)
+    return output_of(pipeline.predict(model, frame), frame.index)
+
+
+def output_of(pred: Prediction, index: pd.Index) -> pd.Series:
+    """:func:`model_output` from predictions already made on the rows of ``index``."""
     values = pred.y_score if pred.y_score is not None and pred.y_score.ndim == 1 else pred.y_pred
-    return pd.Series(values, index=frame.index, name=PREDICTION_COLUMN)
+    return pd.Series(values, index=index, name=PREDICTION_COLUMN)
 
 
 def _categorical(pipeline: Pipeline, frame: pd.DataFrame, output: pd.Series | None) -> list[str]:

@@ -226,13 +226,14 @@ def _reads_log(pipeline: Mapping[str, Any]) -> bool:
     from retrainer.engine.controller import spec_keys
 
     keys = spec_keys(pipeline.get("triggers", []))
-    monitor_log = (pipeline.get("monitor") or {}).get("data") == "log"
-    since_change = (pipeline.get("window") or {}).get("kind") == "since_change"
-    return (
-        bool(keys & {"metric", "concept_drift"})
-        or ("drift" in keys and monitor_log)
-        or since_change  # its monitor feeds the concept-drift detector from the log
+    # the monitor (data drift, concept drift, and a since_change window's detector) reads the
+    # log only with ``data: log``; with ``data: source`` it reads the replayed source, which
+    # holds the rows whose labels have arrived
+    monitored = bool(keys & {"drift", "concept_drift"}) or (
+        (pipeline.get("window") or {}).get("kind") == "since_change"
     )
+    monitor_log = (pipeline.get("monitor") or {}).get("data") == "log"
+    return "metric" in keys or (monitored and monitor_log)
 
 
 @dataclass
