@@ -280,6 +280,15 @@ def default_policies(replay: Replay) -> list[dict[str, Any]]:
     )
     out.append(
         {
+            # data drift of the features (and of the model's output) over the last 7 batches
+            "triggers": [{"drift": {}}],
+            "window": win(30),
+            "monitor": {"every": f"{days:g}d", "window": f"{7 * days + delay:g}d"},
+            "guards": [{"cooldown": f"{7 * days:g}d"}],
+        }
+    )
+    out.append(
+        {
             "triggers": [{"concept_drift": {}}],
             "window": win(90),
             "monitor": {
@@ -517,8 +526,18 @@ def run_policies(
 
 
 def _expected_cost(policy: Mapping[str, Any]) -> float:
-    text = json.dumps(policy.get("triggers", []))
-    return 10.0 if "* * *" in text else 1.0 if text != "[]" else 0.0
+    """A rough rank of a policy's replay time, to start the longest first: a retrain at every
+    batch, then a log query (metric triggers) or a monitor run (drift) at every batch."""
+    from retrainer.engine.controller import spec_keys
+
+    triggers = policy.get("triggers", [])
+    keys = spec_keys(triggers)
+    if "* * *" in json.dumps(triggers):
+        return 10.0
+    for key, cost in (("metric", 9.0), ("drift", 8.0), ("concept_drift", 5.0)):
+        if key in keys:
+            return cost
+    return 1.0 if triggers else 0.0
 
 
 def frozen_model_scores(
