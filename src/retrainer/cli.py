@@ -725,7 +725,7 @@ def _progress_bar() -> tuple[Any, Callable[[int, int, str], None]]:
     return bar, update
 
 
-def _render_backtest(results: dict[str, Any], top: int = 12) -> None:
+def _render_backtest(results: dict[str, Any], top: int = 20) -> None:
     metric = results["metric"]
     greater = results["greater_is_better"]
     pct = metric in ("accuracy", "balanced_accuracy", "roc_auc", "f1", "precision", "recall")
@@ -769,7 +769,10 @@ def _render_backtest(results: dict[str, Any], top: int = 12) -> None:
         )
     out.print(table)
     if len(rows) > top:
-        out.print(f"[dim]... {len(rows) - top} more policies in the report[/dim]")
+        more = len(rows) - top
+        out.print(
+            f"[dim]... {more} more {'policy' if more == 1 else 'policies'} in the report[/dim]"
+        )
     for failed in results.get("failed_policies", []):
         out.print(
             f"[yellow]not run:[/yellow] {escape(failed['name'])}: {escape(failed['error'])}",
