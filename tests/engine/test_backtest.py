@@ -209,6 +209,19 @@ def _comparable(results: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: v for k, v in p.items() if k != "wall_s"} for p in results["policies"]]
 
 
+def _count_replays(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, the names of the policies the backtest replays (not taken from cache)."""
+    computed: list[str] = []
+    real = backtest_module.run_policy
+
+    def counting(replay: Replay, policy: dict[str, Any]) -> PolicyRun:
+        computed.append(str(policy["name"]))
+        return real(replay, policy)
+
+    monkeypatch.setattr(backtest_module, "run_policy", counting)
+    return computed
+
+
 def test_a_second_run_comes_from_the_cache_and_a_changed_policy_is_recomputed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -219,14 +232,7 @@ def test_a_second_run_comes_from_the_cache_and_a_changed_policy_is_recomputed(
     first = run_backtest(file, out)
     assert first.cached == 0
 
-    computed: list[str] = []
-    real = backtest_module.run_policy
-
-    def counting(replay: Replay, policy: dict[str, Any]) -> PolicyRun:
-        computed.append(str(policy["name"]))
-        return real(replay, policy)
-
-    monkeypatch.setattr(backtest_module, "run_policy", counting)
+    computed = _count_replays(monkeypatch)
     second = run_backtest(file, out)
     assert second.cached == len(policies) == second.results["cached_policies"]
     assert computed == []
@@ -262,14 +268,7 @@ def test_the_cache_follows_each_policys_pipeline_not_the_project_file(
         window={"kind": "sliding", "duration": "5d"},
     )
     project_file.write_text(yaml.safe_dump(cfg))
-    computed: list[str] = []
-    real = backtest_module.run_policy
-
-    def counting(replay: Replay, policy: dict[str, Any]) -> PolicyRun:
-        computed.append(str(policy["name"]))
-        return real(replay, policy)
-
-    monkeypatch.setattr(backtest_module, "run_policy", counting)
+    computed = _count_replays(monkeypatch)
     # "never" sets no window: it inherits the project's, so it alone is recomputed
     assert run_backtest(file, out).cached == 2 and computed == ["never"]
     cfg["pipelines"][0]["blessing"]["holdout"] = 0.3

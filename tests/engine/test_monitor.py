@@ -232,3 +232,45 @@ def test_since_change_window_keeps_the_shortest_span_after_a_recent_change(tmp_p
     result = execute_run(project, clock=SimulatedClock(now))
     snapshot = project.store.get_snapshot(result.run.snapshot_id)
     assert snapshot.window_start == now - timedelta(days=2)
+
+
+def test_concept_drift_on_the_logged_error_stream(tmp_path: Path):
+    """With data: log the detector reads logged predictions against the feedback arrived:
+    right until Jan 24, then wrong; unlabelled rows are not fed."""
+    project = _project(tmp_path, _frame(), data="log", window="8d")
+    times = pd.date_range("2024-01-20", periods=192, freq="h")
+    prediction = np.arange(192) % 2
+    preds = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(192)],
+            "timestamp": times,
+            "pipeline": "toy",
+            "model_version": 1,
+            "prediction": prediction,
+            "score": prediction * 0.8 + 0.1,
+            "x1": 0.0,
+            "x2": 0.0,
+        }
+    )
+    flip = times >= pd.Timestamp("2024-01-24")
+    outcome = np.where(flip, 1 - prediction, prediction)
+    labelled = times < pd.Timestamp("2024-01-27 12:00")  # the last 12 rows: no label yet
+    logs = project.log_store()
+    logs.append_predictions(preds)
+    logs.append_feedback(
+        pd.DataFrame(
+            {
+                "id": preds["id"][labelled],
+                "timestamp": times[labelled] + timedelta(minutes=30),
+                "outcome": outcome[labelled],
+            }
+        )
+    )
+    result = run_monitor(
+        project, clock=SimulatedClock(datetime(2024, 1, 28, tzinfo=UTC)), report=False
+    )
+    concept = result.summary["concept_drift"]
+    assert concept["rows_fed"] == 180  # labelled rows since the champion's window ended
+    assert concept["drift_detected"]
+    assert "2024-01-24T00:00:00" <= concept["detections"][0] < "2024-01-26T00:00:00"
+    assert last_change(project.store, "toy") is not None

@@ -15,7 +15,7 @@ from retrainer.config import PipelineConfig
 from retrainer.core.backtest import CostModel
 from retrainer.core.clock import SimulatedClock
 from retrainer.engine.backtest import summarize
-from retrainer.engine.replay import Replay, ReplaySource, run_policy
+from retrainer.engine.replay import Replay, ReplaySource, policy_pipeline, run_policy
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
@@ -217,21 +217,26 @@ def _flipping_frame() -> pd.DataFrame:
     return pd.DataFrame({"ts": ts, "x": x, "y": y})
 
 
-@pytest.mark.parametrize("delay_days", [0, 3])
-def test_metric_trigger_fires_only_once_the_delayed_feedback_arrived(
-    tmp_path: Path, delay_days: int
-):
-    train = write_module(tmp_path, "sign_model", SIGN)
+def _flipping_replay(tmp_path: Path, module: str, delay: timedelta = timedelta(0)) -> Replay:
+    """The flipping frame replayed day by day from Jan 6 with the Sign model."""
+    train = write_module(tmp_path, module, SIGN)
     start = utc(2024, 1, 6)
-    replay = Replay(
+    return Replay(
         frame=_flipping_frame(),
         pipeline=pipeline_spec(train, ["x"], holdout=0.2),
         batch=DAY,
         start=start,
         select_until=start + 10 * DAY,
         root=tmp_path,
-        label_delay=timedelta(days=delay_days),
+        label_delay=delay,
     )
+
+
+@pytest.mark.parametrize("delay_days", [0, 3])
+def test_metric_trigger_fires_only_once_the_delayed_feedback_arrived(
+    tmp_path: Path, delay_days: int
+):
+    replay = _flipping_replay(tmp_path, "sign_model", timedelta(days=delay_days))
     policy = {
         "name": "accuracy below 0.99",
         "triggers": [{"metric": "accuracy", "below": 0.99, "over": "5d", "min_samples": 1}],
@@ -355,16 +360,7 @@ def test_prequential_scores_match_a_hand_computation(tmp_path: Path):
 def test_since_change_window_drops_the_old_concept(tmp_path: Path):
     """After the flip, a model trained on the last 20 days learns the old concept (most of
     its rows) and stays wrong; one trained since the detected change is right again."""
-    train = write_module(tmp_path, "sign_since", SIGN)
-    start = utc(2024, 1, 6)
-    replay = Replay(
-        frame=_flipping_frame(),
-        pipeline=pipeline_spec(train, ["x"], holdout=0.2),
-        batch=DAY,
-        start=start,
-        select_until=start + 10 * DAY,
-        root=tmp_path,
-    )
+    replay = _flipping_replay(tmp_path, "sign_since")
     detector = {
         "triggers": [{"concept_drift": {}}],
         "monitor": {
@@ -387,3 +383,17 @@ def test_since_change_window_drops_the_old_concept(tmp_path: Path):
     after = [k for k, end in enumerate(replay.boundaries()[1:]) if end > FLIP + 4 * DAY]
     assert [since.values["accuracy"][k] for k in after] == [1.0] * len(after)
     assert [sliding.values["accuracy"][k] for k in after] == [0.0] * len(after)
+
+
+def test_a_policy_sets_its_own_triggers_and_guards_and_inherits_the_rest():
+    base = {
+        "name": "toy",
+        "triggers": [{"schedule": "0 3 * * *"}],
+        "guards": [{"cooldown": "2d"}],
+        "window": {"kind": "sliding", "duration": "5d"},
+        "monitor": {"every": "1d"},
+    }
+    out = policy_pipeline(base, {"name": "p", "window": {"kind": "full"}})
+    assert out["triggers"] == [] and out["guards"] == []  # never inherited
+    assert out["window"] == {"kind": "full"} and out["monitor"] == {"every": "1d"}
+    assert base["guards"] == [{"cooldown": "2d"}]  # the project is not changed

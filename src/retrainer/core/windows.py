@@ -89,6 +89,21 @@ class Window(Protocol):
         ...
 
 
+def _positive_span(value: object, name: str) -> timedelta:
+    """``value`` (a :func:`parse_duration` string or a timedelta) as a positive timedelta."""
+    if isinstance(value, str):
+        span = parse_duration(value)
+    elif isinstance(value, timedelta):
+        span = value
+    else:
+        raise ConfigError(
+            f"{name} must be a duration string such as '90d' or a timedelta; got {value!r}"
+        )
+    if span <= timedelta(0):
+        raise ConfigError(f"{name} must be positive; got {value!r}")
+    return span
+
+
 def _repr(obj: Any) -> str:
     params = ", ".join(f"{k}={v!r}" for k, v in obj.get_params().items())
     return f"{type(obj).__name__}({params})"
@@ -175,18 +190,7 @@ class SlidingWindow:
             if not isinstance(self.rows, int) or isinstance(self.rows, bool) or self.rows < 1:
                 raise ConfigError(f"SlidingWindow.rows must be an integer >= 1; got {self.rows!r}")
             return None
-        if isinstance(self.duration, str):
-            span = parse_duration(self.duration)
-        elif isinstance(self.duration, timedelta):
-            span = self.duration
-        else:
-            raise ConfigError(
-                "SlidingWindow.duration must be a duration string such as '90d' or a "
-                f"timedelta; got {self.duration!r}"
-            )
-        if span <= timedelta(0):
-            raise ConfigError(f"SlidingWindow.duration must be positive; got {self.duration!r}")
-        return span
+        return _positive_span(self.duration, "SlidingWindow.duration")
 
     def bounds(self, now: datetime) -> tuple[datetime | None, datetime]:
         """``(now - duration, now)``, or ``(None, now)`` for a row-count window.
@@ -275,25 +279,10 @@ class SinceChange:
     def __repr__(self) -> str:
         return _repr(self)
 
-    @staticmethod
-    def _span(value: object, what: str) -> timedelta:
-        if isinstance(value, str):
-            span = parse_duration(value)
-        elif isinstance(value, timedelta):
-            span = value
-        else:
-            raise ConfigError(
-                f"SinceChange.{what} must be a duration string such as '30d' or a timedelta; "
-                f"got {value!r}"
-            )
-        if span <= timedelta(0):
-            raise ConfigError(f"SinceChange.{what} must be positive; got {value!r}")
-        return span
-
     def _validate(self) -> tuple[timedelta, timedelta | None]:
         """Check the parameters; return ``(min, max)`` as timedeltas."""
-        shortest = self._span(self.min, "min")
-        longest = None if self.max is None else self._span(self.max, "max")
+        shortest = _positive_span(self.min, "SinceChange.min")
+        longest = None if self.max is None else _positive_span(self.max, "SinceChange.max")
         if longest is not None and longest < shortest:
             raise ConfigError(
                 f"SinceChange.max ({self.max!r}) must be at least SinceChange.min ({self.min!r})"

@@ -99,6 +99,17 @@ def _errors(y_true: np.ndarray, y_pred: np.ndarray, task: str) -> np.ndarray:
     return out
 
 
+def _log_task(pipeline: Pipeline, outcomes: np.ndarray) -> str:
+    """The task, for logged outcomes: unlabelled rows make an integer column float, so an
+    automatic task is classification when every known outcome is a whole number or a label."""
+    if pipeline.config.task != "auto":
+        return pipeline.config.task
+    known = pd.Series(outcomes).dropna()
+    if pd.api.types.is_float_dtype(known) and not np.all(np.mod(known.to_numpy(), 1) == 0):
+        return "regression"
+    return "classification"
+
+
 def _concept_drift(
     project: Project,
     pipeline: Pipeline,
@@ -321,6 +332,12 @@ def run_monitor(
             now=end,
             min_samples=mcfg.performance.min_samples,
         )
+        if mcfg.concept_drift.enabled and has_target and "prediction" in frame.columns:
+            # the error stream of what production served: logged predictions against the
+            # feedback arrived by the window's end (rows still unlabelled are not fed)
+            y_true = frame[target].to_numpy()
+            errors = _errors(y_true, frame["prediction"].to_numpy(), _log_task(pipeline, y_true))
+            concept = _concept_drift(project, pipeline, mv, frame[time_col].to_numpy(), errors, now)
     elif has_target and pred is not None:
         times = frame[time_col].to_numpy()
         y_true = frame[target].to_numpy()
