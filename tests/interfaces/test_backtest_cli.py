@@ -107,6 +107,33 @@ def test_recommended_online_policy_runs_in_the_daemon_then_updates(tmp_path: Pat
     assert _champion(deployed) == 2
 
 
+SINCE_CHANGE: dict[str, Any] = {
+    "name": "page-hinkley since the change",
+    "triggers": [{"concept_drift": {}}],
+    "window": {"kind": "since_change", "min": "3d", "max": "10d"},
+    "monitor": {"every": "1d", "window": "1d", "concept_drift": {"method": "page_hinkley"}},
+}
+
+
+@pytest.mark.slow
+def test_recommended_since_change_policy_runs_in_the_daemon(tmp_path: Path):
+    deployed = _recommended_project(tmp_path, SINCE_CHANGE)
+    result = runner.invoke(app, ["run", "-c", str(deployed), "--as-of", "2024-02-01", "--json"])
+    assert result.exit_code == 0, result.output
+    [v1] = _versions(deployed)
+    assert v1.snapshot is not None and v1.snapshot.window_start is not None
+    # no change detected yet: the window is its max, 10 days
+    assert v1.snapshot.window_start.isoformat() == "2024-01-22T00:00:00+00:00"
+    proc = cli(
+        "daemon", "-c", str(deployed), "--executor", "inline", "--quiet",
+        "--as-of", "2024-02-02T00:00:00", "--max-ticks", "2", "--tick", "1", check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with Project.open(deployed) as project:  # the daemon feeds the window's detector
+        [record] = project.store.list_monitor_results("toy", limit=None)
+    assert record.summary["concept_drift"]["method"] == "page_hinkley"
+
+
 def test_backtest_config_error_exits_2_with_the_key_on_stderr(tmp_path: Path):
     proj = tiny_project(tmp_path / "p", days=20)
     file = backtest_file(proj, select_untill=0.5)
