@@ -291,6 +291,21 @@ def test_unknown_top_level_key_names_it(tmp_path: Path):
     assert any("polices" in line and "unknown key" in line for line in info.value.problems)
 
 
+def test_a_policy_with_a_bad_window_or_trigger_is_a_config_error_naming_it(tmp_path: Path):
+    proj = tiny_project(tmp_path / "p", days=20)
+    bad = [
+        {"name": "no span", "triggers": [{"schedule": "0 0 * * *"}], "window": {"kind": "sliding"}},
+        {"name": "bad cron", "triggers": [{"schedule": "every day"}]},
+    ]
+    file = backtest_file(proj, policies=[*bad, WEEKLY])
+    with pytest.raises(ConfigError) as info:
+        run_backtest(file, tmp_path / "out")
+    problems = info.value.problems
+    assert problems[0].startswith("policy 'no span': window: ")
+    assert problems[1].startswith("policy 'bad cron': triggers[0]: ")
+    assert not (tmp_path / "out" / "results.json").exists()  # nothing ran
+
+
 def test_unknown_key_in_a_policy_names_it(tmp_path: Path):
     proj = tiny_project(tmp_path / "p", days=20)
     bad = {"name": "typo", "trigers": [{"schedule": "0 0 * * *"}]}

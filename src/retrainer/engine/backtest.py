@@ -39,7 +39,7 @@ import pandas as pd
 import yaml
 
 from retrainer.adapters._atomic import write_file_atomically
-from retrainer.config import BacktestConfig, load_backtest_config, load_config
+from retrainer.config import BacktestConfig, load_backtest_config, load_config, parse_config
 from retrainer.core.backtest import (
     Candidate,
     CostModel,
@@ -345,6 +345,7 @@ def expand_policies(cfg: BacktestConfig, replay: Replay) -> list[dict[str, Any]]
     if not out:
         out = default_policies(replay)
     seen: set[str] = set()
+    problems: list[str] = []
     for i, policy in enumerate(out):
         policy.setdefault("name", describe_policy(policy))
         name = str(policy["name"])
@@ -353,6 +354,21 @@ def expand_policies(cfg: BacktestConfig, replay: Replay) -> list[dict[str, Any]]
                 f"two policies are called {name!r} (policy {i}); give one a distinct name"
             )
         seen.add(name)
+        # the whole pipeline the policy replays, checked as retrainer.yaml is: a bad window or
+        # trigger is a configuration error naming the policy, before anything runs
+        spec = policy_pipeline(replay.pipeline, policy)  # names an unknown key itself
+        try:
+            parse_config({"pipelines": [spec]})
+        except ConfigError as exc:
+            problems += [
+                f"policy {name!r}: {p.removeprefix('pipelines[0].')}" for p in exc.problems
+            ]
+    if problems:
+        raise ConfigError(
+            f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in the policies:\n"
+            + "\n".join(f"  {p}" for p in problems),
+            problems,
+        )
     return out
 
 
