@@ -218,14 +218,13 @@ class Pipeline:
                 )
             if numeric and not boolean:
                 finite_checked.append(col)
-        if finite_checked:  # one array for all of them: a window is checked at every run
-            values = frame[finite_checked].to_numpy(dtype=float, na_value=np.nan)
-            infinite = np.isinf(values).sum(axis=0)
-            for col, count in zip(finite_checked, infinite.tolist(), strict=True):
-                if count:
-                    raise DataError(
-                        f"feature column '{col}' has {count} infinite value(s) in {where}"
-                    )
+        for col in finite_checked:
+            values = frame[col].to_numpy()
+            if values.dtype.kind != "f":  # nullable or integer columns: as floats, <NA> as NaN
+                values = frame[col].to_numpy(dtype=float, na_value=np.nan)
+            count = int(np.isinf(values).sum())
+            if count:
+                raise DataError(f"feature column '{col}' has {count} infinite value(s) in {where}")
 
     def check_classes(self, train: pd.DataFrame, where: str) -> None:
         """A classifier needs at least two classes in its training rows."""
