@@ -123,10 +123,10 @@ def _concept_drift(
     store = project.store
     stored = store.get_state(pipeline.name, CONCEPT_STATE_KEY)
     detector, fed_until, revision, note = None, None, None, ""
-    last_change = None  # the newest detection, whatever version it was made for
+    newest_change = None  # the newest detection, whatever version it was made for
     if stored is not None:
         state, revision = stored
-        last_change = state.get("last_detection")
+        newest_change = state.get("last_detection")
         same = state.get("version") == mv.version and state.get("method") == cfg.method
         if same:
             try:
@@ -151,7 +151,7 @@ def _concept_drift(
     hits = detector.update(new_errors)
     last = pd.Timestamp(new_times[-1]) if len(new_times) else fed_until
     if hits:
-        last_change = pd.Timestamp(new_times[hits[-1]]).isoformat()
+        newest_change = pd.Timestamp(new_times[hits[-1]]).isoformat()
     store.put_state(
         pipeline.name,
         CONCEPT_STATE_KEY,
@@ -160,7 +160,7 @@ def _concept_drift(
             "method": cfg.method,
             "fed_until": last.isoformat() if last is not None else None,
             "detector": detector.state(),
-            "last_detection": last_change,
+            "last_detection": newest_change,
         },
         at=now,
         expected_revision=revision,
