@@ -929,10 +929,11 @@ def demo(
     """Backtest retraining policies on elec2, then run the daemon with the recommended one.
 
     Creates the elec2 example project in --dir, replays its history through a default grid
-    of policies (never, cadences x windows, a metric trigger, a concept-drift detector, online
-    learning), recommends the cheapest policy within 0.5 points of the best on the first half,
-    writes it into the project's retrainer.yaml, and runs the daemon's controller with it over
-    the second half on a simulated clock, printing triggers, blessings and promotions.
+    of policies (never, cadences x windows, a metric trigger, a data-drift trigger, a
+    concept-drift detector on a sliding window or since the change, online learning),
+    recommends the cheapest policy within 0.5 points of the best on the first half, writes it
+    into the project's retrainer.yaml, and runs the daemon's controller with it over the
+    second half on a simulated clock, printing triggers, blessings and promotions.
     """
     from retrainer.engine.demo import backtest_demo, backtest_on_days, run_daemon_demo
 

@@ -135,10 +135,14 @@ def build_policy(pipeline: Pipeline) -> _Policy | None:
         trigger=trigger,
         guards=guards,
         needs_rows=bool(keys & {"new_data", "min_new_rows"}),
-        # a since_change window needs the concept-drift monitor fed, whatever fires the run
-        watches_monitor=bool(keys & {"drift", "concept_drift"})
-        or cfg.window.kind == "since_change",
+        watches_monitor=watches_monitor(cfg.triggers, cfg.window.kind),
     )
+
+
+def watches_monitor(triggers: Any, window_kind: str | None) -> bool:
+    """Whether a pipeline needs its monitor run: a drift or concept-drift trigger reads its
+    results, and a ``since_change`` window its detector, whatever fires the run."""
+    return bool(spec_keys(triggers) & {"drift", "concept_drift"}) or window_kind == "since_change"
 
 
 def fired_by(decision: Decision) -> str:

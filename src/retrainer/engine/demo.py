@@ -22,12 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from retrainer.core.clock import SimulatedClock
 from retrainer.core.types import Event
 from retrainer.engine.backtest import BacktestResult, Progress, load_replay, run_backtest
-from retrainer.engine.replay import ReplaySource, _reads_log, pooled_metric, serve
+from retrainer.engine.replay import ReplaySource, pooled_metric, reads_log, serve
 from retrainer.engine.scaffold import init_project
 from retrainer.errors import ConfigError
 
@@ -130,7 +128,7 @@ def run_daemon_demo(
         pipeline = project.pipeline(replay.name)
         controller = Controller(project, clock=clock, owner="retrainer demo")
         request_run(project, replay.name, now=start, by="retrainer demo (first champion)")
-        logs = project.log_store() if _reads_log(pipeline.config.model_dump()) else None
+        logs = project.log_store() if reads_log(pipeline.config.model_dump()) else None
         last_id, last_at = 0, None
 
         def report(_: int, now: Any) -> None:
@@ -148,12 +146,7 @@ def run_daemon_demo(
         rows = replay.batch_rows()
         lo, hi = int(rows[first]), int(rows[-1])
         y_true = replay.frame[replay.target].to_numpy()[lo:hi]
-        y_pred = np.concatenate(served.y_pred) if served.y_pred else np.empty(0)
-        y_score = (
-            np.concatenate(served.y_score)
-            if served.y_score and len(served.y_score) == len(served.y_pred)
-            else None
-        )
+        y_pred, y_score = served.predictions()
         runs = project.store.list_runs(replay.name, limit=None)
         events = project.store.list_events(limit=None)
         kinds = [e.kind for e in events]

@@ -221,19 +221,19 @@ def policy_pipeline(base: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[
     return out
 
 
-def _reads_log(pipeline: Mapping[str, Any]) -> bool:
-    """Whether the policy's triggers read the prediction/feedback log."""
-    from retrainer.engine.controller import spec_keys
+def reads_log(pipeline: Mapping[str, Any]) -> bool:
+    """Whether a replayed pipeline (a config mapping) reads the prediction/feedback log.
 
-    keys = spec_keys(pipeline.get("triggers", []))
-    # the monitor (data drift, concept drift, and a since_change window's detector) reads the
-    # log only with ``data: log``; with ``data: source`` it reads the replayed source, which
-    # holds the rows whose labels have arrived
-    monitored = bool(keys & {"drift", "concept_drift"}) or (
-        (pipeline.get("window") or {}).get("kind") == "since_change"
-    )
+    Metric triggers do; the monitor (drift, concept drift, a ``since_change`` window's
+    detector) does only with ``data: log``: with ``data: source`` it reads the replayed
+    source, which holds the rows whose labels have arrived.
+    """
+    from retrainer.engine.controller import spec_keys, watches_monitor
+
+    triggers = pipeline.get("triggers", [])
+    monitored = watches_monitor(triggers, (pipeline.get("window") or {}).get("kind"))
     monitor_log = (pipeline.get("monitor") or {}).get("data") == "log"
-    return "metric" in keys or (monitored and monitor_log)
+    return "metric" in spec_keys(triggers) or (monitored and monitor_log)
 
 
 @dataclass
@@ -317,7 +317,7 @@ def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
     project.cache_models = True
     # reference profiles only serve data-drift checks: skipped when no trigger reads them
     project.profiles = "drift" in spec_keys(cfg.get("triggers", []))
-    logs = project.log_store() if _reads_log(cfg) else None
+    logs = project.log_store() if reads_log(cfg) else None
 
     first = execute_run(project, replay.name, clock=clock, cause="initial", actor="backtest")
     if first.ok and not first.promoted:
@@ -335,8 +335,7 @@ def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
     served = serve(replay, project, controller, clock, logs=logs)
     rows = replay.batch_rows()
     target = replay.frame[replay.target].to_numpy()
-    n, values = served.n, served.values
-    y_pred_parts, y_score_parts = served.y_pred, served.y_score
+    y_pred, y_score = served.predictions()
 
     runs = [r for r in store.list_runs(replay.name, limit=None) if r.cause != "initial"]
     runs.sort(key=lambda r: r.id or 0)
@@ -346,15 +345,11 @@ def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
     return PolicyRun(
         name=name,
         params={k: cfg.get(k) for k in POLICY_KEYS if k in policy or k in ("triggers", "window")},
-        n=n,
-        values=values,
+        n=served.n,
+        values=served.values,
         y_true=target[lo_all:hi_all],
-        y_pred=np.concatenate(y_pred_parts) if y_pred_parts else np.empty(0),
-        y_score=(
-            np.concatenate(y_score_parts)
-            if y_score_parts and len(y_score_parts) == len(y_pred_parts)
-            else None
-        ),
+        y_pred=y_pred,
+        y_score=y_score,
         retrained_at=[r.started_at or r.created_at for r in trained],
         train_cpu=[float(r.timings.get("train_cpu", 0.0)) for r in trained],
         promoted_at=[m.at for m in moves[1:]],
@@ -372,7 +367,13 @@ class Served:
     values: dict[str, np.ndarray]  # metric -> value per batch (NaN: not served)
     y_pred: list[np.ndarray]
     y_score: list[np.ndarray]
-    versions: list[int]  # the champion that served each batch (0: none)
+
+    def predictions(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """All served predictions and scores, in row order (scores None unless every batch
+        had them)."""
+        y_pred = np.concatenate(self.y_pred) if self.y_pred else np.empty(0)
+        whole = self.y_score and len(self.y_score) == len(self.y_pred)
+        return y_pred, np.concatenate(self.y_score) if whole else None
 
 
 def serve(
@@ -406,7 +407,6 @@ def serve(
     values = {m: np.full(nb, np.nan) for m in metrics}
     y_pred_parts: list[np.ndarray] = []
     y_score_parts: list[np.ndarray] = []
-    served_by = [0] * nb
     models: dict[int, Any] = {}
     arrival = replay.times + np.timedelta64(int(replay.label_delay.total_seconds() * 1e6), "us")
     fed = int(rows[first_batch])  # feedback is logged for rows the log has predictions for
@@ -441,7 +441,6 @@ def serve(
             models = {champion: project.load_model(mv.artifact_sha256, mv.artifact_format)}
         part = frame.iloc[lo:hi]
         pred = pipeline.predict(models[champion], part)
-        served_by[b] = champion
         y = target[lo:hi]
         for m, metric in metrics.items():
             if metric.needs_proba and pred.y_score is None:
@@ -461,9 +460,7 @@ def serve(
                 logged.insert(5, "score", pred.y_score)
             logs.append_predictions(logged)
     clock.set(bounds[-1])
-    return Served(
-        n=n, values=values, y_pred=y_pred_parts, y_score=y_score_parts, versions=served_by
-    )
+    return Served(n=n, values=values, y_pred=y_pred_parts, y_score=y_score_parts)
 
 
 def policy_slug(name: str) -> str:
