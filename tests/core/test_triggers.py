@@ -972,6 +972,87 @@ def test_schedule_never_fires_twice_for_a_slot_and_fires_for_the_latest_due(gaps
     assert slots == sorted(set(slots))
 
 
+# --- watching: the trigger judged its signal ----------------------------------------------------
+
+ACC_1D = MetricNeed(metric="accuracy", over=timedelta(days=1), min_samples=10)
+
+
+@pytest.mark.parametrize(
+    ("trigger", "context", "watching"),
+    [
+        (ScheduleTrigger("0 2 * * *"), {}, True),
+        (MetricTrigger("accuracy", below=0.9, over="1d", min_samples=10), {}, False),
+        (
+            MetricTrigger("accuracy", below=0.9, over="1d", min_samples=10),
+            {"metrics": {ACC_1D: MetricValue(value=None, n=0, status="insufficient_data")}},
+            False,
+        ),
+        (
+            MetricTrigger("accuracy", below=0.9, over="1d", min_samples=10),
+            {"metrics": {ACC_1D: MetricValue(value=0.95, n=5, status="ok")}},
+            False,  # fewer rows than min_samples
+        ),
+        (
+            MetricTrigger("accuracy", below=0.9, over="1d", min_samples=10),
+            {"metrics": {ACC_1D: MetricValue(value=0.95, n=50, status="ok")}},
+            True,  # judged, and nothing crossed
+        ),
+        (
+            MetricTrigger("accuracy", below=0.9, over="1d", min_samples=10),
+            {"metrics": {ACC_1D: MetricValue(value=0.5, n=50, status="ok")}},
+            True,  # fires
+        ),
+        (DriftTrigger(), {}, False),
+        (DriftTrigger(), {"drift": {"window_end": "2024-02-29T00:00:00", "drifted": False}}, True),
+        (ConceptDriftTrigger(), {}, False),
+        (ConceptDriftTrigger(), {"concept_drift": {"detections": [], "rows_seen": 0}}, False),
+        (ConceptDriftTrigger(), {"concept_drift": {"detections": [], "rows_seen": 40}}, True),
+        (NewDataTrigger(rows=100), {}, False),
+        (NewDataTrigger(rows=100), {"rows_since_training": 10}, True),
+        (CodeChangeTrigger(), {"code": {"pipeline_hash": "a"}}, False),
+        (ManualTrigger(), {"manual_requests": [{"id": "r1"}]}, False),
+    ],
+)
+def test_watching_says_whether_the_trigger_judged_its_signal(trigger, context, watching):
+    assert trigger.evaluate(ctx(**context)).watching is watching
+
+
+def test_concept_drift_says_whether_its_detector_has_seen_errors():
+    blind = ConceptDriftTrigger().evaluate(ctx(concept_drift={"detections": [], "rows_seen": 0}))
+    seeing = ConceptDriftTrigger().evaluate(ctx(concept_drift={"detections": [], "rows_seen": 7}))
+    assert blind.reason.startswith("concept drift: no error seen yet")
+    assert seeing.reason == "concept drift: no detection in 7 errors"
+    assert seeing.evidence["rows_seen"] == 7
+
+
+def test_any_watches_when_one_child_does_all_only_when_every_child_does():
+    children = (ScheduleTrigger("0 2 * * *"), ConceptDriftTrigger())
+    assert AnyOf(*children).evaluate(ctx()).watching
+    assert not AllOf(*children).evaluate(ctx()).watching
+    seen = ctx(concept_drift={"detections": [], "rows_seen": 3})
+    assert AllOf(*children).evaluate(seen).watching
+
+
+def test_a_guard_holding_a_firing_back_keeps_watching():
+    fired = ScheduleTrigger("0 2 * * *").evaluate(
+        ctx(
+            T0 + timedelta(hours=3),
+            state={
+                "last_slot": "2024-02-29T02:00:00+00:00",
+                "cron": "0 2 * * *",
+                "timezone": "UTC",
+            },
+        )
+    )
+    assert fired.fire and fired.watching
+    held = apply_guards(
+        ctx(T0 + timedelta(hours=3), last_training=T0 + timedelta(hours=2)),
+        fired,
+        [Cooldown("1d")],
+    )
+    assert not held.fire and held.watching
+
+
 # --- configuration -----------------------------------------------------------------------------
 
 

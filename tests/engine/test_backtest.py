@@ -406,6 +406,37 @@ def test_a_trigger_that_never_fired_on_the_selection_part_is_not_recommended(tmp
     assert asked["recommended"]["name"] == "silent"
 
 
+def test_a_trigger_that_watched_and_never_fired_was_tested_and_can_be_recommended(
+    tmp_path: Path,
+):
+    """A monitor that judged every selection batch and saw nothing worth a retrain is the
+    cheapest policy within tolerance; one that never had its signal is not recommended."""
+    replay = _replay(tmp_path)
+    rows = replay.batch_rows()
+    half = int(rows[5] - rows[0])
+    k = replay.selection_batches()
+    silent = _run(replay, "silent", _correct(0.9, 0.6, half, 1), retrains=0, cpu=0.0)
+    weekly = _run(replay, "weekly", _correct(0.9, 0.85, half, 2), retrains=2, cpu=1.0)
+    policies = [
+        {"name": "silent", "triggers": [{"drift": {}}]},
+        {"name": "weekly", "triggers": [{"x": 1}]},
+    ]
+    args = {"cost": CostModel(), "tolerance": 0.5, "deg_scores": None}
+    silent.watching = np.zeros(replay.n_batches, dtype=bool)
+    assert summarize(replay, [silent, weekly], policies, **args)["recommended"]["name"] == "weekly"
+    silent.watching[k - 1] = True  # one batch with a monitor result: the policy was tested
+    out = summarize(replay, [silent, weekly], policies, **args)
+    assert out["policies"][0]["watched_selection"] == 1
+    assert out["recommended"]["name"] == "silent"
+    assert out["recommended"]["reason"].endswith(
+        f"its trigger watched 1 of the {k} selection batches and never fired there, "
+        "so its score there is its first model's"
+    )
+    silent.watching[:] = False
+    silent.watching[k:] = True  # watching only in the held-out part does not count
+    assert summarize(replay, [silent, weekly], policies, **args)["recommended"]["name"] == "weekly"
+
+
 def test_backtest_on_days_weights_batches_by_rows_and_counts_retrains_in_range():
     from retrainer.engine.demo import DaemonSummary, backtest_on_days
 

@@ -357,6 +357,36 @@ def test_prequential_scores_match_a_hand_computation(tmp_path: Path):
 # --- a concept-drift policy retrains on the rows since the detected change --------------------
 
 
+def test_a_trigger_whose_look_back_holds_no_label_never_watches(tmp_path: Path):
+    """With labels 3 days late, a metric over the last day is never measured and a detector
+    fed the last day's errors never sees one: neither trigger watches, at any batch. Over
+    the last 5 days both judge their signal once labelled rows are in reach: the metric reads
+    the prediction log, whose first rows (batch 0) are labelled from batch 4 on."""
+    replay = _flipping_replay(tmp_path, "sign_watch", timedelta(days=3))
+
+    def metric(over: str) -> dict[str, Any]:
+        trigger = {"metric": "accuracy", "below": 0.5, "over": over, "min_samples": 1}
+        return {"name": f"metric {over}", "triggers": [trigger]}
+
+    def detector(window: str) -> dict[str, Any]:
+        return {
+            "name": f"detector {window}",
+            "triggers": [{"concept_drift": {}}],
+            "monitor": {
+                "every": "1d",
+                "window": window,
+                "concept_drift": {"method": "page_hinkley", "params": {"threshold": 1000.0}},
+            },
+        }
+
+    for blind, seeing in ((metric("1d"), metric("5d")), (detector("1d"), detector("5d"))):
+        blind_run, seeing_run = run_policy(replay, blind), run_policy(replay, seeing)
+        assert blind_run.watching is not None and seeing_run.watching is not None
+        assert not blind_run.watching.any(), blind["name"]
+        assert seeing_run.watching[4:].all(), seeing["name"]
+        assert blind_run.retrained_at == []
+
+
 def test_since_change_window_drops_the_old_concept(tmp_path: Path):
     """After the flip, a model trained on the last 20 days learns the old concept (most of
     its rows) and stays wrong; one trained since the detected change is right again."""

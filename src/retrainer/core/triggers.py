@@ -242,12 +242,20 @@ class Decision:
     active
         The trigger's condition holds now, whether or not it fires (always True when it
         fires); :class:`AllOf` reads it.
+    watching
+        The trigger judged a signal about the data or the model: time for a schedule, a
+        metric with enough labelled rows, a monitor result for a drift trigger, a detector
+        that has seen errors for a concept-drift trigger, a row count for a new-data trigger.
+        False while it waits for its input (labels not arrived yet, no monitor result) and
+        for triggers that judge something else (code versions, manual requests). The
+        backtest reads it: a policy that never fired yet watched was tested by the data; one
+        that never watched was not.
 
     Examples
     --------
     >>> d = Decision(fire=False, trigger="schedule", slot=None, reason="next slot ...")
-    >>> d.evidence, d.state, d.changed, d.active
-    ({}, {}, False, False)
+    >>> d.evidence, d.state, d.changed, d.active, d.watching
+    ({}, {}, False, False, False)
     """
 
     fire: bool
@@ -258,6 +266,7 @@ class Decision:
     state: dict[str, Any] = field(default_factory=dict)
     changed: bool = False
     active: bool = False
+    watching: bool = False
 
 
 @runtime_checkable
@@ -490,6 +499,7 @@ def _decision(
     evidence: dict[str, Any],
     state: dict[str, Any],
     status: str,
+    watching: bool,
 ) -> Decision:
     return Decision(
         fire=fire,
@@ -500,6 +510,7 @@ def _decision(
         state={**state, "status": status},
         changed=status != ctx.state.get("status"),
         active=active or fire,
+        watching=watching,
     )
 
 
@@ -823,6 +834,7 @@ class ScheduleTrigger(_Configurable):
             evidence=evidence,
             state=state,
             status="scheduled",
+            watching=True,
         )
 
     @staticmethod
@@ -1084,6 +1096,7 @@ class MetricTrigger(_Configurable):
                 evidence=evidence,
                 state=state,
                 status=status,
+                watching=False,
             )
 
         value = float(measured.value)
@@ -1102,6 +1115,7 @@ class MetricTrigger(_Configurable):
                 evidence=evidence,
                 state=state,
                 status="ok",
+                watching=True,
             )
 
         reason = f"{'; '.join(c['text'] for c in met)} over {over_text} (n={measured.n})"
@@ -1129,6 +1143,7 @@ class MetricTrigger(_Configurable):
             evidence=evidence,
             state=state,
             status="breach",
+            watching=True,
         )
 
     def to_spec(self) -> dict[str, Any]:
@@ -1239,6 +1254,7 @@ class DriftTrigger(_Configurable):
                 evidence={"window_end": None},
                 state=state,
                 status="no_result",
+                watching=False,
             )
         window_end = _to_time(report["window_end"], "drift['window_end']")
         drifted_columns = [str(c) for c in report.get("drifted_columns") or ()]
@@ -1296,6 +1312,7 @@ class DriftTrigger(_Configurable):
             evidence=evidence,
             state=state,
             status=status,
+            watching=True,
         )
 
     def to_spec(self) -> dict[str, Any]:
@@ -1366,10 +1383,14 @@ class ConceptDriftTrigger(_Configurable):
         state: dict[str, Any] = {"last_detection": ctx.state.get("last_detection")}
         fresh = [d for d in detections if not _stale(d, ctx)]
         new = [d for d in fresh if last is None or d > last]
+        raw_seen = result.get("rows_seen")
+        seen = int(raw_seen) if _is_int(raw_seen) else 0
+        watching = bool(detections) or seen > 0
         evidence: dict[str, Any] = {
             "method": _json_safe(result.get("method")),
             "detections": [_iso(d) for d in detections],
             "new_detections": len(new),
+            "rows_seen": seen,
         }
         if new:
             latest = new[-1]
@@ -1384,8 +1405,11 @@ class ConceptDriftTrigger(_Configurable):
         elif detections:
             reason = "concept drift: the detections predate the last promotion"
             fire, active, slot = False, False, None
+        elif watching:
+            reason = f"concept drift: no detection in {seen} errors"
+            fire, active, slot = False, False, None
         else:
-            reason = "concept drift: no detection"
+            reason = "concept drift: no error seen yet (no monitor result, or no label arrived)"
             fire, active, slot = False, False, None
         return _decision(
             ctx,
@@ -1397,6 +1421,7 @@ class ConceptDriftTrigger(_Configurable):
             evidence=evidence,
             state=state,
             status="detected" if active else "none",
+            watching=watching,
         )
 
     def to_spec(self) -> dict[str, Any]:
@@ -1501,6 +1526,7 @@ class NewDataTrigger(_Configurable):
                 evidence=evidence,
                 state=state,
                 status="unknown",
+                watching=False,
             )
         threshold, rule = min(thresholds)
         batch = since // threshold
@@ -1527,6 +1553,7 @@ class NewDataTrigger(_Configurable):
             evidence=evidence,
             state=state,
             status="enough" if active else "waiting",
+            watching=True,
         )
 
     def to_spec(self) -> dict[str, Any]:
@@ -1635,6 +1662,7 @@ class CodeChangeTrigger(_Configurable):
             evidence=evidence,
             state=state,
             status=status,
+            watching=False,
         )
 
     def to_spec(self) -> dict[str, Any]:
@@ -1712,6 +1740,7 @@ class ManualTrigger(_Configurable):
                 evidence={"pending": 0},
                 state=state,
                 status="idle",
+                watching=False,
             )
         request = pending[0]
         request_id = str(request["id"])
@@ -1729,6 +1758,7 @@ class ManualTrigger(_Configurable):
             evidence={"request": _json_safe(request), "pending": len(pending)},
             state=state,
             status="pending" if len(pending) > 1 else "idle",
+            watching=False,
         )
 
     def to_spec(self) -> dict[str, Any]:
@@ -1809,6 +1839,7 @@ class _Combinator(_Configurable):
         active: bool,
         reason: str,
         slot: str | None,
+        watching: bool,
     ) -> Decision:
         return _decision(
             ctx,
@@ -1820,6 +1851,7 @@ class _Combinator(_Configurable):
             evidence={"children": self._evidence(decisions)},
             state={"children": {d.trigger: d.state for d in decisions}},
             status="; ".join(f"{d.trigger}={d.state.get('status')}" for d in decisions),
+            watching=watching,
         )
 
     def to_spec(self) -> dict[str, Any]:
@@ -1870,9 +1902,10 @@ class AnyOf(_Combinator):
         else:
             reason = "no trigger fires: " + "; ".join(f"{d.trigger}: {d.reason}" for d in decisions)
         slot = f"{firing[0].trigger}:{firing[0].slot}" if firing else None
-        return self._result(
-            ctx, decisions, bool(firing), any(d.active for d in decisions), reason, slot
-        )
+        active = any(d.active for d in decisions)
+        # watching when one child is: that child alone can fire
+        watching = any(d.watching for d in decisions)
+        return self._result(ctx, decisions, bool(firing), active, reason, slot, watching)
 
 
 class AllOf(_Combinator):
@@ -1921,7 +1954,9 @@ class AllOf(_Combinator):
                 f"{d.trigger}: {d.reason}" for d in decisions
             )
         slot = "+".join(f"{d.trigger}:{d.slot}" for d in firing) if fire else None
-        return self._result(ctx, decisions, fire, not inactive, reason, slot)
+        # watching only when every child is: one that waits for its input holds them all
+        watching = all(d.watching for d in decisions)
+        return self._result(ctx, decisions, fire, not inactive, reason, slot, watching)
 
 
 # --- guards ------------------------------------------------------------------------------------
@@ -1951,6 +1986,7 @@ def _hold(ctx: TriggerContext, decision: Decision, entry: dict[str, Any]) -> Dec
         state={**ctx.state, "status": status},
         changed=status != ctx.state.get("status"),
         active=decision.active,
+        watching=decision.watching,
     )
 
 

@@ -64,7 +64,7 @@ from retrainer.engine.replay import (
 from retrainer.errors import ConfigError, DataError
 
 Progress = Callable[[int, int, str], None]
-CACHE_VERSION = 2  # 2: keyed by each policy's replayed pipeline
+CACHE_VERSION = 3  # 2: keyed by each policy's replayed pipeline; 3: runs record watching
 
 
 # --- the replay setting -----------------------------------------------------------------------
@@ -675,6 +675,7 @@ def summarize(
         late = [t >= until for t in run.retrained_at]
         cpu_held = sum(c for c, is_late in zip(run.train_cpu, late, strict=True) if is_late)
         value = rest[metric]
+        watched = int(np.count_nonzero(run.watching[:k])) if run.watching is not None else 0
         out_policies.append(
             {
                 "name": run.name,
@@ -689,6 +690,7 @@ def summarize(
                 "train_cpu_s_held_out": round(cpu_held, 4),
                 "retrains_selection": len(late) - sum(late),
                 "train_cpu_s_selection": round(sum(run.train_cpu) - cpu_held, 4),
+                "watched_selection": watched,
                 "wall_s": round(run.wall_s, 3),
                 "failed_runs": run.failed[:20],
                 "cost": (
@@ -720,12 +722,18 @@ def summarize(
         p["pareto"] = i in front
     # policies without triggers are baselines: they cannot react to a shift the selection
     # part did not contain, so they are recommended only when asked (or when alone); so is a
-    # policy whose trigger never fired on the selection part: what was measured there is its
-    # first model, not the policy (a concept-drift monitor whose window holds no label yet)
+    # policy whose trigger never judged its signal on the selection part (a metric or
+    # concept-drift trigger whose look-back holds no label yet under the delay): what was
+    # measured there is its first model, not the policy. A trigger that watched and did not
+    # fire was tested: it judged that nothing called for a retrain.
     eligible = [
         p
         for p in out_policies
-        if recommend_baselines or (p["params"].get("triggers") and p["retrains_selection"] > 0)
+        if recommend_baselines
+        or (
+            p["params"].get("triggers")
+            and (p["retrains_selection"] > 0 or p["watched_selection"] > 0)
+        )
     ]
     selection = select_policy(
         [
@@ -744,6 +752,12 @@ def summarize(
     by_name = {p["name"]: i for i, p in enumerate(out_policies)}
     rec_i = by_name[selection.name]
     rec = out_policies[rec_i]
+    reason = selection.reason
+    if rec["params"].get("triggers") and rec["retrains_selection"] == 0:
+        reason += (
+            f"; its trigger watched {rec['watched_selection']} of the {k} selection batches "
+            "and never fired there, so its score there is its first model's"
+        )
     # the always-retrain control: the batch policy retraining most often (online ones aside)
     batch_policies = [
         p for p in out_policies if (p["params"].get("window") or {}).get("kind") != "new"
@@ -831,7 +845,7 @@ def summarize(
         "recommended": {
             "name": rec["name"],
             "rule": selection.rule,
-            "reason": selection.reason,
+            "reason": reason,
             "params": spec,
             "selection": rec["selection"],
             "held_out": rec["held_out"],

@@ -253,6 +253,8 @@ class PolicyRun:
     failed: list[str]
     wall_s: float
     versions: int
+    watching: np.ndarray | None = None
+    """Per batch: the policy's trigger judged its signal at that batch (None: not recorded)."""
     error: str | None = None
     """Why the policy could not run on this data (its first model failed); None: it ran."""
 
@@ -356,6 +358,7 @@ def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
         failed=[f"{r.created_at:%Y-%m-%d}: {r.error}" for r in runs if r.status == "failed"],
         wall_s=time.perf_counter() - t_wall,
         versions=len(store.list_versions(replay.name)),
+        watching=served.watching,
     )
 
 
@@ -367,6 +370,7 @@ class Served:
     values: dict[str, np.ndarray]  # metric -> value per batch (NaN: not served)
     y_pred: list[np.ndarray]
     y_score: list[np.ndarray]
+    watching: np.ndarray  # per batch: the trigger judged its signal at that batch's tick
 
     def predictions(self) -> tuple[np.ndarray, np.ndarray | None]:
         """All served predictions and scores, in row order (scores None unless every batch
@@ -405,6 +409,7 @@ def serve(
     n = np.diff(rows).astype(np.int64)
     n[:first_batch] = 0
     values = {m: np.full(nb, np.nan) for m in metrics}
+    watching = np.zeros(nb, dtype=bool)
     y_pred_parts: list[np.ndarray] = []
     y_score_parts: list[np.ndarray] = []
     models: dict[int, Any] = {}
@@ -429,7 +434,8 @@ def serve(
                     )
                 )
                 fed = upto
-        controller.tick()
+        report = controller.tick()
+        watching[b] = any(d.watching for d in report.decisions)
         if on_batch is not None:
             on_batch(b, now)
         lo, hi = int(rows[b]), int(rows[b + 1])
@@ -460,7 +466,7 @@ def serve(
                 logged.insert(5, "score", pred.y_score)
             logs.append_predictions(logged)
     clock.set(bounds[-1])
-    return Served(n=n, values=values, y_pred=y_pred_parts, y_score=y_score_parts)
+    return Served(n=n, values=values, y_pred=y_pred_parts, y_score=y_score_parts, watching=watching)
 
 
 def policy_slug(name: str) -> str:
