@@ -1004,6 +1004,16 @@ ACC_1D = MetricNeed(metric="accuracy", over=timedelta(days=1), min_samples=10)
         ),
         (DriftTrigger(), {}, False),
         (DriftTrigger(), {"drift": {"window_end": "2024-02-29T00:00:00", "drifted": False}}, True),
+        (
+            DriftTrigger(),
+            {"drift": {"window_end": "2024-02-29T00:00:00", "drifted": False, "n_tested": 0}},
+            False,  # an empty window: no column tested
+        ),
+        (
+            DriftTrigger(),
+            {"drift": {"window_end": "2024-02-29T00:00:00", "drifted": False, "n_tested": 6}},
+            True,
+        ),
         (ConceptDriftTrigger(), {}, False),
         (ConceptDriftTrigger(), {"concept_drift": {"detections": [], "rows_seen": 0}}, False),
         (ConceptDriftTrigger(), {"concept_drift": {"detections": [], "rows_seen": 40}}, True),

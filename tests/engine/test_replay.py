@@ -358,9 +358,10 @@ def test_prequential_scores_match_a_hand_computation(tmp_path: Path):
 
 
 def test_a_trigger_whose_look_back_holds_no_label_never_watches(tmp_path: Path):
-    """With labels 3 days late, a metric over the last day is never measured and a detector
-    fed the last day's errors never sees one: neither trigger watches, at any batch. Over
-    the last 5 days both judge their signal once labelled rows are in reach: the metric reads
+    """With labels 3 days late (the replayed source shows a row once labelled), a metric over
+    the last day is never measured, a detector fed the last day's errors never sees one and a
+    drift check of the last day has no row: no trigger watches, at any batch. Over the last 5
+    days each judges its signal once labelled rows are in reach: the metric reads
     the prediction log, whose first rows (batch 0) are labelled from batch 4 on."""
     replay = _flipping_replay(tmp_path, "sign_watch", timedelta(days=3))
 
@@ -379,7 +380,16 @@ def test_a_trigger_whose_look_back_holds_no_label_never_watches(tmp_path: Path):
             },
         }
 
-    for blind, seeing in ((metric("1d"), metric("5d")), (detector("1d"), detector("5d"))):
+    def drift(window: str) -> dict[str, Any]:
+        monitor = {"every": "1d", "window": window, "drift": {"min_samples": 5}}
+        return {"name": f"drift {window}", "triggers": [{"drift": {}}], "monitor": monitor}
+
+    pairs = [
+        (metric("1d"), metric("5d")),
+        (detector("1d"), detector("5d")),
+        (drift("1d"), drift("5d")),
+    ]
+    for blind, seeing in pairs:
         blind_run, seeing_run = run_policy(replay, blind), run_policy(replay, seeing)
         assert blind_run.watching is not None and seeing_run.watching is not None
         assert not blind_run.watching.any(), blind["name"]

@@ -1277,6 +1277,10 @@ class DriftTrigger(_Configurable):
         last_seen = _state_time(ctx.state, "last_window_end")
         new = last_seen is None or window_end > last_seen
         stale = _stale(window_end, ctx)
+        # a window without rows (or whose columns could not be tested) judged nothing
+        raw_tested = report.get("n_tested")
+        tested = int(raw_tested) if _is_int(raw_tested) else None
+        watching = tested is None or tested > 0
         active = bool(found) and not stale
         if new:
             state["last_window_end"] = _iso(window_end)
@@ -1288,6 +1292,7 @@ class DriftTrigger(_Configurable):
             "share": self.share,
             "features": list(features),
             "new_result": new,
+            "n_tested": tested,
         }
         where = f"the monitor window ending {_iso(window_end)}"
         if stale:
@@ -1298,6 +1303,12 @@ class DriftTrigger(_Configurable):
             reason = f"drift in {where}: {'; '.join(found)}"
             if not new:
                 reason += " (acted on already)"
+        elif not watching:
+            status = "untested"
+            rows = report.get("n_cur")
+            reason = (
+                f"drift: no column tested in {where} ({rows if rows is not None else '?'} rows)"
+            )
         else:
             status = "no_drift"
             share_text = f" (share {share_drifted:.2f})" if share_drifted is not None else ""
@@ -1312,7 +1323,7 @@ class DriftTrigger(_Configurable):
             evidence=evidence,
             state=state,
             status=status,
-            watching=True,
+            watching=watching,
         )
 
     def to_spec(self) -> dict[str, Any]:
