@@ -636,6 +636,7 @@ class BacktestConfig(_Model):
     select_until: float | str = 0.5
     metric: str | None = None
     tolerance: float = Field(default=0.5, ge=0)
+    cpu_tolerance: float = Field(default=0.25, ge=0)
     recommend_baselines: bool = False
     cost: CostConfig = Field(default_factory=CostConfig)
     degradation: DegradationConfig = Field(default_factory=DegradationConfig)

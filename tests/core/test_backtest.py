@@ -436,6 +436,27 @@ def test_tolerance_picks_the_cheapest_within_tolerance_not_just_outside():
     assert select_policy(candidates, tolerance=0.0).name == "daily"
 
 
+def test_cpu_seconds_within_cpu_tolerance_count_as_the_same_cost():
+    candidates = [
+        Candidate("trigger", 0.7892, 18, 0.1297),  # the fewest CPU seconds, by timer noise
+        Candidate("monthly", 0.7897, 15, 0.1302),  # the best, and the fewest retrains
+        Candidate("weekly", 0.7830, 61, 0.40),
+    ]
+    sel = select_policy(candidates)
+    assert sel.name == "monthly"
+    assert sel.reason.startswith("best policy on the selection part")
+    assert select_policy(candidates, cpu_tolerance=0.0).name == "trigger"
+    # the margin is relative to the fewest: 0.16 is within 25% of 0.13, 0.17 is not
+    cheaper = [Candidate("a", 0.80, 30, 0.13), Candidate("b", 0.80, 10, 0.16)]
+    sel = select_policy(cheaper)
+    assert sel.name == "b"
+    assert "CPU seconds within 25% of the fewest (0.13) count as the same cost" in sel.reason
+    assert "(also: a)" in sel.reason
+    assert select_policy([cheaper[0], Candidate("b", 0.80, 10, 0.17)]).name == "a"
+    with pytest.raises(ConfigError, match="cpu_tolerance must be a finite fraction"):
+        select_policy(candidates, cpu_tolerance=-0.1)
+
+
 def test_tolerance_ties():
     tied_cpu = [Candidate("b", 0.80, 5, 1.0), Candidate("a", 0.799, 3, 1.0)]
     assert select_policy(tied_cpu).name == "a"  # fewer retrains, before the better score

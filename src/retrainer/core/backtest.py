@@ -613,14 +613,18 @@ def select_policy(
     greater_is_better: bool = True,
     tolerance: float = 0.5,
     cost: CostModel | None = None,
+    cpu_tolerance: float = 0.25,
 ) -> Selection:
     """Choose a policy from its figures on the selection part of history.
 
     With a :class:`CostModel` that prices anything (``rule="cost"``): the candidate with the
     highest :meth:`CostModel.net_value`; ties go to the better score, then fewer CPU seconds,
     then the name. Otherwise (``rule="tolerance"``): among the candidates whose score is within
-    ``tolerance`` points (``tolerance / 100`` in metric units) of the best score, the one with
-    the fewest CPU seconds; ties go to fewer retrains, then the better score, then the name.
+    ``tolerance`` points (``tolerance / 100`` in metric units) of the best score, the cheapest.
+    Measured CPU seconds move from run to run, so those within ``cpu_tolerance`` (a fraction:
+    0.25 is 25%) of the fewest count as the same cost; among them the fewest retrains win
+    (a count, not a measurement), then the better score, then the name. The recommendation
+    does not then flip between two policies whose CPU seconds differ by timer noise.
     Candidates whose score is NaN (or infinite) are never chosen.
 
     Raises
@@ -673,9 +677,13 @@ def select_policy(
 
     if not math.isfinite(tolerance) or tolerance < 0:
         raise ConfigError(f"tolerance must be a finite number of points >= 0; got {tolerance}")
+    if not math.isfinite(cpu_tolerance) or cpu_tolerance < 0:
+        raise ConfigError(f"cpu_tolerance must be a finite fraction >= 0; got {cpu_tolerance}")
     top = min(finite, key=lambda c: (-sign * c.score, c.cpu_s, c.retrains, c.name))
     eligible = [c for c in finite if sign * (top.score - c.score) <= tolerance / 100.0 + _EPS]
-    chosen = min(eligible, key=lambda c: (c.cpu_s, c.retrains, -sign * c.score, c.name))
+    fewest = min(c.cpu_s for c in eligible)
+    cheapest = [c for c in eligible if c.cpu_s <= fewest * (1.0 + cpu_tolerance) + _EPS]
+    chosen = min(cheapest, key=lambda c: (c.retrains, -sign * c.score, c.cpu_s, c.name))
     within = f"{tolerance:g} points"
     this = (
         f"{_score_text(chosen.score, greater_is_better)} with {_cpu_text(chosen.cpu_s)} CPU s "
@@ -690,5 +698,11 @@ def select_policy(
             f"cheapest policy within {within} of the best on the selection part (best: "
             f"{top.name} at {_score_text(top.score, greater_is_better)}; this: {this} against "
             f"{_cpu_text(top.cpu_s)} CPU s and {top.retrains})"
+        )
+    if chosen.cpu_s > fewest + _EPS:
+        others = sorted(c.name for c in cheapest if c is not chosen)
+        reason += (
+            f"; CPU seconds within {cpu_tolerance:.0%} of the fewest ({_cpu_text(fewest)}) count "
+            f"as the same cost, and it retrains least among them (also: {', '.join(others)})"
         )
     return Selection(chosen.name, reason, "tolerance")

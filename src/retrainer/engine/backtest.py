@@ -647,6 +647,7 @@ def summarize(
     cost: CostModel,
     tolerance: float,
     deg_scores: Mapping[str, Any] | None,
+    cpu_tolerance: float = 0.25,
     deg_window: Mapping[str, Any] | None = None,
     recommend_baselines: bool = False,
 ) -> dict[str, Any]:
@@ -748,6 +749,7 @@ def summarize(
         greater_is_better=greater,
         tolerance=tolerance,
         cost=cost if cost.is_set else None,
+        cpu_tolerance=cpu_tolerance,
     )
     by_name = {p["name"]: i for i, p in enumerate(out_policies)}
     rec_i = by_name[selection.name]
@@ -838,6 +840,7 @@ def summarize(
             "per_metric_point": cost.per_metric_point,
         },
         "tolerance": tolerance,
+        "cpu_tolerance": cpu_tolerance,
         "policies": out_policies,
         "failed_policies": failed_policies,
         "comparisons": comparisons,
@@ -967,6 +970,7 @@ def run_backtest(
         policies,
         cost=cost,
         tolerance=cfg.tolerance,
+        cpu_tolerance=cfg.cpu_tolerance,
         deg_scores=scores,
         deg_window=deg_spec["window"] if deg_spec else None,
         recommend_baselines=cfg.recommend_baselines,
