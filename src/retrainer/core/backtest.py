@@ -703,6 +703,7 @@ def select_policy(
         others = sorted(c.name for c in cheapest if c is not chosen)
         reason += (
             f"; CPU seconds within {cpu_tolerance:.0%} of the fewest ({_cpu_text(fewest)}) count "
-            f"as the same cost, and it retrains least among them (also: {', '.join(others)})"
+            f"as the same cost, and among them it comes first by retrains, then score (also: "
+            f"{', '.join(others)})"
         )
     return Selection(chosen.name, reason, "tolerance")
