@@ -705,24 +705,42 @@ def db_upgrade(config: ConfigOpt = None) -> None:
     out.print(f"schema of {url} is up to date")
 
 
-def _progress_bar() -> tuple[Any, Callable[[int, int, str], None]]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+class _PolicyBar:
+    """The backtest's progress bar, shown from its first update: a config error found before
+    any policy starts prints alone, without an empty bar above it."""
 
-    bar = Progress(
-        TextColumn("[bold]policies[/bold]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=err,
-        transient=False,
-    )
-    task = bar.add_task("starting", total=None)
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
-    def update(done: int, total: int, name: str) -> None:
-        bar.update(task, completed=done, total=total, description=escape(name))
+        self.bar = Progress(
+            TextColumn("[bold]policies[/bold]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=err,
+            transient=False,
+        )
+        self.task: Any = None
 
-    return bar, update
+    def __call__(self, done: int, total: int, name: str) -> None:
+        if self.task is None:
+            self.bar.start()
+            self.task = self.bar.add_task("", total=total)
+        self.bar.update(self.task, completed=done, total=total, description=escape(name))
+
+    def __enter__(self) -> _PolicyBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.task is not None:
+            self.bar.stop()
 
 
 def _render_backtest(results: dict[str, Any], top: int = 20) -> None:
@@ -842,8 +860,7 @@ def backtest(
         updates["cache"] = False
     if updates:
         cfg = cfg.model_validate({**cfg.model_dump(), **updates})
-    bar, update = _progress_bar()
-    with bar:
+    with _PolicyBar() as update:
         result = run_backtest(
             cfg, out_dir, file=file, progress=update, workers=workers, persist=persist
         )
@@ -943,8 +960,7 @@ def demo(
         "day through each policy with the daemon's controller; chosen on the first half, "
         "reported on the second."
     )
-    bar, update = _progress_bar()
-    with bar:
+    with _PolicyBar() as update:
         result = backtest_demo(directory, progress=update)
     res = result.results
     _render_backtest(res)

@@ -143,6 +143,17 @@ def test_backtest_config_error_exits_2_with_the_key_on_stderr(tmp_path: Path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_bad_policy_is_reported_without_a_progress_bar(tmp_path: Path):
+    proj = tiny_project(tmp_path / "p", days=20)
+    bad = {"name": "bad window", "window": {"kind": "sliding"}}  # no duration
+    file = backtest_file(proj, policies=[WEEKLY, bad])
+    result = runner.invoke(app, ["backtest", "-c", str(file), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "policy 'bad window'" in result.stderr
+    assert "policies" not in result.stderr.split("policy 'bad window'")[0]  # no bar before it
+    assert "starting" not in result.stderr
+
+
 ELEC2_POLICIES: list[dict[str, Any]] = [
     {"name": "never", "triggers": []},
     {
