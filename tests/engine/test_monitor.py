@@ -234,6 +234,45 @@ def test_since_change_window_keeps_the_shortest_span_after_a_recent_change(tmp_p
     assert snapshot.window_start == now - timedelta(days=2)
 
 
+def test_a_late_label_is_fed_to_the_detector_when_it_arrives(tmp_path: Path):
+    """From the log, rows are fed in the order their labels arrive: a label that arrives after
+    a later row's was fed is still fed, and no row is fed twice."""
+    project = _project(tmp_path, _frame(), data="log", window="8d")
+    times = pd.date_range("2024-01-21", periods=48, freq="h")
+    logs = project.log_store()
+    logs.append_predictions(
+        pd.DataFrame(
+            {
+                "id": [f"r{i}" for i in range(48)],
+                "timestamp": times,
+                "pipeline": "toy",
+                "model_version": 1,
+                "prediction": 1,
+                "score": 0.9,
+                "x1": 0.0,
+                "x2": 0.0,
+            }
+        )
+    )
+    # the even rows are labelled within the hour, the odd ones two days late
+    late = np.arange(48) % 2 == 1
+    arrival = times + pd.to_timedelta(np.where(late, 48 * 60, 30), unit="min")
+    logs.append_feedback(
+        pd.DataFrame({"id": [f"r{i}" for i in range(48)], "timestamp": arrival, "outcome": 1})
+    )
+
+    def monitor(at: datetime) -> dict[str, Any]:
+        result = run_monitor(project, clock=SimulatedClock(at), report=False)
+        return result.summary["concept_drift"]
+
+    first = monitor(datetime(2024, 1, 23, 6, tzinfo=UTC))  # the even rows, and odd ones to 04:00
+    assert first["rows_fed"] == 24 + 3
+    second = monitor(datetime(2024, 1, 25, tzinfo=UTC))  # every other late label
+    assert second["rows_fed"] == 21
+    assert second["rows_seen"] == 48
+    assert monitor(datetime(2024, 1, 26, tzinfo=UTC))["rows_fed"] == 0
+
+
 def test_concept_drift_on_the_logged_error_stream(tmp_path: Path):
     """With data: log the detector reads logged predictions against the feedback arrived:
     right until Jan 24, then wrong; unlabelled rows are not fed."""

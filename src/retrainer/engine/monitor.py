@@ -110,6 +110,10 @@ def _log_task(pipeline: Pipeline, outcomes: np.ndarray) -> str:
     return "classification"
 
 
+def _naive(value: pd.Timestamp) -> np.datetime64:
+    return np.datetime64((value.tz_convert(None) if value.tzinfo else value).to_datetime64())
+
+
 def _concept_drift(
     project: Project,
     pipeline: Pipeline,
@@ -117,12 +121,21 @@ def _concept_drift(
     times: np.ndarray,
     errors: np.ndarray,
     now: datetime,
+    *,
+    arrived: np.ndarray | None = None,
+    arrived_until: datetime | None = None,
 ) -> dict[str, Any]:
-    """Feed the rows not fed before to the detector; persist its state (compare-and-set)."""
+    """Feed the rows not fed before to the detector; persist its state (compare-and-set).
+
+    From a source (``arrived`` None) the rows are fed in time order and the state remembers
+    the newest row time fed. From the log, ``arrived`` holds each row's feedback time and the
+    rows are fed in the order their labels arrived, the state remembering ``arrived_until``
+    (the feedback read so far): a label arriving after later rows were fed is still fed.
+    """
     cfg = pipeline.config.monitor.concept_drift
     store = project.store
     stored = store.get_state(pipeline.name, CONCEPT_STATE_KEY)
-    detector, fed_until, revision, note = None, None, None, ""
+    detector, fed_until, feedback_until, revision, note = None, None, None, None, ""
     newest_change = None  # the newest detection, whatever version it was made for
     if stored is not None:
         state, revision = stored
@@ -132,6 +145,9 @@ def _concept_drift(
             try:
                 detector = ConceptDriftDetector.from_state(state["detector"])
                 fed_until = pd.Timestamp(state["fed_until"]) if state.get("fed_until") else None
+                feedback_until = (
+                    pd.Timestamp(state["feedback_until"]) if state.get("feedback_until") else None
+                )
             except (ValueError, KeyError) as exc:
                 note = f"detector state discarded ({exc}); started a new detector"
         else:
@@ -143,22 +159,32 @@ def _concept_drift(
     if trained_until is not None:
         # rows the model was trained or blessed on say nothing about concept drift
         mask &= times >= np.datetime64(trained_until.replace(tzinfo=None))
-    if fed_until is not None:
-        mask &= times > np.datetime64(
-            fed_until.tz_localize(None) if fed_until.tzinfo else fed_until
-        )
-    new_times, new_errors = times[mask], errors[mask]
+    if arrived is None:
+        if fed_until is not None:
+            mask &= times > _naive(fed_until)
+        order = np.flatnonzero(mask)
+    else:
+        if feedback_until is not None:
+            mask &= arrived > _naive(feedback_until)
+        order = np.flatnonzero(mask)
+        order = order[np.lexsort((times[order], arrived[order]))]  # by arrival, then row time
+    new_times, new_errors = times[order], errors[order]
     hits = detector.update(new_errors)
-    last = pd.Timestamp(new_times[-1]) if len(new_times) else fed_until
+    if len(new_times):
+        newest = pd.Timestamp(new_times.max())
+        fed_until = newest if fed_until is None else max(pd.Timestamp(_naive(fed_until)), newest)
     if hits:
         newest_change = pd.Timestamp(new_times[hits[-1]]).isoformat()
+    if arrived is not None and arrived_until is not None:
+        feedback_until = pd.Timestamp(arrived_until)
     store.put_state(
         pipeline.name,
         CONCEPT_STATE_KEY,
         {
             "version": mv.version,
             "method": cfg.method,
-            "fed_until": last.isoformat() if last is not None else None,
+            "fed_until": fed_until.isoformat() if fed_until is not None else None,
+            "feedback_until": feedback_until.isoformat() if feedback_until is not None else None,
             "detector": detector.state(),
             "last_detection": newest_change,
         },
@@ -337,7 +363,16 @@ def run_monitor(
             # feedback arrived by the window's end (rows still unlabelled are not fed)
             y_true = frame[target].to_numpy()
             errors = _errors(y_true, frame["prediction"].to_numpy(), _log_task(pipeline, y_true))
-            concept = _concept_drift(project, pipeline, mv, frame[time_col].to_numpy(), errors, now)
+            concept = _concept_drift(
+                project,
+                pipeline,
+                mv,
+                frame[time_col].to_numpy(),
+                errors,
+                now,
+                arrived=frame["feedback_timestamp"].to_numpy(),
+                arrived_until=end,
+            )
     elif has_target and pred is not None:
         times = frame[time_col].to_numpy()
         y_true = frame[target].to_numpy()
