@@ -409,8 +409,9 @@ def test_a_trigger_that_never_fired_on_the_selection_part_is_not_recommended(tmp
 def test_a_trigger_that_watched_and_never_fired_was_tested_and_can_be_recommended(
     tmp_path: Path,
 ):
-    """A monitor that judged every selection batch and saw nothing worth a retrain is the
-    cheapest policy within tolerance; one that never had its signal is not recommended."""
+    """A monitor that judged (at least half of) the selection batches and saw nothing worth a
+    retrain is the cheapest policy within tolerance; one that never had its signal, or had it
+    for less than half the selection part, is not recommended."""
     replay = _replay(tmp_path)
     rows = replay.batch_rows()
     half = int(rows[5] - rows[0])
@@ -424,12 +425,16 @@ def test_a_trigger_that_watched_and_never_fired_was_tested_and_can_be_recommende
     args = {"cost": CostModel(), "tolerance": 0.5, "deg_scores": None}
     silent.watching = np.zeros(replay.n_batches, dtype=bool)
     assert summarize(replay, [silent, weekly], policies, **args)["recommended"]["name"] == "weekly"
-    silent.watching[k - 1] = True  # one batch with a monitor result: the policy was tested
+    need = (k + 1) // 2
+    silent.watching[k - need + 1 : k] = True  # one batch short of half the selection part
     out = summarize(replay, [silent, weekly], policies, **args)
-    assert out["policies"][0]["watched_selection"] == 1
+    assert out["policies"][0]["watched_selection"] == need - 1
+    assert out["recommended"]["name"] == "weekly"
+    silent.watching[k - need] = True  # half of it: the policy was tested
+    out = summarize(replay, [silent, weekly], policies, **args)
     assert out["recommended"]["name"] == "silent"
     assert out["recommended"]["reason"].endswith(
-        f"its trigger watched 1 of the {k} selection batches and never fired there, "
+        f"its trigger watched {need} of the {k} selection batches and never fired there, "
         "so its score there is its first model's"
     )
     silent.watching[:] = False

@@ -244,12 +244,12 @@ class Decision:
         fires); :class:`AllOf` reads it.
     watching
         The trigger judged a signal about the data or the model: time for a schedule, a
-        metric with enough labelled rows, a monitor result for a drift trigger, a detector
-        that has seen errors for a concept-drift trigger, a row count for a new-data trigger.
-        False while it waits for its input (labels not arrived yet, no monitor result) and
-        for triggers that judge something else (code versions, manual requests). The
-        backtest reads it: a policy that never fired yet watched was tested by the data; one
-        that never watched was not.
+        metric with enough labelled rows, a monitor window that tested a column for a drift
+        trigger, a detector that has seen errors for a concept-drift trigger, a row count for
+        a new-data trigger. False while it waits for its input (labels not arrived yet, no
+        monitor result) and for triggers that judge something else (code versions, manual
+        requests). The backtest reads it: a policy that never fired yet watched was tested by
+        the data; one that never watched was not.
 
     Examples
     --------

@@ -725,15 +725,16 @@ def summarize(
     # part did not contain, so they are recommended only when asked (or when alone); so is a
     # policy whose trigger never judged its signal on the selection part (a metric or
     # concept-drift trigger whose look-back holds no label yet under the delay): what was
-    # measured there is its first model, not the policy. A trigger that watched and did not
-    # fire was tested: it judged that nothing called for a retrain.
+    # measured there is its first model, not the policy. A trigger that watched (at least
+    # half the selection part) and did not fire was tested: it judged that nothing called
+    # for a retrain.
     eligible = [
         p
         for p in out_policies
         if recommend_baselines
         or (
             p["params"].get("triggers")
-            and (p["retrains_selection"] > 0 or p["watched_selection"] > 0)
+            and (p["retrains_selection"] > 0 or 2 * p["watched_selection"] >= k)
         )
     ]
     selection = select_policy(
