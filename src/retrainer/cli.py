@@ -777,6 +777,8 @@ def _render_backtest(results: dict[str, Any], top: int = 20) -> None:
             tags.append("oracle")
         if p.get("pareto"):
             tags.append("[dim]pareto[/dim]")
+        if p.get("excluded"):
+            tags.append(f"[dim]{escape(p['excluded'])}[/dim]")
         table.add_row(
             ("[bold]" + escape(p["name"]) + "[/bold]") if p["name"] == rec else escape(p["name"]),
             show(p["held_out"][metric]),

@@ -385,8 +385,10 @@ def test_never_retrain_is_a_baseline_not_a_recommendation_unless_asked(tmp_path:
     args = {"cost": CostModel(), "tolerance": 0.5, "deg_scores": None}
     out = summarize(replay, [never, weekly], policies, **args)
     assert out["recommended"]["name"] == "weekly"
+    assert [p["excluded"] for p in out["policies"]] == ["baseline", None]
     asked = summarize(replay, [never, weekly], policies, recommend_baselines=True, **args)
     assert asked["recommended"]["name"] == "never"  # cheapest within 0.5 points on the first half
+    assert [p["excluded"] for p in asked["policies"]] == [None, None]
 
 
 def test_a_trigger_that_never_fired_on_the_selection_part_is_not_recommended(tmp_path: Path):
@@ -429,9 +431,11 @@ def test_a_trigger_that_watched_and_never_fired_was_tested_and_can_be_recommende
     silent.watching[k - need + 1 : k] = True  # one batch short of half the selection part
     out = summarize(replay, [silent, weekly], policies, **args)
     assert out["policies"][0]["watched_selection"] == need - 1
+    assert out["policies"][0]["excluded"] == "untested"
     assert out["recommended"]["name"] == "weekly"
     silent.watching[k - need] = True  # half of it: the policy was tested
     out = summarize(replay, [silent, weekly], policies, **args)
+    assert out["policies"][0]["excluded"] is None
     assert out["recommended"]["name"] == "silent"
     assert out["recommended"]["reason"].endswith(
         f"its trigger watched {need} of the {k} selection batches and never fired there, "

@@ -212,6 +212,18 @@ def test_summary_sorted_by_held_out_with_percentages_and_pills(tmp_path: Path):
     assert "<th>cost</th>" not in summary  # the cost model is all zeros
 
 
+def test_why_a_policy_could_not_be_recommended_is_shown(tmp_path: Path):
+    results = _results()
+    never = next(p for p in results["policies"] if p["name"] == "never retrain")
+    never["excluded"] = "baseline"
+    html_path, _ = write_backtest_report(results, tmp_path)
+    summary = _section(html_path.read_text(encoding="utf-8"), "Policies")
+    row = summary[summary.index("<td>never retrain</td>") :]
+    row = row[: row.index("</tr>")]
+    assert "<span class='muted'>baseline</span>" in row
+    assert summary.count("<span class='muted'>baseline</span>") == 1
+
+
 def test_raw_metric_sorted_ascending_and_cost_column(tmp_path: Path):
     results = _results()
     results["metric"] = "log_loss"

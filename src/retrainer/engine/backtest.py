@@ -728,15 +728,16 @@ def summarize(
     # measured there is its first model, not the policy. A trigger that watched (at least
     # half the selection part) and did not fire was tested: it judged that nothing called
     # for a retrain.
-    eligible = [
-        p
-        for p in out_policies
-        if recommend_baselines
-        or (
-            p["params"].get("triggers")
-            and (p["retrains_selection"] > 0 or 2 * p["watched_selection"] >= k)
-        )
-    ]
+    for p in out_policies:
+        if recommend_baselines:
+            p["excluded"] = None
+        elif not p["params"].get("triggers"):
+            p["excluded"] = "baseline"
+        elif p["retrains_selection"] == 0 and 2 * p["watched_selection"] < k:
+            p["excluded"] = "untested"
+        else:
+            p["excluded"] = None
+    eligible = [p for p in out_policies if p["excluded"] is None]
     selection = select_policy(
         [
             Candidate(

@@ -284,7 +284,7 @@ def _headline(ctx: _Context) -> str:
     ]
     if ctx.oracle_name is not None:
         if ctx.oracle_name == name:
-            compare.append("it is also the oracle (the best held-out policy in hindsight)")
+            compare.append("it is also the oracle (the batch policy that retrains most often)")
         else:
             text = _versus(
                 ctx,
@@ -345,6 +345,9 @@ def _summary_table(ctx: _Context) -> str:
     for p in ctx.ranked:
         name = str(p.get("name"))
         role = ctx.role(name)
+        muted = (["oracle"] if role == "oracle" else []) + (
+            [str(p["excluded"])] if p.get("excluded") else []
+        )
         rows.append(
             [
                 name,
@@ -359,7 +362,7 @@ def _summary_table(ctx: _Context) -> str:
                 pill(True, "Pareto", "") if p.get("pareto") else "",
                 pill(True, "recommended", "")
                 if role == "recommended"
-                else (Markup("<span class='muted'>oracle</span>") if role == "oracle" else ""),
+                else Markup(" ".join(f"<span class='muted'>{esc(t)}</span>" for t in muted)),
             ]
         )
     numeric = set(range(1, 8 + (1 if with_cost else 0)))
@@ -367,7 +370,9 @@ def _summary_table(ctx: _Context) -> str:
         f"<p class='muted'>Sorted by the held-out {esc(m)} "
         f"({'higher' if ctx.greater else 'lower'} is better). The policy is chosen on the "
         "selection part; the held-out part is scored once, afterwards. Pareto: no other "
-        "policy is both cheaper and better on the held-out part.</p>"
+        "policy is both cheaper and better on the held-out part. Baseline: a policy without "
+        "triggers; untested: one whose trigger neither fired nor watched its signal on half "
+        "the selection part. Neither is recommended (unless recommend_baselines).</p>"
     )
     return note + table(headers, rows, numeric=numeric)
 
