@@ -40,6 +40,19 @@ class Prediction:
     y_score: np.ndarray | None
 
 
+
+def _transform_once(model: Any) -> bool:
+    """Whether ``model`` is a scikit-learn Pipeline whose transforming steps can run once for
+    predict and predict_proba: more than one step, the last one an estimator with both."""
+    try:
+        from sklearn.pipeline import Pipeline as SkPipeline
+    except ImportError:  # pragma: no cover - scikit-learn is a dependency
+        return False
+    if type(model) is not SkPipeline or len(model.steps) < 2:
+        return False
+    final = model.steps[-1][1]
+    return hasattr(final, "predict") and hasattr(final, "predict_proba")
+
 class Pipeline:
     """The runnable form of one pipeline of ``retrainer.yaml``.
 
@@ -314,9 +327,17 @@ class Pipeline:
 
     def predict(self, model: Any, frame: pd.DataFrame) -> Prediction:
         X = self.features(frame)
+        proba_needed = any(m.needs_proba for m in self.metrics.values()) and hasattr(
+            model, "predict_proba"
+        )
+        if proba_needed and _transform_once(model):
+            # a scikit-learn Pipeline: its steps before the estimator run once for both
+            # answers, not once in predict and again in predict_proba (the same values)
+            X = model[:-1].transform(X)
+            model = model[-1]
         y_pred = np.asarray(model.predict(X))
         y_score = None
-        if any(m.needs_proba for m in self.metrics.values()) and hasattr(model, "predict_proba"):
+        if proba_needed:
             proba = np.asarray(model.predict_proba(X))
             y_score = proba[:, 1] if proba.ndim == 2 and proba.shape[1] == 2 else proba
         return Prediction(y_pred=y_pred, y_score=y_score)
