@@ -40,7 +40,6 @@ class Prediction:
     y_score: np.ndarray | None
 
 
-
 def _transform_once(model: Any) -> bool:
     """Whether ``model`` is a scikit-learn Pipeline whose transforming steps can run once for
     predict and predict_proba: more than one step, the last one an estimator with both."""
@@ -52,6 +51,7 @@ def _transform_once(model: Any) -> bool:
         return False
     final = model.steps[-1][1]
     return hasattr(final, "predict") and hasattr(final, "predict_proba")
+
 
 class Pipeline:
     """The runnable form of one pipeline of ``retrainer.yaml``.
