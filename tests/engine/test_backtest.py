@@ -375,36 +375,38 @@ def test_a_policy_that_cannot_run_is_reported_and_the_others_still_run(tmp_path:
     assert [p["name"] for p in result.results["policies"]] == ["never", WEEKLY["name"]]
 
 
-def test_never_retrain_is_a_baseline_not_a_recommendation_unless_asked(tmp_path: Path):
+SELECT = {"cost": CostModel(), "tolerance": 0.5, "deg_scores": None}
+
+
+def _cheap_and_weekly(
+    tmp_path: Path, name: str, triggers: list[dict[str, Any]]
+) -> tuple[Replay, list[PolicyRun], list[dict[str, Any]]]:
+    """A policy that never retrains, as good as a weekly one on the selection part and worse
+    after it, and the weekly one (2 retrains, 1 CPU s)."""
     replay = _replay(tmp_path)
     rows = replay.batch_rows()
     half = int(rows[5] - rows[0])
-    never = _run(replay, "never", _correct(0.9, 0.6, half, 1), retrains=0, cpu=0.0)
+    cheap = _run(replay, name, _correct(0.9, 0.6, half, 1), retrains=0, cpu=0.0)
     weekly = _run(replay, "weekly", _correct(0.9, 0.85, half, 2), retrains=2, cpu=1.0)
-    policies = [{"name": "never", "triggers": []}, {"name": "weekly", "triggers": [{"x": 1}]}]
-    args = {"cost": CostModel(), "tolerance": 0.5, "deg_scores": None}
-    out = summarize(replay, [never, weekly], policies, **args)
+    policies = [{"name": name, "triggers": triggers}, {"name": "weekly", "triggers": [{"x": 1}]}]
+    return replay, [cheap, weekly], policies
+
+
+def test_never_retrain_is_a_baseline_not_a_recommendation_unless_asked(tmp_path: Path):
+    replay, runs, policies = _cheap_and_weekly(tmp_path, "never", [])
+    out = summarize(replay, runs, policies, **SELECT)
     assert out["recommended"]["name"] == "weekly"
     assert [p["excluded"] for p in out["policies"]] == ["baseline", None]
-    asked = summarize(replay, [never, weekly], policies, recommend_baselines=True, **args)
+    asked = summarize(replay, runs, policies, recommend_baselines=True, **SELECT)
     assert asked["recommended"]["name"] == "never"  # cheapest within 0.5 points on the first half
     assert [p["excluded"] for p in asked["policies"]] == [None, None]
 
 
 def test_a_trigger_that_never_fired_on_the_selection_part_is_not_recommended(tmp_path: Path):
-    replay = _replay(tmp_path)
-    rows = replay.batch_rows()
-    half = int(rows[5] - rows[0])
-    silent = _run(replay, "silent", _correct(0.9, 0.6, half, 1), retrains=0, cpu=0.0)
-    weekly = _run(replay, "weekly", _correct(0.9, 0.85, half, 2), retrains=2, cpu=1.0)
-    policies = [
-        {"name": "silent", "triggers": [{"concept_drift": {}}]},
-        {"name": "weekly", "triggers": [{"x": 1}]},
-    ]
-    args = {"cost": CostModel(), "tolerance": 0.5, "deg_scores": None}
-    out = summarize(replay, [silent, weekly], policies, **args)
+    replay, runs, policies = _cheap_and_weekly(tmp_path, "silent", [{"concept_drift": {}}])
+    out = summarize(replay, runs, policies, **SELECT)
     assert out["recommended"]["name"] == "weekly"  # "silent" is cheaper, but untested
-    asked = summarize(replay, [silent, weekly], policies, recommend_baselines=True, **args)
+    asked = summarize(replay, runs, policies, recommend_baselines=True, **SELECT)
     assert asked["recommended"]["name"] == "silent"
 
 
@@ -414,27 +416,22 @@ def test_a_trigger_that_watched_and_never_fired_was_tested_and_can_be_recommende
     """A monitor that judged (at least half of) the selection batches and saw nothing worth a
     retrain is the cheapest policy within tolerance; one that never had its signal, or had it
     for less than half the selection part, is not recommended."""
-    replay = _replay(tmp_path)
-    rows = replay.batch_rows()
-    half = int(rows[5] - rows[0])
-    k = replay.selection_batches()
-    silent = _run(replay, "silent", _correct(0.9, 0.6, half, 1), retrains=0, cpu=0.0)
-    weekly = _run(replay, "weekly", _correct(0.9, 0.85, half, 2), retrains=2, cpu=1.0)
-    policies = [
-        {"name": "silent", "triggers": [{"drift": {}}]},
-        {"name": "weekly", "triggers": [{"x": 1}]},
-    ]
-    args = {"cost": CostModel(), "tolerance": 0.5, "deg_scores": None}
+    replay, runs, policies = _cheap_and_weekly(tmp_path, "silent", [{"drift": {}}])
+    silent, k = runs[0], replay.selection_batches()
+
+    def recommended() -> dict[str, Any]:
+        return summarize(replay, runs, policies, **SELECT)
+
     silent.watching = np.zeros(replay.n_batches, dtype=bool)
-    assert summarize(replay, [silent, weekly], policies, **args)["recommended"]["name"] == "weekly"
+    assert recommended()["recommended"]["name"] == "weekly"
     need = (k + 1) // 2
     silent.watching[k - need + 1 : k] = True  # one batch short of half the selection part
-    out = summarize(replay, [silent, weekly], policies, **args)
+    out = recommended()
     assert out["policies"][0]["watched_selection"] == need - 1
     assert out["policies"][0]["excluded"] == "untested"
     assert out["recommended"]["name"] == "weekly"
     silent.watching[k - need] = True  # half of it: the policy was tested
-    out = summarize(replay, [silent, weekly], policies, **args)
+    out = recommended()
     assert out["policies"][0]["excluded"] is None
     assert out["recommended"]["name"] == "silent"
     assert out["recommended"]["reason"].endswith(
@@ -443,7 +440,7 @@ def test_a_trigger_that_watched_and_never_fired_was_tested_and_can_be_recommende
     )
     silent.watching[:] = False
     silent.watching[k:] = True  # watching only in the held-out part does not count
-    assert summarize(replay, [silent, weekly], policies, **args)["recommended"]["name"] == "weekly"
+    assert recommended()["recommended"]["name"] == "weekly"
 
 
 def test_backtest_on_days_weights_batches_by_rows_and_counts_retrains_in_range():

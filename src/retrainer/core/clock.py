@@ -8,7 +8,9 @@ Production code takes a :class:`Clock`; the daemon passes a wall clock (see
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
 
 
 @runtime_checkable
@@ -29,6 +31,20 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def utc_datetime64(value: datetime, unit: Literal["ns", "us"] = "ns") -> np.datetime64:
+    """``value`` as the naive-UTC ``datetime64`` that frames hold; naive values are UTC.
+
+    Examples
+    --------
+    >>> from datetime import timezone
+    >>> str(utc_datetime64(datetime(2024, 1, 1, 13, tzinfo=timezone(timedelta(hours=1)))))
+    '2024-01-01T12:00:00.000000000'
+    >>> str(utc_datetime64(datetime(2024, 1, 1, 12), "us"))
+    '2024-01-01T12:00:00.000000'
+    """
+    return np.datetime64(as_utc(value).replace(tzinfo=None), unit)
 
 
 class SimulatedClock:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from retrainer.core.clock import as_utc
+from retrainer.core.clock import utc_datetime64
 from retrainer.core.metrics import Metric, compute, get_metric, metric_names
 from retrainer.core.windows import parse_duration
 from retrainer.errors import ConfigError, DataError
@@ -332,7 +332,7 @@ def _check_inputs(
 def _as_us(value: datetime, name: str) -> np.datetime64:
     if not isinstance(value, datetime):
         raise ConfigError(f"{name} must be a datetime; got {value!r}")
-    return np.datetime64(as_utc(value).replace(tzinfo=None), "us")
+    return utc_datetime64(value, "us")
 
 
 def _to_datetime(value: np.datetime64) -> datetime:

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from retrainer.adapters.detectors import ConceptDriftDetector
-from retrainer.core.clock import Clock, as_utc
+from retrainer.core.clock import Clock, as_utc, utc_datetime64
 from retrainer.core.drift import DriftCheck, DriftReport
 from retrainer.core.performance import WindowPerformance, get_online_metric, performance_over_time
 from retrainer.core.profile import CategoricalProfile, Finding, NumericProfile, Profile
@@ -110,10 +110,6 @@ def _log_task(pipeline: Pipeline, outcomes: np.ndarray) -> str:
     return "classification"
 
 
-def _naive(value: pd.Timestamp) -> np.datetime64:
-    return np.datetime64((value.tz_convert(None) if value.tzinfo else value).to_datetime64())
-
-
 def _concept_drift(
     project: Project,
     pipeline: Pipeline,
@@ -158,21 +154,23 @@ def _concept_drift(
     trained_until = mv.snapshot.window_end or mv.snapshot.max_time
     if trained_until is not None:
         # rows the model was trained or blessed on say nothing about concept drift
-        mask &= times >= np.datetime64(trained_until.replace(tzinfo=None))
+        mask &= times >= utc_datetime64(trained_until)
     if arrived is None:
         if fed_until is not None:
-            mask &= times > _naive(fed_until)
+            mask &= times > utc_datetime64(fed_until)
         order = np.flatnonzero(mask)
     else:
         if feedback_until is not None:
-            mask &= arrived > _naive(feedback_until)
+            mask &= arrived > utc_datetime64(feedback_until)
         order = np.flatnonzero(mask)
         order = order[np.lexsort((times[order], arrived[order]))]  # by arrival, then row time
     new_times, new_errors = times[order], errors[order]
     hits = detector.update(new_errors)
     if len(new_times):
-        newest = pd.Timestamp(new_times.max())
-        fed_until = newest if fed_until is None else max(pd.Timestamp(_naive(fed_until)), newest)
+        newest = new_times.max()
+        fed_until = pd.Timestamp(
+            newest if fed_until is None else max(utc_datetime64(fed_until), newest)
+        )
     if hits:
         newest_change = pd.Timestamp(new_times[hits[-1]]).isoformat()
     if arrived is not None and arrived_until is not None:

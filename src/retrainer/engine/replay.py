@@ -35,7 +35,7 @@ from retrainer.adapters.artifacts import DictArtifactStore
 from retrainer.adapters.metadata.memory import InMemoryMetadataStore
 from retrainer.adapters.sources import normalize_time
 from retrainer.config import ProjectConfig
-from retrainer.core.clock import Clock, SimulatedClock, as_utc
+from retrainer.core.clock import Clock, SimulatedClock, utc_datetime64
 from retrainer.core.metrics import compute, get_metric
 from retrainer.errors import ConfigError, DataError, SourceError, TrainingError
 
@@ -44,11 +44,6 @@ BACKTEST_SERIALIZATION = {"format": "pickle", "allow_pickle": True}
 
 POLICY_KEYS = ("triggers", "guards", "window", "model", "train", "params", "blessing", "monitor")
 """The pipeline keys a policy may set; the rest comes from the replayed pipeline."""
-
-
-def _ns(value: datetime) -> np.datetime64:
-    """An aware datetime as the naive-UTC datetime64 the frames hold."""
-    return np.datetime64(as_utc(value).replace(tzinfo=None), "ns")
 
 
 class ReplaySource:
@@ -93,12 +88,16 @@ class ReplaySource:
 
     def load(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
         now = self.clock.now()
-        labelled = _ns(now - self.label_delay)
+        labelled = utc_datetime64(now - self.label_delay)
         hi = int(np.searchsorted(self._times, labelled, "right"))
-        hi = min(hi, int(np.searchsorted(self._times, _ns(now), "left")))  # the past only
+
+        def before(moment: datetime) -> int:
+            return int(np.searchsorted(self._times, utc_datetime64(moment), "left"))
+
+        hi = min(hi, before(now))  # the past only
         if end is not None:
-            hi = min(hi, int(np.searchsorted(self._times, _ns(end), "left")))
-        lo = 0 if start is None else int(np.searchsorted(self._times, _ns(start), "left"))
+            hi = min(hi, before(end))
+        lo = 0 if start is None else before(start)
         return self.frame.iloc[lo : max(lo, hi)].reset_index(drop=True)
 
 
@@ -188,7 +187,7 @@ class Replay:
 
     def batch_rows(self) -> np.ndarray:
         """Row offsets of the batch boundaries (``rows[i]:rows[i+1]`` is batch i)."""
-        return np.searchsorted(self.times, [_ns(t) for t in self.boundaries()], "left")
+        return np.searchsorted(self.times, [utc_datetime64(t) for t in self.boundaries()], "left")
 
     def selection_batches(self) -> int:
         """How many batches (from the first) make the selection part."""
@@ -421,7 +420,7 @@ def serve(
         now = bounds[b]
         clock.set(now)
         if logs is not None and fed < rows[b]:
-            upto = min(int(np.searchsorted(arrival, _ns(now), "right")), int(rows[b]))
+            upto = min(int(np.searchsorted(arrival, utc_datetime64(now), "right")), int(rows[b]))
             if upto > fed:
                 logs.append_feedback(
                     pd.DataFrame(
