@@ -564,6 +564,39 @@ def test_register_version_stores_its_event_in_the_same_write(store: MetadataStor
     assert written == replace(event, version=stored.version, id=written.id)
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"params": {"when": T0}}, r"ModelVersion\.params must hold only JSON values"),
+        ({"environment": ["numpy"]}, r"ModelVersion\.environment must be a dict"),
+        ({"profile": {"bins": {1, 2}}}, r"ModelVersion\.profile must hold only JSON values"),
+    ],
+)
+def test_a_version_field_that_is_not_json_is_named(
+    store: MetadataStore, changes: dict[str, Any], message: str
+) -> None:
+    with_pipeline(store)
+    with pytest.raises(TypeError, match=message):
+        store.register_version(make_draft(**changes))
+    assert store.list_versions("churn") == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"timings": {"load": T0}}, r"Run\.timings must hold only JSON values"),
+        ({"metrics": [0.5]}, r"Run\.metrics must be a dict"),
+    ],
+)
+def test_a_run_field_that_is_not_json_is_named(
+    store: MetadataStore, changes: dict[str, Any], message: str
+) -> None:
+    with_pipeline(store)
+    with pytest.raises(TypeError, match=message):
+        store.create_run(make_run(**changes))
+    assert store.list_runs("churn") == []
+
+
 def test_register_version_writes_nothing_when_its_event_is_invalid(store: MetadataStore) -> None:
     with_pipeline(store)
     bad = make_event(data={"when": datetime(2024, 1, 1)})  # not a JSON value

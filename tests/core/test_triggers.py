@@ -919,6 +919,52 @@ def test_guard_validation(guard, match):
         guard.check(ctx(NOW), FIRED)
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    minute=st.integers(0, 59),
+    hour=st.one_of(st.just("*"), st.integers(0, 23).map(str)),
+    day=st.sampled_from(["*", "0", "3", "7", "MON", "sun", "Fri"]),
+    zone=st.sampled_from(["UTC", "Etc/UTC", "GMT"]),
+    seconds=st.integers(0, 2_000_000_000),
+)
+def test_fixed_period_crons_give_croniters_slots(minute, hour, day, zone, seconds):
+    """The arithmetic path for hourly, daily and weekly UTC crons finds croniter's slots."""
+    from retrainer.core.triggers import _fixed_period, _latest_slot, _slots_after
+
+    cron = f"{minute} {hour} * * {day}"
+    tz = ZoneInfo(zone)
+    now = datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=seconds % 7)
+    fixed = _fixed_period(cron, tz)
+    if hour == "*" and day != "*":
+        assert fixed is None  # hourly on one day of the week: croniter's
+        return
+    assert fixed is not None
+    it = croniter(cron, now.replace(tzinfo=None) + timedelta(microseconds=1))
+    assert _latest_slot(cron, tz, now) == it.get_prev(datetime).replace(tzinfo=UTC)
+    step = _slots_after(cron, tz, now)
+    it = croniter(cron, now.replace(tzinfo=None))
+    for _ in range(3):
+        assert step() == it.get_next(datetime).replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("cron", "zone"),
+    [
+        ("0 2 * * *", "Europe/Paris"),  # clocks change
+        ("0 2 1 * *", "UTC"),  # monthly
+        ("0 2 * 6 *", "UTC"),  # June only
+        ("*/5 * * * *", "UTC"),
+        ("0 2,14 * * *", "UTC"),
+        ("0 2 * * MON-FRI", "UTC"),
+        ("@monthly", "UTC"),
+    ],
+)
+def test_calendar_crons_are_left_to_croniter(cron, zone):
+    from retrainer.core.triggers import _fixed_period
+
+    assert _fixed_period(cron, ZoneInfo(zone)) is None
+
+
 def test_guards_satisfy_the_protocol():
     for guard in (Cooldown("1h"), MaxRetrains(count=1, per="1d"), MinNewRows(1)):
         assert isinstance(guard, Guard)

@@ -132,6 +132,17 @@ BASE = make_frame(800)
             {},
             "feature column 'x2' has 6 infinite",
         ),
+        (
+            _bad(
+                BASE,
+                "x2",
+                pd.Series(
+                    np.where(np.arange(800) % 100 == 0, np.inf, BASE["x2"]), dtype="Float64"
+                ).where(np.arange(800) != 1),  # a nullable column, one <NA>
+            ),
+            {},
+            "feature column 'x2' has 6 infinite",
+        ),
         (_bad(BASE, "x2", BASE["ts"]), {}, "feature column 'x2' has dtype datetime64"),
         (BASE, {"window": {"kind": "sliding", "duration": "1h"}}, "window"),
     ],
@@ -144,6 +155,7 @@ BASE = make_frame(800)
         "one-class",
         "inf",
         "minus-inf-second-feature",
+        "inf-nullable-feature",
         "timestamp-feature",
         "too-small",
     ],

@@ -367,19 +367,27 @@ def _plain_hashes(block: np.ndarray) -> np.ndarray | None:
     return _mixed(uints)
 
 
-def row_hashes(frame: pd.DataFrame) -> np.ndarray:
+def column_arrays(frame: pd.DataFrame) -> list[Any]:
+    """Each column's values (NumPy or extension array), without building a Series per column."""
+    arrays = getattr(frame, "_iter_column_arrays", None)
+    if arrays is None:  # pragma: no cover - a pandas without it
+        return [frame.iloc[:, i].array for i in range(frame.shape[1])]
+    return list(arrays())
+
+
+def row_hashes(frame: pd.DataFrame, arrays: list[Any] | None = None) -> np.ndarray:
     """``pd.util.hash_pandas_object(frame, index=False)`` as a uint64 array: the same values.
 
     Columns of one plain NumPy dtype (numbers, booleans, datetimes) are hashed together as a
     2-D array, a few NumPy calls for the lot instead of a dozen per column; other columns
-    (objects, strings, extension dtypes) are hashed by pandas, one by one.
+    (objects, strings, extension dtypes) are hashed by pandas, one by one. ``arrays``: the
+    frame's column arrays, when the caller has them already.
     """
-    arrays = getattr(frame, "_iter_column_arrays", None)  # no Series built per column
-    if arrays is None:  # pragma: no cover - a pandas without it: pandas' own, slower
-        return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    if arrays is None:
+        arrays = column_arrays(frame)
     columns: list[Any] = []
     groups: dict[np.dtype[Any], list[tuple[int, np.ndarray]]] = {}
-    for i, values in enumerate(arrays()):
+    for i, values in enumerate(arrays):
         columns.append(None)
         if isinstance(values, np.ndarray) and values.dtype.kind in "biufmM":
             groups.setdefault(values.dtype, []).append((i, values))
@@ -402,23 +410,48 @@ def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     return out
 
 
+_DTYPE_NAMES: dict[np.dtype[Any], str] = {}
+
+
+def _dtype_name(dtype: Any) -> str:
+    """``str(dtype)``; NumPy dtypes' names are remembered (NumPy builds one on each call)."""
+    if not isinstance(dtype, np.dtype):
+        return str(dtype)
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = str(dtype)
+        if len(_DTYPE_NAMES) < 1024:
+            _DTYPE_NAMES[dtype] = name
+    return name
+
+
+def _utc_instant(value: Any) -> datetime:
+    """A time column's value as an aware UTC datetime (naive values are UTC)."""
+    moment = pd.Timestamp(value)
+    if moment.tzinfo is not None:
+        moment = moment.tz_convert("UTC").tz_localize(None)
+    return moment.to_pydatetime().replace(tzinfo=UTC)
+
+
 def snapshot_of(frame: pd.DataFrame, time_column: str) -> FrameSummary:
     """Rows, schema, time range and a sha256 content fingerprint of ``frame``.
 
     The fingerprint covers column names, dtypes and every value (row order included), so
     the same data gives the same fingerprint in any process.
     """
+    arrays = column_arrays(frame)
+    names = frame.columns.tolist()
+    schema = {str(c): _dtype_name(a.dtype) for c, a in zip(names, arrays, strict=True)}
     h = hashlib.sha256()
-    schema = {str(c): str(t) for c, t in zip(frame.columns, frame.dtypes.tolist(), strict=True)}
     h.update(repr(sorted(schema.items())).encode())
     h.update(str(len(frame)).encode())
-    if len(frame):
-        h.update(row_hashes(frame).tobytes())
-    times = frame[time_column] if time_column in frame.columns else None
     lo = hi = None
-    if times is not None and len(times):
-        lo = pd.Timestamp(times.iloc[0]).to_pydatetime().replace(tzinfo=UTC)
-        hi = pd.Timestamp(times.iloc[-1]).to_pydatetime().replace(tzinfo=UTC)
+    if len(frame):
+        h.update(row_hashes(frame, arrays).tobytes())
+        at = [i for i, c in enumerate(names) if c == time_column]
+        if at:
+            times = arrays[at[0]]
+            lo, hi = _utc_instant(times[0]), _utc_instant(times[-1])
     return FrameSummary(
         rows=len(frame), schema=schema, fingerprint=h.hexdigest(), min_time=lo, max_time=hi
     )

@@ -531,6 +531,83 @@ def _interval(cron: str) -> timedelta | None:
     return parse_duration(cron.removeprefix("every ").strip())
 
 
+_UTC_ZONES = frozenset(
+    {
+        "UTC",
+        "Etc/UTC",
+        "Etc/UCT",
+        "UCT",
+        "Etc/Universal",
+        "Universal",
+        "Etc/Zulu",
+        "Zulu",
+        "GMT",
+        "Etc/GMT",
+        "Etc/GMT0",
+        "Etc/GMT+0",
+        "Etc/GMT-0",
+        "GMT0",
+        "GMT+0",
+        "GMT-0",
+        "Etc/Greenwich",
+        "Greenwich",
+    }
+)
+_DAYS = {"SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6}
+_SHORTCUTS = {
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@hourly": "0 * * * *",
+}
+
+
+def _field(text: str, top: int) -> int | None:
+    return int(text) if text.isdigit() and int(text) <= top else None
+
+
+@functools.lru_cache(maxsize=256)
+def _fixed_period(cron: str, tz: ZoneInfo) -> tuple[timedelta, timedelta] | None:
+    """``(period, offset)`` when the slots of ``cron`` in ``tz`` are ``1970-01-01 UTC + offset
+    + k * period`` for every integer k, so they are found by arithmetic instead of croniter.
+
+    That holds for ``every <duration>`` (offset 0), and for a cron expression in a zone
+    without offset changes (UTC) that fixes the minute and the day of month and month are
+    ``*``: hourly (``M * * * *``), daily (``M H * * *``) and weekly on one day
+    (``M H * * MON``); the shortcuts ``@hourly``, ``@daily`` and ``@weekly`` too. Anything
+    else is None (croniter walks the calendar).
+
+    >>> _fixed_period("0 2 * * MON", ZoneInfo("UTC"))  # 1970-01-05 was a Monday
+    (datetime.timedelta(days=7), datetime.timedelta(days=4, seconds=7200))
+    >>> _fixed_period("0 2 * * MON", ZoneInfo("Europe/Paris")) is None  # clocks change
+    True
+    """
+    step = _interval(cron)
+    if step is not None:
+        return step, timedelta(0)
+    if tz.key not in _UTC_ZONES:
+        return None
+    fields = _SHORTCUTS.get(cron, cron).split()
+    if len(fields) != 5 or fields[2:4] != ["*", "*"]:
+        return None
+    minute, hour, dow = _field(fields[0], 59), fields[1], fields[4].upper()
+    if minute is None:
+        return None
+    if hour == "*":
+        return (timedelta(hours=1), timedelta(minutes=minute)) if dow == "*" else None
+    hours = _field(hour, 23)
+    if hours is None:
+        return None
+    at = timedelta(hours=hours, minutes=minute)
+    if dow == "*":
+        return timedelta(days=1), at
+    day = _DAYS.get(dow, _field(dow, 7))
+    if day is None:
+        return None
+    # 1970-01-01 was a Thursday (day 4; Sunday is 0 and 7)
+    return timedelta(days=7), timedelta(days=(day - 4) % 7) + at
+
+
 @functools.lru_cache(maxsize=256)
 def _cron_problem(cron: str) -> str | None:
     """Why ``cron`` is not a usable five-field expression (None when it is)."""
@@ -599,9 +676,10 @@ def _wall_to_utc(wall: datetime, tz: ZoneInfo) -> datetime:
 
 def _latest_slot(cron: str, tz: ZoneInfo, now: datetime) -> datetime:
     """The latest slot at or before ``now``."""
-    step = _interval(cron)
-    if step is not None:  # slots every ``step`` from 1970-01-01 UTC
-        return _EPOCH + step * ((now - _EPOCH) // step)
+    fixed = _fixed_period(cron, tz)
+    if fixed is not None:  # slots every ``step`` from 1970-01-01 UTC + ``offset``
+        step, offset = fixed
+        return _EPOCH + offset + step * ((now - _EPOCH - offset) // step)
     local = now.astimezone(tz)
     # after clocks were set back, slots up to one shift later on the wall have passed already
     margin = max(timedelta(0), _offset((now - _DST_REACH).astimezone(tz)) - _offset(local))
@@ -615,14 +693,15 @@ def _latest_slot(cron: str, tz: ZoneInfo, now: datetime) -> datetime:
 
 def _slots_after(cron: str, tz: ZoneInfo, since: datetime) -> Callable[[], datetime]:
     """A function returning the slots strictly after ``since``, in order, one per call."""
-    interval = _interval(cron)
-    if interval is not None:
-        k = (since - _EPOCH) // interval
+    fixed = _fixed_period(cron, tz)
+    if fixed is not None:
+        interval, offset = fixed
+        k = (since - _EPOCH - offset) // interval
 
         def every() -> datetime:
             nonlocal k
             k += 1
-            return _EPOCH + interval * k
+            return _EPOCH + offset + interval * k
 
         return every
     local = since.astimezone(tz)

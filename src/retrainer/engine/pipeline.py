@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retrainer.adapters.sources import Source, import_ref, make_source
+from retrainer.adapters.sources import Source, column_arrays, import_ref, make_source
 from retrainer.config import MetricConfig, PipelineConfig
 from retrainer.core.blessing import Gate, ScoreCard, SliceRule, SliceScore, build_rule
 from retrainer.core.metrics import Metric, compute, get_metric, make_metric
@@ -171,7 +171,11 @@ class Pipeline:
     def task(self, frame: pd.DataFrame) -> str:
         if self.config.task != "auto":
             return self.config.task
-        y = frame[self.config.target]
+        return self._task_of(frame[self.config.target])
+
+    def _task_of(self, y: pd.Series) -> str:
+        if self.config.task != "auto":
+            return self.config.task
         if pd.api.types.is_float_dtype(y):
             return "regression"
         return "classification"
@@ -196,7 +200,7 @@ class Pipeline:
                 f"target column '{cfg.target}' has {n_missing} missing value(s) (NaN) of "
                 f"{len(y)} rows in {where}; drop or fill them in the source"
             )
-        task = self.task(frame)
+        task = self._task_of(y)
         if task == "regression" and not pd.api.types.is_numeric_dtype(y):
             raise DataError(
                 f"target column '{cfg.target}' has dtype {y.dtype}; regression needs a numeric "
@@ -209,10 +213,10 @@ class Pipeline:
                 f"{y[np.mod(y, 1) != 0].iloc[0]!r}); classification needs labels: set "
                 "task: regression or fix the column"
             )
-        dtypes = dict(zip(frame.columns, frame.dtypes.tolist(), strict=True))
+        arrays = dict(zip(frame.columns.tolist(), column_arrays(frame), strict=True))
         finite_checked: list[str] = []  # numeric, non-boolean features: no infinities
         for col in cfg.features:
-            dtype = dtypes[col]
+            dtype = arrays[col].dtype
             if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(
                 dtype
             ):
@@ -232,9 +236,11 @@ class Pipeline:
             if numeric and not boolean:
                 finite_checked.append(col)
         for col in finite_checked:
-            values = frame[col].to_numpy()
-            if values.dtype.kind != "f":  # nullable or integer columns: as floats, <NA> as NaN
-                values = frame[col].to_numpy(dtype=float, na_value=np.nan)
+            values = arrays[col]
+            if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+                continue  # integers have no infinity
+            if not (isinstance(values, np.ndarray) and values.dtype.kind == "f"):
+                values = frame[col].to_numpy(dtype=float, na_value=np.nan)  # nullable: <NA> NaN
             count = int(np.isinf(values).sum())
             if count:
                 raise DataError(f"feature column '{col}' has {count} infinite value(s) in {where}")

@@ -92,6 +92,22 @@ def json_dict(value: Mapping[str, Any], what: str) -> dict[str, Any]:
     return result
 
 
+def json_dicts(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{what: json_dict(value, what)}`` for every entry, in one JSON round trip (a record's
+    dict fields are copied together); the error names the field, as ``json_dict``'s does."""
+    for what, value in values.items():
+        if not isinstance(value, Mapping):
+            json_dict(value, what)  # raises, naming the field
+    try:
+        text = _ENCODER.encode({what: dict(value) for what, value in values.items()})
+    except (TypeError, ValueError):
+        for what, value in values.items():
+            json_dict(value, what)  # raises for the field that cannot be encoded
+        raise  # pragma: no cover - one of them raised
+    result: dict[str, dict[str, Any]] = _DECODER.decode(text)
+    return result
+
+
 def metrics_from_json(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Metrics as a store hands them back: a ``None`` value is NaN ("undefined on this data").
 
@@ -138,15 +154,16 @@ def evidence_from_json(rows: Sequence[Mapping[str, Any]]) -> tuple[EvidenceRow, 
     return tuple(EvidenceRow(**dict(row)) for row in rows)
 
 
-def normalized_snapshot(snapshot: Snapshot) -> Snapshot:
-    """``snapshot`` with aware UTC datetimes and a copied ``schema``."""
+def normalized_snapshot(snapshot: Snapshot, schema: dict[str, Any] | None = None) -> Snapshot:
+    """``snapshot`` with aware UTC datetimes and a copied ``schema`` (``schema``: the copy,
+    when the caller made it already)."""
     return replace(
         snapshot,
         window_start=optional_utc(snapshot.window_start),
         window_end=optional_utc(snapshot.window_end),
         min_time=optional_utc(snapshot.min_time),
         max_time=optional_utc(snapshot.max_time),
-        schema=json_dict(snapshot.schema, "Snapshot.schema"),
+        schema=json_dict(snapshot.schema, "Snapshot.schema") if schema is None else schema,
         created_at=as_utc(snapshot.created_at),
     )
 
@@ -155,30 +172,47 @@ def normalized_run(run: Run) -> Run:
     """``run`` with aware UTC datetimes and copied dicts; checks ``status``."""
     if run.status not in RUN_STATUSES:
         raise ValueError(f"Run.status must be one of {', '.join(RUN_STATUSES)}. Got {run.status!r}")
+    copies = json_dicts(
+        {
+            "Run.evidence": run.evidence,
+            "Run.params": run.params,
+            "Run.metrics": run.metrics,
+            "Run.timings": run.timings,
+        }
+    )
     return replace(
         run,
         created_at=as_utc(run.created_at),
         started_at=optional_utc(run.started_at),
         finished_at=optional_utc(run.finished_at),
         lease_expires_at=optional_utc(run.lease_expires_at),
-        evidence=json_dict(run.evidence, "Run.evidence"),
-        params=json_dict(run.params, "Run.params"),
-        metrics=metrics_from_json(json_dict(run.metrics, "Run.metrics")),
-        timings=json_dict(run.timings, "Run.timings"),
+        evidence=copies["Run.evidence"],
+        params=copies["Run.params"],
+        metrics=metrics_from_json(copies["Run.metrics"]),
+        timings=copies["Run.timings"],
     )
 
 
 def normalized_version(draft: ModelVersion) -> ModelVersion:
     """``draft`` with aware UTC datetimes, copied dicts and a JSON-checked verdict."""
     blessing = draft.blessing
+    fields = {
+        "ModelVersion.metrics": draft.metrics,
+        "ModelVersion.params": draft.params,
+        "ModelVersion.environment": draft.environment,
+        "Snapshot.schema": draft.snapshot.schema,
+    }
+    if draft.profile is not None:
+        fields["ModelVersion.profile"] = draft.profile
+    copies = json_dicts(fields)
     return replace(
         draft,
         created_at=as_utc(draft.created_at),
-        metrics=metrics_from_json(json_dict(draft.metrics, "ModelVersion.metrics")),
-        params=json_dict(draft.params, "ModelVersion.params"),
-        environment=json_dict(draft.environment, "ModelVersion.environment"),
-        profile=None if draft.profile is None else json_dict(draft.profile, "ModelVersion.profile"),
-        snapshot=normalized_snapshot(draft.snapshot),
+        metrics=metrics_from_json(copies["ModelVersion.metrics"]),
+        params=copies["ModelVersion.params"],
+        environment=copies["ModelVersion.environment"],
+        profile=copies.get("ModelVersion.profile"),
+        snapshot=normalized_snapshot(draft.snapshot, schema=copies["Snapshot.schema"]),
         blessing=Verdict(
             passed=bool(blessing.passed),
             evidence=evidence_from_json(evidence_to_json(blessing.evidence)),
