@@ -92,6 +92,27 @@ def test_replay_source_start_is_inclusive_and_end_exclusive():
     assert source.load(utc(2024, 1, 2, 5), utc(2024, 1, 2, 5)).empty
 
 
+def test_replay_source_knows_the_row_hashes_of_the_frame_it_returned():
+    from retrainer.adapters.sources import row_hashes, snapshot_of
+
+    frame = _hourly().assign(x=np.linspace(-1.0, 1.0, 120), label=[f"r{i % 7}" for i in range(120)])
+    clock = SimulatedClock(utc(2024, 1, 4))
+    source = ReplaySource(frame, "ts", clock)
+    window = source.load(utc(2024, 1, 2, 5), utc(2024, 1, 3, 9))
+    known = source.known_row_hashes(window)
+    assert known is not None and len(known) == len(window) == 28
+    assert np.array_equal(known, row_hashes(window))
+    assert snapshot_of(window, "ts", hashes=known) == snapshot_of(window, "ts")
+    # any other frame, even with the same rows, is hashed by the caller
+    assert source.known_row_hashes(window.copy()) is None
+    assert source.known_row_hashes(window.iloc[1:]) is None
+    later = source.load(None, utc(2024, 1, 2))
+    assert source.known_row_hashes(window) is None  # no longer the last one returned
+    assert np.array_equal(source.known_row_hashes(later), row_hashes(later))  # type: ignore[arg-type]
+    empty = source.load(utc(2024, 1, 5), None)
+    assert len(source.known_row_hashes(empty)) == 0  # type: ignore[arg-type]
+
+
 # --- no look-ahead ----------------------------------------------------------------------------
 
 SPY = """

@@ -433,11 +433,14 @@ def _utc_instant(value: Any) -> datetime:
     return moment.to_pydatetime().replace(tzinfo=UTC)
 
 
-def snapshot_of(frame: pd.DataFrame, time_column: str) -> FrameSummary:
+def snapshot_of(
+    frame: pd.DataFrame, time_column: str, *, hashes: np.ndarray | None = None
+) -> FrameSummary:
     """Rows, schema, time range and a sha256 content fingerprint of ``frame``.
 
     The fingerprint covers column names, dtypes and every value (row order included), so
-    the same data gives the same fingerprint in any process.
+    the same data gives the same fingerprint in any process. ``hashes``: ``row_hashes(frame)``
+    when the caller knows them already (a replay slices them from its whole frame's).
     """
     arrays = column_arrays(frame)
     names = frame.columns.tolist()
@@ -447,7 +450,9 @@ def snapshot_of(frame: pd.DataFrame, time_column: str) -> FrameSummary:
     h.update(str(len(frame)).encode())
     lo = hi = None
     if len(frame):
-        h.update(row_hashes(frame, arrays).tobytes())
+        if hashes is None or len(hashes) != len(frame):
+            hashes = row_hashes(frame, arrays)
+        h.update(hashes.tobytes())
         at = [i for i, c in enumerate(names) if c == time_column]
         if at:
             times = arrays[at[0]]

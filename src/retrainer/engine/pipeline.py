@@ -168,6 +168,12 @@ class Pipeline:
             frame = frame.iloc[-self.window.max_rows :].reset_index(drop=True)
         return frame, start, end
 
+    def known_row_hashes(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """The row hashes of a frame ``load`` returned, when the source knows them without
+        hashing (a replay's source does: see ``ReplaySource.known_row_hashes``), else None."""
+        known = getattr(self.source, "known_row_hashes", None)
+        return None if known is None else known(frame)
+
     def task(self, frame: pd.DataFrame) -> str:
         if self.config.task != "auto":
             return self.config.task

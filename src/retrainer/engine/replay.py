@@ -33,7 +33,7 @@ import pandas as pd
 
 from retrainer.adapters.artifacts import DictArtifactStore
 from retrainer.adapters.metadata.memory import InMemoryMetadataStore
-from retrainer.adapters.sources import normalize_time
+from retrainer.adapters.sources import normalize_time, row_hashes
 from retrainer.config import ProjectConfig
 from retrainer.core.clock import Clock, SimulatedClock, utc_datetime64
 from retrainer.core.metrics import compute, get_metric
@@ -81,6 +81,8 @@ class ReplaySource:
         self.label_delay = label_delay
         self.name = name
         self._times = self.frame[time_column].to_numpy().astype("datetime64[ns]")
+        self._hashes: np.ndarray | None = None  # row_hashes(self.frame), when first asked
+        self._last: tuple[pd.DataFrame, int, int] | None = None  # the last frame load returned
 
     @property
     def description(self) -> str:
@@ -98,7 +100,20 @@ class ReplaySource:
         if end is not None:
             hi = min(hi, before(end))
         lo = 0 if start is None else before(start)
-        return self.frame.iloc[lo : max(lo, hi)].reset_index(drop=True)
+        hi = max(lo, hi)
+        out = self.frame.iloc[lo:hi].reset_index(drop=True)
+        self._last = (out, lo, hi)
+        return out
+
+    def known_row_hashes(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """``row_hashes(frame)`` for the frame the last ``load`` returned (the rows of an
+        immutable frame: a slice of its hashes, computed once), else None."""
+        if self._last is None or self._last[0] is not frame:
+            return None
+        if self._hashes is None:
+            self._hashes = row_hashes(self.frame)
+        _, lo, hi = self._last
+        return self._hashes[lo:hi]
 
 
 @dataclass

@@ -457,7 +457,7 @@ def _execute(
         if start is not None
         else f"[.. {end:%Y-%m-%d %H:%M}) of {pipeline.source.description}"
     )
-    summary = snapshot_of(frame, pipeline.time_column)
+    summary = snapshot_of(frame, pipeline.time_column, hashes=pipeline.known_row_hashes(frame))
     snapshot = store.add_snapshot(
         Snapshot(
             pipeline=pipeline.name,

@@ -82,12 +82,34 @@ def json_value(value: Any, what: str) -> Any:
     return _DECODER.decode(text)
 
 
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _flat_copy(value: Mapping[Any, Any]) -> dict[str, Any] | None:
+    """What the JSON round trip gives for a dict of plain scalars (str keys; str, int, bool,
+    None and float values, a non-finite float becoming None), without it; None for any
+    other dict (nested values, other types: the round trip decides)."""
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if type(key) is not str:
+            return None
+        kind = type(item)
+        if kind is float:
+            out[key] = item if math.isfinite(item) else None
+        elif kind in _SCALARS:
+            out[key] = item
+        else:
+            return None
+    return out
+
+
 def json_dict(value: Mapping[str, Any], what: str) -> dict[str, Any]:
     """Return a JSON-only deep copy of the dict ``value``, or raise ``TypeError``."""
     if not isinstance(value, Mapping):
         raise TypeError(f"{what} must be a dict. Got {type(value).__name__}: {value!r}")
-    if not value:
-        return {}  # what the JSON round trip gives, without it
+    flat = _flat_copy(value)
+    if flat is not None:
+        return flat
     result: dict[str, Any] = json_value(dict(value), what)
     return result
 
@@ -95,16 +117,24 @@ def json_dict(value: Mapping[str, Any], what: str) -> dict[str, Any]:
 def json_dicts(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """``{what: json_dict(value, what)}`` for every entry, in one JSON round trip (a record's
     dict fields are copied together); the error names the field, as ``json_dict``'s does."""
+    result: dict[str, dict[str, Any]] = {}
+    nested: dict[str, dict[str, Any]] = {}
     for what, value in values.items():
         if not isinstance(value, Mapping):
             json_dict(value, what)  # raises, naming the field
-    try:
-        text = _ENCODER.encode({what: dict(value) for what, value in values.items()})
-    except (TypeError, ValueError):
-        for what, value in values.items():
-            json_dict(value, what)  # raises for the field that cannot be encoded
-        raise  # pragma: no cover - one of them raised
-    result: dict[str, dict[str, Any]] = _DECODER.decode(text)
+        flat = _flat_copy(value)
+        if flat is None:
+            nested[what] = dict(value)
+        else:
+            result[what] = flat
+    if nested:
+        try:
+            text = _ENCODER.encode(nested)
+        except (TypeError, ValueError):
+            for what, value in nested.items():
+                json_dict(value, what)  # raises for the field that cannot be encoded
+            raise  # pragma: no cover - one of them raised
+        result.update(_DECODER.decode(text))
     return result
 
 
