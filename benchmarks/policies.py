@@ -393,17 +393,21 @@ def bench_overhead(backtest: Path, repeats: int, log: Any) -> list[dict[str, Any
         bare: dict[str, Any] = {}
         run: Any = None
         for i in range(repeats):
+            # the order alternates: the second run of a round was measured slower whichever
+            # it was (the same fits 10-30% slower), so a fixed order biases the ratio
+            order = ("bare", "controller") if i % 2 == 0 else ("controller", "bare")
             with threadpool_limits(1):
-                t, c = time.perf_counter(), time.process_time()
-                bare = bare_loop(replay, policy)
-                times["bare"].append(time.perf_counter() - t)
-                cpu["bare"].append(time.process_time() - c)
-                t, c = time.perf_counter(), time.process_time()
-                run = run_policy(replay, policy)
-                times["controller"].append(time.perf_counter() - t)
-                cpu["controller"].append(time.process_time() - c)
+                for kind in order:
+                    t, c = time.perf_counter(), time.process_time()
+                    if kind == "bare":
+                        bare = bare_loop(replay, policy)
+                    else:
+                        run = run_policy(replay, policy)
+                    times[kind].append(time.perf_counter() - t)
+                    cpu[kind].append(time.process_time() - c)
             log(
-                f"  {name}, round {i + 1}/{repeats}: bare {times['bare'][-1]:.2f}s "
+                f"  {name}, round {i + 1}/{repeats} ({order[0]} first): "
+                f"bare {times['bare'][-1]:.2f}s "
                 f"({cpu['bare'][-1]:.2f} CPU s), controller {times['controller'][-1]:.2f}s "
                 f"({cpu['controller'][-1]:.2f} CPU s)"
             )
