@@ -108,11 +108,12 @@ class ReplaySource:
     def known_row_hashes(self, frame: pd.DataFrame) -> np.ndarray | None:
         """``row_hashes(frame)`` for the frame the last ``load`` returned (the rows of an
         immutable frame: a slice of its hashes, computed once), else None."""
-        if self._last is None or self._last[0] is not frame:
+        last = self._last  # read once: another thread's load may replace it
+        if last is None or last[0] is not frame:
             return None
         if self._hashes is None:
             self._hashes = row_hashes(self.frame)
-        _, lo, hi = self._last
+        _, lo, hi = last
         return self._hashes[lo:hi]
 
 
