@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -48,6 +49,10 @@ class Source(Protocol):
     def load(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
         """Rows with ``start <= time < end`` (None = unbounded), sorted by time."""
         ...
+
+    # Optional: ``known_row_hashes(frame) -> np.ndarray | None``, the ``row_hashes`` of a
+    # frame this source's ``load`` returned when it knows them without hashing (a replay of
+    # an immutable frame does); a run's snapshot then skips hashing the window.
 
 
 def _naive_utc(value: datetime | None) -> pd.Timestamp | None:
@@ -410,19 +415,14 @@ def row_hashes(frame: pd.DataFrame, arrays: list[Any] | None = None) -> np.ndarr
     return out
 
 
-_DTYPE_NAMES: dict[np.dtype[Any], str] = {}
+@functools.lru_cache(maxsize=1024)
+def _numpy_dtype_name(dtype: np.dtype[Any]) -> str:
+    return str(dtype)  # NumPy builds the name anew on each call: remembered
 
 
 def _dtype_name(dtype: Any) -> str:
-    """``str(dtype)``; NumPy dtypes' names are remembered (NumPy builds one on each call)."""
-    if not isinstance(dtype, np.dtype):
-        return str(dtype)
-    name = _DTYPE_NAMES.get(dtype)
-    if name is None:
-        name = str(dtype)
-        if len(_DTYPE_NAMES) < 1024:
-            _DTYPE_NAMES[dtype] = name
-    return name
+    """``str(dtype)``, remembered for NumPy dtypes."""
+    return _numpy_dtype_name(dtype) if isinstance(dtype, np.dtype) else str(dtype)
 
 
 def _utc_instant(value: Any) -> datetime:

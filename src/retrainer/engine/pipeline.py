@@ -174,15 +174,12 @@ class Pipeline:
         known = getattr(self.source, "known_row_hashes", None)
         return None if known is None else known(frame)
 
-    def task(self, frame: pd.DataFrame) -> str:
+    def task(self, frame: pd.DataFrame, y: pd.Series | None = None) -> str:
+        """The configured task, or for ``auto`` the target's (``y``: the target column of
+        ``frame``, when the caller has it): regression for floats, else classification."""
         if self.config.task != "auto":
             return self.config.task
-        return self._task_of(frame[self.config.target])
-
-    def _task_of(self, y: pd.Series) -> str:
-        if self.config.task != "auto":
-            return self.config.task
-        if pd.api.types.is_float_dtype(y):
+        if pd.api.types.is_float_dtype(frame[self.config.target] if y is None else y):
             return "regression"
         return "classification"
 
@@ -206,7 +203,7 @@ class Pipeline:
                 f"target column '{cfg.target}' has {n_missing} missing value(s) (NaN) of "
                 f"{len(y)} rows in {where}; drop or fill them in the source"
             )
-        task = self._task_of(y)
+        task = self.task(frame, y)
         if task == "regression" and not pd.api.types.is_numeric_dtype(y):
             raise DataError(
                 f"target column '{cfg.target}' has dtype {y.dtype}; regression needs a numeric "
