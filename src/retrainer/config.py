@@ -310,6 +310,9 @@ class PipelineConfig(_Model):
     target: str
     features: list[str] = Field(min_length=1)
     task: Literal["auto", "classification", "regression"] = "auto"
+    unlabelled: Literal["skip", "error"] = "skip"
+    """Rows whose target is missing (a label not arrived yet): left out of training and
+    counted in the run's record (``skip``), or the run fails naming the column (``error``)."""
     model: ModelConfig | None = None
     train: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)

@@ -371,7 +371,7 @@ def test_a_policy_that_cannot_run_is_reported_and_the_others_still_run(tmp_path:
     file = backtest_file(proj, policies=[NEVER, WEEKLY, short], label_delay="3d")
     result = run_backtest(file, tmp_path / "out")
     assert [f["name"] for f in result.results["failed_policies"]] == ["daily on 2 days"]
-    assert "no rows" in result.results["failed_policies"][0]["error"]
+    assert "none has a label yet" in result.results["failed_policies"][0]["error"]
     assert [p["name"] for p in result.results["policies"]] == ["never", WEEKLY["name"]]
 
 

@@ -284,3 +284,51 @@ def test_a_since_change_window_keeps_the_concept_drift_monitor_fed(tmp_path: Pat
     controller = Controller(project, clock=clock)
     _drive(controller, clock, timedelta(hours=6), START + timedelta(days=4))
     assert project.store.list_monitor_results("toy", limit=None)
+
+
+def test_new_data_counts_the_rows_whose_label_arrived(tmp_path: Path):
+    """Rows whose label has not arrived cannot be trained on: the new-data trigger waits for
+    their labels, then counts the rows after the newest one the champion learned."""
+    frame = make_frame(24 * 80, seed=1)
+    frame["y"] = frame["y"].astype("Int64")
+    labels = frame["y"].copy()
+    cfg = parse_config(
+        {
+            "pipelines": [
+                pipeline_config(
+                    triggers=[{"new_data": {"rows": 30}}],
+                    blessing=BLESS_ANY,
+                    window={"kind": "sliding", "duration": "10d"},
+                )
+            ]
+        }
+    )
+    shown = {"until": START}  # labels arrived up to here
+
+    def load(start: Any, end: Any) -> pd.DataFrame:
+        return frame.assign(
+            y=labels.mask(frame["ts"] >= pd.Timestamp(shown["until"]).tz_localize(None))
+        )
+
+    src = CallableSource(load, time_column="ts", name="test")
+    project = Project.in_memory(cfg, tmp_path, sources={"toy": src})
+    clock = SimulatedClock(START)
+    controller = Controller(project, clock=clock)
+    controller.tick()  # no champion: the first model, on the labelled rows
+    first = project.store.list_runs("toy", limit=None)
+    assert [r.status for r in first] == ["succeeded"]
+    clock.set(START + timedelta(days=3))  # 72 new rows, none labelled
+    controller.tick()
+    assert len(project.store.list_runs("toy", limit=None)) == 1
+    shown["until"] = START + timedelta(days=1)  # 24 labelled: under the 30 rows
+    controller.tick()
+    assert len(project.store.list_runs("toy", limit=None)) == 1
+    shown["until"] = START + timedelta(days=2)  # 48 labelled
+    controller.tick()
+    runs = project.store.list_runs("toy", limit=None)
+    assert len(runs) == 2 and runs[0].status == "succeeded"
+    fired = project.store.list_events("toy", kinds=["trigger.fired"])[-1]
+    assert "48 new rows" in fired.message + str(fired.data)
+    # the run trained on the labelled rows and says how many it left out
+    done = project.store.list_events("toy", kinds=["run.succeeded"])[-1]
+    assert done.data["unlabelled_rows"] == 24 and "24 rows without a label yet" in done.message

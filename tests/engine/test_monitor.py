@@ -313,3 +313,23 @@ def test_concept_drift_on_the_logged_error_stream(tmp_path: Path):
     assert concept["drift_detected"]
     assert "2024-01-24T00:00:00" <= concept["detections"][0] < "2024-01-26T00:00:00"
     assert last_change(project.store, "toy") is not None
+
+
+def test_a_source_whose_newest_labels_have_not_arrived(tmp_path: Path):
+    """Rows of the last two days have features and no label yet (a nullable integer target):
+    the drift check sees every row, performance counts only the labelled ones."""
+    frame = _frame(shift_after="2024-01-24")
+    waiting = frame["ts"] >= pd.Timestamp("2024-01-24")
+    frame["y"] = frame["y"].astype("Int64").mask(waiting)
+    project = _project(tmp_path, frame, performance={"every": "1d", "min_samples": 10})
+    end = datetime(2024, 1, 26, tzinfo=UTC)
+    result = run_monitor(project, clock=SimulatedClock(end), report=False)
+    assert result.record.summary["rows"] == 72  # the 3-day window, labelled or not
+    assert result.drift is not None and "x1" in result.drift.drifted_columns  # unlabelled rows
+    by_day = {w.start.day: w for w in result.performance}
+    assert by_day[23].n_labelled == 24 and by_day[23].status == "ok"
+    assert by_day[24].n_rows == 24 and by_day[24].n_labelled == 0
+    assert by_day[25].status == "insufficient_data"
+    # the detector is fed the errors of the labelled rows only: Jan 23's 24
+    concept = result.record.summary["concept_drift"]
+    assert concept is not None and concept["rows_fed"] == 24

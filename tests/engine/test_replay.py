@@ -16,6 +16,7 @@ from retrainer.core.backtest import CostModel
 from retrainer.core.clock import SimulatedClock
 from retrainer.engine.backtest import summarize
 from retrainer.engine.replay import Replay, ReplaySource, policy_pipeline, run_policy
+from retrainer.errors import DataError
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
@@ -81,6 +82,45 @@ def test_replay_source_waits_for_the_label_delay():
     assert len(got) == 24 + 23
     # a window ending before the labelled bound is not cut further
     assert len(source.load(None, utc(2024, 1, 2))) == 24
+
+
+@pytest.mark.parametrize(
+    ("labels", "hidden_dtype"),
+    [
+        (np.arange(120) % 2, "Int64"),
+        (np.arange(120) % 2 == 1, "boolean"),
+        (np.arange(120) % 3 * 0.5, "float64"),
+        ([f"class {i % 3}" for i in range(120)], None),
+    ],
+    ids=["int", "bool", "float", "str"],
+)
+def test_replay_source_shows_features_at_once_and_each_label_when_it_arrives(
+    labels: Any, hidden_dtype: str | None
+):
+    frame = _hourly().assign(x=np.linspace(-1.0, 1.0, 120), y=labels)
+    clock = SimulatedClock(utc(2024, 1, 4))
+    source = ReplaySource(frame, "ts", clock, label_delay=timedelta(days=1, hours=2), target="y")
+    got = source.load(None, utc(2030, 1, 1))
+    # every row before now, with its features; a label once time + 26 h <= Jan 4 00:00
+    assert _times(got)[-1] == pd.Timestamp("2024-01-03 23:00")
+    assert got["x"].tolist() == frame["x"][:72].tolist()
+    assert got["y"].notna().tolist() == [True] * 47 + [False] * 25
+    assert got["y"][:47].tolist() == list(frame["y"][:47])
+    if hidden_dtype is not None:  # an integer label stays an integer one (task: auto)
+        assert str(got["y"].dtype) == hidden_dtype
+    assert source.known_row_hashes(got) is None  # not the data set's rows: hashed by the caller
+    # a window that ends before the labelled bound is the data set's rows, as they are
+    early = source.load(None, utc(2024, 1, 2))
+    assert early["y"].dtype == frame["y"].dtype and len(early) == 24
+    assert source.known_row_hashes(early) is not None
+    # the clock moves on: the labels arrive
+    clock.set(utc(2024, 1, 5, 2))
+    assert source.load(None, utc(2024, 1, 4))["y"].notna().all()
+
+
+def test_replay_source_names_a_missing_target():
+    with pytest.raises(DataError, match="target column 'label' not found; columns are: ts, y"):
+        ReplaySource(_hourly(), "ts", SimulatedClock(utc(2024, 1, 4)), target="label")
 
 
 def test_replay_source_start_is_inclusive_and_end_exclusive():
@@ -379,11 +419,12 @@ def test_prequential_scores_match_a_hand_computation(tmp_path: Path):
 
 
 def test_a_trigger_whose_look_back_holds_no_label_never_watches(tmp_path: Path):
-    """With labels 3 days late (the replayed source shows a row once labelled), a metric over
-    the last day is never measured, a detector fed the last day's errors never sees one and a
-    drift check of the last day has no row: no trigger watches, at any batch. Over the last 5
-    days each judges its signal once labelled rows are in reach: the metric reads
-    the prediction log, whose first rows (batch 0) are labelled from batch 4 on."""
+    """With labels 3 days late, a metric over the last day is never measured and a detector
+    fed the last day's errors never sees one: neither watches, at any batch. Over the last 5
+    days each judges its signal once labelled rows are in reach: the metric reads the
+    prediction log, whose first rows (batch 0) are labelled from batch 4 on. A data-drift
+    check needs no label: the replayed source shows each row's features from its time, so
+    the last day's drift is judged at every batch, as in production."""
     replay = _flipping_replay(tmp_path, "sign_watch", timedelta(days=3))
 
     def metric(over: str) -> dict[str, Any]:
@@ -402,20 +443,18 @@ def test_a_trigger_whose_look_back_holds_no_label_never_watches(tmp_path: Path):
         }
 
     def drift(window: str) -> dict[str, Any]:
-        monitor = {"every": "1d", "window": window, "drift": {"min_samples": 5}}
+        monitor = {"every": "1d", "window": window, "drift": {"min_samples": 3}}
         return {"name": f"drift {window}", "triggers": [{"drift": {}}], "monitor": monitor}
 
-    pairs = [
-        (metric("1d"), metric("5d")),
-        (detector("1d"), detector("5d")),
-        (drift("1d"), drift("5d")),
-    ]
+    pairs = [(metric("1d"), metric("5d")), (detector("1d"), detector("5d"))]
     for blind, seeing in pairs:
         blind_run, seeing_run = run_policy(replay, blind), run_policy(replay, seeing)
         assert blind_run.watching is not None and seeing_run.watching is not None
         assert not blind_run.watching.any(), blind["name"]
         assert seeing_run.watching[4:].all(), seeing["name"]
         assert blind_run.retrained_at == []
+    unlabelled = run_policy(replay, drift("1d"))
+    assert unlabelled.watching is not None and unlabelled.watching[1:].all()
 
 
 def test_since_change_window_drops_the_old_concept(tmp_path: Path):

@@ -121,8 +121,13 @@ BASE = make_frame(800)
         (_bad(BASE, "x1", "abc"), {}, "feature column 'x1' has dtype"),
         (
             _bad(BASE, "y", np.where(np.arange(800) == 7, np.nan, BASE["y"])),
-            {},
+            {"unlabelled": "error"},
             "target column 'y' has 1 missing",
+        ),
+        (
+            _bad(BASE, "y", pd.Series(BASE["y"], dtype="Int64").where(BASE["ts"] < BASE["ts"][0])),
+            {},
+            "has 600 rows and none has a label yet (target column 'y'",
         ),
         (BASE.iloc[0:0], {}, "has no rows"),
         (_bad(BASE, "y", 1), {}, "target column 'y' has a single class"),
@@ -151,6 +156,7 @@ BASE = make_frame(800)
         "no-feature",
         "wrong-dtype",
         "nan-target",
+        "no-label-yet",
         "empty",
         "one-class",
         "inf",

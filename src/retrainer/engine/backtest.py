@@ -578,7 +578,12 @@ def frozen_model_scores(
         spec["window"] = dict(window)
     clock = SimulatedClock(replay.start)
     source = ReplaySource(
-        replay.frame, replay.time_column, clock, label_delay=replay.label_delay, name=replay.name
+        replay.frame,
+        replay.time_column,
+        clock,
+        label_delay=replay.label_delay,
+        target=replay.target,
+        name=replay.name,
     )
     pipeline = Pipeline(PipelineConfig.model_validate(spec), replay.root, source)
     metric = pipeline.metrics[replay.metric or pipeline.config.metric_names()[0]]
@@ -594,6 +599,10 @@ def frozen_model_scores(
         for k in range(0, replay.n_batches, every):
             clock.set(bounds[k])
             train, _, _ = pipeline.load(bounds[k])
+            try:  # the rows whose label has arrived
+                train, _ = pipeline.labelled(train, f"at {bounds[k]:%Y-%m-%d %H:%M}")
+            except DataError:  # none yet
+                continue
             if len(train) < 2 or train[replay.target].nunique() < 2:
                 continue
             model = pipeline.fit(train)

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from retrainer.adapters.environment import process_owner
@@ -48,7 +48,7 @@ from retrainer.core.triggers import (
     build_trigger,
     run_key,
 )
-from retrainer.core.types import Event, Run
+from retrainer.core.types import Event, Run, Snapshot
 from retrainer.core.windows import parse_duration
 from retrainer.engine.pipeline import Pipeline
 from retrainer.engine.project import Project
@@ -318,7 +318,7 @@ class Controller:
         rows_since = training_rows = None
         if policy.needs_rows:
             training_rows = champ.snapshot.rows if champ else None
-            rows_since = len(pipeline.source.load(last_training, now))
+            rows_since = _labelled_rows_since(pipeline, champ.snapshot if champ else None, now)
         metrics = {
             need: self._metrics[(pipeline.name, need)]
             for need in policy.trigger.needs()
@@ -622,3 +622,19 @@ def _walk(trigger: Any) -> Sequence[Any]:
     if children:
         return [t for c in children for t in _walk(c)]
     return [trigger]
+
+
+def _labelled_rows_since(pipeline: Pipeline, trained: Snapshot | None, now: datetime) -> int:
+    """Rows with a label that the champion did not learn: after the newest row it trained on
+    (with delayed labels its window's end runs ahead of that row), all of them without one."""
+    if trained is None:
+        start = None
+    elif trained.max_time is not None:
+        start = trained.max_time + timedelta(microseconds=1)
+    else:
+        start = trained.window_end
+    frame = pipeline.source.load(start, now)
+    target = pipeline.config.target
+    if target not in frame.columns:
+        return len(frame)
+    return int(frame[target].notna().sum())

@@ -117,12 +117,13 @@ def run_daemon_demo(
         replay.end = start + days * replay.batch
     clock = SimulatedClock(start)
     with Project.open(target) as project:
-        # the data arrive as time passes: the source reveals a row when its label is known
+        # the data arrive as time passes: a row's features at its time, its label later
         project.sources[replay.name] = ReplaySource(
             replay.frame,
             replay.time_column,
             clock,
             label_delay=replay.label_delay,
+            target=replay.target,
             name=replay.name,
         )
         pipeline = project.pipeline(replay.name)

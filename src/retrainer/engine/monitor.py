@@ -22,7 +22,7 @@ The figures are stored as a :class:`~retrainer.core.types.MonitorRecord` with a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,14 @@ def _current_frame(
     frame = logs.joined(pipeline.name, start, end, feedback_until=end, include_unlabelled=True)
     frame = frame.rename(columns={"outcome": pipeline.config.target})
     return frame, "timestamp"
+
+
+def _labels(y: pd.Series) -> np.ndarray:
+    """A target column as an array whose missing labels are NaN (a nullable integer or
+    boolean column's ``<NA>`` is not, for NumPy)."""
+    if pd.api.types.is_extension_array_dtype(y.dtype) and y.dtype.kind in "iub":
+        return y.to_numpy(dtype=float, na_value=np.nan)
+    return y.to_numpy()
 
 
 def _errors(y_true: np.ndarray, y_pred: np.ndarray, task: str) -> np.ndarray:
@@ -252,8 +260,13 @@ def _raw_reference(pipeline: Pipeline, model: Any, mv: ModelVersion) -> Any:
     if "ks_exact" not in methods:
         return None
     snap = mv.snapshot
-    frame = pipeline.source.load(snap.window_start, snap.window_end)
-    if len(frame) > snap.rows:  # a window of the last N rows
+    if snap.min_time is None or snap.max_time is None:
+        return None
+    # the rows the version trained on lie between its oldest and newest row (rows of its
+    # window whose label came later, or cut by a window of the last N rows, do not)
+    frame = pipeline.source.load(snap.min_time, snap.max_time + timedelta(microseconds=1))
+    frame, _ = pipeline.labelled(frame, "of the reference")
+    if len(frame) > snap.rows:  # rows added to the source since
         frame = frame.iloc[-snap.rows :].reset_index(drop=True)
     if frame.empty:
         return None
@@ -373,7 +386,7 @@ def run_monitor(
             )
     elif has_target and pred is not None:
         times = frame[time_col].to_numpy()
-        y_true = frame[target].to_numpy()
+        y_true = _labels(frame[target])  # rows whose label has not arrived: NaN
         performance = performance_over_time(
             times,
             y_true,

@@ -168,6 +168,39 @@ class Pipeline:
             frame = frame.iloc[-self.window.max_rows :].reset_index(drop=True)
         return frame, start, end
 
+    def labelled(self, frame: pd.DataFrame, where: str) -> tuple[pd.DataFrame, int]:
+        """The rows of a loaded window whose target is known, and how many were not.
+
+        With ``unlabelled: skip`` (the default) rows whose target is missing (labels that
+        arrive later than the features) are left out; a window with rows and no label fails
+        with a DataError. With ``unlabelled: error`` the frame is returned as is, and
+        :meth:`validate` names the missing values. A nullable integer or boolean target
+        (``Int64``, ``boolean``) gets its NumPy dtype back once its missing rows are gone.
+        """
+        target = self.config.target
+        if self.config.unlabelled == "error" or target not in frame.columns or frame.empty:
+            return frame, 0
+        y = frame[target]
+        known = y.notna().to_numpy()
+        if known.all():
+            return frame, 0
+        n_missing = int(len(known) - known.sum())
+        if n_missing == len(known):
+            raise DataError(
+                f"the window {where} has {len(frame)} rows and none has a label yet (target "
+                f"column '{target}' is missing in all of them); a window must reach back past "
+                "the label delay: make it longer, or run again once labels have arrived"
+            )
+        first_missing = int(np.argmin(known))
+        if not known[first_missing:].any():  # the usual case: the newest rows wait for labels
+            out = frame.iloc[:first_missing]
+        else:
+            out = frame.loc[known].reset_index(drop=True)
+        dtype: Any = out[target].dtype
+        if pd.api.types.is_extension_array_dtype(dtype) and dtype.kind in "iub":
+            out = out.assign(**{target: out[target].to_numpy(dtype=dtype.numpy_dtype)})
+        return out, n_missing
+
     def known_row_hashes(self, frame: pd.DataFrame) -> np.ndarray | None:
         """The row hashes of a frame ``load`` returned, when the source knows them without
         hashing (a replay's source does: see ``ReplaySource.known_row_hashes``), else None."""
@@ -201,7 +234,8 @@ class Pipeline:
         if n_missing:
             raise DataError(
                 f"target column '{cfg.target}' has {n_missing} missing value(s) (NaN) of "
-                f"{len(y)} rows in {where}; drop or fill them in the source"
+                f"{len(y)} rows in {where}; drop or fill them in the source, or set "
+                "'unlabelled: skip' to train on the labelled rows"
             )
         task = self.task(frame, y)
         if task == "regression" and not pd.api.types.is_numeric_dtype(y):

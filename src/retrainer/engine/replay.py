@@ -13,9 +13,10 @@ runs one policy through it:
    arrives (the row's time plus the label delay), so metric and concept-drift triggers see
    exactly what production would see.
 
-No look-ahead: the training source (:class:`ReplaySource`) only returns rows whose label has
-arrived by the simulated now, whatever window a policy asks for; the tests check it with a
-training function that records what it was given.
+No look-ahead: the source (:class:`ReplaySource`) returns no row after the simulated now,
+whatever window a policy asks for, and hides each row's label until it arrives; a run trains
+on the rows whose label is there (``unlabelled: skip``), while a data-drift monitor sees the
+features at once. The tests check it with a training function that records what it was given.
 """
 
 from __future__ import annotations
@@ -47,11 +48,13 @@ POLICY_KEYS = ("triggers", "guards", "window", "model", "train", "params", "bles
 
 
 class ReplaySource:
-    """A data set revealed as simulated time passes: a row appears when its label arrives.
+    """A data set revealed as simulated time passes; each label when it arrives.
 
-    ``load(start, end)`` returns the rows with ``start <= time < end``, ``time < now`` and
-    ``time + label_delay <= now`` (``now`` from the clock); asking for later rows returns
-    nothing more.
+    ``load(start, end)`` returns the rows with ``start <= time < end`` and ``time < now``
+    (``now`` from the clock): a row's features are there from its time on, as in a production
+    table. Its target is missing (``NaN``, ``<NA>`` for an integer or boolean column, None for
+    labels) until ``time + label_delay <= now``: what a pipeline trains on are the rows whose
+    label has arrived (``unlabelled: skip``), and a drift monitor sees the features at once.
 
     Examples
     --------
@@ -61,9 +64,13 @@ class ReplaySource:
     >>> frame = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=5, freq="D"),
     ...                       "y": [0, 1, 0, 1, 0]})
     >>> clock = SimulatedClock(datetime(2024, 1, 4, tzinfo=UTC))
-    >>> source = ReplaySource(frame, "timestamp", clock, label_delay=timedelta(days=1))
-    >>> len(source.load(None, datetime(2030, 1, 1, tzinfo=UTC)))  # Jan 1-3; Jan 3's label is in
-    3
+    >>> source = ReplaySource(frame, "timestamp", clock, label_delay=timedelta(days=1),
+    ...                       target="y")
+    >>> source.load(None, datetime(2030, 1, 1, tzinfo=UTC))["y"].tolist()  # Jan 3's label is in
+    [0, 1, 0]
+    >>> _ = clock.set(datetime(2024, 1, 5, 12, tzinfo=UTC))  # Jan 5: its row, no label
+    >>> source.load(None, datetime(2030, 1, 1, tzinfo=UTC))["y"].tolist()
+    [0, 1, 0, 1, <NA>]
     """
 
     def __init__(
@@ -73,12 +80,20 @@ class ReplaySource:
         clock: Clock,
         *,
         label_delay: timedelta = timedelta(0),
+        target: str | None = None,
         name: str = "replay",
     ) -> None:
         self.frame = normalize_time(frame, time_column, f"replay source {name}")
         self.time_column = time_column
         self.clock = clock
         self.label_delay = label_delay
+        if target is not None and target not in self.frame.columns:
+            raise DataError(
+                f"replay source {name}: target column '{target}' not found; columns are: "
+                f"{', '.join(map(str, self.frame.columns))}"
+            )
+        self.target = target
+        """The column hidden until its label arrives (None: rows appear with their label)."""
         self.name = name
         self._times = self.frame[time_column].to_numpy().astype("datetime64[ns]")
         self._hashes: np.ndarray | None = None  # row_hashes(self.frame), when first asked
@@ -90,19 +105,27 @@ class ReplaySource:
 
     def load(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
         now = self.clock.now()
-        labelled = utc_datetime64(now - self.label_delay)
-        hi = int(np.searchsorted(self._times, labelled, "right"))
+        # rows up to here have their label: time + delay <= now
+        labelled = int(
+            np.searchsorted(self._times, utc_datetime64(now - self.label_delay), "right")
+        )
 
         def before(moment: datetime) -> int:
             return int(np.searchsorted(self._times, utc_datetime64(moment), "left"))
 
-        hi = min(hi, before(now))  # the past only
+        hi = before(now)  # the past only
+        if self.target is None:  # no target to hide: a row appears when its label arrives
+            hi = min(hi, labelled)
         if end is not None:
             hi = min(hi, before(end))
         lo = 0 if start is None else before(start)
         hi = max(lo, hi)
         out = self.frame.iloc[lo:hi].reset_index(drop=True)
-        self._last = (out, lo, hi)
+        if self.target is not None and labelled < hi:
+            out = _hide_labels(out, self.target, max(labelled - lo, 0))
+            self._last = None  # the rows differ from the data set's: hashed by the caller
+        else:
+            self._last = (out, lo, hi)
         return out
 
     def known_row_hashes(self, frame: pd.DataFrame) -> np.ndarray | None:
@@ -115,6 +138,18 @@ class ReplaySource:
             self._hashes = row_hashes(self.frame)
         _, lo, hi = last
         return self._hashes[lo:hi]
+
+
+def _hide_labels(frame: pd.DataFrame, target: str, known: int) -> pd.DataFrame:
+    """``frame`` with the target missing from row ``known`` on (a nullable integer or boolean
+    column, so an integer label does not turn into a float one)."""
+    y = frame[target]
+    dtype = y.dtype
+    if not pd.api.types.is_extension_array_dtype(dtype) and dtype.kind in "iub":
+        nullable: Any = {"i": pd.Int64Dtype(), "u": pd.UInt64Dtype(), "b": pd.BooleanDtype()}
+        y = y.astype(nullable[dtype.kind])
+    keep = np.arange(len(frame)) < known
+    return frame.assign(**{target: y.where(keep)})
 
 
 @dataclass
@@ -241,7 +276,7 @@ def reads_log(pipeline: Mapping[str, Any]) -> bool:
 
     Metric triggers do; the monitor (drift, concept drift, a ``since_change`` window's
     detector) does only with ``data: log``: with ``data: source`` it reads the replayed
-    source, which holds the rows whose labels have arrived.
+    source, which shows each row's features from its time and its label once it arrived.
     """
     from retrainer.engine.controller import spec_keys, watches_monitor
 
@@ -323,7 +358,12 @@ def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
         raise ConfigError(f"policy {name!r}: {exc}") from exc
     clock = SimulatedClock(replay.start)
     source = ReplaySource(
-        replay.frame, replay.time_column, clock, label_delay=replay.label_delay, name=replay.name
+        replay.frame,
+        replay.time_column,
+        clock,
+        label_delay=replay.label_delay,
+        target=replay.target,
+        name=replay.name,
     )
     project = Project.in_memory(config, replay.root, {replay.name: source})
     project.artifacts = DictArtifactStore()  # this policy's own blobs, freed with it

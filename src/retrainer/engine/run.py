@@ -457,7 +457,10 @@ def _execute(
         if start is not None
         else f"[.. {end:%Y-%m-%d %H:%M}) of {pipeline.source.description}"
     )
-    summary = snapshot_of(frame, pipeline.time_column, hashes=pipeline.known_row_hashes(frame))
+    loaded = frame
+    frame, unlabelled = pipeline.labelled(frame, where)  # labels not arrived yet: left out
+    hashes = pipeline.known_row_hashes(loaded) if frame is loaded else None
+    summary = snapshot_of(frame, pipeline.time_column, hashes=hashes)
     snapshot = store.add_snapshot(
         Snapshot(
             pipeline=pipeline.name,
@@ -623,11 +626,13 @@ def _execute(
         Event(
             kind="run.succeeded",
             at=now,
-            message=f"run {run.id} of {pipeline.name} succeeded: v{version.version} {outcome}",
+            message=f"run {run.id} of {pipeline.name} succeeded: v{version.version} {outcome}"
+            + (f" ({unlabelled} rows without a label yet left out)" if unlabelled else ""),
             pipeline=pipeline.name,
             run_id=run.id,
             version=version.version,
-            data={"outcome": outcome, "timings": timings},
+            data={"outcome": outcome, "timings": timings}
+            | ({"unlabelled_rows": unlabelled} if unlabelled else {}),
         )
     )
     return RunResult(
