@@ -216,6 +216,20 @@ def bench_policies(
 
     best_weekly = max(weekly, key=acc)
     rec_acc, oracle_acc, weekly_acc = acc(rec), acc(oracle), acc(best_weekly)
+    held = int(r["dataset"]["held_out_batches"])
+
+    def versus(other: Mapping[str, Any]) -> dict[str, float]:
+        """The recommended policy's accuracy minus ``other``'s on the held-out batches, with
+        the backtest's paired bootstrap interval (95%, over batches, weighted by rows)."""
+        from retrainer.core.backtest import paired_bootstrap
+
+        def series(p: Mapping[str, Any]) -> np.ndarray:
+            values = p["series"]["accuracy"][-held:]
+            return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+        d = paired_bootstrap(series(rec), series(other), rec["series"]["n"][-held:])
+        return {"mean": d.mean, "low": d.low, "high": d.high, "significant": d.significant}
+
     rec_cpu, oracle_cpu = rec["train_cpu_s_held_out"], oracle["train_cpu_s_held_out"]
     share = rec_cpu / oracle_cpu if oracle_cpu > 0 else float("nan")
     eps = 1e-9
@@ -242,6 +256,8 @@ def bench_policies(
         "target_a": bool(oracle_acc - rec_acc <= ACCURACY_POINTS / 100 + eps),
         "target_b": bool(rec_cpu <= CPU_SHARE * oracle_cpu + eps),
         "target_c": bool(rec_acc >= weekly_acc - eps),
+        "vs_oracle": versus(oracle),
+        "vs_weekly": versus(best_weekly),
         "failed_runs": {
             p["name"]: len(p["failed_runs"]) for p in r["policies"] if p["failed_runs"]
         },
@@ -512,6 +528,24 @@ def print_tables(rows: list[dict[str, Any]], overhead: list[dict[str, Any]]) -> 
                 f"{'-' if share != share else f'{100 * share:.1f}%'} | "
                 f"{100 * r['weekly_acc']:.2f}% | {yes(r['target_a'])} | "
                 f"{yes(r['target_b'])} | {yes(r['target_c'])} |"
+            )
+        print()
+        print(
+            "| data set | label delay | grid | recommended - oracle, points (95% CI) | "
+            "recommended - best weekly, points (95% CI) |"
+        )
+        print("|---|---:|---|---:|---:|")
+
+        def diff(d: Mapping[str, float]) -> str:
+            mark = "" if d["significant"] else ", within noise"
+            return f"{100 * d['mean']:+.2f} ({100 * d['low']:+.2f} to {100 * d['high']:+.2f}{mark})"
+
+        for r in rows:
+            if r["error"]:
+                continue
+            print(
+                f"| {r['dataset']} | {r['label_delay_batches']} x {r['batch']} | {r['grid']} | "
+                f"{diff(r['vs_oracle'])} | {diff(r['vs_weekly'])} |"
             )
         print()
         print(

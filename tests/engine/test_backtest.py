@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ import yaml
 from retrainer.config import PipelineConfig, load_backtest_config
 from retrainer.core.backtest import CostModel
 from retrainer.engine import backtest as backtest_module
-from retrainer.engine.backtest import load_replay, run_backtest, summarize
+from retrainer.engine.backtest import default_policies, load_replay, run_backtest, summarize
 from retrainer.engine.replay import PolicyRun, Replay
 from retrainer.errors import ConfigError
 from tests.conftest import make_frame, write_project
@@ -456,3 +457,24 @@ def test_backtest_on_days_weights_batches_by_rows_and_counts_retrains_in_range()
     value, retrains = backtest_on_days(policy, "accuracy", summary)
     assert value == pytest.approx((0.5 * 30 + 0.0 * 20) / 50)
     assert retrains == 1
+
+
+def test_the_default_grid_widens_what_needs_labels_by_the_delay():
+    """Under a 3-day label delay, spans that must hold labelled rows (training windows, the
+    metric trigger's look-back, the concept-drift monitor's window) grow by 3 days; the data
+    drift monitor's 7 days do not, since features arrive with their rows."""
+    replay = _replay(Path())
+    plain = default_policies(replay)
+    delayed = default_policies(dataclasses.replace(replay, label_delay=3 * DAY))
+    assert len(plain) == len(delayed)
+
+    def by_trigger(policies: list[dict[str, Any]], key: str) -> dict[str, Any]:
+        return next(p for p in policies if p["triggers"] and key in p["triggers"][0])
+
+    drift, drift_late = by_trigger(plain, "drift"), by_trigger(delayed, "drift")
+    assert drift["monitor"]["window"] == drift_late["monitor"]["window"] == "7d"
+    assert drift_late["window"] == {"kind": "sliding", "duration": "33d"}
+    concept, concept_late = by_trigger(plain, "concept_drift"), by_trigger(delayed, "concept_drift")
+    assert (concept["monitor"]["window"], concept_late["monitor"]["window"]) == ("1d", "4d")
+    metric, metric_late = by_trigger(plain, "metric"), by_trigger(delayed, "metric")
+    assert (metric["triggers"][0]["over"], metric_late["triggers"][0]["over"]) == ("3d", "6d")

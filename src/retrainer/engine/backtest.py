@@ -280,10 +280,11 @@ def default_policies(replay: Replay) -> list[dict[str, Any]]:
     )
     out.append(
         {
-            # data drift of the features (and of the model's output) over the last 7 batches
+            # data drift of the features (and of the model's output) over the last 7 batches:
+            # features need no label, so the window is not widened by the delay
             "triggers": [{"drift": {}}],
             "window": win(30),
-            "monitor": {"every": f"{days:g}d", "window": f"{7 * days + delay:g}d"},
+            "monitor": {"every": f"{days:g}d", "window": f"{7 * days:g}d"},
             "guards": [{"cooldown": f"{7 * days:g}d"}],
         }
     )
