@@ -181,6 +181,8 @@ class Pipeline:
         if self.config.unlabelled == "error" or target not in frame.columns or frame.empty:
             return frame, 0
         y = frame[target]
+        if isinstance(y.dtype, np.dtype) and y.dtype.kind in "iub":
+            return frame, 0  # a NumPy integer or boolean column has no missing value
         known = y.notna().to_numpy()
         if known.all():
             return frame, 0
