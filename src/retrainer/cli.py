@@ -227,10 +227,16 @@ def _render_run(result: Any) -> None:
     mv = result.version
     view = version_view(mv, [])
     snap = view["lineage"]["snapshot"]
+    waiting = (
+        f"; {result.unlabelled_rows} rows without a label yet left out"
+        if result.unlabelled_rows
+        else ""
+    )
+    steps = sum(v for k, v in run.timings.items() if k != "train_cpu")  # wall seconds
     out.print(
         f"run {run.id} of [bold]{run.pipeline}[/bold]: trained v{mv.version} on "
-        f"{snap['rows']} rows ({snap['min_time'][:16]} .. {snap['max_time'][:16]}) "
-        f"in {sum(run.timings.values()):.2f}s"
+        f"{snap['rows']} rows ({snap['min_time'][:16]} .. {snap['max_time'][:16]}{waiting}) "
+        f"in {steps:.2f}s"
     )
     _print_evidence(view["blessing"])
     if result.promoted:

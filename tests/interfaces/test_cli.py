@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from retrainer.cli import app
-from tests.conftest import write_project
+from tests.conftest import make_frame, write_project
 
 runner = CliRunner()
 
@@ -78,6 +78,25 @@ def test_failed_run_exits_1_and_names_the_column(tmp_path: Path):
     result = runner.invoke(app, ["run", "-c", str(proj), "--as-of", "2024-01-20"])
     assert result.exit_code == 1
     assert "target column 'label' not found" in result.stderr
+
+
+def test_run_leaves_out_the_rows_whose_label_has_not_arrived(tmp_path: Path):
+    """A parquet table whose newest rows have no label yet (NaN: a float column, so the task
+    is set): the run trains on the others and says how many it left out."""
+    frame = make_frame()
+    frame["y"] = frame["y"].astype(float).mask(frame["ts"] >= "2024-01-19 12:00")
+    proj = write_project(tmp_path / "p", frame, task="classification")
+    result = invoke("run", "-c", str(proj), "--as-of", "2024-01-20")
+    assert result.exit_code == 0, result.output
+    assert "12 rows without a label yet left out" in result.output
+    shown = json.loads(invoke("models", "show", "1", "-c", str(proj), "--json").output)
+    snapshot = shown["lineage"]["snapshot"]
+    assert snapshot["rows"] == 19 * 24 - 12  # the hours before Jan 19 12:00
+    assert snapshot["max_time"].startswith("2024-01-19T11:00")
+    strict = write_project(tmp_path / "s", frame, task="classification", unlabelled="error")
+    failed = runner.invoke(app, ["run", "-c", str(strict), "--as-of", "2024-01-20"])
+    assert failed.exit_code == 1
+    assert "target column 'y' has 12 missing value(s)" in failed.stderr
 
 
 def test_unknown_version_is_a_clear_error(tmp_path: Path):

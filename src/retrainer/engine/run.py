@@ -86,6 +86,8 @@ class RunResult:
     verdict: Verdict | None = None
     promoted: bool = False
     previous_champion: int | None = None
+    unlabelled_rows: int = 0
+    """Rows of the window left out because their label had not arrived (``unlabelled``)."""
 
     @property
     def ok(self) -> bool:
@@ -641,4 +643,5 @@ def _execute(
         verdict=verdict,
         promoted=promoted,
         previous_champion=champion_version,
+        unlabelled_rows=unlabelled,
     )
