@@ -55,7 +55,6 @@ from retrainer.engine.replay import (
     POLICY_KEYS,
     PolicyRun,
     Replay,
-    ReplaySource,
     as_list,
     policy_pipeline,
     pooled_metric,
@@ -578,14 +577,7 @@ def frozen_model_scores(
     if window is not None:
         spec["window"] = dict(window)
     clock = SimulatedClock(replay.start)
-    source = ReplaySource(
-        replay.frame,
-        replay.time_column,
-        clock,
-        label_delay=replay.label_delay,
-        target=replay.target,
-        name=replay.name,
-    )
+    source = replay.source(clock)
     pipeline = Pipeline(PipelineConfig.model_validate(spec), replay.root, source)
     metric = pipeline.metrics[replay.metric or pipeline.config.metric_names()[0]]
     bounds, rows = replay.boundaries(), replay.batch_rows()

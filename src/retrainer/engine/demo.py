@@ -25,7 +25,7 @@ from typing import Any
 from retrainer.core.clock import SimulatedClock
 from retrainer.core.types import Event
 from retrainer.engine.backtest import BacktestResult, Progress, load_replay, run_backtest
-from retrainer.engine.replay import ReplaySource, pooled_metric, reads_log, serve
+from retrainer.engine.replay import pooled_metric, reads_log, serve
 from retrainer.engine.scaffold import init_project
 from retrainer.errors import ConfigError
 
@@ -118,14 +118,7 @@ def run_daemon_demo(
     clock = SimulatedClock(start)
     with Project.open(target) as project:
         # the data arrive as time passes: a row's features at its time, its label later
-        project.sources[replay.name] = ReplaySource(
-            replay.frame,
-            replay.time_column,
-            clock,
-            label_delay=replay.label_delay,
-            target=replay.target,
-            name=replay.name,
-        )
+        project.sources[replay.name] = replay.source(clock)
         pipeline = project.pipeline(replay.name)
         controller = Controller(project, clock=clock, owner="retrainer demo")
         request_run(project, replay.name, now=start, by="retrainer demo (first champion)")

@@ -232,6 +232,18 @@ class Replay:
     def n_batches(self) -> int:
         return int((self.end - self.start) // self.batch)  # type: ignore[operator]
 
+    def source(self, clock: Clock) -> ReplaySource:
+        """The data set as a source on ``clock``: each row from its time on, its label once
+        it arrives (``label_delay`` later)."""
+        return ReplaySource(
+            self.frame,
+            self.time_column,
+            clock,
+            label_delay=self.label_delay,
+            target=self.target,
+            name=self.name,
+        )
+
     def boundaries(self) -> list[datetime]:
         """Batch starts, then the end of the last batch."""
         return [self.start + i * self.batch for i in range(self.n_batches + 1)]
@@ -357,14 +369,7 @@ def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
     except Exception as exc:
         raise ConfigError(f"policy {name!r}: {exc}") from exc
     clock = SimulatedClock(replay.start)
-    source = ReplaySource(
-        replay.frame,
-        replay.time_column,
-        clock,
-        label_delay=replay.label_delay,
-        target=replay.target,
-        name=replay.name,
-    )
+    source = replay.source(clock)
     project = Project.in_memory(config, replay.root, {replay.name: source})
     project.artifacts = DictArtifactStore()  # this policy's own blobs, freed with it
     project.store = InMemoryMetadataStore(copies=False)  # the controller never edits a read
