@@ -312,7 +312,8 @@ class PipelineConfig(_Model):
     task: Literal["auto", "classification", "regression"] = "auto"
     unlabelled: Literal["skip", "error"] = "skip"
     """Rows whose target is missing (a label not arrived yet): left out of training and
-    counted in the run's record (``skip``), or the run fails naming the column (``error``)."""
+    counted in the run's ``run.succeeded`` event (``skip``), or the run fails naming the
+    column (``error``)."""
     model: ModelConfig | None = None
     train: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
