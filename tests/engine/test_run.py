@@ -321,3 +321,34 @@ def test_online_update_of_an_unloadable_champion_fails_the_run_with_the_reason(t
     assert result.run.status == "failed"
     assert "champion v1 cannot be loaded" in (result.run.error or "")
     assert project.store.get_alias("toy", "champion") == 1
+
+
+def test_a_sql_join_whose_newest_labels_have_not_arrived(tmp_path: Path):
+    """The production shape of delayed labels: features LEFT JOIN labels, the newest rows'
+    labels NULL (a float column, so the task is set). The run trains on the labelled rows,
+    and its snapshot (rows, newest row, fingerprint) is theirs."""
+    import sqlite3
+
+    from retrainer.adapters.sources import SQLSource, snapshot_of
+
+    frame = make_frame(800)
+    db = tmp_path / "shop.db"
+    labelled = frame["ts"] < pd.Timestamp("2024-01-18 06:00")
+    with sqlite3.connect(db) as con:
+        frame.drop(columns="y").assign(id=range(800)).to_sql("features", con, index=False)
+        frame[labelled].assign(id=np.flatnonzero(labelled))[["id", "y"]].to_sql(
+            "labels", con, index=False
+        )
+    query = "SELECT f.ts, f.x1, f.x2, l.y FROM features f LEFT JOIN labels l ON l.id = f.id"
+    cfg = parse_config({"pipelines": [pipeline_config(task="classification")]})
+    source = SQLSource(f"sqlite:///{db}", query, time_column="ts")
+    project = Project.in_memory(cfg, tmp_path, sources={"toy": source})
+    result = execute_run(project, clock=SimulatedClock(T1))
+    assert result.ok and result.promoted, result.run.error
+    assert result.unlabelled_rows == 42  # Jan 18 06:00 .. Jan 19 23:00
+    snap = result.version.snapshot
+    assert snap.rows == 17 * 24 + 6 and snap.max_time == datetime(2024, 1, 18, 5, tzinfo=UTC)
+    rows = source.load(None, T1).dropna(subset=["y"]).reset_index(drop=True)
+    assert snap.fingerprint == snapshot_of(rows, "ts").fingerprint
+    done = project.store.list_events("toy", kinds=["run.succeeded"])[-1]
+    assert done.data["unlabelled_rows"] == 42
