@@ -61,7 +61,7 @@ def _times(frame: pd.DataFrame) -> list[pd.Timestamp]:
 
 def test_replay_source_returns_nothing_beyond_now():
     clock = SimulatedClock(utc(2024, 1, 3))
-    source = ReplaySource(_hourly(), "ts", clock)
+    source = ReplaySource(_hourly(), "ts", clock, target="y")
     # asking for the whole future returns the rows before now (the row stamped now belongs
     # to the batch being served) and nothing later
     got = source.load(None, utc(2030, 1, 1))
@@ -71,17 +71,6 @@ def test_replay_source_returns_nothing_beyond_now():
     clock.set(utc(2024, 1, 3, 5))
     got = source.load(utc(2024, 1, 3), utc(2030, 1, 1))
     assert _times(got) == list(pd.date_range("2024-01-03", periods=5, freq="h"))
-
-
-def test_replay_source_waits_for_the_label_delay():
-    clock = SimulatedClock(utc(2024, 1, 4))
-    source = ReplaySource(_hourly(), "ts", clock, label_delay=timedelta(days=1, hours=2))
-    got = source.load(None, utc(2030, 1, 1))
-    # a row is in once its label arrived: time + 26 h <= Jan 4 00:00, so up to Jan 2 22:00
-    assert _times(got)[-1] == pd.Timestamp("2024-01-02 22:00")
-    assert len(got) == 24 + 23
-    # a window ending before the labelled bound is not cut further
-    assert len(source.load(None, utc(2024, 1, 2))) == 24
 
 
 @pytest.mark.parametrize(
@@ -125,7 +114,7 @@ def test_replay_source_names_a_missing_target():
 
 def test_replay_source_start_is_inclusive_and_end_exclusive():
     clock = SimulatedClock(utc(2024, 1, 10))
-    source = ReplaySource(_hourly(), "ts", clock)
+    source = ReplaySource(_hourly(), "ts", clock, target="y")
     got = source.load(utc(2024, 1, 2, 5), utc(2024, 1, 2, 9))
     assert _times(got) == list(pd.date_range("2024-01-02 05:00", periods=4, freq="h"))
     assert list(got.index) == [0, 1, 2, 3]
@@ -137,7 +126,7 @@ def test_replay_source_knows_the_row_hashes_of_the_frame_it_returned():
 
     frame = _hourly().assign(x=np.linspace(-1.0, 1.0, 120), label=[f"r{i % 7}" for i in range(120)])
     clock = SimulatedClock(utc(2024, 1, 4))
-    source = ReplaySource(frame, "ts", clock)
+    source = ReplaySource(frame, "ts", clock, target="label")
     window = source.load(utc(2024, 1, 2, 5), utc(2024, 1, 3, 9))
     known = source.known_row_hashes(window)
     assert known is not None and len(known) == len(window) == 28

@@ -64,8 +64,8 @@ class ReplaySource:
     >>> frame = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=5, freq="D"),
     ...                       "y": [0, 1, 0, 1, 0]})
     >>> clock = SimulatedClock(datetime(2024, 1, 4, tzinfo=UTC))
-    >>> source = ReplaySource(frame, "timestamp", clock, label_delay=timedelta(days=1),
-    ...                       target="y")
+    >>> source = ReplaySource(frame, "timestamp", clock, target="y",
+    ...                       label_delay=timedelta(days=1))
     >>> source.load(None, datetime(2030, 1, 1, tzinfo=UTC))["y"].tolist()  # Jan 3's label is in
     [0, 1, 0]
     >>> _ = clock.set(datetime(2024, 1, 5, 12, tzinfo=UTC))  # Jan 5: its row, no label
@@ -79,21 +79,21 @@ class ReplaySource:
         time_column: str,
         clock: Clock,
         *,
+        target: str,
         label_delay: timedelta = timedelta(0),
-        target: str | None = None,
         name: str = "replay",
     ) -> None:
         self.frame = normalize_time(frame, time_column, f"replay source {name}")
         self.time_column = time_column
         self.clock = clock
         self.label_delay = label_delay
-        if target is not None and target not in self.frame.columns:
+        if target not in self.frame.columns:
             raise DataError(
                 f"replay source {name}: target column '{target}' not found; columns are: "
                 f"{', '.join(map(str, self.frame.columns))}"
             )
         self.target = target
-        """The column hidden until its label arrives (None: rows appear with their label)."""
+        """The label column, hidden in each row until its label arrives."""
         self.name = name
         self._times = self.frame[time_column].to_numpy().astype("datetime64[ns]")
         self._hashes: np.ndarray | None = None  # row_hashes(self.frame), when first asked
@@ -114,14 +114,12 @@ class ReplaySource:
             return int(np.searchsorted(self._times, utc_datetime64(moment), "left"))
 
         hi = before(now)  # the past only
-        if self.target is None:  # no target to hide: a row appears when its label arrives
-            hi = min(hi, labelled)
         if end is not None:
             hi = min(hi, before(end))
         lo = 0 if start is None else before(start)
         hi = max(lo, hi)
         out = self.frame.iloc[lo:hi].reset_index(drop=True)
-        if self.target is not None and labelled < hi:
+        if max(labelled, lo) < hi:  # rows whose label has not arrived
             out = _hide_labels(out, self.target, max(labelled - lo, 0))
             self._last = None  # the rows differ from the data set's: hashed by the caller
         else:
