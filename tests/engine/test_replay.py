@@ -446,19 +446,26 @@ def test_a_trigger_whose_look_back_holds_no_label_never_watches(tmp_path: Path):
     assert unlabelled.watching is not None and unlabelled.watching[1:].all()
 
 
-def test_since_change_window_drops_the_old_concept(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("method", "params", "detected"),
+    [
+        ("page_hinkley", {"min_instances": 8, "threshold": 4.0}, FLIP + 2 * DAY),
+        # ADWIN tests its window at every row (clock 1), after 8 rows
+        ("adwin", {"clock": 1, "grace_period": 8}, FLIP + 6 * DAY),
+    ],
+)
+def test_since_change_window_drops_the_old_concept(
+    tmp_path: Path, method: str, params: dict[str, Any], detected: datetime
+):
     """After the flip, a model trained on the last 20 days learns the old concept (most of
     its rows) and stays wrong; one trained since the detected change is right again."""
-    replay = _flipping_replay(tmp_path, "sign_since")
+    replay = _flipping_replay(tmp_path, f"sign_since_{method}")
     detector = {
         "triggers": [{"concept_drift": {}}],
         "monitor": {
             "every": "1d",
             "window": "1d",
-            "concept_drift": {
-                "method": "page_hinkley",
-                "params": {"min_instances": 8, "threshold": 4.0},
-            },
+            "concept_drift": {"method": method, "params": params},
         },
     }
     window = {"kind": "since_change", "min": "2d", "max": "20d"}
@@ -468,8 +475,9 @@ def test_since_change_window_drops_the_old_concept(tmp_path: Path):
     )
     assert since.failed == [] and sliding.failed == []
     # the same detector fires at the same time (on the flip's errors); only the window differs
-    assert since.retrained_at == sliding.retrained_at == [FLIP + 2 * DAY]
-    after = [k for k, end in enumerate(replay.boundaries()[1:]) if end > FLIP + 4 * DAY]
+    assert since.retrained_at == sliding.retrained_at == [detected]
+    after = [k for k, end in enumerate(replay.boundaries()[1:]) if end > detected + 2 * DAY]
+    assert after
     assert [since.values["accuracy"][k] for k in after] == [1.0] * len(after)
     assert [sliding.values["accuracy"][k] for k in after] == [0.0] * len(after)
 
