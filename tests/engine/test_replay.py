@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from retrainer.config import PipelineConfig
 from retrainer.core.backtest import CostModel
@@ -105,6 +107,45 @@ def test_replay_source_shows_features_at_once_and_each_label_when_it_arrives(
     # the clock moves on: the labels arrive
     clock.set(utc(2024, 1, 5, 2))
     assert source.load(None, utc(2024, 1, 4))["y"].notna().all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    gaps=st.lists(st.integers(0, 5 * 3600), min_size=1, max_size=40),  # rows 0-5 h apart
+    now_s=st.integers(0, 80 * 3600),
+    delay_s=st.integers(0, 30 * 3600),
+    start_s=st.one_of(st.none(), st.integers(-3600, 80 * 3600)),
+    end_s=st.one_of(st.none(), st.integers(-3600, 90 * 3600)),
+)
+def test_replay_source_never_shows_a_row_or_label_before_its_time(
+    gaps: list[int], now_s: int, delay_s: int, start_s: int | None, end_s: int | None
+):
+    """For any rows (ties included), clock, delay and window: every row returned is in the
+    window and before now, every row in the window before now is returned, and its label is
+    there exactly when time + delay <= now, and then it is the row's own."""
+    origin = utc(2024, 1, 1)
+    times = pd.DatetimeIndex([origin + timedelta(seconds=int(s)) for s in np.cumsum(gaps)])
+    frame = pd.DataFrame({"ts": times.tz_localize(None), "y": np.arange(len(gaps)) % 3})
+    now = origin + timedelta(seconds=now_s)
+    delay = timedelta(seconds=delay_s)
+    start = None if start_s is None else origin + timedelta(seconds=start_s)
+    end = None if end_s is None else origin + timedelta(seconds=end_s)
+    source = ReplaySource(frame, "ts", SimulatedClock(now), target="y", label_delay=delay)
+    got = source.load(start, end)
+    t = times.to_pydatetime()
+    expected = [
+        i
+        for i in range(len(t))
+        if t[i] < now and (start is None or t[i] >= start) and (end is None or t[i] < end)
+    ]
+    assert len(got) == len(expected)
+    assert list(got["ts"]) == [frame["ts"][i] for i in expected]
+    for row, i in enumerate(expected):
+        label = got["y"].iloc[row]
+        if t[i] + delay <= now:
+            assert label == frame["y"][i]
+        else:
+            assert pd.isna(label)
 
 
 def test_replay_source_names_a_missing_target():
