@@ -13,8 +13,8 @@ runs one policy through it:
    arrives (the row's time plus the label delay), so metric and concept-drift triggers see
    exactly what production would see.
 
-No look-ahead: the source (:class:`ReplaySource`) returns no row after the simulated now,
-whatever window a policy asks for, and hides each row's label until it arrives; a run trains
+No look-ahead: the source (:class:`ReplaySource`) returns only rows from before the simulated
+now, whatever window a policy asks for, and hides each row's label until it arrives; a run trains
 on the rows whose label is there (``unlabelled: skip``), while a data-drift monitor sees the
 features at once. The tests check it with a training function that records what it was given.
 """
