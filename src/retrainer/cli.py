@@ -203,7 +203,11 @@ def run(
     with _open(config) as project:
         result = execute_run(project, pipeline, clock=_clock(as_of))
         if as_json:
-            data: dict[str, Any] = {"run": run_view(result.run), "promoted": result.promoted}
+            data: dict[str, Any] = {
+                "run": run_view(result.run),
+                "promoted": result.promoted,
+                "unlabelled_rows": result.unlabelled_rows,
+            }
             if result.version is not None:
                 aliases = ["champion"] if result.promoted else []
                 data["version"] = version_view(result.version, aliases)

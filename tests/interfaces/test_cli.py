@@ -89,6 +89,8 @@ def test_run_leaves_out_the_rows_whose_label_has_not_arrived(tmp_path: Path):
     result = invoke("run", "-c", str(proj), "--as-of", "2024-01-20")
     assert result.exit_code == 0, result.output
     assert "12 rows without a label yet left out" in result.output
+    again = json.loads(invoke("run", "-c", str(proj), "--as-of", "2024-01-20", "--json").output)
+    assert again["unlabelled_rows"] == 12 and again["run"]["status"] == "succeeded"
     shown = json.loads(invoke("models", "show", "1", "-c", str(proj), "--json").output)
     snapshot = shown["lineage"]["snapshot"]
     assert snapshot["rows"] == 19 * 24 - 12  # the hours before Jan 19 12:00
