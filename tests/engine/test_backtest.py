@@ -376,6 +376,23 @@ def test_a_policy_that_cannot_run_is_reported_and_the_others_still_run(tmp_path:
     assert [p["name"] for p in result.results["policies"]] == ["never", WEEKLY["name"]]
 
 
+def test_a_strict_pipeline_is_replayed_with_its_labels_delayed(tmp_path: Path):
+    """``unlabelled: error`` guards production data; the replay hides the labels not arrived
+    yet by design, so it trains on the labelled rows whatever the pipeline says."""
+    proj = tiny_project(tmp_path / "p", days=30)
+    config = yaml.safe_load((proj / "retrainer.yaml").read_text())
+    config["pipelines"][0]["unlabelled"] = "error"
+    (proj / "retrainer.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    file = backtest_file(
+        proj, policies=[NEVER, EVERY_3D], label_delay="2d", degradation={"every": 3, "max_age": 6}
+    )
+    result = run_backtest(file, tmp_path / "out")
+    assert result.results["failed_policies"] == []
+    by_name = {p["name"]: p for p in result.results["policies"]}
+    assert by_name["every 3 days"]["failed_runs"] == [] and by_name["every 3 days"]["retrains"] > 0
+    assert result.results["degradation"]["n_models"][0] > 0  # frozen models, on labelled rows
+
+
 SELECT = {"cost": CostModel(), "tolerance": 0.5, "deg_scores": None}
 
 

@@ -573,7 +573,7 @@ def frozen_model_scores(
     from retrainer.config import PipelineConfig
     from retrainer.engine.pipeline import Pipeline
 
-    spec = dict(replay.pipeline)
+    spec = {**replay.pipeline, "unlabelled": "skip"}  # labels not arrived yet are hidden
     if window is not None:
         spec["window"] = dict(window)
     clock = SimulatedClock(replay.start)

@@ -360,6 +360,7 @@ def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
     name = str(policy.get("name") or "policy")
     cfg = policy_pipeline(replay.pipeline, policy)
     cfg.setdefault("blessing", {}).setdefault("sanity", {})["enabled"] = False
+    cfg["unlabelled"] = "skip"  # the replay hides the labels not arrived yet, by design
     try:
         config = ProjectConfig.model_validate(
             {"serialization": BACKTEST_SERIALIZATION, "pipelines": [cfg]}
