@@ -772,9 +772,11 @@ def _render_backtest(results: dict[str, Any], top: int = 20) -> None:
             -(p["held_out"][metric] or 0) * (1 if greater else -1),
         ),
     )
+    delay = results["dataset"].get("label_delay")
+    late = f", labels {delay} late" if delay not in (None, "", "0") else ""
     table = Table(
         title=f"{results['title']}: {metric}{' %' if pct else ''} on the held-out part "
-        f"(after {results['dataset']['select_until'][:10]})",
+        f"(after {results['dataset']['select_until'][:10]}{late})",
         title_justify="left",
     )
     for col in ("policy", "held out", "selection", "retrains", "train CPU s", ""):

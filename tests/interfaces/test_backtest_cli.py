@@ -216,3 +216,13 @@ def test_backtest_cli_on_elec2(tmp_path: Path):
     recommended = yaml.safe_load((out / "recommended.yaml").read_text())
     [pipeline] = recommended["pipelines"]
     assert pipeline["triggers"] == by_name[rec["name"]]["params"]["triggers"]
+
+
+def test_the_summary_says_when_labels_come_late(tmp_path: Path):
+    proj = tiny_project(tmp_path / "p", days=30)
+    for delay, shown in (("0", None), ("2d", "labels 2d late")):
+        file = backtest_file(proj, policies=[WEEKLY], label_delay=delay)
+        result = runner.invoke(app, ["backtest", "-c", str(file), "--out", str(tmp_path / delay)])
+        assert result.exit_code == 0, result.output
+        title = next(line for line in result.output.splitlines() if "held-out part" in line)
+        assert (shown in title) if shown else ("late" not in title), title
