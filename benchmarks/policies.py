@@ -277,10 +277,6 @@ def bench_policies(
 # --- controller overhead -------------------------------------------------------------------------
 
 
-def _ns(value: datetime) -> np.datetime64:
-    return np.datetime64(value.astimezone(UTC).replace(tzinfo=None), "ns")
-
-
 def latest_slot(schedule: str, t: datetime) -> datetime:
     """The latest slot at or before ``t`` of the default grid's schedules (UTC)."""
     day = t.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -300,6 +296,7 @@ def latest_slot(schedule: str, t: datetime) -> datetime:
 def bare_loop(replay: Any, policy: Mapping[str, Any]) -> dict[str, Any]:
     """The work of ``run_policy`` for a schedule policy, without the controller."""
     from retrainer.config import PipelineConfig
+    from retrainer.core.clock import utc_datetime64
     from retrainer.core.metrics import compute
     from retrainer.core.windows import holdout_mask, parse_duration
     from retrainer.engine.pipeline import Pipeline
@@ -323,10 +320,10 @@ def bare_loop(replay: Any, policy: Mapping[str, Any]) -> dict[str, Any]:
 
     def retrain(now: datetime) -> None:
         nonlocal champion, champion_version, versions, retrains, promotions, failed
-        lo = 0 if span is None else int(np.searchsorted(times, _ns(now - span), "left"))
+        lo = 0 if span is None else int(np.searchsorted(times, utc_datetime64(now - span), "left"))
         hi = min(
-            int(np.searchsorted(times, _ns(now - replay.label_delay), "right")),
-            int(np.searchsorted(times, _ns(now), "left")),
+            int(np.searchsorted(times, utc_datetime64(now - replay.label_delay), "right")),
+            int(np.searchsorted(times, utc_datetime64(now), "left")),
         )
         rows = frame.iloc[lo : max(lo, hi)].reset_index(drop=True)
         try:
