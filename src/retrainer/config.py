@@ -649,6 +649,12 @@ class BacktestConfig(_Model):
     policies: list[dict[str, Any]] = Field(default_factory=list)
     grid: list[dict[str, list[Any]]] = Field(default_factory=list)
 
+    @field_validator("degradation", mode="before")
+    @classmethod
+    def _degradation_switch(cls, value: Any) -> Any:
+        # ``degradation: false`` (or true) turns the curve off (on) with its defaults
+        return {"enabled": value} if isinstance(value, bool) else value
+
     @field_validator("warm_start", "select_until")
     @classmethod
     def _fraction(cls, value: float | str) -> float | str:

@@ -292,6 +292,16 @@ def test_unknown_top_level_key_names_it(tmp_path: Path):
     assert any("polices" in line and "unknown key" in line for line in info.value.problems)
 
 
+@pytest.mark.parametrize("switch", [False, True])
+def test_degradation_true_or_false_switches_the_curve_with_its_defaults(
+    tmp_path: Path, switch: bool
+):
+    proj = tiny_project(tmp_path / "p", days=20)
+    cfg, _ = load_backtest_config(backtest_file(proj, degradation=switch))
+    assert cfg.degradation.enabled is switch
+    assert (cfg.degradation.every, cfg.degradation.max_age) == (7, 90)
+
+
 def test_a_policy_with_a_bad_window_or_trigger_is_a_config_error_naming_it(tmp_path: Path):
     proj = tiny_project(tmp_path / "p", days=20)
     bad = [
