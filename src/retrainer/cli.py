@@ -30,10 +30,16 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
-models_app = typer.Typer(help="The model registry: versions, lineage, blessing evidence.")
-db_app = typer.Typer(help="The metadata database.")
-log_app = typer.Typer(help="Log predictions and feedback (labels, clicks) for monitoring.")
+models_app = typer.Typer(
+    help="The model registry: versions, lineage, blessing evidence.", rich_markup_mode="markdown"
+)
+db_app = typer.Typer(help="The metadata database.", rich_markup_mode="markdown")
+log_app = typer.Typer(
+    help="Log predictions and feedback (labels, clicks) for monitoring.",
+    rich_markup_mode="markdown",
+)
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.add_typer(log_app, name="log")
@@ -847,7 +853,7 @@ def backtest(
         bool,
         typer.Option(
             "--persist",
-            help="Keep each policy's stores (SQLite + artifacts) in OUT/persist/<policy>/ "
+            help="Keep each policy's stores (SQLite + artifacts) in `OUT/persist/<policy>/` "
             "instead of memory: `retrainer models list -c OUT/persist/<policy>` shows them.",
         ),
     ] = False,

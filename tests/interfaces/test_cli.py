@@ -25,6 +25,17 @@ def test_help_lists_commands():
         assert cmd in result.output
 
 
+def test_help_keeps_brackets_and_joins_the_docstring_lines(monkeypatch):
+    # Rich markup ate "[score]" as a tag, and the docstrings' line breaks split sentences
+    monkeypatch.setenv("COLUMNS", "200")
+    result = invoke("log", "predictions", "--help")
+    assert result.exit_code == 0
+    assert "prediction, [score], features" in result.output
+    result = invoke("backtest", "--help")
+    assert "on a simulated clock: triggers, windows, the blessing gate" in result.output
+    assert "OUT/persist/<policy>/" in result.output
+
+
 def test_run_then_models_list_json(tmp_path: Path):
     proj = write_project(tmp_path / "p")
     result = invoke("run", "-c", str(proj), "--as-of", "2024-01-20")
