@@ -16,10 +16,11 @@ import yaml
 
 from retrainer.config import PipelineConfig, load_backtest_config
 from retrainer.core.backtest import CostModel
+from retrainer.core.windows import parse_duration
 from retrainer.engine import backtest as backtest_module
 from retrainer.engine.backtest import default_policies, load_replay, run_backtest, summarize
 from retrainer.engine.replay import PolicyRun, Replay
-from retrainer.errors import ConfigError
+from retrainer.errors import ConfigError, DataError
 from tests.conftest import make_frame, write_project
 
 DAY = timedelta(days=1)
@@ -384,6 +385,48 @@ def test_a_policy_that_cannot_run_is_reported_and_the_others_still_run(tmp_path:
     assert [f["name"] for f in result.results["failed_policies"]] == ["daily on 2 days"]
     assert "none has a label yet" in result.results["failed_policies"][0]["error"]
     assert [p["name"] for p in result.results["policies"]] == ["never", WEEKLY["name"]]
+
+
+def test_when_no_policy_can_run_the_error_gives_the_first_in_full_and_names_the_others(
+    tmp_path: Path,
+):
+    proj = tiny_project(tmp_path / "p", days=30)
+    shorts = [
+        {
+            "name": f"daily on {d} days",
+            "triggers": [{"schedule": "0 0 * * *"}],
+            "window": {"kind": "sliding", "duration": f"{d}d"},
+        }
+        for d in (1, 2)
+    ]
+    file = backtest_file(proj, policies=shorts, label_delay="3d", warm_start="4d")
+    with pytest.raises(DataError) as info:
+        run_backtest(file, tmp_path / "out")
+    message = str(info.value)
+    assert message.startswith("no policy could run on this data: policy 'daily on 1 days'")
+    assert "none has a label yet" in message
+    assert message.endswith("(and 1 other policies failed: 'daily on 2 days')")
+    assert message.count("none has a label yet") == 1
+
+
+@pytest.mark.parametrize(
+    ("delay", "warm_start", "fails"), [("3d", "3d", False), ("3d1h", "3d", True)]
+)
+def test_a_label_delay_past_the_warm_start_is_a_config_error(
+    tmp_path: Path, delay: str, warm_start: str, fails: bool
+):
+    """The first model is trained when the warm start ends: some label must have arrived."""
+    proj = tiny_project(tmp_path / "p", days=20)
+    file = backtest_file(proj, label_delay=delay, warm_start=warm_start)
+    cfg, file = load_backtest_config(file)
+    if not fails:
+        replay, _, _ = load_replay(cfg, file)
+        assert replay.label_delay == parse_duration(delay)
+        return
+    with pytest.raises(ConfigError, match=r"label_delay '3d1h' \(73h\) leaves no label") as info:
+        load_replay(cfg, file)
+    assert "leaves no label arrived when the first model is trained at" in str(info.value)
+    assert "shorten label_delay or lengthen warm_start" in str(info.value)
 
 
 def test_a_strict_pipeline_is_replayed_with_its_labels_delayed(tmp_path: Path):

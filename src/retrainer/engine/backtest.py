@@ -138,6 +138,13 @@ def load_replay(cfg: BacktestConfig, file: Path) -> tuple[Replay, dict[str, Any]
             f"{file}: metric {metric!r} is not one of the pipeline's metrics "
             f"({', '.join(pcfg.metric_names())})"
         )
+    delay = _duration_or_batches(cfg.label_delay, batch, "label_delay")
+    if first + delay > start:
+        raise ConfigError(
+            f"{file}: label_delay {cfg.label_delay!r} ({_fmt_td(delay)}) leaves no label "
+            f"arrived when the first model is trained at {start:%Y-%m-%d %H:%M} (the first row "
+            f"is from {first:%Y-%m-%d %H:%M}): shorten label_delay or lengthen warm_start"
+        )
     replay = Replay(
         frame=frame,
         pipeline=pcfg.model_dump(mode="json", exclude_none=True),
@@ -146,7 +153,7 @@ def load_replay(cfg: BacktestConfig, file: Path) -> tuple[Replay, dict[str, Any]
         end=end,
         select_until=until,
         root=project_file.parent,
-        label_delay=_duration_or_batches(cfg.label_delay, batch, "label_delay"),
+        label_delay=delay,
         metric=metric,
         git=git_state(project_file.parent),
     )
@@ -659,9 +666,12 @@ def summarize(
     failed_policies = [{"name": r.name, "error": r.error} for r in runs if r.error is not None]
     kept = [(r, p) for r, p in zip(runs, policies, strict=True) if r.error is None]
     if not kept:
+        # each error names its policy; the first in full, the others by name
+        others = [f["name"] for f in failed_policies[1:]]
+        shown = ", ".join(repr(n) for n in others[:5]) + (", ..." if len(others) > 5 else "")
         raise DataError(
-            "no policy could run on this data: "
-            + "; ".join(f"{f['name']}: {f['error']}" for f in failed_policies)
+            f"no policy could run on this data: {failed_policies[0]['error']}"
+            + (f" (and {len(others)} other policies failed: {shown})" if others else "")
         )
     runs, policies = [r for r, _ in kept], [p for _, p in kept]
     k = replay.selection_batches()
