@@ -321,6 +321,9 @@ def models_list(
     if as_json:
         _print_json(data)
         return
+    if not data:
+        out.print("no model versions yet: train one with 'retrainer run'")
+        return
     _render_models(data)
 
 

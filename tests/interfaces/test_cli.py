@@ -120,6 +120,20 @@ def test_unknown_version_is_a_clear_error(tmp_path: Path):
     assert "error:" in result.stderr and "9" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args", [("models", "show", "1"), ("promote", "1"), ("rollback", "--to", "1")]
+)
+def test_a_pipeline_that_never_trained_says_so(tmp_path: Path, args: tuple[str, ...]):
+    proj = write_project(tmp_path / "p")
+    result = runner.invoke(app, [*args, "-c", str(proj)])
+    assert result.exit_code == 1
+    assert "has no model versions yet: train one with 'retrainer run'" in result.stderr
+    assert "ensure_pipeline" not in result.stderr
+    listed = runner.invoke(app, ["models", "list", "-c", str(proj)])
+    assert listed.exit_code == 0
+    assert "no model versions yet" in listed.output
+
+
 def test_init_refuses_to_overwrite(tmp_path: Path):
     assert invoke("init", str(tmp_path / "e")).exit_code == 0
     assert (tmp_path / "e" / "data" / "elec2.parquet").exists()

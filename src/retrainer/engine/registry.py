@@ -89,6 +89,18 @@ def alias_move_view(move: AliasMove) -> dict[str, Any]:
     return out
 
 
+def _get_version(project: Project, pipeline: str, version: int) -> ModelVersion:
+    """``store.get_version``, with a user's message for a pipeline that never trained."""
+    try:
+        return project.store.get_version(pipeline, version)
+    except ModelNotFoundError:
+        if not any(p.name == pipeline for p in project.store.list_pipelines()):
+            raise ModelNotFoundError(
+                f"{pipeline} has no model versions yet: train one with 'retrainer run'"
+            ) from None
+        raise
+
+
 def _aliases_by_version(project: Project, pipeline: str) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     for alias, version in project.store.aliases(pipeline).items():
@@ -108,7 +120,7 @@ def list_models(project: Project, pipeline: str | None = None) -> list[dict[str,
 def show_model(project: Project, version: int, pipeline: str | None = None) -> dict[str, Any]:
     """One version with its lineage, blessing evidence and the alias history touching it."""
     name = project.config.pipeline(pipeline).name
-    mv = project.store.get_version(name, version)
+    mv = _get_version(project, name, version)
     view = version_view(mv, _aliases_by_version(project, name).get(version, []))
     view["alias_history"] = [
         alias_move_view(m)
@@ -132,7 +144,7 @@ def promote(
 ) -> AliasMove:
     """Point ``alias`` at a blessed ``version``, recording the move and an event."""
     name = project.config.pipeline(pipeline).name
-    mv = project.store.get_version(name, version)
+    mv = _get_version(project, name, version)
     if not mv.blessing.passed:
         raise PromotionError(
             f"{name} v{version} was not blessed ({mv.blessing.reason}); only blessed versions "
@@ -191,7 +203,7 @@ def rollback(
     name = project.config.pipeline(pipeline).name
     current = project.store.get_alias(name, alias)
     target = to if to is not None else rollback_target(project, name, alias)
-    mv = project.store.get_version(name, target)
+    mv = _get_version(project, name, target)
     if not mv.blessing.passed:
         raise PromotionError(
             f"{name} v{target} was not blessed ({mv.blessing.reason}); cannot roll back to it"
