@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from retrainer.core.clock import SimulatedClock
 from retrainer.engine.project import Project
 from retrainer.engine.registry import PromotionError, list_models, promote, rollback
 from retrainer.engine.run import execute_run
+from retrainer.errors import ModelNotFoundError
 from tests.conftest import make_frame, pipeline_config
 
 T1 = datetime(2024, 1, 20, tzinfo=UTC)
@@ -268,6 +269,31 @@ def test_promote_and_rollback_move_the_champion_with_events(tmp_path: Path):
     assert [m.version for m in history] == [1, 2, 1, 2]
     views = list_models(project)
     assert [v["aliases"] for v in views] == [[], ["champion"]]
+
+
+def test_rolling_back_again_goes_further_back_and_never_forward(tmp_path: Path):
+    """v1 -> v2 -> v3 promoted: rollback gives v2, then v1 (not v3 again), then nothing."""
+    project = _project(
+        tmp_path,
+        blessing={
+            "holdout": 0.25,
+            "rules": [{"metric": "accuracy", "min": 0.5}],
+            "sanity": {"enabled": False},
+        },
+    )
+    for t in (T1, T2, T2 + timedelta(days=1)):
+        execute_run(project, clock=SimulatedClock(t))
+    assert project.store.get_alias("toy", "champion") == 3
+    clock = SimulatedClock(T2 + timedelta(days=2))
+    assert rollback(project, clock=clock).version == 2
+    assert rollback(project, clock=clock).version == 1
+    with pytest.raises(ModelNotFoundError, match="no earlier blessed version"):
+        rollback(project, clock=clock)
+    with pytest.raises(PromotionError, match=r"v3 is newer than 'champion' v1.*promote 3"):
+        rollback(project, clock=clock, to=3)
+    # a promotion after a rollback is served again: rolling back from it returns to v1
+    promote(project, 3, clock=clock)
+    assert rollback(project, clock=clock).version == 1
 
 
 def test_sanity_check_runs_in_a_fresh_process(tmp_path: Path):

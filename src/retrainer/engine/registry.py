@@ -174,16 +174,36 @@ def promote(
     )
 
 
+ROLLBACK_REASON = "rollback from v"
+"""How a rollback's alias move starts its reason (how :func:`rollback_target` tells them apart)."""
+
+
+def serving_stack(history: list[AliasMove]) -> list[int]:
+    """The versions an alias served, oldest first, with the rolled-back ones taken off.
+
+    A promotion pushes its version; a rollback pops back to its target (pushes it when it
+    never served), so rolling back twice goes two versions back instead of returning to the
+    version just rolled back from; clearing the alias empties the stack.
+    """
+    stack: list[int] = []
+    for move in history:
+        if move.version is None:
+            stack.clear()
+        elif move.reason.startswith(ROLLBACK_REASON) and move.version in stack:
+            del stack[stack.index(move.version) + 1 :]
+        else:
+            stack.append(move.version)
+    return stack
+
+
 def rollback_target(project: Project, pipeline: str, alias: str = CHAMPION) -> int:
-    """The version ``alias`` pointed at before its current one (blessed, still present)."""
+    """The version ``alias`` served before its current one and not rolled back from since
+    (blessed, still present)."""
     current = project.store.get_alias(pipeline, alias)
     if current is None:
         raise ModelNotFoundError(f"{pipeline} has no '{alias}' to roll back")
-    for move in reversed(project.store.alias_history(pipeline, alias)):
-        v = move.previous
-        if v is None or v == current:
-            continue
-        if project.store.get_version(pipeline, v).blessing.passed:
+    for v in reversed(serving_stack(project.store.alias_history(pipeline, alias))):
+        if v != current and project.store.get_version(pipeline, v).blessing.passed:
             return v
     raise ModelNotFoundError(
         f"{pipeline} '{alias}' v{current} has no earlier blessed version to roll back to"
@@ -210,13 +230,18 @@ def rollback(
         )
     if target == current:
         raise PromotionError(f"{name} v{target} is already '{alias}'")
+    if current is not None and target > current:
+        raise PromotionError(
+            f"{name} v{target} is newer than '{alias}' v{current}: a rollback goes back to an "
+            f"earlier version; to move forward, run 'retrainer promote {target}'"
+        )
     now = clock.now()
     return project.store.move_alias(
         name,
         alias,
         target,
         at=now,
-        reason=f"rollback from v{current}",
+        reason=f"{ROLLBACK_REASON}{current}",
         actor=actor,
         expected=current,
         event=Event(
