@@ -117,3 +117,23 @@ def test_since_change_window_is_checked_with_the_monitor():
     ]:
         problems = _problems({"pipelines": [pipeline_config(window=window)]})
         assert any("pipelines[0].window" in p and says in p for p in problems), problems
+
+
+def test_root_moves_the_project_folder_relative_paths_resolve_from(tmp_path: Path):
+    from retrainer.config import project_root
+
+    project = tmp_path / "project"
+    project.mkdir()
+    elsewhere = tmp_path / "out"
+    elsewhere.mkdir()
+    body = yaml.safe_dump({"pipelines": [pipeline_config()]})
+    (project / "retrainer.yaml").write_text(body)
+    (elsewhere / "recommended.yaml").write_text("root: ../project\n" + body)
+    cfg, file = load_config(project)
+    assert project_root(cfg, file) == project.resolve()
+    cfg, file = load_config(elsewhere / "recommended.yaml")
+    assert project_root(cfg, file) == project.resolve()
+    (elsewhere / "bad.yaml").write_text("root: ../nowhere\n" + body)
+    cfg, file = load_config(elsewhere / "bad.yaml")
+    with pytest.raises(ConfigError, match=r"root: '../nowhere' is not a folder"):
+        project_root(cfg, file)

@@ -715,11 +715,11 @@ def events(
 def db_upgrade(config: ConfigOpt = None) -> None:
     """Upgrade the metadata database schema to this version of retrainer."""
     from retrainer.adapters.metadata.sql import upgrade_schema
-    from retrainer.config import load_config
+    from retrainer.config import load_config, project_root
     from retrainer.engine.project import resolve_db_url
 
     cfg, file = load_config(config)
-    url = resolve_db_url(cfg.storage.db_url, file.parent)
+    url = resolve_db_url(cfg.storage.db_url, project_root(cfg, file))
     upgrade_schema(url)
     out.print(f"schema of {url} is up to date")
 

@@ -370,6 +370,10 @@ class PipelineConfig(_Model):
 class ProjectConfig(_Model):
     """The whole ``retrainer.yaml``."""
 
+    root: str | None = None
+    """The project folder: relative paths (sources, train modules, storage) resolve from it.
+    Relative to this file's folder, which is the default. ``retrainer backtest`` sets it in
+    ``recommended.yaml`` so that file runs as is from the backtest's output folder."""
     storage: StorageConfig = Field(default_factory=StorageConfig)
     serialization: SerializationConfig = Field(default_factory=SerializationConfig)
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
@@ -572,9 +576,10 @@ def load_config(
 ) -> tuple[ProjectConfig, Path]:
     """Read and validate ``retrainer.yaml``; return the config and the file's resolved path.
 
-    Relative storage paths and source paths are resolved against the file's folder by the
-    engine; ``RETRAINER_DB_URL`` and ``RETRAINER_ARTIFACTS_URL`` in ``env`` (default: the
-    process environment) override the storage URLs.
+    Relative storage paths and source paths are resolved against the project's folder (the
+    file's, or its ``root``: :func:`project_root`) by the engine; ``RETRAINER_DB_URL`` and
+    ``RETRAINER_ARTIFACTS_URL`` in ``env`` (default: the process environment) override the
+    storage URLs.
     """
     file = find_config(path).resolve()
     data = _read_yaml(file)
@@ -592,6 +597,16 @@ def load_config(
     if overrides:
         cfg = cfg.model_copy(update={"storage": cfg.storage.model_copy(update=overrides)})
     return cfg, file
+
+
+def project_root(config: ProjectConfig, file: Path) -> Path:
+    """The folder relative paths of the project at ``file`` resolve from (its ``root``)."""
+    if config.root is None:
+        return file.parent
+    root = (file.parent / Path(config.root).expanduser()).resolve()
+    if not root.is_dir():
+        raise ConfigError(f"{file}: root: {config.root!r} is not a folder ({root})")
+    return root
 
 
 def json_schema() -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -35,16 +34,14 @@ ONLINE: dict[str, Any] = {
 
 
 def _recommended_project(tmp_path: Path, policy: dict[str, Any]) -> Path:
-    """Backtest one policy; return a copy of the project running out/recommended.yaml."""
+    """Backtest one policy; return out/recommended.yaml, which runs as is from there."""
     proj = tiny_project(tmp_path / "p")  # hourly rows, 2024-01-01 .. 2024-02-09
     result = run_backtest(backtest_file(proj, policies=[policy]), tmp_path / "out")
     assert result.results["recommended"]["name"] == policy["name"]
-    deployed = tmp_path / "deployed"
-    deployed.mkdir()
-    for name in ("data.parquet", "lrmod.py"):
-        shutil.copy(proj / name, deployed / name)
-    shutil.copy(result.yaml_path, deployed / "retrainer.yaml")
+    deployed = result.yaml_path
+    assert deployed.parent == tmp_path / "out"
     cfg, _ = load_config(deployed)
+    assert cfg.root == str(proj.resolve())  # the project's data, train module and stores
     pipeline = cfg.pipeline("toy")
     assert pipeline.triggers == policy["triggers"]
     assert pipeline.window.model_dump(exclude_none=True) == policy["window"]
@@ -72,6 +69,7 @@ def test_recommended_schedule_policy_runs_in_the_daemon(tmp_path: Path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     [v1] = _versions(deployed)
+    assert not (deployed.parent / ".retrainer").exists()  # the project's stores
     assert v1.snapshot is not None
     assert v1.snapshot.window_end.isoformat() == "2024-01-29T00:00:00+00:00"
     assert v1.snapshot.window_start is not None  # the policy's 14-day window

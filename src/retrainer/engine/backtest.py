@@ -39,7 +39,13 @@ import pandas as pd
 import yaml
 
 from retrainer.adapters._atomic import write_file_atomically
-from retrainer.config import BacktestConfig, load_backtest_config, load_config, parse_config
+from retrainer.config import (
+    BacktestConfig,
+    load_backtest_config,
+    load_config,
+    parse_config,
+    project_root,
+)
 from retrainer.core.backtest import (
     Candidate,
     CostModel,
@@ -98,9 +104,10 @@ def load_replay(cfg: BacktestConfig, file: Path) -> tuple[Replay, dict[str, Any]
 
     project_file = (file.parent / cfg.project).resolve()
     project_cfg, project_file = load_config(project_file)
+    root = project_root(project_cfg, project_file)
     pcfg = project_cfg.pipeline(cfg.pipeline)
     raw = yaml.safe_load(project_file.read_text(encoding="utf-8"))
-    pipeline = Pipeline(pcfg, project_file.parent)
+    pipeline = Pipeline(pcfg, root)
     frame = pipeline.source.load(None, None)
     if frame.empty:
         raise DataError(f"{pipeline.source.description} has no rows to replay")
@@ -152,10 +159,10 @@ def load_replay(cfg: BacktestConfig, file: Path) -> tuple[Replay, dict[str, Any]
         start=start,
         end=end,
         select_until=until,
-        root=project_file.parent,
+        root=root,
         label_delay=delay,
         metric=metric,
-        git=git_state(project_file.parent),
+        git=git_state(root),
     )
     return replay, raw, project_file
 
@@ -994,11 +1001,17 @@ def run_backtest(
     results["project"] = str(project_file)
     rec_spec = results["recommended"]["params"]
     recommended = recommended_config(raw, replay.name, _policy_block(rec_spec))
+    # root: the project's folder, so the file runs as is from here (its paths are relative)
+    recommended = {
+        "root": str(replay.root),
+        **{k: v for k, v in recommended.items() if k != "root"},
+    }
     header = (
         f"# retrainer.yaml with the policy the backtest recommends for {replay.name}:\n"
         f"# {results['recommended']['name']}\n"
         f"# {results['recommended']['reason']}\n"
-        f"# Put it beside your project's files (it keeps their relative paths).\n"
+        f"# 'retrainer daemon -c {out / 'recommended.yaml'}' runs it as is on the project's\n"
+        "# files and stores (root: below); put in place of your retrainer.yaml, it needs no root.\n"
     )
     yaml_path = out / "recommended.yaml"
     write_file_atomically(

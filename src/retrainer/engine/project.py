@@ -19,7 +19,7 @@ from retrainer.adapters.logstore import LogStore, open_log_store
 from retrainer.adapters.metadata import MetadataStore
 from retrainer.adapters.metadata.sql import open_metadata_store
 from retrainer.adapters.sources import Source, resolve_url
-from retrainer.config import ProjectConfig, load_config
+from retrainer.config import ProjectConfig, load_config, project_root
 from retrainer.engine.pipeline import Pipeline
 
 
@@ -59,7 +59,7 @@ class Project:
     ) -> Project:
         """Open the project whose ``retrainer.yaml`` is at ``path`` (file or folder)."""
         config, file = load_config(path, env)
-        root = file.parent
+        root = project_root(config, file)
         store = open_metadata_store(
             resolve_db_url(config.storage.db_url, root), auto_migrate=config.storage.auto_migrate
         )
