@@ -52,7 +52,9 @@ def backtest_demo(target: Path, *, progress: Progress | None = None) -> Backtest
     result = run_backtest(target / "backtest.yaml", target / "backtest", progress=progress)
     original = target / "retrainer.yaml"
     shutil.copyfile(original, target / "retrainer.before-backtest.yaml")
-    shutil.copyfile(result.yaml_path, original)
+    # in place of the project's retrainer.yaml the file needs no root (the folder is its own)
+    lines = result.yaml_path.read_text(encoding="utf-8").splitlines(keepends=True)
+    original.write_text("".join(x for x in lines if not x.startswith("root: ")), encoding="utf-8")
     return result
 
 
