@@ -32,6 +32,10 @@ class SourceError(RetrainerError, OSError):
     """A data source could not be read."""
 
 
+class StorageError(RetrainerError, OSError):
+    """A store (metadata database, artifacts) could not be opened or reached."""
+
+
 class ModelNotFoundError(RetrainerError, LookupError):
     """A model version, alias or pipeline does not exist."""
 

@@ -34,7 +34,7 @@ from retrainer.adapters.metadata import (
 from retrainer.adapters.metadata import sql as sql_module
 from retrainer.adapters.metadata.sql import MIGRATIONS_DIR, SCHEMA_HEAD
 from retrainer.core.types import Event, MonitorRecord, Run
-from retrainer.errors import ConcurrencyError, ConfigError, SchemaVersionError
+from retrainer.errors import ConcurrencyError, ConfigError, SchemaVersionError, StorageError
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 TABLES = {"pipelines", "snapshots", "runs", "model_versions", "alias_moves", "events"}
@@ -416,6 +416,29 @@ def run_workers(url: str, mode: str, args: list[int], *extra: str) -> list[objec
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_a_url_without_its_driver_is_a_config_error_naming_the_url() -> None:
+    # "postgres://" is the Heroku-style scheme SQLAlchemy has no dialect for
+    with pytest.raises(ConfigError, match=r"'postgres://localhost:1/db': no database driver"):
+        open_metadata_store("postgres://localhost:1/db")
+
+
+def test_a_database_that_cannot_be_reached_is_a_storage_error_without_the_password() -> None:
+    # nothing listens on port 1: the connection is refused at once
+    with pytest.raises(
+        StorageError, match=r"cannot open the metadata database .*localhost:1"
+    ) as info:
+        open_metadata_store("postgresql+psycopg://user:secret@localhost:1/db")
+    assert "secret" not in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_sqlite_folder_that_cannot_be_made_is_a_storage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StorageError, match="cannot create the folder of the metadata database"):
+        open_metadata_store(f"sqlite:///{blocker}/sub/retrainer.db")
 
 
 def test_processes_registering_at_once_get_distinct_versions(db: Path) -> None:

@@ -67,7 +67,13 @@ from retrainer.core.types import (
     Snapshot,
     Verdict,
 )
-from retrainer.errors import ConcurrencyError, ConfigError, ModelNotFoundError, SchemaVersionError
+from retrainer.errors import (
+    ConcurrencyError,
+    ConfigError,
+    ModelNotFoundError,
+    SchemaVersionError,
+    StorageError,
+)
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -781,10 +787,29 @@ class SQLMetadataStore:
         self._lock: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if _is_sqlite_memory(parsed) else contextlib.nullcontext()
         )
-        _make_parent_folder(parsed)
-        self._engine = _create_engine(parsed, busy_timeout_s)
+        try:
+            _make_parent_folder(parsed)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create the folder of the metadata database {self.url}: {exc}"
+            ) from None
+        try:
+            self._engine = _create_engine(parsed, busy_timeout_s)
+        except (sa.exc.NoSuchModuleError, ImportError) as exc:
+            raise ConfigError(
+                f"Metadata store URL {self.url!r}: no database driver for "
+                f"{parsed.drivername!r} ({exc}). Expected 'sqlite:///path/to/retrainer.db' or "
+                "'postgresql+psycopg://user@host/dbname' (with the [postgres] extra)."
+            ) from None
         try:
             _migrate(self._engine, self._label, busy_timeout_s, auto_migrate=auto_migrate)
+        except sa.exc.OperationalError as exc:
+            self._engine.dispose()
+            reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+            raise StorageError(
+                f"cannot open the metadata database {self.url}: "
+                f"{reason[0] if reason else type(exc).__name__}"
+            ) from None
         except BaseException:
             self._engine.dispose()
             raise
