@@ -137,3 +137,14 @@ def test_root_moves_the_project_folder_relative_paths_resolve_from(tmp_path: Pat
     cfg, file = load_config(elsewhere / "bad.yaml")
     with pytest.raises(ConfigError, match=r"root: '../nowhere' is not a folder"):
         project_root(cfg, file)
+
+
+def test_a_source_problem_is_named_by_its_keys_not_by_its_kind():
+    source = {"kind": "parquet", "url": "d.parquet", "time_colum": "t"}
+    with pytest.raises(ConfigError) as info:
+        parse_config({"pipelines": [pipeline_config(source=source)]})
+    assert "pipelines[0].source.time_column: missing; this key is required" in info.value.problems
+    assert any(
+        p.startswith("pipelines[0].source.time_colum: unknown key") for p in info.value.problems
+    )
+    assert not any("source.parquet" in p for p in info.value.problems)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import re
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -429,10 +430,26 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _without_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``loc`` without the tag pydantic adds after a discriminated union's field: a source's
+    ``kind`` value is not a key of the file (``source.time_column``, not
+    ``source.parquet.time_column``)."""
+    tags = {
+        tag
+        for model in typing.get_args(typing.get_args(SourceConfig)[0])
+        for tag in typing.get_args(model.model_fields["kind"].annotation)
+    }
+    return tuple(
+        part
+        for i, part in enumerate(loc)
+        if not (i > 0 and loc[i - 1] == "source" and part in tags)
+    )
+
+
 def _problems(exc: ValidationError) -> list[str]:
     lines = []
     for err in exc.errors():
-        loc = tuple(err["loc"])
+        loc = _without_tags(tuple(err["loc"]))
         msg = err["msg"].removeprefix("Value error, ")
         kind = err["type"]
         if kind == "union_tag_invalid":
