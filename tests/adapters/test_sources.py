@@ -1,4 +1,5 @@
 import sqlite3
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -87,8 +88,72 @@ def test_missing_file_and_time_column(tmp_path: Path, frame: pd.DataFrame):
 
 def test_unparseable_time_column():
     bad = pd.DataFrame({"ts": ["yesterday", "today"], "x": [1, 2]})
-    with pytest.raises(DataError, match=r"time column 'ts'.*cannot be read as timestamps"):
+    with pytest.raises(
+        DataError, match=r"^source t: time column 'ts' has a value that is not a timestamp: "
+    ):
         CallableSource(lambda s, e: bad, time_column="ts", name="t").load(None, None)
+
+
+def test_csv_time_column_names_the_bad_value_and_its_row(tmp_path: Path, frame: pd.DataFrame):
+    # one bad value among valid ones: the message names it and its row, in one line, without
+    # pandas' advice about format= (an argument the user does not set)
+    text = frame.assign(ts=frame["ts"].astype(str))
+    text.loc[123, "ts"] = "not-a-time"
+    text.loc[150, "ts"] = "never"
+    text.to_csv(tmp_path / "d.csv", index=False)
+    src = FileSource(str(tmp_path / "d.csv"), time_column="ts", format="csv")
+    with pytest.raises(DataError) as info:
+        src.load(None, None)
+    msg = str(info.value)
+    assert msg == (
+        f"source {tmp_path / 'd.csv'}: time column 'ts' has 2 values that are not timestamps; "
+        "the first: 'not-a-time' (row 123, counting from 0)"
+    )
+    text.loc[150, "ts"] = text.loc[149, "ts"]
+    text.to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(DataError, match=r"has a value that is not a timestamp: 'not-a-time' "):
+        src.load(None, None)
+    # in the first row, no format is inferred: pandas' warning about format= is not shown
+    text.loc[123, "ts"], text.loc[0, "ts"] = text.loc[122, "ts"], "not-a-time"
+    text.to_csv(tmp_path / "d.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataError, match=r"not a timestamp: 'not-a-time' \(row 0, counting"):
+            src.load(None, None)
+
+
+def test_csv_folder_time_error_names_the_file(tmp_path: Path, frame: pd.DataFrame):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    frame.iloc[:100].to_csv(folder / "a.csv", index=False)
+    second = frame.iloc[100:].assign(ts=frame["ts"].iloc[100:].astype(str)).reset_index(drop=True)
+    second.loc[7, "ts"] = "2024-13-45"
+    second.to_csv(folder / "b.csv", index=False)
+    src = FileSource(str(folder), time_column="ts", format="csv")
+    with pytest.raises(
+        DataError, match=r"\(file b\.csv\): time column 'ts' .* '2024-13-45' \(row 7, "
+    ):
+        src.load(None, None)
+    second.loc[7, "ts"] = second.loc[6, "ts"]
+    second.to_csv(folder / "b.csv", index=False)
+    got = src.load(START, END)  # files read one by one: the same rows as the whole frame
+    pd.testing.assert_frame_equal(got, _expected(frame))
+
+
+def test_time_column_mixing_formats_says_so():
+    mixed = pd.DataFrame({"ts": ["2024-01-01 00:00:00", "2024-01-01T01:00:00Z"], "x": [1, 2]})
+    with pytest.raises(
+        DataError,
+        match=r"time column 'ts' mixes timestamp formats: '2024-01-01 00:00:00' \(row 0\) "
+        r"and '2024-01-01T01:00:00Z' \(row 1",
+    ):
+        CallableSource(lambda s, e: mixed, time_column="ts", name="t").load(None, None)
+
+
+def test_missing_time_names_the_first_row():
+    gap = pd.DataFrame({"ts": pd.to_datetime(["2024-01-01", None, None]), "x": [1, 2, 3]})
+    with pytest.raises(DataError, match=r"2 missing value\(s\) \(first at row 1, counting"):
+        CallableSource(lambda s, e: gap, time_column="ts", name="t").load(None, None)
 
 
 def test_row_hashes_are_pandas_hashes():

@@ -24,6 +24,7 @@ import hashlib
 import importlib
 import importlib.util
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,23 +75,63 @@ def normalize_time(frame: pd.DataFrame, time_column: str, origin: str) -> pd.Dat
     col = frame[time_column]
     if not pd.api.types.is_datetime64_any_dtype(col):
         try:
-            col = pd.to_datetime(col, utc=True)
-        except (ValueError, TypeError) as exc:
-            example = col.dropna().astype(str).head(1).tolist()
-            raise DataError(
-                f"{origin}: time column '{time_column}' has dtype {frame[time_column].dtype} "
-                f"and cannot be read as timestamps (e.g. {example}): {exc}"
-            ) from None
+            with warnings.catch_warnings():  # "Could not infer format... specify a format"
+                warnings.simplefilter("ignore", UserWarning)
+                col = pd.to_datetime(col, utc=True)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise _time_error(col, time_column, origin, exc) from None
     if getattr(col.dt, "tz", None) is not None:
         col = col.dt.tz_convert(UTC).dt.tz_localize(None)
-    if col.isna().any():
+    missing = col.isna().to_numpy()
+    if missing.any():
         raise DataError(
-            f"{origin}: time column '{time_column}' has {int(col.isna().sum())} missing values"
+            f"{origin}: time column '{time_column}' has {int(missing.sum())} missing value(s) "
+            f"(first at row {int(np.argmax(missing))}, counting from 0)"
         )
     frame = frame.assign(**{time_column: col})
     if not col.is_monotonic_increasing:
         frame = frame.sort_values(time_column, kind="stable")
     return frame.reset_index(drop=True)
+
+
+def _shown(value: Any) -> str:
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _time_error(col: pd.Series, time_column: str, origin: str, exc: Exception) -> DataError:
+    """The error for a time column ``pd.to_datetime`` refused: the first value it cannot
+    read and its row, not pandas' message (which shows the format it inferred and advice
+    about ``format=``, an argument the user does not set)."""
+    what = f"{origin}: time column '{time_column}'"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            parsed = pd.to_datetime(col, utc=True, errors="coerce")
+        bad = (parsed.isna() & col.notna()).to_numpy()
+    except (ValueError, TypeError, OverflowError):
+        bad = np.zeros(len(col), dtype=bool)
+    if not bad.any():
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return DataError(f"{what} (dtype {col.dtype}) cannot be read as timestamps: {first}")
+    at = int(np.argmax(bad))
+    value = col.iloc[at]
+    try:  # a value that reads alone, but not in the format of the column's first value
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            pd.to_datetime(pd.Series([value], dtype=object), utc=True)
+    except (ValueError, TypeError, OverflowError):
+        count = int(bad.sum())
+        if count == 1:
+            head = "has a value that is not a timestamp:"
+        else:
+            head = f"has {count} values that are not timestamps; the first:"
+        return DataError(f"{what} {head} {_shown(value)} (row {at}, counting from 0)")
+    first_at = int(np.argmax(col.notna().to_numpy()))
+    return DataError(
+        f"{what} mixes timestamp formats: {_shown(col.iloc[first_at])} (row {first_at}) and "
+        f"{_shown(value)} (row {at}, counting from 0); write every value in one format, e.g. "
+        "ISO 8601 '2024-01-01T12:00:00Z'"
+    )
 
 
 def _filter(frame: pd.DataFrame, time_column: str, start: datetime | None, end: datetime | None):
@@ -172,7 +213,17 @@ class FileSource:
         for f in files:
             with fs.open(f, "rb") as fh:
                 parts.append(pd.read_csv(fh))
-        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        if len(parts) == 1:
+            return parts[0]
+        # each file's times are read on their own: an error names the file and its row
+        folder = path.rstrip("/") + "/"
+        parts = [
+            normalize_time(
+                part, self.time_column, f"source {self.url} (file {f.removeprefix(folder)})"
+            )
+            for f, part in zip(files, parts, strict=True)
+        ]
+        return pd.concat(parts, ignore_index=True)
 
 
 class SQLSource:
