@@ -95,3 +95,70 @@ def test_labelled_without_any_label_or_when_told_to_fail(tmp_path: Path):
     assert strict.labelled(frame, "w")[0] is frame  # validate names the missing values
     with pytest.raises(DataError, match=r"'y' has 10 missing value.*unlabelled: skip"):
         strict.validate(frame, "w")
+
+
+def _train_fn_pipeline(tmp_path: Path, **overrides: Any) -> Pipeline:
+    (tmp_path / "textpipe.py").write_text("def train(data, params):\n    raise AssertionError\n")
+    return _labels_pipeline(tmp_path, model=None, train="textpipe:train", **overrides)
+
+
+@pytest.mark.parametrize("dtype", [object, "str"])
+def test_a_stray_string_in_a_numeric_feature_is_named_before_training(tmp_path: Path, dtype):
+    # a train function may take text features, but a column of numbers with a few strings is
+    # bad data: it failed in training as "could not convert string to float: 'abc'"
+    pipeline = _train_fn_pipeline(tmp_path, features=["x1", "x2", "segment"])
+    frame = make_frame(300)
+    x2 = frame["x2"].astype(str).astype(dtype)
+    x2[[40, 41]] = ["abc", "n/a"]
+    frame["x2"] = x2
+    with pytest.raises(DataError) as info:
+        pipeline.validate(frame, "[a .. b) of src")
+    assert str(info.value).startswith(
+        "feature column 'x2' has non-numeric values in [a .. b) of src, e.g. 'abc' (row 40 of "
+        f"the window, time {frame['ts'][40]}; 2 of 300 values are not numbers); fix or drop "
+    )
+    # every value a number (written as text), or text: left to the train function
+    frame["x2"] = make_frame(300)["x2"].astype(str).astype(dtype)
+    pipeline.validate(frame, "w")
+    frame["x2"] = np.where(np.arange(300) % 5 == 0, "code-a", "123")  # 20% text: codes
+    pipeline.validate(frame, "w")
+    # a text column of mostly digits declared categorical is not checked
+    frame["x2"] = x2
+    declared = _train_fn_pipeline(
+        tmp_path, features=["x1", "x2"], monitor={"drift": {"categorical": ["x2"]}}
+    )
+    declared.validate(frame, "w")
+
+
+def test_an_estimator_spec_names_the_stray_string_too(tmp_path: Path):
+    frame = make_frame(300)
+    frame["x1"] = frame["x1"].astype(object)
+    frame.loc[7, "x1"] = "abc"
+    with pytest.raises(DataError, match=r"^feature column 'x1' has non-numeric values in w, "):
+        _labels_pipeline(tmp_path).validate(frame, "w")
+
+
+def test_numeric_columns_skip_the_text_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # validation runs on each window of a replay: numeric columns pay nothing for the check
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("pd.to_numeric called on a numeric column")
+
+    monkeypatch.setattr(pd, "to_numeric", boom)
+    _train_fn_pipeline(tmp_path).validate(make_frame(300), "w")
+
+
+@pytest.mark.parametrize("dtype", [object, "str"])
+def test_a_target_mixing_numbers_and_text_is_named(tmp_path: Path, dtype):
+    # it trained, scored NaN roc_auc and log_loss and failed the gate without naming the target
+    frame = make_frame(300)
+    y = frame["y"].astype(str).astype(dtype)
+    y[123] = "yes"
+    frame["y"] = y
+    with pytest.raises(DataError) as info:
+        _train_fn_pipeline(tmp_path).validate(frame, "w")
+    assert str(info.value).startswith(
+        "target column 'y' mixes numbers and text in w: 'yes' (row 123 of the window, time "
+        f"{frame['ts'][123]}; 1 of 300 values is not a number); "
+    )
+    frame["y"] = np.where(make_frame(300)["y"] == 1, "up", "down")  # text labels: fine
+    _train_fn_pipeline(tmp_path).validate(frame, "w")

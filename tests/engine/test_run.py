@@ -114,6 +114,20 @@ def _bad(frame: pd.DataFrame, column: str, value: Any) -> pd.DataFrame:
 BASE = make_frame(800)
 
 
+def train_logistic(data: pd.DataFrame, params: dict[str, Any]) -> Any:
+    """A train function (``train: tests.engine.test_run:train_logistic``)."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression().fit(data[params["features"]], data[params["target"]])
+
+
+def _one_string(column: str, row: int, value: str) -> pd.DataFrame:
+    """BASE with ``column`` as text and ``value`` in ``row``: a CSV with one bad cell."""
+    text = BASE[column].astype(str).astype(object)
+    text[row] = value
+    return _bad(BASE, column, text)
+
+
 @pytest.mark.parametrize(
     ("frame", "overrides", "message"),
     [
@@ -150,6 +164,13 @@ BASE = make_frame(800)
             "feature column 'x2' has 6 infinite",
         ),
         (_bad(BASE, "x2", BASE["ts"]), {}, "feature column 'x2' has dtype datetime64"),
+        (
+            _one_string("x1", 300, "abc"),
+            {"model": None, "train": "tests.engine.test_run:train_logistic"},
+            "feature column 'x1' has non-numeric values in [.. 2024-01-26 00:00) of "
+            "callable:bad, e.g. 'abc' (row 300 of the window, time 2024-01-13 12:00:00;",
+        ),
+        (_one_string("y", 300, "yes"), {}, "target column 'y' mixes numbers and text in ["),
         (BASE, {"window": {"kind": "sliding", "duration": "1h"}}, "window"),
     ],
     ids=[
@@ -164,6 +185,8 @@ BASE = make_frame(800)
         "minus-inf-second-feature",
         "inf-nullable-feature",
         "timestamp-feature",
+        "stray-string-feature-train-function",
+        "stray-string-target",
         "too-small",
     ],
 )

@@ -31,6 +31,55 @@ from retrainer.errors import ConfigError, DataError, TrainingError
 
 MAX_CLASSES_FOR_AUTO = 50
 
+MOSTLY_NUMERIC = 0.9
+"""A text column whose non-missing values are numbers but for a share below ``1 -
+MOSTLY_NUMERIC`` holds bad values (``'abc'`` in a column of prices), not text."""
+
+_FIRST_LOOK = 16
+"""How many values of a text column are looked at before it is read whole as numbers."""
+
+
+def _is_text(dtype: Any) -> bool:
+    """Whether ``dtype`` is an object or string dtype (the dtypes a stray string makes)."""
+    return (isinstance(dtype, np.dtype) and dtype.kind == "O") or isinstance(dtype, pd.StringDtype)
+
+
+def _stray_text(values: Any) -> tuple[int, int, int] | None:
+    """For a text column of mostly numbers (see :data:`MOSTLY_NUMERIC`): how many of its
+    non-missing values are not numbers, how many values are not missing, and the position of
+    the first that is not a number; None for a column of numbers only, or of text.
+
+    The caller asks only for object or string columns. A first look at a few values spread
+    over the column leaves text alone (categories, names...: a validation runs on each window
+    of a replay); a column that may be numbers gets one vectorized ``pd.to_numeric``.
+    """
+    n = len(values)
+    if n > _FIRST_LOOK:
+        picks = values.take(np.linspace(0, n - 1, num=_FIRST_LOOK, dtype=np.intp))
+        seen = numbers_seen = 0
+        for value in picks.tolist():
+            if value is None or value is pd.NA:
+                continue
+            seen += 1
+            try:
+                float(value)
+            except (TypeError, ValueError, OverflowError):
+                continue
+            numbers_seen += 1
+        if 2 * numbers_seen < seen:
+            return None  # mostly text where it was looked at
+    column = pd.Series(values, copy=False)
+    numbers = pd.to_numeric(column, errors="coerce")
+    present = column.notna().to_numpy()
+    bad = present & numbers.isna().to_numpy()
+    n_bad = int(bad.sum())
+    if not n_bad:
+        return None
+    n_present = int(present.sum())
+    if n_present - n_bad < MOSTLY_NUMERIC * n_present:
+        return None  # text (codes, categories...), which a train function may use
+    return n_bad, n_present, int(np.argmax(bad))
+
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
@@ -239,6 +288,12 @@ class Pipeline:
                 f"{len(y)} rows in {where}; drop or fill them in the source, or set "
                 "'unlabelled: skip' to train on the labelled rows"
             )
+        if _is_text(y.dtype) and (stray := _stray_text(y.array)) is not None:
+            raise DataError(
+                f"target column '{cfg.target}' mixes numbers and text in {where}: "
+                f"{self._stray_example(frame, y.array, stray)}; a label column holds one kind of "
+                "value: fix or drop those rows in the source"
+            )
         task = self.task(frame, y)
         if task == "regression" and not pd.api.types.is_numeric_dtype(y):
             raise DataError(
@@ -253,6 +308,7 @@ class Pipeline:
                 "task: regression or fix the column"
             )
         arrays = dict(zip(frame.columns.tolist(), column_arrays(frame), strict=True))
+        declared_text = set(cfg.monitor.drift.categorical)  # codes that may hold letters
         finite_checked: list[str] = []  # numeric, non-boolean features: no infinities
         for col in cfg.features:
             dtype = arrays[col].dtype
@@ -262,6 +318,17 @@ class Pipeline:
                 raise DataError(
                     f"feature column '{col}' has dtype {dtype}; models cannot use raw "
                     "timestamps: derive numeric features from it"
+                )
+            if (
+                _is_text(dtype)
+                and col not in declared_text
+                and (stray := _stray_text(arrays[col])) is not None
+            ):
+                raise DataError(
+                    f"feature column '{col}' has non-numeric values in {where}, e.g. "
+                    f"{self._stray_example(frame, arrays[col], stray)}; fix or drop those rows "
+                    "in the source (a text column of mostly digits: list it in "
+                    "monitor.drift.categorical)"
                 )
             boolean = pd.api.types.is_bool_dtype(dtype)
             numeric = boolean or pd.api.types.is_numeric_dtype(dtype)
@@ -283,6 +350,20 @@ class Pipeline:
             count = int(np.isinf(values).sum())
             if count:
                 raise DataError(f"feature column '{col}' has {count} infinite value(s) in {where}")
+
+    def _stray_example(self, frame: pd.DataFrame, values: Any, stray: tuple[int, int, int]) -> str:
+        """The first value of ``values`` (a column's array) that is not a number, where it
+        is, and how many there are."""
+        n_bad, n_present, at = stray
+        value = values[at]
+        shown = repr(value.item() if isinstance(value, np.generic) else value)
+        place = f"row {at} of the window"
+        if self.time_column in frame.columns:
+            place += f", time {frame[self.time_column].iloc[at]}"
+        share = f"{n_bad} of {n_present} values are not numbers"
+        if n_bad == 1:
+            share = f"1 of {n_present} values is not a number"
+        return f"{shown} ({place}; {share})"
 
     def check_classes(self, train: pd.DataFrame, where: str) -> None:
         """A classifier needs at least two classes in its training rows."""
