@@ -148,3 +148,29 @@ def test_a_source_problem_is_named_by_its_keys_not_by_its_kind():
         p.startswith("pipelines[0].source.time_colum: unknown key") for p in info.value.problems
     )
     assert not any("source.parquet" in p for p in info.value.problems)
+
+
+def test_trigger_metric_is_checked_at_load_time():
+    # a metric the controller cannot read failed only when the daemon started, without a key
+    custom = {"name": "mine", "function": "pipeline:mine", "greater_is_better": True}
+    cfg = pipeline_config(
+        metrics=["accuracy", custom],
+        triggers=[
+            {"schedule": "@daily"},
+            {"metric": "acuracy", "below": 0.7, "over": "1d"},
+            {"any": [{"metric": "ctr", "below": 0.02}, {"metric": "mine", "below": 0.5}]},
+        ],
+    )
+    problems = _problems({"pipelines": [cfg]})
+    assert len(problems) == 2, problems
+    assert problems[0].startswith(
+        "pipelines[0].triggers[1].metric: unknown metric 'acuracy' (did you mean 'accuracy'?); "
+        "known: accuracy, "
+    )
+    assert "ctr" in problems[0] and "roc_auc" in problems[0]
+    assert problems[1].startswith(
+        "pipelines[0].triggers[2].any[1].metric: 'mine' is a custom metric of this pipeline; "
+        "metric triggers read the built-in metrics of the prediction log only: "
+    )
+    ok = pipeline_config(triggers=[{"metric": "roc_auc", "drop": 0.02, "over": "3d"}])
+    assert parse_config({"pipelines": [ok]}).pipeline().triggers[0]["metric"] == "roc_auc"

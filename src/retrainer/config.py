@@ -543,6 +543,8 @@ def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
                 built.append(build_trigger(spec, where=f"pipelines[{i}].triggers[{j}]"))
             except ConfigError as exc:
                 problems.append(str(exc))
+                continue
+            problems += _trigger_metric_problems(spec, f"pipelines[{i}].triggers[{j}]", p)
         if len(built) > 1:
             try:
                 AnyOf(*built)
@@ -573,6 +575,44 @@ def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
             + "\n".join(f"  {p}" for p in problems),
             problems,
         )
+
+
+def _trigger_metric_problems(spec: Any, where: str, pipeline: PipelineConfig) -> list[str]:
+    """The metric names of a (valid) trigger spec, nested ``any``/``all`` included, that the
+    controller cannot measure: metric triggers read the built-in online metrics of the
+    prediction log (``get_online_metric``), which a pipeline's custom metrics are not."""
+    import difflib
+
+    from retrainer.core.metrics import metric_names
+    from retrainer.core.performance import _RATE_NAMES, get_online_metric
+
+    if not isinstance(spec, Mapping):
+        return []
+    out: list[str] = []
+    for kind in ("any", "all"):
+        for k, child in enumerate(spec.get(kind) or ()):
+            out += _trigger_metric_problems(child, f"{where}.{kind}[{k}]", pipeline)
+    name = spec.get("metric")
+    if not isinstance(name, str):
+        return out
+    try:
+        get_online_metric(name)
+    except ConfigError:
+        pass
+    else:
+        return out
+    known = sorted({*metric_names(), *_RATE_NAMES})
+    custom = [m.name for m in pipeline.metrics if isinstance(m, MetricConfig)]
+    if name in custom:
+        out.append(
+            f"{where}.metric: {name!r} is a custom metric of this pipeline; metric triggers "
+            f"read the built-in metrics of the prediction log only: {', '.join(known)}"
+        )
+        return out
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    out.append(f"{where}.metric: unknown metric {name!r}{hint}; known: {', '.join(known)}")
+    return out
 
 
 def find_config(path: str | os.PathLike[str] | None = None) -> Path:
