@@ -821,6 +821,30 @@ def _render_backtest(results: dict[str, Any], top: int = 20) -> None:
         )
 
 
+def _select_until(value: str) -> float | str:
+    """``--select-until`` as backtest.yaml takes it: a fraction of the replay or a date."""
+    import pandas as pd
+
+    problem = ConfigError(
+        f"--select-until: expected a fraction between 0 and 1 (exclusive) or a date, got {value!r}"
+    )
+    try:
+        fraction = float(value)
+    except ValueError:
+        pass
+    else:
+        if not 0 < fraction < 1:
+            raise problem
+        return fraction
+    try:
+        when = pd.Timestamp(value)  # as the backtest reads it
+    except (ValueError, TypeError):
+        raise problem from None
+    if pd.isna(when):
+        raise problem
+    return value
+
+
 @app.command()
 @_handle_errors
 def backtest(
@@ -875,10 +899,7 @@ def backtest(
     cfg, file = load_backtest_config(config)
     updates: dict[str, Any] = {}
     if select_until is not None:
-        try:
-            updates["select_until"] = float(select_until)
-        except ValueError:
-            updates["select_until"] = select_until
+        updates["select_until"] = _select_until(select_until)
     if no_cache:
         updates["cache"] = False
     if updates:

@@ -156,3 +156,32 @@ def test_json_output_is_strict_json():
     data = json_safe({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 2}})
     assert data == {"a": None, "b": [1.0, None], "c": {"d": 2}}
     json.dumps(data, allow_nan=False)
+
+
+# --- option values refused up front, one error line, exit 2 ---------------------------------
+
+
+def _usage_error(result, option: str) -> str:
+    """The one stderr line of a usage error that names ``option``."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: {option}: "), line
+    return line
+
+
+@pytest.mark.parametrize("value", ["banana", "2.5", "0", "1", "nan", ""])
+def test_backtest_select_until_that_is_neither_a_fraction_nor_a_date(tmp_path: Path, value: str):
+    # it raised pandas' DateParseError ('banana') or pydantic's ValidationError ('2.5')
+    from tests.engine.test_backtest import backtest_file, tiny_project
+
+    file = backtest_file(tiny_project(tmp_path / "p", days=20))
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["backtest", "-c", str(file), "--out", str(out), "--select-until", value]
+    )
+    line = _usage_error(result, "--select-until")
+    assert line.endswith(
+        f"expected a fraction between 0 and 1 (exclusive) or a date, got {value!r}"
+    )
+    assert not out.exists()
