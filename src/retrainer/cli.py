@@ -575,7 +575,8 @@ def daemon(
         typer.Option(help="Seconds between ticks (default: controller.tick).", show_default=False),
     ] = None,
     max_ticks: Annotated[
-        int | None, typer.Option(help="Stop after N ticks (scripted use).", show_default=False)
+        int | None,
+        typer.Option(help="Stop after N ticks (scripted use).", min=1, show_default=False),
     ] = None,
     as_of: Annotated[
         datetime | None,
@@ -599,11 +600,15 @@ def daemon(
 
     SIGTERM or Ctrl-C stops it cleanly: the tick in progress ends, runs in hand get controller.shutdown_grace seconds to finish, and the rest are released to be retried.
     """  # noqa: E501
+    import math
     import signal
     import threading
 
     from retrainer.engine.daemon import start_controller
 
+    # a simulated clock cannot step back, and a wall clock would spin: refuse before any work
+    if tick is not None and not (math.isfinite(tick) and tick > 0):
+        raise ConfigError(f"--tick: expected a number of seconds greater than 0, got {tick:g}")
     stop = threading.Event()
 
     def _stop(signum: int, frame: Any) -> None:

@@ -185,3 +185,26 @@ def test_backtest_select_until_that_is_neither_a_fraction_nor_a_date(tmp_path: P
         f"expected a fraction between 0 and 1 (exclusive) or a date, got {value!r}"
     )
     assert not out.exists()
+
+
+@pytest.mark.parametrize("tick", ["-86400", "0", "nan", "inf"])
+def test_daemon_refuses_a_tick_that_is_not_a_positive_number_before_any_work(
+    tmp_path: Path, tick: str
+):
+    # --tick -86400 ran a full tick, then crashed with 'a clock cannot go backwards'
+    proj = write_project(tmp_path / "p", triggers=[{"schedule": "0 0 * * *"}])
+    args = ["daemon", "-c", str(proj), "--as-of", "2024-01-20", "--max-ticks", "3"]
+    result = runner.invoke(app, [*args, "--tick", tick, "--executor", "inline"])
+    line = _usage_error(result, "--tick")
+    assert f"got {tick}" in line
+    assert "retrainer daemon:" not in result.output  # it did not start
+    assert json.loads(invoke("events", "-c", str(proj), "--json").output) == []
+
+
+def test_daemon_max_ticks_must_be_at_least_one(tmp_path: Path):
+    proj = write_project(tmp_path / "p")
+    result = runner.invoke(
+        app, ["daemon", "-c", str(proj), "--as-of", "2024-01-20", "--max-ticks", "0"]
+    )
+    assert result.exit_code == 2
+    assert "--max-ticks" in result.stderr and "retrainer daemon:" not in result.output
