@@ -662,6 +662,31 @@ def daemon(
             )
 
 
+EVENT_KINDS = (
+    "alert.failed",
+    "alert.sent",
+    "alert.suppressed",
+    "blessing.passed",
+    "blessing.rejected",
+    "concept_drift.detected",
+    "drift.detected",
+    "model.promoted",
+    "model.rolled_back",
+    "monitor.completed",
+    "monitor.failed",
+    "promotion.skipped",
+    "run.failed",
+    "run.queued",
+    "run.released",
+    "run.requested",
+    "run.retrying",
+    "run.started",
+    "run.succeeded",
+    "trigger.evaluated",
+    "trigger.fired",
+)
+"""The kinds of the events retrainer records (``events --kind`` takes these)."""
+
 _EVENT_STYLE = {
     "trigger.fired": "cyan",
     "run.failed": "red",
@@ -695,13 +720,25 @@ def events(
     since: Annotated[
         datetime | None, typer.Option(help="Only events at or after this time.", show_default=False)
     ] = None,
-    limit: Annotated[int, typer.Option(help="The most recent N events.")] = 200,
+    limit: Annotated[int, typer.Option(help="The most recent N events.", min=1)] = 200,
     as_json: JsonOpt = False,
 ) -> None:
     """The audit trail: triggers with their evidence, runs, verdicts, promotions, alerts."""
     from retrainer.engine.registry import event_view
 
     with _open(config) as project:
+        # a misspelt kind would match nothing; a kind of the project's own (events written
+        # through the Python API) is one the store holds
+        unknown = [
+            k
+            for k in dict.fromkeys(kind or [])
+            if k not in EVENT_KINDS and not project.store.list_events(kinds=[k], limit=1)
+        ]
+        if unknown:
+            raise ConfigError(
+                f"--kind: unknown event kind{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(map(repr, unknown))}; known kinds: {', '.join(EVENT_KINDS)}"
+            )
         name = project.config.pipeline(pipeline).name if pipeline else None
         found = project.store.list_events(
             name, since=as_utc(since) if since else None, kinds=kind or None, limit=limit

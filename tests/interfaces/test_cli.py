@@ -208,3 +208,57 @@ def test_daemon_max_ticks_must_be_at_least_one(tmp_path: Path):
     )
     assert result.exit_code == 2
     assert "--max-ticks" in result.stderr and "retrainer daemon:" not in result.output
+
+
+def test_events_refuses_an_unknown_kind_and_lists_the_known_ones(tmp_path: Path):
+    # a misspelt kind printed 'no events matching the filters' with exit 0
+    proj = write_project(tmp_path / "p")
+    result = runner.invoke(
+        app, ["events", "-c", str(proj), "--kind", "model.promoted", "--kind", "bogus"]
+    )
+    line = _usage_error(result, "--kind")
+    assert "unknown event kind 'bogus'" in line
+    assert "model.promoted" in line.split("bogus")[1] and "trigger.fired" in line
+    known = invoke("events", "-c", str(proj), "--kind", "model.promoted")
+    assert known.exit_code == 0 and "no events matching the filters" in known.output
+
+
+def test_events_accepts_a_kind_the_store_holds(tmp_path: Path):
+    """Events written through the Python API may have kinds of their own."""
+    from datetime import UTC, datetime
+
+    from retrainer.core.types import Event
+    from retrainer.engine.project import Project
+
+    proj = write_project(tmp_path / "p")
+    with Project.open(proj) as project:
+        project.store.append_event(
+            Event(kind="team.note", at=datetime(2024, 1, 1, tzinfo=UTC), message="hi")
+        )
+    result = invoke("events", "-c", str(proj), "--kind", "team.note")
+    assert result.exit_code == 0 and "team.note" in result.output
+
+
+def test_the_known_event_kinds_are_the_ones_retrainer_emits():
+    import ast
+
+    import retrainer
+    from retrainer.cli import EVENT_KINDS
+
+    families = {k.split(".")[0] for k in EVENT_KINDS}
+    emitted = set()
+    for path in Path(retrainer.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                family, _, rest = node.value.partition(".")
+                if family in families and rest.replace("_", "").isalpha():
+                    emitted.add(node.value)
+    assert emitted <= set(EVENT_KINDS), sorted(emitted - set(EVENT_KINDS))
+    assert list(EVENT_KINDS) == sorted(EVENT_KINDS)
+
+
+@pytest.mark.parametrize("limit", ["0", "-3"])
+def test_events_limit_must_be_at_least_one(tmp_path: Path, limit: str):
+    proj = write_project(tmp_path / "p")
+    result = runner.invoke(app, ["events", "-c", str(proj), "--limit", limit])
+    assert result.exit_code == 2 and "--limit" in result.stderr
