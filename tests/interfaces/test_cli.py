@@ -262,3 +262,14 @@ def test_events_limit_must_be_at_least_one(tmp_path: Path, limit: str):
     proj = write_project(tmp_path / "p")
     result = runner.invoke(app, ["events", "-c", str(proj), "--limit", limit])
     assert result.exit_code == 2 and "--limit" in result.stderr
+
+
+@pytest.mark.parametrize("alias", ["", "   ", " champion"])
+def test_promote_refuses_an_empty_or_padded_alias(tmp_path: Path, alias: str):
+    proj = write_project(tmp_path / "p")
+    invoke("run", "-c", str(proj), "--as-of", "2024-01-20")
+    result = runner.invoke(app, ["promote", "1", "-c", str(proj), "--alias", alias])
+    line = _usage_error(result, "--alias")
+    assert line.endswith(f"got {alias!r}")
+    shown = json.loads(invoke("models", "show", "1", "-c", str(proj), "--json").output)
+    assert shown["aliases"] == ["champion"]
