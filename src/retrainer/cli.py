@@ -554,7 +554,7 @@ def log_predictions(
     with _open(config) as project:
         name = project.config.pipeline(pipeline).name
         n = append(project.log_store(), file, name)
-    out.print(f"logged {n} predictions of {name} from {file}")
+    out.print(escape(_logged(n, f"predictions of {name} from {file}")), soft_wrap=True)
 
 
 @log_app.command("feedback")
@@ -568,7 +568,17 @@ def log_feedback(
 
     with _open(config) as project:
         n = append(project.log_store(), file)
-    out.print(f"logged {n} feedback rows from {file}")
+    out.print(escape(_logged(n, f"feedback rows from {file}")), soft_wrap=True)
+
+
+def _logged(n: int, what: str) -> str:
+    """'logged 2 <what>', or how many were new when some had been logged before."""
+    from retrainer.adapters.logstore import Appended
+
+    new = n.new if isinstance(n, Appended) else n
+    if new == n:
+        return f"logged {n} {what}"
+    return f"logged {new} new {what} ({n - new} already logged)"
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -209,6 +210,23 @@ def test_retried_batch_is_stored_once(store: LogStore) -> None:
     store.append_feedback(clicks)
     store.append_feedback(clicks)
     assert len(store.feedback(None, None)) == 1
+
+
+def test_an_append_says_how_many_of_its_rows_were_new(store: LogStore) -> None:
+    batch = preds(["a", "b", "c"], ["2024-01-01T01:00", "2024-01-02T01:00", "2024-01-02T02:00"])
+    first = store.append_predictions(batch)
+    assert (first, first.new, first.already_logged) == (3, 3, 0)
+    assert pickle.loads(pickle.dumps(first)).new == 3
+    again = store.append_predictions(batch)
+    assert (again, again.new, again.already_logged) == (3, 0, 3)
+    store.append_predictions(preds(["e"], ["2024-01-01T02:00"]))
+    store.compact(D1)
+    after = store.append_predictions(batch)  # its segment of the 1st was compacted
+    assert (after, after.new) == (3, 0)
+    assert store.predictions("p", None, None)["id"].tolist() == ["a", "e", "b", "c"]
+    clicks = fb(["a"], ["2024-01-02"], [1])
+    assert store.append_feedback(clicks).new == 1
+    assert store.append_feedback(clicks).new == 0
 
 
 def test_batches_are_partitioned_by_utc_day(store: LogStore) -> None:
@@ -542,6 +560,17 @@ def test_parquet_layout_is_day_partitioned_segments(tmp_path: Path) -> None:
     ).fetchall()
     assert [(i, str(d)) for i, d in rows] == [("a", "2024-01-01"), ("b", "2024-01-02")]
     con.close()
+
+
+def test_parquet_counts_the_days_of_a_batch_already_logged(tmp_path: Path) -> None:
+    store = ParquetLogStore(tmp_path)
+    batch = preds(["a", "b"], ["2024-01-01T01:00", "2024-01-02T01:00"])
+    store.append_predictions(batch)
+    # each day of a batch is a segment: the 1st's is the same, the 2nd's is new (and holds b
+    # again: the store does not dedupe rows, only segments)
+    more = store.append_predictions(pd.concat([batch, preds(["c"], ["2024-01-02T03:00"])]))
+    assert (more, more.new, more.already_logged) == (3, 2, 1)
+    assert store.predictions("p", None, None)["id"].tolist() == ["a", "b", "b", "c"]
 
 
 def test_parquet_reads_only_the_days_in_range(tmp_path: Path) -> None:

@@ -273,3 +273,28 @@ def test_promote_refuses_an_empty_or_padded_alias(tmp_path: Path, alias: str):
     assert line.endswith(f"got {alias!r}")
     shown = json.loads(invoke("models", "show", "1", "-c", str(proj), "--json").output)
     assert shown["aliases"] == ["champion"]
+
+
+# --- log predictions / feedback ---------------------------------------------------------------
+
+
+def test_logging_a_file_again_says_its_rows_were_already_logged(tmp_path: Path):
+    # the second time printed 'logged 2 predictions' though the log stayed the same
+    proj = write_project(tmp_path / "p")
+    preds = tmp_path / "preds.csv"
+    preds.write_text(
+        "id,timestamp,model_version,prediction\n"
+        "a,2024-01-21T10:00:00,1,1\nb,2024-01-22T11:00:00,1,0\n"
+    )
+    first = invoke("log", "predictions", str(preds), "-c", str(proj))
+    assert f"logged 2 predictions of toy from {preds}" in first.output
+    again = invoke("log", "predictions", str(preds), "-c", str(proj))
+    assert f"logged 0 new predictions of toy from {preds} (2 already logged)" in again.output
+    feedback = tmp_path / "fb.csv"
+    feedback.write_text("id,timestamp,outcome\na,2024-01-22T10:00:00,1\n")
+    assert (
+        "logged 1 feedback rows from"
+        in invoke("log", "feedback", str(feedback), "-c", str(proj)).output
+    )
+    again = invoke("log", "feedback", str(feedback), "-c", str(proj))
+    assert f"logged 0 new feedback rows from {feedback} (1 already logged)" in again.output

@@ -21,7 +21,8 @@ Contract
   disks: temporary name in the same folder, fsync, rename; object stores: one PUT). Readers
   never see a temporary file.
 - **Appends are idempotent.** A segment is named after the hash of its content, so retrying a
-  batch whose first attempt was written (the process died before it could tell) adds nothing.
+  batch whose first attempt was written (the process died before it could tell) adds nothing;
+  ``append_*`` returns an :class:`Appended`, which says how many of the rows were new.
 - **Timestamps are naive UTC** (``datetime64[us]``): aware inputs are converted, naive inputs
   are taken to be UTC. Time ranges are ``[start, end)``; None means unbounded.
 - **Delayed labels.** :meth:`LogStore.joined` only counts feedback that arrived at or before
@@ -82,6 +83,7 @@ from retrainer.errors import ConfigError, DataError, SourceError
 __all__ = [
     "FEEDBACK_COLUMNS",
     "PREDICTION_COLUMNS",
+    "Appended",
     "InMemoryLogStore",
     "LogStore",
     "ParquetLogStore",
@@ -122,6 +124,41 @@ _ROW_GROUP = 32_768
 _READ_ATTEMPTS = 3  # a compaction may delete files between listing and reading: list again
 
 
+class Appended(int):
+    """What ``append_*`` returns: the number of rows in the batch, and how many were new.
+
+    It is the row count (an ``int``); ``new`` counts the rows this call stored. Appends are
+    idempotent, so the rows of a batch (or of one of its days) appended before are not stored
+    again: they are ``already_logged``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> store = InMemoryLogStore()
+    >>> batch = pd.DataFrame({"id": ["a", "b"], "timestamp": ["2024-01-01", "2024-01-02"],
+    ...     "pipeline": "p", "model_version": 1, "prediction": [0, 1]})
+    >>> first = store.append_predictions(batch)
+    >>> again = store.append_predictions(batch)
+    >>> first, first.new, again, again.new, again.already_logged
+    (2, 2, 2, 0, 2)
+    """
+
+    new: int
+
+    def __new__(cls, rows: int, *, new: int) -> Appended:
+        self = super().__new__(cls, rows)
+        self.new = new
+        return self
+
+    def __getnewargs_ex__(self) -> tuple[tuple[int], dict[str, int]]:
+        return (int(self),), {"new": self.new}  # for pickle and copy
+
+    @property
+    def already_logged(self) -> int:
+        """The rows of the batch that were in the log before this call."""
+        return int(self) - self.new
+
+
 class LogStore(Protocol):
     """Append-only log of predictions and their delayed feedback, queried by time range.
 
@@ -129,11 +166,11 @@ class LogStore(Protocol):
     """
 
     def append_predictions(self, frame: pd.DataFrame, *, origin: str | None = None) -> int:
-        """Validate and store predictions; return the number of rows."""
+        """Validate and store predictions; return the number of rows (an :class:`Appended`)."""
         ...
 
     def append_feedback(self, frame: pd.DataFrame, *, origin: str | None = None) -> int:
-        """Validate and store feedback; return the number of rows."""
+        """Validate and store feedback; return the number of rows (an :class:`Appended`)."""
         ...
 
     def predictions(
@@ -488,7 +525,8 @@ class _DuckDBLogStore:
     def _connection(self) -> duckdb.DuckDBPyConnection:
         return _shared_connection()
 
-    def _write_segment(self, kind: Kind, day: date, table: pa.Table) -> None:
+    def _write_segment(self, kind: Kind, day: date, table: pa.Table) -> bool:
+        """Store one day of a batch; False if that segment was stored before (a retry)."""
         raise NotImplementedError
 
     def _relation(
@@ -506,14 +544,19 @@ class _DuckDBLogStore:
 
     # appends -----------------------------------------------------------------------------
 
-    def _append(self, kind: Kind, frame: pd.DataFrame, origin: str | None) -> int:
+    def _append(self, kind: Kind, frame: pd.DataFrame, origin: str | None) -> Appended:
         table, days = _normalize(frame, kind, origin or f"{kind} batch")
+        new = 0
         for day, part in _split_by_day(table, days):
-            self._write_segment(kind, day, part)
-        return table.num_rows
+            if self._write_segment(kind, day, part):
+                new += part.num_rows
+        return Appended(table.num_rows, new=new)
 
-    def append_predictions(self, frame: pd.DataFrame, *, origin: str | None = None) -> int:
+    def append_predictions(self, frame: pd.DataFrame, *, origin: str | None = None) -> Appended:
         """Validate a batch of predictions and store it; return the number of rows.
+
+        The number is an :class:`Appended`: its ``new`` leaves out the rows already logged
+        (a retried batch, or a day of it, is stored once).
 
         Parameters
         ----------
@@ -547,8 +590,10 @@ class _DuckDBLogStore:
         """
         return self._append("predictions", frame, origin)
 
-    def append_feedback(self, frame: pd.DataFrame, *, origin: str | None = None) -> int:
+    def append_feedback(self, frame: pd.DataFrame, *, origin: str | None = None) -> Appended:
         """Validate a batch of feedback and store it; return the number of rows.
+
+        The number is an :class:`Appended`, as for :meth:`append_predictions`.
 
         Parameters
         ----------
@@ -1115,13 +1160,14 @@ class ParquetLogStore(_DuckDBLogStore):
             self._fs.makedirs(folder, exist_ok=True)
             self._fs.pipe_file(path, data)
 
-    def _write_segment(self, kind: Kind, day: date, table: pa.Table) -> None:
+    def _write_segment(self, kind: Kind, day: date, table: pa.Table) -> bool:
         data = _parquet_bytes(table)
         name = hashlib.sha256(data).hexdigest()[:32] + ".parquet"
         folder = self._folder(kind, day)
-        if self._fs.exists(f"{folder}/{name}"):
-            return  # the same batch, retried: already stored (or compacted, and replaced)
+        if self._fs.exists(f"{folder}/{name}") or name in self._segments(kind, day)[1]:
+            return False  # the same batch, retried: already stored (or compacted, and replaced)
         self._put(folder, name, data)
+        return True
 
     def _compact_day(self, kind: Kind, day: date) -> int:
         """Merge a day's live segments: write the merged one, then delete what it replaces.
@@ -1238,16 +1284,17 @@ class InMemoryLogStore(_DuckDBLogStore):
         rows = sum(t.num_rows for tables in self._segments.values() for t in tables)
         return f"{type(self).__name__}(<{rows} rows>)"
 
-    def _write_segment(self, kind: Kind, day: date, table: pa.Table) -> None:
+    def _write_segment(self, kind: Kind, day: date, table: pa.Table) -> bool:
         key = _ipc_digest(table)
         with self._write_lock:
             keys = self._keys.setdefault((kind, day), set())
             if key in keys:
-                return
+                return False
             keys.add(key)
             if (kind, day) not in self._segments:
                 bisect.insort(self._days.setdefault(kind, []), day)
             self._segments.setdefault((kind, day), []).append(table)
+            return True
 
     def days(self, kind: Kind = "predictions") -> list[date]:
         """The days that hold segments of ``kind``, sorted.
