@@ -799,6 +799,26 @@ def test_read_log_file_errors_name_the_file(
     assert name in str(info.value)
 
 
+def test_a_missing_column_is_named_with_the_file_columns(tmp_path: Path) -> None:
+    """A column the caller adds to the file's frame (the pipeline the CLI is given) is neither
+    listed as the file's nor asked of it."""
+    path = tmp_path / "preds.csv"
+    path.write_text("id,timestamp,prediction\na,2024-01-01,1\n")
+    frame = read_log_file(path).assign(pipeline="p")
+    with pytest.raises(DataError) as info:
+        InMemoryLogStore().append_predictions(frame, origin=str(path))
+    assert str(info.value) == (
+        f"{path}: missing required column(s) 'model_version'. A prediction row needs id, "
+        "timestamp, model_version, prediction; got columns: id, timestamp, prediction"
+    )
+    # a frame changed otherwise is described as it is
+    renamed = read_log_file(path).rename(columns={"prediction": "pred"}).assign(pipeline="p")
+    with pytest.raises(DataError, match=r"needs id, timestamp, pipeline, model_version, pred"):
+        InMemoryLogStore().append_predictions(renamed)
+    with pytest.raises(DataError, match=r"got columns: id, timestamp, pred, pipeline$"):
+        InMemoryLogStore().append_predictions(renamed)
+
+
 def test_aware_feature_columns_come_back_in_utc(store: LogStore) -> None:
     when = pd.Series(pd.to_datetime(["2024-01-01T12:00+02:00"])).dt.tz_convert(UTC)
     store.append_predictions(preds(["a"], ["2024-01-01"], seen_at=when))

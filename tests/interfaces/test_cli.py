@@ -298,3 +298,18 @@ def test_logging_a_file_again_says_its_rows_were_already_logged(tmp_path: Path):
     )
     again = invoke("log", "feedback", str(feedback), "-c", str(proj))
     assert f"logged 0 new feedback rows from {feedback} (1 already logged)" in again.output
+
+
+def test_a_predictions_file_without_a_column_is_named_with_its_own_columns(tmp_path: Path):
+    # the error listed a 'pipeline' column the file did not have (the CLI adds it) and
+    # asked for one
+    proj = write_project(tmp_path / "p")
+    bad = tmp_path / "preds.csv"
+    bad.write_text("id,timestamp,prediction\na,2024-01-21T10:00:00,1\n")
+    result = runner.invoke(app, ["log", "predictions", str(bad), "-c", str(proj)])
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line == (
+        f"error: {bad}: missing required column(s) 'model_version'. A prediction row needs "
+        "id, timestamp, model_version, prediction; got columns: id, timestamp, prediction"
+    )

@@ -122,6 +122,9 @@ _REPLACES_KEY = b"retrainer.replaces"
 # skip the parts of a day outside a time range.
 _ROW_GROUP = 32_768
 _READ_ATTEMPTS = 3  # a compaction may delete files between listing and reading: list again
+# read_log_file notes the file's own columns in the frame's attrs: a caller may add some (the
+# pipeline `retrainer log predictions` is given), and an error should name what the file has
+_FILE_COLUMNS = "retrainer.file_columns"
 
 
 class Appended(int):
@@ -373,10 +376,15 @@ def _normalize(frame: pd.DataFrame, kind: Kind, origin: str) -> tuple[pa.Table, 
     required = PREDICTION_COLUMNS if kind == "predictions" else FEEDBACK_COLUMNS
     absent = [n for n in required if n not in names]
     if absent:
+        own = list(frame.attrs.get(_FILE_COLUMNS, names))
+        if not set(own) <= set(names):  # the frame was changed since: its columns tell
+            own = names
+        # the columns the caller added are not asked of the file
+        needs = [n for n in required if n in own or n not in names]
         raise DataError(
             f"{origin}: missing required column(s) {', '.join(map(repr, absent))}. A "
-            f"{kind[:-1] if kind == 'predictions' else kind} row needs {', '.join(required)}; "
-            f"got columns: {', '.join(names) or '(none)'}"
+            f"{kind[:-1] if kind == 'predictions' else kind} row needs {', '.join(needs)}; "
+            f"got columns: {', '.join(own) or '(none)'}"
         )
     reserved = [n for n in _RESERVED[kind] if n in names]
     if reserved:
@@ -1404,6 +1412,13 @@ def read_log_file(path: str | os.PathLike[str]) -> pd.DataFrame:
         handle = opened.open()
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         raise SourceError(f"{text}: cannot open the file: {exc}") from None
+    frame = _read(handle, fmt, text)
+    frame.attrs[_FILE_COLUMNS] = tuple(frame.columns)
+    return frame
+
+
+def _read(handle: Any, fmt: str, text: str) -> pd.DataFrame:
+    """The frame in an opened file of format ``fmt``; errors name the file."""
     try:
         with handle as f:
             if fmt in ("csv", "tsv"):
