@@ -73,13 +73,15 @@ PipelineOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
+"""What every date/time option takes (UTC unless an offset is given)."""
 AsOfOpt = Annotated[
     datetime | None,
     typer.Option(
         "--as-of",
         help="Act as if it were this time (UTC unless an offset is given): replays history on a "
         "simulated clock. Default: now.",
-        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"],
+        formats=TIME_FORMATS,
         show_default=False,
     ),
 ]
@@ -443,10 +445,15 @@ def monitor(
     as_of: AsOfOpt = None,
     start: Annotated[
         datetime | None,
-        typer.Option(help="Window start (default: end minus monitor.window).", show_default=False),
+        typer.Option(
+            help="Window start (default: end minus monitor.window).",
+            formats=TIME_FORMATS,
+            show_default=False,
+        ),
     ] = None,
     end: Annotated[
-        datetime | None, typer.Option(help="Window end (default: now).", show_default=False)
+        datetime | None,
+        typer.Option(help="Window end (default: now).", formats=TIME_FORMATS, show_default=False),
     ] = None,
     out: Annotated[
         Path | None,
@@ -599,7 +606,7 @@ def daemon(
             "--as-of",
             help="Run on a simulated clock starting at this time; each tick advances it by "
             "--tick seconds instead of sleeping (replays history; pair with --max-ticks).",
-            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"],
+            formats=TIME_FORMATS,
             show_default=False,
         ),
     ] = None,
@@ -733,7 +740,10 @@ def events(
         list[str] | None, typer.Option(help="Only these kinds (repeatable).", show_default=False)
     ] = None,
     since: Annotated[
-        datetime | None, typer.Option(help="Only events at or after this time.", show_default=False)
+        datetime | None,
+        typer.Option(
+            help="Only events at or after this time.", formats=TIME_FORMATS, show_default=False
+        ),
     ] = None,
     limit: Annotated[int, typer.Option(help="The most recent N events.", min=1)] = 200,
     as_json: JsonOpt = False,

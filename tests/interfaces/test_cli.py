@@ -210,6 +210,20 @@ def test_daemon_max_ticks_must_be_at_least_one(tmp_path: Path):
     assert "--max-ticks" in result.stderr and "retrainer daemon:" not in result.output
 
 
+def test_daemon_as_of_takes_an_offset_like_the_other_commands(tmp_path: Path):
+    # 'daemon --as-of' refused the %z format 'run', 'status' and 'monitor' take
+    proj = write_project(tmp_path / "p", triggers=[{"schedule": "0 0 * * *"}])
+    args = ["daemon", "-c", str(proj), "--executor", "inline", "--max-ticks", "1"]
+    result = runner.invoke(app, [*args, "--as-of", "2024-01-20T02:00:00+02:00"])
+    assert result.exit_code == 0, result.output
+    assert "simulated from 2024-01-20 00:00" in result.output  # in UTC
+    # --since takes the same formats: the schedule was armed at 00:00 UTC
+    for since, found in (("01:59:00+02:00", True), ("02:01:00+02:00", False)):
+        events = invoke("events", "-c", str(proj), "--since", f"2024-01-20T{since}", "--json")
+        assert events.exit_code == 0, events.output
+        assert bool(json.loads(events.output)) is found, since
+
+
 def test_events_refuses_an_unknown_kind_and_lists_the_known_ones(tmp_path: Path):
     # a misspelt kind printed 'no events matching the filters' with exit 0
     proj = write_project(tmp_path / "p")
