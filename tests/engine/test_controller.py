@@ -332,3 +332,48 @@ def test_new_data_counts_the_rows_whose_label_arrived(tmp_path: Path):
     # the run trained on the labelled rows and says how many it left out
     done = project.store.list_events("toy", kinds=["run.succeeded"])[-1]
     assert done.data["unlabelled_rows"] == 24 and "24 rows without a label yet" in done.message
+
+
+def _drift_project(tmp_path: Path) -> Project:
+    """A drift trigger, monitored every day on a 1-day window; v1 trained at START."""
+    from retrainer.engine.run import execute_run
+
+    project = _project(
+        tmp_path, [{"drift": {"share": 0.3}}], monitor={"every": "1d", "window": "1d"}
+    )
+    assert execute_run(project, clock=SimulatedClock(START)).promoted
+    return project
+
+
+def test_a_replay_does_not_read_monitor_results_from_after_its_clock(tmp_path: Path):
+    """A monitor result of a later window (a run without --as-of: the real now) is in the
+    future of a replay: it neither stops the replay's monitoring nor feeds its triggers."""
+    from retrainer.engine.monitor import run_monitor
+
+    project = _drift_project(tmp_path)
+    later = datetime(2030, 1, 1, tzinfo=UTC)
+    run_monitor(project, clock=SimulatedClock(later), report=False)  # 0 rows, window ends 2030
+    clock = SimulatedClock(START + timedelta(days=1))
+    controller = Controller(project, clock=clock)
+    for day in range(3):
+        report = controller.tick()
+        assert report.monitored == ["toy"]
+        (decision,) = report.decisions
+        window_end = (START + timedelta(days=1 + day)).isoformat()
+        assert decision.evidence["window_end"] == window_end
+        assert "2030" not in decision.reason
+        clock.advance(timedelta(days=1))
+    ends = [r.window_end for r in project.store.list_monitor_results("toy", limit=None)]
+    assert ends == [START + timedelta(days=d) for d in (1, 2, 3)] + [later]
+
+
+def test_no_monitoring_before_the_first_champion_was_promoted(tmp_path: Path):
+    """A replay before v1's promotion has no champion to monitor: it waits, without a
+    failure event on each tick."""
+    project = _drift_project(tmp_path)  # v1 promoted at START
+    clock = SimulatedClock(START - timedelta(days=5))
+    controller = Controller(project, clock=clock)
+    reports = _drive(controller, clock, timedelta(days=1), START - timedelta(days=2))
+    assert [r.monitored for r in reports] == [[], [], []]
+    assert not project.store.list_monitor_results("toy", limit=None)
+    assert not project.store.list_events("toy", kinds=["monitor.failed"])

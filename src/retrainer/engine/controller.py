@@ -6,6 +6,8 @@ Each :meth:`Controller.tick` reads the state from the store and converges it:
    (up to ``controller.max_attempts``) or marked failed;
 2. **observe**: pipelines with drift or concept-drift triggers get a monitor run when the last
    one is older than ``monitor.every``;
+   only monitor results whose window ends by the tick's time count: on a simulated clock, a
+   result recorded for a later window (a run at the real now, say) is in the replay's future;
 3. **decide**: each pipeline's triggers (any of them) and guards are evaluated on a context of
    plain values; an evaluation that fires or changes state is recorded as an event with its
    evidence, and the trigger state is saved with a compare-and-set;
@@ -280,11 +282,12 @@ class Controller:
         from retrainer.engine.monitor import run_monitor
 
         every = parse_duration(pipeline.config.monitor.every)
-        last = self.project.store.list_monitor_results(pipeline.name, limit=1)
+        store = self.project.store
+        last = store.list_monitor_results(pipeline.name, until=now, limit=1)
         if last and last[0].window_end + every > now:
             return
-        if self.project.store.get_alias(pipeline.name, CHAMPION) is None:
-            return
+        if store.alias_at(pipeline.name, CHAMPION, now) is None:
+            return  # no champion yet at ``now`` (the monitor judges the champion at its end)
         try:
             run_monitor(self.project, pipeline.name, clock=self.clock, end=now, report=False)
             report.monitored.append(pipeline.name)
@@ -325,7 +328,9 @@ class Controller:
             if (pipeline.name, need) in self._metrics
         }
         latest = (
-            store.list_monitor_results(pipeline.name, limit=1) if policy.watches_monitor else []
+            store.list_monitor_results(pipeline.name, until=now, limit=1)
+            if policy.watches_monitor
+            else []
         )
         drift = concept = None
         if latest:
