@@ -367,6 +367,27 @@ def test_a_replay_does_not_read_monitor_results_from_after_its_clock(tmp_path: P
     assert ends == [START + timedelta(days=d) for d in (1, 2, 3)] + [later]
 
 
+def test_empty_windows_are_monitored_once_per_period_and_judge_nothing(tmp_path: Path):
+    """After the data ends (the frame's last row: 2024-03-20 23:00), the monitor records one
+    empty window per ``monitor.every`` (no failure, no retry every tick), and the drift
+    trigger says that it tested no column."""
+    project = _drift_project(tmp_path)
+    clock = SimulatedClock(datetime(2024, 4, 1, tzinfo=UTC))
+    controller = Controller(project, clock=clock)
+    reports = _drive(controller, clock, timedelta(hours=6), datetime(2024, 4, 3, tzinfo=UTC))
+    assert [r.monitored for r in reports] == [["toy"], [], [], [], ["toy"], [], [], []]
+    results = project.store.list_monitor_results("toy", limit=None)
+    assert [r.summary["rows"] for r in results] == [0, 0]
+    assert all(r.drifted is None for r in results)
+    assert not project.store.list_events("toy", kinds=["monitor.failed"])
+    reason = reports[-1].decisions[0].reason
+    assert (
+        reason
+        == "drift: no column tested in the monitor window ending 2024-04-02T00:00:00+00:00 (0 rows)"
+    )
+    assert project.store.list_runs("toy", limit=None)[0].cause != "drift"
+
+
 def test_no_monitoring_before_the_first_champion_was_promoted(tmp_path: Path):
     """A replay before v1's promotion has no champion to monitor: it waits, without a
     failure event on each tick."""

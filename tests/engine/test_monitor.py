@@ -16,7 +16,7 @@ from retrainer.core.clock import SimulatedClock
 from retrainer.engine.monitor import CONCEPT_STATE_KEY, last_change, run_monitor
 from retrainer.engine.project import Project
 from retrainer.engine.run import execute_run
-from retrainer.errors import ModelNotFoundError
+from retrainer.errors import ConfigError, ModelNotFoundError
 from tests.conftest import make_frame, pipeline_config
 
 T_TRAIN = datetime(2024, 1, 20, tzinfo=UTC)
@@ -108,14 +108,71 @@ def test_missing_feature_is_a_finding_not_a_crash(tmp_path: Path):
     assert result.performance == ()
 
 
-def test_empty_window_gives_a_defined_result(tmp_path: Path):
-    project = _project(tmp_path, _frame())
+def test_an_empty_window_is_recorded_as_having_no_rows_and_nothing_else(tmp_path: Path):
+    """After the data ends: one finding naming the window, the source and the newest row
+    before it; no drift verdict, no per-column findings (constant, removed...) that an empty
+    window makes true."""
+    project = _project(tmp_path, _frame())  # rows up to 2024-02-09 23:00
     result = run_monitor(
-        project, clock=SimulatedClock(datetime(2025, 6, 1, tzinfo=UTC)), report=False
+        project, clock=SimulatedClock(datetime(2025, 6, 1, tzinfo=UTC)), report=tmp_path / "r.html"
     )
     assert result.summary["rows"] == 0
-    assert any(f["kind"] == "empty_window" for f in result.summary["findings"])
-    assert not result.drift.drifted
+    message = (
+        "no rows in [2025-05-29 00:00 .. 2025-06-01 00:00) of callable:test "
+        "(newest row before it: 2024-02-09 23:00)"
+    )
+    assert [(f["kind"], f["message"]) for f in result.summary["findings"]] == [
+        ("empty_window", message)
+    ]
+    assert result.drift is None and result.summary["drift"] is None
+    assert result.record.drifted is None
+    assert result.performance == () and result.summary["concept_drift"] is None
+    event = project.store.list_events("toy")[-1]
+    assert event.kind == "monitor.completed" and event.message == f"toy v1: {message}"
+    assert result.report_path is not None and result.report_path.exists()
+
+
+def test_a_window_without_labels_lists_the_target_as_the_target(tmp_path: Path):
+    frame = _frame()
+    frame["y"] = frame["y"].astype("Int64").mask(frame["ts"] >= pd.Timestamp("2024-01-23"))
+    project = _project(tmp_path, frame)
+    result = run_monitor(
+        project, clock=SimulatedClock(datetime(2024, 1, 26, tzinfo=UTC)), report=False
+    )
+    assert result.drift is not None
+    roles = {r.feature: r.role for r in result.drift.rows}
+    assert roles["y"] == "target" and roles["x1"] == "feature"
+
+
+def test_no_champion_before_the_first_promotion(tmp_path: Path):
+    """A window ending before v1 was promoted is not judged against v1 (it did not serve)."""
+    project = _project(tmp_path, _frame())  # v1 promoted at T_TRAIN
+    with pytest.raises(
+        ModelNotFoundError,
+        match=(
+            r"^no champion of toy at 2024-01-15 00:00: its first champion, v1, was promoted "
+            r"at 2024-01-20 00:00; monitor a window ending at or after that$"
+        ),
+    ):
+        run_monitor(project, clock=SimulatedClock(datetime(2024, 1, 15, tzinfo=UTC)), report=False)
+    assert project.store.list_monitor_results("toy") == []
+
+
+def test_a_window_ending_after_now_is_rejected(tmp_path: Path):
+    """Rows and labels after now have not arrived: the window cannot end there."""
+    project = _project(tmp_path, _frame())
+    now = datetime(2024, 1, 26, tzinfo=UTC)
+    with pytest.raises(
+        ConfigError,
+        match=(
+            r"^the monitoring window of toy ends at 2024-01-28 00:00, after now "
+            r"\(2024-01-26 00:00\); end it at or before now$"
+        ),
+    ):
+        run_monitor(project, clock=SimulatedClock(now), end=now + timedelta(days=2), report=False)
+    assert project.store.list_monitor_results("toy") == []
+    # ending exactly now is fine
+    assert run_monitor(project, clock=SimulatedClock(now), end=now, report=False).summary["rows"]
 
 
 def test_no_champion_is_a_clear_error(tmp_path: Path):

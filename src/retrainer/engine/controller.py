@@ -335,8 +335,11 @@ class Controller:
         drift = concept = None
         if latest:
             summary = latest[0].summary
+            window_end = latest[0].window_end.isoformat()
             if summary.get("drift"):
-                drift = {**summary["drift"], "window_end": latest[0].window_end.isoformat()}
+                drift = {**summary["drift"], "window_end": window_end}
+            else:  # an empty window, or a version without a profile: no column was tested
+                drift = {"n_tested": 0, "n_cur": summary.get("rows"), "window_end": window_end}
             concept = summary.get("concept_drift")
         recent = (
             [r.created_at for r in store.list_runs(pipeline.name, limit=100)]

@@ -1,7 +1,8 @@
 """The monitor: one window of drift, data quality, online performance and concept drift.
 
 :func:`run_monitor` checks the window ``[start, end)`` (by default the configured
-``monitor.window`` ending now) against the serving model, the champion at ``end``:
+``monitor.window`` ending now; it may not end after now) against the serving model, the
+champion at ``end`` (an error when there was none then, even if there is one now):
 
 1. **drift and quality**: the window's features, target and the model's output against the
    reference profile stored with the model version (no reference data is re-read);
@@ -13,6 +14,10 @@
    metadata store between runs, rows already fed are never fed again (overlapping windows),
    rows inside the model's own training window are never fed, and a new champion starts a
    new detector.
+
+A window without rows (after the data ends, or a gap) is recorded with one ``empty_window``
+finding and nothing else: no drift verdict, no per-column findings. The controller relies on
+it: the window counts as monitored, and the drift trigger reads it as "no column tested".
 
 The figures are stored as a :class:`~retrainer.core.types.MonitorRecord` with a
 ``monitor.completed`` event (one transaction), plus ``drift.detected`` and
@@ -61,14 +66,29 @@ class MonitorResult:
 
 
 def _serving_version(project: Project, pipeline: str, at: datetime) -> ModelVersion:
+    """The champion at ``at``: the model that served the window ending then (not today's
+    champion, which may have been promoted after it)."""
     version = project.store.alias_at(pipeline, CHAMPION, at)
-    if version is None:
-        version = project.store.get_alias(pipeline, CHAMPION)
-    if version is None:
+    if version is not None:
+        return project.store.get_version(pipeline, version)
+    moves = project.store.alias_history(pipeline, CHAMPION)
+    promotions = [m for m in moves if m.version is not None]
+    if not promotions:
         raise ModelNotFoundError(
             f"{pipeline} has no champion to monitor; train one first with 'retrainer run'"
         )
-    return project.store.get_version(pipeline, version)
+    first = min(promotions, key=lambda m: m.at)  # by time: a replay may add older moves
+    if at < first.at:
+        raise ModelNotFoundError(
+            f"no champion of {pipeline} at {at:%Y-%m-%d %H:%M}: its first champion, "
+            f"v{first.version}, was promoted at {first.at:%Y-%m-%d %H:%M}; monitor a window "
+            "ending at or after that"
+        )
+    cleared = next(m for m in reversed(moves) if m.at <= at)
+    raise ModelNotFoundError(
+        f"no champion of {pipeline} at {at:%Y-%m-%d %H:%M}: the alias was cleared at "
+        f"{cleared.at:%Y-%m-%d %H:%M} ({cleared.reason or 'no reason given'})"
+    )
 
 
 def _load(project: Project, mv: ModelVersion) -> Any:
@@ -86,6 +106,23 @@ def _current_frame(
     frame = logs.joined(pipeline.name, start, end, feedback_until=end, include_unlabelled=True)
     frame = frame.rename(columns={"outcome": pipeline.config.target})
     return frame, "timestamp"
+
+
+def _no_rows(pipeline: Pipeline, mv: ModelVersion, start: datetime, end: datetime) -> str:
+    """What an empty window says: its bounds, where it was read from and, from a source, the
+    newest row before it (read from the newest row the model trained on: a bounded read)."""
+    where = f"[{start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M})"
+    if pipeline.config.monitor.data == "log":
+        return f"no rows in {where} of the prediction log of {pipeline.name}"
+    text = f"no rows in {where} of {pipeline.source.description}"
+    since = mv.snapshot.max_time
+    if since is None or since >= start:
+        return text  # a gap in the data, not necessarily its end: nothing cheap to add
+    before = pipeline.source.load(since, start)
+    newest = since
+    if pipeline.time_column in before.columns and len(before):
+        newest = as_utc(pd.Timestamp(before[pipeline.time_column].max()).to_pydatetime())
+    return f"{text} (newest row before it: {newest:%Y-%m-%d %H:%M})"
 
 
 def _labels(y: pd.Series) -> np.ndarray:
@@ -295,6 +332,11 @@ def run_monitor(
     mcfg = pipeline.config.monitor
     now = clock.now()
     end = as_utc(end) if end is not None else now
+    if end > now:
+        raise ConfigError(
+            f"the monitoring window of {pipeline.name} ends at {end:%Y-%m-%d %H:%M}, after now "
+            f"({now:%Y-%m-%d %H:%M}); end it at or before now"
+        )
     start = as_utc(start) if start is not None else end - parse_duration(mcfg.window)
     if start >= end:
         raise ConfigError(
@@ -308,9 +350,19 @@ def run_monitor(
     target = pipeline.config.target
     has_target = target in frame.columns and bool(frame[target].notna().any())
 
+    empty = frame.empty  # one finding, no checks: an empty window has no columns to judge
+    if empty:
+        findings.append(
+            Finding(
+                kind="empty_window",
+                column=None,
+                message=_no_rows(pipeline, mv, start, end),
+                value=0,
+            ).to_dict()
+        )
     missing = [c for c in pipeline.feature_columns if c not in frame.columns]
     output = pred = None
-    if missing and not frame.empty:
+    if missing and not empty:
         findings.append(
             Finding(
                 kind="predict_skipped",
@@ -321,7 +373,7 @@ def run_monitor(
                 ),
             ).to_dict()
         )
-    elif not frame.empty:
+    elif not empty:
         try:
             pred = pipeline.predict(model, frame)  # once: drift, performance, concept drift
             output = output_of(pred, frame.index)
@@ -335,7 +387,9 @@ def run_monitor(
             )
     drift: DriftReport | None = None
     histograms: dict[str, Any] = {}
-    if mv.profile is None:
+    if empty:
+        pass
+    elif mv.profile is None:
         findings.append(
             Finding(
                 kind="no_profile",
@@ -349,7 +403,7 @@ def run_monitor(
         check = DriftCheck(
             **mcfg.drift.check_params(),
             prediction=PREDICTION_COLUMN if output is not None else None,
-            target=target if has_target else None,
+            target=target if target in frame.columns else None,  # labelled or not
         )
         drift = check.check(profile, columns, reference=_raw_reference(pipeline, model, mv))
         histograms = _histograms(profile, frame, columns)
@@ -358,7 +412,9 @@ def run_monitor(
     metrics = [pipeline.metrics.get(m) or get_online_metric(m) for m in metric_names]
     performance: tuple[WindowPerformance, ...] = ()
     concept: dict[str, Any] | None = None
-    if mcfg.data == "log":
+    if empty:
+        pass
+    elif mcfg.data == "log":
         performance = online_performance(
             project.log_store(),
             pipeline.name,
@@ -435,7 +491,11 @@ def run_monitor(
         event=Event(
             kind="monitor.completed",
             at=now,
-            message=_headline(pipeline.name, mv.version, len(frame), drift, concept),
+            message=(
+                f"{pipeline.name} v{mv.version}: {findings[0]['message']}"
+                if empty
+                else _headline(pipeline.name, mv.version, len(frame), drift, concept)
+            ),
             pipeline=pipeline.name,
             version=mv.version,
             data={
