@@ -854,6 +854,9 @@ def _render_backtest(results: dict[str, Any], top: int = 20) -> None:
         title=f"{results['title']}: {metric}{' %' if pct else ''} on the held-out part "
         f"(after {results['dataset']['select_until'][:10]}{late})",
         title_justify="left",
+        caption="retrains and train CPU s: in the held-out part (the recommendation below "
+        "quotes the selection part)",
+        caption_justify="left",
     )
     for col in ("policy", "held out", "selection", "retrains", "train CPU s", ""):
         table.add_column(col, justify="left" if col in ("policy", "") else "right")
