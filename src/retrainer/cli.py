@@ -93,6 +93,9 @@ def _handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ConfigError as exc:
+            head = str(exc).splitlines()[0] if str(exc) else ""
+            if exc.problems != [str(exc)] and head.endswith(":"):  # "<file> has 2 problems:"
+                err.print(f"[red]error:[/red] {escape(head)}", soft_wrap=True)
             for line in exc.problems:
                 err.print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
             raise typer.Exit(2) from None

@@ -79,7 +79,8 @@ def test_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path):
     result = runner.invoke(app, ["status", "-c", str(tmp_path)])
     assert result.exit_code == 2
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 2
+    assert len(lines) == 3  # the file, then a line per problem
+    assert lines[0] == f"error: {tmp_path.resolve() / 'retrainer.yaml'} has 2 problems:"
     assert any("pipelines[0].source.kind: got 'parquett'" in ln for ln in lines)
     assert any("pipelines[0].blessing.holdout: got 2" in ln for ln in lines)
 
