@@ -79,9 +79,11 @@ AsOfOpt = Annotated[
     datetime | None,
     typer.Option(
         "--as-of",
-        help="Act as if it were this time (UTC unless an offset is given): replays history on a "
-        "simulated clock. Default: now.",
+        help="Act as if it were this time: replays history on a simulated clock. Default: now. "
+        "TIME is 1997-03-20, 1997-03-20T12:00:00 or 1997-03-20 12:00:00, UTC unless an offset "
+        "follows (1997-03-20T12:00:00+0200).",
         formats=TIME_FORMATS,
+        metavar="TIME",
         show_default=False,
     ),
 ]
@@ -451,12 +453,18 @@ def monitor(
         typer.Option(
             help="Window start (default: end minus monitor.window).",
             formats=TIME_FORMATS,
+            metavar="TIME",
             show_default=False,
         ),
     ] = None,
     end: Annotated[
         datetime | None,
-        typer.Option(help="Window end (default: now).", formats=TIME_FORMATS, show_default=False),
+        typer.Option(
+            help="Window end (default: now).",
+            formats=TIME_FORMATS,
+            metavar="TIME",
+            show_default=False,
+        ),
     ] = None,
     out: Annotated[
         Path | None,
@@ -610,6 +618,7 @@ def daemon(
             help="Run on a simulated clock starting at this time; each tick advances it by "
             "--tick seconds instead of sleeping (replays history; pair with --max-ticks).",
             formats=TIME_FORMATS,
+            metavar="TIME",
             show_default=False,
         ),
     ] = None,
@@ -745,7 +754,10 @@ def events(
     since: Annotated[
         datetime | None,
         typer.Option(
-            help="Only events at or after this time.", formats=TIME_FORMATS, show_default=False
+            help="Only events at or after this time.",
+            formats=TIME_FORMATS,
+            metavar="TIME",
+            show_default=False,
         ),
     ] = None,
     limit: Annotated[int, typer.Option(help="The most recent N events.", min=1)] = 200,
