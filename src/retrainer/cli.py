@@ -75,16 +75,20 @@ PipelineOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 """What every date/time option takes (UTC unless an offset is given)."""
+
+
+def _time_option(*names: str, help: str) -> Any:
+    """A date/time option: the shared formats, shown as TIME, no default shown."""
+    return typer.Option(*names, help=help, formats=TIME_FORMATS, metavar="TIME", show_default=False)
+
+
 AsOfOpt = Annotated[
     datetime | None,
-    typer.Option(
+    _time_option(
         "--as-of",
         help="Act as if it were this time: replays history on a simulated clock. Default: now. "
         "TIME is 1997-03-20, 1997-03-20T12:00:00 or 1997-03-20 12:00:00, UTC unless an offset "
         "follows (1997-03-20T12:00:00+0200).",
-        formats=TIME_FORMATS,
-        metavar="TIME",
-        show_default=False,
     ),
 ]
 
@@ -450,20 +454,14 @@ def monitor(
     as_of: AsOfOpt = None,
     start: Annotated[
         datetime | None,
-        typer.Option(
+        _time_option(
             help="Window start (default: end minus monitor.window).",
-            formats=TIME_FORMATS,
-            metavar="TIME",
-            show_default=False,
         ),
     ] = None,
     end: Annotated[
         datetime | None,
-        typer.Option(
+        _time_option(
             help="Window end (default: now).",
-            formats=TIME_FORMATS,
-            metavar="TIME",
-            show_default=False,
         ),
     ] = None,
     out: Annotated[
@@ -613,13 +611,10 @@ def daemon(
     ] = None,
     as_of: Annotated[
         datetime | None,
-        typer.Option(
+        _time_option(
             "--as-of",
             help="Run on a simulated clock starting at this time; each tick advances it by "
             "--tick seconds instead of sleeping (replays history; pair with --max-ticks).",
-            formats=TIME_FORMATS,
-            metavar="TIME",
-            show_default=False,
         ),
     ] = None,
     executor: Annotated[
@@ -753,11 +748,8 @@ def events(
     ] = None,
     since: Annotated[
         datetime | None,
-        typer.Option(
+        _time_option(
             help="Only events at or after this time.",
-            formats=TIME_FORMATS,
-            metavar="TIME",
-            show_default=False,
         ),
     ] = None,
     limit: Annotated[int, typer.Option(help="The most recent N events.", min=1)] = 200,

@@ -269,8 +269,9 @@ def test_slice_rule_scores_each_slice(tmp_path: Path):
     assert any("a" in (s or "") for s in slices) and any("b" in (s or "") for s in slices)
 
 
-def test_promote_and_rollback_move_the_champion_with_events(tmp_path: Path):
-    project = _project(
+def _promoting_project(tmp_path: Path) -> Project:
+    """Every version with accuracy >= 0.5 is blessed (no comparison with the champion)."""
+    return _project(
         tmp_path,
         blessing={
             "holdout": 0.25,
@@ -278,6 +279,10 @@ def test_promote_and_rollback_move_the_champion_with_events(tmp_path: Path):
             "sanity": {"enabled": False},
         },
     )
+
+
+def test_promote_and_rollback_move_the_champion_with_events(tmp_path: Path):
+    project = _promoting_project(tmp_path)
     execute_run(project, clock=SimulatedClock(T1))
     execute_run(project, clock=SimulatedClock(T2))
     assert project.store.get_alias("toy", "champion") == 2
@@ -296,14 +301,7 @@ def test_promote_and_rollback_move_the_champion_with_events(tmp_path: Path):
 
 def test_rolling_back_again_goes_further_back_and_never_forward(tmp_path: Path):
     """v1 -> v2 -> v3 promoted: rollback gives v2, then v1 (not v3 again), then nothing."""
-    project = _project(
-        tmp_path,
-        blessing={
-            "holdout": 0.25,
-            "rules": [{"metric": "accuracy", "min": 0.5}],
-            "sanity": {"enabled": False},
-        },
-    )
+    project = _promoting_project(tmp_path)
     for t in (T1, T2, T2 + timedelta(days=1)):
         execute_run(project, clock=SimulatedClock(t))
     assert project.store.get_alias("toy", "champion") == 3
