@@ -583,8 +583,7 @@ def _trigger_metric_problems(spec: Any, where: str, pipeline: PipelineConfig) ->
     prediction log (``get_online_metric``), which a pipeline's custom metrics are not."""
     import difflib
 
-    from retrainer.core.metrics import metric_names
-    from retrainer.core.performance import _RATE_NAMES, get_online_metric
+    from retrainer.core.performance import get_online_metric, online_metric_names
 
     if not isinstance(spec, Mapping):
         return []
@@ -601,7 +600,7 @@ def _trigger_metric_problems(spec: Any, where: str, pipeline: PipelineConfig) ->
         pass
     else:
         return out
-    known = sorted({*metric_names(), *_RATE_NAMES})
+    known = online_metric_names()
     custom = [m.name for m in pipeline.metrics if isinstance(m, MetricConfig)]
     if name in custom:
         out.append(

@@ -129,12 +129,17 @@ def get_online_metric(name: str) -> Metric:
     if name in _RATE_NAMES:
         return make_rate_metric(name)
     if isinstance(name, str) and name not in metric_names():
-        known = ", ".join(sorted((*metric_names(), *_RATE_NAMES)))
+        known = ", ".join(online_metric_names())
         raise ConfigError(
             f"unknown metric {name!r}. Known metrics: {known}; use make_metric() or "
             "make_rate_metric() for your own."
         )
     return get_metric(name)
+
+
+def online_metric_names() -> list[str]:
+    """The names :func:`get_online_metric` knows (the built-in metrics and the rates), sorted."""
+    return sorted({*metric_names(), *_RATE_NAMES})
 
 
 def _resolve(metrics: Sequence[Metric | str]) -> list[Metric]:
