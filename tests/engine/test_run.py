@@ -399,3 +399,18 @@ def test_a_sql_join_whose_newest_labels_have_not_arrived(tmp_path: Path):
     assert snap.fingerprint == snapshot_of(rows, "ts").fingerprint
     done = project.store.list_events("toy", kinds=["run.succeeded"])[-1]
     assert done.data["unlabelled_rows"] == 42
+
+
+def test_a_rejected_candidate_is_told_in_words_not_by_the_enum(tmp_path: Path):
+    project = _project(
+        tmp_path,
+        blessing={
+            "holdout": 0.25,
+            "rules": [{"metric": "accuracy", "min": 0.999}],
+            "sanity": {"enabled": False},
+        },
+    )
+    result = execute_run(project, clock=SimulatedClock(T1))
+    assert result.run.outcome == "not_blessed"
+    [event] = [e for e in project.store.list_events("toy") if e.kind == "run.succeeded"]
+    assert event.message.endswith("succeeded: v1 not blessed")

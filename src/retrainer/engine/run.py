@@ -628,7 +628,8 @@ def _execute(
         Event(
             kind="run.succeeded",
             at=now,
-            message=f"run {run.id} of {pipeline.name} succeeded: v{version.version} {outcome}"
+            message=f"run {run.id} of {pipeline.name} succeeded: v{version.version} "
+            + outcome.replace("_", " ")  # "not blessed", not the enum's "not_blessed"
             + (f" ({unlabelled} rows without a label yet left out)" if unlabelled else ""),
             pipeline=pipeline.name,
             run_id=run.id,
