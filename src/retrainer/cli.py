@@ -402,6 +402,16 @@ def _render_version(v: dict[str, Any]) -> None:
     vs = f" vs champion v{b['champion_version']}" if b["champion_version"] else " (no champion)"
     out.print(f"blessing: {verdict}{vs}: {escape(b['reason'])}")
     _print_evidence(b)
+    moves = v.get("alias_history") or []
+    if moves:
+        out.print("alias history:")
+    for m in moves:
+        was = f"v{m['previous']}" if m["previous"] is not None else "-"
+        now = f"v{m['version']}" if m["version"] is not None else "(cleared)"
+        out.print(
+            f"  {m['at'][:16].replace('T', ' ')}  {escape(m['alias'])}: {was} -> {now}  "
+            f"{escape(m['reason'])} ({escape(m['actor'])})"
+        )
 
 
 @app.command()

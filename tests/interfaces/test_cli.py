@@ -65,6 +65,7 @@ def test_models_show_and_status(tmp_path: Path):
     text = invoke("models", "show", "1", "-c", str(proj)).output
     assert "blessing evidence" in text and "fingerprint" in text
     assert "toy v1 [champion]" in text  # brackets survive Rich markup
+    assert "alias history:\n  2024-01-20 00:00  champion: - -> v1  " in text  # not JSON only
     status = json.loads(invoke("status", "-c", str(proj), "--json").output)
     assert status[0]["champion"] == 1
     assert invoke("status", "-c", str(proj)).exit_code == 0
