@@ -174,3 +174,19 @@ def test_trigger_metric_is_checked_at_load_time():
     )
     ok = pipeline_config(triggers=[{"metric": "roc_auc", "drop": 0.02, "over": "3d"}])
     assert parse_config({"pipelines": [ok]}).pipeline().triggers[0]["metric"] == "roc_auc"
+
+
+def test_a_misspelt_metric_is_reported_once_not_again_by_the_rule_that_names_it_right():
+    cfg = pipeline_config(metrics=["accuracy", "logloss"])
+    cfg["blessing"]["rules"].append({"metric": "log_loss", "max_regression": 0.05})
+    problems = _problems({"pipelines": [cfg]})
+    assert len(problems) == 1 and problems[0].startswith("pipelines[0].metrics[1]: got 'logloss'")
+
+
+def test_a_rule_with_an_unknown_key_shows_the_rule_once():
+    cfg = pipeline_config()
+    cfg["blessing"]["rules"].append({"metric": "accuracy", "max_regresion": 0.005})
+    [problem] = _problems({"pipelines": [cfg]})
+    assert problem.startswith("pipelines[0].blessing.rules[2]: got {")
+    assert "unknown key(s) 'max_regresion'" in problem
+    assert problem.count("max_regresion") == 2  # the rule as given, then the key named

@@ -511,6 +511,8 @@ def _read_yaml(file: Path) -> Any:
 
 def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
     """Checks Pydantic cannot express: blessing rules and metric names (built in core)."""
+    import difflib
+
     from retrainer.core.blessing import build_rule
     from retrainer.core.drift import DriftCheck
     from retrainer.core.metrics import get_metric
@@ -518,12 +520,14 @@ def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
 
     problems: list[str] = []
     for i, p in enumerate(cfg.pipelines):
+        bad_metrics: list[str] = []  # misspelt names: a rule naming the right one is not blamed
         for j, m in enumerate(p.metrics):
             if isinstance(m, str):
                 try:
                     get_metric(m)
                 except ConfigError as exc:
                     problems.append(f"pipelines[{i}].metrics[{j}]: got {m!r}; {exc}")
+                    bad_metrics.append(m)
         try:
             DriftCheck(**p.monitor.drift.check_params()).validate()
         except ConfigError as exc:
@@ -555,7 +559,7 @@ def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
                 build_guard(spec, where=f"pipelines[{i}].guards[{j}]")
             except ConfigError as exc:
                 problems.append(str(exc))
-        known = set(p.metric_names())
+        known = set(p.metric_names()) - set(bad_metrics)
         for j, spec in enumerate(p.blessing.rules):
             key = f"pipelines[{i}].blessing.rules[{j}]"
             try:
@@ -564,7 +568,9 @@ def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
                 problems.append(f"{key}: got {_short(spec)}; {exc}")
                 continue
             metric = getattr(rule, "metric", None)
-            if metric not in known:
+            if metric not in known and not (
+                isinstance(metric, str) and difflib.get_close_matches(metric, bad_metrics, n=1)
+            ):
                 problems.append(
                     f"{key}.metric: got {metric!r}; expected one of the pipeline's metrics "
                     f"({', '.join(sorted(known))})"

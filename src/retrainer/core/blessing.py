@@ -831,7 +831,7 @@ def build_rule(spec: Mapping[str, object]) -> Rule:
     if unknown:
         raise ConfigError(
             f"blessing rule has unknown key(s) {', '.join(repr(k) for k in unknown)}; "
-            f"known keys are {', '.join(_ALL_KEYS)}. Got {dict(spec)!r}"
+            f"known keys are {', '.join(_ALL_KEYS)}"
         )
     if "metric" not in spec:
         raise ConfigError(f"blessing rule needs a 'metric' key; got {dict(spec)!r}")
