@@ -414,3 +414,12 @@ def test_a_rejected_candidate_is_told_in_words_not_by_the_enum(tmp_path: Path):
     assert result.run.outcome == "not_blessed"
     [event] = [e for e in project.store.list_events("toy") if e.kind == "run.succeeded"]
     assert event.message.endswith("succeeded: v1 not blessed")
+
+
+@pytest.mark.parametrize("alias", ["", " ", "staging "])
+def test_promote_refuses_an_empty_or_padded_alias(tmp_path: Path, alias: str):
+    project = _promoting_project(tmp_path)
+    execute_run(project, clock=SimulatedClock(T1))
+    with pytest.raises(PromotionError, match="an alias is a non-empty name"):
+        promote(project, 1, clock=SimulatedClock(T1), alias=alias)
+    assert project.store.aliases("toy") == {"champion": 1}

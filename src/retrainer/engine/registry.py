@@ -143,6 +143,10 @@ def promote(
     reason: str | None = None,
 ) -> AliasMove:
     """Point ``alias`` at a blessed ``version``, recording the move and an event."""
+    if not alias or alias != alias.strip():
+        raise PromotionError(
+            f"an alias is a non-empty name without surrounding spaces; got {alias!r}"
+        )
     name = project.config.pipeline(pipeline).name
     mv = _get_version(project, name, version)
     if not mv.blessing.passed:
