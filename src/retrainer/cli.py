@@ -908,28 +908,12 @@ def _render_backtest(results: dict[str, Any], top: int = 20) -> None:
         )
 
 
-def _select_until(value: str) -> float | str:
-    """``--select-until`` as backtest.yaml takes it: a fraction of the replay or a date."""
-    import pandas as pd
-
-    problem = ConfigError(
-        f"--select-until: expected a fraction between 0 and 1 (exclusive) or a date, got {value!r}"
-    )
+def _fraction_or_text(value: str) -> float | str:
+    """``--select-until`` as YAML would give it: a number, or the text (a date)."""
     try:
-        fraction = float(value)
+        return float(value)
     except ValueError:
-        pass
-    else:
-        if not 0 < fraction < 1:
-            raise problem
-        return fraction
-    try:
-        when = pd.Timestamp(value)  # as the backtest reads it
-    except (ValueError, TypeError):
-        raise problem from None
-    if pd.isna(when):
-        raise problem
-    return value
+        return value
 
 
 @app.command()
@@ -986,11 +970,11 @@ def backtest(
     cfg, file = load_backtest_config(config)
     updates: dict[str, Any] = {}
     if select_until is not None:
-        updates["select_until"] = _select_until(select_until)
+        updates["select_until"] = _fraction_or_text(select_until)
     if no_cache:
         updates["cache"] = False
     if updates:
-        cfg = cfg.model_validate({**cfg.model_dump(), **updates})
+        cfg = cfg.with_options("the command line", **updates)
     with _PolicyBar() as update:
         result = run_backtest(
             cfg, out_dir, file=file, progress=update, workers=workers, persist=persist

@@ -739,6 +739,24 @@ class BacktestConfig(_Model):
             raise ValueError("a fraction must be between 0 and 1 (exclusive)")
         return value
 
+    @field_validator("select_until")
+    @classmethod
+    def _date(cls, value: float | str) -> float | str:
+        if isinstance(value, str):
+            import pandas as pd  # the replay reads the date with pandas too
+
+            try:
+                readable = not pd.isna(pd.Timestamp(value))
+            except (ValueError, TypeError):
+                readable = False
+            if not readable:
+                raise ValueError("expected a fraction between 0 and 1 (exclusive) or a date")
+        return value
+
+    def with_options(self, origin: str, **updates: Any) -> BacktestConfig:
+        """This configuration with command-line ``updates``, validated as the file is."""
+        return _validate(BacktestConfig, {**self.model_dump(), **updates}, origin)
+
 
 def load_backtest_config(path: str | os.PathLike[str]) -> tuple[BacktestConfig, Path]:
     """Read and validate a ``backtest.yaml``; one line per problem, as for retrainer.yaml."""

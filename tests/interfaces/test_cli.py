@@ -182,11 +182,24 @@ def test_backtest_select_until_that_is_neither_a_fraction_nor_a_date(tmp_path: P
     result = runner.invoke(
         app, ["backtest", "-c", str(file), "--out", str(out), "--select-until", value]
     )
-    line = _usage_error(result, "--select-until")
-    assert line.endswith(
-        f"expected a fraction between 0 and 1 (exclusive) or a date, got {value!r}"
-    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    head, line = result.stderr.splitlines()
+    assert head == "error: the command line has 1 problem:"
+    assert line.startswith("error: select_until: got ")
+    assert "between 0 and 1 (exclusive)" in line
     assert not out.exists()
+
+
+def test_backtest_yaml_select_until_that_is_not_a_date_names_the_file(tmp_path: Path):
+    # the option was checked in the CLI only: the same value in backtest.yaml raised
+    # pandas' DateParseError from the replay
+    from tests.engine.test_backtest import backtest_file, tiny_project
+
+    file = backtest_file(tiny_project(tmp_path / "p", days=20), select_until="banana")
+    result = runner.invoke(app, ["backtest", "-c", str(file), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"error: {file} has 1 problem:" in result.stderr
+    assert "error: select_until: got 'banana'; expected a fraction" in result.stderr
 
 
 @pytest.mark.parametrize("tick", ["-86400", "0", "nan", "inf"])
