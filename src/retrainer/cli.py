@@ -22,6 +22,7 @@ from rich.table import Table
 
 from retrainer.adapters.report import json_safe
 from retrainer.core.clock import Clock, SimulatedClock, as_utc
+from retrainer.core.types import EVENT_KINDS
 from retrainer.errors import ConfigError, RetrainerError
 
 app = typer.Typer(
@@ -700,31 +701,6 @@ def daemon(
                 + (f"; released {len(released)} run(s) to be retried" if released else "")
             )
 
-
-EVENT_KINDS = (
-    "alert.failed",
-    "alert.sent",
-    "alert.suppressed",
-    "blessing.passed",
-    "blessing.rejected",
-    "concept_drift.detected",
-    "drift.detected",
-    "model.promoted",
-    "model.rolled_back",
-    "monitor.completed",
-    "monitor.failed",
-    "promotion.skipped",
-    "run.failed",
-    "run.queued",
-    "run.released",
-    "run.requested",
-    "run.retrying",
-    "run.started",
-    "run.succeeded",
-    "trigger.evaluated",
-    "trigger.fired",
-)
-"""The kinds of the events retrainer records (``events --kind`` takes these)."""
 
 _EVENT_STYLE = {
     "trigger.fired": "cyan",

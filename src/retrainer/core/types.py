@@ -139,6 +139,32 @@ class AliasMove:
     id: int | None = None
 
 
+EVENT_KINDS = (
+    "alert.failed",
+    "alert.sent",
+    "alert.suppressed",
+    "blessing.passed",
+    "blessing.rejected",
+    "concept_drift.detected",
+    "drift.detected",
+    "model.promoted",
+    "model.rolled_back",
+    "monitor.completed",
+    "monitor.failed",
+    "promotion.skipped",
+    "run.failed",
+    "run.queued",
+    "run.released",
+    "run.requested",
+    "run.retrying",
+    "run.started",
+    "run.succeeded",
+    "trigger.evaluated",
+    "trigger.fired",
+)
+"""The kinds of the events retrainer records (``retrainer events --kind`` takes these)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
     """An append-only record of something that happened (run started, blessed, promoted...)."""
