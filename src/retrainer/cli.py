@@ -426,11 +426,6 @@ def promote(
     """Point an alias (champion by default) at a blessed version."""
     from retrainer.engine.registry import promote as promote_version
 
-    if not alias.strip() or alias != alias.strip():
-        raise ConfigError(
-            "--alias: expected a non-empty name without surrounding spaces (such as "
-            f"'champion'), got {alias!r}"
-        )
     with _open(config) as project:
         move = promote_version(project, version, clock=_clock(None), pipeline=pipeline, alias=alias)
     was = f" (was v{move.previous})" if move.previous else ""
