@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal
 
-from retrainer.adapters.metadata.memory import json_value
+from retrainer.adapters.metadata._records import json_value
 from retrainer.adapters.metadata.protocol import MetadataStore
 from retrainer.adapters.notifiers import SEVERITIES, Alert, Notifier, NotifierError, Severity
 from retrainer.core.clock import as_utc
