@@ -64,11 +64,9 @@ class InMemoryMetadataStore(MetadataStore):
     way out, so mutating a dict you passed in or got back never changes what is stored.
     Everything is lost when the object is dropped.
 
-    Like every metadata store: a write that names an unknown pipeline, run, snapshot or version
-    raises :class:`~retrainer.errors.ModelNotFoundError` (``append_event`` excepted), and so do
-    ``get_run``, ``get_snapshot`` and ``get_version``; every other read of an unknown pipeline
-    finds nothing (``[]``, ``{}``, ``None``). Dicts must hold JSON values; non-finite floats in
-    them are kept as ``None``, except metric values, which come back as NaN.
+    The contract (unknown names, JSON values, compare-and-set) is the one every metadata store
+    keeps: see :class:`~retrainer.adapters.metadata.MetadataStore`. ``copies=False`` hands out
+    the stored records themselves, for a caller that never changes what it reads.
 
     Examples
     --------

@@ -96,7 +96,7 @@ class SQLMetadataStore(MetadataStore):
     (``auto_migrate=False``: run ``retrainer db upgrade``); a database written by a newer
     retrainer is always refused. Threads may share one store; processes each open their own,
     on the same database. Behaves exactly like
-    :class:`~retrainer.adapters.metadata.memory.InMemoryMetadataStore` otherwise (one contract
+    :class:`~retrainer.adapters.metadata.InMemoryMetadataStore` otherwise (one contract
     suite checks both).
 
     Parameters
