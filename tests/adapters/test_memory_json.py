@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from retrainer.adapters.metadata.memory import json_dict, json_dicts, json_value
+from retrainer.adapters.metadata._records import json_dict, json_dicts, json_value
 
 scalars = st.one_of(
     st.none(),

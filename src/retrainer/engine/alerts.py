@@ -38,11 +38,11 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal
 
-from retrainer.adapters.metadata.memory import json_value
+from retrainer.adapters.metadata._records import json_value
 from retrainer.adapters.metadata.protocol import MetadataStore
 from retrainer.adapters.notifiers import SEVERITIES, Alert, Notifier, NotifierError, Severity
 from retrainer.core.clock import as_utc
-from retrainer.core.types import Event
+from retrainer.core.types import Event, EventKind
 from retrainer.core.windows import parse_duration
 from retrainer.errors import ConcurrencyError, ConfigError, ModelNotFoundError
 
@@ -69,7 +69,7 @@ DEFAULT_SEVERITIES: Mapping[str, Severity] = MappingProxyType(
 )
 """The event kinds that alert by default, with their severity."""
 
-_EVENT_KINDS: Mapping[AlertStatus, str] = {
+_EVENT_KINDS: Mapping[AlertStatus, EventKind] = {
     "sent": "alert.sent",
     "deduplicated": "alert.suppressed",
     "rate_limited": "alert.suppressed",

@@ -38,6 +38,7 @@ from retrainer.core.clock import Clock
 from retrainer.core.types import (
     CodeVersion,
     Event,
+    EventKind,
     EvidenceRow,
     ModelVersion,
     Run,
@@ -123,7 +124,7 @@ def retry_or_fail(
             epoch=run.epoch + 1,
             lease_expires_at=now + wait,
         )
-        kind = "run.retrying"
+        kind: EventKind = "run.retrying"
         message = (
             f"run {run.id} of {run.pipeline}: {why}; retry {run.attempts + 1} of "
             f"{max_attempts} not before {now + wait:%Y-%m-%d %H:%M:%S}Z"
