@@ -179,7 +179,11 @@ class Spec(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra="forbid", populate_by_name=True, arbitrary_types_allowed=True, frozen=False
+        extra="forbid",
+        populate_by_name=True,
+        serialize_by_alias=True,
+        arbitrary_types_allowed=True,
+        frozen=False,
     )
 
     kind: ClassVar[str]
