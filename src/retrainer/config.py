@@ -48,6 +48,7 @@ from pydantic import (
     model_validator,
 )
 
+from retrainer.adapters.notifiers import ConfiguredNotifier
 from retrainer.core.blessing import ConfiguredRule
 from retrainer.core.windows import ConfiguredWindow, FullHistory
 from retrainer.errors import ConfigError
@@ -287,7 +288,8 @@ class ControllerConfig(_Model):
 class AlertsConfig(_Model):
     """Notifiers (log, webhook, slack, email) and how alerts are deduplicated and limited."""
 
-    notifiers: list[dict[str, Any]] = Field(default_factory=list)
+    notifiers: list[ConfiguredNotifier] = Field(default_factory=list)
+    """Notifiers (``retrainer.adapters.notifiers``); ``${NAME}`` values are read at start."""
     kinds: list[str] | None = None
     dedupe_window: str = "1h"
     rate_limit: int = Field(default=10, ge=1)
@@ -430,6 +432,7 @@ def _short(value: Any) -> str:
 
 def _union_tags() -> dict[str, set[str]]:
     """Key (or list key) of a tagged union -> the tags Pydantic puts in its error locations."""
+    from retrainer.adapters.notifiers import NOTIFIERS
     from retrainer.core.blessing import RULES
     from retrainer.core.windows import WINDOWS
 
@@ -438,7 +441,12 @@ def _union_tags() -> dict[str, set[str]]:
         for model in typing.get_args(typing.get_args(SourceConfig)[0])
         for tag in typing.get_args(model.model_fields["kind"].annotation)
     }
-    return {"source": sources, "window": set(WINDOWS.kinds), "rules": set(RULES.kinds)}
+    return {
+        "source": sources,
+        "window": set(WINDOWS.kinds),
+        "rules": set(RULES.kinds),
+        "notifiers": set(NOTIFIERS.kinds),
+    }
 
 
 def _without_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -481,6 +489,8 @@ def _problems(exc: ValidationError) -> list[str]:
             lines.append(f"{_loc(loc)}: missing key 'kind'; {msg}")
         elif kind == "missing":
             lines.append(f"{_loc(loc)}: missing; this key is required")
+        elif kind == "retrainer_secret":  # the value may hold a token: not repeated
+            lines.append(f"{_loc(loc)}: {msg}")
         elif kind == "extra_forbidden":
             lines.append(f"{_loc(loc)}: unknown key (value {_short(err['input'])}); remove it")
         else:
@@ -505,7 +515,8 @@ _M = TypeVar("_M", bound=BaseModel)
 def _validate(model: type[_M], data: Any, origin: str) -> _M:
     """``model.model_validate(data)``, or ConfigError with one line per problem."""
     try:
-        return model.model_validate(data)
+        # ${NAME} values (notifiers' secrets) are read when the daemon starts, checked then
+        return model.model_validate(data, context={"env_refs": True})
     except ValidationError as exc:
         problems = _problems(exc)
         raise ConfigError(

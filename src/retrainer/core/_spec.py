@@ -159,8 +159,10 @@ def describe_errors(
             lines.append(f"{path} is not a parameter of {owner.split('.')[0]}")
         elif err["type"] == "missing":
             lines.append(f"{path} is required")
-        elif message.startswith("must"):
+        elif message.startswith("must") and err["type"] != "retrainer_secret":
             lines.append(f"{path} {message}; got {err['input']!r}")
+        elif message.startswith("must"):  # a value that may hold a secret is not repeated
+            lines.append(f"{path} {message}")
         else:
             lines.append(f"{path}: {message}")
     return lines
@@ -341,4 +343,6 @@ class Registry(Generic[S]):
             return cls.model_validate(dict(spec))
         except ValidationError as exc:
             lines = describe_errors(exc, where or cls.__name__, cls.param_names())
+            if where:  # a check of several parameters names the class, not where it sits
+                lines = [line if line.startswith(where) else f"{where}: {line}" for line in lines]
             raise ConfigError("; ".join(lines), lines) from None
