@@ -167,15 +167,6 @@ champion (``partial_fit``: online learning, e.g. with ``retrainer.integrations.r
 _FLAT_WINDOW_KEYS = ("kind", "duration", "rows", "min", "max")
 
 
-def _flat_window(
-    value: Any, handler: SerializerFunctionWrapHandler, info: FieldSerializationInfo
-) -> Any:
-    data = handler(value)
-    if isinstance(data, dict) and not info.exclude_none:
-        data = {**dict.fromkeys(_FLAT_WINDOW_KEYS), **data}
-    return data
-
-
 class SanityConfig(_Model):
     """The fresh-process check: reload the saved artifact and predict on sample rows."""
 
@@ -324,7 +315,14 @@ class PipelineConfig(_Model):
     triggers: list[dict[str, Any]] = Field(default_factory=list)
     guards: list[dict[str, Any]] = Field(default_factory=list)
 
-    _window_dump = field_serializer("window", mode="wrap")(_flat_window)
+    @field_serializer("window", mode="wrap")
+    def _flat_window(
+        self, value: Any, handler: SerializerFunctionWrapHandler, info: FieldSerializationInfo
+    ) -> Any:
+        data = handler(value)
+        if isinstance(data, dict) and not info.exclude_none:
+            data = {**dict.fromkeys(_FLAT_WINDOW_KEYS), **data}
+        return data
 
     @field_validator("name")
     @classmethod

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import Annotated, Any, ClassVar, Literal, Protocol, get_args
+from typing import Annotated, Any, Literal, Protocol, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -718,14 +718,14 @@ class _NotifierSpec(Spec):
 
     def _options(self) -> dict[str, Any]:
         params = {k: v for k, v in self.get_params().items() if v is not None}
-        params.setdefault("name", self.kind)
+        params.setdefault("name", self.spec_kind())
         return params
 
 
 class LogSpec(_NotifierSpec):
     """``kind: log``: each alert as one log record (:class:`LogNotifier`)."""
 
-    kind: Literal["log"] = "log"  # type: ignore[assignment]
+    kind: Literal["log"] = "log"
     logger: NotifierName = "retrainer.alerts"
 
     def build(self) -> Notifier:
@@ -738,7 +738,7 @@ class LogSpec(_NotifierSpec):
 class WebhookSpec(_NotifierSpec):
     """``kind: webhook``: each alert POSTed as JSON (:class:`WebhookNotifier`)."""
 
-    kind: Literal["webhook"] = "webhook"  # type: ignore[assignment]
+    kind: Literal["webhook"] = "webhook"
     url: Url
     headers: Headers | None = None
     timeout: Seconds = 5
@@ -753,7 +753,7 @@ class WebhookSpec(_NotifierSpec):
 class SlackSpec(_NotifierSpec):
     """``kind: slack``: a Slack-compatible incoming webhook (:class:`SlackNotifier`)."""
 
-    kind: Literal["slack"] = "slack"  # type: ignore[assignment]
+    kind: Literal["slack"] = "slack"
     url: Url
     timeout: Seconds = 5
     blocks: Flag = True
@@ -768,7 +768,7 @@ class SlackSpec(_NotifierSpec):
 class EmailSpec(_NotifierSpec):
     """``kind: email``: a plain-text email through SMTP (:class:`SMTPNotifier`)."""
 
-    kind: Literal["email"] = "email"  # type: ignore[assignment]
+    kind: Literal["email"] = "email"
     host: NotifierName
     port: Port = 25
     sender: Address
@@ -802,7 +802,7 @@ class EmailSpec(_NotifierSpec):
 class RecordingSpec(_NotifierSpec):
     """``kind: recording``: keeps the alerts (:class:`RecordingNotifier`; tests, demos)."""
 
-    kind: Literal["recording"] = "recording"  # type: ignore[assignment]
+    kind: Literal["recording"] = "recording"
     fail_times: FailTimes = 0
 
     def build(self) -> Notifier:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from typing import Annotated, Any, ClassVar, Generic, TypeGuard, TypeVar, get_args
+from typing import Annotated, Any, Generic, TypeGuard, TypeVar, get_args
 
 from pydantic import (
     BaseModel,
@@ -188,9 +188,6 @@ class Spec(BaseModel):
         frozen=False,
     )
 
-    kind: ClassVar[str]
-    """The name of the kind in its family's :class:`Registry`."""
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         names = [name for name in type(self).model_fields if name != "kind"]
         if len(args) > len(names):
@@ -235,6 +232,13 @@ class Spec(BaseModel):
                 keep |= {name, info.alias or name}
         return {key: value for key, value in data.items() if key in keep}
 
+    @classmethod
+    def spec_kind(cls) -> str:
+        """The name of this class in its family's :class:`Registry`: its ``kind`` field's
+        value, or its ``kind`` class attribute (blessing rules, whose keys tell the kind)."""
+        field = cls.model_fields.get("kind")
+        return str(field.default) if field is not None else str(getattr(cls, "kind", ""))
+
     def get_params(self) -> dict[str, Any]:
         """The parameters, as given (defaults filled in); ``kind`` is not one of them."""
         return {name: getattr(self, name) for name in type(self).model_fields if name != "kind"}
@@ -267,11 +271,6 @@ class Spec(BaseModel):
 
 
 S = TypeVar("S", bound=Spec)
-
-
-def _kind_of(cls: type[Spec]) -> str:
-    field = cls.model_fields.get("kind")
-    return str(field.default) if field is not None else cls.kind
 
 
 class Registry(Generic[S]):
@@ -308,7 +307,7 @@ class Registry(Generic[S]):
         if members and getattr(union, "__metadata__", None) is not None:
             members = get_args(members[0])  # Annotated[A | B, ...]
         classes = [get_args(m)[0] if get_args(m) else m for m in members]  # Annotated[A, Tag]
-        self._classes: dict[str, type[S]] = {_kind_of(cls): cls for cls in classes}
+        self._classes: dict[str, type[S]] = {cls.spec_kind(): cls for cls in classes}
 
     @property
     def kinds(self) -> tuple[str, ...]:

@@ -767,7 +767,7 @@ def rule_kind(spec: Mapping[str, Any]) -> str | None:
 
 def _tag(value: Any) -> str | None:
     if isinstance(value, Spec):
-        return value.kind
+        return value.spec_kind()
     return rule_kind(value) if isinstance(value, Mapping) else None
 
 
