@@ -36,8 +36,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FieldSerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
+from retrainer.adapters.notifiers import ConfiguredNotifier
+from retrainer.core.blessing import ConfiguredRule
+from retrainer.core.windows import ConfiguredWindow, FullHistory
 from retrainer.errors import ConfigError
 
 CONFIG_FILE = "retrainer.yaml"
@@ -142,42 +155,16 @@ class MetricConfig(_Model):
         return _check_ref(v)
 
 
-class WindowConfig(_Model):
-    """The data a run trains on: the full history, a sliding window (duration or rows),
-    ``new``: only the rows since the champion's window, learned by updating the champion
-    (``partial_fit``: online learning, e.g. with ``retrainer.integrations.river``), or
-    ``since_change``: the rows since the newest concept change the monitor detected, at least
-    ``min`` and at most ``max`` long."""
+WindowConfig = ConfiguredWindow
+"""The data a run trains on (``retrainer.core.windows``): the full history, a sliding window
+(duration or rows), ``new``: only the rows since the champion's window, learned by updating the
+champion (``partial_fit``: online learning, e.g. with ``retrainer.integrations.river``), or
+``since_change``: the rows since the newest concept change the monitor detected, at least
+``min`` and at most ``max`` long."""
 
-    kind: Literal["full", "sliding", "new", "since_change"] = "full"
-    duration: str | None = None
-    rows: int | None = Field(default=None, gt=0)
-    min: str | None = None
-    max: str | None = None
-
-    @model_validator(mode="after")
-    def _shape(self) -> WindowConfig:
-        if self.kind != "sliding" and (self.duration or self.rows):
-            raise ValueError(f"a {self.kind!r} window takes neither duration nor rows")
-        if self.kind == "sliding" and (self.duration is None) == (self.rows is None):
-            raise ValueError("a 'sliding' window needs exactly one of duration (e.g. 90d) or rows")
-        if self.kind != "since_change" and (self.min or self.max):
-            raise ValueError(
-                f"min and max belong to a 'since_change' window, not to a {self.kind!r} one"
-            )
-        if self.kind == "since_change" and self.min is None:
-            raise ValueError(
-                "a 'since_change' window needs min, the shortest window (e.g. min: 7d); max "
-                "(optional) caps it and is the window while no change has been detected"
-            )
-        if self.kind == "since_change" or self.duration is not None:
-            from retrainer.core.windows import window_from_spec
-
-            try:
-                window_from_spec(self.model_dump(exclude_none=True))
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from None
-        return self
+# The flat window model this file had dumped every key; a pipeline's definition hash is taken
+# over its dump, so the window keeps that form there (``exclude_none`` dumps are unchanged).
+_FLAT_WINDOW_KEYS = ("kind", "duration", "rows", "min", "max")
 
 
 class SanityConfig(_Model):
@@ -192,7 +179,8 @@ class BlessingConfig(_Model):
     """The validation gate: holdout share of the window, rules, and the sanity check."""
 
     holdout: float = Field(default=0.2, gt=0, lt=1)
-    rules: list[dict[str, Any]] = Field(min_length=1)
+    rules: list[ConfiguredRule] = Field(min_length=1)
+    """Blessing rules (``retrainer.core.blessing``); their keys decide the kind."""
     sanity: SanityConfig = Field(default_factory=SanityConfig)
 
 
@@ -291,7 +279,8 @@ class ControllerConfig(_Model):
 class AlertsConfig(_Model):
     """Notifiers (log, webhook, slack, email) and how alerts are deduplicated and limited."""
 
-    notifiers: list[dict[str, Any]] = Field(default_factory=list)
+    notifiers: list[ConfiguredNotifier] = Field(default_factory=list)
+    """Notifiers (``retrainer.adapters.notifiers``); ``${NAME}`` values are read at start."""
     kinds: list[str] | None = None
     dedupe_window: str = "1h"
     rate_limit: int = Field(default=10, ge=1)
@@ -319,12 +308,21 @@ class PipelineConfig(_Model):
     train: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     metrics: list[str | MetricConfig] = Field(min_length=1)
-    window: WindowConfig = Field(default_factory=WindowConfig)
+    window: WindowConfig = Field(default_factory=FullHistory)
     blessing: BlessingConfig
     run: RunConfig = Field(default_factory=RunConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     triggers: list[dict[str, Any]] = Field(default_factory=list)
     guards: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_serializer("window", mode="wrap")
+    def _flat_window(
+        self, value: Any, handler: SerializerFunctionWrapHandler, info: FieldSerializationInfo
+    ) -> Any:
+        data = handler(value)
+        if isinstance(data, dict) and not info.exclude_none:
+            data = {**dict.fromkeys(_FLAT_WINDOW_KEYS), **data}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -430,20 +428,47 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _without_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """``loc`` without the tag pydantic adds after a discriminated union's field: a source's
-    ``kind`` value is not a key of the file (``source.time_column``, not
-    ``source.parquet.time_column``)."""
-    tags = {
+def _union_tags() -> dict[str, set[str]]:
+    """Key (or list key) of a tagged union -> the tags Pydantic puts in its error locations."""
+    from retrainer.adapters.notifiers import NOTIFIERS
+    from retrainer.core.blessing import RULES
+    from retrainer.core.windows import WINDOWS
+
+    sources = {
         tag
         for model in typing.get_args(typing.get_args(SourceConfig)[0])
         for tag in typing.get_args(model.model_fields["kind"].annotation)
     }
-    return tuple(
-        part
-        for i, part in enumerate(loc)
-        if not (i > 0 and loc[i - 1] == "source" and part in tags)
-    )
+    return {
+        "source": sources,
+        "window": set(WINDOWS.kinds),
+        "rules": set(RULES.kinds),
+        "notifiers": set(NOTIFIERS.kinds),
+    }
+
+
+def _without_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``loc`` without the tag pydantic adds after a discriminated union's field: a source's
+    ``kind`` value is not a key of the file (``source.time_column``, not
+    ``source.parquet.time_column``), nor is a rule's (``rules[0].min``, not
+    ``rules[0].absolute.min``)."""
+    tags = _union_tags()
+    out = []
+    for i, part in enumerate(loc):
+        owner = loc[i - 1] if i > 0 else None
+        if isinstance(owner, int) and i > 1:  # an item of a list: rules[2].<tag>
+            owner = loc[i - 2]
+        if isinstance(owner, str) and isinstance(part, str) and part in tags.get(owner, ()):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _sentence(msg: str) -> str:
+    """``msg`` to follow a semicolon: 'Input should...' -> 'input should...'; a class name such
+    as 'SinceChange.max ...' stays as it is."""
+    first = msg.split(" ", 1)[0]
+    return msg[0].lower() + msg[1:] if first[1:] == first[1:].lower() else msg
 
 
 def _problems(exc: ValidationError) -> list[str]:
@@ -462,10 +487,12 @@ def _problems(exc: ValidationError) -> list[str]:
             lines.append(f"{_loc(loc)}: missing key 'kind'; {msg}")
         elif kind == "missing":
             lines.append(f"{_loc(loc)}: missing; this key is required")
+        elif kind == "retrainer_secret":  # the value may hold a token: not repeated
+            lines.append(f"{_loc(loc)}: {msg}")
         elif kind == "extra_forbidden":
             lines.append(f"{_loc(loc)}: unknown key (value {_short(err['input'])}); remove it")
         else:
-            lines.append(f"{_loc(loc)}: got {_short(err['input'])}; {msg[0].lower() + msg[1:]}")
+            lines.append(f"{_loc(loc)}: got {_short(err['input'])}; {_sentence(msg)}")
     return lines
 
 
@@ -486,7 +513,8 @@ _M = TypeVar("_M", bound=BaseModel)
 def _validate(model: type[_M], data: Any, origin: str) -> _M:
     """``model.model_validate(data)``, or ConfigError with one line per problem."""
     try:
-        return model.model_validate(data)
+        # ${NAME} values (notifiers' secrets) are read when the daemon starts, checked then
+        return model.model_validate(data, context={"env_refs": True})
     except ValidationError as exc:
         problems = _problems(exc)
         raise ConfigError(
@@ -513,7 +541,6 @@ def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
     """Checks Pydantic cannot express: blessing rules and metric names (built in core)."""
     import difflib
 
-    from retrainer.core.blessing import build_rule
     from retrainer.core.drift import DriftCheck
     from retrainer.core.metrics import get_metric
     from retrainer.core.performance import get_online_metric
@@ -560,14 +587,9 @@ def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
             except ConfigError as exc:
                 problems.append(str(exc))
         known = set(p.metric_names()) - set(bad_metrics)
-        for j, spec in enumerate(p.blessing.rules):
+        for j, rule in enumerate(p.blessing.rules):
             key = f"pipelines[{i}].blessing.rules[{j}]"
-            try:
-                rule = build_rule(spec)
-            except ConfigError as exc:
-                problems.append(f"{key}: got {_short(spec)}; {exc}")
-                continue
-            metric = getattr(rule, "metric", None)
+            metric = rule.metric
             if metric not in known and not (
                 isinstance(metric, str) and difflib.get_close_matches(metric, bad_metrics, n=1)
             ):

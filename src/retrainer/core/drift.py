@@ -117,6 +117,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special, stats
 
+from retrainer.core._spec import is_number
 from retrainer.core.profile import (
     Categorical,
     CategoricalProfile,
@@ -813,14 +814,6 @@ def _repr(obj: Any) -> str:
     return f"{type(obj).__name__}({params})"
 
 
-def _is_number(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
-
-
 class DriftCheck:
     """Checks a current window against a reference profile: per-column drift and quality.
 
@@ -934,7 +927,7 @@ class DriftCheck:
     # validation ----------------------------------------------------------------------------
 
     def _fraction(self, name: str, value: object, *, open_low: bool, open_high: bool) -> None:
-        ok = _is_number(value)
+        ok = is_number(value)
         if ok:
             v = float(value)  # type: ignore[arg-type]
             ok = (v > 0 if open_low else v >= 0) and (v < 1 if open_high else v <= 1)
@@ -969,7 +962,7 @@ class DriftCheck:
                     f"{sorted({*NUMERIC_METHODS, *CATEGORICAL_METHODS})}; got {test.method!r}"
                 )
             if test.threshold is not None and not (
-                _is_number(test.threshold) and test.threshold > 0
+                is_number(test.threshold) and test.threshold > 0
             ):
                 raise ConfigError(
                     f"DriftCheck.features[{name!r}].threshold must be a number > 0 or None; "
@@ -1026,7 +1019,7 @@ class DriftCheck:
                     f"DriftCheck.thresholds keys must be distance methods "
                     f"{sorted(DEFAULT_THRESHOLDS)} (tests use alpha); got {method!r}"
                 )
-            if not (_is_number(value) and value > 0):
+            if not (is_number(value) and value > 0):
                 raise ConfigError(
                     f"DriftCheck.thresholds[{method!r}] must be a number > 0; got {value!r}"
                 )

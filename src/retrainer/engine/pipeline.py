@@ -24,7 +24,7 @@ import pandas as pd
 
 from retrainer.adapters.sources import Source, column_arrays, import_ref, make_source
 from retrainer.config import MetricConfig, PipelineConfig
-from retrainer.core.blessing import Gate, ScoreCard, SliceRule, SliceScore, build_rule
+from retrainer.core.blessing import Gate, ScoreCard, SliceRule, SliceScore
 from retrainer.core.metrics import Metric, compute, get_metric, make_metric
 from retrainer.core.windows import window_from_spec
 from retrainer.errors import ConfigError, DataError, TrainingError
@@ -123,7 +123,7 @@ class Pipeline:
         self.time_column = config.source.time_column
         self.window = window_from_spec(config.window.model_dump(exclude_none=True))
         self.metrics = self._metrics()
-        self.rules = [build_rule(spec) for spec in config.blessing.rules]
+        self.rules = list(config.blessing.rules)
         self.gate = Gate(self.rules, self.metrics)
         self._train_fn = import_ref(config.train, root) if config.train else None
         self._estimator_cls = import_ref(config.model.estimator, root) if config.model else None
