@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from retrainer.engine.backtest_report import _rolling, write_backtest_report
+from retrainer.engine.backtest.report import _rolling, write_backtest_report
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 BATCHES = 60

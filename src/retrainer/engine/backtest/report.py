@@ -16,6 +16,7 @@ from typing import Any
 
 from retrainer.adapters._atomic import write_file_atomically
 from retrainer.adapters.report import HtmlReport, Markup, esc, fmt, json_block, pill, table
+from retrainer.engine.backtest.results import BacktestSummary
 
 HTML_NAME = "report.html"
 PNG_NAME = "metric_over_time.png"
@@ -806,12 +807,17 @@ def _write_png(results: Mapping[str, Any], ctx: _Context, path: Path) -> Path:
 # ---------------------------------------------------------------- entry point
 
 
-def write_backtest_report(results: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]:
+def write_backtest_report(
+    results: BacktestSummary | Mapping[str, Any], out_dir: Path
+) -> tuple[Path, Path]:
     """Write ``out_dir/report.html`` and ``out_dir/metric_over_time.png``; return their paths.
 
-    ``results`` is the backtest's results dict (the content of ``results.json``). Both files
-    are written atomically; ``out_dir`` is created if needed.
+    ``results`` is the backtest's summary, or the content of a ``results.json`` (the report
+    draws that document, so it also draws one read back from disk). Both files are written
+    atomically; ``out_dir`` is created if needed.
     """
+    if isinstance(results, BacktestSummary):
+        results = results.to_json()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = _Context(results)
