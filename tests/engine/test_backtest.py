@@ -288,6 +288,51 @@ def test_the_cache_follows_each_policys_pipeline_not_the_project_file(
     assert run_backtest(file, out).cached == 0 and len(computed) == 3
 
 
+def test_changed_data_recomputes_every_policy_and_no_cache_reads_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    proj = tiny_project(tmp_path / "p", days=30)
+    policies = [NEVER, EVERY_3D]
+    file = backtest_file(proj, policies=policies)
+    out = tmp_path / "out"
+    run_backtest(file, out)
+    computed = _count_replays(monkeypatch)
+    frame = pd.read_parquet(proj / "data.parquet")
+    frame.loc[frame.index[-5:], "y"] = 1 - frame["y"].iloc[-5:]  # five labels corrected
+    frame.to_parquet(proj / "data.parquet")
+    assert run_backtest(file, out).cached == 0 and sorted(computed) == ["every 3 days", "never"]
+    computed.clear()
+    assert run_backtest(file, out).cached == 2 and computed == []
+    # cache: false (the CLI's --no-cache) replays everything and leaves the cache as it was
+    entries = sorted(p.name for p in (out / ".cache").iterdir())
+    file = backtest_file(proj, policies=policies, cache=False)
+    assert run_backtest(file, out).cached == 0 and len(computed) == 2
+    assert sorted(p.name for p in (out / ".cache").iterdir()) == entries
+    fresh = tmp_path / "fresh"
+    run_backtest(file, fresh)
+    assert not (fresh / ".cache").exists()
+
+
+def test_a_damaged_cache_entry_is_recomputed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    proj = tiny_project(tmp_path / "p", days=30)
+    file = backtest_file(proj, policies=[NEVER])
+    out = tmp_path / "out"
+    run_backtest(file, out)
+    [entry] = (out / ".cache").iterdir()
+    entry.write_bytes(b"not a pickle")
+    computed = _count_replays(monkeypatch)
+    assert run_backtest(file, out).cached == 0 and computed == ["never"]
+    assert run_backtest(file, out).cached == 1
+
+
+def test_the_cache_key_is_one_hash_of_canonical_json():
+    from retrainer.engine.backtest import cache_key
+
+    assert cache_key({"a": 1, "b": [1, 2]}, "x") == cache_key({"b": [1, 2], "a": 1}, "x")
+    assert cache_key({"a": 1}, "x") != cache_key({"a": 1.5}, "x")
+    assert cache_key({"a": 1}, "x") != cache_key({"a": 1}, "y")
+
+
 # --- configuration errors ---------------------------------------------------------------------
 
 
