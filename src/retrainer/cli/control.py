@@ -1,0 +1,172 @@
+"""Commands that drive or inspect the controller: daemon, events, db upgrade."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+
+from retrainer.cli.app import (
+    ConfigOpt,
+    JsonOpt,
+    PipelineOpt,
+    handle_errors,
+    open_project,
+    time_option,
+)
+from retrainer.cli.render import err, out, print_event, print_json
+from retrainer.core.clock import SimulatedClock, as_utc
+from retrainer.core.types import EVENT_KINDS
+from retrainer.errors import ConfigError
+
+
+@handle_errors
+def daemon(
+    config: ConfigOpt = None,
+    tick: Annotated[
+        float | None,
+        typer.Option(help="Seconds between ticks (default: controller.tick).", show_default=False),
+    ] = None,
+    max_ticks: Annotated[
+        int | None,
+        typer.Option(help="Stop after N ticks (scripted use).", min=1, show_default=False),
+    ] = None,
+    as_of: Annotated[
+        datetime | None,
+        time_option(
+            "--as-of",
+            help="Run on a simulated clock starting at this time; each tick advances it by "
+            "--tick seconds instead of sleeping (replays history; pair with --max-ticks).",
+        ),
+    ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            help="inline, process or dask (default: controller.executor.kind).", show_default=False
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="Print nothing per tick.")] = False,
+) -> None:
+    """Run the controller in the foreground: evaluate triggers, retrain, bless, promote.
+
+    SIGTERM or Ctrl-C stops it cleanly: the tick in progress ends, runs in hand get controller.shutdown_grace seconds to finish, and the rest are released to be retried.
+    """  # noqa: E501
+    import math
+    import signal
+    import threading
+
+    from retrainer.engine.daemon import start_controller
+
+    # a simulated clock cannot step back, and a wall clock would spin: refuse before any work
+    if tick is not None and not (math.isfinite(tick) and tick > 0):
+        raise ConfigError(f"--tick: expected a number of seconds greater than 0, got {tick:g}")
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: Any) -> None:
+        if not quiet:
+            err.print(f"[yellow]{signal.Signals(signum).name}: stopping after this tick[/yellow]")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    with open_project(config) as project:
+        simulated = SimulatedClock(as_utc(as_of)) if as_of is not None else None
+        controller = start_controller(project, clock=simulated, executor=executor)
+        tick_s = tick if tick is not None else project.config.controller.tick
+        advance = None
+        if simulated is not None:
+            step = timedelta(seconds=tick_s)
+
+            def advance() -> None:
+                simulated.advance(step)
+
+        last_seen = max((e.id or 0 for e in project.store.list_events(limit=1)), default=0)
+        seen = {"id": last_seen}
+
+        def on_tick(report: Any) -> None:
+            if quiet:
+                return
+            for event in project.store.list_events(limit=500):
+                if (event.id or 0) > seen["id"]:
+                    seen["id"] = event.id or 0
+                    print_event(event)
+
+        if not quiet:
+            where = (
+                f"simulated from {simulated.now():%Y-%m-%d %H:%M}" if simulated else "wall clock"
+            )
+            out.print(
+                f"retrainer daemon: {len(project.config.pipelines)} pipeline(s), tick {tick_s:g}s "
+                f"({where}), executor {type(controller.executor).__name__}"
+            )
+        try:
+            ticks = controller.run(
+                tick_s=tick_s, max_ticks=max_ticks, stop=stop, on_tick=on_tick, advance=advance
+            )
+        finally:
+            released = controller.shutdown(project.config.controller.shutdown_grace)
+            on_tick(None)
+        if not quiet:
+            out.print(
+                f"stopped after {ticks} tick(s)"
+                + (f"; released {len(released)} run(s) to be retried" if released else "")
+            )
+
+
+@handle_errors
+def events(
+    config: ConfigOpt = None,
+    pipeline: PipelineOpt = None,
+    kind: Annotated[
+        list[str] | None, typer.Option(help="Only these kinds (repeatable).", show_default=False)
+    ] = None,
+    since: Annotated[
+        datetime | None,
+        time_option(
+            help="Only events at or after this time.",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="The most recent N events.", min=1)] = 200,
+    as_json: JsonOpt = False,
+) -> None:
+    """The audit trail: triggers with their evidence, runs, verdicts, promotions, alerts."""
+    from retrainer.engine.registry import event_view
+
+    with open_project(config) as project:
+        # a misspelt kind would match nothing; a kind of the project's own (events written
+        # through the Python API) is one the store holds
+        unknown = [
+            k
+            for k in dict.fromkeys(kind or [])
+            if k not in EVENT_KINDS and not project.store.list_events(kinds=[k], limit=1)
+        ]
+        if unknown:
+            raise ConfigError(
+                f"--kind: unknown event kind{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(map(repr, unknown))}; known kinds: {', '.join(EVENT_KINDS)}"
+            )
+        name = project.config.pipeline(pipeline).name if pipeline else None
+        found = project.store.list_events(
+            name, since=as_utc(since) if since else None, kinds=kind or None, limit=limit
+        )
+    if as_json:
+        print_json([event_view(e) for e in found])
+        return
+    if not found:
+        out.print("no events" + (" matching the filters" if kind or since or pipeline else ""))
+    for event in found:
+        print_event(event)
+
+
+@handle_errors
+def db_upgrade(config: ConfigOpt = None) -> None:
+    """Upgrade the metadata database schema to this version of retrainer."""
+    from retrainer.adapters.metadata.sql import upgrade_schema
+    from retrainer.config import load_config, project_root
+    from retrainer.engine.project import resolve_db_url
+
+    cfg, file = load_config(config)
+    url = resolve_db_url(cfg.storage.db_url, project_root(cfg, file))
+    upgrade_schema(url)
+    out.print(f"schema of {url} is up to date")
