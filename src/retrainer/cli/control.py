@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated
 
 import typer
 
@@ -15,8 +15,16 @@ from retrainer.cli.app import (
     open_project,
     time_option,
 )
-from retrainer.cli.render import err, out, print_event, print_json
-from retrainer.core.clock import SimulatedClock, as_utc
+from retrainer.cli.render import (
+    err,
+    out,
+    print_event,
+    print_events,
+    print_json,
+    render_daemon_start,
+    render_daemon_stop,
+)
+from retrainer.core.clock import as_utc
 from retrainer.core.types import EVENT_KINDS
 from retrainer.errors import ConfigError
 
@@ -53,65 +61,30 @@ def daemon(
     SIGTERM or Ctrl-C stops it cleanly: the tick in progress ends, runs in hand get controller.shutdown_grace seconds to finish, and the rest are released to be retried.
     """  # noqa: E501
     import math
-    import signal
-    import threading
 
-    from retrainer.engine.daemon import start_controller
+    from retrainer.engine.daemon import run_daemon
 
     # a simulated clock cannot step back, and a wall clock would spin: refuse before any work
     if tick is not None and not (math.isfinite(tick) and tick > 0):
         raise ConfigError(f"--tick: expected a number of seconds greater than 0, got {tick:g}")
-    stop = threading.Event()
 
-    def _stop(signum: int, frame: Any) -> None:
+    def on_signal(name: str) -> None:
         if not quiet:
-            err.print(f"[yellow]{signal.Signals(signum).name}: stopping after this tick[/yellow]")
-        stop.set()
+            err.print(f"[yellow]{name}: stopping after this tick[/yellow]")
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     with open_project(config) as project:
-        simulated = SimulatedClock(as_utc(as_of)) if as_of is not None else None
-        controller = start_controller(project, clock=simulated, executor=executor)
-        tick_s = tick if tick is not None else project.config.controller.tick
-        advance = None
-        if simulated is not None:
-            step = timedelta(seconds=tick_s)
-
-            def advance() -> None:
-                simulated.advance(step)
-
-        last_seen = max((e.id or 0 for e in project.store.list_events(limit=1)), default=0)
-        seen = {"id": last_seen}
-
-        def on_tick(report: Any) -> None:
-            if quiet:
-                return
-            for event in project.store.list_events(limit=500):
-                if (event.id or 0) > seen["id"]:
-                    seen["id"] = event.id or 0
-                    print_event(event)
-
-        if not quiet:
-            where = (
-                f"simulated from {simulated.now():%Y-%m-%d %H:%M}" if simulated else "wall clock"
-            )
-            out.print(
-                f"retrainer daemon: {len(project.config.pipelines)} pipeline(s), tick {tick_s:g}s "
-                f"({where}), executor {type(controller.executor).__name__}"
-            )
-        try:
-            ticks = controller.run(
-                tick_s=tick_s, max_ticks=max_ticks, stop=stop, on_tick=on_tick, advance=advance
-            )
-        finally:
-            released = controller.shutdown(project.config.controller.shutdown_grace)
-            on_tick(None)
-        if not quiet:
-            out.print(
-                f"stopped after {ticks} tick(s)"
-                + (f"; released {len(released)} run(s) to be retried" if released else "")
-            )
+        summary = run_daemon(
+            project,
+            as_of=as_of,
+            tick_s=tick,
+            max_ticks=max_ticks,
+            executor=executor,
+            on_start=None if quiet else render_daemon_start,
+            on_events=None if quiet else print_events,
+            on_signal=on_signal,
+        )
+    if not quiet:
+        render_daemon_stop(summary)
 
 
 @handle_errors

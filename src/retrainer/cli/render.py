@@ -8,13 +8,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from retrainer.adapters.report import json_safe
+
+if TYPE_CHECKING:
+    from retrainer.engine.daemon import DaemonStart, DaemonSummary
 
 
 def _console(stderr: bool = False) -> Console:
@@ -295,6 +298,32 @@ def print_event(event: Any) -> None:
     out.print(
         f"{event.at:%Y-%m-%d %H:%M} {styled_kind(event.kind, 22)} {escape(event.message)}",
         soft_wrap=True,
+    )
+
+
+def print_events(events: list[Any]) -> None:
+    for event in events:
+        print_event(event)
+
+
+def render_daemon_start(start: DaemonStart) -> None:
+    """The daemon's first line: pipelines, tick, clock, executor."""
+    where = (
+        f"simulated from {start.simulated_from:%Y-%m-%d %H:%M}"
+        if start.simulated_from is not None
+        else "wall clock"
+    )
+    out.print(
+        f"retrainer daemon: {start.pipelines} pipeline(s), tick {start.tick_s:g}s "
+        f"({where}), executor {start.executor}"
+    )
+
+
+def render_daemon_stop(summary: DaemonSummary) -> None:
+    released = summary.released
+    out.print(
+        f"stopped after {summary.ticks} tick(s)"
+        + (f"; released {len(released)} run(s) to be retried" if released else "")
     )
 
 
