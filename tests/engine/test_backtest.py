@@ -17,7 +17,6 @@ import yaml
 from retrainer.config import PipelineConfig, load_backtest_config
 from retrainer.core.backtest import CostModel
 from retrainer.core.windows import parse_duration
-from retrainer.engine.backtest import execute as backtest_execute
 from retrainer.engine.backtest import (
     BacktestSummary,
     default_policies,
@@ -25,6 +24,7 @@ from retrainer.engine.backtest import (
     run_backtest,
     summarize,
 )
+from retrainer.engine.backtest import execute as backtest_execute
 from retrainer.engine.replay import PolicyRun, Replay
 from retrainer.errors import ConfigError, DataError
 from tests.conftest import make_frame, write_project

@@ -153,7 +153,7 @@ def test_registry_commands_without_models_fail_cleanly(tmp_path: Path, cmd: list
 
 
 def test_json_output_is_strict_json():
-    from retrainer.adapters.report import json_safe
+    from retrainer.core.jsonsafe import json_safe
 
     data = json_safe({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 2}})
     assert data == {"a": None, "b": [1.0, None], "c": {"d": 2}}

@@ -85,19 +85,24 @@ def backtest(
         )
     res = result.results
     if as_json:
+        document = res.to_json()
         print_json(
-            res
-            | {"policies": [{k: v for k, v in p.items() if k != "series"} for p in res["policies"]]}
+            document
+            | {
+                "policies": [
+                    {k: v for k, v in p.items() if k != "series"} for p in document["policies"]
+                ]
+            }
         )
         return
     render_backtest(res)
-    rec = res["recommended"]
-    out.print(f"\n[bold green]recommended:[/bold green] {escape(rec['name'])}")
-    out.print(f"  {escape(rec['reason'])}", soft_wrap=True)
+    rec = res.recommended
+    out.print(f"\n[bold green]recommended:[/bold green] {escape(rec.name)}")
+    out.print(f"  {escape(rec.reason)}", soft_wrap=True)
     out.print(
         f"\nreport  {result.report}\nresults {result.json_path}\nchart   {result.png}\n"
         f"config  {result.yaml_path}  [dim](retrainer daemon -c ... runs it as is)[/dim]\n"
-        f"[dim]{res['seconds']:.1f} s, {len(res['policies'])} policies"
+        f"[dim]{res.seconds or 0:.1f} s, {len(res.policies)} policies"
         f"{f', {result.cached} from the cache' if result.cached else ''}[/dim]"
     )
 
@@ -137,11 +142,11 @@ def demo(
         result = backtest_demo(directory, progress=update)
     res = result.results
     render_backtest(res)
-    rec = res["recommended"]
-    out.print(f"\n[bold green]recommended:[/bold green] {escape(rec['name'])}")
-    out.print(f"  {escape(rec['reason'])}", soft_wrap=True)
+    rec = res.recommended
+    out.print(f"\n[bold green]recommended:[/bold green] {escape(rec.name)}")
+    out.print(f"  {escape(rec.reason)}", soft_wrap=True)
     out.print("[dim]  written into retrainer.yaml:[/dim]")
-    for line in rec["snippet"].splitlines():
+    for line in rec.snippet.splitlines():
         out.print(f"    {escape(line)}", highlight=False)
 
     out.print()
@@ -156,8 +161,8 @@ def demo(
     summary = run_daemon_demo(directory, days=days or None, on_events=printer)
     printer.flush()
 
-    metric = res["metric"]
-    by_name = {p["name"]: p for p in res["policies"]}
+    metric = res.metric
+    by_name = {p.name: p for p in res.policies}
 
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value * 100:.2f}%"
@@ -176,13 +181,13 @@ def demo(
         f"{summary.runs - 1} (+ the first model)",
     )
     for label, name in (
-        ("its backtest, same days", rec["name"]),
-        (f"backtest: always retrain ({res.get('oracle')})", res.get("oracle")),
+        ("its backtest, same days", rec.name),
+        (f"backtest: always retrain ({res.oracle})", res.oracle),
         ("backtest: never retrain", "never retrain"),
     ):
         p = by_name.get(name or "")
         if p is not None:
-            value, retrains = backtest_on_days(p, metric, summary)
+            value, retrains = backtest_on_days(p.to_json(), metric, summary)
             table.add_row(escape(label), pct(value), str(retrains))
     out.print()
     out.print(table)

@@ -14,9 +14,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from retrainer.adapters.report import json_safe
+from retrainer.core.jsonsafe import json_safe
 
 if TYPE_CHECKING:
+    from retrainer.engine.backtest import BacktestSummary
     from retrainer.engine.daemon import DaemonStart, DaemonSummary
 
 
@@ -410,9 +411,9 @@ class PolicyBar:
             self.bar.stop()
 
 
-def render_backtest(results: dict[str, Any], top: int = 20) -> None:
-    metric = results["metric"]
-    greater = results["greater_is_better"]
+def render_backtest(results: BacktestSummary, top: int = 20) -> None:
+    metric = results.metric
+    greater = results.greater_is_better
     pct = metric in ("accuracy", "balanced_accuracy", "roc_auc", "f1", "precision", "recall")
 
     def show(v: float | None) -> str:
@@ -420,20 +421,20 @@ def render_backtest(results: dict[str, Any], top: int = 20) -> None:
             return "-"
         return f"{v * 100:.2f}" if pct else f"{v:.4f}"
 
-    rec = results["recommended"]["name"]
-    oracle = results.get("oracle")
+    rec = results.recommended.name
+    oracle = results.oracle
     rows = sorted(
-        results["policies"],
+        results.policies,
         key=lambda p: (
-            p["held_out"][metric] is None,
-            -(p["held_out"][metric] or 0) * (1 if greater else -1),
+            p.held_out[metric] is None,
+            -(p.held_out[metric] or 0) * (1 if greater else -1),
         ),
     )
-    delay = results["dataset"].get("label_delay")
+    delay = results.dataset.label_delay
     late = f", labels {delay} late" if delay not in (None, "", "0") else ""
     table = Table(
-        title=f"{results['title']}: {metric}{' %' if pct else ''} on the held-out part "
-        f"(after {results['dataset']['select_until'][:10]}{late})",
+        title=f"{results.title}: {metric}{' %' if pct else ''} on the held-out part "
+        f"(after {results.dataset.select_until[:10]}{late})",
         title_justify="left",
         caption="retrains and train CPU s: in the held-out part (the recommendation below "
         "quotes the selection part)",
@@ -441,22 +442,22 @@ def render_backtest(results: dict[str, Any], top: int = 20) -> None:
     )
     for col in ("policy", "held out", "selection", "retrains", "train CPU s", ""):
         table.add_column(col, justify="left" if col in ("policy", "") else "right")
-    for p in rows[:top] + [p for p in rows[top:] if p["name"] in (rec, oracle)]:
+    for p in rows[:top] + [p for p in rows[top:] if p.name in (rec, oracle)]:
         tags = []
-        if p["name"] == rec:
+        if p.name == rec:
             tags.append("[green]recommended[/green]")
-        if p["name"] == oracle:
+        if p.name == oracle:
             tags.append("oracle")
-        if p.get("pareto"):
+        if p.pareto:
             tags.append("[dim]pareto[/dim]")
-        if p.get("excluded"):
-            tags.append(f"[dim]{escape(p['excluded'])}[/dim]")
+        if p.excluded:
+            tags.append(f"[dim]{escape(p.excluded)}[/dim]")
         table.add_row(
-            ("[bold]" + escape(p["name"]) + "[/bold]") if p["name"] == rec else escape(p["name"]),
-            show(p["held_out"][metric]),
-            show(p["selection"][metric]),
-            str(p["retrains_held_out"]),
-            f"{p['train_cpu_s_held_out']:.2f}",
+            ("[bold]" + escape(p.name) + "[/bold]") if p.name == rec else escape(p.name),
+            show(p.held_out[metric]),
+            show(p.selection[metric]),
+            str(p.retrains_held_out),
+            f"{p.train_cpu_s_held_out:.2f}",
             " ".join(tags),
         )
     out.print(table)
@@ -465,8 +466,8 @@ def render_backtest(results: dict[str, Any], top: int = 20) -> None:
         out.print(
             f"[dim]... {more} more {'policy' if more == 1 else 'policies'} in the report[/dim]"
         )
-    for failed in results.get("failed_policies", []):
+    for failed in results.failed_policies:
         out.print(
-            f"[yellow]not run:[/yellow] {escape(failed['name'])}: {escape(failed['error'])}",
+            f"[yellow]not run:[/yellow] {escape(failed.name)}: {escape(failed.error)}",
             soft_wrap=True,
         )

@@ -49,7 +49,9 @@ def json_safe(value: Any, *, default: Callable[[Any], Any] | None = None) -> Any
     return value
 
 
-def dumps(value: Any, *, indent: int | None = None, default: Callable[[Any], Any] | None = None) -> str:
+def dumps(
+    value: Any, *, indent: int | None = None, default: Callable[[Any], Any] | None = None
+) -> str:
     """Strict JSON text of :func:`json_safe` ``(value)``.
 
     Examples

@@ -81,9 +81,7 @@ def _verdicts(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
         )
     if concept is not None:
         detected = (
-            f", detected at {', '.join(concept['detections'][:3])}"
-            if concept["detections"]
-            else ""
+            f", detected at {', '.join(concept['detections'][:3])}" if concept["detections"] else ""
         )
         out.append(
             {

@@ -63,7 +63,7 @@ class ReplayFingerprint:
             data=snapshot_of(replay.frame, replay.time_column).fingerprint,
             batch_s=replay.batch.total_seconds(),
             start=replay.start.isoformat(),
-            end=replay.end.isoformat(),
+            end=str(replay.end),  # None: to the data's end
             label_delay_s=replay.label_delay.total_seconds(),
         )
 

@@ -169,4 +169,3 @@ def frozen_model_scores(
                 values.append(_quiet(metric, target[lo + a : lo + z], pred.y_pred[a:z], ys))
                 weights.append(z - a)
     return {"model": models, "age": ages, "value": values, "n": weights, "every": every}
-

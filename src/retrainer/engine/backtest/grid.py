@@ -337,7 +337,6 @@ def expand_policies(cfg: BacktestConfig, replay: Replay) -> list[dict[str, Any]]
     return out
 
 
-
 def fmt_duration(value: timedelta) -> str:
     """A duration as the backtest's documents write it: ``1d``, ``6h``, ``90s``, ``0``.
 

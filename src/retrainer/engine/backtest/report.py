@@ -660,7 +660,9 @@ def _write_html(results: Mapping[str, Any], ctx: _Context, path: Path) -> Path:
         summary=_summary_table(ctx),
         over_time=over_time,
         hidden=len(ctx.policies) - len(ctx.highlighted),
-        cost=None if cost is None else {"figure": figure_html(cost[0], height=400), "missing": cost[1]},
+        cost=None
+        if cost is None
+        else {"figure": figure_html(cost[0], height=400), "missing": cost[1]},
         degradation=_degradation_section(ctx, deg) if isinstance(deg, Mapping) else None,
         comparisons=_comparisons_table(ctx),
         raw={
