@@ -108,9 +108,8 @@ def test_a_task_pool_reports_an_exception_in_the_future_and_refuses_an_unknown_k
 
     from retrainer.adapters.executors import task_pool
 
-    with task_pool("inline", shared=1) as pool:
-        with pytest.raises(ZeroDivisionError):
-            pool.submit(operator.truediv, 0).result()
+    with task_pool("inline", shared=1) as pool, pytest.raises(ZeroDivisionError):
+        pool.submit(operator.truediv, 0).result()
+    pools = task_pool("cloud", shared=1)
     with pytest.raises(ValueError, match="unknown executor kind 'cloud'"):
-        with task_pool("cloud", shared=1):
-            pass
+        pools.__enter__()
