@@ -218,7 +218,7 @@ def bench_policies(
         log(f"  {name}, delay {delay}, {grid} grid: FAILED after {wall:.0f}s: {exc}")
         return {**head, "wall_s": wall, "error": f"{type(exc).__name__}: {exc}"}
     wall = time.perf_counter() - t0
-    r = result.results
+    r = result.results.to_json()  # the results.json document, as this script records it
     by_name = {p["name"]: p for p in r["policies"]}
     rec = by_name[r["recommended"]["name"]]
     oracle = by_name[r["oracle"]]

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from retrainer.adapters.report import HtmlReport, esc, json_block, pill, table
+from retrainer.adapters.report import Pill, esc, figure_html, render_page, write_page
 
 _REF, _CUR = "#7a8aa0", "#d9480f"
 
@@ -62,107 +62,69 @@ def _performance_figure(points: Sequence[Mapping[str, Any]]) -> Any:
     return fig
 
 
-def write_monitor_report(
-    summary: Mapping[str, Any], history: Sequence[Mapping[str, Any]], path: Path
-) -> Path:
-    """Write the report of one monitor run (``history``: earlier runs' summaries, oldest first)."""
-    window = summary["window"]
-    report = HtmlReport(
-        f"Monitoring: {summary['pipeline']} v{summary['version']}",
-        f"window {window['start']} .. {window['end']} · {summary['rows']} rows · "
-        f"data from {summary['data']}",
-    )
+def _verdicts(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The headline pills: dataset drift, concept drift, quality findings."""
     drift = summary.get("drift")
     concept = summary.get("concept_drift")
-    verdicts = []
+    findings = summary.get("findings") or []
+    out = []
     if drift is not None:
-        verdicts.append(
-            pill(not drift["drifted"], "no dataset drift", "dataset drift").html
-            + f" <span class='muted'>{drift['n_drifted']} of {drift['n_tested']} features "
-            f"drifted (share {drift['share_drifted']:.0%}, threshold "
-            f"{drift['drift_share']:.0%}; {esc(drift['correction'])} correction)</span>"
+        out.append(
+            {
+                "pill": Pill(not drift["drifted"], "no dataset drift", "dataset drift"),
+                "note": (
+                    f"{drift['n_drifted']} of {drift['n_tested']} features drifted (share "
+                    f"{drift['share_drifted']:.0%}, threshold {drift['drift_share']:.0%}; "
+                    f"{drift['correction']} correction)"
+                ),
+            }
         )
     if concept is not None:
-        verdicts.append(
-            pill(not concept["drift_detected"], "no concept drift", "concept drift").html
-            + f" <span class='muted'>{esc(concept['method'])} on {concept['rows_fed']} new rows"
-            + (
-                f", detected at {esc(', '.join(concept['detections'][:3]))}"
-                if concept["detections"]
-                else ""
-            )
-            + "</span>"
+        detected = (
+            f", detected at {', '.join(concept['detections'][:3])}" if concept["detections"] else ""
         )
-    findings = summary.get("findings") or []
-    verdicts.append(
-        pill(not findings, "no quality findings", f"{len(findings)} quality findings").html
+        out.append(
+            {
+                "pill": Pill(not concept["drift_detected"], "no concept drift", "concept drift"),
+                "note": f"{concept['method']} on {concept['rows_fed']} new rows{detected}",
+            }
+        )
+    out.append(
+        {
+            "pill": Pill(not findings, "no quality findings", f"{len(findings)} quality findings"),
+            "note": None,
+        }
     )
-    report.html("<p>" + "<br>".join(verdicts) + "</p>")
+    return out
 
-    if drift is not None:
-        rows = sorted(
-            drift["rows"],
-            key=lambda r: (not r["drifted"], r["role"] != "feature", -(r["distance"] or 0)),
-        )
-        report.section(
-            "Drift per column",
-            table(
-                [
-                    "column",
-                    "role",
-                    "kind",
-                    "method",
-                    "statistic",
-                    "p (adjusted)",
-                    "distance (JS)",
-                    "n ref",
-                    "n cur",
-                    "drifted",
-                    "note",
-                ],
-                [
-                    [
-                        r["feature"],
-                        r["role"],
-                        r["kind"],
-                        r["method"],
-                        r["statistic"],
-                        r["adjusted_p_value"],
-                        r["distance"],
-                        r["n_ref"],
-                        r["n_cur"],
-                        pill(not r["drifted"], "no", "drifted"),
-                        r.get("note") or "",
-                    ]
-                    for r in rows
-                ],
-                numeric={4, 5, 6, 7, 8},
-            ),
-        )
-    hist = summary.get("histograms") or {}
-    if hist:
-        drifted = set(drift["drifted_columns"]) if drift else set()
-        order = sorted(hist, key=lambda n: (n not in drifted, n))
-        figs = "".join(
-            f"<div>{report.figure(_histogram(n, hist[n]), height=260)}</div>" for n in order
-        )
-        report.section(
-            "Reference vs current (share of rows per bin)", f"<div class='grid'>{figs}</div>"
-        )
 
-    report.section(
-        "Data quality",
-        table(
-            ["kind", "column", "finding", "value"],
-            [
-                [f["kind"], f.get("column") or "(window)", f["message"], f.get("value")]
-                for f in findings
-            ],
-        )
-        if findings
-        else "<p class='muted'>No findings.</p>",
+def _drift_rows(drift: Mapping[str, Any]) -> list[list[Any]]:
+    rows = sorted(
+        drift["rows"],
+        key=lambda r: (not r["drifted"], r["role"] != "feature", -(r["distance"] or 0)),
     )
+    return [
+        [
+            r["feature"],
+            r["role"],
+            r["kind"],
+            r["method"],
+            r["statistic"],
+            r["adjusted_p_value"],
+            r["distance"],
+            r["n_ref"],
+            r["n_cur"],
+            Pill(not r["drifted"], "no", "drifted"),
+            r.get("note") or "",
+        ]
+        for r in rows
+    ]
 
+
+def _performance(
+    summary: Mapping[str, Any], history: Sequence[Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """The performance chart over this and earlier runs, and this run's table."""
     points: list[Mapping[str, Any]] = []
     seen: set[str] = set()
     for s in [*history, summary]:
@@ -171,27 +133,60 @@ def write_monitor_report(
                 seen.add(w["start"])
                 points.append(w)
     points.sort(key=lambda w: w["start"])
-    if points:
-        body = report.figure(_performance_figure(points), height=340)
-        last = summary.get("performance") or []
-        body += table(
+    if not points:
+        return None
+    last = summary.get("performance") or []
+    n_metrics = len(last[0]["metrics"]) if last else 0
+    return {
+        "figure": figure_html(_performance_figure(points), height=340),
+        "headers": (
             ["window start", "rows", "labelled", "status", *[m["name"] for m in last[0]["metrics"]]]
             if last
-            else ["window"],
+            else ["window"]
+        ),
+        "rows": [
             [
-                [
-                    w["start"][:16],
-                    w["n_rows"],
-                    w["n_labelled"],
-                    w["status"],
-                    *[m["value"] for m in w["metrics"]],
-                ]
-                for w in last
-            ],
-            numeric={1, 2, *range(4, 4 + (len(last[0]["metrics"]) if last else 0))},
-        )
-        report.section("Performance over time", body)
-    else:
-        report.section("Performance over time", "<p class='muted'>No labelled rows yet.</p>")
-    report.html(json_block(summary))
-    return report.write(path)
+                w["start"][:16],
+                w["n_rows"],
+                w["n_labelled"],
+                w["status"],
+                *[m["value"] for m in w["metrics"]],
+            ]
+            for w in last
+        ],
+        "numeric": {1, 2, *range(4, 4 + n_metrics)},
+    }
+
+
+def write_monitor_report(
+    summary: Mapping[str, Any], history: Sequence[Mapping[str, Any]], path: Path
+) -> Path:
+    """Write the report of one monitor run (``history``: earlier runs' summaries, oldest first)."""
+    window = summary["window"]
+    drift = summary.get("drift")
+    findings = summary.get("findings") or []
+    hist = summary.get("histograms") or {}
+    drifted = set(drift["drifted_columns"]) if drift else set()
+    histograms = [
+        figure_html(_histogram(n, hist[n]), height=260)
+        for n in sorted(hist, key=lambda n: (n not in drifted, n))
+    ]
+    page = render_page(
+        "monitor_report.html.j2",
+        plotly=True,
+        title=f"Monitoring: {summary['pipeline']} v{summary['version']}",
+        subtitle=(
+            f"window {window['start']} .. {window['end']} · {summary['rows']} rows · "
+            f"data from {summary['data']}"
+        ),
+        verdicts=_verdicts(summary),
+        drift_rows=_drift_rows(drift) if drift is not None else None,
+        histograms=histograms,
+        findings=[
+            [f["kind"], f.get("column") or "(window)", f["message"], f.get("value")]
+            for f in findings
+        ],
+        performance=_performance(summary, history),
+        summary=summary,
+    )
+    return write_page(page, path)

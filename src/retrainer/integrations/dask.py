@@ -13,6 +13,8 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from retrainer.adapters.executors import Job, JobResult, run_job_in_subprocess
@@ -28,6 +30,25 @@ def _distributed() -> Any:
             "pip install 'retrainer[dask]'"
         ) from exc
     return distributed
+
+
+@contextlib.contextmanager
+def dask_client(address: str | None, max_workers: int) -> Iterator[Any]:
+    """A ``distributed.Client`` of the scheduler at ``address``, or of a ``LocalCluster`` of
+    ``max_workers`` single-threaded processes started (and closed) here."""
+    dist = _distributed()
+    cluster = None
+    if address is None:
+        cluster = dist.LocalCluster(
+            n_workers=max_workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    client = dist.Client(address or cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 class DaskExecutor:

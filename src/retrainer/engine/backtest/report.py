@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from retrainer.adapters._atomic import write_file_atomically
-from retrainer.adapters.report import HtmlReport, Markup, esc, fmt, json_block, pill, table
+from retrainer.adapters.report import Muted, Pill, esc, figure_html, fmt, render_page, write_page
+from retrainer.engine.backtest.results import BacktestSummary
 
 HTML_NAME = "report.html"
 PNG_NAME = "metric_over_time.png"
@@ -250,74 +251,68 @@ def _is_never(policy: Mapping[str, Any]) -> bool:
 # ---------------------------------------------------------------- HTML sections
 
 
-def _versus(ctx: _Context, mine: float | None, label: str, other: float | None) -> str:
+def _versus(
+    ctx: _Context, mine: float | None, label: str, other: float | None, name: str | None = None
+) -> dict[str, Any] | None:
+    """One "compared with" line of the headline: ``label`` (and ``name``, in bold)."""
     if mine is None or other is None:
-        return ""
+        return None
     diff = mine - other
     better = diff > 0 if ctx.greater else diff < 0
-    verdict = "same" if diff == 0 else ("better" if better else "worse")
-    return (
-        f"{label}: {esc(_fmt_metric(other, ctx.metric))} "
-        f"(recommended is {esc(_fmt_diff(diff, ctx.metric))}, {verdict})"
-    )
+    return {
+        "label": label,
+        "name": name,
+        "other": _fmt_metric(other, ctx.metric),
+        "diff": _fmt_diff(diff, ctx.metric),
+        "verdict": "same" if diff == 0 else ("better" if better else "worse"),
+    }
 
 
-def _headline(ctx: _Context) -> str:
+def _headline(ctx: _Context) -> dict[str, Any] | None:
+    """What the Recommendation section says (the template lays it out)."""
     rec = ctx.recommended
     if rec is None:
-        return "<p class='muted'>No policy was recommended.</p>"
+        return None
     name = ctx.recommended_name or ""
     policy = ctx.policy(name)
     mine = _metric_of(rec.get("held_out"), ctx.metric)
     if mine is None:
         mine = ctx.held_out(policy)
-    parts = [
-        f"<p><b>{esc(name)}</b> {pill(True, 'recommended', '').html}</p>",
-        f"<p>{esc(rec.get('reason') or '')}"
-        + (f" <span class='muted'>(rule: {esc(rec['rule'])})</span>" if rec.get("rule") else "")
-        + "</p>",
-    ]
-    compare = [
-        f"held-out {esc(ctx.metric)}: <b>{esc(_fmt_metric(mine, ctx.metric))}</b>",
-        f"selection {esc(ctx.metric)}: "
-        + esc(_fmt_metric(_metric_of(rec.get("selection"), ctx.metric), ctx.metric)),
-    ]
+    versus: list[dict[str, Any]] = []
+    oracle_too = False
     if ctx.oracle_name is not None:
         if ctx.oracle_name == name:
-            compare.append("it is also the oracle (the batch policy that retrains most often)")
+            oracle_too = True
         else:
-            text = _versus(
-                ctx,
-                mine,
-                f"oracle <b>{esc(ctx.oracle_name)}</b>",
-                ctx.held_out(ctx.policy(ctx.oracle_name)),
+            line = _versus(
+                ctx, mine, "oracle", ctx.held_out(ctx.policy(ctx.oracle_name)), ctx.oracle_name
             )
-            if text:
-                compare.append(text)
+            if line:
+                versus.append(line)
     if ctx.never is not None and str(ctx.never.get("name")) != name:
         never_name = str(ctx.never.get("name"))
-        label = "never retrain" + (
-            f" (<b>{esc(never_name)}</b>)" if never_name.strip().lower() != "never retrain" else ""
-        )
-        text = _versus(ctx, mine, label, ctx.held_out(ctx.never))
-        if text:
-            compare.append(text)
-    parts.append("<p>" + "<br>".join(compare) + "</p>")
+        shown = never_name if never_name.strip().lower() != "never retrain" else None
+        line = _versus(ctx, mine, "never retrain", ctx.held_out(ctx.never), shown)
+        if line:
+            line["in_parentheses"] = True
+            versus.append(line)
     cost = []
     if rec.get("retrains_held_out") is not None:
-        cost.append(f"{esc(rec['retrains_held_out'])} retrains")
+        cost.append(f"{rec['retrains_held_out']} retrains")
     if _num(rec.get("train_cpu_s_held_out")) is not None:
         cost.append(f"{fmt(_num(rec['train_cpu_s_held_out']), 3)} s of training CPU")
-    if cost:
-        parts.append(f"<p class='muted'>In the held-out part: {', '.join(cost)}.</p>")
-    snippet = rec.get("snippet")
-    if snippet:
-        where = rec.get("yaml_path")
-        parts.append(
-            f"<p>Configuration{f' (written to <code>{esc(where)}</code>)' if where else ''}:</p>"
-            f"<pre>{esc(snippet)}</pre>"
-        )
-    return "".join(parts)
+    return {
+        "name": name,
+        "reason": rec.get("reason") or "",
+        "rule": rec.get("rule"),
+        "held_out": _fmt_metric(mine, ctx.metric),
+        "selection": _fmt_metric(_metric_of(rec.get("selection"), ctx.metric), ctx.metric),
+        "oracle_too": oracle_too,
+        "versus": versus,
+        "cost": cost,
+        "snippet": rec.get("snippet"),
+        "yaml_path": rec.get("yaml_path"),
+    }
 
 
 def _cost_model_set(results: Mapping[str, Any]) -> bool:
@@ -325,7 +320,7 @@ def _cost_model_set(results: Mapping[str, Any]) -> bool:
     return isinstance(model, Mapping) and any(_num(v) for v in model.values())
 
 
-def _summary_table(ctx: _Context) -> str:
+def _summary_table(ctx: _Context) -> dict[str, Any]:
     with_cost = _cost_model_set(ctx.results)
     m = ctx.metric
     headers = [
@@ -359,22 +354,16 @@ def _summary_table(ctx: _Context) -> str:
                 _num(p.get("train_cpu_s_held_out")),
                 _num(p.get("train_cpu_s")),
                 *([_num(p.get("cost"))] if with_cost else []),
-                pill(True, "Pareto", "") if p.get("pareto") else "",
-                pill(True, "recommended", "")
-                if role == "recommended"
-                else Markup(" ".join(f"<span class='muted'>{esc(t)}</span>" for t in muted)),
+                Pill(True, "Pareto") if p.get("pareto") else "",
+                Pill(True, "recommended") if role == "recommended" else Muted(tuple(muted)),
             ]
         )
-    numeric = set(range(1, 8 + (1 if with_cost else 0)))
-    note = (
-        f"<p class='muted'>Sorted by the held-out {esc(m)} "
-        f"({'higher' if ctx.greater else 'lower'} is better). The policy is chosen on the "
-        "selection part; the held-out part is scored once, afterwards. Pareto: no other "
-        "policy is both cheaper and better on the held-out part. Baseline: a policy without "
-        "triggers; untested: one whose trigger neither fired nor watched its signal on half "
-        "the selection part. Neither is recommended (unless recommend_baselines).</p>"
-    )
-    return note + table(headers, rows, numeric=numeric)
+    return {
+        "headers": headers,
+        "rows": rows,
+        "numeric": set(range(1, 8 + (1 if with_cost else 0))),
+        "order": "higher" if ctx.greater else "lower",
+    }
 
 
 def _select_until(results: Mapping[str, Any], use_dates: bool) -> datetime | None:
@@ -451,7 +440,8 @@ def _metric_over_time_figure(ctx: _Context, lines: Sequence[_Line], split: datet
     return fig
 
 
-def _cost_figure(ctx: _Context) -> tuple[Any, str] | None:
+def _cost_figure(ctx: _Context) -> tuple[Any, int] | None:
+    """The cost-vs-metric figure, and how many policies it leaves out (no score or cost)."""
     import plotly.graph_objects as go
 
     cpu = [_num(p.get("train_cpu_s_held_out")) for p in ctx.policies]
@@ -518,12 +508,7 @@ def _cost_figure(ctx: _Context) -> tuple[Any, str] | None:
         },
         hovermode="closest",
     )
-    note = (
-        f"<p class='muted'>{missing} policies without a held-out score or cost are not shown.</p>"
-        if missing
-        else ""
-    )
-    return fig, note
+    return fig, missing
 
 
 def _degradation_sentence(deg: Mapping[str, Any], unit: str) -> str:
@@ -532,21 +517,21 @@ def _degradation_sentence(deg: Mapping[str, Any], unit: str) -> str:
     ages = [a for a in (_num(x) for x in deg.get("ages") or []) if a is not None]
     parts = []
     for key in sorted(loss, key=lambda k: _num(k) or 0.0):
-        points = esc(_fmt_points(str(key)))
+        points = _fmt_points(str(key))
         noun = "point" if _num(key) == 1.0 else "points"
         age = loss[key]
         if age is None:
             within = f" within {max(ages):g} batches" if ages else ""
             parts.append(f"it has not lost {points} {noun}{within}")
         else:
-            parts.append(f"after {esc(age)} batches a frozen model has lost {points} {noun}")
+            parts.append(f"after {age} batches a frozen model has lost {points} {noun}")
     if not parts:
         return ""
     sentence = "; ".join(parts)
-    return f"<p>{sentence[0].upper()}{sentence[1:]}{unit}.</p>"
+    return f"{sentence[0].upper()}{sentence[1:]}{unit}."
 
 
-def _degradation_section(ctx: _Context, report: HtmlReport, deg: Mapping[str, Any]) -> str:
+def _degradation_section(ctx: _Context, deg: Mapping[str, Any]) -> dict[str, Any]:
     import plotly.graph_objects as go
 
     ages = list(deg.get("ages") or [])
@@ -599,26 +584,22 @@ def _degradation_section(ctx: _Context, report: HtmlReport, deg: Mapping[str, An
     duration = window.get("duration") if isinstance(window, Mapping) else None
     how = []
     if deg.get("every") is not None:
-        how.append(f"trained every {esc(deg['every'])} batches")
+        how.append(f"trained every {deg['every']} batches")
     if kind:
-        how.append(f"on a{'n' if str(kind)[:1] in 'aeiou' else ''} {esc(kind)} window")
+        how.append(f"on a{'n' if str(kind)[:1] in 'aeiou' else ''} {kind} window")
         if duration:
-            how[-1] += f" of {esc(duration)}"
+            how[-1] += f" of {duration}"
     batch = (ctx.results.get("dataset") or {}).get("batch")
-    unit = f" (a batch is {esc(batch)})" if batch else ""
-    caption = (
-        "<p class='muted'>Models "
-        + (", ".join(how) + ", " if how else "")
-        + "then frozen and scored on every later batch; line: mean, band: interval; "
-        + "dotted: the control, a model that is always retrained.</p>"
-    )
-    return _degradation_sentence(deg, unit) + report.figure(fig, height=360) + caption
+    unit = f" (a batch is {batch})" if batch else ""
+    return {
+        "sentence": _degradation_sentence(deg, unit),
+        "figure": figure_html(fig, height=360),
+        "how": ", ".join(how) + ", " if how else "",
+    }
 
 
-def _comparisons_table(ctx: _Context) -> str:
+def _comparisons_table(ctx: _Context) -> dict[str, Any]:
     comparisons = ctx.results.get("comparisons") or []
-    if not comparisons:
-        return "<p class='muted'>No comparisons.</p>"
     rows = [
         [
             c.get("a"),
@@ -632,11 +613,11 @@ def _comparisons_table(ctx: _Context) -> str:
         ]
         for c in comparisons
     ]
-    return f"<p class='muted'>Difference A - B in {esc(ctx.metric)} with its interval.</p>" + table(
-        ["A", "B", "part", "A - B", "low", "high", "significant", "in words"],
-        rows,
-        numeric={3, 4, 5},
-    )
+    return {
+        "headers": ["A", "B", "part", "A - B", "low", "high", "significant", "in words"],
+        "rows": rows,
+        "numeric": {3, 4, 5},
+    }
 
 
 def _subtitle(results: Mapping[str, Any]) -> str:
@@ -662,48 +643,37 @@ def _subtitle(results: Mapping[str, Any]) -> str:
 
 
 def _write_html(results: Mapping[str, Any], ctx: _Context, path: Path) -> Path:
-    report = HtmlReport(str(results.get("title") or "Backtest"), _subtitle(results))
-    report.section("Recommendation", _headline(ctx))
-    report.section("Policies", _summary_table(ctx))
-
     use_dates = _all_dates(ctx.policies)
     lines = [_Line(p, ctx.metric, use_dates) for p in ctx.ranked]
-    hidden = len(ctx.policies) - len(ctx.highlighted)
-    body = report.figure(
+    over_time = figure_html(
         _metric_over_time_figure(ctx, lines, _select_until(results, use_dates)), height=440
     )
-    if hidden > 0:
-        body += (
-            f"<p class='muted'>{hidden} more policies are hidden; click their names in the "
-            "legend to show them.</p>"
-        )
-    report.section("Metric over time", body)
-
     cost = _cost_figure(ctx)
-    report.section(
-        "Cost vs metric",
-        report.figure(cost[0], height=400) + cost[1]
-        if cost is not None
-        else "<p class='muted'>No policy has both a held-out score and a cost.</p>",
-    )
-
     deg = results.get("degradation")
-    if isinstance(deg, Mapping):
-        report.section("Time to degrade", _degradation_section(ctx, report, deg))
-    report.section("Differences", _comparisons_table(ctx))
-    report.section(
-        "Data set and cost model",
-        json_block(
-            {
-                "dataset": results.get("dataset"),
-                "cost_model": results.get("cost_model"),
-                "metric": results.get("metric"),
-                "greater_is_better": results.get("greater_is_better"),
-                "metrics": results.get("metrics"),
-            }
-        ),
+    page = render_page(
+        "backtest_report.html.j2",
+        plotly=True,
+        title=str(results.get("title") or "Backtest"),
+        subtitle=_subtitle(results),
+        metric=ctx.metric,
+        headline=_headline(ctx),
+        summary=_summary_table(ctx),
+        over_time=over_time,
+        hidden=len(ctx.policies) - len(ctx.highlighted),
+        cost=None
+        if cost is None
+        else {"figure": figure_html(cost[0], height=400), "missing": cost[1]},
+        degradation=_degradation_section(ctx, deg) if isinstance(deg, Mapping) else None,
+        comparisons=_comparisons_table(ctx),
+        raw={
+            "dataset": results.get("dataset"),
+            "cost_model": results.get("cost_model"),
+            "metric": results.get("metric"),
+            "greater_is_better": results.get("greater_is_better"),
+            "metrics": results.get("metrics"),
+        },
     )
-    return report.write(path)
+    return write_page(page, path)
 
 
 # ---------------------------------------------------------------- PNG
@@ -806,12 +776,17 @@ def _write_png(results: Mapping[str, Any], ctx: _Context, path: Path) -> Path:
 # ---------------------------------------------------------------- entry point
 
 
-def write_backtest_report(results: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]:
+def write_backtest_report(
+    results: BacktestSummary | Mapping[str, Any], out_dir: Path
+) -> tuple[Path, Path]:
     """Write ``out_dir/report.html`` and ``out_dir/metric_over_time.png``; return their paths.
 
-    ``results`` is the backtest's results dict (the content of ``results.json``). Both files
-    are written atomically; ``out_dir`` is created if needed.
+    ``results`` is the backtest's summary, or the content of a ``results.json`` (the report
+    draws that document, so it also draws one read back from disk). Both files are written
+    atomically; ``out_dir`` is created if needed.
     """
+    if isinstance(results, BacktestSummary):
+        results = results.to_json()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = _Context(results)
