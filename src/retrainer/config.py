@@ -38,6 +38,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from retrainer.core.deploy import DeploySpec
 from retrainer.errors import ConfigError
 
 CONFIG_FILE = "retrainer.yaml"
@@ -325,6 +326,9 @@ class PipelineConfig(_Model):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     triggers: list[dict[str, Any]] = Field(default_factory=list)
     guards: list[dict[str, Any]] = Field(default_factory=list)
+    deploy: DeploySpec | None = None
+    """How a blessed candidate is rolled out: ``{strategy: replace}`` (the default, also when
+    unset) makes it the champion at once."""
 
     @field_validator("name")
     @classmethod

@@ -6,87 +6,25 @@ Only blessed versions may become champion: a candidate that is not blessed is ne
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 from typing import Any
 
 from retrainer.core.clock import Clock
-from retrainer.core.types import AliasMove, Event, ModelVersion, Run
+from retrainer.core.types import AliasMove, Event, ModelVersion
 from retrainer.engine.project import Project
-from retrainer.engine.run import CHAMPION
+from retrainer.engine.state import CHAMPION
+from retrainer.engine.views import (  # the JSON views, where callers found them
+    _iso,
+    alias_move_view,
+    event_view,
+    run_view,
+    version_view,
+)
 from retrainer.errors import ModelNotFoundError, RetrainerError
 
 
 class PromotionError(RetrainerError, ValueError):
     """The requested alias move is not allowed (e.g. the version is not blessed)."""
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def version_view(mv: ModelVersion, aliases: list[str]) -> dict[str, Any]:
-    """A model version as JSON-ready data (the shape of ``models list --json``)."""
-    snap = mv.snapshot
-    return {
-        "pipeline": mv.pipeline,
-        "version": mv.version,
-        "aliases": sorted(aliases),
-        "created_at": _iso(mv.created_at),
-        "metrics": dict(mv.metrics),
-        "params": mv.params,
-        "lineage": {
-            "run_id": mv.run_id,
-            "snapshot": {
-                "id": snap.id,
-                "source": snap.source,
-                "window_start": _iso(snap.window_start),
-                "window_end": _iso(snap.window_end),
-                "min_time": _iso(snap.min_time),
-                "max_time": _iso(snap.max_time),
-                "rows": snap.rows,
-                "schema": snap.schema,
-                "fingerprint": snap.fingerprint,
-            },
-            "code": {
-                "git_commit": mv.code.git_commit,
-                "git_dirty": mv.code.git_dirty,
-                "pipeline_hash": mv.code.pipeline_hash,
-            },
-            "environment": mv.environment,
-            "artifact": {
-                "sha256": mv.artifact_sha256,
-                "size": mv.artifact_size,
-                "format": mv.artifact_format,
-            },
-        },
-        "blessing": {
-            "passed": mv.blessing.passed,
-            "reason": mv.blessing.reason,
-            "champion_version": mv.blessing.champion_version,
-            "evidence": [dataclasses.asdict(row) for row in mv.blessing.evidence],
-        },
-    }
-
-
-def run_view(run: Run) -> dict[str, Any]:
-    """A run as JSON-ready data."""
-    out = dataclasses.asdict(run)
-    for key in ("created_at", "started_at", "finished_at", "lease_expires_at"):
-        out[key] = _iso(getattr(run, key))
-    return out
-
-
-def event_view(event: Event) -> dict[str, Any]:
-    out = dataclasses.asdict(event)
-    out["at"] = _iso(event.at)
-    return out
-
-
-def alias_move_view(move: AliasMove) -> dict[str, Any]:
-    out = dataclasses.asdict(move)
-    out["at"] = _iso(move.at)
-    return out
 
 
 def _get_version(project: Project, pipeline: str, version: int) -> ModelVersion:
