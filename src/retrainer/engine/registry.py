@@ -80,7 +80,43 @@ def promote(
     actor: str = "retrainer promote",
     reason: str | None = None,
 ) -> AliasMove:
-    """Point ``alias`` at a blessed ``version``, recording the move and an event."""
+    """Point ``alias`` at a blessed ``version``, recording the move and an event.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> from pathlib import Path
+    >>> import pandas as pd
+    >>> from retrainer.adapters.sources import CallableSource
+    >>> from retrainer.config import parse_config
+    >>> from retrainer.core.clock import SimulatedClock
+    >>> from retrainer.engine.project import Project
+    >>> from retrainer.engine.run import execute_run
+    >>> rows = pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=480, freq="h"),
+    ...                      "x": [i % 7 for i in range(480)]})
+    >>> rows["y"] = (rows["x"] > 3).astype(int)
+    >>> config = parse_config({"pipelines": [{
+    ...     "name": "churn", "target": "y", "features": ["x"], "metrics": ["accuracy"],
+    ...     "source": {"kind": "parquet", "url": "unused.parquet", "time_column": "ts"},
+    ...     "model": {"estimator": "sklearn.tree:DecisionTreeClassifier"},
+    ...     "blessing": {"rules": [{"metric": "accuracy", "min": 0.9}],
+    ...                  "sanity": {"enabled": False}}}]})
+    >>> source = CallableSource(lambda start, end: rows, time_column="ts", name="doc:rows")
+    >>> project = Project.in_memory(config, Path("."), sources={"churn": source})
+    >>> project.git = (None, None)  # not a git checkout
+    >>> for day in (11, 15):
+    ...     _ = execute_run(project, clock=SimulatedClock(datetime(2024, 1, day, tzinfo=UTC)))
+    >>> clock = SimulatedClock(datetime(2024, 1, 16, tzinfo=UTC))
+    >>> move = promote(project, 1, clock=clock, alias="stable")
+    >>> (move.alias, move.version, move.previous)
+    ('stable', 1, None)
+    >>> project.store.aliases("churn") == {"champion": 2, "stable": 1}
+    True
+    >>> promote(project, 2, clock=clock)
+    Traceback (most recent call last):
+    ...
+    retrainer.engine.registry.PromotionError: churn v2 is already 'champion'
+    """
     if not alias or alias != alias.strip():
         raise PromotionError(
             f"an alias is a non-empty name without surrounding spaces; got {alias!r}"
@@ -161,7 +197,40 @@ def rollback(
     alias: str = CHAMPION,
     actor: str = "retrainer rollback",
 ) -> AliasMove:
-    """Move ``alias`` back to an earlier blessed version (the previous one by default)."""
+    """Move ``alias`` back to an earlier blessed version (the previous one by default).
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> from pathlib import Path
+    >>> import pandas as pd
+    >>> from retrainer.adapters.sources import CallableSource
+    >>> from retrainer.config import parse_config
+    >>> from retrainer.core.clock import SimulatedClock
+    >>> from retrainer.engine.project import Project
+    >>> from retrainer.engine.run import execute_run
+    >>> rows = pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=480, freq="h"),
+    ...                      "x": [i % 7 for i in range(480)]})
+    >>> rows["y"] = (rows["x"] > 3).astype(int)
+    >>> config = parse_config({"pipelines": [{
+    ...     "name": "churn", "target": "y", "features": ["x"], "metrics": ["accuracy"],
+    ...     "source": {"kind": "parquet", "url": "unused.parquet", "time_column": "ts"},
+    ...     "model": {"estimator": "sklearn.tree:DecisionTreeClassifier"},
+    ...     "blessing": {"rules": [{"metric": "accuracy", "min": 0.9}],
+    ...                  "sanity": {"enabled": False}}}]})
+    >>> source = CallableSource(lambda start, end: rows, time_column="ts", name="doc:rows")
+    >>> project = Project.in_memory(config, Path("."), sources={"churn": source})
+    >>> project.git = (None, None)  # not a git checkout
+    >>> for day in (11, 15):
+    ...     _ = execute_run(project, clock=SimulatedClock(datetime(2024, 1, day, tzinfo=UTC)))
+    >>> project.store.get_alias("churn", "champion")
+    2
+    >>> move = rollback(project, clock=SimulatedClock(datetime(2024, 1, 16, tzinfo=UTC)))
+    >>> (move.previous, move.version, move.reason)
+    (2, 1, 'rollback from v2')
+    >>> [e.kind for e in project.store.list_events("churn")][-1]
+    'model.rolled_back'
+    """
     name = project.config.pipeline(pipeline).name
     current = project.store.get_alias(name, alias)
     target = to if to is not None else rollback_target(project, name, alias)

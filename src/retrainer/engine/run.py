@@ -397,6 +397,38 @@ def execute_run(
     Bad data and failing user code end the run as ``failed`` with a message naming the
     column or the call; no version is created and the champion is unchanged. Other errors
     (a broken store, an interrupt) propagate after the run is marked failed when possible.
+
+    Examples
+    --------
+    On in-memory stores, a pipeline whose rows come from a function:
+
+    >>> from datetime import UTC, datetime
+    >>> from pathlib import Path
+    >>> import pandas as pd
+    >>> from retrainer.adapters.sources import CallableSource
+    >>> from retrainer.config import parse_config
+    >>> from retrainer.core.clock import SimulatedClock
+    >>> from retrainer.engine.project import Project
+    >>> from retrainer.engine.run import execute_run
+    >>> rows = pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=480, freq="h"),
+    ...                      "x": [i % 7 for i in range(480)]})
+    >>> rows["y"] = (rows["x"] > 3).astype(int)
+    >>> config = parse_config({"pipelines": [{
+    ...     "name": "churn", "target": "y", "features": ["x"], "metrics": ["accuracy"],
+    ...     "source": {"kind": "parquet", "url": "unused.parquet", "time_column": "ts"},
+    ...     "model": {"estimator": "sklearn.tree:DecisionTreeClassifier"},
+    ...     "blessing": {"rules": [{"metric": "accuracy", "min": 0.9}],
+    ...                  "sanity": {"enabled": False}}}]})
+    >>> source = CallableSource(lambda start, end: rows, time_column="ts", name="doc:rows")
+    >>> project = Project.in_memory(config, Path("."), sources={"churn": source})
+    >>> project.git = (None, None)  # not a git checkout
+    >>> result = execute_run(project, clock=SimulatedClock(datetime(2024, 1, 11, tzinfo=UTC)))
+    >>> result.ok, result.promoted, result.version.version, result.run.outcome
+    (True, True, 1, 'promoted')
+    >>> project.store.get_alias("churn", "champion")
+    1
+    >>> result.to_json()["run"]["status"]
+    'succeeded'
     """
     pipeline = project.pipeline(pipeline_name)
     now = clock.now()

@@ -45,6 +45,7 @@ def last_change(store: Any, pipeline: str) -> datetime | None:
     >>> last_change(store, "churn") is None
     True
     >>> at = datetime.fromisoformat("2024-03-01T00:00:00+00:00")
+    >>> _ = store.ensure_pipeline("churn", "hash", at)
     >>> _ = store.put_state("churn", CONCEPT_STATE_KEY,
     ...                     {"last_detection": "2024-02-27T13:00:00+00:00"}, at=at)
     >>> last_change(store, "churn")
