@@ -326,3 +326,22 @@ def test_a_predictions_file_without_a_column_is_named_with_its_own_columns(tmp_p
         f"error: {bad}: missing required column(s) 'model_version'. A prediction row needs "
         "id, timestamp, model_version, prediction; got columns: id, timestamp, prediction"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code"),
+    [
+        (["--executor", "inline", "--max-ticks", "2"], 0),
+        (["--executor", "bogus", "--max-ticks", "2"], 2),  # fails after the handlers went in
+    ],
+)
+def test_daemon_restores_the_signal_handlers_it_installs(tmp_path: Path, args, exit_code):
+    # the daemon's SIGTERM/SIGINT handlers outlived it: an in-process run left pytest
+    # ignoring Ctrl-C
+    import signal
+
+    proj = write_project(tmp_path / "p", triggers=[{"schedule": "0 0 * * *"}])
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    result = runner.invoke(app, ["daemon", "-c", str(proj), "--as-of", "2024-01-20", *args])
+    assert result.exit_code == exit_code, result.output
+    assert {sig: signal.getsignal(sig) for sig in before} == before
