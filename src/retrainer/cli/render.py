@@ -18,6 +18,7 @@ from retrainer.adapters.report import json_safe
 
 if TYPE_CHECKING:
     from retrainer.engine.daemon import DaemonStart, DaemonSummary
+    from retrainer.engine.run import RunResult
 
 
 def _console(stderr: bool = False) -> Console:
@@ -75,7 +76,7 @@ def print_evidence(blessing: dict[str, Any], title: str = "blessing evidence") -
         out.print(f"  [dim]({i})[/dim] {escape(note)}", soft_wrap=True)
 
 
-def render_run(result: Any) -> None:
+def render_run(result: RunResult) -> None:
     from retrainer.engine.registry import version_view
 
     run = result.run
@@ -86,6 +87,7 @@ def render_run(result: Any) -> None:
         )
         return
     mv = result.version
+    assert mv is not None  # a succeeded run registered a version
     view = version_view(mv, [])
     snap = view["lineage"]["snapshot"]
     waiting = (
