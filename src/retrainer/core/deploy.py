@@ -43,6 +43,7 @@ from pydantic import (
     ValidationError,
 )
 
+from retrainer.core.types import CHAMPION
 from retrainer.errors import ConfigError
 
 __all__ = [
@@ -58,9 +59,6 @@ __all__ = [
     "decide",
     "policy_class",
 ]
-
-CHAMPION = "champion"
-"""The alias of the model that serves (what the monitor watches and a rollback moves)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from retrainer.core.clock import as_utc
-from retrainer.core.deploy import CHAMPION
+from retrainer.core.types import CHAMPION
 
 __all__ = [
     "ALERTS_STATE_KEY",
