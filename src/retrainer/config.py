@@ -50,6 +50,7 @@ from pydantic import (
 
 from retrainer.adapters.notifiers import ConfiguredNotifier
 from retrainer.core.blessing import ConfiguredRule
+from retrainer.core.deploy import DeploySpec
 from retrainer.core.windows import ConfiguredWindow, FullHistory
 from retrainer.errors import ConfigError
 
@@ -314,6 +315,9 @@ class PipelineConfig(_Model):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     triggers: list[dict[str, Any]] = Field(default_factory=list)
     guards: list[dict[str, Any]] = Field(default_factory=list)
+    deploy: DeploySpec | None = None
+    """How a blessed candidate is rolled out: ``{strategy: replace}`` (the default, also when
+    unset) makes it the champion at once."""
 
     @field_serializer("window", mode="wrap")
     def _flat_window(

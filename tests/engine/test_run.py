@@ -423,3 +423,129 @@ def test_promote_refuses_an_empty_or_padded_alias(tmp_path: Path, alias: str):
     with pytest.raises(PromotionError, match="an alias is a non-empty name"):
         promote(project, 1, clock=SimulatedClock(T1), alias=alias)
     assert project.store.aliases("toy") == {"champion": 1}
+
+
+# --- the run's steps, its deploy step and its typed result ------------------------------------
+
+
+def _old_cli_json(result: Any) -> dict[str, Any]:
+    """What 'retrainer run --json' printed before the result could render itself."""
+    from retrainer.engine.registry import run_view, version_view
+
+    data: dict[str, Any] = {
+        "run": run_view(result.run),
+        "promoted": result.promoted,
+        "unlabelled_rows": result.unlabelled_rows,
+    }
+    if result.version is not None:
+        data["version"] = version_view(result.version, ["champion"] if result.promoted else [])
+    return data
+
+
+def test_run_result_to_json_is_what_run_json_printed(tmp_path: Path):
+    import json
+
+    project = _project(
+        tmp_path,
+        blessing={
+            "holdout": 0.25,
+            "rules": [
+                {"metric": "accuracy", "min": 0.6},
+                {"metric": "accuracy", "min_improvement": 0.5},
+            ],
+            "sanity": {"enabled": False},
+        },
+    )
+    promoted = execute_run(project, clock=SimulatedClock(T1))
+    rejected = execute_run(project, clock=SimulatedClock(T2))
+    assert promoted.promoted and rejected.ok and not rejected.promoted
+    bad = Project(
+        config=project.config,
+        root=tmp_path,
+        store=project.store,
+        artifacts=project.artifacts,
+        sources={"toy": CallableSource(lambda s, e: BASE.iloc[0:0], time_column="ts", name="x")},
+    )
+    failed = execute_run(bad, clock=SimulatedClock(T2 + timedelta(days=1)))
+    assert not failed.ok
+    for result in (promoted, rejected, failed):
+        data = result.to_json()
+        assert data == _old_cli_json(result)
+        assert list(data) == list(_old_cli_json(result))  # the same key order, so the same text
+        assert json.dumps(data) == json.dumps(_old_cli_json(result))
+    assert promoted.to_json()["version"]["aliases"] == ["champion"]
+    assert rejected.to_json()["version"]["aliases"] == []
+    assert "version" not in failed.to_json()
+
+
+def test_the_deploy_step_records_its_decision(tmp_path: Path):
+    project = _project(tmp_path, deploy={"strategy": "replace"})
+    first = execute_run(project, clock=SimulatedClock(T1))
+    assert first.deployment is not None and first.deployment.strategy == "replace"
+    assert [(m.alias, m.version, m.expected) for m in first.deployment.moves] == [
+        ("champion", 1, None)
+    ]
+    [event] = project.store.list_events("toy", kinds=["model.promoted"])
+    assert event.data == {"alias": "champion", "previous": None, "policy": "replace"}
+    assert event.message == "toy v1 promoted to champion"
+
+
+def test_a_policy_that_moves_another_alias_is_applied_as_decided(tmp_path: Path):
+    from typing import ClassVar, Literal
+
+    from retrainer.core.deploy import AliasChange, DeployContext, DeployDecision, DeploymentPolicy
+
+    class Challenger(DeploymentPolicy):
+        strategy: Literal["challenger"] = "challenger"
+        summary: ClassVar[str] = "blessed candidates become the challenger"
+
+        def decide(self, ctx: DeployContext) -> DeployDecision:
+            move = AliasChange(alias="challenger", version=ctx.version, expected=None)
+            return DeployDecision(strategy=self.strategy, moves=(move,), reason="challenger")
+
+    project = _project(tmp_path, deploy=Challenger())
+    result = execute_run(project, clock=SimulatedClock(T1))
+    assert result.ok and not result.promoted
+    assert result.run.outcome == "registered"
+    assert project.store.aliases("toy") == {"challenger": 1}
+    [event] = project.store.list_events("toy", kinds=["model.promoted"])
+    assert event.data == {"alias": "challenger", "previous": None, "policy": "challenger"}
+
+
+def test_an_unset_deploy_key_keeps_the_definition_hash(tmp_path: Path):
+    import hashlib
+    import json
+
+    project = _project(tmp_path)
+    dump = project.pipeline().config.model_dump(mode="json")
+    assert dump.pop("deploy") is None
+    before = hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()
+    assert project.pipeline().definition_hash == before  # projects written before 'deploy'
+    explicit = _project(tmp_path, deploy={"strategy": "replace"})
+    assert explicit.pipeline().definition_hash != before  # an edited config is a change
+
+
+def test_a_run_abandoned_between_register_and_deploy_is_repaired(tmp_path: Path):
+    """The steps one by one, then the process 'dies' (its lease runs out): the next run fails
+    the abandoned one, the version it registered is never promoted, the next one is."""
+    from retrainer.engine import run as steps
+
+    project = _promoting_project(tmp_path)
+    execute_run(project, clock=SimulatedClock(T1))
+    pipeline = project.pipeline()
+    run, _ = steps.new_run(project, pipeline, now=T2, cause="manual")
+    run = steps.claim_run(project, run, now=T2)
+    timings: dict[str, float] = {}
+    loaded = steps.load_step(project, pipeline, run, now=T2, timings=timings)
+    trained = steps.train_step(project, pipeline, loaded, timings=timings)
+    blessing = steps.bless_step(project, pipeline, loaded, trained, timings=timings)
+    assert blessing.verdict.passed and blessing.champion_version == 1
+    orphan = steps.register_step(project, pipeline, loaded, trained, blessing, now=T2)
+    assert orphan.version == 2 and project.store.get_alias("toy", "champion") == 1
+
+    later = execute_run(project, clock=SimulatedClock(T2 + timedelta(days=1)))
+    assert later.ok and later.promoted and later.version.version == 3
+    assert later.previous_champion == 1
+    abandoned = project.store.get_run(run.id)
+    assert abandoned.status == "failed" and "interrupted" in (abandoned.error or "")
+    assert [m.version for m in project.store.alias_history("toy", "champion")] == [1, 3]

@@ -345,3 +345,16 @@ def test_daemon_restores_the_signal_handlers_it_installs(tmp_path: Path, args, e
     result = runner.invoke(app, ["daemon", "-c", str(proj), "--as-of", "2024-01-20", *args])
     assert result.exit_code == exit_code, result.output
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_run_json_is_the_run_and_version_the_registry_shows(tmp_path: Path):
+    """'run --json' prints RunResult.to_json(): the same shapes as 'models list/show --json'."""
+    proj = write_project(tmp_path / "p")
+    first = json.loads(invoke("run", "-c", str(proj), "--as-of", "2024-01-20", "--json").output)
+    assert list(first) == ["run", "promoted", "unlabelled_rows", "version"]
+    assert first["promoted"] is True and first["unlabelled_rows"] == 0
+    [listed] = json.loads(invoke("models", "list", "-c", str(proj), "--json").output)
+    assert first["version"] == listed and listed["aliases"] == ["champion"]
+    shown = json.loads(invoke("models", "show", "1", "-c", str(proj), "--json").output)
+    assert first["run"] == shown["run"]
+    assert first["run"]["status"] == "succeeded" and first["run"]["outcome"] == "promoted"

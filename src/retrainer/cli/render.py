@@ -19,6 +19,7 @@ from retrainer.core.jsonsafe import json_safe
 if TYPE_CHECKING:
     from retrainer.engine.backtest import BacktestSummary
     from retrainer.engine.daemon import DaemonStart, DaemonSummary
+    from retrainer.engine.run import RunResult
 
 
 def _console(stderr: bool = False) -> Console:
@@ -76,7 +77,7 @@ def print_evidence(blessing: dict[str, Any], title: str = "blessing evidence") -
         out.print(f"  [dim]({i})[/dim] {escape(note)}", soft_wrap=True)
 
 
-def render_run(result: Any) -> None:
+def render_run(result: RunResult) -> None:
     from retrainer.engine.registry import version_view
 
     run = result.run
@@ -87,6 +88,7 @@ def render_run(result: Any) -> None:
         )
         return
     mv = result.version
+    assert mv is not None  # a succeeded run registered a version
     view = version_view(mv, [])
     snap = view["lineage"]["snapshot"]
     waiting = (

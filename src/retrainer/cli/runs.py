@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -39,7 +39,6 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Retrain now (a manual trigger): load the window, train, bless, promote if blessed."""
-    from retrainer.engine.registry import run_view, version_view
     from retrainer.engine.run import execute_run
 
     if queue:
@@ -56,15 +55,7 @@ def run(
     with open_project(config) as project:
         result = execute_run(project, pipeline, clock=make_clock(as_of))
         if as_json:
-            data: dict[str, Any] = {
-                "run": run_view(result.run),
-                "promoted": result.promoted,
-                "unlabelled_rows": result.unlabelled_rows,
-            }
-            if result.version is not None:
-                aliases = ["champion"] if result.promoted else []
-                data["version"] = version_view(result.version, aliases)
-            print_json(data)
+            print_json(result.to_json())
         else:
             render_run(result)
     if not result.ok:

@@ -44,13 +44,14 @@ from retrainer.adapters.notifiers import SEVERITIES, Alert, Notifier, NotifierEr
 from retrainer.core.clock import as_utc
 from retrainer.core.types import Event, EventKind
 from retrainer.core.windows import parse_duration
+from retrainer.engine.state import ALERTS_STATE_KEY
 from retrainer.errors import ConcurrencyError, ConfigError, ModelNotFoundError
 
 __all__ = ["DEFAULT_SEVERITIES", "STATE_KEY", "AlertOutcome", "AlertStatus", "Alerter"]
 
 _log = logging.getLogger(__name__)
 
-STATE_KEY = "alerts"
+STATE_KEY = ALERTS_STATE_KEY
 """The per-pipeline state key under which the alerter keeps its dedupe and rate memory."""
 
 AlertStatus = Literal["sent", "deduplicated", "rate_limited", "failed"]

@@ -55,17 +55,14 @@ from retrainer.core.windows import parse_duration
 from retrainer.engine.pipeline import Pipeline
 from retrainer.engine.project import Project
 from retrainer.engine.run import (
-    CHAMPION,
     claim_run,
     execute_claimed_run,
     new_run,
     reap_stale_runs,
     retry_or_fail,
 )
+from retrainer.engine.state import CHAMPION, MANUAL_STATE_KEY, POLICY_STATE_KEY
 from retrainer.errors import ConcurrencyError, RetrainerError
-
-POLICY_STATE_KEY = "policy"
-MANUAL_STATE_KEY = "manual"
 
 
 def request_run(project: Project, pipeline: str, *, now: datetime, by: str) -> str:

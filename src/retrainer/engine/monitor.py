@@ -45,10 +45,9 @@ from retrainer.engine.online import online_performance
 from retrainer.engine.pipeline import Pipeline
 from retrainer.engine.profiles import PREDICTION_COLUMN, model_output, output_of, window_columns
 from retrainer.engine.project import Project
-from retrainer.engine.run import CHAMPION
+from retrainer.engine.state import CHAMPION, CONCEPT_STATE_KEY
+from retrainer.engine.state import last_change as last_change  # where callers found it
 from retrainer.errors import ConfigError, ModelNotFoundError
-
-CONCEPT_STATE_KEY = "concept_drift"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -244,19 +243,6 @@ def _concept_drift(
         "error_rate": float(np.mean(new_errors)) if len(new_errors) else None,
         "note": note,
     }
-
-
-def last_change(store: Any, pipeline: str) -> datetime | None:
-    """The newest concept change the monitor detected for ``pipeline`` (None: none yet).
-
-    What a ``since_change`` window starts from; kept across model versions (a new champion
-    restarts the detector, not the record of the change).
-    """
-    stored = store.get_state(pipeline, CONCEPT_STATE_KEY)
-    value = stored[0].get("last_detection") if stored is not None else None
-    if not value:
-        return None
-    return as_utc(pd.Timestamp(value).to_pydatetime())
 
 
 def _histograms(profile: Profile, frame: pd.DataFrame, columns: Any) -> dict[str, Any]:

@@ -147,7 +147,10 @@ class Pipeline:
     def _definition_hash(self) -> str:
         """sha256 of the pipeline's config and the source of the user code it names."""
         h = hashlib.sha256()
-        h.update(json.dumps(self.config.model_dump(mode="json"), sort_keys=True).encode())
+        definition = self.config.model_dump(mode="json")
+        if definition.get("deploy") is None:  # unset: the hash of projects written before it
+            definition.pop("deploy", None)
+        h.update(json.dumps(definition, sort_keys=True).encode())
         refs = [self.config.train] if self.config.train else []
         refs += [m.function for m in self.config.metrics if isinstance(m, MetricConfig)]
         if self.config.source.kind == "callable":

@@ -6,87 +6,25 @@ Only blessed versions may become champion: a candidate that is not blessed is ne
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 from typing import Any
 
 from retrainer.core.clock import Clock
-from retrainer.core.types import AliasMove, Event, ModelVersion, Run
+from retrainer.core.types import AliasMove, Event, ModelVersion
 from retrainer.engine.project import Project
-from retrainer.engine.run import CHAMPION
+from retrainer.engine.state import CHAMPION
+from retrainer.engine.views import (  # the JSON views, where callers found them
+    _iso,
+    alias_move_view,
+    event_view,
+    run_view,
+    version_view,
+)
 from retrainer.errors import ModelNotFoundError, RetrainerError
 
 
 class PromotionError(RetrainerError, ValueError):
     """The requested alias move is not allowed (e.g. the version is not blessed)."""
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def version_view(mv: ModelVersion, aliases: list[str]) -> dict[str, Any]:
-    """A model version as JSON-ready data (the shape of ``models list --json``)."""
-    snap = mv.snapshot
-    return {
-        "pipeline": mv.pipeline,
-        "version": mv.version,
-        "aliases": sorted(aliases),
-        "created_at": _iso(mv.created_at),
-        "metrics": dict(mv.metrics),
-        "params": mv.params,
-        "lineage": {
-            "run_id": mv.run_id,
-            "snapshot": {
-                "id": snap.id,
-                "source": snap.source,
-                "window_start": _iso(snap.window_start),
-                "window_end": _iso(snap.window_end),
-                "min_time": _iso(snap.min_time),
-                "max_time": _iso(snap.max_time),
-                "rows": snap.rows,
-                "schema": snap.schema,
-                "fingerprint": snap.fingerprint,
-            },
-            "code": {
-                "git_commit": mv.code.git_commit,
-                "git_dirty": mv.code.git_dirty,
-                "pipeline_hash": mv.code.pipeline_hash,
-            },
-            "environment": mv.environment,
-            "artifact": {
-                "sha256": mv.artifact_sha256,
-                "size": mv.artifact_size,
-                "format": mv.artifact_format,
-            },
-        },
-        "blessing": {
-            "passed": mv.blessing.passed,
-            "reason": mv.blessing.reason,
-            "champion_version": mv.blessing.champion_version,
-            "evidence": [dataclasses.asdict(row) for row in mv.blessing.evidence],
-        },
-    }
-
-
-def run_view(run: Run) -> dict[str, Any]:
-    """A run as JSON-ready data."""
-    out = dataclasses.asdict(run)
-    for key in ("created_at", "started_at", "finished_at", "lease_expires_at"):
-        out[key] = _iso(getattr(run, key))
-    return out
-
-
-def event_view(event: Event) -> dict[str, Any]:
-    out = dataclasses.asdict(event)
-    out["at"] = _iso(event.at)
-    return out
-
-
-def alias_move_view(move: AliasMove) -> dict[str, Any]:
-    out = dataclasses.asdict(move)
-    out["at"] = _iso(move.at)
-    return out
 
 
 def _get_version(project: Project, pipeline: str, version: int) -> ModelVersion:
@@ -142,7 +80,43 @@ def promote(
     actor: str = "retrainer promote",
     reason: str | None = None,
 ) -> AliasMove:
-    """Point ``alias`` at a blessed ``version``, recording the move and an event."""
+    """Point ``alias`` at a blessed ``version``, recording the move and an event.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> from pathlib import Path
+    >>> import pandas as pd
+    >>> from retrainer.adapters.sources import CallableSource
+    >>> from retrainer.config import parse_config
+    >>> from retrainer.core.clock import SimulatedClock
+    >>> from retrainer.engine.project import Project
+    >>> from retrainer.engine.run import execute_run
+    >>> rows = pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=480, freq="h"),
+    ...                      "x": [i % 7 for i in range(480)]})
+    >>> rows["y"] = (rows["x"] > 3).astype(int)
+    >>> config = parse_config({"pipelines": [{
+    ...     "name": "churn", "target": "y", "features": ["x"], "metrics": ["accuracy"],
+    ...     "source": {"kind": "parquet", "url": "unused.parquet", "time_column": "ts"},
+    ...     "model": {"estimator": "sklearn.tree:DecisionTreeClassifier"},
+    ...     "blessing": {"rules": [{"metric": "accuracy", "min": 0.9}],
+    ...                  "sanity": {"enabled": False}}}]})
+    >>> source = CallableSource(lambda start, end: rows, time_column="ts", name="doc:rows")
+    >>> project = Project.in_memory(config, Path("."), sources={"churn": source})
+    >>> project.git = (None, None)  # not a git checkout
+    >>> for day in (11, 15):
+    ...     _ = execute_run(project, clock=SimulatedClock(datetime(2024, 1, day, tzinfo=UTC)))
+    >>> clock = SimulatedClock(datetime(2024, 1, 16, tzinfo=UTC))
+    >>> move = promote(project, 1, clock=clock, alias="stable")
+    >>> (move.alias, move.version, move.previous)
+    ('stable', 1, None)
+    >>> project.store.aliases("churn") == {"champion": 2, "stable": 1}
+    True
+    >>> promote(project, 2, clock=clock)
+    Traceback (most recent call last):
+    ...
+    retrainer.engine.registry.PromotionError: churn v2 is already 'champion'
+    """
     if not alias or alias != alias.strip():
         raise PromotionError(
             f"an alias is a non-empty name without surrounding spaces; got {alias!r}"
@@ -223,7 +197,40 @@ def rollback(
     alias: str = CHAMPION,
     actor: str = "retrainer rollback",
 ) -> AliasMove:
-    """Move ``alias`` back to an earlier blessed version (the previous one by default)."""
+    """Move ``alias`` back to an earlier blessed version (the previous one by default).
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> from pathlib import Path
+    >>> import pandas as pd
+    >>> from retrainer.adapters.sources import CallableSource
+    >>> from retrainer.config import parse_config
+    >>> from retrainer.core.clock import SimulatedClock
+    >>> from retrainer.engine.project import Project
+    >>> from retrainer.engine.run import execute_run
+    >>> rows = pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=480, freq="h"),
+    ...                      "x": [i % 7 for i in range(480)]})
+    >>> rows["y"] = (rows["x"] > 3).astype(int)
+    >>> config = parse_config({"pipelines": [{
+    ...     "name": "churn", "target": "y", "features": ["x"], "metrics": ["accuracy"],
+    ...     "source": {"kind": "parquet", "url": "unused.parquet", "time_column": "ts"},
+    ...     "model": {"estimator": "sklearn.tree:DecisionTreeClassifier"},
+    ...     "blessing": {"rules": [{"metric": "accuracy", "min": 0.9}],
+    ...                  "sanity": {"enabled": False}}}]})
+    >>> source = CallableSource(lambda start, end: rows, time_column="ts", name="doc:rows")
+    >>> project = Project.in_memory(config, Path("."), sources={"churn": source})
+    >>> project.git = (None, None)  # not a git checkout
+    >>> for day in (11, 15):
+    ...     _ = execute_run(project, clock=SimulatedClock(datetime(2024, 1, day, tzinfo=UTC)))
+    >>> project.store.get_alias("churn", "champion")
+    2
+    >>> move = rollback(project, clock=SimulatedClock(datetime(2024, 1, 16, tzinfo=UTC)))
+    >>> (move.previous, move.version, move.reason)
+    (2, 1, 'rollback from v2')
+    >>> [e.kind for e in project.store.list_events("churn")][-1]
+    'model.rolled_back'
+    """
     name = project.config.pipeline(pipeline).name
     current = project.store.get_alias(name, alias)
     target = to if to is not None else rollback_target(project, name, alias)

@@ -354,7 +354,8 @@ def run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
 def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
     from retrainer.engine.controller import Controller, spec_keys
     from retrainer.engine.project import Project
-    from retrainer.engine.run import CHAMPION, execute_run
+    from retrainer.engine.run import execute_run
+    from retrainer.engine.state import CHAMPION
 
     t_wall = time.perf_counter()
     name = str(policy.get("name") or "policy")
@@ -455,7 +456,7 @@ def serve(
     and each label reaches the feedback log when it arrives (row time + label delay): what
     metric and concept-drift triggers read. ``on_batch(b, now)`` runs after each tick.
     """
-    from retrainer.engine.run import CHAMPION
+    from retrainer.engine.state import CHAMPION
 
     store = project.store
     pipeline = project.pipeline(replay.name)

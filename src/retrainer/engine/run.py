@@ -1,9 +1,16 @@
-"""One run: load window -> snapshot -> check -> train -> score -> save -> bless -> promote.
+"""One run, as explicit steps: load -> train -> bless -> register -> deploy.
+
+:func:`load_step` loads the window, records its snapshot, checks the rows and splits off the
+holdout; :func:`train_step` fits (or updates the champion online), scores the candidate on the
+holdout and stores its artifact; :func:`bless_step` scores the champion on the same rows, runs
+the sanity check and the gate; :func:`register_step` registers the version with its verdict;
+:func:`deploy_step` applies the pipeline's deployment policy (a pure decision of
+:mod:`retrainer.core.deploy`). Each step takes the earlier steps' frozen outputs.
 
 Crash safety comes from the order of the writes, each of which is atomic:
 
 1. the artifact is written (temp file + rename) before any record points at it;
-2. the model version and its ``model.registered`` event are one transaction;
+2. the model version and its ``blessing.*`` event are one transaction;
 3. the champion alias move and its ``model.promoted`` event are one transaction, a
    compare-and-set against the champion the candidate was compared with;
 4. the run record is closed last.
@@ -25,7 +32,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +42,7 @@ from retrainer.adapters.serialization import dump_model
 from retrainer.adapters.sources import snapshot_of
 from retrainer.core.blessing import ScoreCard
 from retrainer.core.clock import Clock
+from retrainer.core.deploy import DeployContext, DeployDecision, build_policy, decide
 from retrainer.core.types import (
     CodeVersion,
     Event,
@@ -42,6 +50,7 @@ from retrainer.core.types import (
     EvidenceRow,
     ModelVersion,
     Run,
+    RunOutcome,
     Snapshot,
     Verdict,
 )
@@ -49,6 +58,8 @@ from retrainer.core.windows import holdout_mask
 from retrainer.engine.pipeline import Pipeline
 from retrainer.engine.profiles import reference_profile
 from retrainer.engine.project import Project
+from retrainer.engine.state import CHAMPION, last_change
+from retrainer.engine.views import run_view, version_view
 from retrainer.errors import (
     ArtifactIntegrityError,
     ConcurrencyError,
@@ -60,7 +71,12 @@ from retrainer.errors import (
     UntrustedArtifactError,
 )
 
-CHAMPION = "champion"
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from retrainer.adapters.artifacts import ArtifactRef
+    from retrainer.core.profile import Profile
+
 FAULT_ENV = "RETRAINER_FAULT"
 FAULT_POINTS = (
     "after_run_created",
@@ -80,7 +96,8 @@ def fault_point(name: str) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunResult:
-    """What a run did: the run record, the version it registered and the verdict."""
+    """What a run did: the run record, the version it registered, the verdict and the
+    deployment decision (None for a failed run)."""
 
     run: Run
     version: ModelVersion | None = None
@@ -89,10 +106,26 @@ class RunResult:
     previous_champion: int | None = None
     unlabelled_rows: int = 0
     """Rows of the window left out because their label had not arrived (``unlabelled``)."""
+    deployment: DeployDecision | None = None
 
     @property
     def ok(self) -> bool:
         return self.run.status == "succeeded"
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data: what ``retrainer run --json`` prints.
+
+        ``version`` is there when the run registered one, with the aliases the run gave it.
+        """
+        data: dict[str, Any] = {
+            "run": run_view(self.run),
+            "promoted": self.promoted,
+            "unlabelled_rows": self.unlabelled_rows,
+        }
+        if self.version is not None:
+            aliases = [CHAMPION] if self.promoted else []
+            data["version"] = version_view(self.version, aliases)
+        return data
 
 
 def retry_or_fail(
@@ -365,6 +398,38 @@ def execute_run(
     Bad data and failing user code end the run as ``failed`` with a message naming the
     column or the call; no version is created and the champion is unchanged. Other errors
     (a broken store, an interrupt) propagate after the run is marked failed when possible.
+
+    Examples
+    --------
+    On in-memory stores, a pipeline whose rows come from a function:
+
+    >>> from datetime import UTC, datetime
+    >>> from pathlib import Path
+    >>> import pandas as pd
+    >>> from retrainer.adapters.sources import CallableSource
+    >>> from retrainer.config import parse_config
+    >>> from retrainer.core.clock import SimulatedClock
+    >>> from retrainer.engine.project import Project
+    >>> from retrainer.engine.run import execute_run
+    >>> rows = pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=480, freq="h"),
+    ...                      "x": [i % 7 for i in range(480)]})
+    >>> rows["y"] = (rows["x"] > 3).astype(int)
+    >>> config = parse_config({"pipelines": [{
+    ...     "name": "churn", "target": "y", "features": ["x"], "metrics": ["accuracy"],
+    ...     "source": {"kind": "parquet", "url": "unused.parquet", "time_column": "ts"},
+    ...     "model": {"estimator": "sklearn.tree:DecisionTreeClassifier"},
+    ...     "blessing": {"rules": [{"metric": "accuracy", "min": 0.9}],
+    ...                  "sanity": {"enabled": False}}}]})
+    >>> source = CallableSource(lambda start, end: rows, time_column="ts", name="doc:rows")
+    >>> project = Project.in_memory(config, Path("."), sources={"churn": source})
+    >>> project.git = (None, None)  # not a git checkout
+    >>> result = execute_run(project, clock=SimulatedClock(datetime(2024, 1, 11, tzinfo=UTC)))
+    >>> result.ok, result.promoted, result.version.version, result.run.outcome
+    (True, True, 1, 'promoted')
+    >>> project.store.get_alias("churn", "champion")
+    1
+    >>> result.to_json()["run"]["status"]
+    'succeeded'
     """
     pipeline = project.pipeline(pipeline_name)
     now = clock.now()
@@ -425,6 +490,8 @@ def _fail(
 
 
 class _Timer:
+    """Time a step into ``timings[name]`` (added up when a step is timed in two parts)."""
+
     def __init__(self, timings: dict[str, float], name: str) -> None:
         self.timings, self.name = timings, name
 
@@ -432,27 +499,69 @@ class _Timer:
         self.t0 = time.perf_counter()
 
     def __exit__(self, *exc: object) -> None:
-        self.timings[self.name] = round(time.perf_counter() - self.t0, 6)
+        spent = self.timings.get(self.name, 0.0) + time.perf_counter() - self.t0
+        self.timings[self.name] = round(spent, 6)
 
 
-def _execute(
-    project: Project,
-    pipeline: Pipeline,
-    run: Run,
-    clock: Clock,
-    timings: dict[str, float],
-    actor: str,
-) -> RunResult:
+# --- the steps ----------------------------------------------------------------------------------
+# Each step takes the previous steps' frozen outputs and returns its own; the writes happen in
+# the order the module docstring gives, each atomic, so a crash between two steps leaves what
+# the next run repairs. ``timings`` is the one running record they share (kept on failure).
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadedWindow:
+    """The load step's output: the window's rows, split, and the snapshot recorded for them."""
+
+    run: Run
+    """The run, now pointing at its snapshot."""
+    snapshot: Snapshot
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    """The most recent rows, which the candidate and the champion are both scored on."""
+    base: tuple[int, Any, datetime] | None
+    """For an online update: (champion version, its model, where new rows start)."""
+    unlabelled: int
+    """Rows left out because their label had not arrived."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainedCandidate:
+    """The train step's output: the fitted model, its holdout scores, its stored artifact."""
+
+    model: Any
+    card: ScoreCard
+    """Scored on the holdout before an online model learns those rows too."""
+    artifact: ArtifactRef
+    profile: Profile | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Blessing:
+    """The bless step's output: the gate's verdict against the champion of the moment."""
+
+    verdict: Verdict
+    champion_version: int | None
+    """The champion the candidate was compared with; the deploy step's alias moves expect it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deployment:
+    """The deploy step's output: the policy's decision and what applying it achieved."""
+
+    decision: DeployDecision
+    outcome: RunOutcome
+    promoted: bool
+    """Whether the candidate became the champion."""
+
+
+def load_step(
+    project: Project, pipeline: Pipeline, run: Run, *, now: datetime, timings: dict[str, float]
+) -> LoadedWindow:
+    """Load the run's window, record its snapshot, check the rows and split off the holdout."""
     store = project.store
-    ser = project.config.serialization
-    now = clock.now()
-
     base = _online_base(project, pipeline)  # (version, model) an online update starts from
-    change = None
-    if pipeline.follows_change:
-        from retrainer.engine.monitor import last_change
-
-        change = last_change(store, pipeline.name)
+    change = last_change(store, pipeline.name) if pipeline.follows_change else None
     with _Timer(timings, "load"):
         frame, start, end = pipeline.load(now, since=base[2] if base else None, change_at=change)
     where = (
@@ -491,7 +600,21 @@ def _execute(
         train, holdout = frame.loc[~mask], frame.loc[mask]
         if base is None:  # an online update may see one class in a day
             pipeline.check_classes(train, where)
+    return LoadedWindow(
+        run=run,
+        snapshot=snapshot,
+        train=train,
+        holdout=holdout,
+        base=base,
+        unlabelled=unlabelled,
+    )
 
+
+def train_step(
+    project: Project, pipeline: Pipeline, loaded: LoadedWindow, *, timings: dict[str, float]
+) -> TrainedCandidate:
+    """Fit (or update the champion online), score on the holdout, profile, store the artifact."""
+    train, holdout, base = loaded.train, loaded.holdout, loaded.base
     with _Timer(timings, "train"):
         cpu: list[float] = []  # process time of the fits themselves
         if base is not None:
@@ -502,8 +625,7 @@ def _execute(
     fault_point("after_train")
 
     with _Timer(timings, "score"):
-        candidate_card = pipeline.score(model, holdout)
-        champion_version, champion_card, champion_note = _champion_card(project, pipeline, holdout)
+        card = pipeline.score(model, holdout)
 
     profile = None
     if project.profiles:
@@ -516,39 +638,71 @@ def _execute(
             timings["train_cpu"] = round(sum(cpu), 6)
 
     with _Timer(timings, "save"):
-        blob = dump_model(model, ser.format)
+        blob = dump_model(model, project.config.serialization.format)
         ref = project.artifacts.put(blob)
         project.remember_model(ref.sha256, model)
     fault_point("after_artifact_write")
+    return TrainedCandidate(model=model, card=card, artifact=ref, profile=profile)
 
+
+def bless_step(
+    project: Project,
+    pipeline: Pipeline,
+    loaded: LoadedWindow,
+    trained: TrainedCandidate,
+    *,
+    timings: dict[str, float],
+) -> Blessing:
+    """Score the champion on the candidate's holdout, check the artifact in a fresh process,
+    and let the gate decide."""
+    with _Timer(timings, "score"):
+        champion_version, champion_card, champion_note = _champion_card(
+            project, pipeline, loaded.holdout
+        )
     extra: list[EvidenceRow] = []
     if champion_note is not None:
         extra.append(champion_note)
     if pipeline.config.blessing.sanity.enabled:
         with _Timer(timings, "sanity"):
-            extra.append(_sanity_row(project, pipeline, model, ref.sha256, holdout))
-
+            extra.append(
+                _sanity_row(
+                    project, pipeline, trained.model, trained.artifact.sha256, loaded.holdout
+                )
+            )
     verdict = pipeline.gate.evaluate(
-        candidate_card, champion_card, champion_version=champion_version, extra=extra
+        trained.card, champion_card, champion_version=champion_version, extra=extra
     )
-    now = clock.now()
+    return Blessing(verdict=verdict, champion_version=champion_version)
+
+
+def register_step(
+    project: Project,
+    pipeline: Pipeline,
+    loaded: LoadedWindow,
+    trained: TrainedCandidate,
+    blessing: Blessing,
+    *,
+    now: datetime,
+) -> ModelVersion:
+    """Register the candidate, blessed or not, with its ``blessing.*`` event (one transaction)."""
+    run, verdict, metrics = loaded.run, blessing.verdict, dict(trained.card.metrics)
     draft = ModelVersion(
         pipeline=pipeline.name,
         version=0,
         created_at=now,
         run_id=run.id,
-        artifact_sha256=ref.sha256,
-        artifact_size=ref.size,
-        artifact_format=ser.format,
-        metrics=dict(candidate_card.metrics),
+        artifact_sha256=trained.artifact.sha256,
+        artifact_size=trained.artifact.size,
+        artifact_format=project.config.serialization.format,
+        metrics=metrics,
         params=pipeline.recorded_params(),
-        snapshot=snapshot,
+        snapshot=loaded.snapshot,
         code=run.code or CodeVersion(pipeline_hash=pipeline.definition_hash),
         environment=package_versions(),
         blessing=verdict,
-        profile=profile.to_dict() if profile is not None else None,
+        profile=trained.profile.to_dict() if trained.profile is not None else None,
     )
-    version = store.register_version(
+    version = project.store.register_version(
         draft,
         event=Event(
             kind="blessing.passed" if verdict.passed else "blessing.rejected",
@@ -562,41 +716,72 @@ def _execute(
             data={
                 "passed": verdict.passed,
                 "reason": verdict.reason,
-                "champion_version": champion_version,
-                "metrics": dict(candidate_card.metrics),
+                "champion_version": blessing.champion_version,
+                "metrics": metrics,
             },
         ),
     )
     fault_point("after_register")
+    return version
 
+
+def deploy_step(
+    project: Project,
+    pipeline: Pipeline,
+    run: Run,
+    version: ModelVersion,
+    blessing: Blessing,
+    *,
+    now: datetime,
+    actor: str,
+) -> Deployment:
+    """Ask the pipeline's deployment policy (pure, in core) what to do, then do it.
+
+    Each alias move and its ``model.promoted`` event are one transaction, a compare-and-set
+    against the version the policy expected; when another process moved the alias meanwhile
+    the move is skipped with a ``promotion.skipped`` event and the candidate stays registered.
+    """
+    store = project.store
+    decision = decide(
+        build_policy(pipeline.config.deploy),
+        DeployContext(
+            pipeline=pipeline.name,
+            version=version.version,
+            blessed=blessing.verdict.passed,
+            champion=blessing.champion_version,
+            run_id=run.id,
+        ),
+    )
+    outcome: RunOutcome = "registered" if blessing.verdict.passed else "not_blessed"
     promoted = False
-    outcome = "not_blessed"
-    if verdict.passed:
+    for move in decision.moves:
         try:
             store.move_alias(
                 pipeline.name,
-                CHAMPION,
-                version.version,
+                move.alias,
+                move.version,
                 at=now,
                 reason=f"blessed by run {run.id}",
                 actor=actor,
-                expected=champion_version,
+                expected=move.expected,
                 event=Event(
                     kind="model.promoted",
                     at=now,
                     message=(
-                        f"{pipeline.name} v{version.version} promoted to champion"
-                        + (f" (was v{champion_version})" if champion_version else "")
+                        f"{pipeline.name} v{move.version} promoted to {move.alias}"
+                        + (f" (was v{move.expected})" if move.expected else "")
                     ),
                     pipeline=pipeline.name,
                     run_id=run.id,
-                    version=version.version,
-                    data={"alias": CHAMPION, "previous": champion_version, "policy": "replace"},
+                    version=move.version,
+                    data={
+                        "alias": move.alias,
+                        "previous": move.expected,
+                        "policy": decision.strategy,
+                    },
                 ),
             )
-            promoted, outcome = True, "promoted"
         except ConcurrencyError as exc:
-            outcome = "registered"
             store.append_event(
                 Event(
                     kind="promotion.skipped",
@@ -610,22 +795,40 @@ def _execute(
                     version=version.version,
                 )
             )
+            break
+        if move.alias == CHAMPION:
+            promoted, outcome = True, "promoted"
     fault_point("after_promote")
+    return Deployment(decision=decision, outcome=outcome, promoted=promoted)
 
-    now = clock.now()
-    done = store.update_run(
+
+def _finish(
+    project: Project,
+    pipeline: Pipeline,
+    loaded: LoadedWindow,
+    trained: TrainedCandidate,
+    version: ModelVersion,
+    blessing: Blessing,
+    deployment: Deployment,
+    *,
+    now: datetime,
+    timings: dict[str, float],
+) -> RunResult:
+    """Close the run record (last, so a crash before it leaves the run for the reaper)."""
+    run, outcome, unlabelled = loaded.run, deployment.outcome, loaded.unlabelled
+    done = project.store.update_run(
         dataclasses.replace(
             run,
             status="succeeded",
             finished_at=now,
-            metrics=dict(candidate_card.metrics),
+            metrics=dict(trained.card.metrics),
             version=version.version,
-            outcome=outcome,  # type: ignore[arg-type]
+            outcome=outcome,
             timings=timings,
         ),
         expected_epoch=run.epoch,
     )
-    store.append_event(
+    project.store.append_event(
         Event(
             kind="run.succeeded",
             at=now,
@@ -642,8 +845,37 @@ def _execute(
     return RunResult(
         run=done,
         version=version,
-        verdict=verdict,
-        promoted=promoted,
-        previous_champion=champion_version,
+        verdict=blessing.verdict,
+        promoted=deployment.promoted,
+        previous_champion=blessing.champion_version,
         unlabelled_rows=unlabelled,
+        deployment=deployment.decision,
+    )
+
+
+def _execute(
+    project: Project,
+    pipeline: Pipeline,
+    run: Run,
+    clock: Clock,
+    timings: dict[str, float],
+    actor: str,
+) -> RunResult:
+    """load -> train -> bless -> register -> deploy, then close the run."""
+    loaded = load_step(project, pipeline, run, now=clock.now(), timings=timings)
+    trained = train_step(project, pipeline, loaded, timings=timings)
+    blessing = bless_step(project, pipeline, loaded, trained, timings=timings)
+    now = clock.now()
+    version = register_step(project, pipeline, loaded, trained, blessing, now=now)
+    deployment = deploy_step(project, pipeline, loaded.run, version, blessing, now=now, actor=actor)
+    return _finish(
+        project,
+        pipeline,
+        loaded,
+        trained,
+        version,
+        blessing,
+        deployment,
+        now=clock.now(),
+        timings=timings,
     )
