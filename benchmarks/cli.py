@@ -45,7 +45,7 @@ def build(folder: Path) -> Path:
     from retrainer.core.clock import SimulatedClock
     from retrainer.core.types import Event
     from retrainer.engine.project import Project
-    from retrainer.engine.run import execute_run
+    from retrainer.engine.runs.run import execute_run
     from retrainer.engine.scaffold import init_project
 
     init_project(folder, "elec2")

@@ -25,7 +25,7 @@ from retrainer.engine.backtest import (
     summarize,
 )
 from retrainer.engine.backtest import execute as backtest_execute
-from retrainer.engine.replay import PolicyRun, Replay
+from retrainer.engine.backtest.replay import PolicyRun, Replay
 from retrainer.errors import ConfigError, DataError
 from tests.conftest import make_frame, write_project
 
@@ -405,8 +405,8 @@ def test_two_policies_with_one_name(tmp_path: Path):
 
 
 def test_persist_keeps_each_policys_registry_in_sqlite(tmp_path: Path):
+    from retrainer.engine.backtest.replay import policy_slug
     from retrainer.engine.project import Project
-    from retrainer.engine.replay import policy_slug
 
     proj = tiny_project(tmp_path / "p", days=30)
     file = backtest_file(proj, policies=[NEVER, EVERY_3D])

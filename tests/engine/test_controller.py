@@ -15,7 +15,7 @@ from retrainer.adapters.executors import ProcessExecutor
 from retrainer.adapters.sources import CallableSource
 from retrainer.config import parse_config
 from retrainer.core.clock import SimulatedClock
-from retrainer.engine.controller import Controller
+from retrainer.engine.control.controller import Controller
 from retrainer.engine.project import Project
 from tests.conftest import make_frame, pipeline_config, write_project
 
@@ -103,7 +103,7 @@ def test_metric_trigger_retrains_when_ctr_drops(tmp_path: Path):
         metrics=["accuracy"],
     )
     clock = SimulatedClock(START)
-    from retrainer.engine.run import execute_run
+    from retrainer.engine.runs.run import execute_run
 
     assert execute_run(project, clock=clock).promoted
     logs = project.log_store()
@@ -211,7 +211,7 @@ def test_failing_training_is_recorded_and_alerted(
     tmp_path: Path, train_code: str, memory_mb: int | None, message: str
 ):
     from retrainer.adapters.notifiers import RecordingNotifier
-    from retrainer.engine.alerts import Alerter
+    from retrainer.engine.control.alerts import Alerter
 
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "bad.py").write_text("def train(data, params):\n" + train_code)
@@ -336,7 +336,7 @@ def test_new_data_counts_the_rows_whose_label_arrived(tmp_path: Path):
 
 def _drift_project(tmp_path: Path) -> Project:
     """A drift trigger, monitored every day on a 1-day window; v1 trained at START."""
-    from retrainer.engine.run import execute_run
+    from retrainer.engine.runs.run import execute_run
 
     project = _project(
         tmp_path, [{"drift": {"share": 0.3}}], monitor={"every": "1d", "window": "1d"}
@@ -348,7 +348,7 @@ def _drift_project(tmp_path: Path) -> Project:
 def test_a_replay_does_not_read_monitor_results_from_after_its_clock(tmp_path: Path):
     """A monitor result of a later window (a run without --as-of: the real now) is in the
     future of a replay: it neither stops the replay's monitoring nor feeds its triggers."""
-    from retrainer.engine.monitor import run_monitor
+    from retrainer.engine.monitoring.monitor import run_monitor
 
     project = _drift_project(tmp_path)
     later = datetime(2030, 1, 1, tzinfo=UTC)

@@ -6,7 +6,7 @@ import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
-from retrainer.engine.daemon import run_daemon, stop_on_signals
+from retrainer.engine.control.daemon import run_daemon, stop_on_signals
 from retrainer.engine.project import Project
 from tests.conftest import write_project
 

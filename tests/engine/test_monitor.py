@@ -13,9 +13,9 @@ import pytest
 from retrainer.adapters.sources import CallableSource
 from retrainer.config import parse_config
 from retrainer.core.clock import SimulatedClock
-from retrainer.engine.monitor import CONCEPT_STATE_KEY, last_change, run_monitor
+from retrainer.engine.monitoring.monitor import CONCEPT_STATE_KEY, last_change, run_monitor
 from retrainer.engine.project import Project
-from retrainer.engine.run import execute_run
+from retrainer.engine.runs.run import execute_run
 from retrainer.errors import ConfigError, ModelNotFoundError
 from tests.conftest import make_frame, pipeline_config
 

@@ -17,7 +17,7 @@ from retrainer.config import PipelineConfig
 from retrainer.core.backtest import CostModel
 from retrainer.core.clock import SimulatedClock
 from retrainer.engine.backtest import summarize
-from retrainer.engine.replay import Replay, ReplaySource, policy_pipeline, run_policy
+from retrainer.engine.backtest.replay import Replay, ReplaySource, policy_pipeline, run_policy
 from retrainer.errors import DataError
 
 DAY = timedelta(days=1)

@@ -14,8 +14,8 @@ from retrainer.adapters.sources import CallableSource
 from retrainer.config import parse_config
 from retrainer.core.clock import SimulatedClock
 from retrainer.engine.project import Project
-from retrainer.engine.registry import PromotionError, list_models, promote, rollback
-from retrainer.engine.run import execute_run
+from retrainer.engine.runs.registry import PromotionError, list_models, promote, rollback
+from retrainer.engine.runs.run import execute_run
 from retrainer.errors import ModelNotFoundError
 from tests.conftest import make_frame, pipeline_config
 
@@ -430,7 +430,7 @@ def test_promote_refuses_an_empty_or_padded_alias(tmp_path: Path, alias: str):
 
 def _old_cli_json(result: Any) -> dict[str, Any]:
     """What 'retrainer run --json' printed before the result could render itself."""
-    from retrainer.engine.registry import run_view, version_view
+    from retrainer.engine.runs.registry import run_view, version_view
 
     data: dict[str, Any] = {
         "run": run_view(result.run),
@@ -528,7 +528,7 @@ def test_an_unset_deploy_key_keeps_the_definition_hash(tmp_path: Path):
 def test_a_run_abandoned_between_register_and_deploy_is_repaired(tmp_path: Path):
     """The steps one by one, then the process 'dies' (its lease runs out): the next run fails
     the abandoned one, the version it registered is never promoted, the next one is."""
-    from retrainer.engine import run as steps
+    from retrainer.engine.runs import run as steps
 
     project = _promoting_project(tmp_path)
     execute_run(project, clock=SimulatedClock(T1))

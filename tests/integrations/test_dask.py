@@ -11,7 +11,7 @@ import pytest
 
 from retrainer.adapters.executors import Job
 from retrainer.core.clock import SimulatedClock
-from retrainer.engine.controller import Controller
+from retrainer.engine.control.controller import Controller
 from retrainer.engine.project import Project
 from tests.conftest import write_project
 

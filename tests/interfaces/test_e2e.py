@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from retrainer.engine.run import FAULT_POINTS
+from retrainer.engine.runs.run import FAULT_POINTS
 from tests.conftest import write_project
 
 pytestmark = pytest.mark.slow

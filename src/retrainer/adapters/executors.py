@@ -282,11 +282,11 @@ def _describe(code: int) -> str | None:
 def worker_argv(
     config: Path, run_id: int, epoch: int, extra: Sequence[str] = ()
 ) -> tuple[str, ...]:
-    """The command line of the run worker (``python -m retrainer.engine.worker``)."""
+    """The command line of the run worker (``python -m retrainer.engine.runs.worker``)."""
     return (
         sys.executable,
         "-m",
-        "retrainer.engine.worker",
+        "retrainer.engine.runs.worker",
         "--config",
         str(config),
         "--run-id",

@@ -2,7 +2,7 @@
 
 A :class:`Notifier` has a ``name`` and one method, ``send(alert)``, which delivers one
 :class:`Alert` or raises :class:`NotifierError`. Deduplication, rate limits, retries and the
-audit trail are the engine's business (:class:`retrainer.engine.alerts.Alerter`); a notifier
+audit trail are the engine's business (:class:`retrainer.engine.control.alerts.Alerter`); a notifier
 only delivers, once, within its timeout.
 
 Built in: :class:`LogNotifier` (Python logging), :class:`WebhookNotifier` (the alert as a JSON
@@ -195,7 +195,7 @@ class Notifier(Protocol):
     """Delivers alerts somewhere.
 
     ``name`` identifies the notifier in rules, rate limits and the event log (unique per
-    :class:`~retrainer.engine.alerts.Alerter`). ``send`` delivers one alert once, within the
+    :class:`~retrainer.engine.control.alerts.Alerter`). ``send`` delivers one alert once, within the
     notifier's own timeout, and raises :class:`NotifierError` when it cannot; it does not
     retry (the alerter does).
 

@@ -62,7 +62,7 @@ def daemon(
     """  # noqa: E501
     import math
 
-    from retrainer.engine.daemon import run_daemon
+    from retrainer.engine.control.daemon import run_daemon
 
     # a simulated clock cannot step back, and a wall clock would spin: refuse before any work
     if tick is not None and not (math.isfinite(tick) and tick > 0):
@@ -104,7 +104,7 @@ def events(
     as_json: JsonOpt = False,
 ) -> None:
     """The audit trail: triggers with their evidence, runs, verdicts, promotions, alerts."""
-    from retrainer.engine.registry import event_view
+    from retrainer.engine.runs.registry import event_view
 
     with open_project(config) as project:
         # a misspelt kind would match nothing; a kind of the project's own (events written

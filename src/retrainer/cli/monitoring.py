@@ -50,7 +50,7 @@ def monitor(
 
     The window (default: the last monitor.window) is compared with the reference profile of the model that was champion at its end; the figures are stored, events emitted, and a self-contained HTML report written.
     """  # noqa: E501
-    from retrainer.engine.monitor import run_monitor
+    from retrainer.engine.monitoring.monitor import run_monitor
 
     report: bool | Path = False if no_report else (out if out is not None else True)
     with open_project(config) as project:
@@ -73,7 +73,7 @@ def log_predictions(
     pipeline: PipelineOpt = None,
 ) -> None:
     """Append predictions (id, timestamp, model_version, prediction, [score], features...)."""
-    from retrainer.engine.online import log_predictions as append
+    from retrainer.engine.monitoring.online import log_predictions as append
 
     with open_project(config) as project:
         name = project.config.pipeline(pipeline).name
@@ -87,7 +87,7 @@ def log_feedback(
     config: ConfigOpt = None,
 ) -> None:
     """Append feedback (id, timestamp, outcome): labels or clicks that arrived."""
-    from retrainer.engine.online import log_feedback as append
+    from retrainer.engine.monitoring.online import log_feedback as append
 
     with open_project(config) as project:
         n = append(project.log_store(), file)

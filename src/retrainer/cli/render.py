@@ -18,8 +18,8 @@ from retrainer.core.jsonsafe import json_safe
 
 if TYPE_CHECKING:
     from retrainer.engine.backtest import BacktestSummary
-    from retrainer.engine.daemon import DaemonStart, DaemonSummary
-    from retrainer.engine.run import RunResult
+    from retrainer.engine.control.daemon import DaemonStart, DaemonSummary
+    from retrainer.engine.runs.run import RunResult
 
 
 def _console(stderr: bool = False) -> Console:
@@ -78,7 +78,7 @@ def print_evidence(blessing: dict[str, Any], title: str = "blessing evidence") -
 
 
 def render_run(result: RunResult) -> None:
-    from retrainer.engine.registry import version_view
+    from retrainer.engine.runs.registry import version_view
 
     run = result.run
     if not result.ok:

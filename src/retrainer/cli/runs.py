@@ -39,10 +39,10 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Retrain now (a manual trigger): load the window, train, bless, promote if blessed."""
-    from retrainer.engine.run import execute_run
+    from retrainer.engine.runs.run import execute_run
 
     if queue:
-        from retrainer.engine.controller import request_run
+        from retrainer.engine.control.controller import request_run
 
         with open_project(config) as project:
             name = project.config.pipeline(pipeline).name
@@ -65,7 +65,7 @@ def run(
 @handle_errors
 def status(config: ConfigOpt = None, as_of: AsOfOpt = None, as_json: JsonOpt = False) -> None:
     """Pipelines: champion, versions, next scheduled fire, last triggers, runs in flight."""
-    from retrainer.engine.registry import status as status_of
+    from retrainer.engine.runs.registry import status as status_of
 
     with open_project(config) as project:
         data = status_of(project, make_clock(as_of).now())
@@ -80,7 +80,7 @@ def models_list(
     config: ConfigOpt = None, pipeline: PipelineOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Every model version with aliases, metrics, data window and blessing."""
-    from retrainer.engine.registry import list_models
+    from retrainer.engine.runs.registry import list_models
 
     with open_project(config) as project:
         data = list_models(project, pipeline)
@@ -101,7 +101,7 @@ def models_show(
     as_json: JsonOpt = False,
 ) -> None:
     """One version: lineage (data, code, environment, artifact) and blessing evidence."""
-    from retrainer.engine.registry import show_model
+    from retrainer.engine.runs.registry import show_model
 
     with open_project(config) as project:
         data = show_model(project, version, pipeline)
@@ -119,7 +119,7 @@ def promote(
     alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
 ) -> None:
     """Point an alias (champion by default) at a blessed version."""
-    from retrainer.engine.registry import promote as promote_version
+    from retrainer.engine.runs.registry import promote as promote_version
 
     with open_project(config) as project:
         move = promote_version(
@@ -141,7 +141,7 @@ def rollback(
     ] = None,
 ) -> None:
     """Move the champion back to an earlier blessed version."""
-    from retrainer.engine.registry import rollback as rollback_champion
+    from retrainer.engine.runs.registry import rollback as rollback_champion
 
     with open_project(config) as project:
         move = rollback_champion(project, clock=make_clock(None), pipeline=pipeline, to=to)

@@ -1,7 +1,7 @@
 """Run retrainer's runs on a Dask distributed cluster.
 
 ``DaskExecutor`` submits the same worker command the process executor runs
-(``python -m retrainer.engine.worker ...``) as a task: the Dask worker starts it in a child
+(``python -m retrainer.engine.runs.worker ...``) as a task: the Dask worker starts it in a child
 process with the run's timeout and memory limit, so a crashing training cannot take the Dask
 worker down either. Workers must see the project folder and its stores (a shared file system,
 or PostgreSQL + S3 storage URLs).

@@ -1,7 +1,7 @@
 """The backtest: which retraining policy is worth its cost, measured on history.
 
 ``retrainer backtest --config backtest.yaml --out DIR`` replays the pipeline's data through
-every candidate policy with the production controller (:mod:`retrainer.engine.replay`), in
+every candidate policy with the production controller (:mod:`retrainer.engine.backtest.replay`), in
 parallel, then:
 
 - scores each policy prequentially (each model on the batches it served) on the whole period,

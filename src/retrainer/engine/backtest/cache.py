@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from retrainer.adapters._atomic import write_file_atomically
-from retrainer.engine.replay import PolicyRun, Replay, policy_pipeline
+from retrainer.engine.backtest.replay import PolicyRun, Replay, policy_pipeline
 
 CACHE_VERSION = 4
 """2: keyed by each policy's replayed pipeline; 3: runs record watching; 4: one key function."""

@@ -16,7 +16,7 @@ from typing import Any
 from retrainer.adapters.executors import task_pool
 from retrainer.core.clock import SimulatedClock
 from retrainer.engine.backtest.cache import PolicyCache
-from retrainer.engine.replay import PolicyRun, Replay, run_policy
+from retrainer.engine.backtest.replay import PolicyRun, Replay, run_policy
 from retrainer.errors import DataError
 
 Progress = Callable[[int, int, str], None]
@@ -99,7 +99,7 @@ def run_policies(
 def _expected_cost(policy: Mapping[str, Any]) -> float:
     """A rough rank of a policy's replay time, to start the longest first: a retrain at every
     batch, then a log query (metric triggers) or a monitor run (drift) at every batch."""
-    from retrainer.engine.controller import spec_keys
+    from retrainer.engine.control.controller import spec_keys
 
     triggers = policy.get("triggers", [])
     keys = spec_keys(triggers)
@@ -141,7 +141,7 @@ def frozen_model_scores(
     ages: list[int] = []
     values: list[float] = []
     weights: list[int] = []
-    from retrainer.engine.replay import _quiet
+    from retrainer.engine.backtest.replay import _quiet
 
     with threadpool_limits(1):
         for k in range(0, replay.n_batches, every):

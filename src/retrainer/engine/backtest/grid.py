@@ -20,7 +20,7 @@ import yaml
 from retrainer.config import BacktestConfig, load_config, parse_config, project_root
 from retrainer.core.metrics import get_metric
 from retrainer.core.windows import parse_duration
-from retrainer.engine.replay import POLICY_KEYS, Replay, policy_pipeline
+from retrainer.engine.backtest.replay import POLICY_KEYS, Replay, policy_pipeline
 from retrainer.errors import ConfigError, DataError
 
 # --- the replay setting -----------------------------------------------------------------------

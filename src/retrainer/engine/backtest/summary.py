@@ -26,6 +26,7 @@ from retrainer.core.backtest import (
 )
 from retrainer.core.metrics import get_metric
 from retrainer.engine.backtest.grid import fmt_duration
+from retrainer.engine.backtest.replay import POLICY_KEYS, PolicyRun, Replay, as_list, pooled_metric
 from retrainer.engine.backtest.results import (
     BacktestSummary,
     Comparison,
@@ -36,7 +37,6 @@ from retrainer.engine.backtest.results import (
     RecommendedPolicy,
     Series,
 )
-from retrainer.engine.replay import POLICY_KEYS, PolicyRun, Replay, as_list, pooled_metric
 from retrainer.errors import DataError
 
 

@@ -13,7 +13,7 @@ from types import FrameType
 from retrainer.adapters.executors import Executor, ProcessExecutor
 from retrainer.core.clock import Clock, SimulatedClock, as_utc
 from retrainer.core.types import Event, Run
-from retrainer.engine.controller import Controller
+from retrainer.engine.control.controller import Controller
 from retrainer.engine.project import Project
 from retrainer.errors import ConfigError
 
@@ -46,7 +46,7 @@ def make_alerter(project: Project) -> object | None:
     if not cfg.notifiers:
         return None
     from retrainer.adapters.notifiers import build_notifier
-    from retrainer.engine.alerts import Alerter
+    from retrainer.engine.control.alerts import Alerter
 
     return Alerter(
         project.store,

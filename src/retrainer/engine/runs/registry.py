@@ -12,14 +12,14 @@ from typing import Any
 from retrainer.core.clock import Clock
 from retrainer.core.types import AliasMove, Event, ModelVersion
 from retrainer.engine.project import Project
-from retrainer.engine.state import CHAMPION
-from retrainer.engine.views import (  # the JSON views, where callers found them
+from retrainer.engine.runs.views import (  # the JSON views, where callers found them
     _iso,
     alias_move_view,
     event_view,
     run_view,
     version_view,
 )
+from retrainer.engine.state import CHAMPION
 from retrainer.errors import ModelNotFoundError, RetrainerError
 
 
@@ -91,7 +91,7 @@ def promote(
     >>> from retrainer.config import parse_config
     >>> from retrainer.core.clock import SimulatedClock
     >>> from retrainer.engine.project import Project
-    >>> from retrainer.engine.run import execute_run
+    >>> from retrainer.engine.runs.run import execute_run
     >>> rows = pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=480, freq="h"),
     ...                      "x": [i % 7 for i in range(480)]})
     >>> rows["y"] = (rows["x"] > 3).astype(int)
@@ -115,7 +115,7 @@ def promote(
     >>> promote(project, 2, clock=clock)
     Traceback (most recent call last):
     ...
-    retrainer.engine.registry.PromotionError: churn v2 is already 'champion'
+    retrainer.engine.runs.registry.PromotionError: churn v2 is already 'champion'
     """
     if not alias or alias != alias.strip():
         raise PromotionError(
@@ -208,7 +208,7 @@ def rollback(
     >>> from retrainer.config import parse_config
     >>> from retrainer.core.clock import SimulatedClock
     >>> from retrainer.engine.project import Project
-    >>> from retrainer.engine.run import execute_run
+    >>> from retrainer.engine.runs.run import execute_run
     >>> rows = pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=480, freq="h"),
     ...                      "x": [i % 7 for i in range(480)]})
     >>> rows["y"] = (rows["x"] > 3).astype(int)
@@ -269,7 +269,7 @@ def rollback(
 def status(project: Project, now: datetime | None = None) -> list[dict[str, Any]]:
     """Per pipeline: champion and its metrics, versions, next scheduled fire, the last trigger
     evaluations, recent runs and runs in flight (queued or running)."""
-    from retrainer.engine.controller import next_fires
+    from retrainer.engine.control.controller import next_fires
 
     fires = next_fires(project, now) if now is not None else {}
     out = []

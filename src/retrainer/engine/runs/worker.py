@@ -1,4 +1,4 @@
-"""The run worker: ``python -m retrainer.engine.worker --config C --run-id N --epoch E``.
+"""The run worker: ``python -m retrainer.engine.runs.worker --config C --run-id N --epoch E``.
 
 The process executor starts one per claimed run. The worker executes the run only if it is
 still ``running`` under the epoch it was claimed with (a newer epoch means the claim was
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from retrainer.engine.project import Project
-    from retrainer.engine.run import execute_claimed_run
+    from retrainer.engine.runs.run import execute_claimed_run
     from retrainer.errors import ConfigError
 
     clock: Clock

@@ -56,10 +56,10 @@ from retrainer.core.types import (
 )
 from retrainer.core.windows import holdout_mask
 from retrainer.engine.pipeline import Pipeline
-from retrainer.engine.profiles import reference_profile
 from retrainer.engine.project import Project
+from retrainer.engine.runs.profiles import reference_profile
+from retrainer.engine.runs.views import run_view, version_view
 from retrainer.engine.state import CHAMPION, last_change
-from retrainer.engine.views import run_view, version_view
 from retrainer.errors import (
     ArtifactIntegrityError,
     ConcurrencyError,
@@ -410,7 +410,7 @@ def execute_run(
     >>> from retrainer.config import parse_config
     >>> from retrainer.core.clock import SimulatedClock
     >>> from retrainer.engine.project import Project
-    >>> from retrainer.engine.run import execute_run
+    >>> from retrainer.engine.runs.run import execute_run
     >>> rows = pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=480, freq="h"),
     ...                      "x": [i % 7 for i in range(480)]})
     >>> rows["y"] = (rows["x"] > 3).astype(int)

@@ -54,7 +54,7 @@ from retrainer.core.types import Event, Run, Snapshot
 from retrainer.core.windows import parse_duration
 from retrainer.engine.pipeline import Pipeline
 from retrainer.engine.project import Project
-from retrainer.engine.run import (
+from retrainer.engine.runs.run import (
     claim_run,
     execute_claimed_run,
     new_run,
@@ -259,7 +259,7 @@ class Controller:
                 wanted += [(cfg.name, need) for need in policy.trigger.needs()]
         if not wanted:
             return {}
-        from retrainer.engine.online import recent_performance_many
+        from retrainer.engine.monitoring.online import recent_performance_many
 
         windows = recent_performance_many(
             self.project.logs,
@@ -276,7 +276,7 @@ class Controller:
         return out
 
     def _observe(self, pipeline: Pipeline, now: datetime, report: TickReport) -> None:
-        from retrainer.engine.monitor import run_monitor
+        from retrainer.engine.monitoring.monitor import run_monitor
 
         every = parse_duration(pipeline.config.monitor.every)
         store = self.project.store

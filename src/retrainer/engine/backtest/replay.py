@@ -288,7 +288,7 @@ def reads_log(pipeline: Mapping[str, Any]) -> bool:
     detector) does only with ``data: log``: with ``data: source`` it reads the replayed
     source, which shows each row's features from its time and its label once it arrived.
     """
-    from retrainer.engine.controller import spec_keys, watches_monitor
+    from retrainer.engine.control.controller import spec_keys, watches_monitor
 
     triggers = pipeline.get("triggers", [])
     monitored = watches_monitor(triggers, (pipeline.get("window") or {}).get("kind"))
@@ -352,9 +352,9 @@ def run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
 
 
 def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
-    from retrainer.engine.controller import Controller, spec_keys
+    from retrainer.engine.control.controller import Controller, spec_keys
     from retrainer.engine.project import Project
-    from retrainer.engine.run import execute_run
+    from retrainer.engine.runs.run import execute_run
     from retrainer.engine.state import CHAMPION
 
     t_wall = time.perf_counter()

@@ -41,10 +41,15 @@ from retrainer.core.performance import WindowPerformance, get_online_metric, per
 from retrainer.core.profile import CategoricalProfile, Finding, NumericProfile, Profile
 from retrainer.core.types import Event, ModelVersion, MonitorRecord
 from retrainer.core.windows import parse_duration
-from retrainer.engine.online import online_performance
+from retrainer.engine.monitoring.online import online_performance
 from retrainer.engine.pipeline import Pipeline
-from retrainer.engine.profiles import PREDICTION_COLUMN, model_output, output_of, window_columns
 from retrainer.engine.project import Project
+from retrainer.engine.runs.profiles import (
+    PREDICTION_COLUMN,
+    model_output,
+    output_of,
+    window_columns,
+)
 from retrainer.engine.state import CHAMPION, CONCEPT_STATE_KEY
 from retrainer.engine.state import last_change as last_change  # where callers found it
 from retrainer.errors import ConfigError, ModelNotFoundError
@@ -523,7 +528,7 @@ def run_monitor(
         )
     path = None
     if report:
-        from retrainer.engine.monitor_report import write_monitor_report
+        from retrainer.engine.monitoring.report import write_monitor_report
 
         target_path = (
             Path(report)
