@@ -1,0 +1,3 @@
+"""Factories for tests."""
+
+__all__: list[str] = []
