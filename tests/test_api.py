@@ -223,9 +223,7 @@ def test_the_lazy_lookup_is_hidden_from_type_checkers():
     top = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
     assert "__getattr__" not in top
     hidden = [
-        n
-        for n in tree.body
-        if isinstance(n, ast.If) and ast.unparse(n.test) == "not TYPE_CHECKING"
+        n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "not TYPE_CHECKING"
     ]
     assert any(
         isinstance(s, ast.FunctionDef) and s.name == "__getattr__" for n in hidden for s in n.body
