@@ -158,9 +158,9 @@ def in_memory_project(
     frame = drifting_frame(800) if data is None else data
     source: Source
     if isinstance(frame, pd.DataFrame):
-        source = CallableSource(lambda start, end: frame, time_column="ts", name="test:frame")
+        source = CallableSource(lambda start, end: frame, time_column="ts", name="test")
     elif callable(frame):
-        source = CallableSource(frame, time_column="ts", name="test:load")
+        source = CallableSource(frame, time_column="ts", name="test")
     else:
         source = frame
     return Project.in_memory(config, root, sources={spec["name"]: source}, clock=clock)
