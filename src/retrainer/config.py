@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -41,12 +41,14 @@ from pydantic import (
     ConfigDict,
     Field,
     FieldSerializationInfo,
+    GetPydanticSchema,
     SerializerFunctionWrapHandler,
     ValidationError,
     field_serializer,
     field_validator,
     model_validator,
 )
+from pydantic_core import core_schema
 
 from retrainer.adapters.notifiers import ConfiguredNotifier
 from retrainer.core.blessing import ConfiguredRule
@@ -65,6 +67,45 @@ _REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def callable_ref(obj: Any) -> str:
+    """The ``module:qualname`` a callable is recorded (and hashed) as; a string stays itself.
+
+    >>> import math
+    >>> callable_ref(math.sqrt), callable_ref("pipeline:train")
+    ('math:sqrt', 'pipeline:train')
+    """
+    if isinstance(obj, str):
+        return obj
+    name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    return f"{getattr(obj, '__module__', None) or type(obj).__module__}:{name}"
+
+
+def _keep_callable(value: Any, handler: core_schema.ValidatorFunctionWrapHandler) -> Any:
+    return value if callable(value) and not isinstance(value, str) else handler(value)
+
+
+def _ref_in_json(value: Any, info: core_schema.SerializationInfo) -> Any:
+    return callable_ref(value) if info.mode_is_json() else value
+
+
+Code = Annotated[
+    str | Callable[..., Any],
+    GetPydanticSchema(
+        lambda _type, _handler: core_schema.no_info_wrap_validator_function(
+            _keep_callable,
+            core_schema.str_schema(),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                _ref_in_json, info_arg=True
+            ),
+        )
+    ),
+]
+"""User code: a ``"module:function"`` string (``retrainer.yaml``) or, from Python, the object
+itself (:meth:`retrainer.Pipeline.from_callables`). A file can only hold strings, and a string
+is validated as before; the JSON schema says "string"; JSON dumps (definition hash, recorded
+parameters) hold a callable's ``module:qualname``."""
 
 
 class StorageConfig(_Model):
@@ -116,12 +157,12 @@ class CallableSourceConfig(_Model):
     """A Python function ``load(start, end) -> DataFrame`` named ``module:function``."""
 
     kind: Literal["callable"]
-    function: str
+    function: Code
     time_column: str
 
     @field_validator("function")
     @classmethod
-    def _ref(cls, v: str) -> str:
+    def _ref(cls, v: Code) -> Code:
         return _check_ref(v)
 
 
@@ -146,13 +187,13 @@ class MetricConfig(_Model):
     """A user metric: ``function`` is ``module:function(y_true, y_pred, y_score) -> float``."""
 
     name: str
-    function: str
+    function: Code
     greater_is_better: bool
     needs_proba: bool = False
 
     @field_validator("function")
     @classmethod
-    def _ref(cls, v: str) -> str:
+    def _ref(cls, v: Code) -> Code:
         return _check_ref(v)
 
 
@@ -306,7 +347,7 @@ class PipelineConfig(_Model):
     counted in the run's ``run.succeeded`` event (``skip``), or the run fails naming the
     column (``error``)."""
     model: ModelConfig | None = None
-    train: str | None = None
+    train: Code | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     metrics: list[str | MetricConfig] = Field(min_length=1)
     window: WindowConfig = Field(default_factory=FullHistory)
@@ -339,7 +380,7 @@ class PipelineConfig(_Model):
 
     @field_validator("train")
     @classmethod
-    def _train_ref(cls, v: str | None) -> str | None:
+    def _train_ref(cls, v: Code | None) -> Code | None:
         return None if v is None else _check_ref(v)
 
     @field_validator("features")
@@ -409,8 +450,11 @@ class ProjectConfig(_Model):
         )
 
 
-def _check_ref(v: str) -> str:
-    if not _REF.match(v):
+_C = TypeVar("_C")
+
+
+def _check_ref(v: _C) -> _C:
+    if isinstance(v, str) and not _REF.match(v):
         raise ValueError("must name a Python object as 'module:attribute', e.g. 'pipeline:train'")
     return v
 

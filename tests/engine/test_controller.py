@@ -12,12 +12,11 @@ import pandas as pd
 import pytest
 
 from retrainer.adapters.executors import ProcessExecutor
-from retrainer.adapters.sources import CallableSource
-from retrainer.config import parse_config
 from retrainer.core.clock import SimulatedClock
 from retrainer.engine.control.controller import Controller
 from retrainer.engine.project import Project
-from tests.conftest import make_frame, pipeline_config, write_project
+from retrainer.testing import in_memory_project
+from tests.conftest import make_frame, write_project
 
 START = datetime(2024, 1, 20, tzinfo=UTC)
 BLESS_ANY = {
@@ -28,24 +27,17 @@ BLESS_ANY = {
 
 
 def _project(tmp_path: Path, triggers: list[dict[str, Any]], **overrides: Any) -> Project:
-    frame = make_frame(24 * 80, seed=1)
-    cfg = parse_config(
-        {
-            "controller": {"max_attempts": 2, "retry_backoff": "10m"},
-            "pipelines": [
-                pipeline_config(
-                    **{
-                        "triggers": triggers,
-                        "blessing": BLESS_ANY,
-                        "window": {"kind": "sliding", "duration": "10d"},
-                        **overrides,
-                    }
-                )
-            ],
-        }
+    return in_memory_project(
+        make_frame(24 * 80, seed=1),
+        root=tmp_path,
+        settings={"controller": {"max_attempts": 2, "retry_backoff": "10m"}},
+        **{
+            "triggers": triggers,
+            "blessing": BLESS_ANY,
+            "window": {"kind": "sliding", "duration": "10d"},
+            **overrides,
+        },
     )
-    src = CallableSource(lambda s, e: frame, time_column="ts", name="test")
-    return Project.in_memory(cfg, tmp_path, sources={"toy": src})
 
 
 def _drive(controller: Controller, clock: SimulatedClock, step: timedelta, until: datetime) -> list:
@@ -292,17 +284,6 @@ def test_new_data_counts_the_rows_whose_label_arrived(tmp_path: Path):
     frame = make_frame(24 * 80, seed=1)
     frame["y"] = frame["y"].astype("Int64")
     labels = frame["y"].copy()
-    cfg = parse_config(
-        {
-            "pipelines": [
-                pipeline_config(
-                    triggers=[{"new_data": {"rows": 30}}],
-                    blessing=BLESS_ANY,
-                    window={"kind": "sliding", "duration": "10d"},
-                )
-            ]
-        }
-    )
     shown = {"until": START}  # labels arrived up to here
 
     def load(start: Any, end: Any) -> pd.DataFrame:
@@ -310,8 +291,13 @@ def test_new_data_counts_the_rows_whose_label_arrived(tmp_path: Path):
             y=labels.mask(frame["ts"] >= pd.Timestamp(shown["until"]).tz_localize(None))
         )
 
-    src = CallableSource(load, time_column="ts", name="test")
-    project = Project.in_memory(cfg, tmp_path, sources={"toy": src})
+    project = in_memory_project(
+        load,
+        root=tmp_path,
+        triggers=[{"new_data": {"rows": 30}}],
+        blessing=BLESS_ANY,
+        window={"kind": "sliding", "duration": "10d"},
+    )
     clock = SimulatedClock(START)
     controller = Controller(project, clock=clock)
     controller.tick()  # no champion: the first model, on the labelled rows

@@ -10,36 +10,28 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrainer.adapters.sources import CallableSource
 from retrainer.config import parse_config
 from retrainer.core.clock import SimulatedClock
 from retrainer.engine.monitoring.monitor import CONCEPT_STATE_KEY, last_change, run_monitor
 from retrainer.engine.project import Project
 from retrainer.engine.runs.run import execute_run
 from retrainer.errors import ConfigError, ModelNotFoundError
-from tests.conftest import make_frame, pipeline_config
+from retrainer.testing import drifting_frame, in_memory_project
+from tests.conftest import pipeline_config
 
 T_TRAIN = datetime(2024, 1, 20, tzinfo=UTC)
 
 
 def _frame(shift_after: str | None = None, flip_after: str | None = None) -> pd.DataFrame:
-    frame = make_frame(24 * 40, seed=3)
-    if shift_after is not None:
-        late = frame["ts"] >= pd.Timestamp(shift_after)
-        frame.loc[late, "x1"] += 1.5
-    if flip_after is not None:
-        late = frame["ts"] >= pd.Timestamp(flip_after)
-        frame.loc[late, "y"] = 1 - frame.loc[late, "y"]
-    return frame
+    return drifting_frame(24 * 40, seed=3, shift_after=shift_after, flip_after=flip_after)
 
 
 def _project(tmp_path: Path, frame: pd.DataFrame, **monitor: Any) -> Project:
-    overrides: dict[str, Any] = {
-        "monitor": {"window": "3d", "performance": {"every": "1d", "min_samples": 10}, **monitor}
-    }
-    cfg = parse_config({"pipelines": [pipeline_config(**overrides)]})
-    src = CallableSource(lambda s, e: frame, time_column="ts", name="test")
-    project = Project.in_memory(cfg, tmp_path, sources={"toy": src})
+    project = in_memory_project(
+        frame,
+        root=tmp_path,
+        monitor={"window": "3d", "performance": {"every": "1d", "min_samples": 10}, **monitor},
+    )
     assert execute_run(project, clock=SimulatedClock(T_TRAIN)).promoted
     return project
 
@@ -243,18 +235,12 @@ def test_exact_ks_on_raw_samples_when_asked(tmp_path: Path):
 
 
 def _since_change_project(tmp_path: Path, frame: pd.DataFrame) -> Project:
-    cfg = parse_config(
-        {
-            "pipelines": [
-                pipeline_config(
-                    window={"kind": "since_change", "min": "2d", "max": "10d"},
-                    monitor={"window": "6d", "performance": {"every": "1d", "min_samples": 10}},
-                )
-            ]
-        }
+    project = in_memory_project(
+        frame,
+        root=tmp_path,
+        window={"kind": "since_change", "min": "2d", "max": "10d"},
+        monitor={"window": "6d", "performance": {"every": "1d", "min_samples": 10}},
     )
-    src = CallableSource(lambda s, e: frame, time_column="ts", name="test")
-    project = Project.in_memory(cfg, tmp_path, sources={"toy": src})
     first = execute_run(project, clock=SimulatedClock(T_TRAIN))
     assert first.promoted
     # no change detected yet: the window is the last max (10 days)

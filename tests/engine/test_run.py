@@ -17,6 +17,7 @@ from retrainer.engine.project import Project
 from retrainer.engine.runs.registry import PromotionError, list_models, promote, rollback
 from retrainer.engine.runs.run import execute_run
 from retrainer.errors import ModelNotFoundError
+from retrainer.testing import in_memory_project
 from tests.conftest import make_frame, pipeline_config
 
 T1 = datetime(2024, 1, 20, tzinfo=UTC)
@@ -24,10 +25,7 @@ T2 = datetime(2024, 1, 26, tzinfo=UTC)
 
 
 def _project(tmp_path: Path, frame: pd.DataFrame | None = None, **overrides: Any) -> Project:
-    data = make_frame(800) if frame is None else frame
-    cfg = parse_config({"pipelines": [pipeline_config(**overrides)]})
-    source = CallableSource(lambda s, e: data, time_column="ts", name="test:frame")
-    return Project.in_memory(cfg, tmp_path, sources={"toy": source})
+    return in_memory_project(frame, root=tmp_path, **overrides)
 
 
 def test_first_run_promotes_with_absolute_rules_only(tmp_path: Path):
@@ -387,9 +385,8 @@ def test_a_sql_join_whose_newest_labels_have_not_arrived(tmp_path: Path):
             "labels", con, index=False
         )
     query = "SELECT f.ts, f.x1, f.x2, l.y FROM features f LEFT JOIN labels l ON l.id = f.id"
-    cfg = parse_config({"pipelines": [pipeline_config(task="classification")]})
     source = SQLSource(f"sqlite:///{db}", query, time_column="ts")
-    project = Project.in_memory(cfg, tmp_path, sources={"toy": source})
+    project = in_memory_project(source, root=tmp_path, task="classification")
     result = execute_run(project, clock=SimulatedClock(T1))
     assert result.ok and result.promoted, result.run.error
     assert result.unlabelled_rows == 42  # Jan 18 06:00 .. Jan 19 23:00
