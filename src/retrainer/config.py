@@ -317,7 +317,7 @@ class _Specs:
         from retrainer.core.triggers.spec import guard_spec_type, trigger_spec_type
 
         union = trigger_spec_type() if self.family == "trigger" else guard_spec_type()
-        return handler(TypeAdapter(list[union]).core_schema)
+        return handler(TypeAdapter(list[union]).core_schema)  # type: ignore[valid-type]
 
 
 class PipelineConfig(_Model):
