@@ -163,6 +163,7 @@ class AnyOf(_Combinator):
     """
 
     kind: ClassVar[str] = "any"
+    example = {"any": [{"drift": {}}, {"schedule": "@weekly"}]}
 
     def evaluate(self, ctx: TriggerContext) -> Decision:
         """Evaluate every child; fire if one fires."""
@@ -213,6 +214,7 @@ class AllOf(_Combinator):
     """
 
     kind: ClassVar[str] = "all"
+    example = {"all": [{"schedule": "0 2 * * MON"}, {"new_data": {"rows": 10_000}}]}
 
     def evaluate(self, ctx: TriggerContext) -> Decision:
         """Evaluate every child; fire if all hold and one fires."""

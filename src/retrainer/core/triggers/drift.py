@@ -68,6 +68,7 @@ class DriftTrigger(Configurable):
     """
 
     kind: ClassVar[str] = "drift"
+    example = {"drift": {"share": 0.5, "features": ["price"]}}
 
     def __init__(
         self,
@@ -208,6 +209,7 @@ class ConceptDriftTrigger(Configurable):
     """
 
     kind: ClassVar[str] = "concept_drift"
+    example = {"concept_drift": {}}
 
     def __init__(self, name: OptionalName = None) -> None:
         self.name = name if name is not None else self.default_name()

@@ -62,6 +62,7 @@ class NewDataTrigger(Configurable):
     """
 
     kind: ClassVar[str] = "new_data"
+    example = {"new_data": {"rows": 10_000}}
 
     def __init__(
         self,
@@ -188,6 +189,7 @@ class CodeChangeTrigger(Configurable):
     """
 
     kind: ClassVar[str] = "code_change"
+    example = {"code_change": {"watch": ["pipeline_hash"]}}
 
     def __init__(self, watch: CodeKeys = _CODE_KEYS, name: OptionalName = None) -> None:
         self.watch = watch
@@ -292,6 +294,7 @@ class ManualTrigger(Configurable):
     """
 
     kind: ClassVar[str] = "manual"
+    example = {"manual": {}}
 
     def __init__(self, name: Name = "manual") -> None:
         self.name = name

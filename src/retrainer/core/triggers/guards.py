@@ -141,7 +141,7 @@ class MaxRetrains(Configurable):
     """
 
     kind: ClassVar[str] = "max_retrains"
-    example = {"count": 3, "per": "1d"}
+    example = {"max_retrains": {"count": 3, "per": "1d"}}
 
     def __init__(self, count: PositiveInt, per: Duration) -> None:
         self.count = count

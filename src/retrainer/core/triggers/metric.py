@@ -90,6 +90,7 @@ class MetricTrigger(Configurable):
     """
 
     kind: ClassVar[str] = "metric"
+    example = {"metric": "ctr", "below": 0.0191, "over": "1d", "min_samples": 1000}
     layout = "flat"
     always = frozenset({"over"})
 

@@ -245,7 +245,8 @@ class Configurable:
     - ``"list"``: child triggers under the kind key (``{"any": [...]}``).
 
     ``always`` lists parameters ``to_spec`` writes even at their default; ``example`` is a
-    mapping shown in error messages and in the JSON schema.
+    configuration mapping, shown in error messages and in the JSON schema (and every
+    registered class's is tested to build and round-trip).
     """
 
     kind: ClassVar[str]
@@ -416,7 +417,7 @@ def _body(cls: type[Configurable], value: object, where: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         if required:  # a guard: named in the message by its caller
             raise ConfigError(
-                f"{kind} must be a mapping such as {dict(cls.example or {})!r}; got {value!r}"
+                f"{kind} must be a mapping such as {(cls.example or {}).get(kind)!r}; got {value!r}"
             )
         raise ConfigError(
             f"{where}.{kind} must be a mapping of its settings ({{}} for none); got {value!r}"

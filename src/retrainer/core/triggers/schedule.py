@@ -110,6 +110,7 @@ class ScheduleTrigger(Configurable):
     """
 
     kind: ClassVar[str] = "schedule"
+    example = {"schedule": "0 2 * * MON", "timezone": "Europe/Paris"}
     layout = "flat"
 
     def __init__(

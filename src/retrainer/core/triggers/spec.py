@@ -202,11 +202,13 @@ def _model(cls: type[Configurable], union: Any) -> type[BaseModel]:
         settings: dict[str, Any] = {n: _field(cls, n) for n in cls.body_keys()}
         body = create_model(f"{cls.__name__}Settings", __config__=forbid, **settings)
         required = any(p.required for p in cls.parameters())
-        fields[cls.kind] = (body, Field(...) if required else Field(default_factory=dict))
+        # the kind key names the trigger, so it is required even when its settings are not
+        fields[cls.kind] = (body if required else body | None, Field(...))
         if "name" in names:
             fields["name"] = _field(cls, "name")
+    config = ConfigDict(extra="forbid", json_schema_extra={"examples": [dict(cls.example or {})]})
     model: type[BaseModel] = create_model(
-        f"{cls.__name__}Spec", __config__=forbid, __doc__=_doc(cls), **fields
+        f"{cls.__name__}Spec", __config__=config, __doc__=_doc(cls), **fields
     )
     return model
 
