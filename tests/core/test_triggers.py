@@ -1227,7 +1227,10 @@ def test_timedelta_parameters_round_trip():
 
 def test_repr_and_params():
     assert repr(MinNewRows(5)) == "MinNewRows(rows=5)"
-    assert repr(AnyOf(ManualTrigger())) == "AnyOf(ManualTrigger(name='manual'), name='any(manual)')"
+    assert (
+        repr(AnyOf(ManualTrigger()))
+        == "AnyOf(ManualTrigger(name='manual', remember=100), name='any(manual)')"
+    )
     assert ScheduleTrigger("@daily").get_params() == {
         "cron": "@daily",
         "timezone": "UTC",

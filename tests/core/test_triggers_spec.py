@@ -218,3 +218,22 @@ def test_needs_union_keeps_each_metric_once() -> None:
     m = MetricTrigger("ctr", below=0.1)
     combined = AnyOf(m, MetricTrigger("ctr", above=0.9, name="high")).needs()
     assert combined.metrics == m.needs().metrics
+
+
+def test_a_parameter_added_to_init_reaches_the_spec_the_schema_and_validation() -> None:
+    # ManualTrigger.remember was added to the class alone (its __init__ and its use)
+    trigger = build_trigger({"manual": {"remember": 2}})
+    assert trigger.to_spec() == {"manual": {"remember": 2}}
+    assert build_trigger({"manual": {}}).to_spec() == {"manual": {}}
+    schema = json_schema()["$defs"]["ManualTriggerSettings"]["properties"]
+    assert schema["remember"]["minimum"] == 1
+    with pytest.raises(ConfigError, match=r"ManualTrigger.remember must be an integer >= 1"):
+        build_trigger({"manual": {"remember": 0}})
+    state: dict[str, Any] = {}
+    for i in range(3):
+        ctx = TriggerContext(
+            now=datetime(2024, 3, 4, tzinfo=UTC), pipeline="p", state=state,
+            manual_requests=[{"id": f"r{i}"}],
+        )  # fmt: skip
+        state = trigger.evaluate(ctx).state
+    assert state["handled"] == ["r1", "r2"]

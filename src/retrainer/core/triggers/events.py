@@ -19,6 +19,7 @@ from retrainer.core.triggers.params import (
     Name,
     OptionalName,
     OptionalPositiveInt,
+    PositiveInt,
     PositiveNumber,
     names_of,
 )
@@ -26,7 +27,6 @@ from retrainer.errors import ConfigError, DataError
 
 __all__ = ["CodeChangeTrigger", "ManualTrigger", "NewDataTrigger"]
 
-_MANUAL_MEMORY = 100
 _CODE_KEYS = ("pipeline_hash", "git_commit")
 CodeKeys = Annotated[tuple[str, ...] | list[str], names_of(_CODE_KEYS)]
 
@@ -271,13 +271,16 @@ class ManualTrigger(Configurable):
     """Fire for each manual request (``retrainer run``, the API); the slot is its id.
 
     One request per evaluation, the first pending one it has not fired for (the engine
-    passes them oldest first); the ids of the last 100 fired requests are kept in the state,
-    so a request the engine has not cleared yet does not fire twice.
+    passes them oldest first); the ids of the last ``remember`` fired requests are kept in the
+    state, so a request the engine has not cleared yet does not fire twice.
 
     Parameters
     ----------
     name
         Defaults to ``"manual"``.
+    remember
+        How many fired request ids the state keeps (raise it for an API that queues more
+        requests than that between two evaluations).
 
     Examples
     --------
@@ -296,8 +299,9 @@ class ManualTrigger(Configurable):
     kind: ClassVar[str] = "manual"
     example = {"manual": {}}
 
-    def __init__(self, name: Name = "manual") -> None:
+    def __init__(self, name: Name = "manual", remember: PositiveInt = 100) -> None:
         self.name = name
+        self.remember = remember
 
     def needs(self) -> Needs:
         """The pending requests only (always gathered)."""
@@ -335,7 +339,7 @@ class ManualTrigger(Configurable):
             )
         request = pending[0]
         request_id = str(request["id"])
-        state["handled"] = [*handled, request_id][-_MANUAL_MEMORY:]
+        state["handled"] = [*handled, request_id][-self.remember :]
         by = f" by {request['by']}" if request.get("by") else ""
         at = f" at {_json_safe(request['at'])}" if request.get("at") is not None else ""
         note = f": {request['reason']}" if request.get("reason") else ""
