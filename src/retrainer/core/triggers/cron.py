@@ -13,6 +13,7 @@ import copy
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -51,13 +52,15 @@ _UTC_ZONES = frozenset(
         "Greenwich",
     }
 )
-_DAYS = {"SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6}
-_SHORTCUTS = {
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@weekly": "0 0 * * 0",
-    "@hourly": "0 * * * *",
-}
+_DAYS = MappingProxyType({"SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6})
+_SHORTCUTS = MappingProxyType(
+    {
+        "@daily": "0 0 * * *",
+        "@midnight": "0 0 * * *",
+        "@weekly": "0 0 * * 0",
+        "@hourly": "0 * * * *",
+    }
+)
 
 
 def _field(text: str, top: int) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from types import MappingProxyType
 from typing import Annotated, Any, ClassVar
 
 from retrainer.core.clock import as_utc
@@ -49,15 +50,16 @@ Cron = Annotated[
     ),
 ]
 
-_NAMED = {
-    "0 0 * * *": "daily",
-    "@daily": "daily",
-    "@midnight": "daily",
-    "0 0 * * MON": "weekly",
-    "@weekly": "weekly",
-    "0 0 1 * *": "monthly",
-    "@monthly": "monthly",
-}
+_NAMED = MappingProxyType(
+    {
+        "0 0 * * *": "daily",
+        "@daily": "daily",
+        "0 0 * * MON": "weekly",
+        "@weekly": "weekly",
+        "0 0 1 * *": "monthly",
+        "@monthly": "monthly",
+    }
+)
 
 
 class ScheduleTrigger(Configurable):
