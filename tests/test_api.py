@@ -153,6 +153,8 @@ INTERNAL = {
     "run_view",
     "summarize",
     "version_view",
+    "TRIGGERS",
+    "GUARDS",
 }
 
 

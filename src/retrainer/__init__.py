@@ -49,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "retrainer.errors",
     "Controller": "retrainer.engine.control.controller",
     "Cooldown": "retrainer.core.triggers",
+    "CronSchedule": "retrainer.core.triggers",
     "DataError": "retrainer.errors",
     "Decision": "retrainer.core.triggers",
     "DeployContext": "retrainer.core.deploy",
@@ -86,6 +87,7 @@ _EXPORTS: dict[str, str] = {
     "MonitorRecord": "retrainer.core.types",
     "MonitorResult": "retrainer.engine.monitoring.monitor",
     "MonitorStore": "retrainer.adapters.metadata.protocol",
+    "Needs": "retrainer.core.triggers",
     "NewDataTrigger": "retrainer.core.triggers",
     "NewRows": "retrainer.core.windows",
     "Notifier": "retrainer.adapters.notifiers",
@@ -221,6 +223,7 @@ if TYPE_CHECKING:
     from retrainer.core.triggers import CodeChangeTrigger as CodeChangeTrigger
     from retrainer.core.triggers import ConceptDriftTrigger as ConceptDriftTrigger
     from retrainer.core.triggers import Cooldown as Cooldown
+    from retrainer.core.triggers import CronSchedule as CronSchedule
     from retrainer.core.triggers import Decision as Decision
     from retrainer.core.triggers import DriftTrigger as DriftTrigger
     from retrainer.core.triggers import Guard as Guard
@@ -230,6 +233,7 @@ if TYPE_CHECKING:
     from retrainer.core.triggers import MetricTrigger as MetricTrigger
     from retrainer.core.triggers import MetricValue as MetricValue
     from retrainer.core.triggers import MinNewRows as MinNewRows
+    from retrainer.core.triggers import Needs as Needs
     from retrainer.core.triggers import NewDataTrigger as NewDataTrigger
     from retrainer.core.triggers import ScheduleTrigger as ScheduleTrigger
     from retrainer.core.triggers import Trigger as Trigger

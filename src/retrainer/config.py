@@ -334,6 +334,23 @@ class AlertsConfig(_Model):
     )
 
 
+class _Specs:
+    """The JSON schema of a list of trigger (or guard) mappings: the union of the spec models
+    of every registered kind, built when a schema is asked for (reading a config does not
+    import the triggers)."""
+
+    def __init__(self, family: Literal["trigger", "guard"]) -> None:
+        self.family = family
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> Any:
+        from pydantic import TypeAdapter
+
+        from retrainer.core.triggers.spec import guard_spec_type, trigger_spec_type
+
+        union = trigger_spec_type() if self.family == "trigger" else guard_spec_type()
+        return handler(TypeAdapter(list[union]).core_schema)  # type: ignore[valid-type]
+
+
 class PipelineConfig(_Model):
     """One pipeline: where its data comes from, how it trains and how it is judged."""
 
@@ -354,8 +371,10 @@ class PipelineConfig(_Model):
     blessing: BlessingConfig
     run: RunConfig = Field(default_factory=RunConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
-    triggers: list[dict[str, Any]] = Field(default_factory=list)
-    guards: list[dict[str, Any]] = Field(default_factory=list)
+    triggers: Annotated[list[dict[str, Any]], _Specs("trigger")] = Field(default_factory=list)
+    """Each a mapping read by ``retrainer.core.triggers.build_trigger`` (checked, with its key
+    path, by :func:`validate`); the JSON schema is that of the registered trigger kinds."""
+    guards: Annotated[list[dict[str, Any]], _Specs("guard")] = Field(default_factory=list)
     deploy: DeploySpec | None = None
     """How a blessed candidate is rolled out: ``{strategy: replace}`` (the default, also when
     unset) makes it the champion at once."""

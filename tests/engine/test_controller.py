@@ -384,3 +384,37 @@ def test_no_monitoring_before_the_first_champion_was_promoted(tmp_path: Path):
     assert [r.monitored for r in reports] == [[], [], []]
     assert not project.store.list_monitor_results("toy", limit=None)
     assert not project.store.list_events("toy", kinds=["monitor.failed"])
+
+
+@pytest.mark.parametrize(
+    ("triggers", "guards", "counts_rows", "monitors"),
+    [
+        ([{"schedule": "0 2 * * *"}], [], False, False),
+        ([{"schedule": "0 2 * * *"}], [{"min_new_rows": 10}], True, False),
+        ([{"any": [{"manual": {}}, {"new_data": {"rows": 10}}]}], [], True, False),
+        ([{"concept_drift": {}}], [], False, True),
+    ],
+)
+def test_the_triggers_needs_decide_what_the_controller_gathers(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    triggers: list[dict[str, Any]],
+    guards: list[dict[str, Any]],
+    counts_rows: bool,
+    monitors: bool,
+) -> None:
+    # the controller asks the triggers (needs()) instead of reading their spec's keys: rows
+    # are counted and monitor results read only for a policy that reads them
+    from retrainer.engine.control import controller as module
+
+    project = _project(tmp_path, triggers, guards=guards)
+    policy = module.build_policy(project.pipeline("toy"))
+    assert policy is not None
+    assert (policy.needs.rows, policy.watches_monitor) == (counts_rows, monitors)
+    counted: list[int] = []
+    real = module._labelled_rows_since
+    monkeypatch.setattr(module, "_labelled_rows_since", lambda *a: counted.append(1) or real(*a))
+    clock = SimulatedClock(START)
+    controller = Controller(project, clock=clock)
+    _drive(controller, clock, timedelta(hours=6), START + timedelta(days=2))
+    assert bool(counted) == counts_rows

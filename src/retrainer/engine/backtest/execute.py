@@ -7,9 +7,9 @@ processes or a Dask cluster); the replayed data set is sent to each worker once.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from retrainer.adapters.executors import task_pool
 from retrainer.core.clock import SimulatedClock
 from retrainer.engine.backtest.cache import PolicyCache
 from retrainer.engine.backtest.replay import PolicyRun, Replay, run_policy
-from retrainer.errors import DataError
+from retrainer.errors import ConfigError, DataError
 
 Progress = Callable[[int, int, str], None]
 
@@ -99,14 +99,18 @@ def run_policies(
 def _expected_cost(policy: Mapping[str, Any]) -> float:
     """A rough rank of a policy's replay time, to start the longest first: a retrain at every
     batch, then a log query (metric triggers) or a monitor run (drift) at every batch."""
-    from retrainer.engine.control.controller import spec_keys
+    from retrainer.core.triggers import Needs
+    from retrainer.engine.control.controller import policy_needs
 
-    triggers = policy.get("triggers", [])
-    keys = spec_keys(triggers)
-    if "* * *" in json.dumps(triggers):
+    triggers = policy.get("triggers") or []
+    try:
+        needs = policy_needs(triggers)
+    except ConfigError:
+        needs = Needs()
+    if needs.cadence is not None and needs.cadence <= timedelta(days=1):
         return 10.0
-    for key, cost in (("metric", 9.0), ("drift", 8.0), ("concept_drift", 5.0)):
-        if key in keys:
+    for read, cost in ((bool(needs.metrics), 9.0), (needs.profiles, 8.0), (needs.monitor, 5.0)):
+        if read:
             return cost
     return 1.0 if triggers else 0.0
 

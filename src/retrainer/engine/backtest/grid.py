@@ -139,38 +139,14 @@ def describe_window(window: Mapping[str, Any] | None) -> str:
 
 
 def describe_trigger(spec: Mapping[str, Any]) -> str:
-    if "schedule" in spec:
-        s = str(spec["schedule"])
-        return {
-            "0 0 * * *": "daily",
-            "@daily": "daily",
-            "0 0 * * MON": "weekly",
-            "@weekly": "weekly",
-            "0 0 1 * *": "monthly",
-            "@monthly": "monthly",
-        }.get(s, s)
-    if "metric" in spec:
-        m = spec["metric"]
-        over = f" over {spec['over']}" if "over" in spec else ""
-        for key, word in (("drop", "drops"), ("rise", "rises")):
-            if key in spec:
-                amount = spec[key]
-                unit = "%" if spec.get("relative") else " pts"
-                value = amount * 100
-                return f"{m} {word} {value:g}{unit}{over}"
-        for key, word in (("below", "<"), ("above", ">")):
-            if key in spec:
-                return f"{m} {word} {spec[key]:g}{over}"
-    if "concept_drift" in spec:
-        return "concept drift"
-    if "drift" in spec:
-        return "data drift"
-    if "new_data" in spec:
-        return f"{(spec['new_data'] or {}).get('rows', '?')} new rows"
-    for key in ("any", "all"):
-        if key in spec:
-            return f" {key} ".join(f"({describe_trigger(s)})" for s in spec[key])
-    return json.dumps(spec, sort_keys=True)
+    """The trigger's own :meth:`~retrainer.core.triggers.Trigger.describe` (a spec that does
+    not build is shown as written: the policy's validation names its problem)."""
+    from retrainer.core.triggers import build_trigger
+
+    try:
+        return build_trigger(spec).describe()
+    except ConfigError:
+        return json.dumps(spec, sort_keys=True, default=str)
 
 
 def describe_policy(policy: Mapping[str, Any]) -> str:
@@ -179,15 +155,17 @@ def describe_policy(policy: Mapping[str, Any]) -> str:
     if not triggers:
         base = "never retrain"
         return base if "window" not in policy else f"{base} · {describe_window(policy['window'])}"
+    from retrainer.core.triggers import build_guard
+
     text = " or ".join(describe_trigger(t) for t in triggers)
     if policy.get("monitor", {}).get("concept_drift", {}).get("method"):
         text = text.replace("concept drift", policy["monitor"]["concept_drift"]["method"])
     text += f" · {describe_window(policy.get('window'))}"
     for guard in policy.get("guards") or []:
-        if "cooldown" in guard:
-            text += f" · cooldown {guard['cooldown']}"
-        elif "max_retrains" in guard:
-            text += f" · max {guard['max_retrains']}"
+        try:
+            text += f" · {build_guard(guard).describe()}"
+        except ConfigError:
+            continue  # named by the policy's validation
     if "model" in policy:
         text += f" · {str(policy['model'].get('estimator', '')).rsplit(':', 1)[-1]}"
     return text

@@ -288,12 +288,12 @@ def reads_log(pipeline: Mapping[str, Any]) -> bool:
     detector) does only with ``data: log``: with ``data: source`` it reads the replayed
     source, which shows each row's features from its time and its label once it arrived.
     """
-    from retrainer.engine.control.controller import spec_keys, watches_monitor
+    from retrainer.engine.control.controller import policy_needs, watches_monitor
 
-    triggers = pipeline.get("triggers", [])
-    monitored = watches_monitor(triggers, (pipeline.get("window") or {}).get("kind"))
+    needs = policy_needs(pipeline.get("triggers") or [], pipeline.get("guards") or [])
+    monitored = watches_monitor(needs, (pipeline.get("window") or {}).get("kind"))
     monitor_log = (pipeline.get("monitor") or {}).get("data") == "log"
-    return "metric" in spec_keys(triggers) or (monitored and monitor_log)
+    return bool(needs.metrics) or (monitored and monitor_log)
 
 
 @dataclass
@@ -352,7 +352,7 @@ def run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
 
 
 def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
-    from retrainer.engine.control.controller import Controller, spec_keys
+    from retrainer.engine.control.controller import Controller, policy_needs
     from retrainer.engine.project import Project
     from retrainer.engine.runs.run import execute_run
     from retrainer.engine.state import CHAMPION
@@ -378,7 +378,7 @@ def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
     project.git = replay.git
     project.cache_models = True
     # reference profiles only serve data-drift checks: skipped when no trigger reads them
-    project.profiles = "drift" in spec_keys(cfg.get("triggers", []))
+    project.profiles = policy_needs(cfg.get("triggers") or []).profiles
     logs = project.log_store() if reads_log(cfg) else None
 
     first = execute_run(project, replay.name, clock=clock, cause="initial", actor="backtest")

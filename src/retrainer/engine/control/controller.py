@@ -41,8 +41,10 @@ from retrainer.core.performance import get_online_metric
 from retrainer.core.triggers import (
     AnyOf,
     Decision,
+    Guard,
     MetricNeed,
     MetricValue,
+    Needs,
     Trigger,
     TriggerContext,
     apply_guards,
@@ -116,9 +118,13 @@ class TickReport:
 @dataclass
 class _Policy:
     trigger: Trigger
-    guards: list[Any]
-    needs_rows: bool
+    guards: list[Guard]
+    needs: Needs
     watches_monitor: bool
+
+    @property
+    def needs_rows(self) -> bool:
+        return self.needs.rows
 
 
 def build_policy(pipeline: Pipeline) -> _Policy | None:
@@ -129,19 +135,26 @@ def build_policy(pipeline: Pipeline) -> _Policy | None:
     triggers = [build_trigger(spec) for spec in cfg.triggers]
     trigger = triggers[0] if len(triggers) == 1 else AnyOf(*triggers)
     guards = [build_guard(spec) for spec in cfg.guards]
-    keys = {k for spec in [*cfg.triggers, *cfg.guards] for k in spec_keys(spec)}
+    needs = Needs.union([trigger.needs(), *(g.needs() for g in guards)])
     return _Policy(
         trigger=trigger,
         guards=guards,
-        needs_rows=bool(keys & {"new_data", "min_new_rows"}),
-        watches_monitor=watches_monitor(cfg.triggers, cfg.window.kind),
+        needs=needs,
+        watches_monitor=watches_monitor(needs, cfg.window.kind),
     )
 
 
-def watches_monitor(triggers: Any, window_kind: str | None) -> bool:
+def policy_needs(triggers: Sequence[Any], guards: Sequence[Any] = ()) -> Needs:
+    """What the triggers and guards of a configuration (their mappings) read."""
+    return Needs.union(
+        [*(build_trigger(t).needs() for t in triggers), *(build_guard(g).needs() for g in guards)]
+    )
+
+
+def watches_monitor(needs: Needs, window_kind: str | None) -> bool:
     """Whether a pipeline needs its monitor run: a drift or concept-drift trigger reads its
     results, and a ``since_change`` window its detector, whatever fires the run."""
-    return bool(spec_keys(triggers) & {"drift", "concept_drift"}) or window_kind == "since_change"
+    return needs.monitor or window_kind == "since_change"
 
 
 def fired_by(decision: Decision) -> str:
@@ -150,18 +163,6 @@ def fired_by(decision: Decision) -> str:
         if isinstance(child, dict) and child.get("fire"):
             return str(child.get("trigger", decision.trigger))
     return decision.trigger
-
-
-def spec_keys(spec: Any) -> set[str]:
-    """Every mapping key in a configuration spec, nested ones included."""
-    if isinstance(spec, dict):
-        out = set(spec)
-        for value in spec.values():
-            out |= spec_keys(value)
-        return out
-    if isinstance(spec, list):
-        return set().union(*(spec_keys(v) for v in spec)) if spec else set()
-    return set()
 
 
 class Controller:
@@ -256,7 +257,7 @@ class Controller:
         for cfg in self.project.config.pipelines:
             policy = self.policy(cfg.name)
             if policy is not None:
-                wanted += [(cfg.name, need) for need in policy.trigger.needs()]
+                wanted += [(cfg.name, need) for need in policy.needs.metrics]
         if not wanted:
             return {}
         from retrainer.engine.monitoring.online import recent_performance_many
@@ -321,7 +322,7 @@ class Controller:
             rows_since = _labelled_rows_since(pipeline, champ.snapshot if champ else None, now)
         metrics = {
             need: self._metrics[(pipeline.name, need)]
-            for need in policy.trigger.needs()
+            for need in policy.needs.metrics
             if (pipeline.name, need) in self._metrics
         }
         latest = (
