@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from retrainer.engine.backtest import BacktestSummary
     from retrainer.engine.daemon import DaemonStart, DaemonSummary
     from retrainer.engine.monitor import MonitorResult
+    from retrainer.engine.registry import PipelineStatus
 
 
 def _console(stderr: bool = False) -> Console:
@@ -115,7 +116,7 @@ def render_run(result: Any) -> None:
         )
 
 
-def render_status(data: list[dict[str, Any]]) -> None:
+def render_status(data: list[PipelineStatus]) -> None:
     """The pipelines table, then each pipeline's last trigger evaluations."""
     table = Table(title="pipelines", title_justify="left")
     for col in (
@@ -129,27 +130,27 @@ def render_status(data: list[dict[str, Any]]) -> None:
     ):
         table.add_column(col)
     for p in data:
-        last = p["last_runs"][0] if p["last_runs"] else None
+        last = p.last_run
         last_text = (
-            f"#{last['id']} {last['status']}"
-            + (f" ({last['outcome']})" if last.get("outcome") else "")
-            + f" {last['created_at'][:16]}"
+            f"#{last.id} {last.status}"
+            + (f" ({last.outcome})" if last.outcome else "")
+            + f" {last.created_at.isoformat()[:16]}"
             if last
             else "-"
         )
         table.add_row(
-            p["pipeline"],
-            f"v{p['champion']}" if p["champion"] else "-",
-            ", ".join(f"{k}={fmt(v)}" for k, v in p["champion_metrics"].items()) or "-",
-            str(p["versions"]),
+            p.pipeline,
+            f"v{p.champion}" if p.champion else "-",
+            ", ".join(f"{k}={fmt(v)}" for k, v in p.champion_metrics.items()) or "-",
+            str(p.versions),
             last_text,
-            f"{len(p['running'])} running, {len(p['queued'])} queued",
-            (p["next_fire"] or "-")[:16],
+            f"{len(p.running)} running, {len(p.queued)} queued",
+            (p.next_fire or "-")[:16],
         )
     out.print(table)
     for p in data:
-        for e in reversed(p["last_triggers"]):
-            out.print(f"{e['at'][:16]} {escape(e['message'])}", soft_wrap=True)
+        for e in reversed(p.last_triggers):
+            out.print(f"{e.at.isoformat()[:16]} {escape(e.message)}", soft_wrap=True)
 
 
 def render_models(data: list[dict[str, Any]]) -> None:
