@@ -4,13 +4,13 @@ performance over time. Self-contained (Plotly inlined), opens offline."""
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from retrainer.adapters.report import Pill, esc, figure_html, render_page, write_page
 from retrainer.core.drift import DriftReport
+from retrainer.core.jsonsafe import json_safe
 from retrainer.core.performance import WindowPerformance
 from retrainer.engine.monitor_results import Histogram, MonitorSummary, NumericHistogram
 
@@ -98,15 +98,11 @@ def _verdicts(summary: MonitorSummary) -> list[dict[str, Any]]:
     return out
 
 
-def _finite(value: float | None) -> float | None:
-    """A figure as the stored record has it: NaN and infinities are None (no figure)."""
-    return value if value is None or math.isfinite(value) else None
-
-
 def _drift_rows(drift: DriftReport) -> list[list[Any]]:
+    # the figures as the stored record has them: NaN and infinities are None (no figure)
     rows = sorted(
         drift.rows,
-        key=lambda r: (not r.drifted, r.role != "feature", -(_finite(r.distance) or 0)),
+        key=lambda r: (not r.drifted, r.role != "feature", -(json_safe(r.distance) or 0)),
     )
     return [
         [
@@ -114,9 +110,9 @@ def _drift_rows(drift: DriftReport) -> list[list[Any]]:
             r.role,
             r.kind,
             r.method,
-            _finite(r.statistic),
-            _finite(r.adjusted_p_value),
-            _finite(r.distance),
+            json_safe(r.statistic),
+            json_safe(r.adjusted_p_value),
+            json_safe(r.distance),
             r.n_ref,
             r.n_cur,
             Pill(not r.drifted, "no", "drifted"),
