@@ -339,6 +339,39 @@ def run_monitor(
     """Check one window and record it; see the module docstring for what is checked.
 
     ``report`` is True for the default path under ``storage.reports_dir``, a path, or False.
+
+    Examples
+    --------
+    A champion trained on ten days of data, then a window in which ``x`` moved:
+
+    >>> import tempfile
+    >>> from datetime import UTC
+    >>> from retrainer.adapters.sources import CallableSource
+    >>> from retrainer.config import parse_config
+    >>> from retrainer.core.clock import SimulatedClock
+    >>> from retrainer.engine.run import execute_run
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=24 * 16)
+    >>> frame = pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=len(x), freq="h"),
+    ...                       "x": x, "y": (x > 0).astype(int)})
+    >>> frame.loc[frame["ts"] >= "2024-01-13", "x"] += 2.0
+    >>> config = parse_config({"pipelines": [{
+    ...     "name": "toy", "target": "y", "features": ["x"], "metrics": ["accuracy"],
+    ...     "source": {"kind": "parquet", "url": "unused.parquet", "time_column": "ts"},
+    ...     "model": {"estimator": "sklearn.linear_model:LogisticRegression"},
+    ...     "blessing": {"holdout": 0.25, "rules": [{"metric": "accuracy", "min": 0.6}],
+    ...                  "sanity": {"enabled": False}},
+    ...     "monitor": {"window": "3d"}}]})
+    >>> source = CallableSource(lambda start, end: frame, time_column="ts", name="toy")
+    >>> project = Project.in_memory(config, Path(tempfile.mkdtemp()), sources={"toy": source})
+    >>> execute_run(project, clock=SimulatedClock(datetime(2024, 1, 11, tzinfo=UTC))).promoted
+    True
+    >>> result = run_monitor(
+    ...     project, clock=SimulatedClock(datetime(2024, 1, 16, tzinfo=UTC)), report=False)
+    >>> result.summary.rows, result.drift.drifted_columns
+    (72, ('x', '__prediction__'))
+    >>> result.record.summary["window"]  # stored as JSON: summary.to_json()
+    {'start': '2024-01-13T00:00:00+00:00', 'end': '2024-01-16T00:00:00+00:00'}
     """
     pipeline = project.pipeline(pipeline_name)
     mcfg = pipeline.config.monitor
