@@ -87,6 +87,7 @@ _EXPORTS: dict[str, str] = {
     "MonitorRecord": "retrainer.core.types",
     "MonitorResult": "retrainer.engine.monitoring.monitor",
     "MonitorStore": "retrainer.adapters.metadata.protocol",
+    "MonitorSummary": "retrainer.engine.monitoring.results",
     "Needs": "retrainer.core.triggers",
     "NewDataTrigger": "retrainer.core.triggers",
     "NewRows": "retrainer.core.windows",
@@ -96,6 +97,7 @@ _EXPORTS: dict[str, str] = {
     "Pipeline": "retrainer.engine.pipeline",
     "PipelineConfig": "retrainer.config",
     "PipelineRecord": "retrainer.core.types",
+    "PipelineStatus": "retrainer.engine.runs.registry",
     "PolicyResult": "retrainer.engine.backtest",
     "ProcessExecutor": "retrainer.adapters.executors",
     "Profile": "retrainer.core.profile",
@@ -266,8 +268,10 @@ if TYPE_CHECKING:
     from retrainer.engine.monitoring.monitor import run_monitor as run_monitor
     from retrainer.engine.monitoring.online import log_feedback as log_feedback
     from retrainer.engine.monitoring.online import log_predictions as log_predictions
+    from retrainer.engine.monitoring.results import MonitorSummary as MonitorSummary
     from retrainer.engine.pipeline import Pipeline as Pipeline
     from retrainer.engine.project import Project as Project
+    from retrainer.engine.runs.registry import PipelineStatus as PipelineStatus
     from retrainer.engine.runs.registry import PromotionError as PromotionError
     from retrainer.engine.runs.registry import list_models as list_models
     from retrainer.engine.runs.registry import promote as promote

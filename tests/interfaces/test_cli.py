@@ -358,3 +358,52 @@ def test_run_json_is_the_run_and_version_the_registry_shows(tmp_path: Path):
     shown = json.loads(invoke("models", "show", "1", "-c", str(proj), "--json").output)
     assert first["run"] == shown["run"]
     assert first["run"]["status"] == "succeeded" and first["run"]["outcome"] == "promoted"
+
+
+MONITOR_PIN = Path(__file__).parent / "data" / "monitor_cli_pin.json"
+
+
+def test_monitor_and_status_output_is_pinned(tmp_path: Path, monkeypatch):
+    """`monitor` and `status`, as text and --json, as they were before their results were
+    typed (run ids and the project's path masked). Regenerate with RETRAINER_WRITE_PINS=1."""
+    import os
+    import re
+
+    monkeypatch.setenv("COLUMNS", "200")
+    frame = make_frame(24 * 30, seed=3)
+    frame.loc[frame["ts"] >= "2024-01-22", "x1"] += 1.5
+    proj = write_project(tmp_path / "p", frame, monitor={"window": "3d"})
+    invoke("run", "-c", str(proj), "--as-of", "2024-01-20")
+    invoke("run", "-c", str(proj), "--as-of", "2024-01-21")
+
+    def masked(text: str) -> str:
+        text = text.replace(str(proj.resolve()), "<proj>").replace(str(proj), "<proj>")
+        text = re.sub(r'"owner": "[^"]*"', '"owner": "<host:pid>"', text)
+        return re.sub(r"[0-9a-f]{12,}|[0-9a-f]{8}-[0-9a-f-]{27}", "<id>", text)
+
+    def timings_masked(output: str) -> str:
+        data = json.loads(output)
+        for pipeline in data:
+            for run in (*pipeline["last_runs"], *pipeline["running"], *pipeline["queued"]):
+                run["timings"] = sorted(run["timings"])  # wall times vary; their steps do not
+        return json.dumps(data, indent=2)
+
+    got = {}
+    for args in (
+        ("monitor", "--as-of", "2024-01-24", "--no-report", "--json"),
+        ("monitor", "--as-of", "2024-01-25", "--no-report"),
+        ("status", "--as-of", "2024-01-25", "--json"),
+        ("status", "--as-of", "2024-01-25"),
+    ):
+        result = invoke(*args, "-c", str(proj))
+        assert result.exit_code == 0, result.output
+        output = (
+            timings_masked(result.output)
+            if args[0] == "status" and "--json" in args
+            else result.output
+        )
+        got[" ".join(args)] = masked(output).splitlines()
+    if os.environ.get("RETRAINER_WRITE_PINS"):
+        MONITOR_PIN.parent.mkdir(exist_ok=True)
+        MONITOR_PIN.write_text(json.dumps(got, indent=1) + "\n")
+    assert got == json.loads(MONITOR_PIN.read_text())

@@ -58,8 +58,8 @@ def monitor(
             project, pipeline, clock=make_clock(as_of), start=start, end=end, report=report
         )
     if as_json:
-        data = dict(result.summary)
-        data.pop("histograms", None)
+        data = result.summary.to_json()
+        del data["histograms"]  # the report's figures, not the command's answer
         data["report"] = str(result.report_path) if result.report_path else None
         print_json(data)
         return

@@ -19,6 +19,8 @@ from retrainer.core.jsonsafe import json_safe
 if TYPE_CHECKING:
     from retrainer.engine.backtest import BacktestSummary
     from retrainer.engine.control.daemon import DaemonStart, DaemonSummary
+    from retrainer.engine.monitoring.monitor import MonitorResult
+    from retrainer.engine.runs.registry import PipelineStatus
     from retrainer.engine.runs.run import RunResult
 
 
@@ -116,7 +118,7 @@ def render_run(result: RunResult) -> None:
         )
 
 
-def render_status(data: list[dict[str, Any]]) -> None:
+def render_status(data: list[PipelineStatus]) -> None:
     """The pipelines table, then each pipeline's last trigger evaluations."""
     table = Table(title="pipelines", title_justify="left")
     for col in (
@@ -130,27 +132,27 @@ def render_status(data: list[dict[str, Any]]) -> None:
     ):
         table.add_column(col)
     for p in data:
-        last = p["last_runs"][0] if p["last_runs"] else None
+        last = p.last_run
         last_text = (
-            f"#{last['id']} {last['status']}"
-            + (f" ({last['outcome']})" if last.get("outcome") else "")
-            + f" {last['created_at'][:16]}"
+            f"#{last.id} {last.status}"
+            + (f" ({last.outcome})" if last.outcome else "")
+            + f" {last.created_at.isoformat()[:16]}"
             if last
             else "-"
         )
         table.add_row(
-            p["pipeline"],
-            f"v{p['champion']}" if p["champion"] else "-",
-            ", ".join(f"{k}={fmt(v)}" for k, v in p["champion_metrics"].items()) or "-",
-            str(p["versions"]),
+            p.pipeline,
+            f"v{p.champion}" if p.champion else "-",
+            ", ".join(f"{k}={fmt(v)}" for k, v in p.champion_metrics.items()) or "-",
+            str(p.versions),
             last_text,
-            f"{len(p['running'])} running, {len(p['queued'])} queued",
-            (p["next_fire"] or "-")[:16],
+            f"{len(p.running)} running, {len(p.queued)} queued",
+            (p.next_fire or "-")[:16],
         )
     out.print(table)
     for p in data:
-        for e in reversed(p["last_triggers"]):
-            out.print(f"{e['at'][:16]} {escape(e['message'])}", soft_wrap=True)
+        for e in reversed(p.last_triggers):
+            out.print(f"{e.at.isoformat()[:16]} {escape(e.message)}", soft_wrap=True)
 
 
 def render_models(data: list[dict[str, Any]]) -> None:
@@ -210,12 +212,12 @@ def render_version(v: dict[str, Any]) -> None:
         )
 
 
-def render_monitor(result: Any) -> None:
+def render_monitor(result: MonitorResult) -> None:
     s = result.summary
-    w = s["window"]
+    w = s.window
     out.print(
-        f"[bold]{s['pipeline']}[/bold] v{s['version']}: {s['rows']} rows in "
-        f"{w['start'][:16]} .. {w['end'][:16]} ({s['data']})"
+        f"[bold]{s.pipeline}[/bold] v{s.version}: {s.rows} rows in "
+        f"{w.start[:16]} .. {w.end[:16]} ({s.data})"
     )
     drift = result.drift
     if drift is not None:
@@ -241,37 +243,35 @@ def render_monitor(result: Any) -> None:
             f"{verdict}: {drift.n_drifted} of {drift.n_tested} features drifted "
             f"(threshold {drift.drift_share:.0%} of features, {drift.correction} correction)"
         )
-    for f in s["findings"]:
-        where = f" ({escape(f['column'])})" if f.get("column") else ""
-        out.print(
-            f"[yellow]finding[/yellow] {f['kind']}{where}: {escape(f['message'])}", soft_wrap=True
-        )
-    if s["performance"]:
+    for f in s.findings:
+        where = f" ({escape(f.column)})" if f.column else ""
+        out.print(f"[yellow]finding[/yellow] {f.kind}{where}: {escape(f.message)}", soft_wrap=True)
+    if s.performance:
         table = Table(title="performance", title_justify="left")
-        names = [m["name"] for m in s["performance"][0]["metrics"]]
+        names = [m.name for m in s.performance[0].metrics]
         for col in ("window", "rows", "labelled", *names):
             table.add_column(col, justify="left" if col == "window" else "right")
-        for p in s["performance"]:
+        for p in s.performance:
             table.add_row(
-                p["start"][:16],
-                str(p["n_rows"]),
-                str(p["n_labelled"]),
+                p.start.isoformat()[:16],
+                str(p.n_rows),
+                str(p.n_labelled),
                 *(
-                    fmt(m["value"])
-                    if m["status"] == "ok"
-                    else f"[dim]{m['status'].replace('_data', '')} (n={m['n']})[/dim]"
-                    for m in p["metrics"]
+                    fmt(m.value)
+                    if m.status == "ok"
+                    else f"[dim]{m.status.replace('_data', '')} (n={m.n})[/dim]"
+                    for m in p.metrics
                 ),
             )
         out.print(table)
-    concept = s.get("concept_drift")
+    concept = s.concept_drift
     if concept:
         found = (
-            f"[red]detected[/red] at {', '.join(concept['detections'][:3])}"
-            if concept["drift_detected"]
+            f"[red]detected[/red] at {', '.join(concept.detections[:3])}"
+            if concept.drift_detected
             else "[green]none[/green]"
         )
-        out.print(f"concept drift ({concept['method']}, {concept['rows_fed']} new rows): {found}")
+        out.print(f"concept drift ({concept.method}, {concept.rows_fed} new rows): {found}")
     if result.report_path:
         out.print(f"report: {result.report_path}")
 

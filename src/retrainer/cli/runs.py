@@ -70,7 +70,7 @@ def status(config: ConfigOpt = None, as_of: AsOfOpt = None, as_json: JsonOpt = F
     with open_project(config) as project:
         data = status_of(project, make_clock(as_of).now())
     if as_json:
-        print_json(data)
+        print_json([p.to_json() for p in data])
         return
     render_status(data)
 

@@ -110,7 +110,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -545,6 +545,11 @@ class FeatureDrift:
             "note": self.note,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureDrift:
+        """Inverse of :meth:`to_dict` (a non-finite figure comes back as None)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
 
 def _json_float(value: float | None) -> float | None:
     return value if value is None or math.isfinite(value) else None
@@ -607,6 +612,24 @@ class DriftReport:
             "rows": [row.to_dict() for row in self.rows],
             "findings": [f.to_dict() for f in self.findings],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DriftReport:
+        """Inverse of :meth:`to_dict` (e.g. the drift of a stored monitor record).
+
+        Examples
+        --------
+        >>> report = DriftReport(rows=(), findings=(), drifted=False, share_drifted=0.0,
+        ...     drift_share=0.5, n_drifted=0, n_tested=0, prediction_drifted=None,
+        ...     target_drifted=None, correction="holm", n_ref=10, n_cur=0)
+        >>> DriftReport.from_dict(report.to_dict()) == report
+        True
+        """
+        return cls(
+            rows=tuple(FeatureDrift.from_dict(r) for r in data["rows"]),
+            findings=tuple(Finding.from_dict(f) for f in data["findings"]),
+            **{f.name: data[f.name] for f in fields(cls) if f.name not in ("rows", "findings")},
+        )
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from retrainer.adapters.metadata.protocol import ANY
 from retrainer.core.clock import as_utc
+from retrainer.core.jsonsafe import json_safe
 from retrainer.core.types import (
     RUN_STATUSES,
     Event,
@@ -80,7 +81,10 @@ _SCALARS = frozenset({str, int, bool, type(None)})
 def _flat_copy(value: Mapping[Any, Any]) -> dict[str, Any] | None:
     """What the JSON round trip gives for a dict of plain scalars (str keys; str, int, bool,
     None and float values, a non-finite float becoming None), without it; None for any
-    other dict (nested values, other types: the round trip decides)."""
+    other dict (nested values, other types: the round trip decides).
+
+    A fast path, not a sanitizer: unlike ``core.jsonsafe.json_safe`` it gives up on anything
+    not flat, so that values JSON cannot hold still raise ``TypeError`` in the round trip."""
     out: dict[str, Any] = {}
     for key, item in value.items():
         if type(key) is not str:
@@ -140,10 +144,8 @@ def metrics_from_json(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 def metrics_to_json(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """The inverse of :func:`metrics_from_json`: NaN (and infinite) values become ``None``."""
-    return {
-        name: None if isinstance(value, float) and not math.isfinite(value) else value
-        for name, value in metrics.items()
-    }
+    out: dict[str, Any] = json_safe(metrics)
+    return out
 
 
 def optional_utc(value: datetime | None) -> datetime | None:

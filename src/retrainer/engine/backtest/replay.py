@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -589,8 +589,3 @@ def pooled_metric(
     if not len(y_true) or (metric.needs_proba and y_score is None):
         return float("nan")
     return _quiet(metric, y_true, y_pred, y_score)
-
-
-def as_list(values: Sequence[Any]) -> list[Any]:
-    """JSON-ready list: NaN becomes None."""
-    return [None if isinstance(v, float) and v != v else v for v in values]

@@ -33,6 +33,34 @@ def run_backtest(
 
     With ``persist``, each policy's stores are kept in ``out_dir/persist/<policy>/`` (SQLite
     and artifacts; the cache is not used, so every policy runs).
+
+    Examples
+    --------
+    Twenty days of hourly data, never retraining against retraining every Monday:
+
+    >>> import tempfile
+    >>> import numpy as np, pandas as pd
+    >>> root = Path(tempfile.mkdtemp())
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=24 * 20)
+    >>> pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=len(x), freq="h"), "x": x,
+    ...               "y": (x > 0).astype(int)}).to_parquet(root / "data.parquet")
+    >>> _ = (root / "retrainer.yaml").write_text(yaml.safe_dump({"pipelines": [{
+    ...     "name": "toy", "target": "y", "features": ["x"], "metrics": ["accuracy"],
+    ...     "source": {"kind": "parquet", "url": "data.parquet", "time_column": "ts"},
+    ...     "model": {"estimator": "sklearn.linear_model:LogisticRegression"},
+    ...     "blessing": {"holdout": 0.25, "rules": [{"metric": "accuracy", "min": 0.5}],
+    ...                  "sanity": {"enabled": False}}}]}))
+    >>> _ = (root / "backtest.yaml").write_text(yaml.safe_dump({
+    ...     "project": "retrainer.yaml", "warm_start": 0.5, "select_until": 0.5,
+    ...     "executor": {"kind": "inline"}, "degradation": {"enabled": False},
+    ...     "policies": [{"name": "never"},
+    ...                  {"name": "weekly", "triggers": [{"schedule": "0 0 * * MON"}]}]}))
+    >>> result = run_backtest(root / "backtest.yaml", root / "out")
+    >>> [p.name for p in result.results.policies]
+    ['never', 'weekly']
+    >>> result.json_path.name, result.report.exists()
+    ('results.json', True)
     """
     from retrainer.engine.backtest.report import write_backtest_report
 

@@ -24,9 +24,10 @@ from retrainer.core.backtest import (
     pareto_front,
     recommend,
 )
+from retrainer.core.jsonsafe import json_safe
 from retrainer.core.metrics import get_metric
 from retrainer.engine.backtest.grid import fmt_duration
-from retrainer.engine.backtest.replay import POLICY_KEYS, PolicyRun, Replay, as_list, pooled_metric
+from retrainer.engine.backtest.replay import POLICY_KEYS, PolicyRun, Replay, pooled_metric
 from retrainer.engine.backtest.results import (
     BacktestSummary,
     Comparison,
@@ -99,7 +100,7 @@ def _policy_result(
             end=tuple(ends),
             n=tuple(int(x) for x in run.n),
             values={
-                m: tuple(as_list([round(float(v), 6) for v in run.values[m]])) for m in run.values
+                m: tuple(json_safe([round(float(v), 6) for v in run.values[m]])) for m in run.values
             },
         ),
         retrained_at=tuple(t.isoformat() for t in run.retrained_at),
@@ -137,9 +138,9 @@ def _degradation(
     )
     return Degradation(
         ages=tuple(curve.ages),
-        mean=tuple(as_list([round(v, 6) for v in curve.mean])),
-        low=tuple(as_list([round(v, 6) for v in curve.low])),
-        high=tuple(as_list([round(v, 6) for v in curve.high])),
+        mean=tuple(json_safe([round(v, 6) for v in curve.mean])),
+        low=tuple(json_safe([round(v, 6) for v in curve.low])),
+        high=tuple(json_safe([round(v, 6) for v in curve.high])),
         n_models=tuple(curve.n_models),
         control=round(curve.control, 6),
         age_at_loss={

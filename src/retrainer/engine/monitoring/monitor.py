@@ -42,6 +42,14 @@ from retrainer.core.profile import CategoricalProfile, Finding, NumericProfile, 
 from retrainer.core.types import Event, ModelVersion, MonitorRecord
 from retrainer.core.windows import parse_duration
 from retrainer.engine.monitoring.online import online_performance
+from retrainer.engine.monitoring.results import (
+    CategoricalHistogram,
+    ConceptDrift,
+    Histogram,
+    MonitorSummary,
+    MonitorWindow,
+    NumericHistogram,
+)
 from retrainer.engine.pipeline import Pipeline
 from retrainer.engine.project import Project
 from retrainer.engine.runs.profiles import (
@@ -57,16 +65,22 @@ from retrainer.errors import ConfigError, ModelNotFoundError
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MonitorResult:
-    """What one monitor run found, as stored, plus the report's path."""
+    """What one monitor run found: its summary (stored as ``record.summary``, in JSON), the
+    record, and the report's path."""
 
     record: MonitorRecord
-    drift: DriftReport | None
-    performance: tuple[WindowPerformance, ...]
+    summary: MonitorSummary
     report_path: Path | None = None
 
     @property
-    def summary(self) -> dict[str, Any]:
-        return self.record.summary
+    def drift(self) -> DriftReport | None:
+        """The drift check (None: an empty window, or a model without a profile)."""
+        return self.summary.drift
+
+    @property
+    def performance(self) -> tuple[WindowPerformance, ...]:
+        """The metrics per ``monitor.performance.every`` window (empty: no labels)."""
+        return self.summary.performance
 
 
 def _serving_version(project: Project, pipeline: str, at: datetime) -> ModelVersion:
@@ -169,7 +183,7 @@ def _concept_drift(
     *,
     arrived: np.ndarray | None = None,
     arrived_until: datetime | None = None,
-) -> dict[str, Any]:
+) -> ConceptDrift:
     """Feed the rows not fed before to the detector; persist its state (compare-and-set).
 
     From a source (``arrived`` None) the rows are fed in time order and the state remembers
@@ -238,33 +252,32 @@ def _concept_drift(
         at=now,
         expected_revision=revision,
     )
-    return {
-        "method": cfg.method,
-        "version": mv.version,
-        "rows_fed": len(new_errors),
-        "rows_seen": int(detector.n_seen_),
-        "detections": [pd.Timestamp(new_times[i]).isoformat() for i in hits],
-        "drift_detected": bool(hits),
-        "error_rate": float(np.mean(new_errors)) if len(new_errors) else None,
-        "note": note,
-    }
+    return ConceptDrift(
+        method=cfg.method,
+        version=mv.version,
+        rows_fed=len(new_errors),
+        rows_seen=int(detector.n_seen_),
+        detections=tuple(pd.Timestamp(new_times[i]).isoformat() for i in hits),
+        drift_detected=bool(hits),
+        error_rate=float(np.mean(new_errors)) if len(new_errors) else None,
+        note=note,
+    )
 
 
-def _histograms(profile: Profile, frame: pd.DataFrame, columns: Any) -> dict[str, Any]:
+def _histograms(profile: Profile, frame: pd.DataFrame, columns: Any) -> dict[str, Histogram]:
     """Reference vs current shares on the profile's bins (for the report)."""
-    out: dict[str, Any] = {}
+    out: dict[str, Histogram] = {}
     for name, fp in profile.features.items():
         if isinstance(fp, NumericProfile) and name in columns.numeric:
             values = np.asarray(columns.numeric[name], dtype=float)
             values = values[~np.isnan(values)]
             edges = np.asarray(fp.edges, dtype=float)
             cur = np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(fp.counts))
-            out[name] = {
-                "kind": "numeric",
-                "edges": [float(e) for e in edges],
-                "reference": [int(c) for c in fp.counts],
-                "current": [int(c) for c in cur[: len(fp.counts)]],
-            }
+            out[name] = NumericHistogram(
+                edges=tuple(float(e) for e in edges),
+                reference=tuple(int(c) for c in fp.counts),
+                current=tuple(int(c) for c in cur[: len(fp.counts)]),
+            )
         elif isinstance(fp, CategoricalProfile) and name in columns.categorical:
             col = columns.categorical[name]
             codes = np.asarray(col.codes)
@@ -272,12 +285,11 @@ def _histograms(profile: Profile, frame: pd.DataFrame, columns: Any) -> dict[str
             current = {str(lbl): int(n) for lbl, n in zip(col.labels, cur_counts, strict=False)}
             labels = list(dict.fromkeys([*map(str, fp.labels), *current]))
             ref = dict(zip(map(str, fp.labels), fp.counts, strict=True))
-            out[name] = {
-                "kind": "categorical",
-                "labels": labels,
-                "reference": [int(ref.get(lbl, 0)) for lbl in labels],
-                "current": [int(current.get(lbl, 0)) for lbl in labels],
-            }
+            out[name] = CategoricalHistogram(
+                labels=tuple(labels),
+                reference=tuple(int(ref.get(lbl, 0)) for lbl in labels),
+                current=tuple(int(current.get(lbl, 0)) for lbl in labels),
+            )
     return out
 
 
@@ -318,6 +330,39 @@ def run_monitor(
     """Check one window and record it; see the module docstring for what is checked.
 
     ``report`` is True for the default path under ``storage.reports_dir``, a path, or False.
+
+    Examples
+    --------
+    A champion trained on ten days of data, then a window in which ``x`` moved:
+
+    >>> import tempfile
+    >>> from datetime import UTC
+    >>> from retrainer.adapters.sources import CallableSource
+    >>> from retrainer.config import parse_config
+    >>> from retrainer.core.clock import SimulatedClock
+    >>> from retrainer.engine.runs.run import execute_run
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=24 * 16)
+    >>> frame = pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=len(x), freq="h"),
+    ...                       "x": x, "y": (x > 0).astype(int)})
+    >>> frame.loc[frame["ts"] >= "2024-01-13", "x"] += 2.0
+    >>> config = parse_config({"pipelines": [{
+    ...     "name": "toy", "target": "y", "features": ["x"], "metrics": ["accuracy"],
+    ...     "source": {"kind": "parquet", "url": "unused.parquet", "time_column": "ts"},
+    ...     "model": {"estimator": "sklearn.linear_model:LogisticRegression"},
+    ...     "blessing": {"holdout": 0.25, "rules": [{"metric": "accuracy", "min": 0.6}],
+    ...                  "sanity": {"enabled": False}},
+    ...     "monitor": {"window": "3d"}}]})
+    >>> source = CallableSource(lambda start, end: frame, time_column="ts", name="toy")
+    >>> project = Project.in_memory(config, Path(tempfile.mkdtemp()), sources={"toy": source})
+    >>> execute_run(project, clock=SimulatedClock(datetime(2024, 1, 11, tzinfo=UTC))).promoted
+    True
+    >>> result = run_monitor(
+    ...     project, clock=SimulatedClock(datetime(2024, 1, 16, tzinfo=UTC)), report=False)
+    >>> result.summary.rows, result.drift.drifted_columns
+    (72, ('x', '__prediction__'))
+    >>> result.record.summary["window"]  # stored as JSON: summary.to_json()
+    {'start': '2024-01-13T00:00:00+00:00', 'end': '2024-01-16T00:00:00+00:00'}
     """
     pipeline = project.pipeline(pipeline_name)
     mcfg = pipeline.config.monitor
@@ -337,7 +382,7 @@ def run_monitor(
     mv = _serving_version(project, pipeline.name, end)
     model = _load(project, mv)
     frame, time_col = _current_frame(project, pipeline, start, end)
-    findings: list[dict[str, Any]] = []
+    findings: list[Finding] = []
     target = pipeline.config.target
     has_target = target in frame.columns and bool(frame[target].notna().any())
 
@@ -349,7 +394,7 @@ def run_monitor(
                 column=None,
                 message=_no_rows(pipeline, mv, start, end),
                 value=0,
-            ).to_dict()
+            )
         )
     missing = [c for c in pipeline.feature_columns if c not in frame.columns]
     output = pred = None
@@ -362,7 +407,7 @@ def run_monitor(
                     f"feature column(s) {', '.join(repr(c) for c in missing)} missing from the "
                     "window: the model's output, performance and concept drift not computed"
                 ),
-            ).to_dict()
+            )
         )
     elif not empty:
         try:
@@ -374,10 +419,10 @@ def run_monitor(
                     kind="predict_failed",
                     column=PREDICTION_COLUMN,
                     message=f"the model could not predict on the window: {exc}",
-                ).to_dict()
+                )
             )
     drift: DriftReport | None = None
-    histograms: dict[str, Any] = {}
+    histograms: dict[str, Histogram] = {}
     if empty:
         pass
     elif mv.profile is None:
@@ -386,7 +431,7 @@ def run_monitor(
                 kind="no_profile",
                 column=None,
                 message=f"v{mv.version} has no reference profile; retrain to monitor drift",
-            ).to_dict()
+            )
         )
     else:
         profile = Profile.from_dict(mv.profile)
@@ -402,7 +447,7 @@ def run_monitor(
     metric_names = mcfg.performance.metrics or pipeline.config.metric_names()
     metrics = [pipeline.metrics.get(m) or get_online_metric(m) for m in metric_names]
     performance: tuple[WindowPerformance, ...] = ()
-    concept: dict[str, Any] | None = None
+    concept: ConceptDrift | None = None
     if empty:
         pass
     elif mcfg.data == "log":
@@ -454,20 +499,20 @@ def run_monitor(
                 kind="no_labels",
                 column=target,
                 message="the window has no labels: performance and concept drift not computed",
-            ).to_dict()
+            )
         )
-    summary: dict[str, Any] = {
-        "pipeline": pipeline.name,
-        "version": mv.version,
-        "window": {"start": start.isoformat(), "end": end.isoformat()},
-        "rows": len(frame),
-        "data": mcfg.data,
-        "drift": drift.to_dict() if drift is not None else None,
-        "findings": findings + ([f.to_dict() for f in drift.findings] if drift else []),
-        "performance": [w.to_dict() for w in performance],
-        "concept_drift": concept,
-        "histograms": histograms,
-    }
+    summary = MonitorSummary(
+        pipeline=pipeline.name,
+        version=mv.version,
+        window=MonitorWindow(start=start.isoformat(), end=end.isoformat()),
+        rows=len(frame),
+        data=mcfg.data,
+        drift=drift,
+        findings=(*findings, *(drift.findings if drift else ())),
+        performance=performance,
+        concept_drift=concept,
+        histograms=histograms,
+    )
     drifted = drift.drifted if drift is not None else None
     record = project.store.add_monitor_result(
         MonitorRecord(
@@ -477,13 +522,13 @@ def run_monitor(
             window_end=end,
             created_at=now,
             drifted=drifted,
-            summary=summary,
+            summary=summary.to_json(),
         ),
         event=Event(
             kind="monitor.completed",
             at=now,
             message=(
-                f"{pipeline.name} v{mv.version}: {findings[0]['message']}"
+                f"{pipeline.name} v{mv.version}: {findings[0].message}"
                 if empty
                 else _headline(pipeline.name, mv.version, len(frame), drift, concept)
             ),
@@ -494,7 +539,7 @@ def run_monitor(
                 "window_end": end.isoformat(),
                 "drifted": drifted,
                 "drifted_columns": list(drift.drifted_columns) if drift else [],
-                "concept_drift": bool(concept and concept["drift_detected"]),
+                "concept_drift": bool(concept and concept.drift_detected),
             },
         ),
     )
@@ -512,18 +557,18 @@ def run_monitor(
                 data={"share": drift.share_drifted, "columns": list(drift.drifted_columns)},
             )
         )
-    if concept and concept["drift_detected"]:
+    if concept and concept.drift_detected:
         project.store.append_event(
             Event(
                 kind="concept_drift.detected",
                 at=now,
                 message=(
-                    f"{pipeline.name}: {concept['method']} detected a change in the error "
-                    f"stream of v{mv.version} at {concept['detections'][0]}"
+                    f"{pipeline.name}: {concept.method} detected a change in the error "
+                    f"stream of v{mv.version} at {concept.detections[0]}"
                 ),
                 pipeline=pipeline.name,
                 version=mv.version,
-                data=concept,
+                data=concept.to_json(),
             )
         )
     path = None
@@ -536,8 +581,9 @@ def run_monitor(
             else project.reports_dir / f"monitor-{pipeline.name}-{end:%Y%m%dT%H%M%S}.html"
         )
         history = project.store.list_monitor_results(pipeline.name, until=end, limit=200)
-        path = write_monitor_report(summary, [h.summary for h in history], target_path)
-    return MonitorResult(record=record, drift=drift, performance=performance, report_path=path)
+        earlier = [MonitorSummary.from_json(h.summary) for h in history]
+        path = write_monitor_report(summary, earlier, target_path)
+    return MonitorResult(record=record, summary=summary, report_path=path)
 
 
 def _headline(
@@ -545,7 +591,7 @@ def _headline(
     version: int,
     rows: int,
     drift: DriftReport | None,
-    concept: dict[str, Any] | None,
+    concept: ConceptDrift | None,
 ) -> str:
     parts = [f"{pipeline} v{version}: {rows} rows"]
     if drift is not None:
@@ -553,6 +599,6 @@ def _headline(
             f"{drift.n_drifted}/{drift.n_tested} features drifted"
             + (" (dataset drift)" if drift.drifted else "")
         )
-    if concept is not None and concept["drift_detected"]:
+    if concept is not None and concept.drift_detected:
         parts.append("concept drift")
     return "; ".join(parts)

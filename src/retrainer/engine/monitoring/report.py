@@ -4,22 +4,26 @@ performance over time. Self-contained (Plotly inlined), opens offline."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from retrainer.adapters.report import Pill, esc, figure_html, render_page, write_page
+from retrainer.core.drift import DriftReport
+from retrainer.core.jsonsafe import json_safe
+from retrainer.core.performance import WindowPerformance
+from retrainer.engine.monitoring.results import Histogram, MonitorSummary, NumericHistogram
 
 _REF, _CUR = "#7a8aa0", "#d9480f"
 
 
-def _histogram(name: str, h: Mapping[str, Any]) -> Any:
+def _histogram(name: str, h: Histogram) -> Any:
     import plotly.graph_objects as go
 
-    ref_total = max(sum(h["reference"]), 1)
-    cur_total = max(sum(h["current"]), 1)
-    if h["kind"] == "numeric":
-        edges = h["edges"]
+    ref_total = max(sum(h.reference), 1)
+    cur_total = max(sum(h.current), 1)
+    if isinstance(h, NumericHistogram):
+        edges = h.edges
         labels = (
             [f"≤ {edges[0]:.3g}"]
             + [f"{a:.3g} to {b:.3g}" for a, b in itertools.pairwise(edges)]
@@ -28,65 +32,61 @@ def _histogram(name: str, h: Mapping[str, Any]) -> Any:
             else ["all"]
         )
     else:
-        labels = h["labels"]
+        labels = list(h.labels)
     fig = go.Figure()
     fig.add_bar(
-        x=labels, y=[c / ref_total for c in h["reference"]], name="reference", marker_color=_REF
+        x=labels, y=[c / ref_total for c in h.reference], name="reference", marker_color=_REF
     )
-    fig.add_bar(
-        x=labels, y=[c / cur_total for c in h["current"]], name="current", marker_color=_CUR
-    )
+    fig.add_bar(x=labels, y=[c / cur_total for c in h.current], name="current", marker_color=_CUR)
     fig.update_layout(
         title={"text": esc(name), "font": {"size": 14}},
         barmode="group",
         yaxis={"tickformat": ".0%"},
-        xaxis={"showticklabels": h["kind"] != "numeric"},
+        xaxis={"showticklabels": h.kind != "numeric"},
         legend={"orientation": "h", "y": -0.15},
     )
     return fig
 
 
-def _performance_figure(points: Sequence[Mapping[str, Any]]) -> Any:
+def _performance_figure(points: Sequence[WindowPerformance]) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure()
     series: dict[str, tuple[list[str], list[float | None]]] = {}
     for w in points:
-        for m in w["metrics"]:
-            xs, ys = series.setdefault(m["name"], ([], []))
-            xs.append(w["start"])
-            ys.append(m["value"])
+        for m in w.metrics:
+            xs, ys = series.setdefault(m.name, ([], []))
+            xs.append(w.start.isoformat())
+            ys.append(m.value)
     for name, (xs, ys) in series.items():
         fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=name, connectgaps=False)
     fig.update_layout(title={"text": "performance per window", "font": {"size": 14}})
     return fig
 
 
-def _verdicts(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _verdicts(summary: MonitorSummary) -> list[dict[str, Any]]:
     """The headline pills: dataset drift, concept drift, quality findings."""
-    drift = summary.get("drift")
-    concept = summary.get("concept_drift")
-    findings = summary.get("findings") or []
+    drift, concept, findings = summary.drift, summary.concept_drift, summary.findings
     out = []
     if drift is not None:
         out.append(
             {
-                "pill": Pill(not drift["drifted"], "no dataset drift", "dataset drift"),
+                "pill": Pill(not drift.drifted, "no dataset drift", "dataset drift"),
                 "note": (
-                    f"{drift['n_drifted']} of {drift['n_tested']} features drifted (share "
-                    f"{drift['share_drifted']:.0%}, threshold {drift['drift_share']:.0%}; "
-                    f"{drift['correction']} correction)"
+                    f"{drift.n_drifted} of {drift.n_tested} features drifted (share "
+                    f"{drift.share_drifted:.0%}, threshold {drift.drift_share:.0%}; "
+                    f"{drift.correction} correction)"
                 ),
             }
         )
     if concept is not None:
         detected = (
-            f", detected at {', '.join(concept['detections'][:3])}" if concept["detections"] else ""
+            f", detected at {', '.join(concept.detections[:3])}" if concept.detections else ""
         )
         out.append(
             {
-                "pill": Pill(not concept["drift_detected"], "no concept drift", "concept drift"),
-                "note": f"{concept['method']} on {concept['rows_fed']} new rows{detected}",
+                "pill": Pill(not concept.drift_detected, "no concept drift", "concept drift"),
+                "note": f"{concept.method} on {concept.rows_fed} new rows{detected}",
             }
         )
     out.append(
@@ -98,59 +98,61 @@ def _verdicts(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _drift_rows(drift: Mapping[str, Any]) -> list[list[Any]]:
+def _drift_rows(drift: DriftReport) -> list[list[Any]]:
+    # the figures as the stored record has them: NaN and infinities are None (no figure)
     rows = sorted(
-        drift["rows"],
-        key=lambda r: (not r["drifted"], r["role"] != "feature", -(r["distance"] or 0)),
+        drift.rows,
+        key=lambda r: (not r.drifted, r.role != "feature", -(json_safe(r.distance) or 0)),
     )
     return [
         [
-            r["feature"],
-            r["role"],
-            r["kind"],
-            r["method"],
-            r["statistic"],
-            r["adjusted_p_value"],
-            r["distance"],
-            r["n_ref"],
-            r["n_cur"],
-            Pill(not r["drifted"], "no", "drifted"),
-            r.get("note") or "",
+            r.feature,
+            r.role,
+            r.kind,
+            r.method,
+            json_safe(r.statistic),
+            json_safe(r.adjusted_p_value),
+            json_safe(r.distance),
+            r.n_ref,
+            r.n_cur,
+            Pill(not r.drifted, "no", "drifted"),
+            r.note,
         ]
         for r in rows
     ]
 
 
 def _performance(
-    summary: Mapping[str, Any], history: Sequence[Mapping[str, Any]]
+    summary: MonitorSummary, history: Sequence[MonitorSummary]
 ) -> dict[str, Any] | None:
     """The performance chart over this and earlier runs, and this run's table."""
-    points: list[Mapping[str, Any]] = []
+    points: list[WindowPerformance] = []
     seen: set[str] = set()
     for s in [*history, summary]:
-        for w in s.get("performance") or []:
-            if w["start"] not in seen:
-                seen.add(w["start"])
+        for w in s.performance:
+            start = w.start.isoformat()
+            if start not in seen:
+                seen.add(start)
                 points.append(w)
-    points.sort(key=lambda w: w["start"])
+    points.sort(key=lambda w: w.start.isoformat())
     if not points:
         return None
-    last = summary.get("performance") or []
-    n_metrics = len(last[0]["metrics"]) if last else 0
+    last = summary.performance
+    n_metrics = len(last[0].metrics) if last else 0
     return {
         "figure": figure_html(_performance_figure(points), height=340),
         "headers": (
-            ["window start", "rows", "labelled", "status", *[m["name"] for m in last[0]["metrics"]]]
+            ["window start", "rows", "labelled", "status", *[m.name for m in last[0].metrics]]
             if last
             else ["window"]
         ),
         "rows": [
             [
-                w["start"][:16],
-                w["n_rows"],
-                w["n_labelled"],
-                w["status"],
-                *[m["value"] for m in w["metrics"]],
+                w.start.isoformat()[:16],
+                w.n_rows,
+                w.n_labelled,
+                w.status,
+                *[m.value for m in w.metrics],
             ]
             for w in last
         ],
@@ -159,14 +161,11 @@ def _performance(
 
 
 def write_monitor_report(
-    summary: Mapping[str, Any], history: Sequence[Mapping[str, Any]], path: Path
+    summary: MonitorSummary, history: Sequence[MonitorSummary], path: Path
 ) -> Path:
     """Write the report of one monitor run (``history``: earlier runs' summaries, oldest first)."""
-    window = summary["window"]
-    drift = summary.get("drift")
-    findings = summary.get("findings") or []
-    hist = summary.get("histograms") or {}
-    drifted = set(drift["drifted_columns"]) if drift else set()
+    window, drift, hist = summary.window, summary.drift, summary.histograms
+    drifted = set(drift.drifted_columns) if drift else set()
     histograms = [
         figure_html(_histogram(n, hist[n]), height=260)
         for n in sorted(hist, key=lambda n: (n not in drifted, n))
@@ -174,19 +173,19 @@ def write_monitor_report(
     page = render_page(
         "monitor_report.html.j2",
         plotly=True,
-        title=f"Monitoring: {summary['pipeline']} v{summary['version']}",
+        title=f"Monitoring: {summary.pipeline} v{summary.version}",
         subtitle=(
-            f"window {window['start']} .. {window['end']} · {summary['rows']} rows · "
-            f"data from {summary['data']}"
+            f"window {window.start} .. {window.end} · {summary.rows} rows · "
+            f"data from {summary.data}"
         ),
         verdicts=_verdicts(summary),
         drift_rows=_drift_rows(drift) if drift is not None else None,
         histograms=histograms,
         findings=[
-            [f["kind"], f.get("column") or "(window)", f["message"], f.get("value")]
-            for f in findings
+            [f.kind, f.column or "(window)", f.message, f.to_dict()["value"]]
+            for f in summary.findings
         ],
         performance=_performance(summary, history),
-        summary=summary,
+        summary=summary.to_json(),
     )
     return write_page(page, path)

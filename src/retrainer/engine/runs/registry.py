@@ -6,11 +6,13 @@ Only blessed versions may become champion: a candidate that is not blessed is ne
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from retrainer.core.clock import Clock
-from retrainer.core.types import AliasMove, Event, ModelVersion
+from retrainer.core.types import AliasMove, Event, ModelVersion, Run
 from retrainer.engine.project import Project
 from retrainer.engine.runs.views import (  # the JSON views, where callers found them
     _iso,
@@ -266,7 +268,56 @@ def rollback(
     )
 
 
-def status(project: Project, now: datetime | None = None) -> list[dict[str, Any]]:
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class PipelineStatus:
+    """One pipeline at a glance: what ``retrainer status`` shows.
+
+    ``to_json()`` is one element of ``retrainer status --json``.
+
+    Examples
+    --------
+    >>> s = PipelineStatus(pipeline="churn", champion=None, versions=0)
+    >>> s.to_json()["champion"], s.last_run
+    (None, None)
+    """
+
+    pipeline: str
+    champion: int | None
+    champion_metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    champion_created_at: datetime | None = None
+    aliases: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    versions: int
+    next_fire: str | None = None
+    """The next scheduled fire (ISO 8601), None without a schedule or when not asked."""
+    last_triggers: tuple[Event, ...] = ()
+    """The last trigger evaluations, newest first."""
+    last_runs: tuple[Run, ...] = ()
+    """The last runs, newest first."""
+    running: tuple[Run, ...] = ()
+    queued: tuple[Run, ...] = ()
+
+    @property
+    def last_run(self) -> Run | None:
+        return self.last_runs[0] if self.last_runs else None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data; times are ISO 8601 strings."""
+        return {
+            "pipeline": self.pipeline,
+            "champion": self.champion,
+            "champion_metrics": dict(self.champion_metrics),
+            "champion_created_at": _iso(self.champion_created_at),
+            "aliases": dict(self.aliases),
+            "versions": self.versions,
+            "next_fire": self.next_fire,
+            "last_triggers": [event_view(e) for e in self.last_triggers],
+            "last_runs": [run_view(r) for r in self.last_runs],
+            "running": [run_view(r) for r in self.running],
+            "queued": [run_view(r) for r in self.queued],
+        }
+
+
+def status(project: Project, now: datetime | None = None) -> list[PipelineStatus]:
     """Per pipeline: champion and its metrics, versions, next scheduled fire, the last trigger
     evaluations, recent runs and runs in flight (queued or running)."""
     from retrainer.engine.control.controller import next_fires
@@ -279,25 +330,23 @@ def status(project: Project, now: datetime | None = None) -> list[dict[str, Any]
         aliases = store.aliases(cfg.name)
         champion = aliases.get(CHAMPION)
         champ_mv = next((v for v in versions if v.version == champion), None)
-        runs = store.list_runs(cfg.name, limit=5)
         out.append(
-            {
-                "pipeline": cfg.name,
-                "champion": champion,
-                "champion_metrics": dict(champ_mv.metrics) if champ_mv else {},
-                "champion_created_at": _iso(champ_mv.created_at) if champ_mv else None,
-                "aliases": aliases,
-                "versions": len(versions),
-                "next_fire": fires.get(cfg.name),
-                "last_triggers": [
-                    event_view(e)
-                    for e in store.list_events(
+            PipelineStatus(
+                pipeline=cfg.name,
+                champion=champion,
+                champion_metrics=dict(champ_mv.metrics) if champ_mv else {},
+                champion_created_at=champ_mv.created_at if champ_mv else None,
+                aliases=aliases,
+                versions=len(versions),
+                next_fire=fires.get(cfg.name),
+                last_triggers=tuple(
+                    store.list_events(
                         cfg.name, kinds=["trigger.fired", "trigger.evaluated"], limit=5
                     )
-                ],
-                "last_runs": [run_view(r) for r in runs],
-                "running": [run_view(r) for r in store.list_runs(cfg.name, status="running")],
-                "queued": [run_view(r) for r in store.list_runs(cfg.name, status="queued")],
-            }
+                ),
+                last_runs=tuple(store.list_runs(cfg.name, limit=5)),
+                running=tuple(store.list_runs(cfg.name, status="running")),
+                queued=tuple(store.list_runs(cfg.name, status="queued")),
+            )
         )
     return out
