@@ -139,6 +139,9 @@ class AliasMove:
     id: int | None = None
 
 
+CHAMPION = "champion"
+"""The alias of the version that serves: runs promote to it, monitoring watches it."""
+
 EVENT_KINDS = (
     "alert.failed",
     "alert.sent",

@@ -36,6 +36,7 @@ from retrainer.adapters.sources import snapshot_of
 from retrainer.core.blessing import ScoreCard
 from retrainer.core.clock import Clock
 from retrainer.core.types import (
+    CHAMPION,
     CodeVersion,
     Event,
     EvidenceRow,
@@ -59,7 +60,6 @@ from retrainer.errors import (
     UntrustedArtifactError,
 )
 
-CHAMPION = "champion"
 FAULT_ENV = "RETRAINER_FAULT"
 FAULT_POINTS = (
     "after_run_created",

@@ -118,8 +118,9 @@ class MetadataStore(Protocol):
 
     def get_version(self, pipeline: str, version: int) -> ModelVersion: ...
 
-    def list_versions(self, pipeline: str) -> list[ModelVersion]:
-        """All versions of ``pipeline``, oldest first."""
+    def list_versions(self, pipeline: str, *, profiles: bool = True) -> list[ModelVersion]:
+        """All versions of ``pipeline``, oldest first; ``profiles=False`` leaves out their
+        reference profiles (``profile=None``), the bulk of a version, for listings."""
         ...
 
     # aliases

@@ -411,7 +411,7 @@ def _version_from(row: sa.RowMapping, snapshot: Snapshot) -> ModelVersion:
             champion_version=row["blessing_champion_version"],
             reason=row["blessing_reason"],
         ),
-        profile=row["profile"],
+        profile=row.get("profile"),
     )
 
 
@@ -613,9 +613,15 @@ def _transaction(
 
 
 def _current_revision(conn: sa.Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
+    # plain SQL: every open runs this, and importing alembic takes longer than the command
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    found = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+    if len(found) > 1:  # several heads: let alembic say what is wrong
+        from alembic.runtime.migration import MigrationContext
 
-    return MigrationContext.configure(conn).get_current_revision()
+        return MigrationContext.configure(conn).get_current_revision()
+    return found[0] if found else None
 
 
 @cache
@@ -892,9 +898,12 @@ class SQLMetadataStore:
         ).first()
         return None if row is None else row[0]
 
-    def _versions(self, conn: sa.Connection, where: Sequence[Any]) -> list[ModelVersion]:
+    def _versions(
+        self, conn: sa.Connection, where: Sequence[Any], *, profiles: bool = True
+    ) -> list[ModelVersion]:
+        columns = [c for c in model_versions.c if profiles or c.name != "profile"]
         rows = conn.execute(
-            sa.select(model_versions).where(*where).order_by(model_versions.c.version)
+            sa.select(*columns).where(*where).order_by(model_versions.c.version)
         ).all()
         ids = {row._mapping["snapshot_id"] for row in rows}
         found = (
@@ -1099,10 +1108,11 @@ class SQLMetadataStore:
                 self._require_version_number(conn, pipeline, version)
             return found[0]
 
-    def list_versions(self, pipeline: str) -> list[ModelVersion]:
+    def list_versions(self, pipeline: str, *, profiles: bool = True) -> list[ModelVersion]:
         """All versions of ``pipeline``, oldest first (none for an unknown pipeline)."""
         with self._tx(write=False) as conn:
-            return self._versions(conn, [model_versions.c.pipeline == pipeline])
+            where = [model_versions.c.pipeline == pipeline]
+            return self._versions(conn, where, profiles=profiles)
 
     # -- aliases --
 
