@@ -423,3 +423,27 @@ def test_promote_refuses_an_empty_or_padded_alias(tmp_path: Path, alias: str):
     with pytest.raises(PromotionError, match="an alias is a non-empty name"):
         promote(project, 1, clock=SimulatedClock(T1), alias=alias)
     assert project.store.aliases("toy") == {"champion": 1}
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_sanity_server_starts_before_the_pipeline_loads(tmp_path: Path, monkeypatch, enabled):
+    # its imports (~2 s) overlap with the load and the fit instead of following them
+    import retrainer.engine.run as run_module
+
+    calls: list[str] = []
+    monkeypatch.setattr(run_module, "start_fresh_process_server", lambda: calls.append("server"))
+    pipeline = Project.pipeline
+
+    def loading(self, name=None):
+        calls.append("pipeline")
+        return pipeline(self, name)
+
+    monkeypatch.setattr(Project, "pipeline", loading)
+    blessing = {"rules": [{"metric": "accuracy", "min": 0.5}], "sanity": {"enabled": enabled}}
+    project = _project(tmp_path, blessing=blessing)
+    if enabled:
+        from retrainer.adapters.artifacts import LocalArtifactStore
+
+        project.artifacts = LocalArtifactStore(str(tmp_path / "artifacts"))
+    assert execute_run(project, clock=SimulatedClock(T1)).ok
+    assert calls[:2] == (["server", "pipeline"] if enabled else ["pipeline", "pipeline"])

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from retrainer.adapters.environment import owner_is_gone, package_versions, process_owner
-from retrainer.adapters.sandbox import predict_in_fresh_process
+from retrainer.adapters.sandbox import predict_in_fresh_process, start_fresh_process_server
 from retrainer.adapters.serialization import dump_model
 from retrainer.adapters.sources import snapshot_of
 from retrainer.core.blessing import ScoreCard
@@ -365,6 +365,7 @@ def execute_run(
     column or the call; no version is created and the champion is unchanged. Other errors
     (a broken store, an interrupt) propagate after the run is marked failed when possible.
     """
+    _start_sanity_server(project, pipeline_name)
     pipeline = project.pipeline(pipeline_name)
     now = clock.now()
     reap_stale_runs(project, now)
@@ -382,6 +383,7 @@ def execute_claimed_run(
     Every update of the run is a compare-and-set on its epoch, so a worker whose lease was
     taken over (it was presumed dead) cannot overwrite the new owner's record.
     """
+    _start_sanity_server(project, run.pipeline)
     pipeline = project.pipeline(run.pipeline)
     timings: dict[str, float] = {}
     try:
@@ -393,6 +395,13 @@ def execute_claimed_run(
         with contextlib.suppress(Exception):  # the store itself may be what broke
             _fail(project, run, clock, timings, exc)
         raise
+
+
+def _start_sanity_server(project: Project, pipeline_name: str | None) -> None:
+    # before the pipeline imports the user's code: the server's imports (~2 s) then overlap
+    # with this process's, the load and the fit
+    if project.config.pipeline(pipeline_name).blessing.sanity.enabled:
+        start_fresh_process_server()
 
 
 def _fail(
