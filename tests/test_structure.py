@@ -135,8 +135,17 @@ def test_every_public_error_derives_from_the_root_and_a_builtin():
 
 
 # The read commands answer at once: they read a few rows and must not pay for the libraries
-# that train, test or load data (scikit-learn + scipy alone take 1.5 s to import).
-HEAVY_FOR_READS = ("sklearn", "scipy", "river", "pandas", "duckdb", "matplotlib", "plotly")
+# that train, test or load data (scikit-learn + scipy alone take 1.5 s to import, numpy 0.1 s).
+HEAVY_FOR_READS = (
+    "sklearn",
+    "scipy",
+    "river",
+    "pandas",
+    "duckdb",
+    "matplotlib",
+    "plotly",
+    "numpy",
+)
 _READ_COMMANDS = """
 import sys
 from typer.testing import CliRunner

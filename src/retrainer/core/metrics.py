@@ -20,15 +20,19 @@ a single class for ROC AUC, fewer than two samples for R², ...).
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from typing import TYPE_CHECKING, Any
 
 from retrainer.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import ArrayLike, NDArray
+else:
+    from retrainer.core._lazy_numpy import np
 
 __all__ = [
     "Metric",
@@ -59,7 +63,7 @@ def _sk(name: str) -> Callable[..., Any]:
     return call
 
 
-MetricFn = Callable[[NDArray[Any], NDArray[Any], NDArray[Any] | None], float]
+MetricFn = Callable[["NDArray[Any]", "NDArray[Any]", "NDArray[Any] | None"], float]
 """``fn(y_true, y_pred, y_score) -> float``; ``y_score`` is None unless the metric needs it."""
 
 
@@ -223,7 +227,7 @@ def _average_precision(
     return s.per_present_class(_sk("average_precision_score"))
 
 
-_EPS = float(np.finfo(float).eps)
+_EPS = sys.float_info.epsilon  # numpy.finfo(float).eps
 
 
 def _log_loss(y_true: NDArray[Any], y_pred: NDArray[Any], y_score: NDArray[Any] | None) -> float:
