@@ -10,8 +10,9 @@ in a fresh interpreter (``python -m retrainer ...`` in the project folder):
 - ``run --as-of 1997-01-06``: a one-shot run of a freshly created example project (load,
   train, bless with the fresh-process sanity check, register, promote).
 
-Each is run ``--repeat`` times (default 3); the table gives the median wall time and prints
-as Markdown.
+Each is run ``--repeat`` times (default 3); the Markdown table gives the median wall time and
+the median CPU time (user + system: steadier than the wall time on a shared machine; for
+``run`` it leaves out the sanity check's fork server, which works in parallel).
 
 Usage (from the repository root)::
 
@@ -25,6 +26,7 @@ import argparse
 import dataclasses
 import os
 import platform
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -81,10 +83,16 @@ def build(folder: Path) -> Path:
     return folder
 
 
-def timed(args: list[str], cwd: Path) -> float:
+def timed(args: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall s, CPU s) of one command; the CPU time (user + system of the process and the
+    children it waited for) moves less than the wall time on a shared machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(args, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def main() -> None:
@@ -132,12 +140,13 @@ def main() -> None:
         f"median of {args.repeat}; Python {platform.python_version()}, "
         f"{os.cpu_count()} cores{f', PYTHONPATH={env_note}' if env_note else ''}\n"
     )
-    print("| command | median s | runs s |")
-    print("|---|---:|---:|")
+    print("| command | median wall s | median CPU s | wall s of each run |")
+    print("|---|---:|---:|---:|")
     for label, times in rows:
-        print(
-            f"| {label} | {statistics.median(times):.2f} | {' '.join(f'{t:.2f}' for t in times)} |"
-        )
+        walls = [wall for wall, _ in times]
+        cpu = statistics.median(c for _, c in times)
+        each = " ".join(f"{t:.2f}" for t in walls)
+        print(f"| {label} | {statistics.median(walls):.2f} | {cpu:.2f} | {each} |")
     tmp.cleanup()
 
 

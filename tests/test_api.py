@@ -153,6 +153,8 @@ INTERNAL = {
     "run_view",
     "summarize",
     "version_view",
+    "start_fresh_process_server",
+    "resolve_url",
     "Check",
     "Configurable",
     "Parameter",

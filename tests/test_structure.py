@@ -185,3 +185,52 @@ def test_engine_modules_have_no_import_cycles():
     graph = engine_import_graph()
     assert "retrainer.engine.runs.run" in graph
     assert not import_cycles(graph), f"engine import cycles: {import_cycles(graph)}"
+
+
+# The read commands answer at once: they read a few rows and must not pay for the libraries
+# that train, test or load data (scikit-learn + scipy alone take 1.5 s to import, numpy 0.1 s).
+HEAVY_FOR_READS = (
+    "sklearn",
+    "scipy",
+    "river",
+    "pandas",
+    "duckdb",
+    "matplotlib",
+    "plotly",
+    "numpy",
+)
+_READ_COMMANDS = """
+import sys
+from typer.testing import CliRunner
+from retrainer.cli import app
+
+for args in ({commands}):
+    result = CliRunner().invoke(app, [*args, "-c", sys.argv[1]] if args != ["--help"] else args)
+    assert result.exit_code == 0, (args, result.output)
+print(" ".join(sorted({{m.split(".")[0] for m in sys.modules}})))
+"""
+
+
+def test_read_commands_import_no_heavy_library(tmp_path):
+    import subprocess
+    import sys
+
+    from retrainer.core.clock import SimulatedClock
+    from retrainer.engine.project import Project
+    from retrainer.engine.runs.run import execute_run
+    from tests.conftest import write_project
+
+    proj = write_project(tmp_path / "p", triggers=[{"schedule": "0 0 * * *"}])
+    with Project.open(proj) as project:
+        from datetime import UTC, datetime
+
+        assert execute_run(project, clock=SimulatedClock(datetime(2024, 1, 20, tzinfo=UTC))).ok
+    commands = [["--help"], ["status"], ["models", "list"], ["models", "show", "1"], ["events"]]
+    code = _READ_COMMANDS.format(commands=", ".join(map(repr, commands)))
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(proj)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    assert "retrainer" in loaded and "sqlalchemy" in loaded  # it did read the store
+    assert not loaded & set(HEAVY_FOR_READS), sorted(loaded & set(HEAVY_FOR_READS))

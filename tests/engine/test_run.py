@@ -546,3 +546,27 @@ def test_a_run_abandoned_between_register_and_deploy_is_repaired(tmp_path: Path)
     abandoned = project.store.get_run(run.id)
     assert abandoned.status == "failed" and "interrupted" in (abandoned.error or "")
     assert [m.version for m in project.store.alias_history("toy", "champion")] == [1, 3]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_sanity_server_starts_before_the_pipeline_loads(tmp_path: Path, monkeypatch, enabled):
+    # its imports (~2 s) overlap with the load and the fit instead of following them
+    import retrainer.engine.runs.run as run_module
+
+    calls: list[str] = []
+    monkeypatch.setattr(run_module, "start_fresh_process_server", lambda: calls.append("server"))
+    pipeline = Project.pipeline
+
+    def loading(self, name=None):
+        calls.append("pipeline")
+        return pipeline(self, name)
+
+    monkeypatch.setattr(Project, "pipeline", loading)
+    blessing = {"rules": [{"metric": "accuracy", "min": 0.5}], "sanity": {"enabled": enabled}}
+    project = _project(tmp_path, blessing=blessing)
+    if enabled:
+        from retrainer.adapters.artifacts import LocalArtifactStore
+
+        project.artifacts = LocalArtifactStore(str(tmp_path / "artifacts"))
+    assert execute_run(project, clock=SimulatedClock(T1)).ok
+    assert calls[:2] == (["server", "pipeline"] if enabled else ["pipeline", "pipeline"])

@@ -155,7 +155,8 @@ def render_status(data: list[PipelineStatus]) -> None:
             out.print(f"{e.at.isoformat()[:16]} {escape(e.message)}", soft_wrap=True)
 
 
-def render_models(data: list[dict[str, Any]]) -> None:
+def render_models(data: list[dict[str, Any]], hidden: int = 0) -> None:
+    """The versions table; ``hidden`` older versions left out are counted below it."""
     metric_names = list(dict.fromkeys(m for v in data for m in v["metrics"]))
     table = Table(title="model versions", title_justify="left")
     for col in ("version", "aliases", "created", *metric_names, "rows", "data", "blessed"):
@@ -172,6 +173,9 @@ def render_models(data: list[dict[str, Any]]) -> None:
             "[green]yes[/green]" if v["blessing"]["passed"] else "[red]no[/red]",
         )
     out.print(table)
+    if hidden:
+        older = f"{hidden} older version{'s' if hidden > 1 else ''}"
+        out.print(f"[dim]... and {older}: --limit 0 shows them all[/dim]")
 
 
 def render_version(v: dict[str, Any]) -> None:

@@ -24,6 +24,9 @@ from retrainer.cli.render import (
     render_version,
 )
 
+TABLE_LIMIT = 100
+"""Versions ``models list`` shows in its table unless ``--limit`` says otherwise."""
+
 
 @handle_errors
 def run(
@@ -77,20 +80,34 @@ def status(config: ConfigOpt = None, as_of: AsOfOpt = None, as_json: JsonOpt = F
 
 @handle_errors
 def models_list(
-    config: ConfigOpt = None, pipeline: PipelineOpt = None, as_json: JsonOpt = False
+    config: ConfigOpt = None,
+    pipeline: PipelineOpt = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            help="Only the N most recent versions, and those an alias points at (0: all). "
+            "Default: 100 in the table, all with --json.",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Every model version with aliases, metrics, data window and blessing."""
     from retrainer.engine.runs.registry import list_models
 
     with open_project(config) as project:
         data = list_models(project, pipeline)
+    if limit is None and not as_json:
+        limit = TABLE_LIMIT  # a terminal shows this many rows at once, and Rich draws them fast
+    shown = [v for i, v in enumerate(data) if not limit or i >= len(data) - limit or v["aliases"]]
     if as_json:
-        print_json(data)
+        print_json(shown)
         return
     if not data:
         out.print("no model versions yet: train one with 'retrainer run'")
         return
-    render_models(data)
+    render_models(shown, hidden=len(data) - len(shown))
 
 
 @handle_errors

@@ -111,11 +111,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal, NamedTuple
-
-import numpy as np
-from numpy.typing import ArrayLike, NDArray
-from scipy import special, stats
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from retrainer.core._spec import is_number
 from retrainer.core.profile import (
@@ -127,6 +123,12 @@ from retrainer.core.profile import (
     Profile,
 )
 from retrainer.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import ArrayLike, NDArray
+else:
+    from retrainer.core._lazy_numpy import np
 
 __all__ = [
     "CATEGORICAL_METHODS",
@@ -171,6 +173,22 @@ Correction = Literal["holm", "bonferroni", "none"]
 Role = Literal["feature", "prediction", "target"]
 
 _PSI_EPS = 1e-4
+
+
+def _scipy_stats() -> Any:
+    # imported when a test runs: loading a config validates a DriftCheck, and the CLI's read
+    # commands load the config without running any test
+    from scipy import stats
+
+    return stats
+
+
+def _scipy_special() -> Any:
+    from scipy import special
+
+    return special
+
+
 _KSTWO_MAX_N = 2000  # above it, Stephens' form of the asymptotic law (scipy's kstwo gets slow)
 
 
@@ -242,7 +260,9 @@ def jensen_shannon(reference: ArrayLike, current: ArrayLike) -> float:
     p = r / r.sum()
     q = c / c.sum()
     m = (p + q) / 2
-    js = (special.rel_entr(p, m).sum() + special.rel_entr(q, m).sum()) / (2 * math.log(2))
+    js = (_scipy_special().rel_entr(p, m).sum() + _scipy_special().rel_entr(q, m).sum()) / (
+        2 * math.log(2)
+    )
     return float(math.sqrt(max(float(js), 0.0)))
 
 
@@ -292,7 +312,7 @@ def chi_square(
     er = col * nr / total
     ec = col * nc / total
     stat = float(np.sum((r - er) ** 2 / er) + np.sum((c - ec) ** 2 / ec))
-    return StatResult(stat, float(stats.chi2.sf(stat, dof)))
+    return StatResult(stat, float(_scipy_stats().chi2.sf(stat, dof)))
 
 
 def _ks_p_value(d: float, n_ref: float, n_cur: float) -> float:
@@ -304,10 +324,10 @@ def _ks_p_value(d: float, n_ref: float, n_cur: float) -> float:
     """
     en = n_ref * n_cur / (n_ref + n_cur)
     if en <= _KSTWO_MAX_N:
-        p = float(stats.kstwo.sf(d, max(round(en), 1)))
+        p = float(_scipy_stats().kstwo.sf(d, max(round(en), 1)))
     else:
         s = math.sqrt(en)
-        p = float(stats.kstwobign.sf((s + 0.12 + 0.11 / s) * d))
+        p = float(_scipy_stats().kstwobign.sf((s + 0.12 + 0.11 / s) * d))
     return min(max(p, 0.0), 1.0)
 
 
@@ -355,7 +375,7 @@ def ks_exact(reference: ArrayLike, current: ArrayLike) -> StatResult:
     with warnings.catch_warnings():
         # scipy warns when it falls back from the exact to the asymptotic p-value
         warnings.simplefilter("ignore", RuntimeWarning)
-        res = stats.ks_2samp(r, c, method="auto")
+        res = _scipy_stats().ks_2samp(r, c, method="auto")
     return StatResult(float(res.statistic), float(res.pvalue))
 
 
@@ -363,7 +383,7 @@ def _scale(reference: NDArray[np.float64], scale: str) -> float:
     if scale == "std":
         return float(np.std(reference))
     if scale == "iqr":
-        return float(stats.iqr(reference))
+        return float(_scipy_stats().iqr(reference))
     raise ConfigError(f"scale must be 'std' or 'iqr'; got {scale!r}")
 
 
@@ -386,7 +406,7 @@ def wasserstein(
     c = _finite_sample(current, "current")
     if not (np.all(np.isfinite(r)) and np.all(np.isfinite(c))):
         raise DataError("wasserstein needs finite values; drop or clip infinities first")
-    w = float(stats.wasserstein_distance(r, c))
+    w = float(_scipy_stats().wasserstein_distance(r, c))
     s = _scale(r, scale)
     return w / s if s > 0 else w
 

@@ -20,15 +20,18 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
-
-import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from typing import TYPE_CHECKING, Any, Literal
 
 from retrainer.core.clock import utc_datetime64
 from retrainer.core.metrics import Metric, compute, get_metric, metric_names
 from retrainer.core.windows import parse_duration
 from retrainer.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import ArrayLike, NDArray
+else:
+    from retrainer.core._lazy_numpy import np
 
 __all__ = [
     "MetricResult",
@@ -46,7 +49,6 @@ Status = Literal["ok", "insufficient_data", "undefined"]
 the metric has no value on these rows (e.g. ROC AUC with a single class)."""
 
 _MAX_WINDOWS = 100_000
-_US = np.timedelta64(1, "us")
 
 
 # --- rate metrics ----------------------------------------------------------------------------

@@ -15,17 +15,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from retrainer.adapters.artifacts import ArtifactStore, open_artifact_store
 from retrainer.adapters.clock import WallClock
-from retrainer.adapters.logstore import LogStore, open_log_store
+from retrainer.adapters.locations import resolve_url
 from retrainer.adapters.metadata import MetadataStore
 from retrainer.adapters.metadata.sql import open_metadata_store
-from retrainer.adapters.sources import Source, resolve_url
 from retrainer.config import ProjectConfig, load_config, parse_config, project_root
 from retrainer.core.clock import Clock
-from retrainer.engine.pipeline import Pipeline
+
+# The registry's read commands (status, models, events) open a project and read a few rows:
+# the log store (pandas, DuckDB, Arrow) and the pipelines (the user's code, scikit-learn) are
+# loaded when first used.
+if TYPE_CHECKING:
+    from retrainer.adapters.logstore import LogStore
+    from retrainer.adapters.sources import Source
+    from retrainer.engine.pipeline import Pipeline
 
 
 def resolve_db_url(url: str, root: Path) -> str:
@@ -36,6 +42,26 @@ def resolve_db_url(url: str, root: Path) -> str:
         if rel and not rel.startswith(":memory:"):
             return prefix + str((root / rel).resolve())
     return url
+
+
+class _LogStoreOnFirstUse:
+    """The log store at ``url``, opened when one of its methods is first looked up."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._store: LogStore | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if self._store is None:
+            from retrainer.adapters.logstore import open_log_store
+
+            self._store = open_log_store(self._url)
+        return getattr(self._store, name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._url!r})"
 
 
 @dataclass
@@ -94,7 +120,7 @@ class Project:
             root=root,
             store=store,
             artifacts=artifacts,
-            logs=open_log_store(resolve_url(config.storage.logs_url, root)),
+            logs=cast("LogStore", _LogStoreOnFirstUse(resolve_url(config.storage.logs_url, root))),
             config_path=file,
         )
 
@@ -197,6 +223,8 @@ class Project:
 
     def pipeline(self, name: str | None = None) -> Pipeline:
         """The runnable pipeline called ``name`` (or the only one)."""
+        from retrainer.engine.pipeline import Pipeline
+
         cfg = self.config.pipeline(name)
         if cfg.name not in self._pipelines:
             self._pipelines[cfg.name] = Pipeline(cfg, self.root, self.sources.get(cfg.name))

@@ -301,9 +301,10 @@ class InMemoryMetadataStore(MetadataStore):
         with self._lock:
             return self._out(self._require_version(pipeline, version))
 
-    def list_versions(self, pipeline: str) -> list[ModelVersion]:
+    def list_versions(self, pipeline: str, *, profiles: bool = True) -> list[ModelVersion]:
         with self._lock:
-            return self._out(list(self._versions.get(pipeline, [])))
+            found = self._versions.get(pipeline, [])
+            return self._out([v if profiles else replace(v, profile=None) for v in found])
 
     # -- aliases --
 

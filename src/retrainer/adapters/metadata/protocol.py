@@ -107,8 +107,10 @@ class RegistryStore(Protocol):
         """Version ``version`` of ``pipeline``; ``ModelNotFoundError`` if there is none."""
         ...
 
-    def list_versions(self, pipeline: str) -> list[ModelVersion]:
-        """All versions of ``pipeline``, oldest first (none for an unknown pipeline)."""
+    def list_versions(self, pipeline: str, *, profiles: bool = True) -> list[ModelVersion]:
+        """All versions of ``pipeline``, oldest first (none for an unknown pipeline);
+        ``profiles=False`` leaves out their reference profiles (``profile=None``), the bulk
+        of a version, for listings."""
         ...
 
     def move_alias(

@@ -607,29 +607,6 @@ class Controller:
         return released
 
 
-def next_fires(project: Project, now: datetime) -> dict[str, str | None]:
-    """The next scheduled fire of each pipeline (None without a schedule), for status."""
-    out: dict[str, str | None] = {}
-    for cfg in project.config.pipelines:
-        policy = build_policy(project.pipeline(cfg.name))
-        nxt = None
-        if policy is not None:
-            for trig in _walk(policy.trigger):
-                fn = getattr(trig, "next_fire", None)
-                if fn is not None:
-                    t = fn(now)
-                    nxt = t if nxt is None or t < nxt else nxt
-        out[cfg.name] = nxt.isoformat() if nxt else None
-    return out
-
-
-def _walk(trigger: Any) -> Sequence[Any]:
-    children = getattr(trigger, "triggers", None)
-    if children:
-        return [t for c in children for t in _walk(c)]
-    return [trigger]
-
-
 def _labelled_rows_since(pipeline: Pipeline, trained: Snapshot | None, now: datetime) -> int:
     """Rows with a label that the champion did not learn: after the newest row it trained on
     (with delayed labels its window's end runs ahead of that row), all of them without one."""

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from retrainer.core.clock import Clock
-from retrainer.core.types import AliasMove, Event, ModelVersion, Run
+from retrainer.core.types import CHAMPION, AliasMove, Event, ModelVersion, Run
 from retrainer.engine.project import Project
 from retrainer.engine.runs.views import (  # the JSON views, where callers found them
     _iso,
@@ -21,7 +21,6 @@ from retrainer.engine.runs.views import (  # the JSON views, where callers found
     run_view,
     version_view,
 )
-from retrainer.engine.state import CHAMPION
 from retrainer.errors import ModelNotFoundError, RetrainerError
 
 
@@ -53,7 +52,8 @@ def list_models(project: Project, pipeline: str | None = None) -> list[dict[str,
     name = project.config.pipeline(pipeline).name
     by_version = _aliases_by_version(project, name)
     return [
-        version_view(mv, by_version.get(mv.version, [])) for mv in project.store.list_versions(name)
+        version_view(mv, by_version.get(mv.version, []))
+        for mv in project.store.list_versions(name, profiles=False)
     ]
 
 
@@ -320,13 +320,11 @@ class PipelineStatus:
 def status(project: Project, now: datetime | None = None) -> list[PipelineStatus]:
     """Per pipeline: champion and its metrics, versions, next scheduled fire, the last trigger
     evaluations, recent runs and runs in flight (queued or running)."""
-    from retrainer.engine.control.controller import next_fires
-
     fires = next_fires(project, now) if now is not None else {}
     out = []
     for cfg in project.config.pipelines:
         store = project.store
-        versions = store.list_versions(cfg.name)
+        versions = store.list_versions(cfg.name, profiles=False)
         aliases = store.aliases(cfg.name)
         champion = aliases.get(CHAMPION)
         champ_mv = next((v for v in versions if v.version == champion), None)
@@ -350,3 +348,31 @@ def status(project: Project, now: datetime | None = None) -> list[PipelineStatus
             )
         )
     return out
+
+
+def next_fires(project: Project, now: datetime) -> dict[str, str | None]:
+    """The next scheduled fire of each pipeline (None without a schedule), for status.
+
+    Built from the trigger specs alone: loading the pipelines would import the user's code
+    (and scikit-learn) for a command that reads a few rows.
+    """
+    from retrainer.core.triggers import build_trigger
+
+    out: dict[str, str | None] = {}
+    for cfg in project.config.pipelines:
+        nxt = None
+        for spec in cfg.triggers:
+            for trig in _walk(build_trigger(spec)):
+                fn = getattr(trig, "next_fire", None)
+                if fn is not None:
+                    t = fn(now)
+                    nxt = t if nxt is None or t < nxt else nxt
+        out[cfg.name] = nxt.isoformat() if nxt else None
+    return out
+
+
+def _walk(trigger: Any) -> list[Any]:
+    children = getattr(trigger, "triggers", None)
+    if children:
+        return [t for c in children for t in _walk(c)]
+    return [trigger]

@@ -37,13 +37,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrainer.adapters.environment import owner_is_gone, package_versions, process_owner
-from retrainer.adapters.sandbox import predict_in_fresh_process
+from retrainer.adapters.sandbox import predict_in_fresh_process, start_fresh_process_server
 from retrainer.adapters.serialization import dump_model
 from retrainer.adapters.sources import snapshot_of
 from retrainer.core.blessing import ScoreCard
 from retrainer.core.clock import Clock
 from retrainer.core.deploy import DeployContext, DeployDecision, build_policy, decide
 from retrainer.core.types import (
+    CHAMPION,
     CodeVersion,
     Event,
     EventKind,
@@ -59,7 +60,7 @@ from retrainer.engine.pipeline import Pipeline
 from retrainer.engine.project import Project
 from retrainer.engine.runs.profiles import reference_profile
 from retrainer.engine.runs.views import run_view, version_view
-from retrainer.engine.state import CHAMPION, last_change
+from retrainer.engine.state import last_change
 from retrainer.errors import (
     ArtifactIntegrityError,
     ConcurrencyError,
@@ -431,6 +432,7 @@ def execute_run(
     >>> result.to_json()["run"]["status"]
     'succeeded'
     """
+    _start_sanity_server(project, pipeline_name)
     pipeline = project.pipeline(pipeline_name)
     now = clock.now()
     reap_stale_runs(project, now)
@@ -448,6 +450,7 @@ def execute_claimed_run(
     Every update of the run is a compare-and-set on its epoch, so a worker whose lease was
     taken over (it was presumed dead) cannot overwrite the new owner's record.
     """
+    _start_sanity_server(project, run.pipeline)
     pipeline = project.pipeline(run.pipeline)
     timings: dict[str, float] = {}
     try:
@@ -459,6 +462,13 @@ def execute_claimed_run(
         with contextlib.suppress(Exception):  # the store itself may be what broke
             _fail(project, run, clock, timings, exc)
         raise
+
+
+def _start_sanity_server(project: Project, pipeline_name: str | None) -> None:
+    # before the pipeline imports the user's code: the server's imports (~2 s) then overlap
+    # with this process's, the load and the fit
+    if project.config.pipeline(pipeline_name).blessing.sanity.enabled:
+        start_fresh_process_server()
 
 
 def _fail(

@@ -32,9 +32,15 @@ _MIGRATION_LOCK_KEY = 7_301_154_882  # pg_advisory_xact_lock key: one migrator a
 
 
 def current_revision(conn: sa.Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
+    # plain SQL: every open runs this, and importing alembic takes longer than the command
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    found = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+    if len(found) > 1:  # several heads: let alembic say what is wrong
+        from alembic.runtime.migration import MigrationContext
 
-    return MigrationContext.configure(conn).get_current_revision()
+        return MigrationContext.configure(conn).get_current_revision()
+    return found[0] if found else None
 
 
 @cache

@@ -189,7 +189,7 @@ def version_from(row: sa.RowMapping, snapshot: Snapshot) -> ModelVersion:
             champion_version=row["blessing_champion_version"],
             reason=row["blessing_reason"],
         ),
-        profile=row["profile"],
+        profile=row.get("profile"),
     )
 
 

@@ -249,9 +249,12 @@ class SQLMetadataStore(MetadataStore):
         ).first()
         return None if row is None else row[0]
 
-    def _versions(self, conn: sa.Connection, where: Sequence[Any]) -> list[ModelVersion]:
+    def _versions(
+        self, conn: sa.Connection, where: Sequence[Any], *, profiles: bool = True
+    ) -> list[ModelVersion]:
+        columns = [c for c in model_versions.c if profiles or c.name != "profile"]
         rows = conn.execute(
-            sa.select(model_versions).where(*where).order_by(model_versions.c.version)
+            sa.select(*columns).where(*where).order_by(model_versions.c.version)
         ).all()
         ids = {row._mapping["snapshot_id"] for row in rows}
         found = (
@@ -429,9 +432,10 @@ class SQLMetadataStore(MetadataStore):
                 self._require_version_number(conn, pipeline, version)
             return found[0]
 
-    def list_versions(self, pipeline: str) -> list[ModelVersion]:
+    def list_versions(self, pipeline: str, *, profiles: bool = True) -> list[ModelVersion]:
         with self._tx(write=False) as conn:
-            return self._versions(conn, [model_versions.c.pipeline == pipeline])
+            where = [model_versions.c.pipeline == pipeline]
+            return self._versions(conn, where, profiles=profiles)
 
     # -- aliases --
 
