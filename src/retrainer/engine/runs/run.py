@@ -388,13 +388,16 @@ def execute_run(
     project: Project,
     pipeline_name: str | None = None,
     *,
-    clock: Clock,
+    clock: Clock | None = None,
     cause: str = "manual",
     evidence: Mapping[str, Any] | None = None,
     key: str | None = None,
     actor: str = "retrainer run",
 ) -> RunResult:
     """Create, claim and execute one run of a pipeline now, in this process.
+
+    ``clock`` says when "now" is (default: the project's clock, the wall clock unless the
+    project was given another).
 
     Bad data and failing user code end the run as ``failed`` with a message naming the
     column or the call; no version is created and the champion is unchanged. Other errors
@@ -432,6 +435,7 @@ def execute_run(
     >>> result.to_json()["run"]["status"]
     'succeeded'
     """
+    clock = project.clock if clock is None else clock
     _start_sanity_server(project, pipeline_name)
     pipeline = project.pipeline(pipeline_name)
     now = clock.now()
