@@ -45,6 +45,11 @@ INTERNAL = {
     "upgrade_schema",
     "verify_sha256",
     # core: statistics and spec parsing behind the exported objects
+    "Check",
+    "Configurable",
+    "Parameter",
+    "guard_spec_type",
+    "trigger_spec_type",
     "CATEGORICAL_METHODS",
     "Candidate",
     "Categorical",
@@ -337,7 +342,7 @@ def test_mypy_sees_the_types_of_the_exports(tmp_path: Path, monkeypatch: pytest.
     )
     assert 'Module "retrainer" has no attribute "Projct"' in stdout, stdout
     assert "retrainer.engine.project.Project" in stdout, stdout
-    assert "retrainer.core.triggers.Trigger" in stdout, stdout
-    assert "retrainer.engine.backtest.BacktestResult" in stdout, stdout
+    assert "retrainer.core.triggers.base.Trigger" in stdout, stdout
+    assert "retrainer.engine.backtest.results.BacktestResult" in stdout, stdout
     revealed = [line for line in stdout.splitlines() if "Revealed type" in line]
     assert len(revealed) == 3 and not any('"Any"' in line for line in revealed), stdout
