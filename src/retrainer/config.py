@@ -345,9 +345,9 @@ class _Specs:
     def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> Any:
         from pydantic import TypeAdapter
 
-        from retrainer.core.triggers.spec import guard_spec_type, trigger_spec_type
+        from retrainer.core.triggers.spec import GUARDS, TRIGGERS
 
-        union = trigger_spec_type() if self.family == "trigger" else guard_spec_type()
+        union = (TRIGGERS if self.family == "trigger" else GUARDS).config_type()
         return handler(TypeAdapter(list[union]).core_schema)  # type: ignore[valid-type]
 
 

@@ -44,7 +44,7 @@ def test_replace_without_a_champion_expects_none():
 @given(
     version=st.integers(1, 10_000),
     champion=st.none() | st.integers(1, 10_000),
-    strategy=st.sampled_from(DEPLOYMENT_POLICIES),
+    strategy=st.sampled_from(list(DEPLOYMENT_POLICIES.values())),
 )
 def test_an_unblessed_candidate_never_moves_an_alias(version, champion, strategy):
     decision = decide(strategy(), ctx(version, blessed=False, champion=champion))
@@ -86,9 +86,9 @@ def test_spec_round_trip_and_description():
 
 
 def test_every_registered_strategy_has_a_distinct_name_and_round_trips():
-    names = [cls.model_fields["strategy"].default for cls in DEPLOYMENT_POLICIES]
+    names = [cls.model_fields["strategy"].default for cls in DEPLOYMENT_POLICIES.values()]
     assert len(names) == len(set(names))
-    for cls in DEPLOYMENT_POLICIES:
+    for cls in DEPLOYMENT_POLICIES.values():
         assert build_policy(cls().to_spec()) == cls()
 
 

@@ -72,7 +72,7 @@ def test_config_schema_covers_every_kind():
             cls = registry[kind]
             assert cls.__name__ in defs, cls
             properties = defs[cls.__name__]["properties"]
-            assert set(registry.keys(kind)) == set(properties), kind
+            assert set(registry.config_keys(kind)) == set(properties), kind
             assert defs[cls.__name__]["additionalProperties"] is False
     assert "slice" in defs["SliceRule"]["properties"]  # the config key, not the parameter name
     assert "to" in defs["EmailSpec"]["properties"]
@@ -83,7 +83,7 @@ def test_family_schema_lists_every_kind():
     for registry in (RULES, WINDOWS, NOTIFIERS):
         schema = registry.json_schema()
         assert {ref["$ref"].rsplit("/", 1)[-1] for ref in schema["oneOf"]} == {
-            cls.__name__ for cls in registry
+            cls.__name__ for cls in registry.values()
         }
 
 

@@ -264,6 +264,7 @@ def test_rules_triggers_and_guards_may_be_objects():
         guards=[Cooldown("1d")],
     )
     rules = pipeline.config.blessing.rules
+    # the config holds the rules' typed specs, written back as given (``slice``, not ``column``)
     assert rules[0].to_spec() == {"metric": "accuracy", "min": 0.6}
     assert rules[2].to_spec()["slice"] == "segment" and "column" not in rules[2].to_spec()
     assert [type(r).__name__ for r in pipeline.rules] == ["AbsoluteRule", "ChangeRule", "SliceRule"]

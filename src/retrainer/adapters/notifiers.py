@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import Annotated, Any, Literal, Protocol, get_args
+from typing import Annotated, Any, ClassVar, Literal, Protocol, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -726,6 +726,7 @@ class LogSpec(_NotifierSpec):
     """``kind: log``: each alert as one log record (:class:`LogNotifier`)."""
 
     kind: Literal["log"] = "log"
+    example: ClassVar[Mapping[str, Any] | None] = {"kind": "log", "logger": "ops"}
     logger: NotifierName = "retrainer.alerts"
 
     def build(self) -> Notifier:
@@ -739,6 +740,11 @@ class WebhookSpec(_NotifierSpec):
     """``kind: webhook``: each alert POSTed as JSON (:class:`WebhookNotifier`)."""
 
     kind: Literal["webhook"] = "webhook"
+    example: ClassVar[Mapping[str, Any] | None] = {
+        "kind": "webhook",
+        "url": "https://x.example/h",
+        "timeout": 2,
+    }
     url: Url
     headers: Headers | None = None
     timeout: Seconds = 5
@@ -754,6 +760,10 @@ class SlackSpec(_NotifierSpec):
     """``kind: slack``: a Slack-compatible incoming webhook (:class:`SlackNotifier`)."""
 
     kind: Literal["slack"] = "slack"
+    example: ClassVar[Mapping[str, Any] | None] = {
+        "kind": "slack",
+        "url": "https://hooks.slack.com/s/T",
+    }
     url: Url
     timeout: Seconds = 5
     blocks: Flag = True
@@ -769,6 +779,12 @@ class EmailSpec(_NotifierSpec):
     """``kind: email``: a plain-text email through SMTP (:class:`SMTPNotifier`)."""
 
     kind: Literal["email"] = "email"
+    example: ClassVar[Mapping[str, Any] | None] = {
+        "kind": "email",
+        "host": "mx",
+        "sender": "r@x.io",
+        "to": ["a@x.io"],
+    }
     host: NotifierName
     port: Port = 25
     sender: Address
@@ -803,6 +819,7 @@ class RecordingSpec(_NotifierSpec):
     """``kind: recording``: keeps the alerts (:class:`RecordingNotifier`; tests, demos)."""
 
     kind: Literal["recording"] = "recording"
+    example: ClassVar[Mapping[str, Any] | None] = {"kind": "recording", "name": "audit"}
     fail_times: FailTimes = 0
 
     def build(self) -> Notifier:
@@ -834,7 +851,7 @@ def _key_problems(spec: object, where: str) -> list[str]:
             f"{', '.join(sorted(NOTIFIERS.kinds))}"
         ]
     fields = NOTIFIERS[kind].model_fields
-    allowed = set(NOTIFIERS.keys(kind))
+    allowed = set(NOTIFIERS.config_keys(kind))
     problems = []
     unknown = sorted(str(k) for k in spec if k not in allowed)
     if unknown:

@@ -32,8 +32,8 @@ retrainer.errors.ConfigError: Above.value must be a finite number; got 'high'
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
-from typing import Annotated, Any, Generic, TypeGuard, TypeVar, get_args
+from collections.abc import Callable, Iterator, Mapping
+from typing import Annotated, Any, ClassVar, TypeGuard, TypeVar, get_args
 
 from pydantic import (
     BaseModel,
@@ -58,6 +58,7 @@ __all__ = [
     "Registry",
     "Spec",
     "describe_errors",
+    "is_int",
     "is_number",
 ]
 
@@ -75,6 +76,17 @@ def is_number(value: object) -> TypeGuard[int | float]:
         and not isinstance(value, bool)
         and math.isfinite(float(value))
     )
+
+
+def is_int(value: object) -> TypeGuard[int]:
+    """Whether ``value`` is an int (``True``/``False`` are not).
+
+    Examples
+    --------
+    >>> is_int(3), is_int(True), is_int(3.0)
+    (True, False, False)
+    """
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _fail(message: str) -> PydanticCustomError:
@@ -188,8 +200,13 @@ class Spec(BaseModel):
         frozen=False,
     )
 
+    kind_key: ClassVar[str] = "kind"
+    """The field naming the kind, when the family has one (deployment policies: ``strategy``)."""
+    example: ClassVar[Mapping[str, Any] | None] = None
+    """A configuration mapping of this kind (tested to build and round-trip)."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        names = [name for name in type(self).model_fields if name != "kind"]
+        names = [name for name in type(self).model_fields if name != self.kind_key]
         if len(args) > len(names):
             raise TypeError(
                 f"{type(self).__name__} takes at most {len(names)} positional parameters "
@@ -228,7 +245,7 @@ class Spec(BaseModel):
             return data
         keep: set[str] = set()
         for name, info in type(self).model_fields.items():
-            if name in self.model_fields_set or name == "kind":
+            if name in self.model_fields_set or name == self.kind_key:
                 keep |= {name, info.alias or name}
         return {key: value for key, value in data.items() if key in keep}
 
@@ -236,12 +253,13 @@ class Spec(BaseModel):
     def spec_kind(cls) -> str:
         """The name of this class in its family's :class:`Registry`: its ``kind`` field's
         value, or its ``kind`` class attribute (blessing rules, whose keys tell the kind)."""
-        field = cls.model_fields.get("kind")
+        field = cls.model_fields.get(cls.kind_key)
         return str(field.default) if field is not None else str(getattr(cls, "kind", ""))
 
     def get_params(self) -> dict[str, Any]:
         """The parameters, as given (defaults filled in); ``kind`` is not one of them."""
-        return {name: getattr(self, name) for name in type(self).model_fields if name != "kind"}
+        kind = self.kind_key
+        return {name: getattr(self, name) for name in type(self).model_fields if name != kind}
 
     def check_params(self) -> None:
         """Check the parameters; raise ConfigError with one line per problem."""
@@ -270,23 +288,35 @@ class Spec(BaseModel):
         return cls.model_json_schema(by_alias=True)
 
 
-S = TypeVar("S", bound=Spec)
+S = TypeVar("S")
 
 
-class Registry(Generic[S]):
-    """One family of specs by kind, derived from the union type that lists them.
+def _kind_of(cls: Any) -> str:
+    return str(cls.spec_kind())
+
+
+class Registry(Mapping[str, type[S]]):
+    """One family of configurable classes by kind: ``kind -> class``, a read-only mapping.
+
+    Every family (triggers, guards, blessing rules, windows, notifiers, deployment policies) has
+    one; each member class says its kind (``spec_kind()``) and gives an ``example`` mapping.
 
     Parameters
     ----------
     family
         What a member is called in messages (``"blessing rule"``).
     union
-        The union of the member classes, possibly inside ``Annotated`` (with a discriminator):
-        the type configuration fields use.
+        The union of the member classes, possibly inside ``Annotated`` (with a discriminator).
+    config_type
+        Builds the type of one configuration mapping of the family, for validation and the
+        JSON schema (default: ``union``, the members being Pydantic models of that mapping).
+        Called when a schema is asked for.
+    builder
+        ``builder(spec, where)`` builds a member from its configuration mapping, for families
+        whose mapping names its kind by a key (default: the kind's model validates ``spec``).
 
     Examples
     --------
-    >>> from typing import ClassVar
     >>> class Min(Spec):
     ...     kind: ClassVar[str] = "min"
     ...     value: Number
@@ -294,20 +324,32 @@ class Registry(Generic[S]):
     ...     kind: ClassVar[str] = "max"
     ...     value: Number
     >>> bounds = Registry("bound", Min | Max)
-    >>> bounds.kinds, bounds["max"].__name__
-    (('min', 'max'), 'Max')
-    >>> sorted(bounds.keys("min"))
-    ['value']
+    >>> bounds.kinds, bounds["max"].__name__, list(bounds)
+    (('min', 'max'), 'Max', ['min', 'max'])
+    >>> bounds.config_keys("min")
+    ('value',)
+    >>> bounds.build("max", {"value": "x"})
+    Traceback (most recent call last):
+    ...
+    retrainer.errors.ConfigError: Max.value must be a finite number; got 'x'
     """
 
-    def __init__(self, family: str, union: Any) -> None:
+    def __init__(
+        self,
+        family: str,
+        union: Any,
+        config_type: Callable[[], Any] | None = None,
+        builder: Callable[[Mapping[str, Any], str | None], S] | None = None,
+    ) -> None:
         self.family = family
         self.union = union
-        members = get_args(union)
-        if members and getattr(union, "__metadata__", None) is not None:
-            members = get_args(members[0])  # Annotated[A | B, ...]
+        members = get_args(union) or (union,)
+        if get_args(union) and getattr(union, "__metadata__", None) is not None:
+            members = get_args(members[0]) or (members[0],)  # Annotated[A | B, ...]
         classes = [get_args(m)[0] if get_args(m) else m for m in members]  # Annotated[A, Tag]
-        self._classes: dict[str, type[S]] = {cls.spec_kind(): cls for cls in classes}
+        self._classes: dict[str, type[S]] = {_kind_of(cls): cls for cls in classes}
+        self._config_type = config_type
+        self._builder = builder
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -317,31 +359,51 @@ class Registry(Generic[S]):
     def __getitem__(self, kind: str) -> type[S]:
         return self._classes[kind]
 
-    def __contains__(self, kind: object) -> bool:
-        return kind in self._classes
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._classes)
 
-    def __iter__(self) -> Iterator[type[S]]:
-        return iter(self._classes.values())
+    def __len__(self) -> int:
+        return len(self._classes)
 
-    def keys(self, kind: str) -> tuple[str, ...]:
-        """The configuration keys a kind takes (its fields, by their aliases)."""
-        fields = self._classes[kind].model_fields
-        return tuple(info.alias or name for name, info in fields.items())
+    # one registry per family: compared (and hashed) by identity, usable as a key
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.family!r}, kinds={list(self._classes)})"
+
+    def config_keys(self, kind: str) -> tuple[str, ...]:
+        """The configuration keys a kind takes (a model's fields by their aliases, or the keys
+        the class lists itself)."""
+        cls: Any = self._classes[kind]
+        if hasattr(cls, "spec_keys"):
+            return tuple(cls.spec_keys())
+        return tuple(info.alias or name for name, info in cls.model_fields.items())
+
+    def config_type(self) -> Any:
+        """The type of one configuration mapping of the family (any kind)."""
+        return self._config_type() if self._config_type is not None else self.union
 
     def json_schema(self) -> dict[str, Any]:
-        """The JSON schema of one member of the family (any kind)."""
-        return TypeAdapter(self.union).json_schema(by_alias=True)
+        """The JSON schema of one configuration mapping of the family (any kind)."""
+        return TypeAdapter(self.config_type()).json_schema(by_alias=True)
 
     def build(self, kind: str, spec: Mapping[str, Any], where: str | None = None) -> S:
         """Validate ``spec`` as a ``kind`` and build it.
 
         ConfigError lines name ``where.<parameter>`` (``where`` defaults to the class name).
         """
-        cls = self._classes[kind]
+        if self._builder is not None:
+            return self._builder(spec, where)
+        cls: Any = self._classes[kind]
         try:
-            return cls.model_validate(dict(spec))
+            built: S = cls.model_validate(dict(spec))
         except ValidationError as exc:
             lines = describe_errors(exc, where or cls.__name__, cls.param_names())
             if where:  # a check of several parameters names the class, not where it sits
                 lines = [line if line.startswith(where) else f"{where}: {line}" for line in lines]
             raise ConfigError("; ".join(lines), lines) from None
+        return built

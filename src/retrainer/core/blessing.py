@@ -357,6 +357,7 @@ class AbsoluteRule(Spec):
     """
 
     kind: ClassVar[str] = "absolute"
+    example: ClassVar[Mapping[str, Any] | None] = {"metric": "accuracy", "min": 0.6, "max": 1}
     metric: MetricName
     min: Number | None = None
     max: Number | None = None
@@ -427,6 +428,11 @@ class ChangeRule(Spec):
     """
 
     kind: ClassVar[str] = "change"
+    example: ClassVar[Mapping[str, Any] | None] = {
+        "metric": "rmse",
+        "max_regression": 0.01,
+        "relative": True,
+    }
     metric: MetricName
     min_improvement: Number | None = None
     max_regression: NonNegative | None = None
@@ -512,6 +518,12 @@ class SliceRule(Spec):
     """
 
     kind: ClassVar[str] = "slice"
+    example: ClassVar[Mapping[str, Any] | None] = {
+        "metric": "accuracy",
+        "slice": "region",
+        "min_size": 50,
+        "min": 0.5,
+    }
     metric: MetricName
     column: Name = Field(alias="slice")
     """The configuration key is ``slice``."""
@@ -787,7 +799,7 @@ def _key_problem(spec: object) -> str | None:
     """What is wrong with a rule mapping's keys, before its values are read (None: nothing)."""
     if not isinstance(spec, Mapping):
         return f"a blessing rule must be a mapping of keys to values; got {spec!r}"
-    known = sorted({key for kind in RULES.kinds for key in RULES.keys(kind)})
+    known = sorted({key for kind in RULES.kinds for key in RULES.config_keys(kind)})
     unknown = [key for key in spec if key not in known]
     if unknown:
         return (
@@ -802,11 +814,11 @@ def _key_problem(spec: object) -> str | None:
             f"cannot tell which blessing rule {dict(spec)!r} is: give min/max (absolute "
             "bounds), min_improvement/max_regression (change vs champion) or slice (per-slice)"
         )
-    misplaced = [key for key in spec if key not in RULES.keys(kind)]
+    misplaced = [key for key in spec if key not in RULES.config_keys(kind)]
     if misplaced:
         return (
             f"a {kind} blessing rule does not take {', '.join(repr(k) for k in misplaced)}; "
-            f"it takes {', '.join(RULES.keys(kind))}. Got {dict(spec)!r}"
+            f"it takes {', '.join(RULES.config_keys(kind))}. Got {dict(spec)!r}"
         )
     return None
 

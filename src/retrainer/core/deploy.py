@@ -8,8 +8,9 @@ and why). The engine's deploy step applies it; nothing here touches a store.
 
 Today there is one strategy, ``replace`` (a blessed candidate becomes the champion at once).
 A new strategy (shadow, canary, A/B test) is one :class:`DeploymentPolicy` subclass with its
-own ``strategy`` literal, added to :data:`DEPLOYMENT_POLICIES`; the configuration schema,
-:func:`build_policy` and :func:`policy_class` follow from that tuple.
+own ``strategy`` literal, added to the registry :data:`DEPLOYMENT_POLICIES`; the configuration
+schema, :func:`build_policy` and :func:`policy_class` follow from it. Policies are
+:class:`~retrainer.core._spec.Spec` objects, declared as the other configurable families are.
 
 Whatever the policy, :func:`decide` never serves a candidate that was not blessed.
 
@@ -27,22 +28,13 @@ Examples
 
 from __future__ import annotations
 
-import functools
-import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    PlainValidator,
-    TypeAdapter,
-    ValidationError,
-)
+from pydantic import ConfigDict, Field, PlainSerializer, PlainValidator
 
+from retrainer.core._spec import Registry, Spec
 from retrainer.core.types import CHAMPION
 from retrainer.errors import ConfigError
 
@@ -118,8 +110,8 @@ class DeployDecision:
         return bool(self.moves)
 
 
-class DeploymentPolicy(BaseModel):
-    """Base of the deployment strategies: parameters are the model's fields, validated once.
+class DeploymentPolicy(Spec):
+    """Base of the deployment strategies: a :class:`~retrainer.core._spec.Spec`.
 
     A subclass sets ``strategy: Literal["<name>"] = "<name>"`` (the key that selects it in
     ``deploy: {strategy: ...}``), declares its parameters as fields and implements
@@ -127,7 +119,8 @@ class DeploymentPolicy(BaseModel):
     candidates (see :func:`decide`).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
+    kind_key: ClassVar[str] = "strategy"
 
     strategy: str
     summary: ClassVar[str] = ""
@@ -136,13 +129,9 @@ class DeploymentPolicy(BaseModel):
     def decide(self, ctx: DeployContext) -> DeployDecision:
         raise NotImplementedError  # pragma: no cover
 
-    def get_params(self) -> dict[str, Any]:
-        """The parameters, as configured (the strategy's name left out)."""
-        return self.model_dump(mode="json", exclude={"strategy"})
-
     def to_spec(self) -> dict[str, Any]:
         """The ``deploy:`` mapping that builds this policy back (:func:`build_policy`)."""
-        return {"strategy": self.strategy, **self.get_params()}
+        return {"strategy": self.strategy, **super().to_spec()}
 
     def describe(self) -> str:
         """A human line: the strategy and what it does."""
@@ -164,6 +153,7 @@ class ReplacePolicy(DeploymentPolicy):
 
     strategy: Literal["replace"] = "replace"
     summary: ClassVar[str] = "a blessed candidate becomes the champion at once"
+    example: ClassVar[Mapping[str, Any] | None] = {"strategy": "replace"}
 
     def decide(self, ctx: DeployContext) -> DeployDecision:
         was = f"v{ctx.champion}" if ctx.champion is not None else "none yet"
@@ -175,14 +165,10 @@ class ReplacePolicy(DeploymentPolicy):
         )
 
 
-DEPLOYMENT_POLICIES: tuple[type[DeploymentPolicy], ...] = (ReplacePolicy,)
-"""Every strategy, selected by its ``strategy`` field; a new one is added here."""
+_UNION: Any = Annotated[ReplacePolicy, Field(discriminator="strategy")]
 
-# the tagged union of the registry: validation with key paths, and the JSON schema
-_UNION: Any = functools.reduce(operator.or_, DEPLOYMENT_POLICIES)
-_SPEC: TypeAdapter[DeploymentPolicy] = TypeAdapter(
-    Annotated[_UNION, Field(discriminator="strategy")]
-)
+DEPLOYMENT_POLICIES: Registry[DeploymentPolicy] = Registry("deployment policy", _UNION)
+"""Strategy -> policy class; a new strategy is added to the union above."""
 
 
 def policy_class(strategy: str) -> type[DeploymentPolicy]:
@@ -193,10 +179,9 @@ def policy_class(strategy: str) -> type[DeploymentPolicy]:
     >>> policy_class("replace").__name__
     'ReplacePolicy'
     """
-    for cls in DEPLOYMENT_POLICIES:
-        if cls.model_fields["strategy"].default == strategy:
-            return cls
-    known = ", ".join(repr(c.model_fields["strategy"].default) for c in DEPLOYMENT_POLICIES)
+    if strategy in DEPLOYMENT_POLICIES:
+        return DEPLOYMENT_POLICIES[strategy]
+    known = ", ".join(map(repr, DEPLOYMENT_POLICIES))
     raise ConfigError(f"strategy must be one of {known}; got {strategy!r}")
 
 
@@ -225,21 +210,16 @@ def build_policy(spec: Mapping[str, Any] | DeploymentPolicy | None = None) -> De
     if not isinstance(spec, Mapping):
         raise ConfigError(f"expected a mapping such as {{strategy: replace}}; got {spec!r}")
     data = {"strategy": "replace", **spec}
-    strategy = policy_class(str(data["strategy"])).model_fields["strategy"].default
-    try:
-        return _SPEC.validate_python(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(map(str, err["loc"][1:]))  # [0] is the strategy's tag
-            if err["type"] == "extra_forbidden":
-                problems.append(
-                    f"unknown key {key!r} (value {err['input']!r}) for strategy "
-                    f"{strategy!r}; remove it"
-                )
-            else:
-                problems.append(f"{key}: {err['msg']}")
-        raise ConfigError("; ".join(problems)) from None
+    cls = policy_class(str(data["strategy"]))
+    strategy = cls.spec_kind()
+    unknown = [
+        f"unknown key {key!r} (value {value!r}) for strategy {strategy!r}; remove it"
+        for key, value in data.items()
+        if key not in cls.model_fields
+    ]
+    if unknown:
+        raise ConfigError("; ".join(unknown), unknown)
+    return DEPLOYMENT_POLICIES.build(strategy, data, "deploy")
 
 
 DeploySpec = Annotated[

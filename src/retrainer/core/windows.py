@@ -141,6 +141,7 @@ class FullHistory(Spec):
     """
 
     kind: Literal["full"] = Field(default="full", repr=False)
+    example: ClassVar[Mapping[str, Any] | None] = {"kind": "full"}
     incremental: ClassVar[bool] = False
 
     def describe(self) -> str:
@@ -186,6 +187,7 @@ class SlidingWindow(Spec):
     """
 
     kind: Literal["sliding"] = Field(default="sliding", repr=False)
+    example: ClassVar[Mapping[str, Any] | None] = {"kind": "sliding", "duration": "90d"}
     duration: Duration | None = None
     rows: Count | None = None
     incremental: ClassVar[bool] = False
@@ -248,6 +250,7 @@ class NewRows(FullHistory):
     """
 
     kind: Literal["new"] = Field(default="new", repr=False)  # type: ignore[assignment]
+    example: ClassVar[Mapping[str, Any] | None] = {"kind": "new"}
     incremental: ClassVar[bool] = True
 
     def describe(self) -> str:
@@ -291,6 +294,11 @@ class SinceChange(Spec):
     """
 
     kind: Literal["since_change"] = Field(default="since_change", repr=False)
+    example: ClassVar[Mapping[str, Any] | None] = {
+        "kind": "since_change",
+        "min": "7d",
+        "max": "90d",
+    }
     min: Duration
     max: Duration | None = None
     incremental: ClassVar[bool] = False
@@ -361,10 +369,12 @@ def _key_problem(spec: object) -> str | None:
     kind = spec.get("kind")
     if not isinstance(kind, str) or kind not in WINDOWS:
         return f"unknown window kind {kind!r}; expected one of: {', '.join(WINDOWS.kinds)}"
-    keys = WINDOWS.keys(kind)
+    keys = WINDOWS.config_keys(kind)
     extra = [key for key in spec if key not in keys]
     if extra:
-        owners = sorted({k for k in WINDOWS.kinds for key in extra if key in WINDOWS.keys(k)})
+        owners = sorted(
+            {k for k in WINDOWS.kinds for key in extra if key in WINDOWS.config_keys(k)}
+        )
         whose = (
             f" (keys that belong to a {' or '.join(map(repr, owners))} window)" if owners else ""
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
+from retrainer.core._spec import is_int, is_number
 from retrainer.core.clock import as_utc
 from retrainer.core.triggers.base import (
     Decision,
@@ -12,8 +13,6 @@ from retrainer.core.triggers.base import (
     TriggerContext,
     _at_least,
     _decision,
-    _is_int,
-    _is_number,
     _iso,
     _json_safe,
     _state_time,
@@ -118,7 +117,7 @@ class DriftTrigger(Configurable):
         window_end = _to_time(report["window_end"], "drift['window_end']")
         drifted_columns = [str(c) for c in report.get("drifted_columns") or ()]
         raw_share = report.get("share_drifted")
-        share_drifted = float(raw_share) if _is_number(raw_share) else None
+        share_drifted = float(raw_share) if is_number(raw_share) else None
         dataset = bool(report.get("drifted"))
         found: list[str] = []
         if self.share is None and not features and dataset:
@@ -138,7 +137,7 @@ class DriftTrigger(Configurable):
         stale = _stale(window_end, ctx)
         # a window without rows (or whose columns could not be tested) judged nothing
         raw_tested = report.get("n_tested")
-        tested = int(raw_tested) if _is_int(raw_tested) else None
+        tested = int(raw_tested) if is_int(raw_tested) else None
         watching = tested is None or tested > 0
         active = bool(found) and not stale
         if new:
@@ -235,7 +234,7 @@ class ConceptDriftTrigger(Configurable):
         fresh = [d for d in detections if not _stale(d, ctx)]
         new = [d for d in fresh if last is None or d > last]
         raw_seen = result.get("rows_seen")
-        seen = int(raw_seen) if _is_int(raw_seen) else 0
+        seen = int(raw_seen) if is_int(raw_seen) else 0
         watching = bool(detections) or seen > 0
         evidence: dict[str, Any] = {
             "method": _json_safe(result.get("method")),

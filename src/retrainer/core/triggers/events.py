@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, ClassVar
 
+from retrainer.core._spec import is_int
 from retrainer.core.triggers.base import (
     Decision,
     Needs,
     TriggerContext,
     _decision,
-    _is_int,
     _iso,
     _json_safe,
 )
@@ -137,7 +137,7 @@ class NewDataTrigger(Configurable):
         evidence.update(threshold=threshold, batch=batch)
         active = batch >= 1
         prev_batch = ctx.state.get("batch")
-        new = ctx.state.get("base") != base or not _is_int(prev_batch) or batch > prev_batch
+        new = ctx.state.get("base") != base or not is_int(prev_batch) or batch > prev_batch
         fire = active and new
         if fire:
             state = {"base": base, "batch": batch}

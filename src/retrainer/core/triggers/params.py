@@ -33,7 +33,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic_core import core_schema
 
-from retrainer.core.triggers.base import Needs, _format_duration, _is_int, _is_number, _plain
+from retrainer.core._spec import is_int, is_number
+from retrainer.core.triggers.base import Needs, _format_duration, _plain
 from retrainer.core.windows import parse_duration
 from retrainer.errors import ConfigError
 
@@ -87,7 +88,7 @@ def _flag(value: object) -> bool:
 
 def _count(minimum: int) -> Callable[[object], int]:
     def check(value: object) -> int:
-        if not _is_int(value) or value < minimum:
+        if not is_int(value) or value < minimum:
             raise Invalid(f" must be an integer >= {minimum}; got {value!r}")
         return value
 
@@ -98,7 +99,7 @@ def _number(*, positive: bool = False, upto_one: bool = False) -> Callable[[obje
     def check(value: object) -> float | None:
         if value is None:
             return None
-        if not _is_number(value):
+        if not is_number(value):
             raise Invalid(f" must be a finite number or None; got {value!r}")
         if positive and value <= 0:
             raise Invalid(f" must be > 0; got {value!r}")
@@ -269,6 +270,11 @@ class Configurable:
             checks = [m for m in getattr(annotation, "__metadata__", ()) if isinstance(m, Check)]
             out.append(Parameter(p.name, p.default, annotation, checks[0] if checks else None))
         cls._parameters = tuple(out)
+
+    @classmethod
+    def spec_kind(cls) -> str:
+        """The name of this class in its family's registry (its ``kind``)."""
+        return cls.kind
 
     @classmethod
     def parameters(cls) -> tuple[Parameter, ...]:

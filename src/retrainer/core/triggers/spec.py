@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from retrainer.core._spec import Registry
 from retrainer.core.triggers.base import Guard, Trigger
 from retrainer.core.triggers.combinators import AllOf, AnyOf
 from retrainer.core.triggers.drift import ConceptDriftTrigger, DriftTrigger
@@ -35,26 +35,27 @@ __all__ = [
     "trigger_spec_type",
 ]
 
-TRIGGERS: Mapping[str, type[Configurable]] = MappingProxyType(
-    {
-        cls.kind: cls
-        for cls in (
-            ScheduleTrigger,
-            MetricTrigger,
-            DriftTrigger,
-            ConceptDriftTrigger,
-            NewDataTrigger,
-            CodeChangeTrigger,
-            ManualTrigger,
-            AnyOf,
-            AllOf,
-        )
-    }
+TRIGGERS: Registry[Configurable] = Registry(
+    "trigger",
+    ScheduleTrigger
+    | MetricTrigger
+    | DriftTrigger
+    | ConceptDriftTrigger
+    | NewDataTrigger
+    | CodeChangeTrigger
+    | ManualTrigger
+    | AnyOf
+    | AllOf,
+    config_type=lambda: trigger_spec_type(),
+    builder=lambda spec, where: build_trigger(spec, where=where or "trigger"),  # type: ignore[arg-type,return-value]
 )
 """Trigger kind (the key that names it in ``retrainer.yaml``) -> class."""
 
-GUARDS: Mapping[str, type[Configurable]] = MappingProxyType(
-    {cls.kind: cls for cls in (Cooldown, MaxRetrains, MinNewRows)}
+GUARDS: Registry[Configurable] = Registry(
+    "guard",
+    Cooldown | MaxRetrains | MinNewRows,
+    config_type=lambda: guard_spec_type(),
+    builder=lambda spec, where: build_guard(spec, where=where or "guard"),  # type: ignore[arg-type,return-value]
 )
 """Guard kind -> class."""
 
