@@ -194,10 +194,10 @@ def build_policy(spec: Mapping[str, Any] | DeploymentPolicy | None = None) -> De
     --------
     >>> build_policy(None)
     ReplacePolicy(strategy='replace')
-    >>> build_policy({"strategy": "rolling"})
+    >>> build_policy({"strategy": "rolling"})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    retrainer.errors.ConfigError: strategy must be one of 'replace'; got 'rolling'
+    retrainer.errors.ConfigError: strategy must be one of 'replace'...; got 'rolling'
     >>> build_policy({"steps": 3})
     Traceback (most recent call last):
     ...
