@@ -5,7 +5,9 @@ Builds the elec2 example project with a registry of 1,000 model versions and an 
 store, and events appended through it, then multiplied in SQL to save time), and times, each
 in a fresh interpreter (``python -m retrainer ...`` in the project folder):
 
-- ``python -c pass``: the floor (the interpreter alone);
+- ``python -c pass``: the floor (the interpreter alone); the import of the libraries the read
+  commands are built on (SQLAlchemy, Pydantic, Typer, Rich, PyYAML), and of those a run needs
+  (pandas, scikit-learn, skops): what no change inside retrainer can go below;
 - ``retrainer --help``, ``status``, ``models list``, ``models show 500``, ``events``;
 - ``run --as-of 1997-01-06``: a one-shot run of a freshly created example project (load,
   train, bless with the fresh-process sanity check, register, promote).
@@ -114,6 +116,18 @@ def main() -> None:
     env_note = os.environ.get("PYTHONPATH", "")
     commands = {
         "`python -c pass` (floor)": [py, "-c", "pass"],
+        # the libraries every read command is built on: their import alone is its floor
+        "import SQLAlchemy, Pydantic, Typer, Rich, PyYAML (read floor)": [
+            py,
+            "-c",
+            "import sqlalchemy, sqlalchemy.orm, pydantic, typer, rich, yaml",
+        ],
+        # what a run needs before it does anything: its floor, with the fit and the check
+        "import pandas, scikit-learn, skops (run floor)": [
+            py,
+            "-c",
+            "import pandas, sklearn.linear_model, sklearn.pipeline, skops.io",
+        ],
         "`retrainer --help`": [*cli, "--help"],
         "`retrainer status`": [*cli, "status"],
         "`retrainer models list`": [*cli, "models", "list"],
