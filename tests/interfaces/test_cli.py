@@ -225,6 +225,7 @@ def test_daemon_max_ticks_must_be_at_least_one(tmp_path: Path):
     assert "--max-ticks" in result.stderr and "retrainer daemon:" not in result.output
 
 
+@pytest.mark.known_signal_leak
 def test_daemon_as_of_takes_an_offset_like_the_other_commands(tmp_path: Path):
     # 'daemon --as-of' refused the %z format 'run', 'status' and 'monitor' take
     proj = write_project(tmp_path / "p", triggers=[{"schedule": "0 0 * * *"}])
