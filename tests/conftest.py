@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
+# pytest-xdist's workers start with COLUMNS=80, which makes the CLI's Rich consoles (built at
+# import) wrap at 80 columns instead of their 120 off a terminal: run as a single process does
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
 
 ELEC2 = Path(__file__).resolve().parents[1] / "src/retrainer/examples/elec2/data/elec2.parquet"
 
