@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_project
-from tests.interfaces.test_e2e import assert_consistent, cli, cli_here, copy_project, models
+from tests.interfaces.test_e2e import assert_consistent, cli_here, copy_project, models
 
 pytestmark = pytest.mark.slow
 
@@ -182,7 +182,7 @@ def test_sigterm_releases_the_run_in_hand(tmp_path: Path):
     data = yaml.safe_load(cfg.read_text())
     data["controller"] = {"shutdown_grace": 1, "tick": 0.5, "executor": {"kind": "process"}}
     cfg.write_text(yaml.safe_dump(data))
-    cli("run", "-c", str(proj), "--queue")  # a manual request for the daemon
+    cli_here("run", "-c", str(proj), "--queue")  # a manual request for the daemon
     daemon = subprocess.Popen(
         [sys.executable, "-m", "retrainer", "daemon", "-c", str(proj)],
         stdout=subprocess.PIPE,

@@ -141,7 +141,7 @@ def test_real_kill_during_training(tmp_path: Path):
         "    return LogisticRegression().fit(data[params['features']], data[params['target']])\n"
     )
     proj = write_project(tmp_path / "p", model=None, train="slowpipe:train")
-    cli("run", "-c", str(proj), "--as-of", "2024-01-20")
+    cli_here("run", "-c", str(proj), "--as-of", "2024-01-20")
     marker = tmp_path / "training.marker"
     proc = subprocess.Popen(
         [sys.executable, "-m", "retrainer", "run", "-c", str(proj), "--as-of", "2024-01-26"],
@@ -157,7 +157,7 @@ def test_real_kill_during_training(tmp_path: Path):
     proc.wait(timeout=10)
     assert_consistent(proj)
     assert [v["version"] for v in models(proj)] == [1]
-    cli("run", "-c", str(proj), "--as-of", "2024-01-27")
+    cli_here("run", "-c", str(proj), "--as-of", "2024-01-27")
     assert [v["version"] for v in models(proj)] == [1, 2]
 
 
