@@ -72,9 +72,9 @@ import yaml
 
 from retrainer.core.clock import SimulatedClock
 from retrainer.core.windows import holdout_mask
-from retrainer.engine.controller import Controller
+from retrainer.engine.control.controller import Controller
 from retrainer.engine.project import Project
-from retrainer.engine.run import execute_run
+from retrainer.engine.runs.run import execute_run
 from retrainer.engine.scaffold import init_project
 
 SEED = 20240304

@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     import retrainer
     from retrainer.core.blessing import Gate
     from retrainer.engine.backtest import expand_policies, load_replay
+    from retrainer.engine.backtest.replay import run_policy
     from retrainer.engine.pipeline import Pipeline
-    from retrainer.engine.replay import run_policy
 
     shared: collections.Counter[str] = collections.Counter()
     scoring = [0]  # > 0 inside Pipeline.score: its predictions are counted there

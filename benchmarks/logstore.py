@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from retrainer.adapters.logstore import InMemoryLogStore, LogStore, ParquetLogStore
-from retrainer.engine.online import online_performance
+from retrainer.engine.monitoring.online import online_performance
 
 SEED = 20240305
 START = datetime(2024, 1, 1)

@@ -218,7 +218,7 @@ def bench_policies(
         log(f"  {name}, delay {delay}, {grid} grid: FAILED after {wall:.0f}s: {exc}")
         return {**head, "wall_s": wall, "error": f"{type(exc).__name__}: {exc}"}
     wall = time.perf_counter() - t0
-    r = result.results
+    r = result.results.to_json()  # the results.json document, as this script records it
     by_name = {p["name"]: p for p in r["policies"]}
     rec = by_name[r["recommended"]["name"]]
     oracle = by_name[r["oracle"]]
@@ -331,8 +331,8 @@ def bare_loop(replay: Any, policy: Mapping[str, Any]) -> dict[str, Any]:
     from retrainer.core.clock import utc_datetime64
     from retrainer.core.metrics import compute
     from retrainer.core.windows import holdout_mask, parse_duration
+    from retrainer.engine.backtest.replay import policy_pipeline, pooled_metric
     from retrainer.engine.pipeline import Pipeline
-    from retrainer.engine.replay import policy_pipeline, pooled_metric
     from retrainer.errors import DataError
 
     spec = policy_pipeline(replay.pipeline, policy)
@@ -425,7 +425,7 @@ def bench_overhead(backtest: Path, repeats: int, log: Any) -> list[dict[str, Any
     from threadpoolctl import threadpool_limits
 
     from retrainer.engine.backtest import expand_policies, load_replay
-    from retrainer.engine.replay import pooled_metric, run_policy
+    from retrainer.engine.backtest.replay import pooled_metric, run_policy
 
     cfg = with_delay(backtest, 0)
     replay, _, _ = load_replay(cfg, backtest)

@@ -23,9 +23,10 @@ import pandas as pd
 import yaml
 
 from retrainer import Project, SimulatedClock
-from retrainer.engine.controller import Controller
-from retrainer.engine.run import CHAMPION, execute_run
+from retrainer.engine.control.controller import Controller
+from retrainer.engine.runs.run import execute_run
 from retrainer.engine.scaffold import init_project
+from retrainer.engine.state import CHAMPION
 
 START = datetime(1997, 2, 3, tzinfo=UTC)
 

@@ -132,3 +132,105 @@ def test_every_public_error_derives_from_the_root_and_a_builtin():
             if b.__module__ == "builtins" and b not in (object, BaseException, Exception)
         ]
         assert builtin_bases, f"{name} should also derive from a builtin error"
+
+
+ENGINE_FILES = sorted((SRC / "engine").rglob("*.py"))
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    reach, todo = set(), [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in reach:
+                reach.add(nxt)
+                todo.append(nxt)
+    return reach
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The groups of modules that import one another, directly or not (sorted, each group
+    once): ``graph`` maps a module to the modules it imports."""
+    reach = {name: _reachable(graph, name) for name in graph}
+    groups = {
+        tuple(sorted(n for n in reach[name] if name in reach.get(n, ())))
+        for name in graph
+        if name in reach[name]
+    }
+    return sorted(list(g) for g in groups)
+
+
+def engine_import_graph() -> dict[str, set[str]]:
+    """Engine module -> the engine modules it imports, at module level or inside a function
+    (a deferred import hides a cycle from Python, not from the reader)."""
+    modules = {_module_name(p): p for p in ENGINE_FILES}
+    return {
+        name: {m for m in imported_modules(path) if m in modules and m != name}
+        for name, path in modules.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("graph", "expected"),
+    [
+        ({"a": {"b"}, "b": {"c"}, "c": set()}, []),
+        ({"a": {"b"}, "b": {"a"}}, [["a", "b"]]),
+        ({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}, [["a", "b", "c"]]),
+    ],
+)
+def test_import_cycles_finds_cycles(graph, expected):
+    assert import_cycles(graph) == expected
+
+
+def test_engine_modules_have_no_import_cycles():
+    graph = engine_import_graph()
+    assert "retrainer.engine.runs.run" in graph
+    assert not import_cycles(graph), f"engine import cycles: {import_cycles(graph)}"
+
+
+# The read commands answer at once: they read a few rows and must not pay for the libraries
+# that train, test or load data (scikit-learn + scipy alone take 1.5 s to import, numpy 0.1 s).
+HEAVY_FOR_READS = (
+    "sklearn",
+    "scipy",
+    "river",
+    "pandas",
+    "duckdb",
+    "matplotlib",
+    "plotly",
+    "numpy",
+)
+_READ_COMMANDS = """
+import sys
+from typer.testing import CliRunner
+from retrainer.cli import app
+
+for args in ({commands}):
+    result = CliRunner().invoke(app, [*args, "-c", sys.argv[1]] if args != ["--help"] else args)
+    assert result.exit_code == 0, (args, result.output)
+print(" ".join(sorted({{m.split(".")[0] for m in sys.modules}})))
+"""
+
+
+def test_read_commands_import_no_heavy_library(tmp_path):
+    import subprocess
+    import sys
+
+    from retrainer.core.clock import SimulatedClock
+    from retrainer.engine.project import Project
+    from retrainer.engine.runs.run import execute_run
+    from tests.conftest import write_project
+
+    proj = write_project(tmp_path / "p", triggers=[{"schedule": "0 0 * * *"}])
+    with Project.open(proj) as project:
+        from datetime import UTC, datetime
+
+        assert execute_run(project, clock=SimulatedClock(datetime(2024, 1, 20, tzinfo=UTC))).ok
+    commands = [["--help"], ["status"], ["models", "list"], ["models", "show", "1"], ["events"]]
+    code = _READ_COMMANDS.format(commands=", ".join(map(repr, commands)))
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(proj)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    assert "retrainer" in loaded and "sqlalchemy" in loaded  # it did read the store
+    assert not loaded & set(HEAVY_FOR_READS), sorted(loaded & set(HEAVY_FOR_READS))

@@ -31,13 +31,29 @@ from __future__ import annotations
 import os
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FieldSerializationInfo,
+    GetPydanticSchema,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import core_schema
 
+from retrainer.adapters.notifiers import ConfiguredNotifier
+from retrainer.core.blessing import ConfiguredRule
+from retrainer.core.deploy import DeploySpec
+from retrainer.core.windows import ConfiguredWindow, FullHistory
 from retrainer.errors import ConfigError
 
 CONFIG_FILE = "retrainer.yaml"
@@ -51,6 +67,45 @@ _REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def callable_ref(obj: Any) -> str:
+    """The ``module:qualname`` a callable is recorded (and hashed) as; a string stays itself.
+
+    >>> import math
+    >>> callable_ref(math.sqrt), callable_ref("pipeline:train")
+    ('math:sqrt', 'pipeline:train')
+    """
+    if isinstance(obj, str):
+        return obj
+    name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    return f"{getattr(obj, '__module__', None) or type(obj).__module__}:{name}"
+
+
+def _keep_callable(value: Any, handler: core_schema.ValidatorFunctionWrapHandler) -> Any:
+    return value if callable(value) and not isinstance(value, str) else handler(value)
+
+
+def _ref_in_json(value: Any, info: core_schema.SerializationInfo) -> Any:
+    return callable_ref(value) if info.mode_is_json() else value
+
+
+Code = Annotated[
+    str | Callable[..., Any],
+    GetPydanticSchema(
+        lambda _type, _handler: core_schema.no_info_wrap_validator_function(
+            _keep_callable,
+            core_schema.str_schema(),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                _ref_in_json, info_arg=True
+            ),
+        )
+    ),
+]
+"""User code: a ``"module:function"`` string (``retrainer.yaml``) or, from Python, the object
+itself (:meth:`retrainer.Pipeline.from_callables`). A file can only hold strings, and a string
+is validated as before; the JSON schema says "string"; JSON dumps (definition hash, recorded
+parameters) hold a callable's ``module:qualname``."""
 
 
 class StorageConfig(_Model):
@@ -102,12 +157,12 @@ class CallableSourceConfig(_Model):
     """A Python function ``load(start, end) -> DataFrame`` named ``module:function``."""
 
     kind: Literal["callable"]
-    function: str
+    function: Code
     time_column: str
 
     @field_validator("function")
     @classmethod
-    def _ref(cls, v: str) -> str:
+    def _ref(cls, v: Code) -> Code:
         return _check_ref(v)
 
 
@@ -132,52 +187,26 @@ class MetricConfig(_Model):
     """A user metric: ``function`` is ``module:function(y_true, y_pred, y_score) -> float``."""
 
     name: str
-    function: str
+    function: Code
     greater_is_better: bool
     needs_proba: bool = False
 
     @field_validator("function")
     @classmethod
-    def _ref(cls, v: str) -> str:
+    def _ref(cls, v: Code) -> Code:
         return _check_ref(v)
 
 
-class WindowConfig(_Model):
-    """The data a run trains on: the full history, a sliding window (duration or rows),
-    ``new``: only the rows since the champion's window, learned by updating the champion
-    (``partial_fit``: online learning, e.g. with ``retrainer.integrations.river``), or
-    ``since_change``: the rows since the newest concept change the monitor detected, at least
-    ``min`` and at most ``max`` long."""
+WindowConfig = ConfiguredWindow
+"""The data a run trains on (``retrainer.core.windows``): the full history, a sliding window
+(duration or rows), ``new``: only the rows since the champion's window, learned by updating the
+champion (``partial_fit``: online learning, e.g. with ``retrainer.integrations.river``), or
+``since_change``: the rows since the newest concept change the monitor detected, at least
+``min`` and at most ``max`` long."""
 
-    kind: Literal["full", "sliding", "new", "since_change"] = "full"
-    duration: str | None = None
-    rows: int | None = Field(default=None, gt=0)
-    min: str | None = None
-    max: str | None = None
-
-    @model_validator(mode="after")
-    def _shape(self) -> WindowConfig:
-        if self.kind != "sliding" and (self.duration or self.rows):
-            raise ValueError(f"a {self.kind!r} window takes neither duration nor rows")
-        if self.kind == "sliding" and (self.duration is None) == (self.rows is None):
-            raise ValueError("a 'sliding' window needs exactly one of duration (e.g. 90d) or rows")
-        if self.kind != "since_change" and (self.min or self.max):
-            raise ValueError(
-                f"min and max belong to a 'since_change' window, not to a {self.kind!r} one"
-            )
-        if self.kind == "since_change" and self.min is None:
-            raise ValueError(
-                "a 'since_change' window needs min, the shortest window (e.g. min: 7d); max "
-                "(optional) caps it and is the window while no change has been detected"
-            )
-        if self.kind == "since_change" or self.duration is not None:
-            from retrainer.core.windows import window_from_spec
-
-            try:
-                window_from_spec(self.model_dump(exclude_none=True))
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from None
-        return self
+# The flat window model this file had dumped every key; a pipeline's definition hash is taken
+# over its dump, so the window keeps that form there (``exclude_none`` dumps are unchanged).
+_FLAT_WINDOW_KEYS = ("kind", "duration", "rows", "min", "max")
 
 
 class SanityConfig(_Model):
@@ -192,7 +221,8 @@ class BlessingConfig(_Model):
     """The validation gate: holdout share of the window, rules, and the sanity check."""
 
     holdout: float = Field(default=0.2, gt=0, lt=1)
-    rules: list[dict[str, Any]] = Field(min_length=1)
+    rules: list[ConfiguredRule] = Field(min_length=1)
+    """Blessing rules (``retrainer.core.blessing``); their keys decide the kind."""
     sanity: SanityConfig = Field(default_factory=SanityConfig)
 
 
@@ -291,7 +321,8 @@ class ControllerConfig(_Model):
 class AlertsConfig(_Model):
     """Notifiers (log, webhook, slack, email) and how alerts are deduplicated and limited."""
 
-    notifiers: list[dict[str, Any]] = Field(default_factory=list)
+    notifiers: list[ConfiguredNotifier] = Field(default_factory=list)
+    """Notifiers (``retrainer.adapters.notifiers``); ``${NAME}`` values are read at start."""
     kinds: list[str] | None = None
     dedupe_window: str = "1h"
     rate_limit: int = Field(default=10, ge=1)
@@ -301,6 +332,23 @@ class AlertsConfig(_Model):
     _durations = field_validator("dedupe_window", "rate_period")(
         classmethod(lambda cls, v: _duration(v))
     )
+
+
+class _Specs:
+    """The JSON schema of a list of trigger (or guard) mappings: the union of the spec models
+    of every registered kind, built when a schema is asked for (reading a config does not
+    import the triggers)."""
+
+    def __init__(self, family: Literal["trigger", "guard"]) -> None:
+        self.family = family
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> Any:
+        from pydantic import TypeAdapter
+
+        from retrainer.core.triggers.spec import guard_spec_type, trigger_spec_type
+
+        union = trigger_spec_type() if self.family == "trigger" else guard_spec_type()
+        return handler(TypeAdapter(list[union]).core_schema)  # type: ignore[valid-type]
 
 
 class PipelineConfig(_Model):
@@ -316,15 +364,29 @@ class PipelineConfig(_Model):
     counted in the run's ``run.succeeded`` event (``skip``), or the run fails naming the
     column (``error``)."""
     model: ModelConfig | None = None
-    train: str | None = None
+    train: Code | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     metrics: list[str | MetricConfig] = Field(min_length=1)
-    window: WindowConfig = Field(default_factory=WindowConfig)
+    window: WindowConfig = Field(default_factory=FullHistory)
     blessing: BlessingConfig
     run: RunConfig = Field(default_factory=RunConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
-    triggers: list[dict[str, Any]] = Field(default_factory=list)
-    guards: list[dict[str, Any]] = Field(default_factory=list)
+    triggers: Annotated[list[dict[str, Any]], _Specs("trigger")] = Field(default_factory=list)
+    """Each a mapping read by ``retrainer.core.triggers.build_trigger`` (checked, with its key
+    path, by :func:`validate`); the JSON schema is that of the registered trigger kinds."""
+    guards: Annotated[list[dict[str, Any]], _Specs("guard")] = Field(default_factory=list)
+    deploy: DeploySpec | None = None
+    """How a blessed candidate is rolled out: ``{strategy: replace}`` (the default, also when
+    unset) makes it the champion at once."""
+
+    @field_serializer("window", mode="wrap")
+    def _flat_window(
+        self, value: Any, handler: SerializerFunctionWrapHandler, info: FieldSerializationInfo
+    ) -> Any:
+        data = handler(value)
+        if isinstance(data, dict) and not info.exclude_none:
+            data = {**dict.fromkeys(_FLAT_WINDOW_KEYS), **data}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -337,7 +399,7 @@ class PipelineConfig(_Model):
 
     @field_validator("train")
     @classmethod
-    def _train_ref(cls, v: str | None) -> str | None:
+    def _train_ref(cls, v: Code | None) -> Code | None:
         return None if v is None else _check_ref(v)
 
     @field_validator("features")
@@ -407,8 +469,11 @@ class ProjectConfig(_Model):
         )
 
 
-def _check_ref(v: str) -> str:
-    if not _REF.match(v):
+_C = TypeVar("_C")
+
+
+def _check_ref(v: _C) -> _C:
+    if isinstance(v, str) and not _REF.match(v):
         raise ValueError("must name a Python object as 'module:attribute', e.g. 'pipeline:train'")
     return v
 
@@ -430,20 +495,47 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _without_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """``loc`` without the tag pydantic adds after a discriminated union's field: a source's
-    ``kind`` value is not a key of the file (``source.time_column``, not
-    ``source.parquet.time_column``)."""
-    tags = {
+def _union_tags() -> dict[str, set[str]]:
+    """Key (or list key) of a tagged union -> the tags Pydantic puts in its error locations."""
+    from retrainer.adapters.notifiers import NOTIFIERS
+    from retrainer.core.blessing import RULES
+    from retrainer.core.windows import WINDOWS
+
+    sources = {
         tag
         for model in typing.get_args(typing.get_args(SourceConfig)[0])
         for tag in typing.get_args(model.model_fields["kind"].annotation)
     }
-    return tuple(
-        part
-        for i, part in enumerate(loc)
-        if not (i > 0 and loc[i - 1] == "source" and part in tags)
-    )
+    return {
+        "source": sources,
+        "window": set(WINDOWS.kinds),
+        "rules": set(RULES.kinds),
+        "notifiers": set(NOTIFIERS.kinds),
+    }
+
+
+def _without_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``loc`` without the tag pydantic adds after a discriminated union's field: a source's
+    ``kind`` value is not a key of the file (``source.time_column``, not
+    ``source.parquet.time_column``), nor is a rule's (``rules[0].min``, not
+    ``rules[0].absolute.min``)."""
+    tags = _union_tags()
+    out = []
+    for i, part in enumerate(loc):
+        owner = loc[i - 1] if i > 0 else None
+        if isinstance(owner, int) and i > 1:  # an item of a list: rules[2].<tag>
+            owner = loc[i - 2]
+        if isinstance(owner, str) and isinstance(part, str) and part in tags.get(owner, ()):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _sentence(msg: str) -> str:
+    """``msg`` to follow a semicolon: 'Input should...' -> 'input should...'; a class name such
+    as 'SinceChange.max ...' stays as it is."""
+    first = msg.split(" ", 1)[0]
+    return msg[0].lower() + msg[1:] if first[1:] == first[1:].lower() else msg
 
 
 def _problems(exc: ValidationError) -> list[str]:
@@ -462,10 +554,12 @@ def _problems(exc: ValidationError) -> list[str]:
             lines.append(f"{_loc(loc)}: missing key 'kind'; {msg}")
         elif kind == "missing":
             lines.append(f"{_loc(loc)}: missing; this key is required")
+        elif kind == "retrainer_secret":  # the value may hold a token: not repeated
+            lines.append(f"{_loc(loc)}: {msg}")
         elif kind == "extra_forbidden":
             lines.append(f"{_loc(loc)}: unknown key (value {_short(err['input'])}); remove it")
         else:
-            lines.append(f"{_loc(loc)}: got {_short(err['input'])}; {msg[0].lower() + msg[1:]}")
+            lines.append(f"{_loc(loc)}: got {_short(err['input'])}; {_sentence(msg)}")
     return lines
 
 
@@ -486,7 +580,8 @@ _M = TypeVar("_M", bound=BaseModel)
 def _validate(model: type[_M], data: Any, origin: str) -> _M:
     """``model.model_validate(data)``, or ConfigError with one line per problem."""
     try:
-        return model.model_validate(data)
+        # ${NAME} values (notifiers' secrets) are read when the daemon starts, checked then
+        return model.model_validate(data, context={"env_refs": True})
     except ValidationError as exc:
         problems = _problems(exc)
         raise ConfigError(
@@ -513,7 +608,6 @@ def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
     """Checks Pydantic cannot express: blessing rules and metric names (built in core)."""
     import difflib
 
-    from retrainer.core.blessing import build_rule
     from retrainer.core.drift import DriftCheck
     from retrainer.core.metrics import get_metric
     from retrainer.core.performance import get_online_metric
@@ -560,14 +654,9 @@ def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
             except ConfigError as exc:
                 problems.append(str(exc))
         known = set(p.metric_names()) - set(bad_metrics)
-        for j, spec in enumerate(p.blessing.rules):
+        for j, rule in enumerate(p.blessing.rules):
             key = f"pipelines[{i}].blessing.rules[{j}]"
-            try:
-                rule = build_rule(spec)
-            except ConfigError as exc:
-                problems.append(f"{key}: got {_short(spec)}; {exc}")
-                continue
-            metric = getattr(rule, "metric", None)
+            metric = rule.metric
             if metric not in known and not (
                 isinstance(metric, str) and difflib.get_close_matches(metric, bad_metrics, n=1)
             ):

@@ -86,3 +86,30 @@ def test_inline_executor_reports_exceptions():
     ex.submit(Job(run_id=3, epoch=1, pipeline="p"))
     (result,) = ex.poll()
     assert not result.ok and "RuntimeError: no" in result.reason
+
+
+# --- task pools: the backtest's one executor path ---------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["inline", "process"])
+def test_a_task_pool_passes_the_shared_value_first(kind: str):
+    import operator
+
+    from retrainer.adapters.executors import task_pool
+
+    with task_pool(kind, shared=10, max_workers=2) as pool:
+        futures = [pool.submit(operator.add, k) for k in range(4)]
+        assert [f.result() for f in futures] == [10, 11, 12, 13]
+        assert pool.workers == (1 if kind == "inline" else 2)
+
+
+def test_a_task_pool_reports_an_exception_in_the_future_and_refuses_an_unknown_kind():
+    import operator
+
+    from retrainer.adapters.executors import task_pool
+
+    with task_pool("inline", shared=1) as pool, pytest.raises(ZeroDivisionError):
+        pool.submit(operator.truediv, 0).result()
+    pools = task_pool("cloud", shared=1)
+    with pytest.raises(ValueError, match="unknown executor kind 'cloud'"):
+        pools.__enter__()

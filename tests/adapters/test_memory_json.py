@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from retrainer.adapters.metadata.memory import json_dict, json_dicts, json_value
+from retrainer.adapters.metadata._records import json_dict, json_dicts, json_value
 
 scalars = st.one_of(
     st.none(),
@@ -72,3 +72,15 @@ def test_other_scalars_take_the_round_trip() -> None:
 def test_a_value_json_cannot_hold_is_refused_naming_the_field(bad: dict[Any, Any]) -> None:
     with pytest.raises(TypeError, match=r"Run\.params must hold only JSON values"):
         json_dicts({"Run.metrics": {"a": 1.0}, "Run.params": bad})
+
+
+def test_metrics_to_json_nulls_non_finite_values_and_keeps_order():
+    """The SQL rows' metrics: NaN and infinities are null (JSON has neither), order kept."""
+    from retrainer.adapters.metadata._records import metrics_from_json, metrics_to_json
+
+    metrics = {"b": float("nan"), "a": float("-inf"), "c": 0.5, "d": np.float64(np.inf)}
+    encoded = metrics_to_json(metrics)
+    assert encoded == {"b": None, "a": None, "c": 0.5, "d": None}
+    assert list(encoded) == ["b", "a", "c", "d"]
+    decoded = metrics_from_json(encoded)
+    assert decoded["c"] == 0.5 and all(decoded[k] != decoded[k] for k in ("a", "b", "d"))

@@ -494,6 +494,15 @@ def test_register_version_round_trips_every_field(store: MetadataStore) -> None:
     assert stored.code == CodeVersion(pipeline_hash="p" * 16, git_commit="c" * 40, git_dirty=False)
 
 
+def test_list_versions_can_leave_the_profiles_out(store: MetadataStore) -> None:
+    # listings (models list, status) read every version: the profiles are most of their bytes
+    with_pipeline(store)
+    stored = store.register_version(make_draft())
+    assert stored.profile is not None
+    assert store.list_versions("churn", profiles=False) == [replace(stored, profile=None)]
+    assert store.list_versions("churn") == [stored]
+
+
 @pytest.mark.parametrize("passed", [True, False])
 def test_register_version_keeps_the_verdict_and_no_profile(
     store: MetadataStore, passed: bool

@@ -140,3 +140,17 @@ def test_in_memory_store_artifacts_are_handed_to_the_child(
     with fsspec.open(ref.url, "wb") as f:
         f.write(b"tampered")
     _assert_failed(_check(ref, X), "ArtifactIntegrityError")
+
+
+def test_the_server_started_early_serves_the_checks(tmp_path, monkeypatch):
+    from multiprocessing import forkserver
+
+    from retrainer.adapters import sandbox
+
+    monkeypatch.delenv("RETRAINER_SANITY_SUBPROCESS", raising=False)
+    sandbox.start_fresh_process_server()
+    sandbox.start_fresh_process_server()  # a second call is a no-op
+    pid = forkserver._forkserver._forkserver_pid
+    assert pid is not None
+    forkserver.ensure_running()
+    assert forkserver._forkserver._forkserver_pid == pid  # the same server, still running

@@ -25,14 +25,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from retrainer.adapters import metadata as metadata_package
 from retrainer.adapters.metadata import (
     InMemoryMetadataStore,
     SQLMetadataStore,
     open_metadata_store,
     upgrade_schema,
 )
-from retrainer.adapters.metadata import sql as sql_module
-from retrainer.adapters.metadata.sql import MIGRATIONS_DIR, SCHEMA_HEAD
+from retrainer.adapters.metadata.sql import MIGRATIONS_DIR, SCHEMA_HEAD, connection, migrate, schema
 from retrainer.core.types import Event, MonitorRecord, Run
 from retrainer.errors import ConcurrencyError, ConfigError, SchemaVersionError, StorageError
 
@@ -119,7 +119,7 @@ def test_a_fresh_database_is_migrated_to_head(store: SQLMetadataStore, db: Path)
 
 
 def test_schema_head_is_the_head_of_the_shipped_migrations() -> None:
-    assert Path(sql_module.__file__).parent / "migrations" == MIGRATIONS_DIR
+    assert Path(metadata_package.__file__).parent / "migrations" == MIGRATIONS_DIR
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
     assert ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == SCHEMA_HEAD
@@ -127,7 +127,7 @@ def test_schema_head_is_the_head_of_the_shipped_migrations() -> None:
 
 def test_the_migrations_build_the_schema_the_store_queries(store: SQLMetadataStore) -> None:
     with store._engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), sql_module._metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), schema.metadata)
     assert diff == []
 
 
@@ -195,12 +195,12 @@ def any_url(request: pytest.FixtureRequest, db: Path) -> Iterator[str]:
 
 def revision_of(store: SQLMetadataStore) -> str | None:
     with store._engine.connect() as conn:
-        return sql_module._current_revision(conn)
+        return migrate.current_revision(conn)
 
 
 def open_at_0001(url: str, monkeypatch: pytest.MonkeyPatch) -> SQLMetadataStore:
     """The store as the release before 0002 left it: migrated only up to revision 0001."""
-    monkeypatch.setattr(sql_module, "SCHEMA_HEAD", "0001")
+    monkeypatch.setattr(migrate, "SCHEMA_HEAD", "0001")
     store = SQLMetadataStore(url)
     assert revision_of(store) == "0001"
     return store
@@ -237,7 +237,7 @@ def test_a_0001_database_upgrades_with_its_data(
         )
         assert after == before
         with store._engine.connect() as conn:
-            assert compare_metadata(MigrationContext.configure(conn), sql_module._metadata) == []
+            assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
         record = MonitorRecord(
             pipeline="churn",
             version=versions[1],
@@ -279,8 +279,8 @@ def test_0002_downgrades_to_0001_and_upgrades_again(db: Path) -> None:
     with SQLMetadataStore(url_of(db)) as store:
         store.ensure_pipeline("churn", "h", T0)
         store.put_state("churn", "ddm", {"n": 1}, at=T0)
-        with sql_module._transaction(store._engine, "test", 5.0, write=True) as conn:
-            command.downgrade(sql_module._alembic_config(conn), "0001")
+        with connection.transaction(store._engine, "test", 5.0, write=True) as conn:
+            command.downgrade(migrate.alembic_config(conn), "0001")
     names = {row[0] for row in raw_query(db, "SELECT name FROM sqlite_master WHERE type='table'")}
     assert names == TABLES - {"monitor_results", "pipeline_state"}
     assert upgrade_schema(url_of(db)) == ("0001", SCHEMA_HEAD)
@@ -292,7 +292,7 @@ def test_0002_downgrades_to_0001_and_upgrades_again(db: Path) -> None:
 def test_the_engine_refuses_nan_that_slipped_past_normalization(store: SQLMetadataStore) -> None:
     # Every store method nulls non-finite floats first; the engine is the backstop, so that
     # SQLite fails where PostgreSQL's json type would.
-    insert = sa.insert(sql_module.events).values(
+    insert = sa.insert(schema.events).values(
         kind="k", at=datetime(2024, 5, 1), message="m", data={"x": math.nan}
     )
     with pytest.raises(sa.exc.StatementError, match="JSON compliant"), store._engine.begin() as c:

@@ -17,6 +17,7 @@ from retrainer.core.triggers import (
     CodeChangeTrigger,
     ConceptDriftTrigger,
     Cooldown,
+    CronSchedule,
     Decision,
     DriftTrigger,
     Guard,
@@ -275,13 +276,13 @@ NOW = datetime(2024, 3, 4, 9, tzinfo=UTC)
 
 
 def metric_ctx(trigger, value, n=5000, status="ok", now=NOW, **kwargs):
-    [need] = trigger.needs()
+    [need] = trigger.needs().metrics
     return ctx(now, metrics={need: MetricValue(value=value, n=n, status=status)}, **kwargs)
 
 
 def test_metric_needs():
     trigger = MetricTrigger("ctr", below=0.0191, over="1d", min_samples=1000)
-    assert trigger.needs() == (MetricNeed(metric="ctr", over=DAY, min_samples=1000),)
+    assert trigger.needs().metrics == (MetricNeed(metric="ctr", over=DAY, min_samples=1000),)
     assert trigger.name == "metric:ctr"
 
 
@@ -331,7 +332,7 @@ def test_metric_reason_and_evidence():
 )
 def test_metric_insufficient_data_never_fires(measured, status):
     trigger = MetricTrigger("ctr", below=0.0191, drop=0.001, min_samples=1000)
-    [need] = trigger.needs()
+    [need] = trigger.needs().metrics
     metrics = {} if measured is None else {need: measured}
     d = trigger.evaluate(ctx(NOW, metrics=metrics, metric_at_promotion={"ctr": 0.02}))
     assert not d.fire and not d.active
@@ -394,7 +395,7 @@ def test_metric_drop_without_a_usable_baseline_does_not_fire(baseline):
 
 def test_metric_one_run_per_breach_per_window():
     trigger = MetricTrigger("ctr", below=0.0191, over="1d")
-    [need] = trigger.needs()
+    [need] = trigger.needs().metrics
     breach = {need: MetricValue(value=0.015, n=5000)}
     fired = simulate(trigger, NOW, NOW + timedelta(days=3), step=timedelta(hours=1), metrics=breach)
     times = [at for at, _ in fired]
@@ -429,7 +430,7 @@ def test_metric_waits_for_a_full_window_after_the_promotion():
 
 def test_metric_changed_follows_status_transitions():
     trigger = MetricTrigger("ctr", below=0.0191)
-    [need] = trigger.needs()
+    [need] = trigger.needs().metrics
     values = [0.02, 0.02, 0.015, 0.015, 0.02, None]
     state, changes = {}, []
     for i, v in enumerate(values):
@@ -785,8 +786,8 @@ def test_combinator_needs_and_nesting():
     m1 = MetricTrigger("ctr", below=0.01)
     m2 = MetricTrigger("ctr", drop=0.1, relative=True, name="ctr_drop")
     nested = AnyOf(AllOf(m1, DriftTrigger()), m2)
-    assert nested.needs() == (m1.needs()[0],)  # one need, shared
-    [need] = nested.needs()
+    assert nested.needs().metrics == (m1.needs().metrics[0],)  # one need, shared
+    [need] = nested.needs().metrics
     d = nested.evaluate(
         ctx(
             metrics={need: MetricValue(value=0.005, n=100)},
@@ -929,19 +930,17 @@ def test_guard_validation(guard, match):
 )
 def test_fixed_period_crons_give_croniters_slots(minute, hour, day, zone, seconds):
     """The arithmetic path for hourly, daily and weekly UTC crons finds croniter's slots."""
-    from retrainer.core.triggers import _fixed_period, _latest_slot, _slots_after
-
     cron = f"{minute} {hour} * * {day}"
-    tz = ZoneInfo(zone)
+    schedule = CronSchedule(cron, ZoneInfo(zone))
     now = datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=seconds % 7)
-    fixed = _fixed_period(cron, tz)
+    fixed = schedule.fixed_period
     if hour == "*" and day != "*":
         assert fixed is None  # hourly on one day of the week: croniter's
         return
     assert fixed is not None
     it = croniter(cron, now.replace(tzinfo=None) + timedelta(microseconds=1))
-    assert _latest_slot(cron, tz, now) == it.get_prev(datetime).replace(tzinfo=UTC)
-    step = _slots_after(cron, tz, now)
+    assert schedule.latest(now) == it.get_prev(datetime).replace(tzinfo=UTC)
+    step = schedule.slots_after(now)
     it = croniter(cron, now.replace(tzinfo=None))
     for _ in range(3):
         assert step() == it.get_next(datetime).replace(tzinfo=UTC)
@@ -960,9 +959,7 @@ def test_fixed_period_crons_give_croniters_slots(minute, hour, day, zone, second
     ],
 )
 def test_calendar_crons_are_left_to_croniter(cron, zone):
-    from retrainer.core.triggers import _fixed_period
-
-    assert _fixed_period(cron, ZoneInfo(zone)) is None
+    assert CronSchedule(cron, ZoneInfo(zone)).fixed_period is None
 
 
 def test_guards_satisfy_the_protocol():
@@ -983,7 +980,7 @@ def test_a_trigger_with_a_cooldown_never_fires_twice_inside_it(period_minutes, g
         "manual": ManualTrigger(),
         "metric": MetricTrigger("ctr", below=0.5, over="15m"),
     }[trigger_kind]
-    needs = trigger.needs()
+    needs = trigger.needs().metrics
     metrics = {n: MetricValue(value=0.1, n=100) for n in needs}
     guard = Cooldown(f"{period_minutes}m")
     now, state, runs = T0, {}, []
@@ -1230,7 +1227,10 @@ def test_timedelta_parameters_round_trip():
 
 def test_repr_and_params():
     assert repr(MinNewRows(5)) == "MinNewRows(rows=5)"
-    assert repr(AnyOf(ManualTrigger())) == "AnyOf(ManualTrigger(name='manual'), name='any(manual)')"
+    assert (
+        repr(AnyOf(ManualTrigger()))
+        == "AnyOf(ManualTrigger(name='manual', remember=100), name='any(manual)')"
+    )
     assert ScheduleTrigger("@daily").get_params() == {
         "cron": "@daily",
         "timezone": "UTC",
@@ -1391,14 +1391,11 @@ def test_run_key_rejects_empty_parts(bad):
 def test_schedule_slot_caches_change_no_decision(cron: str, timezone: str) -> None:
     # the slots found are remembered (ticks between two slots, or at the next one, do not
     # search for them again): the decisions are those of a schedule that remembers nothing,
-    # across both DST changes
-    from retrainer.core import triggers
-
+    # across both DST changes. The memory is the trigger's own (no module-level cache).
     trigger = ScheduleTrigger(cron, timezone=timezone)
 
     def forget() -> None:
-        triggers._BOUNDS.clear()
-        triggers._next_slot.cache_clear()
+        trigger.__dict__.pop("_schedule_memo", None)
 
     forget()
     for start in (datetime(2024, 3, 30, tzinfo=UTC), datetime(2024, 10, 26, tzinfo=UTC)):

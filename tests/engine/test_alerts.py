@@ -14,7 +14,7 @@ from retrainer.adapters.metadata.protocol import ANY
 from retrainer.adapters.metadata.sql import SQLMetadataStore
 from retrainer.adapters.notifiers import Alert, RecordingNotifier, WebhookNotifier
 from retrainer.core.types import Event
-from retrainer.engine.alerts import DEFAULT_SEVERITIES, STATE_KEY, Alerter
+from retrainer.engine.control.alerts import DEFAULT_SEVERITIES, STATE_KEY, Alerter
 from retrainer.errors import ConfigError
 from tests.adapters.test_notifiers import HTTPSink
 
@@ -311,7 +311,7 @@ def test_retries_exhausted_record_a_failure_and_never_raise(store, caplog):
     dead = RecordingNotifier(name="dead", fail_times=100)
     ok = RecordingNotifier(name="ok")
     alerter = Alerter(store, [dead, ok], retries=2, backoff_s=0.05, sleep=sleeps)
-    with caplog.at_level(logging.WARNING, logger="retrainer.engine.alerts"):
+    with caplog.at_level(logging.WARNING, logger="retrainer.engine.control.alerts"):
         outcomes = alerter.handle([event(run_id=1), event(run_id=2)], NOW)
     assert [(o.notifier, o.status, o.attempts) for o in outcomes] == [
         ("dead", "failed", 3),
@@ -483,7 +483,7 @@ def test_a_second_conflict_is_logged_not_raised(caplog):
     store.ensure_pipeline("churn", "h", NOW)
     store.contests = 2
     rec = RecordingNotifier()
-    with caplog.at_level(logging.WARNING, logger="retrainer.engine.alerts"):
+    with caplog.at_level(logging.WARNING, logger="retrainer.engine.control.alerts"):
         [outcome] = Alerter(store, [rec]).handle([event()], NOW)
     assert outcome.status == "sent" and len(rec.alerts) == 1
     assert "alert memory of churn not saved" in caplog.text

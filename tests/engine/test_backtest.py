@@ -17,9 +17,15 @@ import yaml
 from retrainer.config import PipelineConfig, load_backtest_config
 from retrainer.core.backtest import CostModel
 from retrainer.core.windows import parse_duration
-from retrainer.engine import backtest as backtest_module
-from retrainer.engine.backtest import default_policies, load_replay, run_backtest, summarize
-from retrainer.engine.replay import PolicyRun, Replay
+from retrainer.engine.backtest import (
+    BacktestSummary,
+    default_policies,
+    load_replay,
+    run_backtest,
+    summarize,
+)
+from retrainer.engine.backtest import execute as backtest_execute
+from retrainer.engine.backtest.replay import PolicyRun, Replay
 from retrainer.errors import ConfigError, DataError
 from tests.conftest import make_frame, write_project
 
@@ -151,35 +157,35 @@ def test_the_recommendation_is_chosen_on_the_selection_part_only(tmp_path: Path)
     a = _run(replay, "A", _correct(0.95, 0.60, half, 0), retrains=9, cpu=5.0)
     b = _run(replay, "B", _correct(0.60, 0.95, half, 1), retrains=1, cpu=0.5)
     results = summarize(replay, [a, b], policies, cost=CostModel(), tolerance=0.5, deg_scores=None)
-    rec = results["recommended"]
-    assert rec["name"] == "A"
-    assert results["dataset"]["selection_batches"] == 5
-    by_name = {p["name"]: p for p in results["policies"]}
-    assert by_name["A"]["metric"]["accuracy"] == by_name["B"]["metric"]["accuracy"]
+    rec = results.recommended
+    assert rec.name == "A"
+    assert results.dataset.selection_batches == 5
+    by_name = {p.name: p for p in results.policies}
+    assert by_name["A"].metric["accuracy"] == by_name["B"].metric["accuracy"]
     # its held-out score is the pooled accuracy of the rows after select_until, computed here
     # from the arrays, and equals the accuracy of the held-out batches weighted by their rows
     held = slice(half, None)
     expected = float(np.mean(a.y_pred[held] == a.y_true[held]))
     assert expected == pytest.approx(0.60)
-    assert rec["held_out"]["accuracy"] == round(expected, 6)
-    assert by_name["A"]["held_out"] == rec["held_out"]
+    assert rec.held_out["accuracy"] == round(expected, 6)
+    assert by_name["A"].held_out == rec.held_out
     weighted = np.average(a.values["accuracy"][5:], weights=a.n[5:])
-    assert rec["held_out"]["accuracy"] == pytest.approx(weighted)
-    assert rec["selection"]["accuracy"] == pytest.approx(0.95)
-    assert by_name["B"]["held_out"]["accuracy"] == pytest.approx(0.95)
+    assert rec.held_out["accuracy"] == pytest.approx(weighted)
+    assert rec.selection["accuracy"] == pytest.approx(0.95)
+    assert by_name["B"].held_out["accuracy"] == pytest.approx(0.95)
     # the held-out comparison is against B
-    [comparison] = results["comparisons"]
-    assert (comparison["a"], comparison["b"], comparison["part"]) == ("A", "B", "held_out")
-    assert comparison["mean"] < 0
+    [comparison] = results.comparisons
+    assert (comparison.a, comparison.b, comparison.part) == ("A", "B", "held_out")
+    assert comparison.mean < 0
 
     # changing only the held-out part (A collapses, B is perfect) changes nothing chosen
     a2 = _run(replay, "A", _correct(0.95, 0.0, half, 0), retrains=9, cpu=5.0)
     b2 = _run(replay, "B", _correct(0.60, 1.0, half, 1), retrains=1, cpu=0.5)
     assert np.array_equal(a2.y_pred[:half], a.y_pred[:half])
     again = summarize(replay, [a2, b2], policies, cost=CostModel(), tolerance=0.5, deg_scores=None)
-    assert again["recommended"]["name"] == "A"
-    assert again["recommended"]["selection"] == rec["selection"]
-    assert again["recommended"]["held_out"]["accuracy"] == 0.0
+    assert again.recommended.name == "A"
+    assert again.recommended.selection == rec.selection
+    assert again.recommended.held_out["accuracy"] == 0.0
 
 
 @pytest.mark.parametrize(
@@ -207,20 +213,20 @@ def test_select_until_as_a_fraction_or_a_date(
 # --- the cache --------------------------------------------------------------------------------
 
 
-def _comparable(results: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in p.items() if k != "wall_s"} for p in results["policies"]]
+def _comparable(results: BacktestSummary) -> list[dict[str, Any]]:
+    return [{k: v for k, v in p.to_json().items() if k != "wall_s"} for p in results.policies]
 
 
 def _count_replays(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """From now on, the names of the policies the backtest replays (not taken from cache)."""
     computed: list[str] = []
-    real = backtest_module.run_policy
+    real = backtest_execute.run_policy
 
     def counting(replay: Replay, policy: dict[str, Any]) -> PolicyRun:
         computed.append(str(policy["name"]))
         return real(replay, policy)
 
-    monkeypatch.setattr(backtest_module, "run_policy", counting)
+    monkeypatch.setattr(backtest_execute, "run_policy", counting)
     return computed
 
 
@@ -236,10 +242,10 @@ def test_a_second_run_comes_from_the_cache_and_a_changed_policy_is_recomputed(
 
     computed = _count_replays(monkeypatch)
     second = run_backtest(file, out)
-    assert second.cached == len(policies) == second.results["cached_policies"]
+    assert second.cached == len(policies) == second.results.cached_policies
     assert computed == []
     assert _comparable(second.results) == _comparable(first.results)
-    assert second.results["recommended"] == first.results["recommended"]
+    assert second.results.recommended == first.results.recommended
 
     changed = copy.deepcopy(policies)
     changed[2]["window"] = {"kind": "sliding", "duration": "10d"}
@@ -280,6 +286,51 @@ def test_the_cache_follows_each_policys_pipeline_not_the_project_file(
     (proj / "lrmod.py").write_text(LR_TRAIN + "\n# changed\n")
     computed.clear()
     assert run_backtest(file, out).cached == 0 and len(computed) == 3
+
+
+def test_changed_data_recomputes_every_policy_and_no_cache_reads_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    proj = tiny_project(tmp_path / "p", days=30)
+    policies = [NEVER, EVERY_3D]
+    file = backtest_file(proj, policies=policies)
+    out = tmp_path / "out"
+    run_backtest(file, out)
+    computed = _count_replays(monkeypatch)
+    frame = pd.read_parquet(proj / "data.parquet")
+    frame.loc[frame.index[-5:], "y"] = 1 - frame["y"].iloc[-5:]  # five labels corrected
+    frame.to_parquet(proj / "data.parquet")
+    assert run_backtest(file, out).cached == 0 and sorted(computed) == ["every 3 days", "never"]
+    computed.clear()
+    assert run_backtest(file, out).cached == 2 and computed == []
+    # cache: false (the CLI's --no-cache) replays everything and leaves the cache as it was
+    entries = sorted(p.name for p in (out / ".cache").iterdir())
+    file = backtest_file(proj, policies=policies, cache=False)
+    assert run_backtest(file, out).cached == 0 and len(computed) == 2
+    assert sorted(p.name for p in (out / ".cache").iterdir()) == entries
+    fresh = tmp_path / "fresh"
+    run_backtest(file, fresh)
+    assert not (fresh / ".cache").exists()
+
+
+def test_a_damaged_cache_entry_is_recomputed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    proj = tiny_project(tmp_path / "p", days=30)
+    file = backtest_file(proj, policies=[NEVER])
+    out = tmp_path / "out"
+    run_backtest(file, out)
+    [entry] = (out / ".cache").iterdir()
+    entry.write_bytes(b"not a pickle")
+    computed = _count_replays(monkeypatch)
+    assert run_backtest(file, out).cached == 0 and computed == ["never"]
+    assert run_backtest(file, out).cached == 1
+
+
+def test_the_cache_key_is_one_hash_of_canonical_json():
+    from retrainer.engine.backtest import cache_key
+
+    assert cache_key({"a": 1, "b": [1, 2]}, "x") == cache_key({"b": [1, 2], "a": 1}, "x")
+    assert cache_key({"a": 1}, "x") != cache_key({"a": 1.5}, "x")
+    assert cache_key({"a": 1}, "x") != cache_key({"a": 1}, "y")
 
 
 # --- configuration errors ---------------------------------------------------------------------
@@ -354,8 +405,8 @@ def test_two_policies_with_one_name(tmp_path: Path):
 
 
 def test_persist_keeps_each_policys_registry_in_sqlite(tmp_path: Path):
+    from retrainer.engine.backtest.replay import policy_slug
     from retrainer.engine.project import Project
-    from retrainer.engine.replay import policy_slug
 
     proj = tiny_project(tmp_path / "p", days=30)
     file = backtest_file(proj, policies=[NEVER, EVERY_3D])
@@ -365,10 +416,10 @@ def test_persist_keeps_each_policys_registry_in_sqlite(tmp_path: Path):
     with Project.open(folder) as project:
         versions = project.store.list_versions("toy")
         runs = project.store.list_runs("toy", limit=None)
-    policy = next(p for p in result.results["policies"] if p["name"] == "every 3 days")
+    policy = next(p for p in result.results.policies if p.name == "every 3 days")
     # the first model plus one version per retrain, all recorded in the policy's own SQLite file
-    assert len(versions) == policy["retrains"] + 1 == len(runs)
-    assert policy["retrains"] > 0
+    assert len(versions) == policy.retrains + 1 == len(runs)
+    assert policy.retrains > 0
     assert result.cached == 0
 
 
@@ -382,9 +433,9 @@ def test_a_policy_that_cannot_run_is_reported_and_the_others_still_run(tmp_path:
     # with labels 3 days late, a 2-day window ending now holds no labelled row
     file = backtest_file(proj, policies=[NEVER, WEEKLY, short], label_delay="3d")
     result = run_backtest(file, tmp_path / "out")
-    assert [f["name"] for f in result.results["failed_policies"]] == ["daily on 2 days"]
-    assert "none has a label yet" in result.results["failed_policies"][0]["error"]
-    assert [p["name"] for p in result.results["policies"]] == ["never", WEEKLY["name"]]
+    assert [f.name for f in result.results.failed_policies] == ["daily on 2 days"]
+    assert "none has a label yet" in result.results.failed_policies[0].error
+    assert [p.name for p in result.results.policies] == ["never", WEEKLY["name"]]
 
 
 def test_when_no_policy_can_run_the_error_gives_the_first_in_full_and_names_the_others(
@@ -440,10 +491,10 @@ def test_a_strict_pipeline_is_replayed_with_its_labels_delayed(tmp_path: Path):
         proj, policies=[NEVER, EVERY_3D], label_delay="2d", degradation={"every": 3, "max_age": 6}
     )
     result = run_backtest(file, tmp_path / "out")
-    assert result.results["failed_policies"] == []
-    by_name = {p["name"]: p for p in result.results["policies"]}
-    assert by_name["every 3 days"]["failed_runs"] == [] and by_name["every 3 days"]["retrains"] > 0
-    assert result.results["degradation"]["n_models"][0] > 0  # frozen models, on labelled rows
+    assert result.results.failed_policies == ()
+    by_name = {p.name: p for p in result.results.policies}
+    assert by_name["every 3 days"].failed_runs == () and by_name["every 3 days"].retrains > 0
+    assert result.results.degradation.n_models[0] > 0  # frozen models, on labelled rows
 
 
 SELECT = {"cost": CostModel(), "tolerance": 0.5, "deg_scores": None}
@@ -466,19 +517,19 @@ def _cheap_and_weekly(
 def test_never_retrain_is_a_baseline_not_a_recommendation_unless_asked(tmp_path: Path):
     replay, runs, policies = _cheap_and_weekly(tmp_path, "never", [])
     out = summarize(replay, runs, policies, **SELECT)
-    assert out["recommended"]["name"] == "weekly"
-    assert [p["excluded"] for p in out["policies"]] == ["baseline", None]
+    assert out.recommended.name == "weekly"
+    assert [p.excluded for p in out.policies] == ["baseline", None]
     asked = summarize(replay, runs, policies, recommend_baselines=True, **SELECT)
-    assert asked["recommended"]["name"] == "never"  # cheapest within 0.5 points on the first half
-    assert [p["excluded"] for p in asked["policies"]] == [None, None]
+    assert asked.recommended.name == "never"  # cheapest within 0.5 points on the first half
+    assert [p.excluded for p in asked.policies] == [None, None]
 
 
 def test_a_trigger_that_never_fired_on_the_selection_part_is_not_recommended(tmp_path: Path):
     replay, runs, policies = _cheap_and_weekly(tmp_path, "silent", [{"concept_drift": {}}])
     out = summarize(replay, runs, policies, **SELECT)
-    assert out["recommended"]["name"] == "weekly"  # "silent" is cheaper, but untested
+    assert out.recommended.name == "weekly"  # "silent" is cheaper, but untested
     asked = summarize(replay, runs, policies, recommend_baselines=True, **SELECT)
-    assert asked["recommended"]["name"] == "silent"
+    assert asked.recommended.name == "silent"
 
 
 def test_a_trigger_that_watched_and_never_fired_was_tested_and_can_be_recommended(
@@ -490,28 +541,28 @@ def test_a_trigger_that_watched_and_never_fired_was_tested_and_can_be_recommende
     replay, runs, policies = _cheap_and_weekly(tmp_path, "silent", [{"drift": {}}])
     silent, k = runs[0], replay.selection_batches()
 
-    def recommended() -> dict[str, Any]:
+    def recommended() -> BacktestSummary:
         return summarize(replay, runs, policies, **SELECT)
 
     silent.watching = np.zeros(replay.n_batches, dtype=bool)
-    assert recommended()["recommended"]["name"] == "weekly"
+    assert recommended().recommended.name == "weekly"
     need = (k + 1) // 2
     silent.watching[k - need + 1 : k] = True  # one batch short of half the selection part
     out = recommended()
-    assert out["policies"][0]["watched_selection"] == need - 1
-    assert out["policies"][0]["excluded"] == "untested"
-    assert out["recommended"]["name"] == "weekly"
+    assert out.policies[0].watched_selection == need - 1
+    assert out.policies[0].excluded == "untested"
+    assert out.recommended.name == "weekly"
     silent.watching[k - need] = True  # half of it: the policy was tested
     out = recommended()
-    assert out["policies"][0]["excluded"] is None
-    assert out["recommended"]["name"] == "silent"
-    assert out["recommended"]["reason"].endswith(
+    assert out.policies[0].excluded is None
+    assert out.recommended.name == "silent"
+    assert out.recommended.reason.endswith(
         f"its trigger watched {need} of the {k} selection batches and never fired there, "
         "so its score there is its first model's"
     )
     silent.watching[:] = False
     silent.watching[k:] = True  # watching only in the held-out part does not count
-    assert recommended()["recommended"]["name"] == "weekly"
+    assert recommended().recommended.name == "weekly"
 
 
 def test_backtest_on_days_weights_batches_by_rows_and_counts_retrains_in_range():

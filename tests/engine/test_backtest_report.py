@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from retrainer.engine.backtest_report import _rolling, write_backtest_report
+from retrainer.engine.backtest.report import _rolling, write_backtest_report
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 BATCHES = 60
@@ -251,6 +251,22 @@ def test_variant_without_degradation_and_with_html_in_names(tmp_path: Path):
     assert text.count(PLOTLY_MARKER) == 1
     width, height = _png_size(png_path)
     assert 1000 <= width <= 1400 and 450 <= height <= 750
+
+
+def test_a_policy_or_pipeline_name_with_a_script_tag_is_escaped(tmp_path: Path):
+    results = _results()
+    attack = "<script>alert('x')</script>"
+    results["title"] = f"{attack} backtest"
+    results["dataset"]["pipeline"] = attack
+    results["policies"][2]["name"] = attack
+    results["oracle"] = attack
+    results["recommended"]["snippet"] = attack
+    results["comparisons"][0]["b"] = attack
+    html_path, _ = write_backtest_report(results, tmp_path)
+    text = html_path.read_text(encoding="utf-8")
+    assert attack not in text
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in text
+    assert "<script>alert" not in text
 
 
 def test_png_is_a_plausible_image(tmp_path: Path):

@@ -12,12 +12,11 @@ import pandas as pd
 import pytest
 
 from retrainer.adapters.executors import ProcessExecutor
-from retrainer.adapters.sources import CallableSource
-from retrainer.config import parse_config
 from retrainer.core.clock import SimulatedClock
-from retrainer.engine.controller import Controller
+from retrainer.engine.control.controller import Controller
 from retrainer.engine.project import Project
-from tests.conftest import make_frame, pipeline_config, write_project
+from retrainer.testing import in_memory_project
+from tests.conftest import make_frame, write_project
 
 START = datetime(2024, 1, 20, tzinfo=UTC)
 BLESS_ANY = {
@@ -28,24 +27,17 @@ BLESS_ANY = {
 
 
 def _project(tmp_path: Path, triggers: list[dict[str, Any]], **overrides: Any) -> Project:
-    frame = make_frame(24 * 80, seed=1)
-    cfg = parse_config(
-        {
-            "controller": {"max_attempts": 2, "retry_backoff": "10m"},
-            "pipelines": [
-                pipeline_config(
-                    **{
-                        "triggers": triggers,
-                        "blessing": BLESS_ANY,
-                        "window": {"kind": "sliding", "duration": "10d"},
-                        **overrides,
-                    }
-                )
-            ],
-        }
+    return in_memory_project(
+        make_frame(24 * 80, seed=1),
+        root=tmp_path,
+        settings={"controller": {"max_attempts": 2, "retry_backoff": "10m"}},
+        **{
+            "triggers": triggers,
+            "blessing": BLESS_ANY,
+            "window": {"kind": "sliding", "duration": "10d"},
+            **overrides,
+        },
     )
-    src = CallableSource(lambda s, e: frame, time_column="ts", name="test")
-    return Project.in_memory(cfg, tmp_path, sources={"toy": src})
 
 
 def _drive(controller: Controller, clock: SimulatedClock, step: timedelta, until: datetime) -> list:
@@ -103,7 +95,7 @@ def test_metric_trigger_retrains_when_ctr_drops(tmp_path: Path):
         metrics=["accuracy"],
     )
     clock = SimulatedClock(START)
-    from retrainer.engine.run import execute_run
+    from retrainer.engine.runs.run import execute_run
 
     assert execute_run(project, clock=clock).promoted
     logs = project.log_store()
@@ -211,7 +203,7 @@ def test_failing_training_is_recorded_and_alerted(
     tmp_path: Path, train_code: str, memory_mb: int | None, message: str
 ):
     from retrainer.adapters.notifiers import RecordingNotifier
-    from retrainer.engine.alerts import Alerter
+    from retrainer.engine.control.alerts import Alerter
 
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "bad.py").write_text("def train(data, params):\n" + train_code)
@@ -292,17 +284,6 @@ def test_new_data_counts_the_rows_whose_label_arrived(tmp_path: Path):
     frame = make_frame(24 * 80, seed=1)
     frame["y"] = frame["y"].astype("Int64")
     labels = frame["y"].copy()
-    cfg = parse_config(
-        {
-            "pipelines": [
-                pipeline_config(
-                    triggers=[{"new_data": {"rows": 30}}],
-                    blessing=BLESS_ANY,
-                    window={"kind": "sliding", "duration": "10d"},
-                )
-            ]
-        }
-    )
     shown = {"until": START}  # labels arrived up to here
 
     def load(start: Any, end: Any) -> pd.DataFrame:
@@ -310,8 +291,13 @@ def test_new_data_counts_the_rows_whose_label_arrived(tmp_path: Path):
             y=labels.mask(frame["ts"] >= pd.Timestamp(shown["until"]).tz_localize(None))
         )
 
-    src = CallableSource(load, time_column="ts", name="test")
-    project = Project.in_memory(cfg, tmp_path, sources={"toy": src})
+    project = in_memory_project(
+        load,
+        root=tmp_path,
+        triggers=[{"new_data": {"rows": 30}}],
+        blessing=BLESS_ANY,
+        window={"kind": "sliding", "duration": "10d"},
+    )
     clock = SimulatedClock(START)
     controller = Controller(project, clock=clock)
     controller.tick()  # no champion: the first model, on the labelled rows
@@ -336,7 +322,7 @@ def test_new_data_counts_the_rows_whose_label_arrived(tmp_path: Path):
 
 def _drift_project(tmp_path: Path) -> Project:
     """A drift trigger, monitored every day on a 1-day window; v1 trained at START."""
-    from retrainer.engine.run import execute_run
+    from retrainer.engine.runs.run import execute_run
 
     project = _project(
         tmp_path, [{"drift": {"share": 0.3}}], monitor={"every": "1d", "window": "1d"}
@@ -348,7 +334,7 @@ def _drift_project(tmp_path: Path) -> Project:
 def test_a_replay_does_not_read_monitor_results_from_after_its_clock(tmp_path: Path):
     """A monitor result of a later window (a run without --as-of: the real now) is in the
     future of a replay: it neither stops the replay's monitoring nor feeds its triggers."""
-    from retrainer.engine.monitor import run_monitor
+    from retrainer.engine.monitoring.monitor import run_monitor
 
     project = _drift_project(tmp_path)
     later = datetime(2030, 1, 1, tzinfo=UTC)
@@ -398,3 +384,37 @@ def test_no_monitoring_before_the_first_champion_was_promoted(tmp_path: Path):
     assert [r.monitored for r in reports] == [[], [], []]
     assert not project.store.list_monitor_results("toy", limit=None)
     assert not project.store.list_events("toy", kinds=["monitor.failed"])
+
+
+@pytest.mark.parametrize(
+    ("triggers", "guards", "counts_rows", "monitors"),
+    [
+        ([{"schedule": "0 2 * * *"}], [], False, False),
+        ([{"schedule": "0 2 * * *"}], [{"min_new_rows": 10}], True, False),
+        ([{"any": [{"manual": {}}, {"new_data": {"rows": 10}}]}], [], True, False),
+        ([{"concept_drift": {}}], [], False, True),
+    ],
+)
+def test_the_triggers_needs_decide_what_the_controller_gathers(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    triggers: list[dict[str, Any]],
+    guards: list[dict[str, Any]],
+    counts_rows: bool,
+    monitors: bool,
+) -> None:
+    # the controller asks the triggers (needs()) instead of reading their spec's keys: rows
+    # are counted and monitor results read only for a policy that reads them
+    from retrainer.engine.control import controller as module
+
+    project = _project(tmp_path, triggers, guards=guards)
+    policy = module.build_policy(project.pipeline("toy"))
+    assert policy is not None
+    assert (policy.needs.rows, policy.watches_monitor) == (counts_rows, monitors)
+    counted: list[int] = []
+    real = module._labelled_rows_since
+    monkeypatch.setattr(module, "_labelled_rows_since", lambda *a: counted.append(1) or real(*a))
+    clock = SimulatedClock(START)
+    controller = Controller(project, clock=clock)
+    _drive(controller, clock, timedelta(hours=6), START + timedelta(days=2))
+    assert bool(counted) == counts_rows

@@ -10,36 +10,29 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrainer.adapters.sources import CallableSource
 from retrainer.config import parse_config
 from retrainer.core.clock import SimulatedClock
-from retrainer.engine.monitor import CONCEPT_STATE_KEY, last_change, run_monitor
+from retrainer.engine.monitoring.monitor import CONCEPT_STATE_KEY, last_change, run_monitor
+from retrainer.engine.monitoring.results import ConceptDrift
 from retrainer.engine.project import Project
-from retrainer.engine.run import execute_run
+from retrainer.engine.runs.run import execute_run
 from retrainer.errors import ConfigError, ModelNotFoundError
-from tests.conftest import make_frame, pipeline_config
+from retrainer.testing import drifting_frame, in_memory_project
+from tests.conftest import pipeline_config
 
 T_TRAIN = datetime(2024, 1, 20, tzinfo=UTC)
 
 
 def _frame(shift_after: str | None = None, flip_after: str | None = None) -> pd.DataFrame:
-    frame = make_frame(24 * 40, seed=3)
-    if shift_after is not None:
-        late = frame["ts"] >= pd.Timestamp(shift_after)
-        frame.loc[late, "x1"] += 1.5
-    if flip_after is not None:
-        late = frame["ts"] >= pd.Timestamp(flip_after)
-        frame.loc[late, "y"] = 1 - frame.loc[late, "y"]
-    return frame
+    return drifting_frame(24 * 40, seed=3, shift_after=shift_after, flip_after=flip_after)
 
 
 def _project(tmp_path: Path, frame: pd.DataFrame, **monitor: Any) -> Project:
-    overrides: dict[str, Any] = {
-        "monitor": {"window": "3d", "performance": {"every": "1d", "min_samples": 10}, **monitor}
-    }
-    cfg = parse_config({"pipelines": [pipeline_config(**overrides)]})
-    src = CallableSource(lambda s, e: frame, time_column="ts", name="test")
-    project = Project.in_memory(cfg, tmp_path, sources={"toy": src})
+    project = in_memory_project(
+        frame,
+        root=tmp_path,
+        monitor={"window": "3d", "performance": {"every": "1d", "min_samples": 10}, **monitor},
+    )
     assert execute_run(project, clock=SimulatedClock(T_TRAIN)).promoted
     return project
 
@@ -84,14 +77,14 @@ def test_concept_drift_fires_on_flipped_labels_and_state_persists(tmp_path: Path
     first = run_monitor(
         project, clock=SimulatedClock(datetime(2024, 1, 26, tzinfo=UTC)), report=False
     )
-    concept = first.summary["concept_drift"]
-    assert concept["drift_detected"] and concept["detections"][0] >= "2024-01-23"
+    concept = first.summary.concept_drift
+    assert concept.drift_detected and concept.detections[0] >= "2024-01-23"
     assert any(e.kind == "concept_drift.detected" for e in project.store.list_events("toy"))
     # an overlapping window feeds only the rows not seen before
     second = run_monitor(
         project, clock=SimulatedClock(datetime(2024, 1, 27, tzinfo=UTC)), report=False
     )
-    assert second.summary["concept_drift"]["rows_fed"] == 24
+    assert second.summary.concept_drift.rows_fed == 24
     state, revision = project.store.get_state("toy", CONCEPT_STATE_KEY)
     assert revision == 2 and state["version"] == 1
 
@@ -103,7 +96,7 @@ def test_missing_feature_is_a_finding_not_a_crash(tmp_path: Path):
     result = run_monitor(
         project, clock=SimulatedClock(datetime(2024, 1, 26, tzinfo=UTC)), report=False
     )
-    kinds = {f["kind"] for f in result.summary["findings"]}
+    kinds = {f.kind for f in result.summary.findings}
     assert "column_removed" in kinds and "predict_skipped" in kinds
     assert result.performance == ()
 
@@ -116,17 +109,15 @@ def test_an_empty_window_is_recorded_as_having_no_rows_and_nothing_else(tmp_path
     result = run_monitor(
         project, clock=SimulatedClock(datetime(2025, 6, 1, tzinfo=UTC)), report=tmp_path / "r.html"
     )
-    assert result.summary["rows"] == 0
+    assert result.summary.rows == 0
     message = (
         "no rows in [2025-05-29 00:00 .. 2025-06-01 00:00) of callable:test "
         "(newest row before it: 2024-02-09 23:00)"
     )
-    assert [(f["kind"], f["message"]) for f in result.summary["findings"]] == [
-        ("empty_window", message)
-    ]
-    assert result.drift is None and result.summary["drift"] is None
+    assert [(f.kind, f.message) for f in result.summary.findings] == [("empty_window", message)]
+    assert result.drift is None and result.summary.drift is None
     assert result.record.drifted is None
-    assert result.performance == () and result.summary["concept_drift"] is None
+    assert result.performance == () and result.summary.concept_drift is None
     event = project.store.list_events("toy")[-1]
     assert event.kind == "monitor.completed" and event.message == f"toy v1: {message}"
     assert result.report_path is not None and result.report_path.exists()
@@ -172,7 +163,7 @@ def test_a_window_ending_after_now_is_rejected(tmp_path: Path):
         run_monitor(project, clock=SimulatedClock(now), end=now + timedelta(days=2), report=False)
     assert project.store.list_monitor_results("toy") == []
     # ending exactly now is fine
-    assert run_monitor(project, clock=SimulatedClock(now), end=now, report=False).summary["rows"]
+    assert run_monitor(project, clock=SimulatedClock(now), end=now, report=False).summary.rows
 
 
 def test_no_champion_is_a_clear_error(tmp_path: Path):
@@ -243,18 +234,12 @@ def test_exact_ks_on_raw_samples_when_asked(tmp_path: Path):
 
 
 def _since_change_project(tmp_path: Path, frame: pd.DataFrame) -> Project:
-    cfg = parse_config(
-        {
-            "pipelines": [
-                pipeline_config(
-                    window={"kind": "since_change", "min": "2d", "max": "10d"},
-                    monitor={"window": "6d", "performance": {"every": "1d", "min_samples": 10}},
-                )
-            ]
-        }
+    project = in_memory_project(
+        frame,
+        root=tmp_path,
+        window={"kind": "since_change", "min": "2d", "max": "10d"},
+        monitor={"window": "6d", "performance": {"every": "1d", "min_samples": 10}},
     )
-    src = CallableSource(lambda s, e: frame, time_column="ts", name="test")
-    project = Project.in_memory(cfg, tmp_path, sources={"toy": src})
     first = execute_run(project, clock=SimulatedClock(T_TRAIN))
     assert first.promoted
     # no change detected yet: the window is the last max (10 days)
@@ -318,16 +303,17 @@ def test_a_late_label_is_fed_to_the_detector_when_it_arrives(tmp_path: Path):
         pd.DataFrame({"id": [f"r{i}" for i in range(48)], "timestamp": arrival, "outcome": 1})
     )
 
-    def monitor(at: datetime) -> dict[str, Any]:
+    def monitor(at: datetime) -> ConceptDrift:
         result = run_monitor(project, clock=SimulatedClock(at), report=False)
-        return result.summary["concept_drift"]
+        assert result.summary.concept_drift is not None
+        return result.summary.concept_drift
 
     first = monitor(datetime(2024, 1, 23, 6, tzinfo=UTC))  # the even rows, and odd ones to 04:00
-    assert first["rows_fed"] == 24 + 3
+    assert first.rows_fed == 24 + 3
     second = monitor(datetime(2024, 1, 25, tzinfo=UTC))  # every other late label
-    assert second["rows_fed"] == 21
-    assert second["rows_seen"] == 48
-    assert monitor(datetime(2024, 1, 26, tzinfo=UTC))["rows_fed"] == 0
+    assert second.rows_fed == 21
+    assert second.rows_seen == 48
+    assert monitor(datetime(2024, 1, 26, tzinfo=UTC)).rows_fed == 0
 
 
 def test_concept_drift_on_the_logged_error_stream(tmp_path: Path):
@@ -365,10 +351,12 @@ def test_concept_drift_on_the_logged_error_stream(tmp_path: Path):
     result = run_monitor(
         project, clock=SimulatedClock(datetime(2024, 1, 28, tzinfo=UTC)), report=False
     )
-    concept = result.summary["concept_drift"]
-    assert concept["rows_fed"] == 180  # labelled rows since the champion's window ended
-    assert concept["drift_detected"]
-    assert "2024-01-24T00:00:00" <= concept["detections"][0] < "2024-01-26T00:00:00"
+    concept = result.summary.concept_drift
+    assert concept is not None
+    assert concept.rows_fed == 180  # labelled rows since the champion's window ended
+    assert concept.drift_detected
+    assert "2024-01-24T00:00:00" <= concept.detections[0] < "2024-01-26T00:00:00"
+    assert result.record.summary["concept_drift"] == concept.to_json()  # as stored
     assert last_change(project.store, "toy") is not None
 
 

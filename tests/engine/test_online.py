@@ -14,7 +14,7 @@ import pytest
 from retrainer.adapters.logstore import InMemoryLogStore, LogStore, ParquetLogStore
 from retrainer.core.metrics import get_metric
 from retrainer.core.performance import make_rate_metric
-from retrainer.engine.online import (
+from retrainer.engine.monitoring.online import (
     log_feedback,
     log_predictions,
     online_performance,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,24 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from retrainer.config import PipelineConfig
+from retrainer import (
+    AbsoluteRule,
+    ChangeRule,
+    Controller,
+    Cooldown,
+    Project,
+    ScheduleTrigger,
+    SimulatedClock,
+    SliceRule,
+    WallClock,
+    execute_run,
+    make_metric,
+)
+from retrainer.adapters.sources import CallableSource
+from retrainer.config import PipelineConfig, json_schema, parse_config
 from retrainer.engine.pipeline import Pipeline
-from retrainer.errors import DataError
+from retrainer.errors import ConfigError, DataError
+from retrainer.testing import drifting_frame
 from tests.conftest import make_frame, pipeline_config
 
 
@@ -162,3 +179,164 @@ def test_a_target_mixing_numbers_and_text_is_named(tmp_path: Path, dtype):
     )
     frame["y"] = np.where(make_frame(300)["y"] == 1, "up", "down")  # text labels: fine
     _train_fn_pipeline(tmp_path).validate(frame, "w")
+
+
+# -- embedding: a pipeline from Python objects ------------------------------------------------
+
+T_RUN = datetime(2024, 1, 20, tzinfo=UTC)
+
+
+def _train(data: pd.DataFrame, params: dict[str, Any]) -> Any:
+    return LogisticRegression().fit(data[params["features"]], data[params["target"]])
+
+
+def _other_train(data: pd.DataFrame, params: dict[str, Any]) -> Any:
+    return LogisticRegression(C=0.5).fit(data[params["features"]], data[params["target"]])
+
+
+def _share_of_ones(y_true: Any, y_pred: Any, y_score: Any) -> float:
+    return float(np.mean(np.asarray(y_pred) == 1))
+
+
+def _embedded(**overrides: Any) -> Pipeline:
+    kwargs: dict[str, Any] = {
+        "name": "toy",
+        "source": drifting_frame(800),
+        "time_column": "ts",
+        "target": "y",
+        "features": ["x1", "x2"],
+        "train": _train,
+        "metrics": ["accuracy"],
+        "rules": [{"metric": "accuracy", "min": 0.6}],
+    }
+    kwargs.update(overrides)
+    return Pipeline.from_callables(**kwargs)
+
+
+def test_a_pipeline_of_callables_runs_in_an_in_memory_project():
+    metric = make_metric("share_of_ones", _share_of_ones, greater_is_better=False)
+    pipeline = _embedded(
+        metrics=["accuracy", metric],
+        rules=[AbsoluteRule("accuracy", min=0.6), {"metric": "share_of_ones", "max": 0.99}],
+    )
+    with Project.in_memory(pipelines=[pipeline], clock=SimulatedClock(T_RUN)) as project:
+        assert project.pipeline("toy") is pipeline
+        result = execute_run(project, clock=project.clock)
+        assert result.ok and result.promoted
+        version = result.version
+        assert version is not None and set(version.metrics) == {"accuracy", "share_of_ones"}
+        assert version.params["train"] == f"{__name__}:_train"
+        assert version.snapshot.rows == 19 * 24
+        rows = {(r.rule, r.metric) for r in result.verdict.evidence}
+        assert ("absolute", "share_of_ones") in rows
+        assert project.pipeline().metrics["share_of_ones"].greater_is_better is False
+
+
+def test_the_definition_hash_of_callables_is_stable_and_sees_the_function():
+    assert _embedded().definition_hash == _embedded().definition_hash
+    assert _embedded(train=_other_train).definition_hash != _embedded().definition_hash
+    recorded = json.dumps(_embedded().config.model_dump(mode="json"))  # what the hash reads
+    assert f"{__name__}:_train" in recorded and "DataFrame" in recorded
+
+
+def test_the_source_may_be_a_function_or_a_source_object():
+    frame = drifting_frame(24 * 25)
+    by_function = _embedded(source=lambda start, end: frame)
+    source = CallableSource(lambda start, end: frame, time_column="ts", name="mine")
+    by_source = _embedded(source=source, time_column=None)
+    assert by_source.source is source and by_source.time_column == "ts"
+    end = datetime(2024, 1, 10, tzinfo=UTC)
+    assert len(by_function.source.load(None, end)) == len(by_source.source.load(None, end)) == 216
+    with pytest.raises(ConfigError, match="time_column is required"):
+        _embedded(source=lambda start, end: frame, time_column=None)
+    with pytest.raises(ConfigError, match="source must be a function"):
+        _embedded(source=42)
+
+
+def test_rules_triggers_and_guards_may_be_objects():
+    pipeline = _embedded(
+        rules=[
+            AbsoluteRule("accuracy", min=0.6),
+            ChangeRule("accuracy", max_regression=0.05),
+            SliceRule("accuracy", column="segment", min_size=10, min=0.5),
+        ],
+        triggers=[ScheduleTrigger("0 2 * * *")],
+        guards=[Cooldown("1d")],
+    )
+    rules = pipeline.config.blessing.rules
+    assert rules[0].to_spec() == {"metric": "accuracy", "min": 0.6}
+    assert rules[2].to_spec()["slice"] == "segment" and "column" not in rules[2].to_spec()
+    assert [type(r).__name__ for r in pipeline.rules] == ["AbsoluteRule", "ChangeRule", "SliceRule"]
+    assert pipeline.slice_columns == ["segment"]
+    assert pipeline.config.triggers == [ScheduleTrigger("0 2 * * *").to_spec()]
+    assert pipeline.config.guards == [Cooldown("1d").to_spec()]
+
+
+def test_a_bad_embedded_pipeline_names_its_keys():
+    with pytest.raises(ConfigError) as info:
+        _embedded(features=["x1", "x1"], holdout=1.5)
+    problems = info.value.problems
+    assert any(p.startswith("features:") and "repeated: x1" in p for p in problems), problems
+    assert any(p.startswith("blessing.holdout:") for p in problems), problems
+    assert not any("pipelines[0]" in p for p in problems)
+    with pytest.raises(ConfigError, match=r"metrics\[1\].*make_metric"):
+        _embedded(metrics=["accuracy", _share_of_ones])
+    with pytest.raises(ConfigError, match=r"rules\[0\]: expected a mapping"):
+        _embedded(rules=[42])
+
+
+def test_a_config_in_a_file_still_takes_strings_only():
+    problems = []
+    for train in (3, "no-colon"):
+        with pytest.raises(ConfigError) as info:
+            parse_config({"pipelines": [pipeline_config(model=None, train=train)]})
+        problems += info.value.problems
+    assert problems == [
+        "pipelines[0].train: got 3; input should be a valid string",
+        "pipelines[0].train: got 'no-colon'; must name a Python object as 'module:attribute', "
+        "e.g. 'pipeline:train'",
+    ]
+    schema = json_schema()["$defs"]
+    assert schema["PipelineConfig"]["properties"]["train"] == {
+        "anyOf": [{"type": "string"}, {"type": "null"}],
+        "default": None,
+        "title": "Train",
+    }
+    assert schema["MetricConfig"]["properties"]["function"] == {
+        "title": "Function",
+        "type": "string",
+    }
+
+
+def test_in_memory_needs_a_config_or_pipelines_and_cleans_its_folder(tmp_path: Path):
+    with pytest.raises(ConfigError, match="either a config or pipelines"):
+        Project.in_memory()
+    config = parse_config({"pipelines": [pipeline_config()]})
+    with pytest.raises(ConfigError, match="either a config or pipelines"):
+        Project.in_memory(config, pipelines=[_embedded()])
+    with pytest.raises(ConfigError, match="settings go with pipelines"):
+        Project.in_memory(config, settings={"controller": {}})
+    with pytest.raises(ConfigError, match=r"controller\.tick"):
+        Project.in_memory(pipelines=[_embedded()], settings={"controller": {"tick": -1}})
+    project = Project.in_memory(pipelines=[_embedded()], settings={"controller": {"tick": 5}})
+    assert project.config.controller.tick == 5
+    assert isinstance(project.clock, WallClock)
+    folder = project.root
+    assert folder.is_dir()
+    project.close()
+    assert not folder.exists()
+    kept = Project.in_memory(config, tmp_path)
+    kept.close()
+    assert tmp_path.is_dir()  # a folder the caller gave is the caller's
+
+
+def test_an_embedded_pipeline_is_driven_by_the_controller():
+    pipeline = _embedded(triggers=[ScheduleTrigger("0 2 * * *")])
+    clock = SimulatedClock(T_RUN)
+    with Project.in_memory(pipelines=[pipeline], clock=clock) as project:
+        controller = Controller(project, clock=project.clock)
+        for _ in range(48):
+            controller.tick()
+            clock.advance(timedelta(hours=1))
+        runs = project.store.list_runs("toy", limit=None)
+        assert [r.status for r in runs] == ["succeeded", "succeeded"]

@@ -17,7 +17,7 @@ from retrainer.config import PipelineConfig
 from retrainer.core.backtest import CostModel
 from retrainer.core.clock import SimulatedClock
 from retrainer.engine.backtest import summarize
-from retrainer.engine.replay import Replay, ReplaySource, policy_pipeline, run_policy
+from retrainer.engine.backtest.replay import Replay, ReplaySource, policy_pipeline, run_policy
 from retrainer.errors import DataError
 
 DAY = timedelta(days=1)
@@ -431,18 +431,18 @@ def test_prequential_scores_match_a_hand_computation(tmp_path: Path):
     results = summarize(
         replay, [never, daily], policies, cost=CostModel(), tolerance=0.5, deg_scores=None
     )
-    by_name = {p["name"]: p for p in results["policies"]}
-    assert by_name["never"]["metric"]["accuracy"] == round(NEVER_POOLED, 6)
-    assert by_name["daily"]["metric"]["accuracy"] == round(DAILY_POOLED, 6)
-    assert by_name["never"]["retrains"] == 0 and by_name["daily"]["retrains"] == 5
-    assert by_name["daily"]["series"]["accuracy"] == DAILY_SERIES
+    by_name = {p.name: p for p in results.policies}
+    assert by_name["never"].metric["accuracy"] == round(NEVER_POOLED, 6)
+    assert by_name["daily"].metric["accuracy"] == round(DAILY_POOLED, 6)
+    assert by_name["never"].retrains == 0 and by_name["daily"].retrains == 5
+    assert list(by_name["daily"].series.values["accuracy"]) == DAILY_SERIES
     # selection part: the first 3 batches; held out: the last 3
-    assert results["dataset"]["selection_batches"] == 3
-    assert by_name["daily"]["selection"]["accuracy"] == round(7 / 12, 6)
-    assert by_name["never"]["selection"]["accuracy"] == round(5 / 12, 6)
-    assert by_name["daily"]["held_out"]["accuracy"] == round(7 / 12, 6)
-    assert by_name["never"]["held_out"]["accuracy"] == round(5 / 12, 6)
-    assert results["recommended"]["name"] == "daily"
+    assert results.dataset.selection_batches == 3
+    assert by_name["daily"].selection["accuracy"] == round(7 / 12, 6)
+    assert by_name["never"].selection["accuracy"] == round(5 / 12, 6)
+    assert by_name["daily"].held_out["accuracy"] == round(7 / 12, 6)
+    assert by_name["never"].held_out["accuracy"] == round(5 / 12, 6)
+    assert results.recommended.name == "daily"
 
 
 # --- a concept-drift policy retrains on the rows since the detected change --------------------

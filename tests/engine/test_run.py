@@ -14,9 +14,10 @@ from retrainer.adapters.sources import CallableSource
 from retrainer.config import parse_config
 from retrainer.core.clock import SimulatedClock
 from retrainer.engine.project import Project
-from retrainer.engine.registry import PromotionError, list_models, promote, rollback
-from retrainer.engine.run import execute_run
+from retrainer.engine.runs.registry import PromotionError, list_models, promote, rollback
+from retrainer.engine.runs.run import execute_run
 from retrainer.errors import ModelNotFoundError
+from retrainer.testing import in_memory_project
 from tests.conftest import make_frame, pipeline_config
 
 T1 = datetime(2024, 1, 20, tzinfo=UTC)
@@ -24,10 +25,7 @@ T2 = datetime(2024, 1, 26, tzinfo=UTC)
 
 
 def _project(tmp_path: Path, frame: pd.DataFrame | None = None, **overrides: Any) -> Project:
-    data = make_frame(800) if frame is None else frame
-    cfg = parse_config({"pipelines": [pipeline_config(**overrides)]})
-    source = CallableSource(lambda s, e: data, time_column="ts", name="test:frame")
-    return Project.in_memory(cfg, tmp_path, sources={"toy": source})
+    return in_memory_project(frame, root=tmp_path, **overrides)
 
 
 def test_first_run_promotes_with_absolute_rules_only(tmp_path: Path):
@@ -387,9 +385,8 @@ def test_a_sql_join_whose_newest_labels_have_not_arrived(tmp_path: Path):
             "labels", con, index=False
         )
     query = "SELECT f.ts, f.x1, f.x2, l.y FROM features f LEFT JOIN labels l ON l.id = f.id"
-    cfg = parse_config({"pipelines": [pipeline_config(task="classification")]})
     source = SQLSource(f"sqlite:///{db}", query, time_column="ts")
-    project = Project.in_memory(cfg, tmp_path, sources={"toy": source})
+    project = in_memory_project(source, root=tmp_path, task="classification")
     result = execute_run(project, clock=SimulatedClock(T1))
     assert result.ok and result.promoted, result.run.error
     assert result.unlabelled_rows == 42  # Jan 18 06:00 .. Jan 19 23:00
@@ -423,3 +420,153 @@ def test_promote_refuses_an_empty_or_padded_alias(tmp_path: Path, alias: str):
     with pytest.raises(PromotionError, match="an alias is a non-empty name"):
         promote(project, 1, clock=SimulatedClock(T1), alias=alias)
     assert project.store.aliases("toy") == {"champion": 1}
+
+
+# --- the run's steps, its deploy step and its typed result ------------------------------------
+
+
+def _old_cli_json(result: Any) -> dict[str, Any]:
+    """What 'retrainer run --json' printed before the result could render itself."""
+    from retrainer.engine.runs.registry import run_view, version_view
+
+    data: dict[str, Any] = {
+        "run": run_view(result.run),
+        "promoted": result.promoted,
+        "unlabelled_rows": result.unlabelled_rows,
+    }
+    if result.version is not None:
+        data["version"] = version_view(result.version, ["champion"] if result.promoted else [])
+    return data
+
+
+def test_run_result_to_json_is_what_run_json_printed(tmp_path: Path):
+    import json
+
+    project = _project(
+        tmp_path,
+        blessing={
+            "holdout": 0.25,
+            "rules": [
+                {"metric": "accuracy", "min": 0.6},
+                {"metric": "accuracy", "min_improvement": 0.5},
+            ],
+            "sanity": {"enabled": False},
+        },
+    )
+    promoted = execute_run(project, clock=SimulatedClock(T1))
+    rejected = execute_run(project, clock=SimulatedClock(T2))
+    assert promoted.promoted and rejected.ok and not rejected.promoted
+    bad = Project(
+        config=project.config,
+        root=tmp_path,
+        store=project.store,
+        artifacts=project.artifacts,
+        sources={"toy": CallableSource(lambda s, e: BASE.iloc[0:0], time_column="ts", name="x")},
+    )
+    failed = execute_run(bad, clock=SimulatedClock(T2 + timedelta(days=1)))
+    assert not failed.ok
+    for result in (promoted, rejected, failed):
+        data = result.to_json()
+        assert data == _old_cli_json(result)
+        assert list(data) == list(_old_cli_json(result))  # the same key order, so the same text
+        assert json.dumps(data) == json.dumps(_old_cli_json(result))
+    assert promoted.to_json()["version"]["aliases"] == ["champion"]
+    assert rejected.to_json()["version"]["aliases"] == []
+    assert "version" not in failed.to_json()
+
+
+def test_the_deploy_step_records_its_decision(tmp_path: Path):
+    project = _project(tmp_path, deploy={"strategy": "replace"})
+    first = execute_run(project, clock=SimulatedClock(T1))
+    assert first.deployment is not None and first.deployment.strategy == "replace"
+    assert [(m.alias, m.version, m.expected) for m in first.deployment.moves] == [
+        ("champion", 1, None)
+    ]
+    [event] = project.store.list_events("toy", kinds=["model.promoted"])
+    assert event.data == {"alias": "champion", "previous": None, "policy": "replace"}
+    assert event.message == "toy v1 promoted to champion"
+
+
+def test_a_policy_that_moves_another_alias_is_applied_as_decided(tmp_path: Path):
+    from typing import ClassVar, Literal
+
+    from retrainer.core.deploy import AliasChange, DeployContext, DeployDecision, DeploymentPolicy
+
+    class Challenger(DeploymentPolicy):
+        strategy: Literal["challenger"] = "challenger"
+        summary: ClassVar[str] = "blessed candidates become the challenger"
+
+        def decide(self, ctx: DeployContext) -> DeployDecision:
+            move = AliasChange(alias="challenger", version=ctx.version, expected=None)
+            return DeployDecision(strategy=self.strategy, moves=(move,), reason="challenger")
+
+    project = _project(tmp_path, deploy=Challenger())
+    result = execute_run(project, clock=SimulatedClock(T1))
+    assert result.ok and not result.promoted
+    assert result.run.outcome == "registered"
+    assert project.store.aliases("toy") == {"challenger": 1}
+    [event] = project.store.list_events("toy", kinds=["model.promoted"])
+    assert event.data == {"alias": "challenger", "previous": None, "policy": "challenger"}
+
+
+def test_an_unset_deploy_key_keeps_the_definition_hash(tmp_path: Path):
+    import hashlib
+    import json
+
+    project = _project(tmp_path)
+    dump = project.pipeline().config.model_dump(mode="json")
+    assert dump.pop("deploy") is None
+    before = hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()
+    assert project.pipeline().definition_hash == before  # projects written before 'deploy'
+    explicit = _project(tmp_path, deploy={"strategy": "replace"})
+    assert explicit.pipeline().definition_hash != before  # an edited config is a change
+
+
+def test_a_run_abandoned_between_register_and_deploy_is_repaired(tmp_path: Path):
+    """The steps one by one, then the process 'dies' (its lease runs out): the next run fails
+    the abandoned one, the version it registered is never promoted, the next one is."""
+    from retrainer.engine.runs import run as steps
+
+    project = _promoting_project(tmp_path)
+    execute_run(project, clock=SimulatedClock(T1))
+    pipeline = project.pipeline()
+    run, _ = steps.new_run(project, pipeline, now=T2, cause="manual")
+    run = steps.claim_run(project, run, now=T2)
+    timings: dict[str, float] = {}
+    loaded = steps.load_step(project, pipeline, run, now=T2, timings=timings)
+    trained = steps.train_step(project, pipeline, loaded, timings=timings)
+    blessing = steps.bless_step(project, pipeline, loaded, trained, timings=timings)
+    assert blessing.verdict.passed and blessing.champion_version == 1
+    orphan = steps.register_step(project, pipeline, loaded, trained, blessing, now=T2)
+    assert orphan.version == 2 and project.store.get_alias("toy", "champion") == 1
+
+    later = execute_run(project, clock=SimulatedClock(T2 + timedelta(days=1)))
+    assert later.ok and later.promoted and later.version.version == 3
+    assert later.previous_champion == 1
+    abandoned = project.store.get_run(run.id)
+    assert abandoned.status == "failed" and "interrupted" in (abandoned.error or "")
+    assert [m.version for m in project.store.alias_history("toy", "champion")] == [1, 3]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_sanity_server_starts_before_the_pipeline_loads(tmp_path: Path, monkeypatch, enabled):
+    # its imports (~2 s) overlap with the load and the fit instead of following them
+    import retrainer.engine.runs.run as run_module
+
+    calls: list[str] = []
+    monkeypatch.setattr(run_module, "start_fresh_process_server", lambda: calls.append("server"))
+    pipeline = Project.pipeline
+
+    def loading(self, name=None):
+        calls.append("pipeline")
+        return pipeline(self, name)
+
+    monkeypatch.setattr(Project, "pipeline", loading)
+    blessing = {"rules": [{"metric": "accuracy", "min": 0.5}], "sanity": {"enabled": enabled}}
+    project = _project(tmp_path, blessing=blessing)
+    if enabled:
+        from retrainer.adapters.artifacts import LocalArtifactStore
+
+        project.artifacts = LocalArtifactStore(str(tmp_path / "artifacts"))
+    assert execute_run(project, clock=SimulatedClock(T1)).ok
+    assert calls[:2] == (["server", "pipeline"] if enabled else ["pipeline", "pipeline"])

@@ -11,7 +11,7 @@ import pytest
 
 from retrainer.adapters.executors import Job
 from retrainer.core.clock import SimulatedClock
-from retrainer.engine.controller import Controller
+from retrainer.engine.control.controller import Controller
 from retrainer.engine.project import Project
 from tests.conftest import write_project
 
@@ -115,7 +115,7 @@ def test_backtest_policies_run_on_the_dask_cluster(tmp_path: Path, executor):
         )
     )
     result = run_backtest(proj / "backtest.yaml", tmp_path / "out")
-    by_name = {p["name"]: p for p in result.results["policies"]}
-    assert by_name["never"]["retrains"] == 0
-    assert by_name["every 3 days"]["retrains"] >= 4
-    assert result.results["degradation"] is not None
+    by_name = {p.name: p for p in result.results.policies}
+    assert by_name["never"].retrains == 0
+    assert by_name["every 3 days"].retrains >= 4
+    assert result.results.degradation is not None

@@ -37,7 +37,7 @@ def _recommended_project(tmp_path: Path, policy: dict[str, Any]) -> Path:
     """Backtest one policy; return out/recommended.yaml, which runs as is from there."""
     proj = tiny_project(tmp_path / "p")  # hourly rows, 2024-01-01 .. 2024-02-09
     result = run_backtest(backtest_file(proj, policies=[policy]), tmp_path / "out")
-    assert result.results["recommended"]["name"] == policy["name"]
+    assert result.results.recommended.name == policy["name"]
     deployed = result.yaml_path
     assert deployed.parent == tmp_path / "out"
     cfg, _ = load_config(deployed)

@@ -153,7 +153,7 @@ def test_registry_commands_without_models_fail_cleanly(tmp_path: Path, cmd: list
 
 
 def test_json_output_is_strict_json():
-    from retrainer.adapters.report import json_safe
+    from retrainer.core.jsonsafe import json_safe
 
     data = json_safe({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 2}})
     assert data == {"a": None, "b": [1.0, None], "c": {"d": 2}}
@@ -225,7 +225,6 @@ def test_daemon_max_ticks_must_be_at_least_one(tmp_path: Path):
     assert "--max-ticks" in result.stderr and "retrainer daemon:" not in result.output
 
 
-@pytest.mark.known_signal_leak
 def test_daemon_as_of_takes_an_offset_like_the_other_commands(tmp_path: Path):
     # 'daemon --as-of' refused the %z format 'run', 'status' and 'monitor' take
     proj = write_project(tmp_path / "p", triggers=[{"schedule": "0 0 * * *"}])
@@ -327,3 +326,110 @@ def test_a_predictions_file_without_a_column_is_named_with_its_own_columns(tmp_p
         f"error: {bad}: missing required column(s) 'model_version'. A prediction row needs "
         "id, timestamp, model_version, prediction; got columns: id, timestamp, prediction"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code"),
+    [
+        (["--executor", "inline", "--max-ticks", "2"], 0),
+        (["--executor", "bogus", "--max-ticks", "2"], 2),  # fails after the handlers went in
+    ],
+)
+def test_daemon_restores_the_signal_handlers_it_installs(tmp_path: Path, args, exit_code):
+    # the daemon's SIGTERM/SIGINT handlers outlived it: an in-process run left pytest
+    # ignoring Ctrl-C
+    import signal
+
+    proj = write_project(tmp_path / "p", triggers=[{"schedule": "0 0 * * *"}])
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    result = runner.invoke(app, ["daemon", "-c", str(proj), "--as-of", "2024-01-20", *args])
+    assert result.exit_code == exit_code, result.output
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_run_json_is_the_run_and_version_the_registry_shows(tmp_path: Path):
+    """'run --json' prints RunResult.to_json(): the same shapes as 'models list/show --json'."""
+    proj = write_project(tmp_path / "p")
+    first = json.loads(invoke("run", "-c", str(proj), "--as-of", "2024-01-20", "--json").output)
+    assert list(first) == ["run", "promoted", "unlabelled_rows", "version"]
+    assert first["promoted"] is True and first["unlabelled_rows"] == 0
+    [listed] = json.loads(invoke("models", "list", "-c", str(proj), "--json").output)
+    assert first["version"] == listed and listed["aliases"] == ["champion"]
+    shown = json.loads(invoke("models", "show", "1", "-c", str(proj), "--json").output)
+    assert first["run"] == shown["run"]
+    assert first["run"]["status"] == "succeeded" and first["run"]["outcome"] == "promoted"
+
+
+MONITOR_PIN = Path(__file__).parent / "data" / "monitor_cli_pin.json"
+
+
+def test_monitor_and_status_output_is_pinned(tmp_path: Path, monkeypatch):
+    """`monitor` and `status`, as text and --json, as they were before their results were
+    typed (run ids and the project's path masked). Regenerate with RETRAINER_WRITE_PINS=1."""
+    import os
+    import re
+
+    monkeypatch.setenv("COLUMNS", "200")
+    frame = make_frame(24 * 30, seed=3)
+    frame.loc[frame["ts"] >= "2024-01-22", "x1"] += 1.5
+    proj = write_project(tmp_path / "p", frame, monitor={"window": "3d"})
+    invoke("run", "-c", str(proj), "--as-of", "2024-01-20")
+    invoke("run", "-c", str(proj), "--as-of", "2024-01-21")
+
+    def masked(text: str) -> str:
+        text = text.replace(str(proj.resolve()), "<proj>").replace(str(proj), "<proj>")
+        text = re.sub(r'"owner": "[^"]*"', '"owner": "<host:pid>"', text)
+        return re.sub(r"[0-9a-f]{12,}|[0-9a-f]{8}-[0-9a-f-]{27}", "<id>", text)
+
+    def timings_masked(output: str) -> str:
+        data = json.loads(output)
+        for pipeline in data:
+            for run in (*pipeline["last_runs"], *pipeline["running"], *pipeline["queued"]):
+                run["timings"] = sorted(run["timings"])  # wall times vary; their steps do not
+        return json.dumps(data, indent=2)
+
+    got = {}
+    for args in (
+        ("monitor", "--as-of", "2024-01-24", "--no-report", "--json"),
+        ("monitor", "--as-of", "2024-01-25", "--no-report"),
+        ("status", "--as-of", "2024-01-25", "--json"),
+        ("status", "--as-of", "2024-01-25"),
+    ):
+        result = invoke(*args, "-c", str(proj))
+        assert result.exit_code == 0, result.output
+        output = (
+            timings_masked(result.output)
+            if args[0] == "status" and "--json" in args
+            else result.output
+        )
+        got[" ".join(args)] = masked(output).splitlines()
+    if os.environ.get("RETRAINER_WRITE_PINS"):
+        MONITOR_PIN.parent.mkdir(exist_ok=True)
+        MONITOR_PIN.write_text(json.dumps(got, indent=1) + "\n")
+    assert got == json.loads(MONITOR_PIN.read_text())
+
+
+def test_models_list_limit_keeps_the_latest_and_the_aliased_versions(tmp_path: Path):
+    # a registry of 1,000 versions drew 1,000 table rows (0.6 s of Rich) at every call
+    import dataclasses
+
+    from retrainer.engine.project import Project
+
+    proj = write_project(tmp_path / "p")
+    assert invoke("run", "-c", str(proj), "--as-of", "2024-01-20").exit_code == 0
+    with Project.open(proj) as project:
+        first = project.store.get_version("toy", 1)
+        for _ in range(4):
+            project.store.register_version(dataclasses.replace(first))
+
+    def listed(*args: str) -> list[int]:
+        result = invoke("models", "list", "-c", str(proj), "--json", *args)
+        return [v["version"] for v in json.loads(result.output)]
+
+    assert listed() == [1, 2, 3, 4, 5]  # --json lists all by default
+    assert listed("--limit", "2") == [1, 4, 5]  # v1 is the champion
+    assert listed("--limit", "0") == [1, 2, 3, 4, 5]
+    table = invoke("models", "list", "-c", str(proj), "--limit", "2").output
+    assert "v4" in table and "v1" in table and "v2" not in table
+    assert "... and 2 older versions: --limit 0 shows them all" in table
+    assert "older version" not in invoke("models", "list", "-c", str(proj)).output

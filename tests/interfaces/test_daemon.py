@@ -126,7 +126,6 @@ def scheduled_v1(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return proj
 
 
-@pytest.mark.known_signal_leak
 @pytest.mark.parametrize(
     "point", ["after_train", "after_artifact_write", "after_register", "after_promote"]
 )

@@ -22,7 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from retrainer.cli import app
-from retrainer.engine.run import FAULT_POINTS
+from retrainer.engine.runs.run import FAULT_POINTS
 from tests.conftest import write_project
 
 pytestmark = pytest.mark.slow

@@ -8,22 +8,29 @@
   cluster.
 
 The engine hands each executor a :class:`Job`; executors know nothing of runs or stores.
+
+:func:`task_pool` is the same three places for a batch of function calls that share one large
+argument (the backtest's policies over one replayed data set): ``inline``, ``process`` (spawned
+workers, the shared value sent once to each) or ``dask``, behind one
+``concurrent.futures.Executor``-like interface.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -275,11 +282,11 @@ def _describe(code: int) -> str | None:
 def worker_argv(
     config: Path, run_id: int, epoch: int, extra: Sequence[str] = ()
 ) -> tuple[str, ...]:
-    """The command line of the run worker (``python -m retrainer.engine.worker``)."""
+    """The command line of the run worker (``python -m retrainer.engine.runs.worker``)."""
     return (
         sys.executable,
         "-m",
-        "retrainer.engine.worker",
+        "retrainer.engine.runs.worker",
         "--config",
         str(config),
         "--run-id",
@@ -288,3 +295,86 @@ def worker_argv(
         str(epoch),
         *extra,
     )
+
+
+# --- pools of function calls -------------------------------------------------------------------
+
+
+class _SharedInWorker:
+    """Stands for the pool's shared value in a process worker (which holds it since start)."""
+
+
+_SHARED: Any = None  # a process worker's copy of the pool's shared value (set at its start)
+
+
+def _set_shared(value: Any) -> None:
+    global _SHARED
+    _SHARED = value
+
+
+def _call_shared(fn: Callable[..., Any], shared: Any, args: tuple[Any, ...]) -> Any:
+    return fn(_SHARED if isinstance(shared, _SharedInWorker) else shared, *args)
+
+
+class TaskPool:
+    """Calls ``fn(shared, *args)`` somewhere; see :func:`task_pool`."""
+
+    def __init__(self, executor: cf.Executor, handle: Any, workers: int) -> None:
+        self._executor = executor
+        self._handle = handle
+        self.workers = workers
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future[Any]:
+        """Start ``fn(shared, *args)``; ``fn`` must be importable (a module-level function)."""
+        return self._executor.submit(_call_shared, fn, self._handle, args)
+
+
+class _InlinePool(cf.Executor):
+    """A ``concurrent.futures.Executor`` that runs each call at submission, in this process."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+@contextlib.contextmanager
+def task_pool(
+    kind: Literal["inline", "process", "dask"] | str,
+    *,
+    shared: Any,
+    max_workers: int = 1,
+    address: str | None = None,
+) -> Iterator[TaskPool]:
+    """A pool whose calls all receive ``shared`` first, sent to each worker once.
+
+    ``inline`` calls in this process, at submission (also ``process`` with one worker);
+    ``process`` starts ``max_workers`` spawned processes (not forked: this process's
+    forkserver belongs to the sanity checks); ``dask`` scatters ``shared`` to the cluster at
+    ``address`` or to a local cluster of ``max_workers`` processes.
+
+    Examples
+    --------
+    >>> with task_pool("inline", shared=10) as pool:
+    ...     pool.submit(divmod, 3).result()
+    (3, 1)
+    """
+    if kind == "inline" or (kind == "process" and max_workers == 1):
+        yield TaskPool(_InlinePool(), shared, 1)
+    elif kind == "dask":
+        from retrainer.integrations.dask import dask_client
+
+        with dask_client(address, max_workers) as client:
+            handle = client.scatter(shared, broadcast=True)
+            yield TaskPool(client.get_executor(pure=False), handle, max_workers)
+    elif kind == "process":
+        ctx = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(
+            max_workers=max_workers, mp_context=ctx, initializer=_set_shared, initargs=(shared,)
+        ) as pool:
+            yield TaskPool(pool, _SharedInWorker(), max_workers)
+    else:
+        raise ValueError(f"unknown executor kind {kind!r}; expected inline, process or dask")

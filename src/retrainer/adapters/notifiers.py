@@ -2,7 +2,7 @@
 
 A :class:`Notifier` has a ``name`` and one method, ``send(alert)``, which delivers one
 :class:`Alert` or raises :class:`NotifierError`. Deduplication, rate limits, retries and the
-audit trail are the engine's business (:class:`retrainer.engine.alerts.Alerter`); a notifier
+audit trail are the engine's business (:class:`retrainer.engine.control.alerts.Alerter`); a notifier
 only delivers, once, within its timeout.
 
 Built in: :class:`LogNotifier` (Python logging), :class:`WebhookNotifier` (the alert as a JSON
@@ -45,18 +45,31 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import Any, Literal, Protocol, get_args
+from typing import Annotated, Any, Literal, Protocol, get_args
 from urllib.parse import urlsplit
 
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from retrainer.core._spec import Flag, Registry, Spec, describe_errors
 from retrainer.core.clock import as_utc
 from retrainer.errors import ConfigError, RetrainerError
 
 __all__ = [
+    "NOTIFIERS",
     "SEVERITIES",
     "Alert",
     "LogNotifier",
     "Notifier",
     "NotifierError",
+    "NotifierSpec",
     "RecordingNotifier",
     "SMTPNotifier",
     "Severity",
@@ -182,7 +195,7 @@ class Notifier(Protocol):
     """Delivers alerts somewhere.
 
     ``name`` identifies the notifier in rules, rate limits and the event log (unique per
-    :class:`~retrainer.engine.alerts.Alerter`). ``send`` delivers one alert once, within the
+    :class:`~retrainer.engine.control.alerts.Alerter`). ``send`` delivers one alert once, within the
     notifier's own timeout, and raises :class:`NotifierError` when it cannot; it does not
     retry (the alerter does).
 
@@ -224,10 +237,8 @@ class LogNotifier:
     """
 
     def __init__(self, *, logger: str = "retrainer.alerts", name: str = "log") -> None:
-        self.name = _check_name(name, "LogNotifier")
-        if not isinstance(logger, str) or not logger:
-            raise ConfigError(f"LogNotifier logger must be a logger name. Got {logger!r}")
-        self.logger = logger
+        spec = _checked(LogSpec, "LogNotifier", name=name, logger=logger)
+        self.name, self.logger = name, spec.logger
 
     def __repr__(self) -> str:
         return f"LogNotifier(logger={self.logger!r}, name={self.name!r})"
@@ -278,10 +289,11 @@ class WebhookNotifier:
         *,
         name: str = "webhook",
     ) -> None:
-        self.name = _check_name(name, "WebhookNotifier")
-        self.url = _check_url(url, "WebhookNotifier url")
-        self.headers = _check_headers(headers, "WebhookNotifier headers")
-        self.timeout = _check_timeout(timeout, "WebhookNotifier timeout")
+        _checked(
+            WebhookSpec, "WebhookNotifier", url=url, headers=headers, timeout=timeout, name=name
+        )
+        self.name, self.url, self.timeout = name, url, timeout
+        self.headers = dict(headers or {})
 
     def __repr__(self) -> str:
         return (
@@ -328,12 +340,8 @@ class SlackNotifier:
     def __init__(
         self, url: str, timeout: float = 5, *, blocks: bool = True, name: str = "slack"
     ) -> None:
-        self.name = _check_name(name, "SlackNotifier")
-        self.url = _check_url(url, "SlackNotifier url")
-        self.timeout = _check_timeout(timeout, "SlackNotifier timeout")
-        if not isinstance(blocks, bool):
-            raise ConfigError(f"SlackNotifier blocks must be true or false. Got {blocks!r}")
-        self.blocks = blocks
+        _checked(SlackSpec, "SlackNotifier", url=url, timeout=timeout, blocks=blocks, name=name)
+        self.name, self.url, self.timeout, self.blocks = name, url, timeout, blocks
 
     def __repr__(self) -> str:
         return f"SlackNotifier({_redacted(self.url)!r}, timeout={self.timeout})"
@@ -421,34 +429,27 @@ class SMTPNotifier:
         timeout: float = 10,
         name: str = "email",
     ) -> None:
-        self.name = _check_name(name, "SMTPNotifier")
-        if not isinstance(host, str) or not host.strip():
-            raise ConfigError(f"SMTPNotifier host must be a host name. Got {host!r}")
-        self.host = host
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise ConfigError(f"SMTPNotifier port must be an integer 1-65535. Got {port!r}")
-        self.port = port
-        self.sender = _check_address(sender, "SMTPNotifier sender")
-        if isinstance(recipients, str) or not isinstance(recipients, Sequence) or not recipients:
+        if isinstance(recipients, str):  # one address is not a list of its characters
             raise ConfigError(
                 f"SMTPNotifier recipients must be a non-empty list of addresses. Got {recipients!r}"
             )
-        self.recipients = [_check_address(r, "SMTPNotifier recipients") for r in recipients]
-        if (username is None) != (password is None):
-            raise ConfigError(
-                "SMTPNotifier needs both username and password to log in, or neither. "
-                f"Got username={'set' if username is not None else 'None'}, "
-                f"password={'set' if password is not None else 'None'}"
-            )
-        for what, value in (("username", username), ("password", password)):
-            if value is not None and not isinstance(value, str):
-                raise ConfigError(f"SMTPNotifier {what} must be a string")
-        self.username = username
-        self.password = password
-        if not isinstance(starttls, bool):
-            raise ConfigError(f"SMTPNotifier starttls must be true or false. Got {starttls!r}")
-        self.starttls = starttls
-        self.timeout = _check_timeout(timeout, "SMTPNotifier timeout")
+        _checked(
+            EmailSpec,
+            "SMTPNotifier",
+            host=host,
+            port=port,
+            sender=sender,
+            to=recipients,
+            username=username,
+            password=password,
+            starttls=starttls,
+            timeout=timeout,
+            name=name,
+        )
+        self.name, self.host, self.port, self.sender = name, host, port, sender
+        self.recipients = list(recipients)
+        self.username, self.password = username, password
+        self.starttls, self.timeout = starttls, timeout
 
     def __repr__(self) -> str:
         return (
@@ -549,7 +550,8 @@ class RecordingNotifier:
     """
 
     def __init__(self, *, name: str = "recording", fail_times: int = 0) -> None:
-        self.name = _check_name(name, "RecordingNotifier")
+        _checked(RecordingSpec, "RecordingNotifier", name=name)
+        self.name = name
         self.alerts: list[Alert] = []
         self.attempts = 0
         self._lock = threading.Lock()
@@ -587,41 +589,302 @@ class RecordingNotifier:
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
-# kind -> (required keys, optional keys); "kind" and "name" are allowed everywhere.
-_SPEC_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "email": (("host", "sender", "to"), ("port", "username", "password", "starttls", "timeout")),
-    "log": ((), ("logger",)),
-    "recording": ((), ("fail_times",)),
-    "slack": (("url",), ("timeout", "blocks")),
-    "webhook": (("url",), ("headers", "timeout")),
-}
+# -- specs: each kind's keys, declared once -----------------------------------------------------
 
 
-def _build_email(o: dict[str, Any]) -> Notifier:
-    to = o.pop("to")
-    return SMTPNotifier(recipients=[to] if isinstance(to, str) else to, **o)
+def _deferred(value: Any, info: ValidationInfo) -> bool:
+    """Whether ``value`` holds a ``${NAME}`` read at build time (retrainer.yaml is checked
+    before the environment is read: the value is checked once it is substituted)."""
+    return bool(info.context and info.context.get("env_refs")) and (
+        isinstance(value, str) and _ENV_REF.search(value) is not None
+    )
+
+
+def _fail(message: str, *, secret: bool = False) -> PydanticCustomError:
+    # a "secret" error's value is not repeated in messages (webhook URLs hold tokens)
+    return PydanticCustomError("retrainer_secret" if secret else "retrainer", message)
+
+
+def _name(value: Any, info: ValidationInfo) -> Any:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail("must be a non-empty string")
+    return value
+
+
+def _url(value: Any, info: ValidationInfo) -> Any:
+    if _deferred(value, info):
+        return value
+    if not isinstance(value, str):
+        raise _fail("must be an http:// or https:// URL")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        shown = _redacted(value) if parts is not None else "an unparsable URL"
+        raise _fail(f"must be an http:// or https:// URL with a host. Got {shown}", secret=True)
+    return value
+
+
+def _headers(value: Any, info: ValidationInfo) -> Any:
+    if value is None:
+        return value
+    if not isinstance(value, Mapping):
+        raise _fail("must be a mapping of header names to values", secret=True)
+    for key, text in value.items():
+        if not isinstance(key, str) or not isinstance(text, str):
+            raise _fail(f"header {key!r} must be a string with a string value", secret=True)
+        if any(c in key + text for c in "\r\n") or not key.strip():
+            raise _fail(f"header {key!r} has an empty name or a line break", secret=True)
+    return value
+
+
+def _seconds(value: Any, info: ValidationInfo) -> Any:
+    if _deferred(value, info):
+        return value
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise _fail("must be a number of seconds > 0")
+    return value
+
+
+def _port(value: Any, info: ValidationInfo) -> Any:
+    if _deferred(value, info):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise _fail("must be an integer 1-65535")
+    return value
+
+
+def _address(value: Any, info: ValidationInfo) -> Any:
+    if _deferred(value, info):
+        return value
+    if not isinstance(value, str) or "@" not in value or any(c in value for c in "\r\n"):
+        raise _fail(f"{value!r} is not an email address like ops@example.com")
+    return value
+
+
+def _recipients(value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, str):  # one address
+        return _address(value, info)
+    if not isinstance(value, list | tuple) or not value:
+        raise _fail("must be a non-empty list of addresses")
+    for item in value:
+        _address(item, info)
+    return value
+
+
+def _text(value: Any, info: ValidationInfo) -> Any:
+    if value is not None and not isinstance(value, str):
+        raise _fail("must be a string", secret=True)
+    return value
+
+
+def _fail_times(value: Any, info: ValidationInfo) -> Any:
+    if _deferred(value, info):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _fail("must be an integer >= 0")
+    return value
+
+
+_EnvText = {"type": "string", "pattern": r".*\$\{[A-Za-z_][A-Za-z0-9_]*\}.*"}
+NotifierName = Annotated[str, PlainValidator(_name, json_schema_input_type=str)]
+Url = Annotated[str, PlainValidator(_url, json_schema_input_type=str)]
+Headers = Annotated[dict[str, str], PlainValidator(_headers, json_schema_input_type=dict[str, str])]
+Seconds = Annotated[float, PlainValidator(_seconds, json_schema_input_type=float | str)]
+Port = Annotated[int, PlainValidator(_port, json_schema_input_type=int | str)]
+Address = Annotated[str, PlainValidator(_address, json_schema_input_type=str)]
+Recipients = Annotated[
+    str | list[str], PlainValidator(_recipients, json_schema_input_type=str | list[str])
+]
+Secret = Annotated[str, PlainValidator(_text, json_schema_input_type=str)]
+FailTimes = Annotated[int, PlainValidator(_fail_times, json_schema_input_type=int)]
+
+
+class _NotifierSpec(Spec):
+    """What the notifier kinds share: ``kind`` and ``name`` (default: the kind)."""
+
+    name: NotifierName | None = None
+
+    def build(self) -> Notifier:
+        """The notifier this spec describes (values as given: substitute ``${NAME}`` first)."""
+        raise NotImplementedError
+
+    def _options(self) -> dict[str, Any]:
+        params = {k: v for k, v in self.get_params().items() if v is not None}
+        params.setdefault("name", self.spec_kind())
+        return params
+
+
+class LogSpec(_NotifierSpec):
+    """``kind: log``: each alert as one log record (:class:`LogNotifier`)."""
+
+    kind: Literal["log"] = "log"
+    logger: NotifierName = "retrainer.alerts"
+
+    def build(self) -> Notifier:
+        return LogNotifier(**self._options())
+
+    def describe(self) -> str:
+        return f"log records on {self.logger}"
+
+
+class WebhookSpec(_NotifierSpec):
+    """``kind: webhook``: each alert POSTed as JSON (:class:`WebhookNotifier`)."""
+
+    kind: Literal["webhook"] = "webhook"
+    url: Url
+    headers: Headers | None = None
+    timeout: Seconds = 5
+
+    def build(self) -> Notifier:
+        return WebhookNotifier(**self._options())
+
+    def describe(self) -> str:
+        return f"JSON POST to {_redacted(self.url)}"
+
+
+class SlackSpec(_NotifierSpec):
+    """``kind: slack``: a Slack-compatible incoming webhook (:class:`SlackNotifier`)."""
+
+    kind: Literal["slack"] = "slack"
+    url: Url
+    timeout: Seconds = 5
+    blocks: Flag = True
+
+    def build(self) -> Notifier:
+        return SlackNotifier(**self._options())
+
+    def describe(self) -> str:
+        return f"Slack message to {_redacted(self.url)}"
+
+
+class EmailSpec(_NotifierSpec):
+    """``kind: email``: a plain-text email through SMTP (:class:`SMTPNotifier`)."""
+
+    kind: Literal["email"] = "email"
+    host: NotifierName
+    port: Port = 25
+    sender: Address
+    recipients: Recipients = Field(alias="to")
+    """An address or a list of them; the configuration key is ``to``."""
+    username: Secret | None = None
+    password: Secret | None = None
+    starttls: Flag = False
+    timeout: Seconds = 10
+
+    @model_validator(mode="after")
+    def _login(self) -> EmailSpec:
+        if (self.username is None) != (self.password is None):
+            raise ValueError(
+                "SMTPNotifier needs both username and password to log in, or neither. "
+                f"Got username={'set' if self.username is not None else 'None'}, "
+                f"password={'set' if self.password is not None else 'None'}"
+            )
+        return self
+
+    def build(self) -> Notifier:
+        options = self._options()
+        to = options.pop("recipients")
+        return SMTPNotifier(recipients=[to] if isinstance(to, str) else list(to), **options)
+
+    def describe(self) -> str:
+        to = [self.recipients] if isinstance(self.recipients, str) else self.recipients
+        return f"email to {', '.join(to)} via {self.host}:{self.port}"
+
+
+class RecordingSpec(_NotifierSpec):
+    """``kind: recording``: keeps the alerts (:class:`RecordingNotifier`; tests, demos)."""
+
+    kind: Literal["recording"] = "recording"
+    fail_times: FailTimes = 0
+
+    def build(self) -> Notifier:
+        return RecordingNotifier(**self._options())
+
+    def describe(self) -> str:
+        return "kept in memory"
+
+
+NotifierSpec = Annotated[
+    LogSpec | WebhookSpec | SlackSpec | EmailSpec | RecordingSpec, Field(discriminator="kind")
+]
+"""A notifier as ``retrainer.yaml`` writes it under ``alerts.notifiers``."""
+
+NOTIFIERS: Registry[LogSpec | WebhookSpec | SlackSpec | EmailSpec | RecordingSpec] = Registry(
+    "notifier", NotifierSpec
+)
+"""The notifier kinds: the one list of them."""
+
+
+def _key_problems(spec: object, where: str) -> list[str]:
+    """What is wrong with a notifier mapping's kind and keys (empty: nothing)."""
+    if not isinstance(spec, Mapping):
+        return [f"{where} must be a mapping with a 'kind'. Got {spec!r}"]
+    kind = spec.get("kind")
+    if not isinstance(kind, str) or kind not in NOTIFIERS:
+        return [
+            f"{where}.kind: unknown notifier kind {kind!r}; expected one of "
+            f"{', '.join(sorted(NOTIFIERS.kinds))}"
+        ]
+    fields = NOTIFIERS[kind].model_fields
+    allowed = set(NOTIFIERS.keys(kind))
+    problems = []
+    unknown = sorted(str(k) for k in spec if k not in allowed)
+    if unknown:
+        problems.append(
+            f"{where}: unknown key(s) {', '.join(unknown)} for a {kind} notifier; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+    missing = [info.alias or n for n, info in fields.items() if info.is_required()]
+    missing = [key for key in missing if key not in spec]
+    if missing:
+        problems.append(f"{where}: a {kind} notifier needs {', '.join(missing)}")
+    return problems
+
+
+def _check_keys(value: Any) -> Any:
+    if isinstance(value, Spec):
+        return value
+    problems = _key_problems(value, "notifier")
+    if problems:
+        raise ValueError("; ".join(p.removeprefix("notifier").lstrip(":. ") for p in problems))
+    return value
+
+
+ConfiguredNotifier = Annotated[NotifierSpec, BeforeValidator(_check_keys)]
+"""A :data:`NotifierSpec` whose kind and keys are checked first: the type of
+``alerts.notifiers`` items in ``retrainer.yaml`` (``${NAME}`` values are checked when read)."""
+
+
+def _checked(cls: type[_NotifierSpec], owner: str, **params: Any) -> Any:
+    """``params`` validated as a ``cls``; ConfigError naming ``owner.<parameter>``."""
+    try:
+        return cls.model_validate(params)
+    except ValidationError as exc:
+        lines = describe_errors(exc, owner, cls.param_names())
+        raise ConfigError("; ".join(lines), lines) from None
 
 
 _NUMBERS: dict[str, Callable[[str], float]] = {"fail_times": int, "port": int, "timeout": float}
 
-_BUILDERS: dict[str, Callable[[dict[str, Any]], Notifier]] = {
-    "email": _build_email,
-    "log": lambda o: LogNotifier(**o),
-    "recording": lambda o: RecordingNotifier(**o),
-    "slack": lambda o: SlackNotifier(**o),
-    "webhook": lambda o: WebhookNotifier(**o),
-}
-
 
 def build_notifier(
-    spec: Mapping[str, Any],
+    spec: Mapping[str, Any] | Spec,
     *,
     environ: Mapping[str, str] | None = None,
     where: str = "notifier",
 ) -> Notifier:
     """Make a notifier from a config mapping such as ``{"kind": "slack", "url": ...}``.
 
-    Kinds and their keys (``name`` is optional everywhere and defaults to the kind):
+    Kinds and their keys (``name`` is optional everywhere and defaults to the kind) are the
+    fields of the specs in :data:`NOTIFIERS`:
 
     - ``log``: ``logger``;
     - ``webhook``: ``url``, ``headers``, ``timeout``;
@@ -636,7 +899,7 @@ def build_notifier(
     Parameters
     ----------
     spec
-        The mapping.
+        The mapping (or a spec of :data:`NOTIFIERS`, as ``retrainer.yaml`` holds it).
     environ
         Where ``${NAME}`` is looked up; ``os.environ`` by default.
     where
@@ -661,43 +924,23 @@ def build_notifier(
     ...
     retrainer.errors.ConfigError: alerts.notifiers[1].kind: unknown notifier kind 'pager'; ...
     """
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"{where} must be a mapping with a 'kind'. Got {spec!r}")
-    kind = spec.get("kind")
-    if not isinstance(kind, str) or kind not in _SPEC_KEYS:
-        raise ConfigError(
-            f"{where}.kind: unknown notifier kind {kind!r}; expected one of "
-            f"{', '.join(sorted(_SPEC_KEYS))}"
-        )
-    required, optional = _SPEC_KEYS[kind]
-    allowed = {"kind", "name", *required, *optional}
-    problems = []
-    unknown = sorted(str(k) for k in spec if k not in allowed)
-    if unknown:
-        problems.append(
-            f"{where}: unknown key(s) {', '.join(unknown)} for a {kind} notifier; "
-            f"allowed: {', '.join(sorted(allowed))}"
-        )
-    missing = [k for k in required if k not in spec]
-    if missing:
-        problems.append(f"{where}: a {kind} notifier needs {', '.join(missing)}")
+    if isinstance(spec, Spec):
+        spec = spec.to_spec()
+    problems = _key_problems(spec, where)
     if problems:
         raise ConfigError("; ".join(problems), problems)
+    kind = str(spec["kind"])
     env = os.environ if environ is None else environ
-    options = {str(k): _substitute(v, env, f"{where}.{k}") for k, v in spec.items() if k != "kind"}
-    options.setdefault("name", kind)
+    options = {str(k): _substitute(v, env, f"{where}.{k}") for k, v in spec.items()}
     for key, convert in _NUMBERS.items():
-        # "${SMTP_PORT}" (or a quoted "587") reads as a string; the constructor wants a number
+        # "${SMTP_PORT}" (or a quoted "587") reads as a string; the spec wants a number
         value = options.get(key)
         if isinstance(value, str):
             try:
                 options[key] = convert(value)
             except ValueError:
                 raise ConfigError(f"{where}.{key} must be a number. Got {value!r}") from None
-    try:
-        return _BUILDERS[kind](options)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+    return NOTIFIERS.build(kind, options, where).build()
 
 
 def _substitute(value: Any, env: Mapping[str, str], path: str) -> Any:
@@ -804,55 +1047,3 @@ def _one_line(text: str) -> str:
 
 def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _check_name(name: object, who: str) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{who} name must be a non-empty string. Got {name!r}")
-    return name
-
-
-def _check_url(url: object, what: str) -> str:
-    if not isinstance(url, str):
-        raise ConfigError(f"{what} must be an http:// or https:// URL. Got {url!r}")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (raises ValueError for a bad port)
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        shown = _redacted(url) if parts is not None else "an unparsable URL"
-        raise ConfigError(f"{what} must be an http:// or https:// URL with a host. Got {shown}")
-    return url
-
-
-def _check_headers(headers: object, what: str) -> dict[str, str]:
-    if headers is None:
-        return {}
-    if not isinstance(headers, Mapping):
-        raise ConfigError(f"{what} must be a mapping of header names to values")
-    out = {}
-    for key, value in headers.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise ConfigError(f"{what}: header {key!r} must be a string with a string value")
-        if any(c in key + value for c in "\r\n") or not key.strip():
-            raise ConfigError(f"{what}: header {key!r} has an empty name or a line break")
-        out[key] = value
-    return out
-
-
-def _check_timeout(timeout: object, what: str) -> float:
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        raise ConfigError(f"{what} must be a number of seconds > 0. Got {timeout!r}")
-    return timeout
-
-
-def _check_address(address: object, what: str) -> str:
-    if not isinstance(address, str) or "@" not in address or any(c in address for c in "\r\n"):
-        raise ConfigError(f"{what}: {address!r} is not an email address like ops@example.com")
-    return address

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from retrainer.adapters.locations import resolve_url
 from retrainer.errors import ConfigError, DataError, SourceError
 
 
@@ -356,14 +357,6 @@ def import_ref(ref: str, base: Path | None = None) -> Any:
         raise ConfigError(
             f"module '{module_name}' has no attribute '{attr}' (from '{ref}')"
         ) from None
-
-
-def resolve_url(url: str, base: Path) -> str:
-    """Make a relative local path absolute against ``base``; leave URLs with a scheme alone."""
-    if "://" in url:
-        return url
-    p = Path(url).expanduser()
-    return str(p if p.is_absolute() else (base / p).resolve())
 
 
 def make_source(spec: Any, base: Path) -> Source:

@@ -16,6 +16,9 @@ function                       what it gives
                                always-retrained control (:class:`DegradationCurve`)
 :func:`select_policy`          the policy to recommend, chosen on the first part of history
                                (:class:`Candidate` in, :class:`Selection` out)
+:func:`recommend`              the backtest's rules around it: which policies may be chosen,
+                               the reason, the always-retrained control
+                               (:class:`PolicyFigures` in, :class:`Recommendation` out)
 =============================  ==============================================================
 
 Points
@@ -60,11 +63,15 @@ __all__ = [
     "CostModel",
     "DegradationCurve",
     "Difference",
+    "PolicyFigures",
+    "Recommendation",
     "Selection",
     "degradation_curve",
+    "exclusion",
     "paired_bootstrap",
     "pareto_front",
     "pooled",
+    "recommend",
     "select_policy",
 ]
 
@@ -707,3 +714,137 @@ def select_policy(
             f"{', '.join(others)})"
         )
     return Selection(chosen.name, reason, "tolerance")
+
+
+# --- the backtest's recommendation ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyFigures:
+    """What the recommendation rules read of one replayed policy.
+
+    Scores are the primary metric pooled over the part's rows (NaN when undefined); the
+    ``*_selection`` figures count the selection part only.
+    """
+
+    name: str
+    has_triggers: bool
+    """False for a baseline: a policy that never retrains."""
+    online: bool
+    """True for a policy that learns from the new rows only (window kind ``new``)."""
+    score: float
+    """On the whole replay."""
+    score_selection: float
+    retrains: int
+    retrains_selection: int
+    cpu_s_selection: float
+    watched_selection: int
+    """Selection batches at which the policy's trigger judged its signal."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recommendation:
+    """The recommended policy, why, each policy's exclusion, and the always-retrain control."""
+
+    name: str
+    rule: str
+    reason: str
+    excluded: tuple[str | None, ...]
+    """Per policy, in order: ``"baseline"``, ``"untested"`` or None (it could be chosen)."""
+    oracle: str
+    """The batch policy that retrains most often (online ones aside): the control."""
+
+
+def exclusion(
+    figures: PolicyFigures, *, selection_batches: int, recommend_baselines: bool = False
+) -> str | None:
+    """Why ``figures`` may not be recommended: ``"baseline"``, ``"untested"`` or None.
+
+    A policy without triggers is a baseline: it cannot react to a shift the selection part
+    did not contain. A policy whose trigger neither fired nor judged its signal on at least
+    half the selection part is untested (a metric or concept-drift trigger whose look-back
+    held no label yet under the delay): what was measured there is its first model, not the
+    policy. A trigger that watched and did not fire was tested: it judged that nothing called
+    for a retrain. ``recommend_baselines`` lifts both.
+
+    Examples
+    --------
+    >>> f = PolicyFigures(name="drift", has_triggers=True, online=False, score=0.8,
+    ...     score_selection=0.8, retrains=0, retrains_selection=0, cpu_s_selection=0.0,
+    ...     watched_selection=2)
+    >>> exclusion(f, selection_batches=10), exclusion(f, selection_batches=4)
+    ('untested', None)
+    """
+    if recommend_baselines:
+        return None
+    if not figures.has_triggers:
+        return "baseline"
+    if figures.retrains_selection == 0 and 2 * figures.watched_selection < selection_batches:
+        return "untested"
+    return None
+
+
+def recommend(
+    policies: Sequence[PolicyFigures],
+    *,
+    selection_batches: int,
+    greater_is_better: bool = True,
+    tolerance: float = 0.5,
+    cost: CostModel | None = None,
+    cpu_tolerance: float = 0.25,
+    recommend_baselines: bool = False,
+) -> Recommendation:
+    """The policy a backtest recommends, chosen on the selection part only.
+
+    The policies that :func:`exclusion` lets through are compared by :func:`select_policy`
+    (all of them when none is left); the reason says when the chosen one's trigger never
+    fired on the selection part.
+
+    Examples
+    --------
+    >>> def figures(name, score, retrains, triggers=True):
+    ...     return PolicyFigures(name=name, has_triggers=triggers, online=False, score=score,
+    ...         score_selection=score, retrains=retrains, retrains_selection=retrains,
+    ...         cpu_s_selection=retrains * 0.1, watched_selection=0)
+    >>> rec = recommend([figures("never", 0.9, 0, triggers=False), figures("daily", 0.8, 9),
+    ...     figures("weekly", 0.799, 2)], selection_batches=10)
+    >>> rec.name, rec.excluded, rec.oracle
+    ('weekly', ('baseline', None, None), 'daily')
+    """
+    excluded = tuple(
+        exclusion(p, selection_batches=selection_batches, recommend_baselines=recommend_baselines)
+        for p in policies
+    )
+    eligible = [p for p, why in zip(policies, excluded, strict=True) if why is None]
+    selection = select_policy(
+        [
+            Candidate(
+                name=p.name,
+                score=p.score_selection,
+                retrains=p.retrains_selection,
+                cpu_s=p.cpu_s_selection,
+            )
+            for p in eligible or policies
+        ],
+        greater_is_better=greater_is_better,
+        tolerance=tolerance,
+        cost=cost if cost is not None and cost.is_set else None,
+        cpu_tolerance=cpu_tolerance,
+    )
+    chosen = next(p for p in policies if p.name == selection.name)
+    reason = selection.reason
+    if chosen.has_triggers and chosen.retrains_selection == 0:
+        reason += (
+            f"; its trigger watched {chosen.watched_selection} of the {selection_batches} "
+            "selection batches and never fired there, so its score there is its first model's"
+        )
+    sign = 1.0 if greater_is_better else -1.0
+    batch_policies = [p for p in policies if not p.online] or list(policies)
+    oracle = max(batch_policies, key=lambda p: (p.retrains, sign * p.score))
+    return Recommendation(
+        name=chosen.name,
+        rule=selection.rule,
+        reason=reason,
+        excluded=excluded,
+        oracle=oracle.name,
+    )

@@ -27,17 +27,25 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeGuard, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, runtime_checkable
 
-from retrainer.core.metrics import Metric, improvement
+from pydantic import BeforeValidator, Discriminator, Field, PlainValidator, Tag, model_validator
+from pydantic_core import PydanticCustomError
+
+from retrainer.core._spec import Count, Flag, Name, NonNegative, Number, Registry, Spec
 from retrainer.core.types import EvidenceRow, Verdict
 from retrainer.errors import ConfigError
 
+if TYPE_CHECKING:  # the metrics (scikit-learn) are imported when a gate runs, not to read config
+    from retrainer.core.metrics import Metric
+
 __all__ = [
+    "RULES",
     "AbsoluteRule",
     "ChangeRule",
     "Gate",
     "Rule",
+    "RuleSpec",
     "ScoreCard",
     "SliceRule",
     "SliceScore",
@@ -113,47 +121,16 @@ class Rule(Protocol):
     def get_params(self) -> dict[str, Any]: ...
 
 
-# --- validation -------------------------------------------------------------------------------
+# --- parameter types --------------------------------------------------------------------------
 
 
-def _is_number(value: object) -> TypeGuard[int | float]:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
-
-
-def _check_metric_name(owner: str, value: object) -> None:
+def _metric_name(value: Any) -> Any:
     if not isinstance(value, str) or not value:
-        raise ConfigError(
-            f"{owner}.metric must be a metric name (a non-empty string); got {value!r}"
-        )
+        raise PydanticCustomError("retrainer", "must be a metric name (a non-empty string)")
+    return value
 
 
-def _check_optional_number(
-    owner: str, name: str, value: object, *, nonnegative: bool = False
-) -> None:
-    if value is None:
-        return
-    if not _is_number(value):
-        raise ConfigError(f"{owner}.{name} must be a finite number or None; got {value!r}")
-    if nonnegative and value < 0:
-        raise ConfigError(
-            f"{owner}.{name} must be >= 0 (it is the largest allowed loss); got {value!r}"
-        )
-
-
-def _check_bool(owner: str, name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{owner}.{name} must be true or false; got {value!r}")
-
-
-def _check_min_max(owner: str, lo: object, hi: object) -> None:
-    _check_optional_number(owner, "min", lo)
-    _check_optional_number(owner, "max", hi)
-    if _is_number(lo) and _is_number(hi) and lo > hi:
-        raise ConfigError(f"{owner}.min must not exceed max; got min={lo!r}, max={hi!r}")
+MetricName = Annotated[str, PlainValidator(_metric_name, json_schema_input_type=str)]
 
 
 # --- comparisons and text ---------------------------------------------------------------------
@@ -177,6 +154,11 @@ def _fmt_change(value: float, *, relative: bool, signed: bool) -> str:
     if relative:
         return (f"{value * 100:+.3g}" if signed else f"{value * 100:.3g}") + "%"
     return f"{value:+.4g}" if signed else f"{value:.4g}"
+
+
+def _check_order(owner: str, lo: float | None, hi: float | None) -> None:
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"{owner}.min must not exceed max; got min={lo!r}, max={hi!r}")
 
 
 def _bounds_text(lo: float | None, hi: float | None) -> str:
@@ -226,6 +208,8 @@ def _champion_skip_note(
 
 
 def _change(metric: Metric, candidate: float, champion: float, relative: bool) -> float:
+    from retrainer.core.metrics import improvement
+
     if relative and champion == 0:
         raw = improvement(metric, candidate, champion, relative=False)
         return 0.0 if raw == 0 else math.copysign(math.inf, raw)
@@ -333,10 +317,23 @@ def _repr(obj: Any) -> str:
     return f"{type(obj).__name__}({params})"
 
 
+def _change_text(
+    min_improvement: float | None, max_regression: float | None, relative: bool
+) -> str:
+    parts = []
+    if min_improvement is not None:
+        shown = _fmt_threshold(min_improvement, relative=relative, signed=True)
+        parts.append(f"improvement >= {shown}")
+    if max_regression is not None:
+        shown = _fmt_threshold(max_regression, relative=relative, signed=False)
+        parts.append(f"regression <= {shown}")
+    return " and ".join(parts)
+
+
 # --- rules ------------------------------------------------------------------------------------
 
 
-class AbsoluteRule:
+class AbsoluteRule(Spec):
     """Bounds on the candidate's score: ``min <= value <= max``.
 
     Parameters
@@ -355,33 +352,33 @@ class AbsoluteRule:
     ...                    get_metric("accuracy"))
     >>> row.threshold, row.passed, row.note
     ('>= 0.65', False, 'accuracy 0.61 < min 0.65')
+    >>> rule.to_spec(), rule.describe()
+    ({'metric': 'accuracy', 'min': 0.65}, 'accuracy >= 0.65')
     """
 
-    def __init__(self, metric: str, min: float | None = None, max: float | None = None) -> None:
-        self.metric = metric
-        self.min = min
-        self.max = max
+    kind: ClassVar[str] = "absolute"
+    metric: MetricName
+    min: Number | None = None
+    max: Number | None = None
 
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters, as given."""
-        return {"metric": self.metric, "min": self.min, "max": self.max}
-
-    def __repr__(self) -> str:
-        return _repr(self)
-
-    def _validate(self) -> None:
-        _check_metric_name("AbsoluteRule", self.metric)
-        _check_min_max("AbsoluteRule", self.min, self.max)
+    @model_validator(mode="after")
+    def _bounds(self) -> AbsoluteRule:
         if self.min is None and self.max is None:
-            raise ConfigError(
+            raise ValueError(
                 f"AbsoluteRule for metric {self.metric!r} needs min or max; got neither"
             )
+        _check_order(type(self).__name__, self.min, self.max)
+        return self
+
+    def describe(self) -> str:
+        """``accuracy >= 0.6``, ``rmse <= 1.5``."""
+        return f"{self.metric} {_bounds_text(self.min, self.max)}"
 
     def check(
         self, candidate: ScoreCard, champion: ScoreCard | None, metric: Metric
     ) -> list[EvidenceRow]:
         """Return one ``"absolute"`` row for the candidate's overall score."""
-        self._validate()
+        self.check_params()
         return [
             _absolute_row(
                 rule="absolute",
@@ -395,7 +392,7 @@ class AbsoluteRule:
         ]
 
 
-class ChangeRule:
+class ChangeRule(Spec):
     """The candidate must not be worse than the champion by more than allowed.
 
     Improvement follows the metric's direction: ``candidate - champion`` when greater is
@@ -425,50 +422,35 @@ class ChangeRule:
     >>> [row] = rule.check(ScoreCard(n=200, metrics={"rmse": 1.05}), None, get_metric("rmse"))
     >>> row.passed, row.note
     (True, 'no champion: skipped')
+    >>> rule.describe()
+    'rmse: regression <= 1.0% vs the champion'
     """
 
-    def __init__(
-        self,
-        metric: str,
-        min_improvement: float | None = None,
-        max_regression: float | None = None,
-        relative: bool = False,
-    ) -> None:
-        self.metric = metric
-        self.min_improvement = min_improvement
-        self.max_regression = max_regression
-        self.relative = relative
+    kind: ClassVar[str] = "change"
+    metric: MetricName
+    min_improvement: Number | None = None
+    max_regression: NonNegative | None = None
+    relative: Flag = False
 
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters, as given."""
-        return {
-            "metric": self.metric,
-            "min_improvement": self.min_improvement,
-            "max_regression": self.max_regression,
-            "relative": self.relative,
-        }
-
-    def __repr__(self) -> str:
-        return _repr(self)
-
-    def _validate(self) -> None:
-        _check_metric_name("ChangeRule", self.metric)
-        _check_optional_number("ChangeRule", "min_improvement", self.min_improvement)
-        _check_optional_number(
-            "ChangeRule", "max_regression", self.max_regression, nonnegative=True
-        )
-        _check_bool("ChangeRule", "relative", self.relative)
+    @model_validator(mode="after")
+    def _a_bound(self) -> ChangeRule:
         if self.min_improvement is None and self.max_regression is None:
-            raise ConfigError(
+            raise ValueError(
                 f"ChangeRule for metric {self.metric!r} needs min_improvement or "
                 "max_regression; got neither"
             )
+        return self
+
+    def describe(self) -> str:
+        """``accuracy: improvement >= +0.000 vs the champion``."""
+        text = _change_text(self.min_improvement, self.max_regression, self.relative)
+        return f"{self.metric}: {text} vs the champion"
 
     def check(
         self, candidate: ScoreCard, champion: ScoreCard | None, metric: Metric
     ) -> list[EvidenceRow]:
         """Return one ``"change"`` row per bound that is set."""
-        self._validate()
+        self.check_params()
         champion_metrics = champion.metrics if champion is not None else None
         return _change_rows(
             rule="change",
@@ -486,7 +468,7 @@ class ChangeRule:
         )
 
 
-class SliceRule:
+class SliceRule(Spec):
     """Per-slice checks: every value of ``column`` with enough rows must hold up.
 
     For each slice with ``n >= min_size``: ``min``/``max`` bound the candidate's score on it
@@ -523,62 +505,37 @@ class SliceRule:
     region=north: True
     region=south: False accuracy[region=south] 0.55 < min 0.6
     region=west: True n=4 < min_size=30: skipped
+    >>> rule.to_spec()
+    {'metric': 'accuracy', 'slice': 'region', 'min_size': 30, 'min': 0.6}
+    >>> rule.describe()
+    'accuracy on each region slice of >= 30 rows: >= 0.6'
     """
 
-    def __init__(
-        self,
-        metric: str,
-        column: str,
-        min_size: int = 30,
-        min: float | None = None,
-        max: float | None = None,
-        max_regression: float | None = None,
-        relative: bool = False,
-    ) -> None:
-        self.metric = metric
-        self.column = column
-        self.min_size = min_size
-        self.min = min
-        self.max = max
-        self.max_regression = max_regression
-        self.relative = relative
+    kind: ClassVar[str] = "slice"
+    metric: MetricName
+    column: Name = Field(alias="slice")
+    """The configuration key is ``slice``."""
+    min_size: Count = 30
+    min: Number | None = None
+    max: Number | None = None
+    max_regression: NonNegative | None = None
+    relative: Flag = False
 
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters, as given."""
-        return {
-            "metric": self.metric,
-            "column": self.column,
-            "min_size": self.min_size,
-            "min": self.min,
-            "max": self.max,
-            "max_regression": self.max_regression,
-            "relative": self.relative,
-        }
-
-    def __repr__(self) -> str:
-        return _repr(self)
-
-    def _validate(self) -> None:
-        owner = "SliceRule"
-        _check_metric_name(owner, self.metric)
-        if not isinstance(self.column, str) or not self.column:
-            raise ConfigError(
-                f"{owner}.column must be a column name (a non-empty string); got {self.column!r}"
-            )
-        if (
-            not isinstance(self.min_size, int)
-            or isinstance(self.min_size, bool)
-            or (self.min_size < 1)
-        ):
-            raise ConfigError(f"{owner}.min_size must be an integer >= 1; got {self.min_size!r}")
-        _check_min_max(owner, self.min, self.max)
-        _check_optional_number(owner, "max_regression", self.max_regression, nonnegative=True)
-        _check_bool(owner, "relative", self.relative)
+    @model_validator(mode="after")
+    def _a_bound(self) -> SliceRule:
         if self.min is None and self.max is None and self.max_regression is None:
-            raise ConfigError(
-                f"{owner} for metric {self.metric!r} on column {self.column!r} needs min, max "
+            raise ValueError(
+                f"SliceRule for metric {self.metric!r} on column {self.column!r} needs min, max "
                 "or max_regression; got none"
             )
+        _check_order(type(self).__name__, self.min, self.max)
+        return self
+
+    def describe(self) -> str:
+        """``accuracy on each region slice of >= 30 rows: >= 0.6``."""
+        return f"{self.metric} on each {self.column} slice of >= {self.min_size} rows: " + (
+            self._thresholds()
+        )
 
     def _thresholds(self) -> str:
         parts = (
@@ -595,7 +552,7 @@ class SliceRule:
         self, candidate: ScoreCard, champion: ScoreCard | None, metric: Metric
     ) -> list[EvidenceRow]:
         """Return ``"slice"`` rows: per slice, one for the bounds and one for the regression."""
-        self._validate()
+        self.check_params()
         slices = candidate.slices.get(self.column)
         if not slices:
             return [
@@ -786,15 +743,89 @@ class Gate:
 
 # --- configuration ----------------------------------------------------------------------------
 
-_KEYS = {
-    "absolute": ("metric", "min", "max"),
-    "change": ("metric", "min_improvement", "max_regression", "relative"),
-    "slice": ("metric", "slice", "min_size", "min", "max", "max_regression", "relative"),
-}
-_ALL_KEYS = sorted({key for keys in _KEYS.values() for key in keys})
+
+def rule_kind(spec: Mapping[str, Any]) -> str | None:
+    """Which rule a configuration mapping describes; its keys decide (None: cannot tell).
+
+    - ``slice`` present: a :class:`SliceRule` (``slice`` is the column);
+    - ``min_improvement`` or ``max_regression``: a :class:`ChangeRule`;
+    - ``min`` or ``max``: an :class:`AbsoluteRule`.
+
+    Examples
+    --------
+    >>> rule_kind({"metric": "accuracy", "max_regression": 0.01})
+    'change'
+    """
+    if "slice" in spec:
+        return "slice"
+    if "min_improvement" in spec or "max_regression" in spec:
+        return "change"
+    if "min" in spec or "max" in spec:
+        return "absolute"
+    return None
 
 
-def build_rule(spec: Mapping[str, object]) -> Rule:
+def _tag(value: Any) -> str | None:
+    if isinstance(value, Spec):
+        return value.spec_kind()
+    return rule_kind(value) if isinstance(value, Mapping) else None
+
+
+RuleSpec = Annotated[
+    Annotated[AbsoluteRule, Tag("absolute")]
+    | Annotated[ChangeRule, Tag("change")]
+    | Annotated[SliceRule, Tag("slice")],
+    Discriminator(_tag),
+]
+"""A blessing rule as ``retrainer.yaml`` writes it; its keys decide the kind (:func:`rule_kind`)."""
+
+RULES: Registry[AbsoluteRule | ChangeRule | SliceRule] = Registry("blessing rule", RuleSpec)
+"""The blessing rules by kind: the one list of them."""
+
+
+def _key_problem(spec: object) -> str | None:
+    """What is wrong with a rule mapping's keys, before its values are read (None: nothing)."""
+    if not isinstance(spec, Mapping):
+        return f"a blessing rule must be a mapping of keys to values; got {spec!r}"
+    known = sorted({key for kind in RULES.kinds for key in RULES.keys(kind)})
+    unknown = [key for key in spec if key not in known]
+    if unknown:
+        return (
+            f"blessing rule has unknown key(s) {', '.join(repr(k) for k in unknown)}; "
+            f"known keys are {', '.join(known)}"
+        )
+    if "metric" not in spec:
+        return f"blessing rule needs a 'metric' key; got {dict(spec)!r}"
+    kind = rule_kind(spec)
+    if kind is None:
+        return (
+            f"cannot tell which blessing rule {dict(spec)!r} is: give min/max (absolute "
+            "bounds), min_improvement/max_regression (change vs champion) or slice (per-slice)"
+        )
+    misplaced = [key for key in spec if key not in RULES.keys(kind)]
+    if misplaced:
+        return (
+            f"a {kind} blessing rule does not take {', '.join(repr(k) for k in misplaced)}; "
+            f"it takes {', '.join(RULES.keys(kind))}. Got {dict(spec)!r}"
+        )
+    return None
+
+
+def _check_keys(value: Any) -> Any:
+    if isinstance(value, Spec):
+        return value
+    problem = _key_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+ConfiguredRule = Annotated[RuleSpec, BeforeValidator(_check_keys)]
+"""A :data:`RuleSpec` whose keys are checked first, with the messages of :func:`build_rule`:
+the type of ``blessing.rules`` items in ``retrainer.yaml``."""
+
+
+def build_rule(spec: Mapping[str, object]) -> AbsoluteRule | ChangeRule | SliceRule:
     """Build a rule from its configuration mapping; the keys decide the rule type.
 
     - ``slice`` present: :class:`SliceRule` (``slice`` is the column);
@@ -824,42 +855,9 @@ def build_rule(spec: Mapping[str, object]) -> Rule:
     ...
     retrainer.errors.ConfigError: blessing rule has unknown key(s) 'minimum'; ...
     """
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"a blessing rule must be a mapping of keys to values; got {spec!r}")
-    keys = list(spec)
-    unknown = [key for key in keys if key not in _ALL_KEYS]
-    if unknown:
-        raise ConfigError(
-            f"blessing rule has unknown key(s) {', '.join(repr(k) for k in unknown)}; "
-            f"known keys are {', '.join(_ALL_KEYS)}"
-        )
-    if "metric" not in spec:
-        raise ConfigError(f"blessing rule needs a 'metric' key; got {dict(spec)!r}")
-    if "slice" in spec:
-        kind = "slice"
-    elif "min_improvement" in spec or "max_regression" in spec:
-        kind = "change"
-    elif "min" in spec or "max" in spec:
-        kind = "absolute"
-    else:
-        raise ConfigError(
-            f"cannot tell which blessing rule {dict(spec)!r} is: give min/max (absolute "
-            "bounds), min_improvement/max_regression (change vs champion) or slice (per-slice)"
-        )
-    misplaced = [key for key in keys if key not in _KEYS[kind]]
-    if misplaced:
-        raise ConfigError(
-            f"a {kind} blessing rule does not take {', '.join(repr(k) for k in misplaced)}; "
-            f"it takes {', '.join(_KEYS[kind])}. Got {dict(spec)!r}"
-        )
-    params: dict[str, Any] = dict(spec)
-    rule: AbsoluteRule | ChangeRule | SliceRule
-    if kind == "slice":
-        params["column"] = params.pop("slice")
-        rule = SliceRule(**params)
-    elif kind == "change":
-        rule = ChangeRule(**params)
-    else:
-        rule = AbsoluteRule(**params)
-    rule._validate()
-    return rule
+    problem = _key_problem(spec)
+    if problem:
+        raise ConfigError(problem)
+    kind = rule_kind(spec)
+    assert kind is not None  # _key_problem said which it is
+    return RULES.build(kind, spec)

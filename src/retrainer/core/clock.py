@@ -8,9 +8,10 @@ Production code takes a :class:`Clock`; the daemon passes a wall clock (see
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @runtime_checkable
@@ -44,6 +45,8 @@ def utc_datetime64(value: datetime, unit: Literal["ns", "us"] = "ns") -> np.date
     >>> str(utc_datetime64(datetime(2024, 1, 1, 12), "us"))
     '2024-01-01T12:00:00.000000'
     """
+    import numpy as np  # here: the CLI's read commands use this module and need no numpy
+
     return np.datetime64(as_utc(value).replace(tzinfo=None), unit)
 
 

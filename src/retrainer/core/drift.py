@@ -110,13 +110,10 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, NamedTuple
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-import numpy as np
-from numpy.typing import ArrayLike, NDArray
-from scipy import special, stats
-
+from retrainer.core._spec import is_number
 from retrainer.core.profile import (
     Categorical,
     CategoricalProfile,
@@ -126,6 +123,12 @@ from retrainer.core.profile import (
     Profile,
 )
 from retrainer.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import ArrayLike, NDArray
+else:
+    from retrainer.core._lazy_numpy import np
 
 __all__ = [
     "CATEGORICAL_METHODS",
@@ -170,6 +173,22 @@ Correction = Literal["holm", "bonferroni", "none"]
 Role = Literal["feature", "prediction", "target"]
 
 _PSI_EPS = 1e-4
+
+
+def _scipy_stats() -> Any:
+    # imported when a test runs: loading a config validates a DriftCheck, and the CLI's read
+    # commands load the config without running any test
+    from scipy import stats
+
+    return stats
+
+
+def _scipy_special() -> Any:
+    from scipy import special
+
+    return special
+
+
 _KSTWO_MAX_N = 2000  # above it, Stephens' form of the asymptotic law (scipy's kstwo gets slow)
 
 
@@ -241,7 +260,9 @@ def jensen_shannon(reference: ArrayLike, current: ArrayLike) -> float:
     p = r / r.sum()
     q = c / c.sum()
     m = (p + q) / 2
-    js = (special.rel_entr(p, m).sum() + special.rel_entr(q, m).sum()) / (2 * math.log(2))
+    js = (_scipy_special().rel_entr(p, m).sum() + _scipy_special().rel_entr(q, m).sum()) / (
+        2 * math.log(2)
+    )
     return float(math.sqrt(max(float(js), 0.0)))
 
 
@@ -291,7 +312,7 @@ def chi_square(
     er = col * nr / total
     ec = col * nc / total
     stat = float(np.sum((r - er) ** 2 / er) + np.sum((c - ec) ** 2 / ec))
-    return StatResult(stat, float(stats.chi2.sf(stat, dof)))
+    return StatResult(stat, float(_scipy_stats().chi2.sf(stat, dof)))
 
 
 def _ks_p_value(d: float, n_ref: float, n_cur: float) -> float:
@@ -303,10 +324,10 @@ def _ks_p_value(d: float, n_ref: float, n_cur: float) -> float:
     """
     en = n_ref * n_cur / (n_ref + n_cur)
     if en <= _KSTWO_MAX_N:
-        p = float(stats.kstwo.sf(d, max(round(en), 1)))
+        p = float(_scipy_stats().kstwo.sf(d, max(round(en), 1)))
     else:
         s = math.sqrt(en)
-        p = float(stats.kstwobign.sf((s + 0.12 + 0.11 / s) * d))
+        p = float(_scipy_stats().kstwobign.sf((s + 0.12 + 0.11 / s) * d))
     return min(max(p, 0.0), 1.0)
 
 
@@ -354,7 +375,7 @@ def ks_exact(reference: ArrayLike, current: ArrayLike) -> StatResult:
     with warnings.catch_warnings():
         # scipy warns when it falls back from the exact to the asymptotic p-value
         warnings.simplefilter("ignore", RuntimeWarning)
-        res = stats.ks_2samp(r, c, method="auto")
+        res = _scipy_stats().ks_2samp(r, c, method="auto")
     return StatResult(float(res.statistic), float(res.pvalue))
 
 
@@ -362,7 +383,7 @@ def _scale(reference: NDArray[np.float64], scale: str) -> float:
     if scale == "std":
         return float(np.std(reference))
     if scale == "iqr":
-        return float(stats.iqr(reference))
+        return float(_scipy_stats().iqr(reference))
     raise ConfigError(f"scale must be 'std' or 'iqr'; got {scale!r}")
 
 
@@ -385,7 +406,7 @@ def wasserstein(
     c = _finite_sample(current, "current")
     if not (np.all(np.isfinite(r)) and np.all(np.isfinite(c))):
         raise DataError("wasserstein needs finite values; drop or clip infinities first")
-    w = float(stats.wasserstein_distance(r, c))
+    w = float(_scipy_stats().wasserstein_distance(r, c))
     s = _scale(r, scale)
     return w / s if s > 0 else w
 
@@ -544,6 +565,11 @@ class FeatureDrift:
             "note": self.note,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureDrift:
+        """Inverse of :meth:`to_dict` (a non-finite figure comes back as None)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
 
 def _json_float(value: float | None) -> float | None:
     return value if value is None or math.isfinite(value) else None
@@ -606,6 +632,24 @@ class DriftReport:
             "rows": [row.to_dict() for row in self.rows],
             "findings": [f.to_dict() for f in self.findings],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DriftReport:
+        """Inverse of :meth:`to_dict` (e.g. the drift of a stored monitor record).
+
+        Examples
+        --------
+        >>> report = DriftReport(rows=(), findings=(), drifted=False, share_drifted=0.0,
+        ...     drift_share=0.5, n_drifted=0, n_tested=0, prediction_drifted=None,
+        ...     target_drifted=None, correction="holm", n_ref=10, n_cur=0)
+        >>> DriftReport.from_dict(report.to_dict()) == report
+        True
+        """
+        return cls(
+            rows=tuple(FeatureDrift.from_dict(r) for r in data["rows"]),
+            findings=tuple(Finding.from_dict(f) for f in data["findings"]),
+            **{f.name: data[f.name] for f in fields(cls) if f.name not in ("rows", "findings")},
+        )
 
 
 @dataclass(slots=True)
@@ -813,14 +857,6 @@ def _repr(obj: Any) -> str:
     return f"{type(obj).__name__}({params})"
 
 
-def _is_number(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
-
-
 class DriftCheck:
     """Checks a current window against a reference profile: per-column drift and quality.
 
@@ -934,7 +970,7 @@ class DriftCheck:
     # validation ----------------------------------------------------------------------------
 
     def _fraction(self, name: str, value: object, *, open_low: bool, open_high: bool) -> None:
-        ok = _is_number(value)
+        ok = is_number(value)
         if ok:
             v = float(value)  # type: ignore[arg-type]
             ok = (v > 0 if open_low else v >= 0) and (v < 1 if open_high else v <= 1)
@@ -969,7 +1005,7 @@ class DriftCheck:
                     f"{sorted({*NUMERIC_METHODS, *CATEGORICAL_METHODS})}; got {test.method!r}"
                 )
             if test.threshold is not None and not (
-                _is_number(test.threshold) and test.threshold > 0
+                is_number(test.threshold) and test.threshold > 0
             ):
                 raise ConfigError(
                     f"DriftCheck.features[{name!r}].threshold must be a number > 0 or None; "
@@ -1026,7 +1062,7 @@ class DriftCheck:
                     f"DriftCheck.thresholds keys must be distance methods "
                     f"{sorted(DEFAULT_THRESHOLDS)} (tests use alpha); got {method!r}"
                 )
-            if not (_is_number(value) and value > 0):
+            if not (is_number(value) and value > 0):
                 raise ConfigError(
                     f"DriftCheck.thresholds[{method!r}] must be a number > 0; got {value!r}"
                 )

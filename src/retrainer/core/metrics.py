@@ -20,17 +20,19 @@ a single class for ROC AUC, fewer than two samples for R², ...).
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
-from numpy.typing import ArrayLike, NDArray
-from sklearn import metrics as skm
-from sklearn.exceptions import UndefinedMetricWarning
+from typing import TYPE_CHECKING, Any
 
 from retrainer.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import ArrayLike, NDArray
+else:
+    from retrainer.core._lazy_numpy import np
 
 __all__ = [
     "Metric",
@@ -43,7 +45,25 @@ __all__ = [
     "metric_names",
 ]
 
-MetricFn = Callable[[NDArray[Any], NDArray[Any], NDArray[Any] | None], float]
+
+def _skm() -> Any:
+    # imported at first use: reading the registry or the config needs no scikit-learn (1.5 s)
+    from sklearn import metrics
+
+    return metrics
+
+
+def _sk(name: str) -> Callable[..., Any]:
+    """``sklearn.metrics.<name>``, looked up when called."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(_skm(), name)(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+MetricFn = Callable[["NDArray[Any]", "NDArray[Any]", "NDArray[Any] | None"], float]
 """``fn(y_true, y_pred, y_score) -> float``; ``y_score`` is None unless the metric needs it."""
 
 
@@ -120,7 +140,7 @@ def _accuracy(y_true: NDArray[Any], y_pred: NDArray[Any], y_score: NDArray[Any] 
     yt, yp = np.asarray(y_true), np.asarray(y_pred)
     if yt.ndim == 1 and yp.shape == yt.shape and len(yt):  # labels: a plain mean, 30x faster
         return float(np.mean(yt == yp))
-    return float(skm.accuracy_score(y_true, y_pred))
+    return float(_skm().accuracy_score(y_true, y_pred))
 
 
 def _balanced_accuracy(
@@ -130,7 +150,7 @@ def _balanced_accuracy(
         # Predicted classes absent from y_true have no recall; sklearn leaves them out of the
         # mean (the score is still defined) and says so with a UserWarning.
         warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-        return float(skm.balanced_accuracy_score(y_true, y_pred))
+        return float(_skm().balanced_accuracy_score(y_true, y_pred))
 
 
 class _Scores:
@@ -193,7 +213,7 @@ def _roc_auc(y_true: NDArray[Any], y_pred: NDArray[Any], y_score: NDArray[Any] |
         if s.positive.all() or not s.positive.any():
             return math.nan
         return binary_auc(np.asarray(s.positive, dtype=bool), s.proba)
-    return s.per_present_class(skm.roc_auc_score)
+    return s.per_present_class(_sk("roc_auc_score"))
 
 
 def _average_precision(
@@ -203,11 +223,11 @@ def _average_precision(
     if s.binary:
         if not s.positive.any():
             return math.nan
-        return float(skm.average_precision_score(s.positive, s.proba))
-    return s.per_present_class(skm.average_precision_score)
+        return float(_skm().average_precision_score(s.positive, s.proba))
+    return s.per_present_class(_sk("average_precision_score"))
 
 
-_EPS = float(np.finfo(float).eps)
+_EPS = sys.float_info.epsilon  # numpy.finfo(float).eps
 
 
 def _log_loss(y_true: NDArray[Any], y_pred: NDArray[Any], y_score: NDArray[Any] | None) -> float:
@@ -244,18 +264,18 @@ _BUILTINS: dict[str, Metric] = {
     for m in (
         _builtin("accuracy", _accuracy, greater=True),
         _builtin("balanced_accuracy", _balanced_accuracy, greater=True),
-        _builtin("f1", _binary_or_macro(skm.f1_score), greater=True),
-        _builtin("precision", _binary_or_macro(skm.precision_score), greater=True),
-        _builtin("recall", _binary_or_macro(skm.recall_score), greater=True),
+        _builtin("f1", _binary_or_macro(_sk("f1_score")), greater=True),
+        _builtin("precision", _binary_or_macro(_sk("precision_score")), greater=True),
+        _builtin("recall", _binary_or_macro(_sk("recall_score")), greater=True),
         _builtin("roc_auc", _roc_auc, greater=True, proba=True),
         _builtin("average_precision", _average_precision, greater=True, proba=True),
         _builtin("log_loss", _log_loss, greater=False, proba=True),
         _builtin("brier", _brier, greater=False, proba=True),
-        _builtin("mae", _regression(skm.mean_absolute_error), greater=False),
-        _builtin("mse", _regression(skm.mean_squared_error), greater=False),
-        _builtin("rmse", _regression(skm.root_mean_squared_error), greater=False),
-        _builtin("r2", _regression(skm.r2_score), greater=True),
-        _builtin("mape", _regression(skm.mean_absolute_percentage_error), greater=False),
+        _builtin("mae", _regression(_sk("mean_absolute_error")), greater=False),
+        _builtin("mse", _regression(_sk("mean_squared_error")), greater=False),
+        _builtin("rmse", _regression(_sk("root_mean_squared_error")), greater=False),
+        _builtin("r2", _regression(_sk("r2_score")), greater=True),
+        _builtin("mape", _regression(_sk("mean_absolute_percentage_error")), greater=False),
     )
 }
 
@@ -407,6 +427,8 @@ def compute(
             )
     if len(true) == 0:
         return math.nan
+    from sklearn.exceptions import UndefinedMetricWarning
+
     with warnings.catch_warnings():
         warnings.simplefilter("error", UndefinedMetricWarning)
         warnings.simplefilter("error", RuntimeWarning)

@@ -17,18 +17,21 @@ Everything here is pure numpy: no pandas, no I/O, no clock.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
-
-import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from typing import TYPE_CHECKING, Any, Literal
 
 from retrainer.core.clock import utc_datetime64
 from retrainer.core.metrics import Metric, compute, get_metric, metric_names
 from retrainer.core.windows import parse_duration
 from retrainer.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import ArrayLike, NDArray
+else:
+    from retrainer.core._lazy_numpy import np
 
 __all__ = [
     "MetricResult",
@@ -46,7 +49,6 @@ Status = Literal["ok", "insufficient_data", "undefined"]
 the metric has no value on these rows (e.g. ROC AUC with a single class)."""
 
 _MAX_WINDOWS = 100_000
-_US = np.timedelta64(1, "us")
 
 
 # --- rate metrics ----------------------------------------------------------------------------
@@ -189,6 +191,11 @@ class MetricResult:
         """A JSON-ready dict (``value`` is a float or None, never NaN)."""
         return {"name": self.name, "value": self.value, "n": self.n, "status": self.status}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MetricResult:
+        """Inverse of :meth:`to_dict`."""
+        return cls(name=data["name"], value=data["value"], n=data["n"], status=data["status"])
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WindowPerformance:
@@ -260,6 +267,29 @@ class WindowPerformance:
             "status": self.status,
             "metrics": [m.to_dict() for m in self.metrics],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WindowPerformance:
+        """Inverse of :meth:`to_dict` (e.g. a window of a stored monitor record).
+
+        Examples
+        --------
+        >>> w = WindowPerformance.from_dict({"start": "2024-01-01T00:00:00+00:00",
+        ...     "end": "2024-01-02T00:00:00+00:00", "n_rows": 3, "n_labelled": 2,
+        ...     "min_samples": 1, "status": "ok",
+        ...     "metrics": [{"name": "accuracy", "value": 0.5, "n": 2, "status": "ok"}]})
+        >>> w.value("accuracy"), WindowPerformance.from_dict(w.to_dict()) == w
+        (0.5, True)
+        """
+        return cls(
+            start=datetime.fromisoformat(data["start"]),
+            end=datetime.fromisoformat(data["end"]),
+            n_rows=data["n_rows"],
+            n_labelled=data["n_labelled"],
+            min_samples=data["min_samples"],
+            status=data["status"],
+            metrics=tuple(MetricResult.from_dict(m) for m in data["metrics"]),
+        )
 
 
 # --- input checks ----------------------------------------------------------------------------

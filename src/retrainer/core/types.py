@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
 """``queued`` until a process claims it, ``running`` while one holds it (a lease with an epoch),
@@ -139,7 +139,10 @@ class AliasMove:
     id: int | None = None
 
 
-EVENT_KINDS = (
+CHAMPION = "champion"
+"""The alias of the version that serves: runs promote to it, monitoring watches it."""
+
+EventKind = Literal[
     "alert.failed",
     "alert.sent",
     "alert.suppressed",
@@ -161,15 +164,30 @@ EVENT_KINDS = (
     "run.succeeded",
     "trigger.evaluated",
     "trigger.fired",
-)
-"""The kinds of the events retrainer records (``retrainer events --kind`` takes these)."""
+]
+"""The kinds of the events retrainer records, each documented in docs/concepts.md.
+
+A ``Literal``, so mypy checks every ``Event(kind=...)`` in the code: a misspelt or new kind
+fails the type check until it is added here (and documented).
+"""
+
+EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
+"""The same kinds as a tuple, sorted (``retrainer events --kind`` takes these).
+
+>>> EVENT_KINDS[:2]
+('alert.failed', 'alert.sent')
+"""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
-    """An append-only record of something that happened (run started, blessed, promoted...)."""
+    """An append-only record of something that happened (run started, blessed, promoted...).
 
-    kind: str
+    Stores keep whatever ``kind`` they are given (an event written by a newer retrainer still
+    reads back); the type says which kinds this version of retrainer writes.
+    """
+
+    kind: EventKind
     at: datetime
     message: str
     pipeline: str | None = None

@@ -12,19 +12,27 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol, runtime_checkable
 
-import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from pydantic import BeforeValidator, Field, PlainValidator, model_validator
+from pydantic_core import PydanticCustomError
 
+from retrainer.core._spec import Count, Registry, Spec
 from retrainer.core.clock import as_utc
 from retrainer.errors import ConfigError, DataError
 
+if TYPE_CHECKING:  # numpy is imported by holdout_mask, not to read a configuration
+    import numpy as np
+    from numpy.typing import ArrayLike, NDArray
+
 __all__ = [
+    "WINDOWS",
     "FullHistory",
+    "NewRows",
     "SinceChange",
     "SlidingWindow",
     "Window",
+    "WindowSpec",
     "holdout_mask",
     "parse_duration",
     "window_from_spec",
@@ -89,27 +97,37 @@ class Window(Protocol):
         ...
 
 
-def _positive_span(value: object, name: str) -> timedelta:
-    """``value`` (a :func:`parse_duration` string or a timedelta) as a positive timedelta."""
+def _span(value: object) -> timedelta:
+    """``value`` (a :func:`parse_duration` string or a timedelta; checked) as a timedelta."""
+    return parse_duration(value) if isinstance(value, str) else value  # type: ignore[return-value]
+
+
+def _positive_span(value: Any) -> Any:
     if isinstance(value, str):
-        span = parse_duration(value)
+        try:
+            span = parse_duration(value)
+        except ConfigError as exc:
+            raise PydanticCustomError("retrainer", str(exc)) from None
     elif isinstance(value, timedelta):
         span = value
     else:
-        raise ConfigError(
-            f"{name} must be a duration string such as '90d' or a timedelta; got {value!r}"
+        raise PydanticCustomError(
+            "retrainer", "must be a duration string such as '90d' or a timedelta"
         )
     if span <= timedelta(0):
-        raise ConfigError(f"{name} must be positive; got {value!r}")
-    return span
+        raise PydanticCustomError("retrainer", "must be positive")
+    return value
 
 
-def _repr(obj: Any) -> str:
-    params = ", ".join(f"{k}={v!r}" for k, v in obj.get_params().items())
-    return f"{type(obj).__name__}({params})"
+Duration = Annotated[str | timedelta, PlainValidator(_positive_span, json_schema_input_type=str)]
+"""A positive duration: a :func:`parse_duration` string (``"90d"``) or a timedelta, as given."""
 
 
-class FullHistory:
+def _text(span: str | timedelta) -> str:
+    return span.replace(" ", "") if isinstance(span, str) else str(span)
+
+
+class FullHistory(Spec):
     """All rows up to now.
 
     Examples
@@ -118,16 +136,16 @@ class FullHistory:
     (None, datetime.datetime(2024, 3, 1, 0, 0, tzinfo=datetime.timezone.utc))
     >>> FullHistory().max_rows is None
     True
+    >>> FullHistory().to_spec(), FullHistory().describe()
+    ({'kind': 'full'}, 'all history')
     """
 
-    incremental = False
+    kind: Literal["full"] = Field(default="full", repr=False)
+    incremental: ClassVar[bool] = False
 
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters (none)."""
-        return {}
-
-    def __repr__(self) -> str:
-        return _repr(self)
+    def describe(self) -> str:
+        """``all history``."""
+        return "all history"
 
     def bounds(self, now: datetime) -> tuple[datetime | None, datetime]:
         """``(None, now)``; ``now`` as an aware UTC datetime (naive means UTC)."""
@@ -139,7 +157,7 @@ class FullHistory:
         return None
 
 
-class SlidingWindow:
+class SlidingWindow(Spec):
     """The most recent rows: either a time span or a row count.
 
     Parameters
@@ -163,34 +181,35 @@ class SlidingWindow:
     Traceback (most recent call last):
     ...
     retrainer.errors.ConfigError: SlidingWindow takes exactly one of duration and rows; ...
+    >>> w.to_spec(), w.describe(), SlidingWindow(rows=500).describe()
+    ({'kind': 'sliding', 'duration': '90d'}, 'last 90d', 'last 500 rows')
     """
 
-    incremental = False
+    kind: Literal["sliding"] = Field(default="sliding", repr=False)
+    duration: Duration | None = None
+    rows: Count | None = None
+    incremental: ClassVar[bool] = False
 
-    def __init__(self, duration: str | timedelta | None = None, rows: int | None = None) -> None:
-        self.duration = duration
-        self.rows = rows
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters, as given."""
-        return {"duration": self.duration, "rows": self.rows}
-
-    def __repr__(self) -> str:
-        return _repr(self)
-
-    def _validate(self) -> timedelta | None:
-        """Check the parameters; return the duration as a timedelta (None for a row window)."""
+    @model_validator(mode="after")
+    def _one_of(self) -> SlidingWindow:
         if (self.duration is None) == (self.rows is None):
-            raise ConfigError(
+            raise ValueError(
                 "SlidingWindow takes exactly one of duration and rows; got "
                 f"duration={self.duration!r}, rows={self.rows!r}. Use e.g. duration='90d' "
                 "or rows=10000"
             )
+        return self
+
+    def describe(self) -> str:
+        """``last 90d`` or ``last 10000 rows``."""
         if self.rows is not None:
-            if not isinstance(self.rows, int) or isinstance(self.rows, bool) or self.rows < 1:
-                raise ConfigError(f"SlidingWindow.rows must be an integer >= 1; got {self.rows!r}")
-            return None
-        return _positive_span(self.duration, "SlidingWindow.duration")
+            return f"last {self.rows} rows"
+        return f"last {_text(self.duration)}" if self.duration is not None else "?"
+
+    def _validate(self) -> timedelta | None:
+        """Check the parameters; return the duration as a timedelta (None for a row window)."""
+        self.check_params()
+        return None if self.duration is None else _span(self.duration)
 
     def bounds(self, now: datetime) -> tuple[datetime | None, datetime]:
         """``(now - duration, now)``, or ``(None, now)`` for a row-count window.
@@ -224,15 +243,19 @@ class NewRows(FullHistory):
     --------
     >>> NewRows().incremental, FullHistory().incremental
     (True, False)
+    >>> NewRows().describe()
+    'new rows (online)'
     """
 
-    incremental = True
+    kind: Literal["new"] = Field(default="new", repr=False)  # type: ignore[assignment]
+    incremental: ClassVar[bool] = True
 
-    def __repr__(self) -> str:
-        return "NewRows()"
+    def describe(self) -> str:
+        """``new rows (online)``."""
+        return "new rows (online)"
 
 
-class SinceChange:
+class SinceChange(Spec):
     """The rows since the newest detected concept change, at least ``min`` and at most ``max``.
 
     After a concept-drift detector flags a change in the error stream, the rows before it
@@ -263,31 +286,33 @@ class SinceChange:
     datetime.date(2024, 1, 2)
     >>> w.bounds(now)[0].date()  # no change detected yet: the last 90 days
     datetime.date(2024, 1, 2)
+    >>> w.describe()
+    'since the change (at least 7d, at most 90d)'
     """
 
-    incremental = False
-    follows_change = True
+    kind: Literal["since_change"] = Field(default="since_change", repr=False)
+    min: Duration
+    max: Duration | None = None
+    incremental: ClassVar[bool] = False
+    follows_change: ClassVar[bool] = True
 
-    def __init__(self, min: str | timedelta, max: str | timedelta | None = None) -> None:
-        self.min = min
-        self.max = max
+    @model_validator(mode="after")
+    def _order(self) -> SinceChange:
+        if self.max is not None and _span(self.max) < _span(self.min):
+            raise ValueError(
+                f"SinceChange.max ({self.max!r}) must be at least SinceChange.min ({self.min!r})"
+            )
+        return self
 
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters, as given."""
-        return {"min": self.min, "max": self.max}
-
-    def __repr__(self) -> str:
-        return _repr(self)
+    def describe(self) -> str:
+        """``since the change (at least 7d, at most 90d)``."""
+        cap = f", at most {_text(self.max)}" if self.max is not None else ""
+        return f"since the change (at least {_text(self.min)}{cap})"
 
     def _validate(self) -> tuple[timedelta, timedelta | None]:
         """Check the parameters; return ``(min, max)`` as timedeltas."""
-        shortest = _positive_span(self.min, "SinceChange.min")
-        longest = None if self.max is None else _positive_span(self.max, "SinceChange.max")
-        if longest is not None and longest < shortest:
-            raise ConfigError(
-                f"SinceChange.max ({self.max!r}) must be at least SinceChange.min ({self.min!r})"
-            )
-        return shortest, longest
+        self.check_params()
+        return _span(self.min), None if self.max is None else _span(self.max)
 
     def bounds(
         self, now: datetime, change_at: datetime | None = None
@@ -318,12 +343,56 @@ class SinceChange:
         return None
 
 
-_WINDOW_KEYS = {
-    "full": ("kind",),
-    "sliding": ("kind", "duration", "rows"),
-    "new": ("kind",),
-    "since_change": ("kind", "min", "max"),
-}
+WindowSpec = Annotated[
+    FullHistory | SlidingWindow | NewRows | SinceChange, Field(discriminator="kind")
+]
+"""A window as ``retrainer.yaml`` writes it: ``{"kind": "sliding", "duration": "90d"}``."""
+
+WINDOWS: Registry[FullHistory | SlidingWindow | NewRows | SinceChange] = Registry(
+    "window", WindowSpec
+)
+"""The window kinds: the one list of them."""
+
+
+def _key_problem(spec: object) -> str | None:
+    """What is wrong with a window mapping's kind and keys (None: nothing)."""
+    if not isinstance(spec, Mapping):
+        return f"a window must be a mapping such as {{'kind': 'full'}}; got {spec!r}"
+    kind = spec.get("kind")
+    if not isinstance(kind, str) or kind not in WINDOWS:
+        return f"unknown window kind {kind!r}; expected one of: {', '.join(WINDOWS.kinds)}"
+    keys = WINDOWS.keys(kind)
+    extra = [key for key in spec if key not in keys]
+    if extra:
+        owners = sorted({k for k in WINDOWS.kinds for key in extra if key in WINDOWS.keys(k)})
+        whose = (
+            f" (keys that belong to a {' or '.join(map(repr, owners))} window)" if owners else ""
+        )
+        return (
+            f"a {kind!r} window does not take {', '.join(repr(k) for k in extra)}{whose}; "
+            f"it takes {', '.join(keys)}. Got {dict(spec)!r}"
+        )
+    if kind == "since_change" and "min" not in spec:
+        return (
+            "a 'since_change' window needs min, the shortest window (e.g. min: 7d); max "
+            "(optional) caps it and is the window while no change has been detected. "
+            f"Got {dict(spec)!r}"
+        )
+    return None
+
+
+def _check_keys(value: Any) -> Any:
+    if isinstance(value, Spec):
+        return value
+    problem = _key_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+ConfiguredWindow = Annotated[WindowSpec, BeforeValidator(_check_keys)]
+"""A :data:`WindowSpec` whose kind and keys are checked first, with the messages of
+:func:`window_from_spec`: the type of ``window`` in ``retrainer.yaml``."""
 
 
 def window_from_spec(spec: Mapping[str, object]) -> Window:
@@ -349,36 +418,10 @@ def window_from_spec(spec: Mapping[str, object]) -> Window:
     ...
     retrainer.errors.ConfigError: unknown window kind 'expanding'; expected one of: full, ...
     """
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"a window must be a mapping such as {{'kind': 'full'}}; got {spec!r}")
-    kind = spec.get("kind")
-    if not isinstance(kind, str) or kind not in _WINDOW_KEYS:
-        raise ConfigError(
-            f"unknown window kind {kind!r}; expected one of: {', '.join(_WINDOW_KEYS)}"
-        )
-    extra = [key for key in spec if key not in _WINDOW_KEYS[kind]]
-    if extra:
-        raise ConfigError(
-            f"a {kind!r} window does not take {', '.join(repr(k) for k in extra)}; "
-            f"it takes {', '.join(_WINDOW_KEYS[kind])}. Got {dict(spec)!r}"
-        )
-    if kind == "full":
-        return FullHistory()
-    if kind == "new":
-        return NewRows()
-    if kind == "since_change":
-        if "min" not in spec:
-            raise ConfigError(
-                "a 'since_change' window needs min, the shortest window (e.g. min: 7d); "
-                f"got {dict(spec)!r}"
-            )
-        since = SinceChange(spec["min"], spec.get("max"))  # type: ignore[arg-type]
-        since._validate()
-        return since
-    params: dict[str, Any] = {k: v for k, v in spec.items() if k != "kind"}
-    window = SlidingWindow(**params)
-    window._validate()
-    return window
+    problem = _key_problem(spec)
+    if problem:
+        raise ConfigError(problem)
+    return WINDOWS.build(str(spec["kind"]), spec)
 
 
 def holdout_mask(times: ArrayLike, fraction: float) -> NDArray[np.bool_]:
@@ -415,6 +458,8 @@ def holdout_mask(times: ArrayLike, fraction: float) -> NDArray[np.bool_]:
     ...
     retrainer.errors.DataError: the window is too small to hold out 0.5 of it: ...
     """
+    import numpy as np
+
     if (
         not isinstance(fraction, int | float)
         or isinstance(fraction, bool)

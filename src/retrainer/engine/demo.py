@@ -25,7 +25,7 @@ from typing import Any
 from retrainer.core.clock import SimulatedClock
 from retrainer.core.types import Event
 from retrainer.engine.backtest import BacktestResult, Progress, load_replay, run_backtest
-from retrainer.engine.replay import pooled_metric, reads_log, serve
+from retrainer.engine.backtest.replay import pooled_metric, reads_log, serve
 from retrainer.engine.scaffold import init_project
 from retrainer.errors import ConfigError
 
@@ -107,7 +107,7 @@ def run_daemon_demo(
     ``days`` limits the replay to the first days (batches) of the held-out part; None: all.
     """
     from retrainer.config import load_backtest_config
-    from retrainer.engine.controller import Controller, request_run
+    from retrainer.engine.control.controller import Controller, request_run
     from retrainer.engine.project import Project
 
     t0 = time.perf_counter()

@@ -12,19 +12,27 @@ import functools
 import hashlib
 import inspect
 import json
+import os
 import time
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from retrainer.adapters.sources import Source, column_arrays, import_ref, make_source
-from retrainer.config import MetricConfig, PipelineConfig
-from retrainer.core.blessing import Gate, ScoreCard, SliceRule, SliceScore, build_rule
+from retrainer.adapters.sources import (
+    CallableSource,
+    Source,
+    column_arrays,
+    import_ref,
+    make_source,
+)
+from retrainer.config import Code, MetricConfig, PipelineConfig, callable_ref, parse_config
+from retrainer.core.blessing import Gate, Rule, ScoreCard, SliceRule, SliceScore
 from retrainer.core.metrics import Metric, compute, get_metric, make_metric
 from retrainer.core.windows import window_from_spec
 from retrainer.errors import ConfigError, DataError, TrainingError
@@ -102,6 +110,59 @@ def _transform_once(model: Any) -> bool:
     return hasattr(final, "predict") and hasattr(final, "predict_proba")
 
 
+def _code(ref: Code, root: Path) -> Any:
+    """The object user code names: imported from its ``module:function`` string, or itself."""
+    return import_ref(ref, root) if isinstance(ref, str) else ref
+
+
+def _frame_loader(frame: pd.DataFrame) -> Callable[[datetime | None, datetime | None], Any]:
+    """A source function over a DataFrame held in memory: each load reads it as it is then
+    (the source keeps the rows of the window)."""
+
+    def load(start: datetime | None, end: datetime | None) -> pd.DataFrame:
+        return frame
+
+    load.__qualname__ = "DataFrame"
+    return load
+
+
+def _spec(obj: Any, what: str) -> Mapping[str, Any]:
+    """The configuration mapping of a trigger, guard or rule given as a mapping or an object."""
+    if isinstance(obj, Mapping):
+        return obj
+    to_spec = getattr(obj, "to_spec", None)
+    if callable(to_spec):
+        return dict(to_spec())
+    if isinstance(obj, Rule):  # the rules of core.blessing: their parameters, "column" as "slice"
+        spec = {k: v for k, v in obj.get_params().items() if v is not None}
+        if isinstance(obj, SliceRule):
+            spec["slice"] = spec.pop("column")
+        return spec
+    raise ConfigError(f"{what}: expected a mapping or an object with to_spec(), got {obj!r}")
+
+
+def _metric_spec(metric: Any, where: str) -> str | Mapping[str, Any] | MetricConfig:
+    if isinstance(metric, str | MetricConfig):
+        return metric
+    if isinstance(metric, Metric):
+        return {
+            "name": metric.name,
+            "function": metric.fn,
+            "greater_is_better": metric.greater_is_better,
+            "needs_proba": metric.needs_proba,
+        }
+    if callable(metric):
+        raise ConfigError(
+            f"{where}: {callable_ref(metric)} is a function without a name and a direction; "
+            f"wrap it: make_metric({getattr(metric, '__name__', 'name')!r}, fn, "
+            "greater_is_better=True or False)"
+        )
+    raise ConfigError(
+        f"{where}: expected a metric name (e.g. 'accuracy') or a Metric (make_metric), got "
+        f"{metric!r}"
+    )
+
+
 class Pipeline:
     """The runnable form of one pipeline of ``retrainer.yaml``.
 
@@ -113,30 +174,210 @@ class Pipeline:
         The project folder: relative paths and user modules are resolved against it.
     source
         A source to use instead of the one the configuration describes (tests, backtests).
+
+    Examples
+    --------
+    From a validated configuration (what ``retrainer.yaml`` holds; a train function or a
+    metric may be the object itself instead of its ``module:function`` name):
+
+    >>> from retrainer.config import PipelineConfig
+    >>> from retrainer.testing import drifting_frame
+    >>> config = PipelineConfig.model_validate({
+    ...     "name": "demo",
+    ...     "source": {"kind": "callable", "function": lambda start, end: drifting_frame(),
+    ...                "time_column": "ts"},
+    ...     "target": "y",
+    ...     "features": ["x1", "x2"],
+    ...     "model": {"estimator": "sklearn.linear_model:LogisticRegression"},
+    ...     "metrics": ["accuracy"],
+    ...     "blessing": {"rules": [{"metric": "accuracy", "min": 0.6}]},
+    ... })
+    >>> pipeline = Pipeline(config, Path("."))
+    >>> pipeline.feature_columns, len(pipeline.definition_hash)
+    (['x1', 'x2'], 64)
+
+    Without a configuration, see :meth:`from_callables`.
     """
 
     def __init__(self, config: PipelineConfig, root: Path, source: Source | None = None) -> None:
         self.config = config
         self.root = root
         self.name = config.name
+        if (
+            source is None
+            and config.source.kind == "callable"
+            and callable(fn := config.source.function)
+        ):
+            source = CallableSource(
+                fn, time_column=config.source.time_column, name=callable_ref(fn)
+            )
         self.source = source if source is not None else make_source(config.source, root)
         self.time_column = config.source.time_column
         self.window = window_from_spec(config.window.model_dump(exclude_none=True))
         self.metrics = self._metrics()
-        self.rules = [build_rule(spec) for spec in config.blessing.rules]
+        self.rules = list(config.blessing.rules)
         self.gate = Gate(self.rules, self.metrics)
-        self._train_fn = import_ref(config.train, root) if config.train else None
+        self._train_fn = _code(config.train, root) if config.train else None
+        self._train_name = callable_ref(config.train) if config.train else None
         self._estimator_cls = import_ref(config.model.estimator, root) if config.model else None
         if self._estimator_cls is not None and not callable(self._estimator_cls):
             raise ConfigError(f"model.estimator '{config.model.estimator}' is not a class")  # type: ignore[union-attr]
         self.definition_hash = self._definition_hash()
+
+    @classmethod
+    def from_callables(
+        cls,
+        *,
+        name: str,
+        source: Callable[[datetime | None, datetime | None], pd.DataFrame] | pd.DataFrame | Source,
+        target: str,
+        features: Sequence[str],
+        train: Callable[[pd.DataFrame, dict[str, Any]], Any],
+        metrics: Sequence[str | Metric],
+        rules: Sequence[Mapping[str, Any] | Rule],
+        time_column: str | None = None,
+        holdout: float = 0.2,
+        window: Mapping[str, Any] | None = None,
+        triggers: Sequence[Any] = (),
+        guards: Sequence[Any] = (),
+        params: Mapping[str, Any] | None = None,
+        task: Literal["auto", "classification", "regression"] = "auto",
+        sanity: bool = False,
+        root: str | os.PathLike[str] | None = None,
+        **config: Any,
+    ) -> Pipeline:
+        """A pipeline from Python objects: no YAML file, no ``module:function`` strings.
+
+        It is validated as ``retrainer.yaml`` is (the same messages, naming the key), and
+        records and hashes its functions by their ``module:qualname`` and the source of
+        their file, as a file's pipeline does. Run it in :meth:`Project.in_memory
+        <retrainer.Project.in_memory>`.
+
+        Parameters
+        ----------
+        name
+            The pipeline's name.
+        source
+            ``load(start, end) -> DataFrame``, a DataFrame (read again at each load, so
+            changes to it are seen), or a :class:`~retrainer.Source`.
+        target, features
+            The label column and the feature columns.
+        train
+            ``train(data, params) -> model``: ``data`` is the training window, ``params``
+            holds ``features``, ``target`` and ``params``. The model needs ``predict``.
+        metrics
+            Built-in metric names (``"accuracy"``) or :class:`~retrainer.Metric` objects
+            (:func:`~retrainer.make_metric` gives one a name and a direction).
+        rules
+            Blessing rules: mappings as in ``retrainer.yaml`` (``{"metric": "accuracy",
+            "min": 0.6}``) or rule objects (:class:`~retrainer.AbsoluteRule`, ...).
+        time_column
+            The source's time column (taken from ``source`` when it is a Source).
+        holdout, window, triggers, guards, params, task
+            As the keys of ``retrainer.yaml``; triggers and guards may be objects with
+            ``to_spec()``.
+        sanity
+            Run the fresh-process check (off by default: it needs an artifact store another
+            process can read, e.g. :class:`~retrainer.LocalArtifactStore`, and a model whose
+            classes import in a new interpreter).
+        root
+            The folder relative paths resolve from (default: the current folder).
+        **config
+            Any other key of a pipeline in ``retrainer.yaml`` (``monitor``, ``run``,
+            ``unlabelled``).
+
+        Raises
+        ------
+        ConfigError
+            One line per problem, as for ``retrainer.yaml``.
+
+        Examples
+        --------
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from retrainer import make_metric
+        >>> from retrainer.testing import drifting_frame
+        >>> def train(data, params):
+        ...     model = LogisticRegression()
+        ...     return model.fit(data[params["features"]], data[params["target"]])
+        >>> def balanced(y_true, y_pred, y_score):
+        ...     return float((y_pred == 1).mean())
+        >>> pipeline = Pipeline.from_callables(
+        ...     name="churn",
+        ...     source=drifting_frame(),
+        ...     time_column="ts",
+        ...     target="y",
+        ...     features=["x1", "x2"],
+        ...     train=train,
+        ...     metrics=["accuracy", make_metric("share_1", balanced, greater_is_better=True)],
+        ...     rules=[{"metric": "accuracy", "min": 0.6}],
+        ... )
+        >>> sorted(pipeline.metrics), pipeline.recorded_params()["train"]
+        (['accuracy', 'share_1'], 'retrainer.engine.pipeline:train')
+        >>> Pipeline.from_callables(
+        ...     name="churn", source=drifting_frame(), time_column="ts", target="y",
+        ...     features=["x1"], train=train, metrics=["acuracy"],
+        ...     rules=[{"metric": "accuracy", "min": 0.6}],
+        ... )
+        Traceback (most recent call last):
+        ...
+        retrainer.errors.ConfigError: Pipeline.from_callables(name='churn') has 1 problem:
+          metrics[0]: got 'acuracy'; unknown metric 'acuracy'. Known metrics: accuracy, ...
+        """
+        source_obj: Source | None = None
+        if isinstance(source, pd.DataFrame):
+            function: Callable[..., Any] = _frame_loader(source)
+        elif callable(source):
+            function = source
+        elif callable(getattr(source, "load", None)) and hasattr(source, "time_column"):
+            source_obj = source
+            function = source.load
+            time_column = time_column or source.time_column
+        else:
+            raise ConfigError(
+                f"pipeline {name!r}: source must be a function load(start, end) -> DataFrame, "
+                f"a DataFrame or a Source; got {type(source).__name__}"
+            )
+        if time_column is None:
+            raise ConfigError(f"pipeline {name!r}: time_column is required for this source")
+        spec: dict[str, Any] = {
+            "name": name,
+            "source": {"kind": "callable", "function": function, "time_column": time_column},
+            "target": target,
+            "features": list(features),
+            "task": task,
+            "train": train,
+            "params": dict(params or {}),
+            "metrics": [_metric_spec(m, f"metrics[{i}]") for i, m in enumerate(metrics)],
+            "blessing": {
+                "holdout": holdout,
+                "rules": [_spec(r, f"rules[{i}]") for i, r in enumerate(rules)],
+                "sanity": {"enabled": sanity},
+            },
+            "triggers": [_spec(t, f"triggers[{i}]") for i, t in enumerate(triggers)],
+            "guards": [_spec(g, f"guards[{i}]") for i, g in enumerate(guards)],
+            **config,
+        }
+        if window is not None:
+            spec["window"] = dict(window)
+        origin = f"Pipeline.from_callables(name={name!r})"
+        try:
+            project = parse_config({"pipelines": [spec]}, origin=origin)
+        except ConfigError as exc:  # the keys as this method names them, not as a file does
+            problems = [p.removeprefix("pipelines[0].") for p in exc.problems]
+            raise ConfigError(
+                f"{origin} has {len(problems)} problem{'s' if len(problems) != 1 else ''}:\n"
+                + "\n".join(f"  {p}" for p in problems),
+                problems,
+            ) from None
+        base = Path.cwd() if root is None else Path(root)
+        return cls(project.pipelines[0], base, source_obj)
 
     # -- definition ---------------------------------------------------------------------
     def _metrics(self) -> dict[str, Metric]:
         out: dict[str, Metric] = {}
         for m in self.config.metrics:
             if isinstance(m, MetricConfig):
-                fn = import_ref(m.function, self.root)
+                fn = _code(m.function, self.root)
                 out[m.name] = make_metric(
                     m.name, fn, greater_is_better=m.greater_is_better, needs_proba=m.needs_proba
                 )
@@ -147,13 +388,18 @@ class Pipeline:
     def _definition_hash(self) -> str:
         """sha256 of the pipeline's config and the source of the user code it names."""
         h = hashlib.sha256()
-        h.update(json.dumps(self.config.model_dump(mode="json"), sort_keys=True).encode())
-        refs = [self.config.train] if self.config.train else []
-        refs += [m.function for m in self.config.metrics if isinstance(m, MetricConfig)]
+        definition = self.config.model_dump(mode="json")
+        if definition.get("deploy") is None:  # unset: the hash of projects written before it
+            definition.pop("deploy", None)
+        h.update(json.dumps(definition, sort_keys=True).encode())
+        user_code: list[Code] = [self.config.train] if self.config.train else []
+        user_code += [m.function for m in self.config.metrics if isinstance(m, MetricConfig)]
         if self.config.source.kind == "callable":
-            refs.append(self.config.source.function)
-        for ref in sorted(set(refs)):
-            obj = import_ref(ref, self.root)
+            user_code.append(self.config.source.function)
+        # a callable hashes as the source of its file, as the module a string names does
+        objects = {callable_ref(c): c for c in user_code}
+        for ref in sorted(objects):
+            obj = _code(objects[ref], self.root)
             try:
                 src_file = inspect.getsourcefile(obj)
                 code = Path(src_file).read_bytes() if src_file else b""
@@ -185,7 +431,7 @@ class Pipeline:
             out["estimator"] = self.config.model.estimator
             out["model_params"] = dict(self.config.model.params)
         else:
-            out["train"] = self.config.train
+            out["train"] = self._train_name
         out["window"] = self.config.window.model_dump(exclude_none=True)
         out["holdout"] = self.config.blessing.holdout
         return out
@@ -415,13 +661,13 @@ class Pipeline:
         except (DataError, TrainingError):
             raise
         except Exception as exc:
-            who = self.config.model.estimator if self.config.model else self.config.train
+            who = self.config.model.estimator if self.config.model else self._train_name
             raise TrainingError(
                 f"training with '{who}' raised {type(exc).__name__}: {exc}"
             ) from exc
         if model is None or not callable(getattr(model, "predict", None)):
             raise TrainingError(
-                f"'{self.config.train}' returned {type(model).__name__}, which has no "
+                f"'{self._train_name}' returned {type(model).__name__}, which has no "
                 "predict() method; return a fitted model"
             )
         return model

@@ -7,20 +7,31 @@ tests and backtests build one around in-memory stores with :meth:`Project.in_mem
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import weakref
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from retrainer.adapters.artifacts import ArtifactStore, open_artifact_store
-from retrainer.adapters.logstore import LogStore, open_log_store
+from retrainer.adapters.clock import WallClock
+from retrainer.adapters.locations import resolve_url
 from retrainer.adapters.metadata import MetadataStore
 from retrainer.adapters.metadata.sql import open_metadata_store
-from retrainer.adapters.sources import Source, resolve_url
-from retrainer.config import ProjectConfig, load_config, project_root
-from retrainer.engine.pipeline import Pipeline
+from retrainer.config import ProjectConfig, load_config, parse_config, project_root
+from retrainer.core.clock import Clock
+
+# The registry's read commands (status, models, events) open a project and read a few rows:
+# the log store (pandas, DuckDB, Arrow) and the pipelines (the user's code, scikit-learn) are
+# loaded when first used.
+if TYPE_CHECKING:
+    from retrainer.adapters.logstore import LogStore
+    from retrainer.adapters.sources import Source
+    from retrainer.engine.pipeline import Pipeline
 
 
 def resolve_db_url(url: str, root: Path) -> str:
@@ -33,9 +44,45 @@ def resolve_db_url(url: str, root: Path) -> str:
     return url
 
 
+class _LogStoreOnFirstUse:
+    """The log store at ``url``, opened when one of its methods is first looked up."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._store: LogStore | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if self._store is None:
+            from retrainer.adapters.logstore import open_log_store
+
+            self._store = open_log_store(self._url)
+        return getattr(self._store, name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._url!r})"
+
+
 @dataclass
 class Project:
-    """Configuration + project folder + metadata store + artifact store."""
+    """Configuration + project folder + metadata store + artifact store.
+
+    Open a project folder with :meth:`open` (what the CLI does), or build one in this
+    process with :meth:`in_memory`; every engine use case (``execute_run``, ``run_monitor``,
+    ``promote``...) takes a project. Close it (or use it as a context manager) to release
+    its stores.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from retrainer import Project
+    >>> from retrainer.testing import write_project
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     with Project.open(write_project(tmp)) as project:
+    ...         print(project.pipeline().name, project.config.storage.db_url)
+    toy sqlite:///.retrainer/retrainer.db
+    """
 
     config: ProjectConfig
     root: Path
@@ -50,8 +97,12 @@ class Project:
     """Keep loaded models by hash (backtests); off: every load re-reads and re-checks the blob."""
     profiles: bool = True
     """Store a reference profile with each version (backtests without drift triggers skip it)."""
+    clock: Clock = field(default_factory=WallClock)
+    """The time engine calls of this project are given (``execute_run(project,
+    clock=project.clock)``): the wall clock, or a simulated one in tests and doctests."""
     _models: OrderedDict[str, Any] = field(default_factory=OrderedDict, repr=False)
     _pipelines: dict[str, Pipeline] = field(default_factory=dict, repr=False)
+    _cleanup: weakref.finalize[Any, Any] | None = field(default=None, repr=False)
 
     @classmethod
     def open(
@@ -69,33 +120,111 @@ class Project:
             root=root,
             store=store,
             artifacts=artifacts,
-            logs=open_log_store(resolve_url(config.storage.logs_url, root)),
+            logs=cast("LogStore", _LogStoreOnFirstUse(resolve_url(config.storage.logs_url, root))),
             config_path=file,
         )
 
     @classmethod
     def in_memory(
         cls,
-        config: ProjectConfig,
-        root: Path,
-        sources: dict[str, Source] | None = None,
+        config: ProjectConfig | None = None,
+        root: str | os.PathLike[str] | None = None,
+        sources: Mapping[str, Source] | None = None,
+        *,
+        pipelines: Sequence[Pipeline] = (),
+        settings: Mapping[str, Any] | None = None,
+        clock: Clock | None = None,
+        artifacts: ArtifactStore | None = None,
     ) -> Project:
-        """A project on in-memory stores (tests, doctests, backtests)."""
+        """A project on in-memory stores: embedding, tests, doctests, backtests.
+
+        Metadata, artifacts and logs live in this process and go with it. Give either a
+        validated ``config`` (with ``sources`` to use instead of those it describes) or
+        ``pipelines`` (e.g. from :meth:`Pipeline.from_callables`), with the other top-level
+        keys of ``retrainer.yaml`` in ``settings``.
+
+        Parameters
+        ----------
+        config
+            The project's configuration; None with ``pipelines``.
+        root
+            The folder relative paths and reports resolve from. Default: a temporary folder,
+            removed by :meth:`close` (or when the project is garbage-collected).
+        sources
+            Sources by pipeline name, instead of those ``config`` describes.
+        pipelines
+            Runnable pipelines; their configurations become the project's.
+        settings
+            With ``pipelines``: ``controller``, ``alerts``, ``serialization``... as in
+            ``retrainer.yaml``, validated as the file is.
+        clock
+            The project's clock (:attr:`clock`); default: the wall clock.
+        artifacts
+            Another artifact store. The fresh-process sanity check cannot read in-memory
+            artifacts: turn it off, or give a :class:`~retrainer.LocalArtifactStore`.
+
+        Raises
+        ------
+        ConfigError
+            When neither or both of ``config`` and ``pipelines`` are given, or for invalid
+            ``settings``.
+
+        Examples
+        --------
+        >>> from datetime import datetime, timezone
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from retrainer import Pipeline, Project, SimulatedClock, execute_run, list_models
+        >>> from retrainer.testing import drifting_frame
+        >>> def train(data, params):
+        ...     X, y = data[params["features"]], data[params["target"]]
+        ...     return LogisticRegression().fit(X, y)
+        >>> pipeline = Pipeline.from_callables(
+        ...     name="churn", source=drifting_frame(800), time_column="ts", target="y",
+        ...     features=["x1", "x2"], train=train, metrics=["accuracy"],
+        ...     rules=[{"metric": "accuracy", "min": 0.6}],
+        ... )
+        >>> clock = SimulatedClock(datetime(2024, 1, 20, tzinfo=timezone.utc))
+        >>> with Project.in_memory(pipelines=[pipeline], clock=clock) as project:
+        ...     result = execute_run(project, clock=project.clock)
+        ...     [(v["version"], v["aliases"]) for v in list_models(project)]
+        [(1, ['champion'])]
+        """
         from retrainer.adapters.artifacts import InMemoryArtifactStore
         from retrainer.adapters.logstore import InMemoryLogStore
         from retrainer.adapters.metadata.memory import InMemoryMetadataStore
+        from retrainer.errors import ConfigError
 
-        return cls(
+        if (config is None) == (not pipelines):
+            raise ConfigError("Project.in_memory needs either a config or pipelines, not both")
+        if config is None:
+            config = parse_config(
+                {**(settings or {}), "pipelines": [p.config for p in pipelines]},
+                origin="Project.in_memory",
+            )
+        elif settings is not None:
+            raise ConfigError("Project.in_memory: settings go with pipelines; put them in config")
+        workdir = None
+        if root is None:
+            workdir = tempfile.mkdtemp(prefix="retrainer-")
+        project = cls(
             config=config,
-            root=root,
+            root=Path(root) if root is not None else Path(str(workdir)),
             store=InMemoryMetadataStore(),
-            artifacts=InMemoryArtifactStore(),
+            artifacts=InMemoryArtifactStore() if artifacts is None else artifacts,
             logs=InMemoryLogStore(),
             sources=dict(sources or {}),
+            clock=WallClock() if clock is None else clock,
         )
+        for p in pipelines:
+            project._pipelines[p.name] = p
+        if workdir is not None:
+            project._cleanup = weakref.finalize(project, shutil.rmtree, workdir, True)
+        return project
 
     def pipeline(self, name: str | None = None) -> Pipeline:
         """The runnable pipeline called ``name`` (or the only one)."""
+        from retrainer.engine.pipeline import Pipeline
+
         cfg = self.config.pipeline(name)
         if cfg.name not in self._pipelines:
             self._pipelines[cfg.name] = Pipeline(cfg, self.root, self.sources.get(cfg.name))
@@ -156,6 +285,8 @@ class Project:
 
     def close(self) -> None:
         self.store.close()
+        if self._cleanup is not None:
+            self._cleanup()
 
     def __enter__(self) -> Project:
         return self

@@ -1,7 +1,7 @@
 """Run retrainer's runs on a Dask distributed cluster.
 
 ``DaskExecutor`` submits the same worker command the process executor runs
-(``python -m retrainer.engine.worker ...``) as a task: the Dask worker starts it in a child
+(``python -m retrainer.engine.runs.worker ...``) as a task: the Dask worker starts it in a child
 process with the run's timeout and memory limit, so a crashing training cannot take the Dask
 worker down either. Workers must see the project folder and its stores (a shared file system,
 or PostgreSQL + S3 storage URLs).
@@ -13,6 +13,8 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from retrainer.adapters.executors import Job, JobResult, run_job_in_subprocess
@@ -28,6 +30,25 @@ def _distributed() -> Any:
             "pip install 'retrainer[dask]'"
         ) from exc
     return distributed
+
+
+@contextlib.contextmanager
+def dask_client(address: str | None, max_workers: int) -> Iterator[Any]:
+    """A ``distributed.Client`` of the scheduler at ``address``, or of a ``LocalCluster`` of
+    ``max_workers`` single-threaded processes started (and closed) here."""
+    dist = _distributed()
+    cluster = None
+    if address is None:
+        cluster = dist.LocalCluster(
+            n_workers=max_workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    client = dist.Client(address or cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 class DaskExecutor:

@@ -1,377 +1,72 @@
-"""The in-memory metadata store, and the record normalization every metadata store shares.
+"""The in-memory metadata store: a real adapter, not a mock.
 
-:class:`InMemoryMetadataStore` keeps everything in Python lists and dicts behind one lock. It is
-a real adapter, not a mock: tests, doctests, the demo and the backtest use it, and it passes the
-same contract suite as :class:`~retrainer.adapters.metadata.sql.SQLMetadataStore`.
-
-The helpers above the class (``normalized_run``, ``json_dict``...) are shared with the SQL store
-so that both behave alike: they turn a record into the exact form a store hands back, aware UTC
-datetimes and JSON-only dicts (a JSON round-trip, so the in-memory store hands back exactly what
-the SQL store would: tuples become lists, numpy scalars become Python numbers, non-finite
-floats become ``None``, except in metrics, where they are NaN: see :func:`metrics_from_json`).
+:class:`InMemoryMetadataStore` keeps everything in Python lists and dicts behind one lock. Tests,
+doctests, the demo and the backtest use it, and it passes the same contract suite as
+:class:`~retrainer.adapters.metadata.SQLMetadataStore`: both run records through the same
+rules (:mod:`retrainer.adapters.metadata._records`) on the way in.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import operator
 import pickle
 import threading
-from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
-from retrainer.adapters.metadata.protocol import ANY
+from retrainer.adapters.metadata._records import (
+    alias_conflict,
+    check_expected,
+    check_expected_epoch,
+    check_run_key,
+    check_snapshot_pipeline,
+    check_state_key,
+    epoch_conflict,
+    json_dict,
+    normalized_event,
+    normalized_monitor_record,
+    normalized_run,
+    normalized_snapshot,
+    normalized_version,
+    optional_utc,
+    require_run_id,
+    state_conflict,
+    unknown_pipeline,
+    unknown_version,
+)
+from retrainer.adapters.metadata.protocol import ANY, MetadataStore
 from retrainer.core.clock import as_utc
 from retrainer.core.types import (
     RUN_STATUSES,
     AliasMove,
     Event,
-    EvidenceRow,
     ModelVersion,
     MonitorRecord,
     PipelineRecord,
     Run,
     Snapshot,
-    Verdict,
 )
-from retrainer.errors import ConcurrencyError, ModelNotFoundError
+from retrainer.errors import ModelNotFoundError
 
 __all__ = ["InMemoryMetadataStore"]
 
 _T = TypeVar("_T")
 
 
-# -- normalization shared by every metadata store --------------------------------------------
-
-
-def _json_default(value: Any) -> Any:
-    # numpy scalars (np.float64 is already a float, np.int64 and np.bool_ are not) have a
-    # zero-dimensional ``item()``; anything else is not JSON.
-    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
-        return value.item()
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _non_finite(token: str) -> None:
-    # json.dumps writes NaN and the infinities as the bare tokens NaN, Infinity and -Infinity
-    # (not JSON; PostgreSQL's json type refuses them): read each back as null.
-    return None
-
-
-# what ``json.dumps(value, default=_json_default)`` and ``json.loads(text,
-# parse_constant=_non_finite)`` use, built once (those calls build a new one each time)
-_ENCODER = json.JSONEncoder(default=_json_default)
-_DECODER = json.JSONDecoder(parse_constant=_non_finite)
-
-
-def json_value(value: Any, what: str) -> Any:
-    """Return a deep copy of ``value`` made of JSON values only, or raise ``TypeError``.
-
-    Non-finite floats (NaN, infinities), wherever they are, become ``None``.
-    """
-    try:
-        text = _ENCODER.encode(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"{what} must hold only JSON values (str, int, float, bool, None, and lists and "
-            f"dicts with string keys of them). Got {exc}"
-        ) from None
-    return _DECODER.decode(text)
-
-
-_SCALARS = frozenset({str, int, bool, type(None)})
-
-
-def _flat_copy(value: Mapping[Any, Any]) -> dict[str, Any] | None:
-    """What the JSON round trip gives for a dict of plain scalars (str keys; str, int, bool,
-    None and float values, a non-finite float becoming None), without it; None for any
-    other dict (nested values, other types: the round trip decides)."""
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        if type(key) is not str:
-            return None
-        kind = type(item)
-        if kind is float:
-            out[key] = item if math.isfinite(item) else None
-        elif kind in _SCALARS:
-            out[key] = item
-        else:
-            return None
-    return out
-
-
-def json_dict(value: Mapping[str, Any], what: str) -> dict[str, Any]:
-    """Return a JSON-only deep copy of the dict ``value``, or raise ``TypeError``."""
-    if not isinstance(value, Mapping):
-        raise TypeError(f"{what} must be a dict. Got {type(value).__name__}: {value!r}")
-    flat = _flat_copy(value)
-    if flat is not None:
-        return flat
-    result: dict[str, Any] = json_value(dict(value), what)
-    return result
-
-
-def json_dicts(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{what: json_dict(value, what)}`` for every entry, in one JSON round trip (a record's
-    dict fields are copied together); the error names the field, as ``json_dict``'s does."""
-    result: dict[str, dict[str, Any]] = {}
-    nested: dict[str, dict[str, Any]] = {}
-    for what, value in values.items():
-        if not isinstance(value, Mapping):
-            json_dict(value, what)  # raises, naming the field
-        flat = _flat_copy(value)
-        if flat is None:
-            nested[what] = dict(value)
-        else:
-            result[what] = flat
-    if nested:
-        try:
-            text = _ENCODER.encode(nested)
-        except (TypeError, ValueError):
-            for what, value in nested.items():
-                json_dict(value, what)  # raises for the field that cannot be encoded
-            raise  # pragma: no cover - one of them raised
-        result.update(_DECODER.decode(text))
-    return result
-
-
-def metrics_from_json(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Metrics as a store hands them back: a ``None`` value is NaN ("undefined on this data").
-
-    The JSON form has no NaN, so a NaN metric is stored as ``null``; this is the way back.
-    """
-    return {name: math.nan if value is None else value for name, value in metrics.items()}
-
-
-def metrics_to_json(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`metrics_from_json`: NaN (and infinite) values become ``None``."""
-    return {
-        name: None if isinstance(value, float) and not math.isfinite(value) else value
-        for name, value in metrics.items()
-    }
-
-
-def optional_utc(value: datetime | None) -> datetime | None:
-    """``as_utc`` that lets ``None`` through."""
-    return None if value is None else as_utc(value)
-
-
-def evidence_to_json(rows: Sequence[EvidenceRow]) -> list[dict[str, Any]]:
-    """A verdict's evidence rows as JSON objects (the form the SQL store keeps)."""
-    encoded = [
-        {
-            "rule": row.rule,
-            "metric": row.metric,
-            "candidate": row.candidate,
-            "champion": row.champion,
-            "delta": row.delta,
-            "threshold": row.threshold,
-            "passed": row.passed,
-            "slice": row.slice,
-            "note": row.note,
-        }
-        for row in rows
-    ]
-    result: list[dict[str, Any]] = json_value(encoded, "Verdict.evidence")
-    return result
-
-
-def evidence_from_json(rows: Sequence[Mapping[str, Any]]) -> tuple[EvidenceRow, ...]:
-    """The inverse of :func:`evidence_to_json`."""
-    return tuple(EvidenceRow(**dict(row)) for row in rows)
-
-
-def normalized_snapshot(snapshot: Snapshot, schema: dict[str, Any] | None = None) -> Snapshot:
-    """``snapshot`` with aware UTC datetimes and a copied ``schema`` (``schema``: the copy,
-    when the caller made it already)."""
-    return replace(
-        snapshot,
-        window_start=optional_utc(snapshot.window_start),
-        window_end=optional_utc(snapshot.window_end),
-        min_time=optional_utc(snapshot.min_time),
-        max_time=optional_utc(snapshot.max_time),
-        schema=json_dict(snapshot.schema, "Snapshot.schema") if schema is None else schema,
-        created_at=as_utc(snapshot.created_at),
-    )
-
-
-def normalized_run(run: Run) -> Run:
-    """``run`` with aware UTC datetimes and copied dicts; checks ``status``."""
-    if run.status not in RUN_STATUSES:
-        raise ValueError(f"Run.status must be one of {', '.join(RUN_STATUSES)}. Got {run.status!r}")
-    copies = json_dicts(
-        {
-            "Run.evidence": run.evidence,
-            "Run.params": run.params,
-            "Run.metrics": run.metrics,
-            "Run.timings": run.timings,
-        }
-    )
-    return replace(
-        run,
-        created_at=as_utc(run.created_at),
-        started_at=optional_utc(run.started_at),
-        finished_at=optional_utc(run.finished_at),
-        lease_expires_at=optional_utc(run.lease_expires_at),
-        evidence=copies["Run.evidence"],
-        params=copies["Run.params"],
-        metrics=metrics_from_json(copies["Run.metrics"]),
-        timings=copies["Run.timings"],
-    )
-
-
-def normalized_version(draft: ModelVersion) -> ModelVersion:
-    """``draft`` with aware UTC datetimes, copied dicts and a JSON-checked verdict."""
-    blessing = draft.blessing
-    fields = {
-        "ModelVersion.metrics": draft.metrics,
-        "ModelVersion.params": draft.params,
-        "ModelVersion.environment": draft.environment,
-        "Snapshot.schema": draft.snapshot.schema,
-    }
-    if draft.profile is not None:
-        fields["ModelVersion.profile"] = draft.profile
-    copies = json_dicts(fields)
-    return replace(
-        draft,
-        created_at=as_utc(draft.created_at),
-        metrics=metrics_from_json(copies["ModelVersion.metrics"]),
-        params=copies["ModelVersion.params"],
-        environment=copies["ModelVersion.environment"],
-        profile=copies.get("ModelVersion.profile"),
-        snapshot=normalized_snapshot(draft.snapshot, schema=copies["Snapshot.schema"]),
-        blessing=Verdict(
-            passed=bool(blessing.passed),
-            evidence=evidence_from_json(evidence_to_json(blessing.evidence)),
-            champion_version=blessing.champion_version,
-            reason=blessing.reason,
-        ),
-    )
-
-
-def normalized_event(event: Event) -> Event:
-    """``event`` with an aware UTC time and a copied ``data`` dict."""
-    return replace(event, at=as_utc(event.at), data=json_dict(event.data, "Event.data"))
-
-
-def normalized_monitor_record(record: MonitorRecord) -> MonitorRecord:
-    """``record`` with aware UTC datetimes and a copied ``summary``; checks the window."""
-    start, end = as_utc(record.window_start), as_utc(record.window_end)
-    if end < start:
-        raise ValueError(
-            f"A monitoring window must not end before it starts: window_start is "
-            f"{start.isoformat()}, window_end {end.isoformat()}."
-        )
-    return replace(
-        record,
-        version=None if record.version is None else operator.index(record.version),
-        window_start=start,
-        window_end=end,
-        created_at=as_utc(record.created_at),
-        drifted=None if record.drifted is None else bool(record.drifted),
-        summary=json_dict(record.summary, "MonitorRecord.summary"),
-    )
-
-
-STATE_KEY_MAX = 255
-
-
-def check_state_key(key: str) -> str:
-    """A state key must be a string of 1 to ``STATE_KEY_MAX`` characters."""
-    if not isinstance(key, str) or not 1 <= len(key) <= STATE_KEY_MAX:
-        raise ValueError(
-            f"A state key must be a string of 1 to {STATE_KEY_MAX} characters. Got {key!r}."
-        )
-    return key
-
-
-def check_expected_epoch(expected_epoch: Any) -> None:
-    """``update_run(expected_epoch=None)`` is a mistake, not a lost race: say so."""
-    if expected_epoch is None:
-        raise ValueError(
-            "update_run(expected_epoch=None) can never match: a run's epoch is an int. Pass the "
-            "epoch you read the run at, or leave expected_epoch out to skip the check."
-        )
-
-
-def check_snapshot_pipeline(pipeline: str, snapshot: Snapshot) -> None:
-    """A model version's snapshot must be data of the same pipeline."""
-    if snapshot.pipeline != pipeline:
-        raise ValueError(
-            f"A version of pipeline {pipeline!r} cannot point at snapshot {snapshot.id} of "
-            f"pipeline {snapshot.pipeline!r}: pass a snapshot of {pipeline!r}."
-        )
-
-
-def unknown_pipeline(name: str, known: Sequence[str]) -> ModelNotFoundError:
-    """The error for a pipeline the store does not know."""
-    listed = ", ".join(repr(n) for n in sorted(known)) or "none"
-    return ModelNotFoundError(
-        f"Unknown pipeline {name!r}: register it with ensure_pipeline() first. "
-        f"Known pipelines: {listed}."
-    )
-
-
-def unknown_version(pipeline: str, version: int, existing: Sequence[int]) -> ModelNotFoundError:
-    """The error for a version number a pipeline does not have."""
-    have = f"its versions are 1..{max(existing)}" if existing else "it has no versions yet"
-    return ModelNotFoundError(f"Pipeline {pipeline!r} has no version {version}: {have}.")
-
-
-def alias_conflict(
-    pipeline: str, alias: str, current: int | None, expected: int | None
-) -> ConcurrencyError:
-    """The error for a failed compare-and-set on an alias."""
-
-    def show(v: int | None) -> str:
-        return "nothing" if v is None else f"version {v}"
-
-    return ConcurrencyError(
-        f"Alias {alias!r} of pipeline {pipeline!r} points at {show(current)}, expected "
-        f"{show(expected)}: another process moved it first. Read the alias again and retry."
-    )
-
-
-def state_conflict(
-    pipeline: str, key: str, current: int | None, expected: int | None
-) -> ConcurrencyError:
-    """The error for a failed compare-and-set on a state key."""
-
-    def show(revision: int | None) -> str:
-        return "does not exist" if revision is None else f"is at revision {revision}"
-
-    return ConcurrencyError(
-        f"State {key!r} of pipeline {pipeline!r} {show(current)}, expected it {show(expected)}"
-        ": another process wrote it first. Read it again and retry."
-    )
-
-
-def epoch_conflict(run_id: int, current: int, expected: int | None) -> ConcurrencyError:
-    """The error for a failed compare-and-set on a run's epoch."""
-    return ConcurrencyError(
-        f"Run {run_id} is at epoch {current}, expected epoch {expected}: another process "
-        "claimed it since. Read the run again; its lease is no longer yours."
-    )
-
-
 # -- the store ----------------------------------------------------------------------------
 
 
-class InMemoryMetadataStore:
+class InMemoryMetadataStore(MetadataStore):
     """A metadata store that keeps everything in memory, for tests, the demo and backtests.
 
     Thread-safe (one lock around every method). Records are copied on the way in and on the
     way out, so mutating a dict you passed in or got back never changes what is stored.
     Everything is lost when the object is dropped.
 
-    Like every metadata store: a write that names an unknown pipeline, run, snapshot or version
-    raises :class:`~retrainer.errors.ModelNotFoundError` (``append_event`` excepted), and so do
-    ``get_run``, ``get_snapshot`` and ``get_version``; every other read of an unknown pipeline
-    finds nothing (``[]``, ``{}``, ``None``). Dicts must hold JSON values; non-finite floats in
-    them are kept as ``None``, except metric values, which come back as NaN.
+    The contract (unknown names, JSON values, compare-and-set) is the one every metadata store
+    keeps: see :class:`~retrainer.adapters.metadata.MetadataStore`. ``copies=False`` hands out
+    the stored records themselves, for a caller that never changes what it reads.
 
     Examples
     --------
@@ -497,10 +192,6 @@ class InMemoryMetadataStore:
     # -- pipelines --
 
     def ensure_pipeline(self, name: str, definition_hash: str, now: datetime) -> PipelineRecord:
-        """Create the pipeline or update its definition hash; return the record.
-
-        ``updated_at`` only moves when the hash changes.
-        """
         now = as_utc(now)
         with self._lock:
             record = self._pipelines.get(name)
@@ -514,14 +205,12 @@ class InMemoryMetadataStore:
             return record
 
     def list_pipelines(self) -> list[PipelineRecord]:
-        """All pipelines, by name."""
         with self._lock:
             return [self._pipelines[name] for name in sorted(self._pipelines)]
 
     # -- snapshots --
 
     def add_snapshot(self, snapshot: Snapshot) -> Snapshot:
-        """Store a snapshot and return it with its ``id`` set."""
         snapshot = normalized_snapshot(snapshot)
         with self._lock:
             self._require_pipeline(snapshot.pipeline)
@@ -536,7 +225,6 @@ class InMemoryMetadataStore:
     # -- runs --
 
     def create_run(self, run: Run) -> tuple[Run, bool]:
-        """Insert ``run`` unless a run with its key exists; return (the stored run, created)."""
         run = normalized_run(run)
         with self._lock:
             existing = self._run_ids.get(run.key)
@@ -550,26 +238,13 @@ class InMemoryMetadataStore:
             return self._out(stored), True
 
     def update_run(self, run: Run, *, expected_epoch: int | None = ANY) -> Run:
-        """Overwrite the run with ``run.id`` with every field of ``run``; return it.
-
-        A run's ``key`` cannot change (it is what makes ``create_run`` idempotent). If
-        ``expected_epoch`` is given and the stored run's ``epoch`` differs, raise
-        ``ConcurrencyError`` and change nothing.
-        """
-        run_id = run.id
-        if run_id is None:
-            raise ValueError("update_run needs a run with an id: pass the run create_run returned")
+        run_id = require_run_id(run)
         check_expected_epoch(expected_epoch)
         run = normalized_run(run)
         with self._lock:
             current = self._require_run(run_id)
-            if current.key != run.key:
-                raise ValueError(
-                    f"A run's key cannot change: run {run_id} has key {current.key!r}, "
-                    f"got {run.key!r}."
-                )
-            if expected_epoch is not ANY and current.epoch != expected_epoch:
-                raise epoch_conflict(run_id, current.epoch, expected_epoch)
+            check_run_key(run_id, current.key, run)
+            check_expected(current.epoch, expected_epoch, partial(epoch_conflict, run_id))
             self._check_run_refs(run)
             self._set_run(run)
             return self._out(run)
@@ -581,7 +256,6 @@ class InMemoryMetadataStore:
     def list_runs(
         self, pipeline: str | None = None, status: str | None = None, limit: int | None = 50
     ) -> list[Run]:
-        """Runs, newest first (by id); ``limit=None`` returns them all."""
         with self._lock:
             candidates = (
                 reversed(self._runs)
@@ -602,12 +276,6 @@ class InMemoryMetadataStore:
     # -- model versions --
 
     def register_version(self, draft: ModelVersion, event: Event | None = None) -> ModelVersion:
-        """Assign the next version number of ``draft.pipeline`` and store it.
-
-        ``draft.version`` is ignored. A snapshot without an ``id`` is stored first; one with an
-        ``id`` must exist and is returned as stored. ``event`` (if given) is stored with its
-        ``version`` set to the assigned number; all of it happens or none of it does.
-        """
         draft = normalized_version(draft)
         event = None if event is None else normalized_event(event)
         with self._lock:
@@ -633,10 +301,10 @@ class InMemoryMetadataStore:
         with self._lock:
             return self._out(self._require_version(pipeline, version))
 
-    def list_versions(self, pipeline: str) -> list[ModelVersion]:
-        """All versions of ``pipeline``, oldest first (none for an unknown pipeline)."""
+    def list_versions(self, pipeline: str, *, profiles: bool = True) -> list[ModelVersion]:
         with self._lock:
-            return self._out(list(self._versions.get(pipeline, [])))
+            found = self._versions.get(pipeline, [])
+            return self._out([v if profiles else replace(v, profile=None) for v in found])
 
     # -- aliases --
 
@@ -652,12 +320,6 @@ class InMemoryMetadataStore:
         expected: int | None = ANY,
         event: Event | None = None,
     ) -> AliasMove:
-        """Point ``alias`` at ``version`` (``None`` clears it), appending to its history.
-
-        If ``expected`` is given (a version or ``None``) and the alias currently points
-        elsewhere, raise ``ConcurrencyError`` and change nothing. A version that does not exist
-        raises ``ModelNotFoundError``. ``event`` (if given) is stored with the move.
-        """
         at = as_utc(at)
         event = None if event is None else normalized_event(event)
         with self._lock:
@@ -665,8 +327,7 @@ class InMemoryMetadataStore:
             if version is not None:
                 self._require_version(pipeline, version)
             current = self._current(pipeline, alias)
-            if expected is not ANY and current != expected:
-                raise alias_conflict(pipeline, alias, current, expected)
+            check_expected(current, expected, partial(alias_conflict, pipeline, alias))
             move = AliasMove(
                 pipeline=pipeline,
                 alias=alias,
@@ -684,12 +345,10 @@ class InMemoryMetadataStore:
             return move
 
     def get_alias(self, pipeline: str, alias: str) -> int | None:
-        """The version ``alias`` points at now, or ``None``."""
         with self._lock:
             return self._current(pipeline, alias)
 
     def aliases(self, pipeline: str) -> dict[str, int]:
-        """Current aliases of ``pipeline`` that point at a version."""
         with self._lock:
             current: dict[str, int | None] = {}
             for move in self._moves:
@@ -698,17 +357,12 @@ class InMemoryMetadataStore:
             return {name: v for name, v in sorted(current.items()) if v is not None}
 
     def alias_history(self, pipeline: str, alias: str | None = None) -> list[AliasMove]:
-        """Moves, oldest first."""
         with self._lock:
             if alias is not None:
                 return list(self._alias_moves.get((pipeline, alias), ()))
             return [m for m in self._moves if m.pipeline == pipeline]
 
     def alias_at(self, pipeline: str, alias: str, at: datetime) -> int | None:
-        """The version ``alias`` pointed at, at time ``at`` (None if none).
-
-        That is the last move (by id) made at or before ``at``.
-        """
         at = as_utc(at)
         with self._lock:
             for move in reversed(self._alias_moves.get((pipeline, alias), ())):
@@ -721,11 +375,6 @@ class InMemoryMetadataStore:
     def add_monitor_result(
         self, record: MonitorRecord, event: Event | None = None
     ) -> MonitorRecord:
-        """Store the figures of one monitoring window; return them with their ``id`` set.
-
-        ``record.version`` (if not ``None``) must be a version of ``record.pipeline``.
-        ``event`` (if given) is stored with the record: both or neither.
-        """
         record = normalized_monitor_record(record)
         event = None if event is None else normalized_event(event)
         with self._lock:
@@ -746,11 +395,6 @@ class InMemoryMetadataStore:
         until: datetime | None = None,
         limit: int | None = None,
     ) -> list[MonitorRecord]:
-        """Monitoring windows of ``pipeline``, oldest first (by ``window_end``, then id).
-
-        ``since`` and ``until`` keep the windows inside ``[since, until]``; with ``limit``,
-        the most recent ``limit`` of them.
-        """
         since, until = optional_utc(since), optional_utc(until)
         with self._lock:
             found = sorted(
@@ -770,7 +414,6 @@ class InMemoryMetadataStore:
     # -- state --
 
     def get_state(self, pipeline: str, key: str) -> tuple[dict[str, Any], int] | None:
-        """The value stored under ``key`` and its revision, or ``None`` if there is none."""
         with self._lock:
             found = self._state.get((pipeline, key))
             return None if found is None else (self._out(found[0]), found[1])
@@ -784,11 +427,6 @@ class InMemoryMetadataStore:
         at: datetime,
         expected_revision: int | None = ANY,
     ) -> int:
-        """Store ``value`` under ``key``; return the new revision (the first is 1).
-
-        If ``expected_revision`` is given (a revision, or ``None`` for "must not exist yet")
-        and the stored revision differs, raise ``ConcurrencyError`` and change nothing.
-        """
         check_state_key(key)
         value = json_dict(value, f"The value of state {key!r}")
         at = as_utc(at)
@@ -796,14 +434,12 @@ class InMemoryMetadataStore:
             self._require_pipeline(pipeline)
             found = self._state.get((pipeline, key))
             current = None if found is None else found[1]
-            if expected_revision is not ANY and current != expected_revision:
-                raise state_conflict(pipeline, key, current, expected_revision)
+            check_expected(current, expected_revision, partial(state_conflict, pipeline, key))
             revision = 1 if current is None else current + 1
             self._state[(pipeline, key)] = (value, revision, at)
             return revision
 
     def list_state(self, pipeline: str) -> dict[str, dict[str, Any]]:
-        """Every value stored for ``pipeline``, by key."""
         with self._lock:
             return {
                 key: self._out(value)
@@ -814,7 +450,6 @@ class InMemoryMetadataStore:
     # -- events --
 
     def append_event(self, event: Event) -> Event:
-        """Store ``event`` and return it with its ``id`` set."""
         event = normalized_event(event)
         with self._lock:
             return self._out(self._append_event(event))
@@ -826,10 +461,6 @@ class InMemoryMetadataStore:
         kinds: list[str] | None = None,
         limit: int | None = None,
     ) -> list[Event]:
-        """Events oldest first (by id); with ``limit``, the most recent ``limit`` of them.
-
-        ``since`` keeps the events at or after it.
-        """
         since = optional_utc(since)
         with self._lock:
             found = [

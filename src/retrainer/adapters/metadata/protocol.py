@@ -1,4 +1,10 @@
-"""The metadata store port."""
+"""The metadata store ports: one small Protocol per concern, and their union.
+
+Engine code that needs only part of a store can ask for that part (``RegistryStore`` for
+promotion, ``EventStore`` for alerts); :class:`MetadataStore` is all of them, what
+``open_metadata_store`` returns. The docstrings here are the contract: the adapters do not
+repeat them (``help(SQLMetadataStore.move_alias)`` shows this text through inheritance).
+"""
 
 from __future__ import annotations
 
@@ -37,7 +43,198 @@ class _Any:
 ANY: Any = _Any()
 
 
-class MetadataStore(Protocol):
+class RunStore(Protocol):
+    """Pipelines, the data snapshots their runs read, and the runs themselves."""
+
+    def ensure_pipeline(self, name: str, definition_hash: str, now: datetime) -> PipelineRecord:
+        """Create the pipeline or update its definition hash; return the record.
+
+        ``updated_at`` only moves when the hash changes.
+        """
+        ...
+
+    def list_pipelines(self) -> list[PipelineRecord]:
+        """All pipelines, by name."""
+        ...
+
+    def add_snapshot(self, snapshot: Snapshot) -> Snapshot:
+        """Store a snapshot and return it with its ``id`` set."""
+        ...
+
+    def get_snapshot(self, snapshot_id: int) -> Snapshot:
+        """The snapshot with ``snapshot_id``; ``ModelNotFoundError`` if there is none."""
+        ...
+
+    def create_run(self, run: Run) -> tuple[Run, bool]:
+        """Insert ``run`` unless a run with its key exists; return (the stored run, created)."""
+        ...
+
+    def update_run(self, run: Run, *, expected_epoch: int | None = ANY) -> Run:
+        """Overwrite the run with ``run.id`` with every field of ``run``; return it.
+
+        A run's ``key`` cannot change (it is what makes ``create_run`` idempotent). If
+        ``expected_epoch`` is given and the stored run's ``epoch`` differs, raise
+        ``ConcurrencyError`` and change nothing: the lease holder that read the run at that
+        epoch has lost it. An epoch is never ``None``: ``expected_epoch=None`` raises
+        ``ValueError``.
+        """
+        ...
+
+    def get_run(self, run_id: int) -> Run:
+        """The run with ``run_id``; ``ModelNotFoundError`` if there is none."""
+        ...
+
+    def list_runs(
+        self, pipeline: str | None = None, status: str | None = None, limit: int | None = 50
+    ) -> list[Run]:
+        """Runs, newest first (by id); ``limit=None`` returns them all."""
+        ...
+
+
+class RegistryStore(Protocol):
+    """Model versions and the aliases that point at them, with their append-only history."""
+
+    def register_version(self, draft: ModelVersion, event: Event | None = None) -> ModelVersion:
+        """Assign the next version number of ``draft.pipeline`` and store it.
+
+        ``draft.version`` is ignored. A snapshot without an ``id`` is stored first; one with an
+        ``id`` must exist and is returned as stored. ``event`` (if given) is stored in the same
+        transaction with its ``version`` field set to the assigned number.
+        """
+        ...
+
+    def get_version(self, pipeline: str, version: int) -> ModelVersion:
+        """Version ``version`` of ``pipeline``; ``ModelNotFoundError`` if there is none."""
+        ...
+
+    def list_versions(self, pipeline: str, *, profiles: bool = True) -> list[ModelVersion]:
+        """All versions of ``pipeline``, oldest first (none for an unknown pipeline);
+        ``profiles=False`` leaves out their reference profiles (``profile=None``), the bulk
+        of a version, for listings."""
+        ...
+
+    def move_alias(
+        self,
+        pipeline: str,
+        alias: str,
+        version: int | None,
+        *,
+        at: datetime,
+        reason: str,
+        actor: str,
+        expected: int | None = ANY,
+        event: Event | None = None,
+    ) -> AliasMove:
+        """Point ``alias`` at ``version`` (``None`` clears it), appending to its history.
+
+        If ``expected`` is given (a version or ``None``) and the alias currently points
+        elsewhere, raise ``ConcurrencyError`` and change nothing. A version that does not exist
+        raises ``ModelNotFoundError``. ``event`` (if given) is stored in the same transaction.
+        """
+        ...
+
+    def get_alias(self, pipeline: str, alias: str) -> int | None:
+        """The version ``alias`` points at now, or ``None``."""
+        ...
+
+    def aliases(self, pipeline: str) -> dict[str, int]:
+        """Current aliases of ``pipeline`` that point at a version."""
+        ...
+
+    def alias_history(self, pipeline: str, alias: str | None = None) -> list[AliasMove]:
+        """Moves, oldest first."""
+        ...
+
+    def alias_at(self, pipeline: str, alias: str, at: datetime) -> int | None:
+        """The version ``alias`` pointed at, at time ``at`` (None if none).
+
+        That is the last move (by id) made at or before ``at``.
+        """
+        ...
+
+
+class MonitorStore(Protocol):
+    """The figures of each monitoring window."""
+
+    def add_monitor_result(
+        self, record: MonitorRecord, event: Event | None = None
+    ) -> MonitorRecord:
+        """Store the figures of one monitoring window; return them with their ``id`` set.
+
+        ``record.version`` (if not ``None``) must be a version of ``record.pipeline``;
+        ``window_end`` must not be before ``window_start`` (``ValueError``). ``event`` (if
+        given) is stored in the same transaction.
+        """
+        ...
+
+    def list_monitor_results(
+        self,
+        pipeline: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[MonitorRecord]:
+        """Monitoring windows of ``pipeline``, oldest first (by ``window_end``, then id).
+
+        ``since`` and ``until`` keep the windows that lie inside ``[since, until]``
+        (``since <= window_start`` and ``window_end <= until``); with ``limit``, the most
+        recent ``limit`` of them.
+        """
+        ...
+
+
+class StateStore(Protocol):
+    """Small JSON values a pipeline keeps between ticks (detector state, trigger memory)."""
+
+    def get_state(self, pipeline: str, key: str) -> tuple[dict[str, Any], int] | None:
+        """The value stored under ``key`` and its revision, or ``None`` if there is none."""
+        ...
+
+    def put_state(
+        self,
+        pipeline: str,
+        key: str,
+        value: dict[str, Any],
+        *,
+        at: datetime,
+        expected_revision: int | None = ANY,
+    ) -> int:
+        """Store ``value`` under ``key`` (replacing the old value); return the new revision.
+
+        Revisions start at 1. If ``expected_revision`` is given (a revision, or ``None`` for
+        "the key must not exist yet") and the stored revision differs, raise
+        ``ConcurrencyError`` and change nothing. ``key`` is 1 to 255 characters.
+        """
+        ...
+
+    def list_state(self, pipeline: str) -> dict[str, dict[str, Any]]:
+        """Every value stored for ``pipeline``, by key."""
+        ...
+
+
+class EventStore(Protocol):
+    """The append-only audit trail."""
+
+    def append_event(self, event: Event) -> Event:
+        """Store ``event`` and return it with its ``id`` set (any ``kind`` is kept)."""
+        ...
+
+    def list_events(
+        self,
+        pipeline: str | None = None,
+        since: datetime | None = None,
+        kinds: list[str] | None = None,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """Events oldest first (by id); with ``limit``, the most recent ``limit`` of them.
+
+        ``since`` keeps the events at or after it.
+        """
+        ...
+
+
+class MetadataStore(RunStore, RegistryStore, MonitorStore, StateStore, EventStore, Protocol):
     """Where every decision is recorded.
 
     Contract (checked by ``tests/adapters/test_metadata_contract.py`` against every adapter):
@@ -70,158 +267,6 @@ class MetadataStore(Protocol):
       stored.
     """
 
-    # pipelines
-    def ensure_pipeline(self, name: str, definition_hash: str, now: datetime) -> PipelineRecord:
-        """Create the pipeline or update its definition hash; return the record."""
+    def close(self) -> None:
+        """Release the store's connections (the in-memory store stays usable)."""
         ...
-
-    def list_pipelines(self) -> list[PipelineRecord]: ...
-
-    # snapshots
-    def add_snapshot(self, snapshot: Snapshot) -> Snapshot:
-        """Store a snapshot and return it with its ``id`` set."""
-        ...
-
-    def get_snapshot(self, snapshot_id: int) -> Snapshot: ...
-
-    # runs
-    def create_run(self, run: Run) -> tuple[Run, bool]:
-        """Insert ``run`` unless a run with its key exists; return (the stored run, created)."""
-        ...
-
-    def update_run(self, run: Run, *, expected_epoch: int | None = ANY) -> Run:
-        """Overwrite the run with ``run.id`` with every field of ``run``; return it.
-
-        If ``expected_epoch`` is given and the stored run's ``epoch`` differs, raise
-        ``ConcurrencyError`` and change nothing: the lease holder that read the run at that
-        epoch has lost it. An epoch is never ``None``: ``expected_epoch=None`` raises
-        ``ValueError``.
-        """
-        ...
-
-    def get_run(self, run_id: int) -> Run: ...
-
-    def list_runs(
-        self, pipeline: str | None = None, status: str | None = None, limit: int | None = 50
-    ) -> list[Run]:
-        """Runs, newest first (by id)."""
-        ...
-
-    # model versions
-    def register_version(self, draft: ModelVersion, event: Event | None = None) -> ModelVersion:
-        """Assign the next version number of ``draft.pipeline`` and store it.
-
-        ``draft.version`` is ignored. ``event`` (if given) is stored in the same transaction
-        with its ``version`` field set to the assigned number.
-        """
-        ...
-
-    def get_version(self, pipeline: str, version: int) -> ModelVersion: ...
-
-    def list_versions(self, pipeline: str) -> list[ModelVersion]:
-        """All versions of ``pipeline``, oldest first."""
-        ...
-
-    # aliases
-    def move_alias(
-        self,
-        pipeline: str,
-        alias: str,
-        version: int | None,
-        *,
-        at: datetime,
-        reason: str,
-        actor: str,
-        expected: int | None = ANY,
-        event: Event | None = None,
-    ) -> AliasMove:
-        """Point ``alias`` at ``version`` (``None`` clears it), appending to its history.
-
-        If ``expected`` is given (a version or ``None``) and the alias currently points
-        elsewhere, raise ``ConcurrencyError`` and change nothing. A version that does not exist
-        raises ``ModelNotFoundError``.
-        """
-        ...
-
-    def get_alias(self, pipeline: str, alias: str) -> int | None: ...
-
-    def aliases(self, pipeline: str) -> dict[str, int]:
-        """Current aliases of ``pipeline`` that point at a version."""
-        ...
-
-    def alias_history(self, pipeline: str, alias: str | None = None) -> list[AliasMove]:
-        """Moves, oldest first."""
-        ...
-
-    def alias_at(self, pipeline: str, alias: str, at: datetime) -> int | None:
-        """The version ``alias`` pointed at, at time ``at`` (None if none)."""
-        ...
-
-    # monitoring
-    def add_monitor_result(
-        self, record: MonitorRecord, event: Event | None = None
-    ) -> MonitorRecord:
-        """Store the figures of one monitoring window; return them with their ``id`` set.
-
-        ``record.version`` (if not ``None``) must be a version of ``record.pipeline``;
-        ``window_end`` must not be before ``window_start`` (``ValueError``). ``event`` (if
-        given) is stored in the same transaction.
-        """
-        ...
-
-    def list_monitor_results(
-        self,
-        pipeline: str,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int | None = None,
-    ) -> list[MonitorRecord]:
-        """Monitoring windows of ``pipeline``, oldest first (by ``window_end``, then id).
-
-        ``since`` and ``until`` keep the windows that lie inside ``[since, until]``
-        (``since <= window_start`` and ``window_end <= until``); with ``limit``, the most
-        recent ``limit`` of them.
-        """
-        ...
-
-    # state
-    def get_state(self, pipeline: str, key: str) -> tuple[dict[str, Any], int] | None:
-        """The value stored under ``key`` and its revision, or ``None`` if there is none."""
-        ...
-
-    def put_state(
-        self,
-        pipeline: str,
-        key: str,
-        value: dict[str, Any],
-        *,
-        at: datetime,
-        expected_revision: int | None = ANY,
-    ) -> int:
-        """Store ``value`` under ``key`` (replacing the old value); return the new revision.
-
-        Revisions start at 1. If ``expected_revision`` is given (a revision, or ``None`` for
-        "the key must not exist yet") and the stored revision differs, raise
-        ``ConcurrencyError`` and change nothing. ``key`` is 1 to 255 characters.
-        """
-        ...
-
-    def list_state(self, pipeline: str) -> dict[str, dict[str, Any]]:
-        """Every value stored for ``pipeline``, by key."""
-        ...
-
-    # events
-    def append_event(self, event: Event) -> Event: ...
-
-    def list_events(
-        self,
-        pipeline: str | None = None,
-        since: datetime | None = None,
-        kinds: list[str] | None = None,
-        limit: int | None = None,
-    ) -> list[Event]:
-        """Events oldest first; with ``limit``, the most recent ``limit`` of them."""
-        ...
-
-    def close(self) -> None: ...

@@ -5,9 +5,9 @@ Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 
 Write every table, column and index out explicitly (no metadata.create_all): a migration must
-keep meaning the same thing after the models in sql.py change. Types must be portable
+keep meaning the same thing after the tables in sql/schema.py change. Types must be portable
 (sa.JSON, sa.DateTime, sa.Boolean...): the same migration runs on SQLite and PostgreSQL.
-Then bump SCHEMA_HEAD in retrainer/adapters/metadata/sql.py.
+Then bump SCHEMA_HEAD in retrainer/adapters/metadata/sql/migrate.py.
 """
 
 from __future__ import annotations

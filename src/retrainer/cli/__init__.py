@@ -1,0 +1,32 @@
+"""The ``retrainer`` command line: each command parses, calls one engine function, renders.
+
+`app` holds the Typer app and the shared options, `render` everything printed; the commands
+live in one module per use case and are registered here, in the order ``--help`` lists them.
+
+Exit codes: 0 success; 1 the operation failed (a failed run, a refused promotion, a broken
+artifact); 2 bad usage or configuration (one line per problem on stderr).
+"""
+
+from __future__ import annotations
+
+from retrainer.cli import backtest, control, monitoring, project, runs
+from retrainer.cli.app import app, db_app, log_app, main, models_app
+
+app.command()(project.init)
+app.command()(runs.run)
+app.command()(runs.status)
+app.command()(runs.promote)
+app.command()(runs.rollback)
+app.command()(monitoring.monitor)
+app.command()(control.daemon)
+app.command()(control.events)
+app.command()(backtest.backtest)
+app.command()(backtest.demo)
+app.command("config-schema")(project.config_schema)
+models_app.command("list")(runs.models_list)
+models_app.command("show")(runs.models_show)
+log_app.command("predictions")(monitoring.log_predictions)
+log_app.command("feedback")(monitoring.log_feedback)
+db_app.command("upgrade")(control.db_upgrade)
+
+__all__ = ["app", "main"]

@@ -1,0 +1,2 @@
+"""Control: the controller (a level-triggered reconciliation loop), the daemon that ticks
+it, and the alerts it sends."""

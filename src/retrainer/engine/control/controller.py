@@ -1,0 +1,623 @@
+"""The controller: a level-triggered reconciliation loop that retrains by itself.
+
+Each :meth:`Controller.tick` reads the state from the store and converges it:
+
+1. **repair**: runs whose worker died or whose lease expired are queued again with backoff
+   (up to ``controller.max_attempts``) or marked failed;
+2. **observe**: pipelines with drift or concept-drift triggers get a monitor run when the last
+   one is older than ``monitor.every``;
+   only monitor results whose window ends by the tick's time count: on a simulated clock, a
+   result recorded for a later window (a run at the real now, say) is in the replay's future;
+3. **decide**: each pipeline's triggers (any of them) and guards are evaluated on a context of
+   plain values; an evaluation that fires or changes state is recorded as an event with its
+   evidence, and the trigger state is saved with a compare-and-set;
+4. **queue**: a firing creates a run whose key is ``run_key(pipeline, trigger, slot)``; the
+   unique index on the key makes a restart, a burst of evaluations or a second controller
+   create it once;
+5. **execute**: queued runs are claimed (a compare-and-set on their epoch: two controllers
+   never both get one) and handed to the executor, which trains, blesses and promotes;
+   executor results that the worker could not record itself (a crash, a timeout, a kill)
+   are recorded here;
+6. **alert**: the events of the tick go to the notifiers.
+
+Every step is idempotent, so a crash anywhere is repaired by the next tick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from retrainer.adapters.environment import process_owner
+from retrainer.adapters.executors import Executor, InlineExecutor, Job, JobResult, worker_argv
+from retrainer.core.clock import Clock, SimulatedClock
+from retrainer.core.performance import get_online_metric
+from retrainer.core.triggers import (
+    AnyOf,
+    Decision,
+    Guard,
+    MetricNeed,
+    MetricValue,
+    Needs,
+    Trigger,
+    TriggerContext,
+    apply_guards,
+    build_guard,
+    build_trigger,
+    run_key,
+)
+from retrainer.core.types import Event, Run, Snapshot
+from retrainer.core.windows import parse_duration
+from retrainer.engine.pipeline import Pipeline
+from retrainer.engine.project import Project
+from retrainer.engine.runs.run import (
+    claim_run,
+    execute_claimed_run,
+    new_run,
+    reap_stale_runs,
+    retry_or_fail,
+)
+from retrainer.engine.state import CHAMPION, MANUAL_STATE_KEY, POLICY_STATE_KEY
+from retrainer.errors import ConcurrencyError, RetrainerError
+
+
+def request_run(project: Project, pipeline: str, *, now: datetime, by: str) -> str:
+    """Ask the daemon for a run (a manual trigger): append a request it will queue."""
+    import uuid
+
+    store = project.store
+    store.ensure_pipeline(pipeline, project.pipeline(pipeline).definition_hash, now)
+    for _ in range(10):
+        stored = store.get_state(pipeline, MANUAL_STATE_KEY)
+        state, revision = stored if stored is not None else ({"requests": []}, None)
+        request = {"id": uuid.uuid4().hex[:12], "at": now.isoformat(), "by": by}
+        try:
+            store.put_state(
+                pipeline,
+                MANUAL_STATE_KEY,
+                {"requests": [*state.get("requests", []), request]},
+                at=now,
+                expected_revision=revision,
+            )
+        except ConcurrencyError:
+            continue
+        store.append_event(
+            Event(
+                kind="run.requested",
+                at=now,
+                message=f"{pipeline}: run requested by {by} (request {request['id']})",
+                pipeline=pipeline,
+                data=request,
+            )
+        )
+        return str(request["id"])
+    raise ConcurrencyError(f"could not record the run request for {pipeline}: too much contention")
+
+
+@dataclass
+class TickReport:
+    """What one tick did."""
+
+    at: datetime
+    decisions: list[Decision] = field(default_factory=list)
+    queued: list[Run] = field(default_factory=list)
+    started: list[Run] = field(default_factory=list)
+    finished: list[JobResult] = field(default_factory=list)
+    repaired: list[Run] = field(default_factory=list)
+    monitored: list[str] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class _Policy:
+    trigger: Trigger
+    guards: list[Guard]
+    needs: Needs
+    watches_monitor: bool
+
+    @property
+    def needs_rows(self) -> bool:
+        return self.needs.rows
+
+
+def build_policy(pipeline: Pipeline) -> _Policy | None:
+    """The pipeline's triggers (any of them fires) and guards, or None without triggers."""
+    cfg = pipeline.config
+    if not cfg.triggers:
+        return None
+    triggers = [build_trigger(spec) for spec in cfg.triggers]
+    trigger = triggers[0] if len(triggers) == 1 else AnyOf(*triggers)
+    guards = [build_guard(spec) for spec in cfg.guards]
+    needs = Needs.union([trigger.needs(), *(g.needs() for g in guards)])
+    return _Policy(
+        trigger=trigger,
+        guards=guards,
+        needs=needs,
+        watches_monitor=watches_monitor(needs, cfg.window.kind),
+    )
+
+
+def policy_needs(triggers: Sequence[Any], guards: Sequence[Any] = ()) -> Needs:
+    """What the triggers and guards of a configuration (their mappings) read."""
+    return Needs.union(
+        [*(build_trigger(t).needs() for t in triggers), *(build_guard(g).needs() for g in guards)]
+    )
+
+
+def watches_monitor(needs: Needs, window_kind: str | None) -> bool:
+    """Whether a pipeline needs its monitor run: a drift or concept-drift trigger reads its
+    results, and a ``since_change`` window its detector, whatever fires the run."""
+    return needs.monitor or window_kind == "since_change"
+
+
+def fired_by(decision: Decision) -> str:
+    """The trigger that made ``decision`` fire: the first firing child of a combinator."""
+    for child in decision.evidence.get("children", ()) if decision.evidence else ():
+        if isinstance(child, dict) and child.get("fire"):
+            return str(child.get("trigger", decision.trigger))
+    return decision.trigger
+
+
+class Controller:
+    """Drives every pipeline of a project; see the module docstring for one tick.
+
+    Parameters
+    ----------
+    project
+        The opened project (its stores are shared by every controller on the database).
+    clock
+        Where time comes from: ``WallClock`` in production, ``SimulatedClock`` in tests and
+        scripted runs.
+    executor
+        Where claimed runs execute; default: in this process (``InlineExecutor``).
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        clock: Clock,
+        executor: Executor | None = None,
+        alerter: Any | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.project = project
+        self.clock = clock
+        self.owner = owner or process_owner()
+        self.executor = executor or InlineExecutor(self._execute_inline)
+        self.alerter = alerter
+        self._policies: dict[str, _Policy | None] = {}
+        self._ensured: dict[str, str] = {}
+        self._versions: dict[tuple[str, int], Any] = {}
+        self._metrics: dict[tuple[str, MetricNeed], MetricValue] = {}
+        # alerts cover events from now on, not the history before this controller started
+        latest = project.store.list_events(limit=1)
+        self._last_event_id = latest[0].id or 0 if latest else 0
+        self._last_event_at = latest[0].at if latest else None
+        self._git = project.code_state()
+        cfg = project.config.controller
+        self.max_attempts = cfg.max_attempts
+        self.retry_backoff = parse_duration(cfg.retry_backoff)
+
+    # -- helpers ------------------------------------------------------------------------
+    def policy(self, name: str) -> _Policy | None:
+        if name not in self._policies:
+            self._policies[name] = build_policy(self.project.pipeline(name))
+        return self._policies[name]
+
+    def _event(self, report: TickReport, event: Event) -> None:
+        report.events.append(self.project.store.append_event(event))
+
+    def _execute_inline(self, job: Job) -> None:
+        run = self.project.store.get_run(job.run_id)
+        execute_claimed_run(self.project, run, clock=self.clock, actor="retrainer daemon")
+
+    # -- the tick -----------------------------------------------------------------------
+    def tick(self) -> TickReport:
+        t0 = time.perf_counter()
+        now = self.clock.now()
+        report = TickReport(at=now)
+        store = self.project.store
+        self._collect(now, report)  # first: an ended worker's exit status beats "process gone"
+        report.repaired = reap_stale_runs(
+            self.project, now, max_attempts=self.max_attempts, backoff=self.retry_backoff
+        )
+        self._metrics = self._online_metrics(now)
+        for cfg in self.project.config.pipelines:
+            pipeline = self.project.pipeline(cfg.name)
+            if self._ensured.get(pipeline.name) != pipeline.definition_hash:
+                store.ensure_pipeline(pipeline.name, pipeline.definition_hash, now)
+                self._ensured[pipeline.name] = pipeline.definition_hash
+            self._manual(pipeline, now, report)
+            policy = self.policy(cfg.name)
+            if policy is None:
+                continue
+            if policy.watches_monitor:
+                self._observe(pipeline, now, report)
+            self._decide(pipeline, policy, now, report)
+        self._collect(now, report)
+        self._dispatch(now, report)
+        self._collect(now, report)
+        self._alert(now, report)
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _online_metrics(self, now: datetime) -> dict[tuple[str, MetricNeed], MetricValue]:
+        """Every metric the triggers need, read from the log in one query per window length."""
+        if self.project.logs is None:
+            return {}
+        wanted: list[tuple[str, MetricNeed]] = []
+        for cfg in self.project.config.pipelines:
+            policy = self.policy(cfg.name)
+            if policy is not None:
+                wanted += [(cfg.name, need) for need in policy.needs.metrics]
+        if not wanted:
+            return {}
+        from retrainer.engine.monitoring.online import recent_performance_many
+
+        windows = recent_performance_many(
+            self.project.logs,
+            [(name, n.metric, n.over, n.min_samples) for name, n in wanted],
+            now=now,
+        )
+        out = {}
+        for name, need in wanted:
+            window = windows[
+                (name, get_online_metric(need.metric).name, need.over, need.min_samples)
+            ]
+            result = window.result(need.metric)
+            out[(name, need)] = MetricValue(value=result.value, n=result.n, status=result.status)
+        return out
+
+    def _observe(self, pipeline: Pipeline, now: datetime, report: TickReport) -> None:
+        from retrainer.engine.monitoring.monitor import run_monitor
+
+        every = parse_duration(pipeline.config.monitor.every)
+        store = self.project.store
+        last = store.list_monitor_results(pipeline.name, until=now, limit=1)
+        if last and last[0].window_end + every > now:
+            return
+        if store.alias_at(pipeline.name, CHAMPION, now) is None:
+            return  # no champion yet at ``now`` (the monitor judges the champion at its end)
+        try:
+            run_monitor(self.project, pipeline.name, clock=self.clock, end=now, report=False)
+            report.monitored.append(pipeline.name)
+        except RetrainerError as exc:
+            self._event(
+                report,
+                Event(
+                    kind="monitor.failed",
+                    at=now,
+                    message=f"{pipeline.name}: monitor failed: {exc}",
+                    pipeline=pipeline.name,
+                    data={"error": str(exc)},
+                ),
+            )
+
+    def _context(
+        self, pipeline: Pipeline, policy: _Policy, now: datetime
+    ) -> tuple[TriggerContext, int | None]:
+        store = self.project.store
+        stored = store.get_state(pipeline.name, POLICY_STATE_KEY)
+        state, revision = stored if stored is not None else ({}, None)
+        champion = store.get_alias(pipeline.name, CHAMPION)
+        champ = None
+        if champion is not None:  # versions are immutable: cache them
+            cache_key = (pipeline.name, champion)
+            if cache_key not in self._versions:
+                self._versions[cache_key] = store.get_version(pipeline.name, champion)
+            champ = self._versions[cache_key]
+        moves = store.alias_history(pipeline.name, CHAMPION)
+        last_training = champ.snapshot.window_end if champ else None
+        rows_since = training_rows = None
+        if policy.needs_rows:
+            training_rows = champ.snapshot.rows if champ else None
+            rows_since = _labelled_rows_since(pipeline, champ.snapshot if champ else None, now)
+        metrics = {
+            need: self._metrics[(pipeline.name, need)]
+            for need in policy.needs.metrics
+            if (pipeline.name, need) in self._metrics
+        }
+        latest = (
+            store.list_monitor_results(pipeline.name, until=now, limit=1)
+            if policy.watches_monitor
+            else []
+        )
+        drift = concept = None
+        if latest:
+            summary = latest[0].summary
+            window_end = latest[0].window_end.isoformat()
+            if summary.get("drift"):
+                drift = {**summary["drift"], "window_end": window_end}
+            else:  # an empty window, or a version without a profile: no column was tested
+                drift = {"n_tested": 0, "n_cur": summary.get("rows"), "window_end": window_end}
+            concept = summary.get("concept_drift")
+        recent = (
+            [r.created_at for r in store.list_runs(pipeline.name, limit=100)]
+            if policy.guards
+            else []
+        )
+        ctx = TriggerContext(
+            now=now,
+            pipeline=pipeline.name,
+            state=state,
+            last_training=last_training,
+            last_promotion=moves[-1].at if moves else None,
+            rows_since_training=rows_since,
+            training_rows=training_rows,
+            metrics=metrics,
+            metric_at_promotion=dict(champ.metrics) if champ else {},
+            drift=drift,
+            concept_drift=concept,
+            code={"pipeline_hash": pipeline.definition_hash, "git_commit": self._git[0]},
+            champion_code=(
+                {"pipeline_hash": champ.code.pipeline_hash, "git_commit": champ.code.git_commit}
+                if champ
+                else None
+            ),
+            manual_requests=(),
+            recent_runs=recent,
+        )
+        return ctx, revision
+
+    def _decide(
+        self, pipeline: Pipeline, policy: _Policy, now: datetime, report: TickReport
+    ) -> Decision | None:
+        ctx, revision = self._context(pipeline, policy, now)
+        decision = apply_guards(ctx, policy.trigger.evaluate(ctx), policy.guards)
+        report.decisions.append(decision)
+        if decision.fire:
+            # the run first: its key makes a repeat harmless, so a crash before the state is
+            # saved re-creates nothing, and no slot is lost
+            self._queue(pipeline, decision, now, report)
+        if decision.fire or dict(decision.state) != dict(ctx.state):  # idle ticks write nothing
+            try:
+                self.project.store.put_state(
+                    pipeline.name,
+                    POLICY_STATE_KEY,
+                    dict(decision.state),
+                    at=now,
+                    expected_revision=revision,
+                )
+            except ConcurrencyError:
+                return None  # another controller evaluated this pipeline at the same time
+        if decision.fire or decision.changed:
+            self._event(
+                report,
+                Event(
+                    kind="trigger.fired" if decision.fire else "trigger.evaluated",
+                    at=now,
+                    message=f"{pipeline.name}: {decision.reason}",
+                    pipeline=pipeline.name,
+                    data={
+                        "trigger": decision.trigger,
+                        "fired_by": fired_by(decision) if decision.fire else None,
+                        "slot": decision.slot,
+                        "fire": decision.fire,
+                        "reason": decision.reason,
+                        "evidence": decision.evidence,
+                    },
+                ),
+            )
+        return decision
+
+    def _manual(self, pipeline: Pipeline, now: datetime, report: TickReport) -> None:
+        """Queue a run for each pending manual request (``retrainer run --queue``)."""
+        store = self.project.store
+        stored = store.get_state(pipeline.name, MANUAL_STATE_KEY)
+        if stored is None or not stored[0].get("requests"):
+            return
+        state, revision = stored
+        for request in state["requests"]:
+            decision = Decision(
+                fire=True,
+                trigger="manual",
+                slot=str(request["id"]),
+                reason=f"manual request {request['id']} by {request.get('by', '?')}",
+                evidence=dict(request),
+            )
+            self._queue(pipeline, decision, now, report)
+        with contextlib.suppress(ConcurrencyError):  # a new request arrived: next tick
+            store.put_state(
+                pipeline.name,
+                MANUAL_STATE_KEY,
+                {"requests": []},
+                at=now,
+                expected_revision=revision,
+            )
+
+    def _queue(
+        self, pipeline: Pipeline, decision: Decision, now: datetime, report: TickReport
+    ) -> None:
+        key = run_key(pipeline.name, decision.trigger, decision.slot or now.isoformat())
+        run, created = new_run(
+            self.project,
+            pipeline,
+            now=now,
+            cause=fired_by(decision),
+            evidence={"reason": decision.reason, **decision.evidence},
+            key=key,
+        )
+        if created:
+            report.queued.append(run)
+            self._event(
+                report,
+                Event(
+                    kind="run.queued",
+                    at=now,
+                    message=f"run {run.id} of {pipeline.name} queued by {fired_by(decision)}",
+                    pipeline=pipeline.name,
+                    run_id=run.id,
+                    data={"key": key, "trigger": decision.trigger, "slot": decision.slot},
+                ),
+            )
+
+    def _dispatch(self, now: datetime, report: TickReport) -> None:
+        free = self.executor.capacity - self.executor.busy()
+        if free <= 0:
+            return
+        queued = sorted(
+            self.project.store.list_runs(status="queued", limit=None), key=lambda r: r.id or 0
+        )
+        for run in queued:
+            if free <= 0:
+                break
+            if run.lease_expires_at is not None and run.lease_expires_at > now:
+                continue  # backing off before a retry
+            try:
+                claimed = claim_run(self.project, run, now=now, owner=self.owner)
+            except ConcurrencyError:
+                continue  # another controller took it
+            report.started.append(claimed)
+            free -= 1
+            self.executor.submit(self._job(claimed, now))
+
+    def _job(self, run: Run, now: datetime) -> Job:
+        cfg = self.project.pipeline(run.pipeline).config.run
+        argv: tuple[str, ...] = ()
+        if self.project.config_path is not None:
+            extra = ["--as-of", now.isoformat()] if isinstance(self.clock, SimulatedClock) else []
+            argv = worker_argv(self.project.config_path, run.id, run.epoch, extra)  # type: ignore[arg-type]
+        return Job(
+            run_id=run.id,  # type: ignore[arg-type]
+            epoch=run.epoch,
+            pipeline=run.pipeline,
+            argv=argv,
+            timeout_s=cfg.timeout,
+            memory_mb=cfg.memory_mb,
+        )
+
+    def _collect(self, now: datetime, report: TickReport) -> None:
+        for result in self.executor.poll():
+            report.finished.append(result)
+            if result.ok or result.exit_code == 3:
+                continue
+            self._record_crash(result, now, report)
+
+    def _record_crash(self, result: JobResult, now: datetime, report: TickReport) -> None:
+        """The worker could not record its run (crash, timeout, kill): record it here.
+
+        A crash is retried (with backoff, up to ``max_attempts``); a timeout is not: a
+        training that hangs would hang again.
+        """
+        run = self.project.store.get_run(result.job.run_id)
+        if run.epoch != result.job.epoch or run.status != "running":
+            return  # already repaired or recorded by someone else
+        done = retry_or_fail(
+            self.project,
+            run,
+            now=now,
+            why=result.reason or "the worker ended without recording the run",
+            retry="timed out" not in (result.reason or ""),
+            max_attempts=self.max_attempts,
+            backoff=self.retry_backoff,
+            data={"exit_code": result.exit_code, "seconds": result.seconds},
+        )
+        if done is not None:
+            report.events.append(done[1])
+
+    def _alert(self, now: datetime, report: TickReport) -> None:
+        if self.alerter is None:
+            return
+        events = [
+            e
+            for e in self.project.store.list_events(since=self._last_event_at)
+            if (e.id or 0) > self._last_event_id
+        ]
+        if events:
+            self._last_event_id = max(e.id or 0 for e in events)
+            self._last_event_at = max(e.at for e in events)
+            self.alerter.handle(events, now)
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(
+        self,
+        *,
+        tick_s: float,
+        max_ticks: int | None = None,
+        stop: threading.Event | None = None,
+        on_tick: Callable[[TickReport], None] | None = None,
+        advance: Callable[[], None] | None = None,
+    ) -> int:
+        """Tick until ``stop`` is set or ``max_ticks`` ticks have run; return the tick count.
+
+        ``advance`` moves a simulated clock between ticks (instead of sleeping).
+        """
+        stop = stop or threading.Event()
+        ticks = 0
+        while not stop.is_set() and (max_ticks is None or ticks < max_ticks):
+            report = self.tick()
+            ticks += 1
+            if on_tick is not None:
+                on_tick(report)
+            if max_ticks is not None and ticks >= max_ticks:
+                break
+            if advance is not None:
+                # simulated time: work takes no simulated time, so let the runs in hand end
+                # before the clock moves (their outcome is collected at the next tick)
+                while self.executor.busy_running():
+                    time.sleep(0.02)
+                advance()
+            else:
+                stop.wait(tick_s)
+        return ticks
+
+    def shutdown(self, grace_s: float) -> list[Run]:
+        """Stop the executor: wait up to ``grace_s`` for runs in hand, release the others."""
+        left = self.executor.shutdown(grace_s)
+        now = self.clock.now()
+        released = []
+        for job in left:
+            run = self.project.store.get_run(job.run_id)
+            if run.status != "running" or run.epoch != job.epoch:
+                continue
+            try:
+                released.append(
+                    self.project.store.update_run(
+                        dataclasses.replace(
+                            run,
+                            status="queued",
+                            owner=None,
+                            epoch=run.epoch + 1,
+                            attempts=max(run.attempts - 1, 0),
+                            lease_expires_at=None,
+                            error="released at shutdown",
+                        ),
+                        expected_epoch=run.epoch,
+                    )
+                )
+            except ConcurrencyError:
+                continue
+            self.project.store.append_event(
+                Event(
+                    kind="run.released",
+                    at=now,
+                    message=f"run {run.id} of {run.pipeline} released at shutdown; queued again",
+                    pipeline=run.pipeline,
+                    run_id=run.id,
+                )
+            )
+        return released
+
+
+def _labelled_rows_since(pipeline: Pipeline, trained: Snapshot | None, now: datetime) -> int:
+    """Rows with a label that the champion did not learn: after the newest row it trained on
+    (with delayed labels its window's end runs ahead of that row), all of them without one."""
+    if trained is None:
+        start = None
+    elif trained.max_time is not None:
+        start = trained.max_time + timedelta(microseconds=1)
+    else:
+        start = trained.window_end
+    frame = pipeline.source.load(start, now)
+    target = pipeline.config.target
+    if target not in frame.columns:
+        return len(frame)
+    return int(frame[target].notna().sum())
