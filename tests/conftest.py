@@ -5,6 +5,9 @@ Thin wrappers of :mod:`retrainer.testing`, kept for the many tests that import t
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,11 @@ import pytest
 
 from retrainer import testing
 from retrainer.testing import drifting_frame, pipeline_spec
+
+# pytest-xdist's workers start with COLUMNS=80, which makes the CLI's Rich consoles (built at
+# import) wrap at 80 columns instead of their 120 off a terminal: run as a single process does
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
 
 ELEC2 = Path(__file__).resolve().parents[1] / "src/retrainer/examples/elec2/data/elec2.parquet"
 
@@ -35,3 +43,20 @@ def write_project(root: Path, frame: pd.DataFrame | None = None, **overrides: An
 @pytest.fixture
 def project_dir(tmp_path: Path) -> Path:
     return write_project(tmp_path / "proj")
+
+
+_WATCHED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Iterator[None]:
+    """Fail a test that leaves SIGINT/SIGTERM handlers changed (pytest would then ignore
+    Ctrl-C, as after an in-process ``daemon`` did), after putting them back so the tests
+    after it are not affected."""
+    before = {sig: signal.getsignal(sig) for sig in _WATCHED_SIGNALS}
+    yield
+    changed = [sig.name for sig in _WATCHED_SIGNALS if signal.getsignal(sig) is not before[sig]]
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
+    if changed:
+        pytest.fail(f"the test left the {' and '.join(changed)} handler(s) changed")

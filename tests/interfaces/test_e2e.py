@@ -1,10 +1,17 @@
-"""End to end: the real CLI in subprocesses, on real data, with crashes and races."""
+"""End to end: the real CLI in subprocesses, on real data, with crashes and races.
+
+What a test proves runs in a real interpreter (a run killed at a step, two processes racing);
+the set-up before it is built once per module and copied (:func:`copy_project`), and the
+checks after it read the store in this process (:func:`cli_here`), which spares 4-6
+interpreters a test.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,11 +19,14 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from retrainer.cli import app
 from retrainer.engine.runs.run import FAULT_POINTS
 from tests.conftest import write_project
 
 pytestmark = pytest.mark.slow
+runner = CliRunner()
 
 
 def cli(*args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 120):
@@ -32,13 +42,29 @@ def cli(*args: str, env: dict[str, str] | None = None, check: bool = True, timeo
     return proc
 
 
-def models(proj: Path) -> list[dict]:
-    return json.loads(cli("models", "list", "-c", str(proj), "--json").stdout)
+def cli_here(*args: str, env: dict[str, str] | None = None):
+    """The CLI in this process (Typer's runner), for set-up and checks around what a test
+    proves in a subprocess: the same commands and output, without an interpreter's start."""
+    result = runner.invoke(app, list(args), env=env, catch_exceptions=False)
+    if result.exit_code != 0:
+        raise AssertionError(
+            f"retrainer {' '.join(args)} exited {result.exit_code}:\n{result.stderr}"
+        )
+    return result
 
 
-def assert_consistent(proj: Path) -> None:
+def copy_project(built: Path, dest: Path) -> Path:
+    """A copy of a project folder (config, data, SQLite store, artifacts) built once."""
+    return Path(shutil.copytree(built, dest))
+
+
+def models(proj: Path, env: dict[str, str] | None = None) -> list[dict]:
+    return json.loads(cli_here("models", "list", "-c", str(proj), "--json", env=env).stdout)
+
+
+def assert_consistent(proj: Path, env: dict[str, str] | None = None) -> None:
     """Every alias points at an existing version whose artifact is whole."""
-    versions = models(proj)
+    versions = models(proj, env)
     numbers = [v["version"] for v in versions]
     assert numbers == list(range(1, len(numbers) + 1))
     for v in versions:
@@ -50,11 +76,27 @@ def assert_consistent(proj: Path) -> None:
     assert sum("champion" in v["aliases"] for v in versions) <= 1
 
 
-def test_elec2_example_cycle(tmp_path: Path):
-    proj = tmp_path / "elec2"
+@pytest.fixture(scope="module")
+def elec2_v1(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The elec2 example after its first real run (v1, champion), and that run's output."""
+    proj = tmp_path_factory.mktemp("built") / "elec2"
     cli("init", str(proj), "--example", "elec2")
     first = cli("run", "-c", str(proj), "--as-of", "1997-01-06")
-    assert "promoted to champion" in first.stdout
+    return proj, first.stdout
+
+
+@pytest.fixture(scope="module")
+def toy_v1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The toy project after one run (v1, champion): the state every crash test starts from."""
+    proj = write_project(tmp_path_factory.mktemp("built") / "p")
+    cli_here("run", "-c", str(proj), "--as-of", "2024-01-20")
+    return proj
+
+
+def test_elec2_example_cycle(tmp_path: Path, elec2_v1: tuple[Path, str]):
+    built, first = elec2_v1
+    proj = copy_project(built, tmp_path / "elec2")
+    assert "promoted to champion" in first
     cli("run", "-c", str(proj), "--as-of", "1997-03-03")
     versions = models(proj)
     assert len(versions) == 2
@@ -71,18 +113,17 @@ def test_elec2_example_cycle(tmp_path: Path):
 
 
 @pytest.mark.parametrize("point", FAULT_POINTS)
-def test_crash_at_any_step_leaves_the_store_consistent(tmp_path: Path, point: str):
-    proj = write_project(tmp_path / "p")
-    cli("run", "-c", str(proj), "--as-of", "2024-01-20")
+def test_crash_at_any_step_leaves_the_store_consistent(tmp_path: Path, toy_v1: Path, point: str):
+    proj = copy_project(toy_v1, tmp_path / "p")
     crashed = cli(
         "run", "-c", str(proj), "--as-of", "2024-01-26", env={"RETRAINER_FAULT": point}, check=False
     )
     assert crashed.returncode == 137
     assert_consistent(proj)
-    after = cli("run", "-c", str(proj), "--as-of", "2024-01-27", "--json")
+    after = cli_here("run", "-c", str(proj), "--as-of", "2024-01-27", "--json")
     assert json.loads(after.stdout)["run"]["status"] == "succeeded"
     assert_consistent(proj)
-    status = json.loads(cli("status", "-c", str(proj), "--json").stdout)[0]
+    status = json.loads(cli_here("status", "-c", str(proj), "--json").stdout)[0]
     assert status["running"] == []  # the crashed run was marked failed, not left running
     interrupted = [r for r in status["last_runs"] if r["status"] == "failed"]
     assert len(interrupted) == 1 and "interrupted" in interrupted[0]["error"]
@@ -100,7 +141,7 @@ def test_real_kill_during_training(tmp_path: Path):
         "    return LogisticRegression().fit(data[params['features']], data[params['target']])\n"
     )
     proj = write_project(tmp_path / "p", model=None, train="slowpipe:train")
-    cli("run", "-c", str(proj), "--as-of", "2024-01-20")
+    cli_here("run", "-c", str(proj), "--as-of", "2024-01-20")
     marker = tmp_path / "training.marker"
     proc = subprocess.Popen(
         [sys.executable, "-m", "retrainer", "run", "-c", str(proj), "--as-of", "2024-01-26"],
@@ -116,13 +157,12 @@ def test_real_kill_during_training(tmp_path: Path):
     proc.wait(timeout=10)
     assert_consistent(proj)
     assert [v["version"] for v in models(proj)] == [1]
-    cli("run", "-c", str(proj), "--as-of", "2024-01-27")
+    cli_here("run", "-c", str(proj), "--as-of", "2024-01-27")
     assert [v["version"] for v in models(proj)] == [1, 2]
 
 
-def test_two_runs_at_once_on_one_sqlite_file(tmp_path: Path):
-    proj = write_project(tmp_path / "p")
-    cli("run", "-c", str(proj), "--as-of", "2024-01-20")
+def test_two_runs_at_once_on_one_sqlite_file(tmp_path: Path, toy_v1: Path):
+    proj = copy_project(toy_v1, tmp_path / "p")
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "retrainer", "run", "-c", str(proj), "--as-of", f"2024-01-2{d}"],
@@ -144,10 +184,8 @@ def test_two_runs_at_once_on_one_sqlite_file(tmp_path: Path):
     assert_consistent(proj)
 
 
-def test_monitor_on_elec2_writes_the_report(tmp_path: Path):
-    proj = tmp_path / "elec2"
-    cli("init", str(proj), "--example", "elec2")
-    cli("run", "-c", str(proj), "--as-of", "1997-01-06")
+def test_monitor_on_elec2_writes_the_report(tmp_path: Path, elec2_v1: tuple[Path, str]):
+    proj = copy_project(elec2_v1[0], tmp_path / "elec2")
     out = tmp_path / "monitor.html"
     result = json.loads(
         cli("monitor", "-c", str(proj), "--as-of", "1997-04-07", "--out", str(out), "--json").stdout

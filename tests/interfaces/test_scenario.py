@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.interfaces.test_e2e import assert_consistent, cli
+from tests.interfaces.test_e2e import assert_consistent, cli_here
 
 pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "elec2_daemon_scenario.py"
@@ -25,7 +25,7 @@ def test_elec2_scenario_events_tell_the_story(tmp_path: Path):
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    events = json.loads(cli("events", "-c", str(proj), "--limit", "5000", "--json").stdout)
+    events = json.loads(cli_here("events", "-c", str(proj), "--limit", "5000", "--json").stdout)
     fired = [e for e in events if e["kind"] == "trigger.fired"]
     assert {e["data"]["fired_by"] for e in fired} == {"weekly", "accuracy-drop"}
     metric = next(e for e in fired if e["data"]["fired_by"] == "accuracy-drop")
@@ -44,7 +44,7 @@ def test_elec2_scenario_events_tell_the_story(tmp_path: Path):
     assert [r["data"]["trigger"] for r in runs] == [e["data"]["trigger"] for e in fired]
     causes = {
         r["cause"]
-        for r in json.loads(cli("status", "-c", str(proj), "--json").stdout)[0]["last_runs"]
+        for r in json.loads(cli_here("status", "-c", str(proj), "--json").stdout)[0]["last_runs"]
     }
     assert causes <= {"weekly", "accuracy-drop"}
     assert_consistent(proj)
