@@ -188,6 +188,9 @@ def entry(tool: str, seconds: list[float], peak: float | None, **extra: Any) -> 
 
 
 def work_retrainer(ref: pd.DataFrame, cur: pd.DataFrame, repeats: int) -> list[dict[str, Any]]:
+    import scipy.special
+    import scipy.stats  # noqa: F401  (core imports scipy at first use: load it before measuring)
+
     from retrainer.core.drift import check_drift
     from retrainer.core.profile import compute_profile
     from retrainer.engine.frames import to_columns
