@@ -211,7 +211,7 @@ def test_schedules_do_not_share_their_memory() -> None:
     a, b = ScheduleTrigger("0 2 * * *"), ScheduleTrigger("0 2 * * *")
     now = datetime(2024, 3, 4, 9, tzinfo=UTC)
     a.next_fire(now)
-    assert "_schedule_memo" in a.__dict__ and "_schedule_memo" not in b.__dict__
+    assert a._schedule_memo is not None and b._schedule_memo is None
 
 
 def test_needs_union_keeps_each_metric_once() -> None:
