@@ -45,9 +45,7 @@ INTERNAL = {
     "upgrade_schema",
     "verify_sha256",
     # core: statistics and spec parsing behind the exported objects
-    "Check",
-    "Configurable",
-    "Parameter",
+    "TriggerSpec",
     "guard_spec_type",
     "trigger_spec_type",
     "CATEGORICAL_METHODS",

@@ -6,12 +6,13 @@ Parametrized over the registries, so a new trigger or guard kind is covered by a
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 
 from retrainer.config import json_schema
+from retrainer.core._spec import DefaultName, Duration, Spec, TimeZone
 from retrainer.core.triggers import (
     GUARDS,
     TRIGGERS,
@@ -26,6 +27,7 @@ from retrainer.core.triggers import (
     build_guard,
     build_trigger,
 )
+from retrainer.core.triggers.base import TriggerSpec
 from retrainer.core.triggers.spec import guard_spec_type, trigger_spec_type
 from retrainer.errors import ConfigError
 
@@ -211,7 +213,7 @@ def test_schedules_do_not_share_their_memory() -> None:
     a, b = ScheduleTrigger("0 2 * * *"), ScheduleTrigger("0 2 * * *")
     now = datetime(2024, 3, 4, 9, tzinfo=UTC)
     a.next_fire(now)
-    assert "_schedule_memo" in a.__dict__ and "_schedule_memo" not in b.__dict__
+    assert a._schedule_memo is not None and b._schedule_memo is None
 
 
 def test_needs_union_keeps_each_metric_once() -> None:
@@ -237,3 +239,42 @@ def test_a_parameter_added_to_init_reaches_the_spec_the_schema_and_validation() 
         )  # fmt: skip
         state = trigger.evaluate(ctx).state
     assert state["handled"] == ["r1", "r2"]
+
+
+@pytest.mark.parametrize("cls", [*TRIGGERS.values(), *GUARDS.values()], ids=lambda c: c.kind)
+def test_every_trigger_and_guard_declares_its_parameters_as_spec_fields(cls: Any) -> None:
+    # one mechanism for every family: the fields are the parameters
+    assert issubclass(cls, Spec)
+    built = (build_trigger if cls.kind in TRIGGERS else build_guard)(cls.example)
+    params = built.get_params()
+    assert list(params) == list(cls.model_fields)
+    assert cls.model_validate(params).get_params().keys() == params.keys()
+    built.check_params()
+
+
+def test_a_new_parameter_is_one_field() -> None:
+    class Every(TriggerSpec):
+        kind: ClassVar[str] = "every"
+        layout = "flat"
+        period: Duration
+        zone: TimeZone = "UTC"
+        name: DefaultName = Field(None, validate_default=True)
+
+    every = Every("1d")
+    assert every.name == "every" and every.get_params() == {
+        "period": "1d",
+        "zone": "UTC",
+        "name": "every",
+    }
+    assert every.checked()["period"] == timedelta(days=1)  # converted, kept as given on the object
+    assert every.period == "1d"
+    assert every == Every("24h") and every != Every("2d")
+    assert every.to_spec() == {"every": "1d"}
+    assert Every(timedelta(hours=6), zone="Europe/Paris").to_spec() == {
+        "every": "6h",
+        "zone": "Europe/Paris",
+    }
+    with pytest.raises(ConfigError, match=r"^Every.zone must be an IANA time zone name"):
+        Every("1d", zone="Mars/Olympus").checked()
+    with pytest.raises(ConfigError, match=r"^Every.period: invalid duration '1 day'"):
+        Every("1 day").checked()

@@ -9,7 +9,11 @@ family's JSON schema and the union type ``retrainer.yaml`` validates against.
 
 The field types below (:data:`Number`, :data:`Name`, :data:`Flag`, :data:`Count`) check the
 value and keep it as given: an integer bound stays an integer, so a config written back
-(``to_spec``) or hashed is the one that was read.
+(``to_spec``) or hashed is the one that was read. The types of the triggers' and guards'
+parameters (:data:`Duration`, :data:`TimeZone`, :data:`OptionalNumber`, :data:`ColumnNames`...)
+also give the value to use once validated (a ``timedelta``, a ``ZoneInfo``, a float, a tuple):
+the object keeps the value as given, and validating its parameters gives the converted ones
+(see ``retrainer.core.triggers.base.TriggerSpec.checked``).
 
 Examples
 --------
@@ -32,8 +36,10 @@ retrainer.errors.ConfigError: Above.value must be a finite number; got 'high'
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import timedelta
 from typing import Annotated, Any, ClassVar, TypeGuard, TypeVar, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -43,6 +49,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     model_serializer,
 )
 from pydantic_core import PydanticCustomError
@@ -50,16 +57,27 @@ from pydantic_core import PydanticCustomError
 from retrainer.errors import ConfigError
 
 __all__ = [
+    "ColumnNames",
     "Count",
+    "DefaultName",
+    "Duration",
     "Flag",
+    "MetricName",
     "Name",
     "NonNegative",
     "Number",
+    "OptionalCount",
+    "OptionalNumber",
+    "PositiveNumber",
     "Registry",
+    "Share",
     "Spec",
+    "TimeZone",
     "describe_errors",
     "is_int",
     "is_number",
+    "names_of",
+    "tail_error",
 ]
 
 
@@ -133,12 +151,171 @@ Number = Annotated[float, PlainValidator(_number, json_schema_input_type=float),
 """A finite int or float (not a bool), kept as given."""
 NonNegative = Annotated[float, PlainValidator(_non_negative, json_schema_input_type=float), _KEEP]
 """A finite int or float ``>= 0``, kept as given."""
-Name = Annotated[str, PlainValidator(_name, json_schema_input_type=str)]
+Name = Annotated[str, PlainValidator(_name), WithJsonSchema({"type": "string", "minLength": 1})]
 """A non-empty string (a metric, column or notifier name)."""
 Flag = Annotated[bool, PlainValidator(_flag, json_schema_input_type=bool)]
 """``true`` or ``false``, nothing that merely reads as one."""
-Count = Annotated[int, PlainValidator(_count, json_schema_input_type=int), _KEEP]
+Count = Annotated[
+    int, PlainValidator(_count), WithJsonSchema({"type": "integer", "minimum": 1}), _KEEP
+]
 """An integer ``>= 1`` (not a bool)."""
+
+
+# --- types that convert: the validated value is the one to use (a duration as a timedelta) ---
+# The parameter stays as given on the object; ``Spec.model_validate(obj.get_params())`` gives the
+# converted values (triggers and guards remember them, see core.triggers.base.TriggerSpec).
+
+
+def tail_error(tail: str) -> PydanticCustomError:
+    """A validation error whose message follows ``Owner.param`` verbatim (``" must be ...; got
+    x"``, ``": invalid duration ..."``): for messages that say which item of a value is wrong."""
+    return PydanticCustomError("retrainer_tail", tail)
+
+
+def _optional_number(*, positive: bool = False, upto_one: bool = False) -> Callable[[Any], Any]:
+    def check(value: Any) -> float | None:
+        if value is None:
+            return None
+        if not is_number(value):
+            raise tail_error(f" must be a finite number or None; got {value!r}")
+        if positive and value <= 0:
+            raise tail_error(f" must be > 0; got {value!r}")
+        if upto_one and not 0 < value <= 1:
+            raise tail_error(f" must be in (0, 1]; got {value!r}")
+        return float(value)
+
+    return check
+
+
+def _duration(value: Any) -> timedelta:
+    from retrainer.core.windows import parse_duration  # core.windows builds on this module
+
+    if isinstance(value, str):
+        try:
+            span = parse_duration(value)
+        except ConfigError as exc:
+            raise tail_error(f": {exc}") from None
+    elif isinstance(value, timedelta):
+        span = value
+    else:
+        raise tail_error(
+            f" must be a duration such as '1d' or '6h' (or a timedelta); got {value!r}"
+        )
+    if span <= timedelta(0) or span % timedelta(seconds=1):
+        raise tail_error(f" must be a positive duration in whole seconds; got {value!r}")
+    return span
+
+
+def _names(allowed: tuple[str, ...] | None) -> Callable[[Any], tuple[str, ...]]:
+    def check(value: Any) -> tuple[str, ...]:
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise tail_error(f" must be a list of names (e.g. ['price', 'region']); got {value!r}")
+        names = tuple(value)
+        for item in names:
+            if not isinstance(item, str) or not item:
+                raise tail_error(f" must hold non-empty strings; got {item!r}")
+            if allowed is not None and item not in allowed:
+                raise tail_error(f" may only hold {', '.join(allowed)}; got {item!r}")
+        if len(set(names)) != len(names):
+            raise tail_error(f" lists a name twice; got {value!r}")
+        return names
+
+    return check
+
+
+def _metric_name(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise tail_error(f" must be a metric name; got {value!r}")
+    return value
+
+
+def _optional_name(value: Any) -> Any:
+    return value if value is None else _name(value)
+
+
+def _timezone(value: Any) -> ZoneInfo:
+    try:
+        if not isinstance(value, str):
+            raise TypeError
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise tail_error(
+            f" must be an IANA time zone name such as 'UTC' or 'Europe/Paris'; got {value!r}"
+        ) from None
+
+
+def _schema(schema: dict[str, Any]) -> WithJsonSchema:
+    # the schema editors show: exactly what the validator accepts (``minimum``, ``pattern``...)
+    return WithJsonSchema(schema)
+
+
+_DURATION_SCHEMA = {
+    "type": "string",
+    "pattern": r"^(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?$",
+    "description": "A duration: weeks, days, hours, minutes, seconds, e.g. '1d', '6h', '1d12h'.",
+    "examples": ["1d", "6h"],
+}
+
+DefaultName = Annotated[
+    str, PlainValidator(_optional_name), _schema({"type": "string", "minLength": 1})
+]
+"""A trigger's name: a non-empty string, or None when not given; the object then sets its
+default in its constructor, so it is a ``str`` once built. Declared ``= Field(None,
+validate_default=True)`` (None is not a ``str``; the validator accepts it)."""
+MetricName = Annotated[
+    str, PlainValidator(_metric_name), _schema({"type": "string", "minLength": 1})
+]
+"""A metric's name."""
+OptionalNumber = Annotated[
+    float | None, PlainValidator(_optional_number()), _schema({"type": "number"})
+]
+"""A finite number (used as a float), or None."""
+PositiveNumber = Annotated[
+    float | None,
+    PlainValidator(_optional_number(positive=True)),
+    _schema({"type": "number", "exclusiveMinimum": 0}),
+]
+"""A finite number ``> 0`` (used as a float), or None."""
+Share = Annotated[
+    float | None,
+    PlainValidator(_optional_number(upto_one=True)),
+    _schema({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
+]
+"""A number in ``(0, 1]`` (used as a float), or None."""
+Duration = Annotated[str | timedelta, PlainValidator(_duration), _schema(_DURATION_SCHEMA)]
+"""A duration such as ``"1d"`` or a timedelta, positive, in whole seconds (used as a timedelta)."""
+ColumnNames = Annotated[
+    tuple[str, ...] | list[str],
+    PlainValidator(_names(None)),
+    _schema({"type": "array", "items": {"type": "string", "minLength": 1}}),
+]
+"""A list of distinct non-empty names (used as a tuple)."""
+TimeZone = Annotated[
+    str,
+    PlainValidator(_timezone),
+    _schema(
+        {
+            "type": "string",
+            "description": "An IANA time zone name.",
+            "examples": ["UTC", "Europe/Paris"],
+        }
+    ),
+]
+"""An IANA time zone name (used as a ZoneInfo)."""
+
+
+OptionalCount = Annotated[
+    int | None,
+    PlainValidator(lambda v: v if v is None else _count(v)),
+    _schema({"type": "integer", "minimum": 1}),
+]
+"""An integer ``>= 1`` (not a bool), or None."""
+
+
+def names_of(allowed: tuple[str, ...]) -> Any:
+    """The type of a list of names among ``allowed``, each at most once (used as a tuple)."""
+    schema = {"type": "array", "items": {"enum": list(allowed)}, "uniqueItems": True}
+    return Annotated[tuple[str, ...] | list[str], PlainValidator(_names(allowed)), _schema(schema)]
 
 
 def describe_errors(
@@ -171,6 +348,8 @@ def describe_errors(
             lines.append(f"{path} is not a parameter of {owner.split('.')[0]}")
         elif err["type"] == "missing":
             lines.append(f"{path} is required")
+        elif err["type"] == "retrainer_tail":  # the message says what was got itself
+            lines.append(f"{path}{message}")
         elif message.startswith("must") and err["type"] != "retrainer_secret":
             lines.append(f"{path} {message}; got {err['input']!r}")
         elif message.startswith("must"):  # a value that may hold a secret is not repeated

@@ -54,12 +54,12 @@ Configuration
 -------------
 :func:`build_trigger` and :func:`build_guard` read the mappings of ``retrainer.yaml``
 through the registries :data:`TRIGGERS` and :data:`GUARDS`; ``to_spec()`` writes them back,
-so ``build_trigger(t.to_spec()) == t``. A class's ``__init__`` signature is its spec: the
-keys, their validation, the JSON schema, ``get_params()`` and ``to_spec()`` come from it
-(:mod:`retrainer.core.triggers.params`). ``needs()`` says what a trigger reads, and
-``describe()`` is one human line.
+so ``build_trigger(t.to_spec()) == t``. A class's parameters are declared once, as the fields
+of a :class:`~retrainer.core._spec.Spec` (:class:`~retrainer.core.triggers.base.TriggerSpec`):
+the keys, their validation, the JSON schema, ``get_params()`` and ``to_spec()`` come from
+them. ``needs()`` says what a trigger reads, and ``describe()`` is one human line.
 
-Modules: ``base`` (values, protocols, run keys), ``params`` (the parameter types), ``cron``
+Modules: ``base`` (values, protocols, the parameters' base class, run keys), ``cron``
 (the cron schedule and its daylight-saving rules), ``schedule``, ``metric``, ``drift``,
 ``events`` (new data, code change, manual), ``combinators``, ``guards``, ``spec`` (the
 registries and the builders).

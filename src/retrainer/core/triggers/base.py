@@ -7,15 +7,20 @@ gathers only those. See :mod:`retrainer.core.triggers` for edges, levels, slots 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, get_args, runtime_checkable
 
+from pydantic import PrivateAttr, ValidationError
+
+from retrainer.core._spec import Duration, Spec, describe_errors
 from retrainer.core.clock import as_utc
+from retrainer.core.windows import parse_duration
 from retrainer.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # core.performance imports scikit-learn: not needed to read a config
@@ -29,6 +34,7 @@ __all__ = [
     "Needs",
     "Trigger",
     "TriggerContext",
+    "TriggerSpec",
     "run_key",
 ]
 
@@ -437,3 +443,244 @@ def run_key(pipeline: str, trigger: str, slot: str) -> str:
         return key
     digest = hashlib.sha256(json.dumps(parts).encode("utf-8")).hexdigest()[:16]
     return key[: _KEY_MAX - len(digest) - 1] + "~" + digest
+
+
+# --- the parameters of triggers and guards -----------------------------------------------------
+
+Layout = Literal["flat", "nested", "value", "list"]
+_DURATION_CHECK = get_args(Duration)[1]
+
+
+class TriggerSpec(Spec):
+    """A trigger's or guard's parameters, declared once as fields (see :class:`Spec`).
+
+    As any :class:`Spec`, the constructor stores the parameters as given; :meth:`checked`
+    validates them on first use (again only after one changed) and gives the values to use
+    (durations as ``timedelta``, time zones as ``ZoneInfo``...), then runs :meth:`_check`, the
+    rules between parameters. A ``name`` left None is the kind's default (:meth:`default_name`).
+
+    Subclasses set ``kind`` (the key that names them in ``retrainer.yaml``) and ``layout``, how
+    their mapping is written:
+
+    - ``"flat"``: the first parameter under the kind key, the others beside it
+      (``{"schedule": "@daily", "timezone": "UTC"}``);
+    - ``"nested"``: the parameters other than ``name`` in a mapping under the kind key
+      (``{"drift": {"share": 0.5}}``);
+    - ``"value"``: the one parameter under the kind key (``{"cooldown": "6h"}``);
+    - ``"list"``: child triggers under the kind key (``{"any": [...]}``).
+
+    ``always`` lists parameters ``to_spec`` writes even at their default; ``example`` is a
+    configuration mapping, shown in error messages and in the JSON schema (and every
+    registered class's is tested to build and round-trip).
+
+    Examples
+    --------
+    >>> from retrainer.core.triggers import MetricTrigger
+    >>> list(MetricTrigger.model_fields)[:3]
+    ['metric', 'below', 'above']
+    >>> MetricTrigger("ctr", below="1.91%").needs()
+    Traceback (most recent call last):
+    ...
+    retrainer.errors.ConfigError: MetricTrigger.below must be a finite number or None; got '1.91%'
+    """
+
+    kind: ClassVar[str]
+    layout: ClassVar[Layout] = "nested"
+    always: ClassVar[frozenset[str]] = frozenset()
+    parameter_names: ClassVar[tuple[str, ...]] = ()
+    duration_fields: ClassVar[frozenset[str]] = frozenset()
+
+    # the parameters last checked and their values: the controller evaluates every tick
+    _checked_memo: tuple[dict[str, Any], dict[str, Any]] | None = PrivateAttr(default=None)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        # read once per class: get_params runs at every evaluation
+        cls.parameter_names = tuple(cls.model_fields)
+        cls.duration_fields = frozenset(
+            name
+            for name, info in cls.model_fields.items()
+            if any(m is _DURATION_CHECK for m in info.metadata)
+        )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "name" in type(self).model_fields and self.__dict__.get("name") is None:
+            self.__dict__["name"] = self.default_name()
+
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @classmethod
+    def spec_kind(cls) -> str:
+        """The name of this class in its family's registry (its ``kind``)."""
+        return cls.kind
+
+    def default_name(self) -> str:
+        """The name when none is given: the kind."""
+        return self.kind
+
+    def get_params(self) -> dict[str, Any]:
+        """The parameters, as given (``name`` resolved to its default)."""
+        values = self.__dict__
+        return {name: values[name] for name in self.parameter_names}
+
+    # a private attribute read through BaseModel.__getattr__ costs microseconds: read the dict
+    def _private(self, key: str) -> Any:
+        return self.__pydantic_private__.get(key)  # type: ignore[union-attr]
+
+    def _remember(self, key: str, value: Any) -> None:
+        self.__pydantic_private__[key] = value  # type: ignore[index]
+
+    def checked(self) -> dict[str, Any]:
+        """The parameters validated and converted (durations to ``timedelta``...).
+
+        Raises
+        ------
+        ConfigError
+            Naming the class, the parameter, the value given and what is expected.
+        """
+        params = self.get_params()
+        memo = self._private("_checked_memo")
+        if memo is not None and memo[0] == params:
+            return dict(memo[1])
+        owner = type(self).__name__
+        try:
+            values = dict(type(self).__pydantic_validator__.validate_python(params).__dict__)
+        except ValidationError as exc:
+            # the first problem, as the objects are checked one parameter at a time
+            raise ConfigError(describe_errors(exc, owner)[0]) from None
+        self._check(values)
+        self._remember("_checked_memo", (params, values))
+        return dict(values)
+
+    def check_params(self) -> None:
+        """Check the parameters; raise ConfigError naming the problem."""
+        self.checked()
+
+    def _check(self, values: dict[str, Any]) -> None:
+        """Rules between parameters (raise ConfigError); the parameters are valid one by one."""
+
+    def needs(self) -> Needs:
+        """What it reads from the context (and validates the parameters)."""
+        raise NotImplementedError  # pragma: no cover
+
+    # --- configuration mappings ---
+
+    def _written(self) -> dict[str, Any]:
+        """The parameters ``to_spec`` writes: those not at their default, as YAML values."""
+        out: dict[str, Any] = {}
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if name == "name":
+                if value != self.default_name():
+                    out["name"] = value
+                continue
+            if name not in self.always and not info.is_required() and _plain(value) == info.default:
+                continue
+            if isinstance(value, timedelta):
+                value = _format_duration(value)
+            elif isinstance(value, list | tuple):
+                value = list(value)
+            out[name] = value
+        return out
+
+    def to_spec(self) -> dict[str, Any]:
+        """The configuration mapping, parameters at their default left out."""
+        written = self._written()
+        name = {"name": written.pop("name")} if "name" in written else {}
+        if self.layout == "flat":
+            first = next(iter(type(self).model_fields))
+            return {self.kind: written.pop(first), **written, **name}
+        if self.layout == "value":
+            [value] = written.values()
+            return {self.kind: value}
+        return {self.kind: written, **name}
+
+    @classmethod
+    def spec_keys(cls) -> tuple[str, ...]:
+        """The keys of the mapping (the kind key first)."""
+        names = list(cls.model_fields)
+        if cls.layout == "flat":
+            return (cls.kind, *names[1:])
+        return (cls.kind, "name") if "name" in names else (cls.kind,)
+
+    @classmethod
+    def body_keys(cls) -> tuple[str, ...]:
+        """The keys of the mapping under the kind key (``"nested"`` layout)."""
+        return tuple(name for name in cls.model_fields if name != "name")
+
+    @classmethod
+    def from_spec(
+        cls, spec: Mapping[str, Any], where: str, build: Callable[..., Any] | None = None
+    ) -> TriggerSpec:
+        """Build from a mapping whose keys were checked against :meth:`spec_keys`
+        (``build`` reads a child trigger, for combinators)."""
+        params = {k: v for k, v in spec.items() if k != cls.kind}
+        value = spec[cls.kind]
+        if cls.layout == "flat":
+            return cls(value, **params)
+        if cls.layout == "value":
+            return cls(value)
+        return cls(**_body(cls, value, where), **params)
+
+    # --- equality and repr, by parameters ---
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self) or not isinstance(other, TriggerSpec):
+            return NotImplemented
+        return self._comparable() == other._comparable()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable parameters, as in scikit-learn
+
+    def _comparable(self) -> dict[str, Any]:
+        out = {}
+        for key, value in self.get_params().items():
+            if key in self.duration_fields and isinstance(value, str):
+                with contextlib.suppress(ConfigError):  # an invalid one compares as written
+                    value = parse_duration(value)
+            out[key] = _plain(value)
+        return out
+
+
+def _keys_text(keys: Sequence[str]) -> str:
+    return ", ".join(keys) if keys else "no keys"
+
+
+def _body(cls: type[TriggerSpec], value: object, where: str) -> dict[str, Any]:
+    """The mapping under the kind key of a ``"nested"`` spec, its keys checked."""
+    kind = cls.kind
+    allowed = cls.body_keys()
+    required = [name for name, info in cls.model_fields.items() if info.is_required()]
+    if value is None and not required:
+        value = {}
+    if not isinstance(value, Mapping):
+        if required:  # a guard: named in the message by its caller
+            raise ConfigError(
+                f"{kind} must be a mapping such as {(cls.example or {}).get(kind)!r}; got {value!r}"
+            )
+        raise ConfigError(
+            f"{where}.{kind} must be a mapping of its settings ({{}} for none); got {value!r}"
+        )
+    unknown = [k for k in value if k not in allowed]
+    missing = [k for k in required if k not in value]
+    if required and (unknown or missing):
+        raise ConfigError(
+            f"{kind} takes {' and '.join(allowed)}; "
+            + (f"unknown key(s) {', '.join(map(repr, unknown))}" if unknown else "")
+            + ("; " if unknown and missing else "")
+            + (f"missing {', '.join(map(repr, missing))}" if missing else "")
+            + f". Got {dict(value)!r}"
+        )
+    if unknown:
+        raise ConfigError(
+            f"{where}.{kind} has unknown key(s) {', '.join(map(repr, unknown))}; it takes "
+            f"{_keys_text(allowed)}. Got {dict(value)!r}"
+        )
+    return dict(value)

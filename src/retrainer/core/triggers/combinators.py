@@ -6,21 +6,34 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from retrainer.core.triggers.base import Decision, Needs, Trigger, TriggerContext, _decision
-from retrainer.core.triggers.params import Configurable, OptionalName
+from pydantic import Field
+
+from retrainer.core._spec import DefaultName
+from retrainer.core.triggers.base import (
+    Decision,
+    Needs,
+    Trigger,
+    TriggerContext,
+    TriggerSpec,
+    _decision,
+)
 from retrainer.errors import ConfigError
 
 __all__ = ["AllOf", "AnyOf"]
 
 
-class _Combinator(Configurable):
+class _Combinator(TriggerSpec):
     kind: ClassVar[str]
     layout = "list"
 
-    def __init__(self, *triggers: Trigger, name: OptionalName = None) -> None:
-        self.triggers = triggers
-        children = ",".join(str(getattr(t, "name", "?")) for t in triggers)
-        self.name = name if name is not None else f"{self.kind}({children})"
+    # the children are checked by _validate (each validates its own parameters)
+    triggers: tuple[Any, ...] = ()
+    name: DefaultName = Field(None, validate_default=True)
+
+    def __init__(self, *triggers: Trigger, name: str | None = None) -> None:
+        super().__init__(triggers=triggers, name=name)
+
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     def default_name(self) -> str:
         """``<kind>(<child names>)``."""
@@ -63,10 +76,6 @@ class _Combinator(Configurable):
         '(data drift) any (500 new rows)'
         """
         return f" {self.kind} ".join(f"({t.describe()})" for t in self.triggers)
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters (``name`` resolved to its default)."""
-        return {"triggers": self.triggers, "name": self.name}
 
     def _children(self, ctx: TriggerContext) -> list[Decision]:
         states = ctx.state.get("children") or {}

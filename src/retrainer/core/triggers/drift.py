@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from retrainer.core._spec import is_int, is_number
+from pydantic import Field
+
+from retrainer.core._spec import ColumnNames, DefaultName, Share, is_int, is_number
 from retrainer.core.clock import as_utc
 from retrainer.core.triggers.base import (
     Decision,
     Needs,
     TriggerContext,
+    TriggerSpec,
     _at_least,
     _decision,
     _iso,
@@ -18,7 +21,6 @@ from retrainer.core.triggers.base import (
     _state_time,
     _to_time,
 )
-from retrainer.core.triggers.params import ColumnNames, Configurable, OptionalName, Share
 
 __all__ = ["ConceptDriftTrigger", "DriftTrigger"]
 
@@ -28,7 +30,7 @@ def _stale(moment: datetime, ctx: TriggerContext) -> bool:
     return ctx.last_promotion is not None and moment <= as_utc(ctx.last_promotion)
 
 
-class DriftTrigger(Configurable):
+class DriftTrigger(TriggerSpec):
     """Fire on a monitor result that shows data drift, once per monitor result.
 
     What counts as drift: with neither ``share`` nor ``features``, the monitor's own dataset
@@ -69,15 +71,9 @@ class DriftTrigger(Configurable):
     kind: ClassVar[str] = "drift"
     example = {"drift": {"share": 0.5, "features": ["price"]}}
 
-    def __init__(
-        self,
-        share: Share = None,
-        features: ColumnNames = (),
-        name: OptionalName = None,
-    ) -> None:
-        self.share = share
-        self.features = features
-        self.name = name if name is not None else self.default_name()
+    share: Share = None
+    features: ColumnNames = ()
+    name: DefaultName = Field(None, validate_default=True)
 
     def needs(self) -> Needs:
         """The monitor's drift report, hence the reference profiles."""
@@ -185,7 +181,7 @@ class DriftTrigger(Configurable):
         )
 
 
-class ConceptDriftTrigger(Configurable):
+class ConceptDriftTrigger(TriggerSpec):
     """Fire on a new detection of the monitor's concept-drift detector (error stream).
 
     It fires once per detection newer than the last one it fired on, for the latest one if a
@@ -210,8 +206,7 @@ class ConceptDriftTrigger(Configurable):
     kind: ClassVar[str] = "concept_drift"
     example = {"concept_drift": {}}
 
-    def __init__(self, name: OptionalName = None) -> None:
-        self.name = name if name is not None else self.default_name()
+    name: DefaultName = Field(None, validate_default=True)
 
     def needs(self) -> Needs:
         """The monitor's concept-drift result."""

@@ -3,35 +3,40 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from retrainer.core._spec import is_int
+from pydantic import Field
+
+from retrainer.core._spec import (
+    Count,
+    DefaultName,
+    Name,
+    OptionalCount,
+    PositiveNumber,
+    is_int,
+    names_of,
+)
 from retrainer.core.triggers.base import (
     Decision,
     Needs,
     TriggerContext,
+    TriggerSpec,
     _decision,
     _iso,
     _json_safe,
-)
-from retrainer.core.triggers.params import (
-    Configurable,
-    Name,
-    OptionalName,
-    OptionalPositiveInt,
-    PositiveInt,
-    PositiveNumber,
-    names_of,
 )
 from retrainer.errors import ConfigError, DataError
 
 __all__ = ["CodeChangeTrigger", "ManualTrigger", "NewDataTrigger"]
 
 _CODE_KEYS = ("pipeline_hash", "git_commit")
-CodeKeys = Annotated[tuple[str, ...] | list[str], names_of(_CODE_KEYS)]
+if TYPE_CHECKING:
+    CodeKeys = tuple[str, ...] | list[str]
+else:
+    CodeKeys = names_of(_CODE_KEYS)
 
 
-class NewDataTrigger(Configurable):
+class NewDataTrigger(TriggerSpec):
     """Fire when enough rows arrived since the champion's training.
 
     The threshold is ``rows``, or ``fraction`` of the rows the champion was trained on; with
@@ -64,15 +69,9 @@ class NewDataTrigger(Configurable):
     kind: ClassVar[str] = "new_data"
     example = {"new_data": {"rows": 10_000}}
 
-    def __init__(
-        self,
-        rows: OptionalPositiveInt = None,
-        fraction: PositiveNumber = None,
-        name: OptionalName = None,
-    ) -> None:
-        self.rows = rows
-        self.fraction = fraction
-        self.name = name if name is not None else self.default_name()
+    rows: OptionalCount = None
+    fraction: PositiveNumber = None
+    name: DefaultName = Field(None, validate_default=True)
 
     def _check(self, values: dict[str, Any]) -> None:
         if self.rows is None and self.fraction is None:
@@ -161,7 +160,7 @@ class NewDataTrigger(Configurable):
         )
 
 
-class CodeChangeTrigger(Configurable):
+class CodeChangeTrigger(TriggerSpec):
     """Fire when the code differs from the champion's: pipeline hash or git commit.
 
     A watched value that is unknown on either side (say, not in a git repository) is not
@@ -191,9 +190,8 @@ class CodeChangeTrigger(Configurable):
     kind: ClassVar[str] = "code_change"
     example = {"code_change": {"watch": ["pipeline_hash"]}}
 
-    def __init__(self, watch: CodeKeys = _CODE_KEYS, name: OptionalName = None) -> None:
-        self.watch = watch
-        self.name = name if name is not None else self.default_name()
+    watch: CodeKeys = _CODE_KEYS
+    name: DefaultName = Field(None, validate_default=True)
 
     def _check(self, values: dict[str, Any]) -> None:
         if not values["watch"]:
@@ -267,7 +265,7 @@ class CodeChangeTrigger(Configurable):
         )
 
 
-class ManualTrigger(Configurable):
+class ManualTrigger(TriggerSpec):
     """Fire for each manual request (``retrainer run``, the API); the slot is its id.
 
     One request per evaluation, the first pending one it has not fired for (the engine
@@ -299,9 +297,8 @@ class ManualTrigger(Configurable):
     kind: ClassVar[str] = "manual"
     example = {"manual": {}}
 
-    def __init__(self, name: Name = "manual", remember: PositiveInt = 100) -> None:
-        self.name = name
-        self.remember = remember
+    name: Name = "manual"
+    remember: Count = 100
 
     def needs(self) -> Needs:
         """The pending requests only (always gathered)."""

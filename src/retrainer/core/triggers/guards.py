@@ -7,18 +7,19 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from retrainer.core._spec import Count, Duration
 from retrainer.core.clock import as_utc
 from retrainer.core.triggers.base import (
     Decision,
     Guard,
     Needs,
     TriggerContext,
+    TriggerSpec,
     _format_duration,
     _iso,
     _json_safe,
     _spec_duration,
 )
-from retrainer.core.triggers.params import Configurable, Duration, PositiveInt
 
 __all__ = ["Cooldown", "MaxRetrains", "MinNewRows", "apply_guards"]
 
@@ -51,7 +52,7 @@ def _hold(ctx: TriggerContext, decision: Decision, entry: dict[str, Any]) -> Dec
     )
 
 
-class Cooldown(Configurable):
+class Cooldown(TriggerSpec):
     """Hold a firing back until ``period`` has passed since the last training or run.
 
     The reference is the latest of ``last_training`` and ``recent_runs``.
@@ -76,8 +77,7 @@ class Cooldown(Configurable):
     layout = "value"
     example = {"cooldown": "6h"}
 
-    def __init__(self, period: Duration) -> None:
-        self.period = period
+    period: Duration
 
     def lookback(self) -> timedelta:
         """``period``."""
@@ -119,7 +119,7 @@ class Cooldown(Configurable):
         return _allow(decision, _guard_entry(self.kind, True, reason, **entry_values))
 
 
-class MaxRetrains(Configurable):
+class MaxRetrains(TriggerSpec):
     """Hold a firing back once ``count`` runs were created in the last ``per``.
 
     Parameters
@@ -143,9 +143,8 @@ class MaxRetrains(Configurable):
     kind: ClassVar[str] = "max_retrains"
     example = {"max_retrains": {"count": 3, "per": "1d"}}
 
-    def __init__(self, count: PositiveInt, per: Duration) -> None:
-        self.count = count
-        self.per = per
+    count: Count
+    per: Duration
 
     def lookback(self) -> timedelta:
         """``per``."""
@@ -177,7 +176,7 @@ class MaxRetrains(Configurable):
         return _allow(decision, _guard_entry(self.kind, True, reason, **values))
 
 
-class MinNewRows(Configurable):
+class MinNewRows(TriggerSpec):
     """Hold a firing back until ``rows`` rows arrived since the champion's training.
 
     A pipeline never trained passes (its first model needs training); an unknown count
@@ -203,8 +202,7 @@ class MinNewRows(Configurable):
     layout = "value"
     example = {"min_new_rows": 1000}
 
-    def __init__(self, rows: PositiveInt) -> None:
-        self.rows = rows
+    rows: Count
 
     def lookback(self) -> timedelta:
         """Zero: it reads no runs."""

@@ -5,6 +5,17 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+from pydantic import Field
+
+from retrainer.core._spec import (
+    Count,
+    DefaultName,
+    Duration,
+    Flag,
+    MetricName,
+    OptionalNumber,
+    PositiveNumber,
+)
 from retrainer.core.clock import as_utc
 from retrainer.core.triggers.base import (
     EPOCH,
@@ -12,6 +23,7 @@ from retrainer.core.triggers.base import (
     MetricNeed,
     Needs,
     TriggerContext,
+    TriggerSpec,
     _at_least,
     _decision,
     _iso,
@@ -19,22 +31,12 @@ from retrainer.core.triggers.base import (
     _spec_duration,
     _state_time,
 )
-from retrainer.core.triggers.params import (
-    Configurable,
-    Duration,
-    Flag,
-    MetricName,
-    Number,
-    OptionalName,
-    PositiveInt,
-    PositiveNumber,
-)
 from retrainer.errors import ConfigError
 
 __all__ = ["MetricTrigger"]
 
 
-class MetricTrigger(Configurable):
+class MetricTrigger(TriggerSpec):
     """Fire when an online metric over the last ``over`` crosses a threshold.
 
     Thresholds (give at least one; any that is crossed counts):
@@ -94,27 +96,15 @@ class MetricTrigger(Configurable):
     layout = "flat"
     always = frozenset({"over"})
 
-    def __init__(
-        self,
-        metric: MetricName,
-        below: Number = None,
-        above: Number = None,
-        drop: PositiveNumber = None,
-        rise: PositiveNumber = None,
-        relative: Flag = False,
-        over: Duration = "1d",
-        min_samples: PositiveInt = 1,
-        name: OptionalName = None,
-    ) -> None:
-        self.metric = metric
-        self.below = below
-        self.above = above
-        self.drop = drop
-        self.rise = rise
-        self.relative = relative
-        self.over = over
-        self.min_samples = min_samples
-        self.name = name if name is not None else self.default_name()
+    metric: MetricName
+    below: OptionalNumber = None
+    above: OptionalNumber = None
+    drop: PositiveNumber = None
+    rise: PositiveNumber = None
+    relative: Flag = False
+    over: Duration = "1d"
+    min_samples: Count = 1
+    name: DefaultName = Field(None, validate_default=True)
 
     def default_name(self) -> str:
         """``metric:<metric>``."""

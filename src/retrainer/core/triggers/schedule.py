@@ -6,47 +6,43 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Annotated, Any, ClassVar
 
+from pydantic import Field, PlainValidator, PrivateAttr, WithJsonSchema
+
+from retrainer.core._spec import DefaultName, Flag, TimeZone, tail_error
 from retrainer.core.clock import as_utc
 from retrainer.core.triggers.base import (
     Decision,
     Needs,
     TriggerContext,
+    TriggerSpec,
     _decision,
     _iso,
     _state_time,
 )
 from retrainer.core.triggers.cron import MISSED_CAP, CronSchedule
-from retrainer.core.triggers.params import (
-    Check,
-    Configurable,
-    Flag,
-    Invalid,
-    OptionalName,
-    TimeZone,
-)
 
 __all__ = ["ScheduleTrigger"]
 
 
 def _cron(value: object) -> str:
     if not isinstance(value, str):
-        raise Invalid(f" must be a cron expression such as '0 2 * * MON'; got {value!r}")
+        raise tail_error(f" must be a cron expression such as '0 2 * * MON'; got {value!r}")
     problem = CronSchedule.problem(value)
     if problem:
-        raise Invalid(f" {value!r} is not a valid cron: {problem}")
+        raise tail_error(f" {value!r} is not a valid cron: {problem}")
     return " ".join(value.split())
 
 
 Cron = Annotated[
     str,
-    Check(
-        _cron,
+    PlainValidator(_cron),
+    WithJsonSchema(
         {
             "type": "string",
             "description": "A five-field cron expression (minute hour day-of-month month "
             "day-of-week), a shortcut such as '@daily', or 'every <duration>'.",
             "examples": ["0 2 * * MON", "@daily", "every 7d"],
-        },
+        }
     ),
 ]
 
@@ -62,7 +58,7 @@ _NAMED = MappingProxyType(
 )
 
 
-class ScheduleTrigger(Configurable):
+class ScheduleTrigger(TriggerSpec):
     """Fire on a cron schedule, in a time zone (or every fixed interval: ``every 7d``).
 
     Each evaluation looks for cron slots in ``(latest slot at the previous evaluation, now]``;
@@ -115,26 +111,21 @@ class ScheduleTrigger(Configurable):
     example = {"schedule": "0 2 * * MON", "timezone": "Europe/Paris"}
     layout = "flat"
 
-    def __init__(
-        self,
-        cron: Cron,
-        timezone: TimeZone = "UTC",
-        catch_up: Flag = False,
-        name: OptionalName = None,
-    ) -> None:
-        self.cron = cron
-        self.timezone = timezone
-        self.catch_up = catch_up
-        self.name = name if name is not None else self.default_name()
+    cron: Cron
+    timezone: TimeZone = "UTC"
+    catch_up: Flag = False
+    name: DefaultName = Field(None, validate_default=True)
+
+    # one per cron and zone: it remembers the slots it found
+    _schedule_memo: CronSchedule | None = PrivateAttr(default=None)
 
     def _schedule(self) -> CronSchedule:
         """The validated schedule (one per cron and zone: it remembers the slots it found)."""
         values = self.checked()
-        known: CronSchedule | None = self.__dict__.get("_schedule_memo")
+        known: CronSchedule | None = self._private("_schedule_memo")
         if known is None or (known.cron, known.tz) != (values["cron"], values["timezone"]):
-            known = self.__dict__["_schedule_memo"] = CronSchedule(
-                values["cron"], values["timezone"]
-            )
+            known = CronSchedule(values["cron"], values["timezone"])
+            self._remember("_schedule_memo", known)
         return known
 
     def needs(self) -> Needs:

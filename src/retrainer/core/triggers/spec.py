@@ -1,9 +1,9 @@
 """Configuration mappings: one registry per family, the builders and the JSON schema.
 
 A trigger's kind key (``schedule``, ``metric``, ``drift``...) names its class in
-:data:`TRIGGERS`, a guard's in :data:`GUARDS`. Each class's ``__init__`` signature is its
-spec (see :mod:`retrainer.core.triggers.params`): the keys a mapping may hold, their
-validation and their JSON schema all come from it, so a new trigger is its class plus one
+:data:`TRIGGERS`, a guard's in :data:`GUARDS`. Each class's fields are its spec (see
+:class:`~retrainer.core.triggers.base.TriggerSpec`): the keys a mapping may hold, their
+validation and their JSON schema all come from them, so a new trigger is its class plus one
 entry here.
 """
 
@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from retrainer.core._spec import Registry
-from retrainer.core.triggers.base import Guard, Trigger
+from retrainer.core.triggers.base import Guard, Trigger, TriggerSpec, _keys_text
 from retrainer.core.triggers.combinators import AllOf, AnyOf
 from retrainer.core.triggers.drift import ConceptDriftTrigger, DriftTrigger
 from retrainer.core.triggers.events import CodeChangeTrigger, ManualTrigger, NewDataTrigger
 from retrainer.core.triggers.guards import Cooldown, MaxRetrains, MinNewRows
 from retrainer.core.triggers.metric import MetricTrigger
-from retrainer.core.triggers.params import Configurable, _keys_text
 from retrainer.core.triggers.schedule import ScheduleTrigger
 from retrainer.errors import ConfigError
 
@@ -35,7 +34,7 @@ __all__ = [
     "trigger_spec_type",
 ]
 
-TRIGGERS: Registry[Configurable] = Registry(
+TRIGGERS: Registry[TriggerSpec] = Registry(
     "trigger",
     ScheduleTrigger
     | MetricTrigger
@@ -51,7 +50,7 @@ TRIGGERS: Registry[Configurable] = Registry(
 )
 """Trigger kind (the key that names it in ``retrainer.yaml``) -> class."""
 
-GUARDS: Registry[Configurable] = Registry(
+GUARDS: Registry[TriggerSpec] = Registry(
     "guard",
     Cooldown | MaxRetrains | MinNewRows,
     config_type=lambda: guard_spec_type(),
@@ -172,24 +171,24 @@ def build_guard(spec: Mapping[str, Any], *, where: str = "guard") -> Guard:
     return guard
 
 
-# --- JSON schema: pydantic models derived from the signatures ----------------------------------
+# --- JSON schema: pydantic models of the mappings, derived from the classes' fields ------------
 
 
-def _field(cls: type[Configurable], name: str) -> tuple[Any, Any]:
-    p = next(p for p in cls.parameters() if p.name == name)
-    default = ... if p.required else p.default
+def _field(cls: type[TriggerSpec], name: str) -> tuple[Any, Any]:
+    info = cls.model_fields[name]
+    default = ... if info.is_required() else info.default
     if isinstance(default, tuple):
         default = list(default)
-    return p.annotation, Field(default)
+    return Annotated[(info.annotation, *info.metadata)], Field(default)
 
 
-def _doc(cls: type[Configurable]) -> str:
+def _doc(cls: type[TriggerSpec]) -> str:
     return (inspect.getdoc(cls) or "").split("\n\n")[0]
 
 
-def _model(cls: type[Configurable], union: Any) -> type[BaseModel]:
+def _model(cls: type[TriggerSpec], union: Any) -> type[BaseModel]:
     forbid = ConfigDict(extra="forbid")
-    names = [p.name for p in cls.parameters()]
+    names = list(cls.model_fields)
     fields: dict[str, Any] = {}
     if cls.layout == "flat":
         fields[cls.kind] = _field(cls, names[0])
@@ -202,7 +201,7 @@ def _model(cls: type[Configurable], union: Any) -> type[BaseModel]:
     else:
         settings: dict[str, Any] = {n: _field(cls, n) for n in cls.body_keys()}
         body = create_model(f"{cls.__name__}Settings", __config__=forbid, **settings)
-        required = any(p.required for p in cls.parameters())
+        required = any(info.is_required() for info in cls.model_fields.values())
         # the kind key names the trigger, so it is required even when its settings are not
         fields[cls.kind] = (body if required else body | None, Field(...))
         if "name" in names:
@@ -224,10 +223,10 @@ def trigger_spec_type() -> Any:
     >>> sorted(schema["$defs"])[:3]
     ['AllOfSpec', 'AnyOfSpec', 'CodeChangeTriggerSettings']
     """
-    models = [_model(cls, "TriggerSpec") for cls in TRIGGERS.values()]
+    models = [_model(cls, "AnyTriggerSpec") for cls in TRIGGERS.values()]
     union: Any = Union[tuple(models)]  # noqa: UP007 (built from a tuple)
     for model in models:
-        model.model_rebuild(_types_namespace={"TriggerSpec": union})
+        model.model_rebuild(_types_namespace={"AnyTriggerSpec": union})
     return union
 
 
