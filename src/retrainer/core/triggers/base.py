@@ -20,6 +20,7 @@ from pydantic import PrivateAttr, ValidationError
 
 from retrainer.core._spec import Duration, Spec, describe_errors
 from retrainer.core.clock import as_utc
+from retrainer.core.jsonsafe import json_safe
 from retrainer.core.windows import parse_duration
 from retrainer.errors import ConfigError, DataError
 
@@ -354,20 +355,18 @@ def _at_least(value: float, bound: float) -> bool:
     return value >= bound or math.isclose(value, bound, rel_tol=_REL_TOL, abs_tol=_ABS_TOL)
 
 
-def _json_safe(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
+def _evidence_value(value: Any) -> Any:
+    """Times as ISO text and durations as ``2d``: the forms a decision's evidence shows."""
     if isinstance(value, datetime):
         return _iso(value)
     if isinstance(value, timedelta):
         return _format_duration(value)
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
     return str(value)
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` as the JSON data a decision's evidence and state hold (:func:`json_safe`)."""
+    return json_safe(value, default=_evidence_value)
 
 
 def _plain(value: Any) -> Any:
