@@ -15,7 +15,7 @@ from retrainer.cli import app
 from retrainer.config import load_config
 from retrainer.engine.backtest import run_backtest
 from retrainer.engine.project import Project
-from tests.engine.test_backtest import WEEKLY, backtest_file, tiny_project
+from tests.engine.backtest.test_backtest import WEEKLY, backtest_file, tiny_project
 from tests.interfaces.test_e2e import cli
 
 runner = CliRunner()

@@ -175,7 +175,7 @@ def _usage_error(result, option: str) -> str:
 @pytest.mark.parametrize("value", ["banana", "2.5", "0", "1", "nan", ""])
 def test_backtest_select_until_that_is_neither_a_fraction_nor_a_date(tmp_path: Path, value: str):
     # it raised pandas' DateParseError ('banana') or pydantic's ValidationError ('2.5')
-    from tests.engine.test_backtest import backtest_file, tiny_project
+    from tests.engine.backtest.test_backtest import backtest_file, tiny_project
 
     file = backtest_file(tiny_project(tmp_path / "p", days=20))
     out = tmp_path / "out"
@@ -193,7 +193,7 @@ def test_backtest_select_until_that_is_neither_a_fraction_nor_a_date(tmp_path: P
 def test_backtest_yaml_select_until_that_is_not_a_date_names_the_file(tmp_path: Path):
     # the option was checked in the CLI only: the same value in backtest.yaml raised
     # pandas' DateParseError from the replay
-    from tests.engine.test_backtest import backtest_file, tiny_project
+    from tests.engine.backtest.test_backtest import backtest_file, tiny_project
 
     file = backtest_file(tiny_project(tmp_path / "p", days=20), select_until="banana")
     result = runner.invoke(app, ["backtest", "-c", str(file), "--out", str(tmp_path / "o")])

@@ -4,7 +4,7 @@ window, a missing feature, the prediction log).
 
 Written against the code before the monitor's results were typed; the refactor must keep
 every document identical. Regenerate (only for an intended change) with
-``RETRAINER_WRITE_PINS=1 pytest tests/engine/test_monitor_pin.py``.
+``RETRAINER_WRITE_PINS=1 pytest tests/engine/monitoring/test_monitor_pin.py``.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ BASE = make_frame(800)
 
 
 def train_logistic(data: pd.DataFrame, params: dict[str, Any]) -> Any:
-    """A train function (``train: tests.engine.test_run:train_logistic``)."""
+    """A train function (``train: tests.engine.runs.test_run:train_logistic``)."""
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression().fit(data[params["features"]], data[params["target"]])
@@ -164,7 +164,7 @@ def _one_string(column: str, row: int, value: str) -> pd.DataFrame:
         (_bad(BASE, "x2", BASE["ts"]), {}, "feature column 'x2' has dtype datetime64"),
         (
             _one_string("x1", 300, "abc"),
-            {"model": None, "train": "tests.engine.test_run:train_logistic"},
+            {"model": None, "train": "tests.engine.runs.test_run:train_logistic"},
             "feature column 'x1' has non-numeric values in [.. 2024-01-26 00:00) of "
             "callable:bad, e.g. 'abc' (row 300 of the window, time 2024-01-13 12:00:00;",
         ),

@@ -16,7 +16,7 @@ import numpy as np
 from retrainer.core.backtest import CostModel
 from retrainer.engine.backtest import summarize
 from retrainer.engine.backtest.replay import PolicyRun, Replay
-from tests.engine.test_backtest import _correct, _replay, _run
+from tests.engine.backtest.test_backtest import _correct, _replay, _run
 
 FIXTURE = Path(__file__).parent / "data" / "backtest_results.json"
 
