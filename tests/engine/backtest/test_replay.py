@@ -535,3 +535,24 @@ def test_a_policy_sets_its_own_triggers_and_guards_and_inherits_the_rest():
     assert out["triggers"] == [] and out["guards"] == []  # never inherited
     assert out["window"] == {"kind": "full"} and out["monitor"] == {"every": "1d"}
     assert base["guards"] == [{"cooldown": "2d"}]  # the project is not changed
+
+
+def test_one_thread_limits_the_libraries_a_fresh_process_loads_later():
+    """threadpoolctl limits only the libraries loaded when its block starts: with numpy and
+    scikit-learn imported lazily, a replay's fits ran BLAS on every core, and the training
+    CPU seconds of a policy doubled. In a fresh interpreter, every BLAS/OpenMP library seen
+    inside the block must be on one thread."""
+    import subprocess
+    import sys
+
+    code = (
+        "from retrainer.engine.backtest.replay import one_thread\n"
+        "from threadpoolctl import threadpool_info\n"
+        "with one_thread():\n"
+        "    from sklearn.linear_model import LogisticRegression\n"
+        "    info = threadpool_info()\n"
+        "print(sorted({i['internal_api'] for i in info}), [i['num_threads'] for i in info])\n"
+        "assert info and all(i['num_threads'] == 1 for i in info), info\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

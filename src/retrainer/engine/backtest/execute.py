@@ -16,7 +16,7 @@ from typing import Any
 from retrainer.adapters.executors import task_pool
 from retrainer.core.clock import SimulatedClock
 from retrainer.engine.backtest.cache import PolicyCache
-from retrainer.engine.backtest.replay import PolicyRun, Replay, run_policy
+from retrainer.engine.backtest.replay import PolicyRun, Replay, one_thread, run_policy
 from retrainer.errors import ConfigError, DataError
 
 Progress = Callable[[int, int, str], None]
@@ -127,8 +127,6 @@ def frozen_model_scores(
     Returns flat lists (model, age, value, rows) of the primary metric, age 0 being the first
     batch after training: what :func:`~retrainer.core.backtest.degradation_curve` takes.
     """
-    from threadpoolctl import threadpool_limits
-
     from retrainer.config import PipelineConfig
     from retrainer.engine.pipeline import Pipeline
 
@@ -147,7 +145,7 @@ def frozen_model_scores(
     weights: list[int] = []
     from retrainer.engine.backtest.replay import _quiet
 
-    with threadpool_limits(1):
+    with one_thread():
         for k in range(0, replay.n_batches, every):
             clock.set(bounds[k])
             train, _, _ = pipeline.load(bounds[k])

@@ -21,9 +21,10 @@ features at once. The tests check it with a training function that records what 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -319,15 +320,30 @@ class PolicyRun:
     """Why the policy could not run on this data (its first model failed); None: it ran."""
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Numerical libraries on one thread while the block runs.
+
+    threadpoolctl limits the libraries loaded when the block starts; numpy, scipy and
+    scikit-learn are imported lazily elsewhere, so they are loaded first here (a BLAS loaded
+    later would run on every core and count its waiting threads as training CPU).
+    """
+    import numpy  # noqa: F401
+    import scipy.linalg  # noqa: F401
+    import sklearn.utils  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
 def run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
     """Replay ``policy`` (a name and pipeline keys) with the production controller.
 
     Numerical libraries run on one thread, so the training CPU seconds measure the fits and
     not the threads waiting for work (and parallel policies do not oversubscribe the cores).
     """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
+    with one_thread():
         try:
             return _run_policy(replay, policy)
         except (DataError, TrainingError, SourceError) as exc:
