@@ -87,25 +87,10 @@ def promote(
     Examples
     --------
     >>> from datetime import UTC, datetime
-    >>> from pathlib import Path
-    >>> import pandas as pd
-    >>> from retrainer.adapters.sources import CallableSource
-    >>> from retrainer.config import parse_config
     >>> from retrainer.core.clock import SimulatedClock
-    >>> from retrainer.engine.project import Project
     >>> from retrainer.engine.runs.run import execute_run
-    >>> rows = pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=480, freq="h"),
-    ...                      "x": [i % 7 for i in range(480)]})
-    >>> rows["y"] = (rows["x"] > 3).astype(int)
-    >>> config = parse_config({"pipelines": [{
-    ...     "name": "churn", "target": "y", "features": ["x"], "metrics": ["accuracy"],
-    ...     "source": {"kind": "parquet", "url": "unused.parquet", "time_column": "ts"},
-    ...     "model": {"estimator": "sklearn.tree:DecisionTreeClassifier"},
-    ...     "blessing": {"rules": [{"metric": "accuracy", "min": 0.9}],
-    ...                  "sanity": {"enabled": False}}}]})
-    >>> source = CallableSource(lambda start, end: rows, time_column="ts", name="doc:rows")
-    >>> project = Project.in_memory(config, Path("."), sources={"churn": source})
-    >>> project.git = (None, None)  # not a git checkout
+    >>> from retrainer.testing import in_memory_project
+    >>> project = in_memory_project(name="churn")  # one pipeline on in-memory stores
     >>> for day in (11, 15):
     ...     _ = execute_run(project, clock=SimulatedClock(datetime(2024, 1, day, tzinfo=UTC)))
     >>> clock = SimulatedClock(datetime(2024, 1, 16, tzinfo=UTC))
@@ -204,25 +189,10 @@ def rollback(
     Examples
     --------
     >>> from datetime import UTC, datetime
-    >>> from pathlib import Path
-    >>> import pandas as pd
-    >>> from retrainer.adapters.sources import CallableSource
-    >>> from retrainer.config import parse_config
     >>> from retrainer.core.clock import SimulatedClock
-    >>> from retrainer.engine.project import Project
     >>> from retrainer.engine.runs.run import execute_run
-    >>> rows = pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=480, freq="h"),
-    ...                      "x": [i % 7 for i in range(480)]})
-    >>> rows["y"] = (rows["x"] > 3).astype(int)
-    >>> config = parse_config({"pipelines": [{
-    ...     "name": "churn", "target": "y", "features": ["x"], "metrics": ["accuracy"],
-    ...     "source": {"kind": "parquet", "url": "unused.parquet", "time_column": "ts"},
-    ...     "model": {"estimator": "sklearn.tree:DecisionTreeClassifier"},
-    ...     "blessing": {"rules": [{"metric": "accuracy", "min": 0.9}],
-    ...                  "sanity": {"enabled": False}}}]})
-    >>> source = CallableSource(lambda start, end: rows, time_column="ts", name="doc:rows")
-    >>> project = Project.in_memory(config, Path("."), sources={"churn": source})
-    >>> project.git = (None, None)  # not a git checkout
+    >>> from retrainer.testing import in_memory_project
+    >>> project = in_memory_project(name="churn")  # one pipeline on in-memory stores
     >>> for day in (11, 15):
     ...     _ = execute_run(project, clock=SimulatedClock(datetime(2024, 1, day, tzinfo=UTC)))
     >>> project.store.get_alias("churn", "champion")
