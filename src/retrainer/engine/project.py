@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from retrainer.adapters.artifacts import ArtifactStore, open_artifact_store
 from retrainer.adapters.clock import WallClock
@@ -44,26 +44,6 @@ def resolve_db_url(url: str, root: Path) -> str:
     return url
 
 
-class _LogStoreOnFirstUse:
-    """The log store at ``url``, opened when one of its methods is first looked up."""
-
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._store: LogStore | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        if self._store is None:
-            from retrainer.adapters.logstore import open_log_store
-
-            self._store = open_log_store(self._url)
-        return getattr(self._store, name)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._url!r})"
-
-
 @dataclass
 class Project:
     """Configuration + project folder + metadata store + artifact store.
@@ -89,6 +69,9 @@ class Project:
     store: MetadataStore
     artifacts: ArtifactStore
     logs: LogStore | None = None
+    logs_url: str | None = None
+    """Where the log store is, opened by :meth:`log_store` at first use: the read commands
+    never need it, and opening it imports pandas, DuckDB and Arrow."""
     config_path: Path | None = None
     sources: dict[str, Source] = field(default_factory=dict)
     git: tuple[str | None, bool | None] | None = None
@@ -120,7 +103,7 @@ class Project:
             root=root,
             store=store,
             artifacts=artifacts,
-            logs=cast("LogStore", _LogStoreOnFirstUse(resolve_url(config.storage.logs_url, root))),
+            logs_url=resolve_url(config.storage.logs_url, root),
             config_path=file,
         )
 
@@ -275,8 +258,16 @@ class Project:
         """Where reports go by default (a local folder)."""
         return Path(resolve_url(self.config.storage.reports_dir, self.root))
 
+    @property
+    def has_log_store(self) -> bool:
+        return self.logs is not None or self.logs_url is not None
+
     def log_store(self) -> LogStore:
-        """The prediction and feedback log (raises if this project has none)."""
+        """The prediction and feedback log, opened at first use (raises if there is none)."""
+        if self.logs is None and self.logs_url is not None:
+            from retrainer.adapters.logstore import open_log_store
+
+            self.logs = open_log_store(self.logs_url)
         if self.logs is None:
             from retrainer.errors import ConfigError
 

@@ -251,7 +251,7 @@ class Controller:
 
     def _online_metrics(self, now: datetime) -> dict[tuple[str, MetricNeed], MetricValue]:
         """Every metric the triggers need, read from the log in one query per window length."""
-        if self.project.logs is None:
+        if not self.project.has_log_store:
             return {}
         wanted: list[tuple[str, MetricNeed]] = []
         for cfg in self.project.config.pipelines:
@@ -263,7 +263,7 @@ class Controller:
         from retrainer.engine.monitoring.online import recent_performance_many
 
         windows = recent_performance_many(
-            self.project.logs,
+            self.project.log_store(),
             [(name, n.metric, n.over, n.min_samples) for name, n in wanted],
             now=now,
         )
