@@ -92,7 +92,7 @@ _EXPORTS: dict[str, str] = {
     "NewDataTrigger": "retrainer.core.triggers",
     "NewRows": "retrainer.core.windows",
     "Notifier": "retrainer.adapters.notifiers",
-    "NotifierError": "retrainer.adapters.notifiers",
+    "NotifierError": "retrainer.errors",
     "ParquetLogStore": "retrainer.adapters.logstore",
     "Pipeline": "retrainer.engine.pipeline",
     "PipelineConfig": "retrainer.config",
@@ -183,7 +183,6 @@ if TYPE_CHECKING:
     from retrainer.adapters.notifiers import Alert as Alert
     from retrainer.adapters.notifiers import LogNotifier as LogNotifier
     from retrainer.adapters.notifiers import Notifier as Notifier
-    from retrainer.adapters.notifiers import NotifierError as NotifierError
     from retrainer.adapters.notifiers import RecordingNotifier as RecordingNotifier
     from retrainer.adapters.notifiers import SlackNotifier as SlackNotifier
     from retrainer.adapters.notifiers import SMTPNotifier as SMTPNotifier
@@ -283,6 +282,7 @@ if TYPE_CHECKING:
     from retrainer.errors import ConfigError as ConfigError
     from retrainer.errors import DataError as DataError
     from retrainer.errors import ModelNotFoundError as ModelNotFoundError
+    from retrainer.errors import NotifierError as NotifierError
     from retrainer.errors import RetrainerError as RetrainerError
     from retrainer.errors import SchemaVersionError as SchemaVersionError
     from retrainer.errors import SourceError as SourceError

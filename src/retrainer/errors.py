@@ -58,3 +58,13 @@ class ConcurrencyError(RetrainerError, RuntimeError):
 
 class TrainingError(RetrainerError, RuntimeError):
     """The user's training code raised, or produced something that is not a model."""
+
+
+class NotifierError(RetrainerError, OSError):
+    """A notifier could not deliver an alert (refused, unreachable, timed out...).
+
+    Examples
+    --------
+    >>> issubclass(NotifierError, OSError)
+    True
+    """

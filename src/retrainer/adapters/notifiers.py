@@ -29,7 +29,6 @@ Examples
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import logging
 import math
@@ -38,8 +37,6 @@ import re
 import smtplib
 import ssl
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -58,9 +55,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from retrainer.adapters._http import describe_error as _describe
+from retrainer.adapters._http import one_line as _one_line
+from retrainer.adapters._http import post_json as _post_json
+from retrainer.adapters._http import redacted as _redacted
 from retrainer.core._spec import Flag, Registry, Spec, describe_errors
 from retrainer.core.clock import as_utc
-from retrainer.errors import ConfigError, RetrainerError
+from retrainer.errors import ConfigError, NotifierError
 
 __all__ = [
     "NOTIFIERS",
@@ -91,18 +92,6 @@ _SLACK_EMOJI = {
 }
 # Slack refuses a section text over 3000 characters; keep room for the headline.
 _SLACK_SECTION_MAX = 2800
-# How much of an HTTP error response is quoted in the error message.
-_ERROR_BODY_MAX = 200
-
-
-class NotifierError(RetrainerError, OSError):
-    """A notifier could not deliver an alert (refused, unreachable, timed out...).
-
-    Examples
-    --------
-    >>> issubclass(NotifierError, OSError)
-    True
-    """
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -302,7 +291,9 @@ class WebhookNotifier:
         )
 
     def send(self, alert: Alert) -> None:
-        _post_json(self.url, alert.to_dict(), self.headers, self.timeout, self.name, alert)
+        _post_json(
+            self.url, alert.to_dict(), self.headers, self.timeout, _failure(self.name, alert)
+        )
 
 
 class SlackNotifier:
@@ -373,7 +364,7 @@ class SlackNotifier:
         return payload
 
     def send(self, alert: Alert) -> None:
-        _post_json(self.url, self.payload(alert), {}, self.timeout, self.name, alert)
+        _post_json(self.url, self.payload(alert), {}, self.timeout, _failure(self.name, alert))
 
 
 class SMTPNotifier:
@@ -543,7 +534,7 @@ class RecordingNotifier:
     >>> rec.send(alert)
     Traceback (most recent call last):
     ...
-    retrainer.adapters.notifiers.NotifierError: recording failed on purpose
+    retrainer.errors.NotifierError: recording failed on purpose
     >>> rec.send(alert)
     >>> len(rec.alerts), rec.attempts
     (1, 2)
@@ -983,83 +974,8 @@ def _substitute(value: Any, env: Mapping[str, str], path: str) -> Any:
 # -- helpers ----------------------------------------------------------------------------------
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # Returning None makes urllib raise HTTPError for the 3xx answer instead of following it.
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-def _post_json(
-    url: str,
-    payload: dict[str, Any],
-    headers: Mapping[str, str],
-    timeout: float,
-    who: str,
-    alert: Alert,
-) -> None:
-    body = json.dumps(payload, allow_nan=False).encode("utf-8")
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json; charset=utf-8",
-            "User-Agent": "retrainer",
-            **headers,
-        },
-    )
-    target = _redacted(url)
-    opener = urllib.request.build_opener(_NoRedirect)
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            response.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            detail = _body_snippet(exc)
-        status = f"HTTP {exc.code} {exc.reason}"
-        if 300 <= exc.code < 400:
-            status += " (redirects are not followed: configure the final URL)"
-        raise NotifierError(
-            f"{who} could not deliver the {alert.kind} alert to {target}: {status}{detail}"
-        ) from exc
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        raise NotifierError(
-            f"{who} could not deliver the {alert.kind} alert to {target}: {_describe(exc)}"
-        ) from exc
-
-
-def _body_snippet(exc: urllib.error.HTTPError) -> str:
-    try:
-        text = exc.read(_ERROR_BODY_MAX + 1).decode("utf-8", "replace")
-    except (OSError, http.client.HTTPException):
-        return ""
-    text = _one_line(text).strip()
-    if len(text) > _ERROR_BODY_MAX:
-        text = text[:_ERROR_BODY_MAX] + "..."
-    return f": {text}" if text else ""
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, urllib.error.URLError) and not isinstance(exc.reason, str):
-        exc = exc.reason
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port is not None else ""
-    rest = "/..." if parts.path.strip("/") or parts.query else ""
-    return f"{parts.scheme}://{host}{port}{rest}"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.splitlines())
+def _failure(who: str, alert: Alert) -> str:
+    return f"{who} could not deliver the {alert.kind} alert"
 
 
 def _slack_escape(text: str) -> str:
