@@ -13,6 +13,7 @@ import os
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,6 +29,8 @@ __all__ = [
     "FsspecArtifactStore",
     "InMemoryArtifactStore",
     "LocalArtifactStore",
+    "StoredFile",
+    "integrity_problem",
     "open_artifact_store",
     "verify_sha256",
 ]
@@ -37,6 +40,7 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # (a blob's name is exactly 64 hex digits) and readers, which only open exact blob paths,
 # never see a half-written file.
 _TMP_SUFFIX = ".tmp"
+_TMP_NAME = re.compile(r"\.[0-9a-f]{64}\.[0-9a-f]{32}\.tmp")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +69,28 @@ class ArtifactStore(Protocol):
     def url(self, sha256: str) -> str:
         """An fsspec URL another process can read the blob from."""
         ...
+
+    def verify(self, sha256: str, size: int) -> None:
+        """Read the blob back and check its size and sha256.
+
+        Raises ``ArtifactIntegrityError`` with one line saying what is wrong: the blob is
+        missing, its size differs, or its sha256 differs.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredFile:
+    """A file in an artifact store's folder, as ``retrainer gc`` sees it.
+
+    ``sha256`` is the blob's key, or ``None`` for the temporary file of a ``put`` that was
+    interrupted (it never became a blob). ``modified`` is its last write, on the wall clock.
+    """
+
+    url: str
+    sha256: str | None
+    size: int
+    modified: datetime
 
 
 def _check_sha256(sha256: str) -> str:
@@ -140,7 +166,7 @@ class FsspecArtifactStore:
         sha = hashlib.sha256(data).hexdigest()
         path = self._path(sha)
         ref = ArtifactRef(sha256=sha, size=len(data), url=self._fs.unstrip_protocol(path))
-        if self._has_complete_blob(path, len(data)):
+        if self._has_complete_blob(path, len(data)) and self._refresh(path):
             return ref
         folder = path.rsplit("/", 1)[0]
         tmp = f"{folder}/.{sha}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
@@ -162,6 +188,23 @@ class FsspecArtifactStore:
         except FileNotFoundError:
             return False
 
+    def _refresh(self, path: str) -> bool:
+        """Mark an existing blob as just written; False if only a rewrite can.
+
+        ``retrainer gc`` spares blobs younger than its grace period, and a run that stores
+        bytes already present is about to reference that old blob: its age must restart.
+        """
+        try:
+            if self._local:
+                os.utime(path)
+            else:
+                self._fs.touch(path, truncate=False)
+        except FileNotFoundError:
+            return False  # removed meanwhile: write it again
+        except (NotImplementedError, ValueError, OSError):
+            return False  # the filesystem cannot touch (memory://, s3://): rewrite it
+        return True
+
     def get(self, sha256: str, *, size: int | None = None) -> bytes:
         """Read a blob and check that it hashes to ``sha256``.
 
@@ -170,8 +213,8 @@ class FsspecArtifactStore:
         sha256
             The blob's key (64 hex digits).
         size
-            The size recorded with the blob (``ArtifactRef.size``), if known; it is only used
-            to make the error message say how many bytes were expected.
+            The size recorded with the blob (``ArtifactRef.size``), if known; a blob of another
+            size is refused too.
 
         Raises
         ------
@@ -196,6 +239,112 @@ class FsspecArtifactStore:
             ) from None
         verify_sha256(data, expected_sha256=sha256, where=url, expected_size=size)
         return data
+
+    def verify(self, sha256: str, size: int) -> None:
+        """Read the blob back and check its size, then its sha256.
+
+        Raises
+        ------
+        ArtifactIntegrityError
+            One line naming the blob's URL and what is wrong: missing, size differs, sha256
+            differs.
+
+        Examples
+        --------
+        >>> store = InMemoryArtifactStore("memory://docs/verify")
+        >>> ref = store.put(b"abc")
+        >>> store.verify(ref.sha256, ref.size)
+        >>> try:
+        ...     store.verify(ref.sha256, 4)
+        ... except ArtifactIntegrityError as exc:
+        ...     print(str(exc).split(": ", 1)[1])
+        size differs (expected 4 bytes, found 3)
+        """
+        path = self._path(sha256)
+        url = self._fs.unstrip_protocol(path)
+        try:
+            data: bytes = self._fs.cat_file(path)
+        except FileNotFoundError:
+            raise ArtifactIntegrityError(f"artifact {url}: missing (no such file)") from None
+        problem = integrity_problem(data, expected_sha256=sha256, expected_size=size)
+        if problem is not None:
+            raise ArtifactIntegrityError(f"artifact {url}: {problem}")
+
+    def files(self) -> list[StoredFile]:
+        """The blobs and leftover temporary files in the store, oldest first.
+
+        Anything else in the folder is not the store's and is not listed.
+
+        Examples
+        --------
+        >>> store = InMemoryArtifactStore("memory://docs/files")
+        >>> ref = store.put(b"abc")
+        >>> [(f.sha256 == ref.sha256, f.size) for f in store.files()]
+        [(True, 3)]
+        """
+        top = f"{self._root.rstrip('/')}/sha256"
+        try:
+            found: dict[str, Any] = self._fs.find(top, detail=True)
+        except FileNotFoundError:
+            return []
+        out = []
+        for path, info in found.items():
+            folder, _, name = path.rstrip("/").rpartition("/")
+            if info.get("type") not in (None, "file") or folder.rpartition("/")[0] != top:
+                continue
+            if _SHA256_HEX.fullmatch(name) and folder.endswith("/" + name[:2]):
+                sha: str | None = name
+            elif _TMP_NAME.fullmatch(name):
+                sha = None
+            else:
+                continue
+            try:
+                modified = self._modified(path, info)
+            except FileNotFoundError:
+                continue  # removed while listing
+            out.append(
+                StoredFile(
+                    url=self._fs.unstrip_protocol(path),
+                    sha256=sha,
+                    size=int(info.get("size") or 0),
+                    modified=modified,
+                )
+            )
+        return sorted(out, key=lambda f: (f.modified, f.url))
+
+    def _modified(self, path: str, info: dict[str, Any]) -> datetime:
+        """When the file was last written, as an aware UTC datetime."""
+        stamp: Any = info.get("mtime")
+        if stamp is None:
+            stamp = info.get("LastModified") or info.get("last_modified")
+        if stamp is None:
+            stamp = self._fs.modified(path)
+        if isinstance(stamp, int | float):
+            return datetime.fromtimestamp(stamp, tz=UTC)
+        if isinstance(stamp, str):
+            stamp = datetime.fromisoformat(stamp)
+        if not isinstance(stamp, datetime):
+            raise TypeError(f"cannot tell when {path} was written: {stamp!r}")
+        return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+
+    def remove(self, url: str) -> bool:
+        """Delete one file of :meth:`files`; False if it is already gone (idempotent).
+
+        Examples
+        --------
+        >>> store = InMemoryArtifactStore("memory://docs/remove")
+        >>> ref = store.put(b"abc")
+        >>> store.remove(ref.url), store.remove(ref.url), store.exists(ref.sha256)
+        (True, False, False)
+        """
+        path = self._fs._strip_protocol(url)
+        if not path.startswith(f"{self._root.rstrip('/')}/sha256/"):
+            raise ValueError(f"{url} is not a file of the artifact store {self!r}")
+        try:
+            self._fs.rm_file(path)
+        except FileNotFoundError:
+            return False
+        return True
 
     def exists(self, sha256: str) -> bool:
         """Whether a blob is stored under ``sha256`` (its content is not checked).
@@ -247,15 +396,42 @@ def verify_sha256(
     ...
     retrainer.errors.ArtifactIntegrityError: Artifact x failed its integrity check: ...
     """
+    problem = integrity_problem(
+        data, expected_sha256=expected_sha256, expected_size=expected_size
+    )
+    if problem is None:
+        return
+    raise ArtifactIntegrityError(
+        f"Artifact {where} failed its integrity check: {problem}. The file was tampered with "
+        "or truncated and must not be loaded; restore it from a backup or retrain the model."
+    )
+
+
+def integrity_problem(
+    data: bytes, *, expected_sha256: str, expected_size: int | None = None
+) -> str | None:
+    """What is wrong with ``data`` against its recorded size and sha256, or None.
+
+    The size is compared first: it says "bytes were added or cut" in plain words.
+
+    Examples
+    --------
+    >>> sha = hashlib.sha256(b"abc").hexdigest()
+    >>> integrity_problem(b"abc", expected_sha256=sha, expected_size=3) is None
+    True
+    >>> integrity_problem(b"abcd", expected_sha256=sha, expected_size=3)
+    'size differs (expected 3 bytes, found 4)'
+    >>> integrity_problem(b"abd", expected_sha256=sha, expected_size=3)[:47]
+    'sha256 differs (expected ba7816bf8f01cfea414140'
+    """
+    if expected_size is not None and len(data) != expected_size:
+        return f"size differs (expected {expected_size} bytes, found {len(data)})"
     actual = hashlib.sha256(data).hexdigest()
     if actual == expected_sha256.lower():
-        return
-    expected_bytes = "size not recorded" if expected_size is None else f"{expected_size} bytes"
-    raise ArtifactIntegrityError(
-        f"Artifact {where} failed its integrity check: expected sha256 "
-        f"{expected_sha256.lower()} ({expected_bytes}), got sha256 {actual} ({len(data)} "
-        "bytes). The file was tampered with or truncated and must not be loaded; restore it "
-        "from a backup or retrain the model."
+        return None
+    return (
+        f"sha256 differs (expected {expected_sha256.lower()}, found {actual} over "
+        f"{len(data)} bytes)"
     )
 
 
@@ -354,6 +530,14 @@ class DictArtifactStore:
 
     def exists(self, sha256: str) -> bool:
         return _check_sha256(sha256) in self._blobs
+
+    def verify(self, sha256: str, size: int) -> None:
+        key = _check_sha256(sha256)
+        if key not in self._blobs:
+            raise ArtifactIntegrityError(f"artifact {self.url(key)}: missing (no such blob)")
+        problem = integrity_problem(self._blobs[key], expected_sha256=key, expected_size=size)
+        if problem is not None:  # pragma: no cover - bytes are immutable
+            raise ArtifactIntegrityError(f"artifact {self.url(key)}: {problem}")
 
     def url(self, sha256: str) -> str:
         return f"{self._root}/{_check_sha256(sha256)}"

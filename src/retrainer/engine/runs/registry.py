@@ -1,7 +1,8 @@
 """The model registry use cases: list, show, promote, roll back, and project status.
 
 Aliases move only here and in a run, and always with an event in the same transaction.
-Only blessed versions may become champion: a candidate that is not blessed is never served.
+Only blessed versions may become champion: a candidate that is not blessed is never served,
+and no alias moves onto a version whose artifact fails its check (:func:`verify_artifact`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from retrainer.engine.runs.views import (  # the JSON views, where callers found
     run_view,
     version_view,
 )
-from retrainer.errors import ModelNotFoundError, RetrainerError
+from retrainer.errors import ArtifactIntegrityError, ModelNotFoundError, RetrainerError
 
 
 class PromotionError(RetrainerError, ValueError):
@@ -38,6 +39,48 @@ def _get_version(project: Project, pipeline: str, version: int) -> ModelVersion:
                 f"{pipeline} has no model versions yet: train one with 'retrainer run'"
             ) from None
         raise
+
+
+def verify_artifact(
+    project: Project, mv: ModelVersion, *, alias: str, at: datetime, run_id: int | None = None
+) -> None:
+    """Refuse to point ``alias`` at ``mv`` unless its artifact reads back whole and unchanged.
+
+    The blob is read from the store and its size and sha256 compared with those recorded in
+    the version. On a mismatch (or a missing blob) a ``promotion.skipped`` event says why and
+    ``ArtifactIntegrityError`` is raised with the same one line: the champion is never moved
+    onto a model that cannot load.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> from retrainer.core.clock import SimulatedClock
+    >>> from retrainer.engine.runs.run import execute_run
+    >>> from retrainer.testing import in_memory_project
+    >>> project = in_memory_project(name="churn")
+    >>> _ = execute_run(project, clock=SimulatedClock(datetime(2024, 1, 11, tzinfo=UTC)))
+    >>> mv = project.store.get_version("churn", 1)
+    >>> verify_artifact(project, mv, alias="champion", at=datetime(2024, 1, 12, tzinfo=UTC))
+    """
+    try:
+        project.artifacts.verify(mv.artifact_sha256, mv.artifact_size)
+    except ArtifactIntegrityError as exc:
+        message = (
+            f"refusing to point {mv.pipeline} '{alias}' at v{mv.version}: its {exc}; restore "
+            "the file from a backup, or choose another version"
+        )
+        project.store.append_event(
+            Event(
+                kind="promotion.skipped",
+                at=at,
+                message=message,
+                pipeline=mv.pipeline,
+                run_id=run_id,
+                version=mv.version,
+                data={"alias": alias, "artifact": str(exc)},
+            )
+        )
+        raise ArtifactIntegrityError(message) from None
 
 
 def _aliases_by_version(project: Project, pipeline: str) -> dict[int, list[str]]:
@@ -119,6 +162,7 @@ def promote(
     if current == version:
         raise PromotionError(f"{name} v{version} is already '{alias}'")
     now = clock.now()
+    verify_artifact(project, mv, alias=alias, at=now)
     return project.store.move_alias(
         name,
         alias,
@@ -219,6 +263,7 @@ def rollback(
             f"earlier version; to move forward, run 'retrainer promote {target}'"
         )
     now = clock.now()
+    verify_artifact(project, mv, alias=alias, at=now)
     return project.store.move_alias(
         name,
         alias,

@@ -59,6 +59,7 @@ from retrainer.core.windows import holdout_mask
 from retrainer.engine.pipeline import Pipeline
 from retrainer.engine.project import Project
 from retrainer.engine.runs.profiles import reference_profile
+from retrainer.engine.runs.registry import verify_artifact
 from retrainer.engine.runs.views import run_view, version_view
 from retrainer.engine.state import last_change
 from retrainer.errors import (
@@ -752,8 +753,9 @@ def deploy_step(
     """Ask the pipeline's deployment policy (pure, in core) what to do, then do it.
 
     Each alias move and its ``model.promoted`` event are one transaction, a compare-and-set
-    against the version the policy expected; when another process moved the alias meanwhile
-    the move is skipped with a ``promotion.skipped`` event and the candidate stays registered.
+    against the version the policy expected; when another process moved the alias meanwhile,
+    or the version's artifact does not read back whole (size and sha256), the move is skipped
+    with a ``promotion.skipped`` event and the candidate stays registered.
     """
     store = project.store
     decision = decide(
@@ -769,6 +771,15 @@ def deploy_step(
     outcome: RunOutcome = "registered" if blessing.verdict.passed else "not_blessed"
     promoted = False
     for move in decision.moves:
+        target = (
+            version
+            if move.version == version.version
+            else store.get_version(pipeline.name, move.version)
+        )
+        try:
+            verify_artifact(project, target, alias=move.alias, at=now, run_id=run.id)
+        except ArtifactIntegrityError:
+            break  # its promotion.skipped event says why; the candidate stays registered
         try:
             store.move_alias(
                 pipeline.name,
