@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -226,3 +228,106 @@ def test_concurrent_puts_of_the_same_blob(tmp_path: Path) -> None:
     for ref, blob in zip(refs, blobs, strict=True):
         assert store.get(ref.sha256) == blob
     assert len(_files(tmp_path)) == 2
+
+
+# --- verify: what promote, rollback and a run's deploy step check -----------------------------
+
+
+def test_verify_passes_an_intact_blob(store: FsspecArtifactStore) -> None:
+    ref = store.put(BLOB)
+    store.verify(ref.sha256, ref.size)
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        pytest.param(lambda b: None, "missing (no such file)", id="deleted"),
+        pytest.param(
+            lambda b: b[:10] + bytes([b[10] ^ 0x01]) + b[11:], "sha256 differs", id="flipped"
+        ),
+        pytest.param(
+            lambda b: b + b"x",
+            f"size differs (expected {len(BLOB)} bytes, found {len(BLOB) + 1})",
+            id="appended",
+        ),
+        pytest.param(
+            lambda b: b[:-1],
+            f"size differs (expected {len(BLOB)} bytes, found {len(BLOB) - 1})",
+            id="truncated",
+        ),
+    ],
+)
+def test_verify_says_what_is_wrong_in_one_line(
+    store: FsspecArtifactStore, damage: Callable[[bytes], bytes | None], problem: str
+) -> None:
+    ref = store.put(BLOB)
+    damaged = damage(BLOB)
+    if damaged is None:
+        assert store.remove(ref.url)
+    else:
+        _overwrite(ref.url, damaged)
+    with pytest.raises(ArtifactIntegrityError) as info:
+        store.verify(ref.sha256, ref.size)
+    assert str(info.value) == f"artifact {ref.url}: {problem}" or (
+        problem == "sha256 differs"
+        and str(info.value).startswith(f"artifact {ref.url}: sha256 differs (expected {ref.sha256}")
+    )
+    assert "\n" not in str(info.value)
+
+
+def test_the_integrity_message_never_says_size_not_recorded(store: FsspecArtifactStore) -> None:
+    # the size is recorded with every version; a caller that did not pass it got this text
+    ref = store.put(BLOB)
+    _overwrite(ref.url, BLOB[:-1])
+    with pytest.raises(ArtifactIntegrityError) as info:
+        store.get(ref.sha256)
+    assert "not recorded" not in str(info.value)
+    assert "sha256 differs" in str(info.value)
+
+
+# --- files, remove and the age of a blob: what retrainer gc works from ------------------------
+
+
+def _age(store: FsspecArtifactStore, url: str, when: datetime) -> None:
+    fs, path = fsspec.core.url_to_fs(url)
+    if isinstance(store, InMemoryArtifactStore):
+        fs.store[path].modified = when
+    else:
+        os.utime(path, (when.timestamp(), when.timestamp()))
+
+
+def test_files_lists_blobs_and_leftover_temp_files_only(store: FsspecArtifactStore) -> None:
+    ref = store.put(BLOB)
+    folder = ref.url.rsplit("/", 1)[0]
+    _overwrite(f"{folder}/.{ref.sha256}.{'0' * 32}.tmp", BLOB[:5])  # an interrupted put
+    _overwrite(f"{folder}/notes.txt", b"not ours")
+    _overwrite(f"{folder.rsplit('/', 2)[0]}/README", b"not ours either")
+    files = store.files()
+    assert sorted((f.sha256, f.size) for f in files if f.sha256) == [(ref.sha256, len(BLOB))]
+    [tmp] = [f for f in files if f.sha256 is None]
+    assert tmp.size == 5 and tmp.url.endswith(".tmp")
+    assert all(f.modified.tzinfo is not None for f in files)
+
+
+def test_remove_is_idempotent_and_stays_inside_the_store(store: FsspecArtifactStore) -> None:
+    ref = store.put(BLOB)
+    assert store.remove(ref.url) and not store.remove(ref.url)
+    assert not store.exists(ref.sha256)
+    with pytest.raises(ValueError, match="not a file of the artifact store"):
+        store.remove("memory:///elsewhere/x")
+
+
+def test_putting_bytes_already_stored_makes_the_blob_young_again(
+    store: FsspecArtifactStore,
+) -> None:
+    # a run that stores bytes already present is about to reference that old blob: gc must
+    # see it as just written, or it could remove it between the put and the register
+    ref = store.put(BLOB)
+    old = datetime.now(UTC) - timedelta(days=30)
+    _age(store, ref.url, old)
+    [before] = store.files()
+    assert before.modified < old + timedelta(minutes=1)
+    assert store.put(BLOB) == ref
+    [after] = store.files()
+    assert after.modified > datetime.now(UTC) - timedelta(minutes=5)
+    assert store.get(ref.sha256) == BLOB

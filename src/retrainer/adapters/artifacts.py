@@ -40,7 +40,7 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # (a blob's name is exactly 64 hex digits) and readers, which only open exact blob paths,
 # never see a half-written file.
 _TMP_SUFFIX = ".tmp"
-_TMP_NAME = re.compile(r"\.[0-9a-f]{64}\.[0-9a-f]{32}\.tmp")
+_TMP_NAME = re.compile(r"\.[0-9a-f]{64}\.[0-9a-f]{1,64}\.tmp")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
