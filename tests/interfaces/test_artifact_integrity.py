@@ -106,7 +106,9 @@ def test_promote_refuses_a_damaged_artifact(tmp_path: Path, damage: Callable[[st
     assert _champion(proj) == 1
     other = runner.invoke(app, ["promote", "2", "-c", str(proj), "--alias", "stable"])
     assert other.exit_code == 1 and problem in other.stderr  # any alias, not only champion
-    shown = json.loads(runner.invoke(app, ["models", "show", "2", "-c", str(proj), "--json"]).output)
+    shown = json.loads(
+        runner.invoke(app, ["models", "show", "2", "-c", str(proj), "--json"]).output
+    )
     assert shown["aliases"] == []
 
 

@@ -396,9 +396,7 @@ def verify_sha256(
     ...
     retrainer.errors.ArtifactIntegrityError: Artifact x failed its integrity check: ...
     """
-    problem = integrity_problem(
-        data, expected_sha256=expected_sha256, expected_size=expected_size
-    )
+    problem = integrity_problem(data, expected_sha256=expected_sha256, expected_size=expected_size)
     if problem is None:
         return
     raise ArtifactIntegrityError(
