@@ -287,30 +287,54 @@ class FsspecArtifactStore:
             found: dict[str, Any] = self._fs.find(top, detail=True)
         except FileNotFoundError:
             return []
-        out = []
-        for path, info in found.items():
-            folder, _, name = path.rstrip("/").rpartition("/")
-            if info.get("type") not in (None, "file") or folder.rpartition("/")[0] != top:
-                continue
-            if _SHA256_HEX.fullmatch(name) and folder.endswith("/" + name[:2]):
-                sha: str | None = name
-            elif _TMP_NAME.fullmatch(name):
-                sha = None
-            else:
-                continue
-            try:
-                modified = self._modified(path, info)
-            except FileNotFoundError:
-                continue  # removed while listing
-            out.append(
-                StoredFile(
-                    url=self._fs.unstrip_protocol(path),
-                    sha256=sha,
-                    size=int(info.get("size") or 0),
-                    modified=modified,
-                )
-            )
+        out = [f for path, info in found.items() if (f := self._stored(path, info)) is not None]
         return sorted(out, key=lambda f: (f.modified, f.url))
+
+    def stat(self, url: str) -> StoredFile | None:
+        """The file at ``url`` (one of :meth:`files`) as it is now, or None if it is gone.
+
+        Examples
+        --------
+        >>> store = InMemoryArtifactStore("memory://docs/stat")
+        >>> ref = store.put(b"abc")
+        >>> store.stat(ref.url).size, store.stat(store.url("0" * 64))
+        (3, None)
+        """
+        path = self._inside(url)
+        try:
+            return self._stored(path, self._fs.info(path))
+        except FileNotFoundError:
+            return None
+
+    def _stored(self, path: str, info: dict[str, Any]) -> StoredFile | None:
+        """``path`` as a StoredFile, or None if it is not a blob or temporary file of ours."""
+        top = f"{self._root.rstrip('/')}/sha256"
+        folder, _, name = path.rstrip("/").rpartition("/")
+        if info.get("type") not in (None, "file") or folder.rpartition("/")[0] != top:
+            return None
+        if _SHA256_HEX.fullmatch(name) and folder.endswith("/" + name[:2]):
+            sha: str | None = name
+        elif _TMP_NAME.fullmatch(name):
+            sha = None
+        else:
+            return None
+        try:
+            modified = self._modified(path, info)
+        except FileNotFoundError:
+            return None  # removed while listing
+        return StoredFile(
+            url=self._fs.unstrip_protocol(path),
+            sha256=sha,
+            size=int(info.get("size") or 0),
+            modified=modified,
+        )
+
+    def _inside(self, url: str) -> str:
+        """The path of ``url``, refused unless it lies in this store's blob folders."""
+        path: str = self._fs._strip_protocol(url)
+        if not path.startswith(f"{self._root.rstrip('/')}/sha256/") or ".." in path.split("/"):
+            raise ValueError(f"{url} is not a file of the artifact store {self!r}")
+        return path
 
     def _modified(self, path: str, info: dict[str, Any]) -> datetime:
         """When the file was last written, as an aware UTC datetime."""
@@ -337,9 +361,7 @@ class FsspecArtifactStore:
         >>> store.remove(ref.url), store.remove(ref.url), store.exists(ref.sha256)
         (True, False, False)
         """
-        path = self._fs._strip_protocol(url)
-        if not path.startswith(f"{self._root.rstrip('/')}/sha256/"):
-            raise ValueError(f"{url} is not a file of the artifact store {self!r}")
+        path = self._inside(url)
         try:
             self._fs.rm_file(path)
         except FileNotFoundError:

@@ -19,6 +19,7 @@ from retrainer.core.jsonsafe import json_safe
 if TYPE_CHECKING:
     from retrainer.engine.backtest import BacktestSummary
     from retrainer.engine.control.daemon import DaemonStart, DaemonSummary
+    from retrainer.engine.gc import GcReport
     from retrainer.engine.monitoring.monitor import MonitorResult
     from retrainer.engine.runs.registry import PipelineStatus
     from retrainer.engine.runs.run import RunResult
@@ -477,3 +478,38 @@ def render_backtest(results: BacktestSummary, top: int = 20) -> None:
             f"[yellow]not run:[/yellow] {escape(failed.name)}: {escape(failed.error)}",
             soft_wrap=True,
         )
+
+
+def fmt_bytes(n: int) -> str:
+    """``1536`` -> ``'1.5 KiB'``; under a KiB, the exact count."""
+    size = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{n} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def render_gc(report: GcReport) -> None:
+    """What ``retrainer gc`` removed (or would), then the totals and what it kept and why."""
+    verb = "would remove" if report.dry_run else "removed"
+    for f in report.removed:
+        what = "temporary file" if f.sha256 is None else "unreferenced blob"
+        out.print(
+            f"{verb} {escape(f.url)} ({fmt_bytes(f.size)}, {what}, "
+            f"written {f.modified:%Y-%m-%d %H:%M} UTC)",
+            soft_wrap=True,
+        )
+    out.print(
+        f"{verb} {len(report.removed)} file(s), {fmt_bytes(report.removed_bytes)}; kept "
+        f"{report.kept_referenced} referenced blob(s) and {report.kept_recent} recent file(s)"
+    )
+    for run in report.in_flight:
+        since = run.started_at or run.created_at
+        out.print(
+            f"run {run.id} of {escape(run.pipeline)} is {run.status} (since "
+            f"{since:%Y-%m-%d %H:%M}): files written after it started are kept",
+            soft_wrap=True,
+        )
+    if report.cutoff is None:
+        out.print("a run in flight is ahead of the wall clock: nothing removed while it runs")

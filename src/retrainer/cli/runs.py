@@ -1,4 +1,4 @@
-"""Commands on runs and the registry: run, status, models list/show, promote, rollback."""
+"""Commands on runs and the registry: run, status, models list/show, promote, rollback, gc."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from retrainer.cli.app import (
 from retrainer.cli.render import (
     out,
     print_json,
+    render_gc,
     render_models,
     render_run,
     render_status,
@@ -163,3 +164,35 @@ def rollback(
     with open_project(config) as project:
         move = rollback_champion(project, clock=make_clock(None), pipeline=pipeline, to=to)
     out.print(f"{move.pipeline} {move.alias} rolled back: v{move.previous} -> v{move.version}")
+
+
+@handle_errors
+def gc(
+    config: ConfigOpt = None,
+    grace: Annotated[
+        str,
+        typer.Option(
+            help="Only remove files older than this (e.g. 24h, 7d, 30m), on the wall clock."
+        ),
+    ] = "24h",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove artifact blobs no version references, and leftovers of interrupted writes.
+
+    Only files older than --grace and than every run in flight go; safe beside a daemon and
+    to interrupt (run it again to finish).
+    """
+    from retrainer.adapters.clock import WallClock
+    from retrainer.core.windows import parse_duration
+    from retrainer.engine.gc import collect_garbage
+
+    span = parse_duration(grace)
+    with open_project(config) as project:
+        report = collect_garbage(project, clock=WallClock(), grace=span, dry_run=dry_run)
+    if as_json:
+        print_json(report.to_json())
+        return
+    render_gc(report)

@@ -150,6 +150,7 @@ EventKind = Literal[
     "blessing.rejected",
     "concept_drift.detected",
     "drift.detected",
+    "gc.completed",
     "model.promoted",
     "model.rolled_back",
     "monitor.completed",
