@@ -44,6 +44,8 @@ INTERNAL = {
     "read_log_file",
     "upgrade_schema",
     "verify_sha256",
+    "StoredFile",  # what retrainer gc lists
+    "integrity_problem",
     # core: statistics and spec parsing behind the exported objects
     "TriggerSpec",
     "guard_spec_type",
@@ -102,6 +104,9 @@ INTERNAL = {
     "wasserstein_binned",
     "window_from_spec",
     # engine
+    "DEFAULT_GRACE",  # retrainer gc, a command rather than an API
+    "GcReport",
+    "collect_garbage",
     "AlertOutcome",
     "AlertStatus",
     "DEFAULT_SEVERITIES",
