@@ -331,3 +331,19 @@ def test_putting_bytes_already_stored_makes_the_blob_young_again(
     [after] = store.files()
     assert after.modified > datetime.now(UTC) - timedelta(minutes=5)
     assert store.get(ref.sha256) == BLOB
+
+
+def test_putting_bytes_already_stored_works_on_a_read_only_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalArtifactStore(tmp_path)
+    ref = store.put(BLOB)
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("retrainer.adapters.artifacts.os.utime", refused)
+    monkeypatch.setattr("retrainer.adapters.artifacts.write_local_atomically", refused)
+    assert store.put(BLOB) == ref  # the whole blob is there: as before, no error
+    with pytest.raises(PermissionError):
+        store.put(b"new bytes")  # a blob that is not there cannot be written

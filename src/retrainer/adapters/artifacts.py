@@ -152,9 +152,11 @@ class FsspecArtifactStore:
     def put(self, data: bytes) -> ArtifactRef:
         """Store ``data`` under its sha256 and return where it is.
 
-        Idempotent: if a blob of the same size is already at the final path it is not
-        rewritten. Otherwise the bytes go to a temporary file in the same folder, which is then
-        moved into place, so a crash leaves either the whole blob or no blob.
+        Idempotent: the same bytes give the same ref. A blob already at the final path is
+        marked as just written (``retrainer gc`` goes by age): on a local disk its time is
+        set to now, elsewhere it is written again. Bytes are written to a temporary file in
+        the same folder, which is then moved into place, so a crash leaves either the whole
+        blob or no blob.
 
         Examples
         --------
@@ -166,8 +168,20 @@ class FsspecArtifactStore:
         sha = hashlib.sha256(data).hexdigest()
         path = self._path(sha)
         ref = ArtifactRef(sha256=sha, size=len(data), url=self._fs.unstrip_protocol(path))
-        if self._has_complete_blob(path, len(data)) and self._refresh(path):
+        if self._has_complete_blob(path, len(data)):
+            if not self._refresh(path):
+                try:
+                    self._write(path, sha, data)
+                except OSError:
+                    if not self._has_complete_blob(path, len(data)):
+                        raise
+                    # a read-only store: the whole blob is there, only its age stays
             return ref
+        self._write(path, sha, data)
+        return ref
+
+    def _write(self, path: str, sha: str, data: bytes) -> None:
+        """Write ``data`` to a temporary file beside ``path``, then move it into place."""
         folder = path.rsplit("/", 1)[0]
         tmp = f"{folder}/.{sha}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
         if self._local:
@@ -180,7 +194,6 @@ class FsspecArtifactStore:
             finally:
                 if self._fs.exists(tmp):
                     self._fs.rm_file(tmp)
-        return ref
 
     def _has_complete_blob(self, path: str, size: int) -> bool:
         try:
@@ -194,15 +207,14 @@ class FsspecArtifactStore:
         ``retrainer gc`` spares blobs younger than its grace period, and a run that stores
         bytes already present is about to reference that old blob: its age must restart.
         """
+        if not self._local:
+            # fsspec's touch(truncate=False) is missing on most filesystems (memory://, s3://)
+            # and creates an empty file where the blob was just removed: write it again
+            return False
         try:
-            if self._local:
-                os.utime(path)
-            else:
-                self._fs.touch(path, truncate=False)
-        except FileNotFoundError:
-            return False  # removed meanwhile: write it again
-        except (NotImplementedError, ValueError, OSError):
-            return False  # the filesystem cannot touch (memory://, s3://): rewrite it
+            os.utime(path)
+        except OSError:
+            return False  # removed meanwhile, or not ours to touch: write it again
         return True
 
     def get(self, sha256: str, *, size: int | None = None) -> bytes:
