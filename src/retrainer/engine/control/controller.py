@@ -36,7 +36,7 @@ from typing import Any
 
 from retrainer.adapters.environment import process_owner
 from retrainer.adapters.executors import Executor, InlineExecutor, Job, JobResult, worker_argv
-from retrainer.core.clock import Clock, SimulatedClock
+from retrainer.core.clock import Clock, SimulatedClock, check_time
 from retrainer.core.performance import get_online_metric
 from retrainer.core.triggers import (
     AnyOf,
@@ -72,6 +72,7 @@ def request_run(project: Project, pipeline: str, *, now: datetime, by: str) -> s
     import uuid
 
     store = project.store
+    check_time(now, "the request's time (--as-of)")
     store.ensure_pipeline(pipeline, project.pipeline(pipeline).definition_hash, now)
     for _ in range(10):
         stored = store.get_state(pipeline, MANUAL_STATE_KEY)
@@ -222,7 +223,8 @@ class Controller:
     # -- the tick -----------------------------------------------------------------------
     def tick(self) -> TickReport:
         t0 = time.perf_counter()
-        now = self.clock.now()
+        # a simulated clock stepped past the range: stop before any work, not mid-tick
+        now = check_time(self.clock.now(), "the controller's clock")
         report = TickReport(at=now)
         store = self.project.store
         self._collect(now, report)  # first: an ended worker's exit status beats "process gone"

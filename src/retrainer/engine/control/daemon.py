@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from types import FrameType
 
 from retrainer.adapters.executors import Executor, ProcessExecutor
-from retrainer.core.clock import Clock, SimulatedClock, as_utc
+from retrainer.core.clock import Clock, SimulatedClock, check_time
 from retrainer.core.types import Event, Run
 from retrainer.engine.control.controller import Controller
 from retrainer.engine.project import Project
@@ -174,7 +174,7 @@ def run_daemon(
     DaemonSummary(ticks=1, released=[])
     """
     with stop_on_signals(on_signal, stop) as stop:
-        simulated = SimulatedClock(as_utc(as_of)) if as_of is not None else None
+        simulated = SimulatedClock(check_time(as_of, "--as-of")) if as_of is not None else None
         controller = start_controller(project, clock=simulated, executor=executor)
         tick = tick_s if tick_s is not None else project.config.controller.tick
         advance = None

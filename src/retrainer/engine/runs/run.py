@@ -41,7 +41,7 @@ from retrainer.adapters.sandbox import predict_in_fresh_process, start_fresh_pro
 from retrainer.adapters.serialization import dump_model
 from retrainer.adapters.sources import snapshot_of
 from retrainer.core.blessing import ScoreCard
-from retrainer.core.clock import Clock
+from retrainer.core.clock import Clock, check_time
 from retrainer.core.deploy import DeployContext, DeployDecision, build_policy, decide
 from retrainer.core.types import (
     CHAMPION,
@@ -444,9 +444,9 @@ def execute_run(
     'succeeded'
     """
     clock = project.clock if clock is None else clock
+    now = check_time(clock.now(), "the run's time (--as-of)")  # before any record is written
     _start_sanity_server(project, pipeline_name)
     pipeline = project.pipeline(pipeline_name)
-    now = clock.now()
     reap_stale_runs(project, now)
     run, _ = new_run(project, pipeline, now=now, cause=cause, evidence=evidence, key=key)
     run = claim_run(project, run, now=now)
