@@ -109,7 +109,7 @@ def test_the_engine_refuses_before_writing_a_record(tmp_path: Path, when: dateti
 @pytest.mark.parametrize("when", FAR, ids=["9999", "0001"])
 def test_the_daemon_refuses_an_as_of_out_of_range(tmp_path: Path, when: datetime):
     project = in_memory_project(root=tmp_path)
-    with pytest.raises(ConfigError, match="--as-of: .* out of range"):
+    with pytest.raises(ConfigError, match=r"--as-of: .* out of range"):
         run_daemon(project, as_of=when, max_ticks=1, stop=threading.Event())
     _no_run_written(project)
 
