@@ -85,13 +85,12 @@ def _two_daemons(proj: Path, env: dict[str, str] | None = None) -> None:
 
 
 # Each daemon runs its own simulated clock, at its own speed, so their "now"s drift apart by
-# hours; a lease of 2 h would look expired to the daemon that is ahead. With wall clocks both
-# agree; here the lease is made longer than the simulated week.
-LONG_LEASE = {"timeout": 30 * 24 * 3600}
+# hours, past the default lease of 2 h: leases run on the wall clock, which both agree on, so
+# neither reaps the other's runs (before, one did and left a run queued).
 
 
 def test_two_daemons_on_one_sqlite_file_run_everything_once(tmp_path: Path):
-    proj = _project(tmp_path / "p", run=LONG_LEASE)
+    proj = _project(tmp_path / "p")
     _two_daemons(proj)
     _check_exactly_once(proj)
     assert_consistent(proj)
@@ -109,7 +108,7 @@ def test_two_daemons_on_one_postgresql_database_run_everything_once(tmp_path: Pa
         conn.execute(sa.text(f"CREATE DATABASE {name}"))
     try:
         env = {"RETRAINER_DB_URL": base.rsplit("/", 1)[0] + "/" + name}
-        proj = _project(tmp_path / "p", run=LONG_LEASE)
+        proj = _project(tmp_path / "p")
         _two_daemons(proj, env=env)
         _check_exactly_once(proj, env=env)
     finally:

@@ -184,6 +184,57 @@ def test_two_runs_at_once_on_one_sqlite_file(tmp_path: Path, toy_v1: Path):
     assert_consistent(proj)
 
 
+SLOW_TRAIN = """
+import os, pathlib, time
+from sklearn.linear_model import LogisticRegression
+
+def train(data, params):
+    gate = os.environ.get("SLOW_TRAIN_GATE")
+    if gate:  # tell the test training started, then wait for its go
+        pathlib.Path(gate, "training").touch()
+        deadline = time.monotonic() + 90
+        while not pathlib.Path(gate, "go").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return LogisticRegression(max_iter=200).fit(data[["x1", "x2"]], data["y"])
+"""
+
+
+def test_a_later_as_of_does_not_reap_a_live_run(tmp_path: Path):
+    """A run replaying 2024-01-25 is still training when another replays 2024-01-26, past
+    the first one's lease in simulated time: liveness is real time, so the second leaves the
+    first alone and both succeed."""
+    proj = write_project(tmp_path / "p", model=None, train="slowtrain:train")
+    (proj / "slowtrain.py").write_text(SLOW_TRAIN)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    first = subprocess.Popen(
+        [sys.executable, "-m", "retrainer", "run", "-c", str(proj), "--as-of", "2024-01-25"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SLOW_TRAIN_GATE": str(gate)},
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not (gate / "training").exists():
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the first run never started training"
+            time.sleep(0.05)
+        second = cli("run", "-c", str(proj), "--as-of", "2024-01-26T12:00:00", "--json")
+        assert json.loads(second.stdout)["run"]["status"] == "succeeded"
+    finally:
+        (gate / "go").touch()
+        _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0, stderr
+    runs = json.loads(cli_here("status", "-c", str(proj), "--json").stdout)[0]
+    assert runs["running"] == [] and runs["queued"] == []
+    statuses = [r["status"] for r in runs["last_runs"]]
+    assert statuses == ["succeeded", "succeeded"], runs["last_runs"]
+    kinds = [e["kind"] for e in json.loads(cli_here("events", "-c", str(proj), "--json").stdout)]
+    assert "run.failed" not in kinds and "run.retrying" not in kinds
+    assert_consistent(proj)
+
+
 def test_monitor_on_elec2_writes_the_report(tmp_path: Path, elec2_v1: tuple[Path, str]):
     proj = copy_project(elec2_v1[0], tmp_path / "elec2")
     out = tmp_path / "monitor.html"

@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 
 from retrainer.cli.render import err
-from retrainer.core.clock import Clock, SimulatedClock, as_utc
+from retrainer.core.clock import Clock, SimulatedClock, check_time
 from retrainer.errors import ConfigError, RetrainerError
 
 app = typer.Typer(
@@ -63,9 +63,27 @@ TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT
 """What every date/time option takes (UTC unless an offset is given)."""
 
 
+def _in_range(param: typer.CallbackParam, value: datetime | None) -> datetime | None:
+    """Refuse a time outside retrainer's range as bad usage (exit 2), before any work."""
+    if value is None:
+        return None
+    try:
+        return check_time(value, "")
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc).removeprefix(": "), param=param) from None  # type: ignore[arg-type]
+
+
 def time_option(*names: str, help: str) -> Any:
-    """A date/time option: the shared formats, shown as TIME, no default shown."""
-    return typer.Option(*names, help=help, formats=TIME_FORMATS, metavar="TIME", show_default=False)
+    """A date/time option: the shared formats, shown as TIME, no default shown, and a time
+    in retrainer's range (:data:`~retrainer.core.clock.EARLIEST` .. ``LATEST``)."""
+    return typer.Option(
+        *names,
+        help=help,
+        formats=TIME_FORMATS,
+        metavar="TIME",
+        show_default=False,
+        callback=_in_range,
+    )
 
 
 AsOfOpt = Annotated[
@@ -99,8 +117,9 @@ def handle_errors(fn: F) -> F:
 
 
 def make_clock(as_of: datetime | None) -> Clock:
+    """A simulated clock at ``--as-of`` (checked to be in range), else the wall clock."""
     if as_of is not None:
-        return SimulatedClock(as_utc(as_of))
+        return SimulatedClock(check_time(as_of, "--as-of"))
     from retrainer.adapters.clock import WallClock
 
     return WallClock()

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from retrainer.cli.app import (
     ConfigOpt,
@@ -82,6 +83,7 @@ def daemon(
             on_start=None if quiet else render_daemon_start,
             on_events=None if quiet else print_events,
             on_signal=on_signal,
+            on_outage=lambda line: err.print(f"[yellow]warning:[/yellow] {escape(line)}"),
         )
     if not quiet:
         render_daemon_stop(summary)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
+from retrainer.errors import ConfigError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -19,6 +21,37 @@ class Clock(Protocol):
     """Tells the current time as an aware UTC datetime."""
 
     def now(self) -> datetime: ...
+
+
+EARLIEST = datetime(1700, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+"""The times retrainer works at: ``EARLIEST <= t < LATEST``. Frames hold nanosecond
+timestamps (1677-09-21 .. 2262-04-11), and windows, leases and schedules add and subtract
+durations; inside this range none of that arithmetic can overflow."""
+
+
+def check_time(value: datetime, name: str) -> datetime:
+    """``value`` as aware UTC, or a ``ConfigError`` naming ``name``, the value and the range.
+
+    Examples
+    --------
+    >>> check_time(datetime(1997, 3, 3), "--as-of").isoformat()
+    '1997-03-03T00:00:00+00:00'
+    >>> check_time(datetime(9999, 12, 31, 23), "--as-of")
+    Traceback (most recent call last):
+    ...
+    retrainer.errors.ConfigError: --as-of: 9999-12-31T23:00:00 is out of range; expected a time from 1700-01-01T00:00:00Z to before 2200-01-01T00:00:00Z
+    """  # noqa: E501
+    try:
+        utc = as_utc(value)
+    except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ConfigError(
+            f"{name}: {value.isoformat()} is out of range; expected a time from "
+            f"{EARLIEST:%Y-%m-%dT%H:%M:%S}Z to before {LATEST:%Y-%m-%dT%H:%M:%S}Z"
+        )
+    return utc
 
 
 def as_utc(value: datetime) -> datetime:

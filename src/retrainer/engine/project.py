@@ -83,6 +83,10 @@ class Project:
     clock: Clock = field(default_factory=WallClock)
     """The time engine calls of this project are given (``execute_run(project,
     clock=project.clock)``): the wall clock, or a simulated one in tests and doctests."""
+    liveness_clock: Clock = field(default_factory=WallClock)
+    """What leases and reaping are measured on: the wall clock whatever :attr:`clock` says
+    (a replay of 1997 must not reap a live run because another process replays June).
+    Tests give a simulated one to expire a lease without waiting."""
     _models: OrderedDict[str, Any] = field(default_factory=OrderedDict, repr=False)
     _pipelines: dict[str, Pipeline] = field(default_factory=dict, repr=False)
     _cleanup: weakref.finalize[Any, Any] | None = field(default=None, repr=False)

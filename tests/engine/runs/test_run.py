@@ -528,6 +528,7 @@ def test_a_run_abandoned_between_register_and_deploy_is_repaired(tmp_path: Path)
     from retrainer.engine.runs import run as steps
 
     project = _promoting_project(tmp_path)
+    project.liveness_clock = real = SimulatedClock(T2)  # real time, moved by hand
     execute_run(project, clock=SimulatedClock(T1))
     pipeline = project.pipeline()
     run, _ = steps.new_run(project, pipeline, now=T2, cause="manual")
@@ -540,6 +541,7 @@ def test_a_run_abandoned_between_register_and_deploy_is_repaired(tmp_path: Path)
     orphan = steps.register_step(project, pipeline, loaded, trained, blessing, now=T2)
     assert orphan.version == 2 and project.store.get_alias("toy", "champion") == 1
 
+    real.advance(timedelta(seconds=project.pipeline().config.run.timeout + 1))
     later = execute_run(project, clock=SimulatedClock(T2 + timedelta(days=1)))
     assert later.ok and later.promoted and later.version.version == 3
     assert later.previous_champion == 1

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +37,8 @@ from typing import Any
 
 from retrainer.adapters.environment import process_owner
 from retrainer.adapters.executors import Executor, InlineExecutor, Job, JobResult, worker_argv
-from retrainer.core.clock import Clock, SimulatedClock
+from retrainer.adapters.metadata.outage import unavailable
+from retrainer.core.clock import Clock, SimulatedClock, check_time
 from retrainer.core.performance import get_online_metric
 from retrainer.core.triggers import (
     AnyOf,
@@ -66,12 +68,15 @@ from retrainer.engine.runs.run import (
 from retrainer.engine.state import CHAMPION, MANUAL_STATE_KEY, POLICY_STATE_KEY
 from retrainer.errors import ConcurrencyError, RetrainerError
 
+_log = logging.getLogger(__name__)
+
 
 def request_run(project: Project, pipeline: str, *, now: datetime, by: str) -> str:
     """Ask the daemon for a run (a manual trigger): append a request it will queue."""
     import uuid
 
     store = project.store
+    check_time(now, "the request's time (--as-of)")
     store.ensure_pipeline(pipeline, project.pipeline(pipeline).definition_hash, now)
     for _ in range(10):
         stored = store.get_state(pipeline, MANUAL_STATE_KEY)
@@ -205,6 +210,10 @@ class Controller:
         cfg = project.config.controller
         self.max_attempts = cfg.max_attempts
         self.retry_backoff = parse_duration(cfg.retry_backoff)
+        self.outage_backoff = 1.0
+        """Seconds before the first retry of a tick that found the database away."""
+        self.outage_backoff_max = 60.0
+        """The cap of that wait, which doubles at each failed tick."""
 
     # -- helpers ------------------------------------------------------------------------
     def policy(self, name: str) -> _Policy | None:
@@ -222,7 +231,8 @@ class Controller:
     # -- the tick -----------------------------------------------------------------------
     def tick(self) -> TickReport:
         t0 = time.perf_counter()
-        now = self.clock.now()
+        # a simulated clock stepped past the range: stop before any work, not mid-tick
+        now = check_time(self.clock.now(), "the controller's clock")
         report = TickReport(at=now)
         store = self.project.store
         self._collect(now, report)  # first: an ended worker's exit status beats "process gone"
@@ -545,18 +555,34 @@ class Controller:
         stop: threading.Event | None = None,
         on_tick: Callable[[TickReport], None] | None = None,
         advance: Callable[[], None] | None = None,
+        on_outage: Callable[[str], None] | None = None,
     ) -> int:
         """Tick until ``stop`` is set or ``max_ticks`` ticks have run; return the tick count.
 
-        ``advance`` moves a simulated clock between ticks (instead of sleeping).
+        ``advance`` moves a simulated clock between ticks (instead of sleeping). A tick that
+        finds the metadata database away (unreachable, or locked past its busy timeout) is
+        retried after a wait that doubles from ``outage_backoff`` up to
+        ``outage_backoff_max`` seconds (real time); ``on_outage`` (default: the log) gets one
+        line when an outage starts and one when it ends, not one per failed tick.
         """
         stop = stop or threading.Event()
         ticks = 0
+        outage = _Outage(self.outage_backoff, self.outage_backoff_max, on_outage or _log.warning)
         while not stop.is_set() and (max_ticks is None or ticks < max_ticks):
-            report = self.tick()
+            try:
+                report = self.tick()
+                if on_tick is not None:
+                    on_tick(report)
+            except Exception as exc:
+                reason = unavailable(exc)
+                if reason is None:
+                    raise
+                # the tick is tried again at the same (simulated) time: nothing is skipped, and
+                # every step is idempotent, so what it did before failing is not done twice
+                stop.wait(outage.failed(reason))
+                continue
+            outage.ended()
             ticks += 1
-            if on_tick is not None:
-                on_tick(report)
             if max_ticks is not None and ticks >= max_ticks:
                 break
             if advance is not None:
@@ -605,6 +631,35 @@ class Controller:
                 )
             )
         return released
+
+
+class _Outage:
+    """Back-off and one log line per outage of the metadata database (not one per tick)."""
+
+    def __init__(self, first: float, cap: float, say: Callable[[str], None]) -> None:
+        self.first, self.cap, self.say = first, cap, say
+        self.failures = 0
+        self.started = 0.0
+
+    def failed(self, reason: str) -> float:
+        """Record a failed tick; return how long to wait before the next try."""
+        if self.failures == 0:
+            self.started = time.monotonic()
+            self.say(
+                f"metadata database unavailable: {reason}; retrying with backoff "
+                f"(from {self.first:g} s up to {self.cap:g} s)"
+            )
+        wait = min(self.cap, self.first * 2**self.failures)
+        self.failures += 1
+        return wait
+
+    def ended(self) -> None:
+        if self.failures:
+            self.say(
+                f"metadata database back after {time.monotonic() - self.started:.1f} s "
+                f"({self.failures} tick(s) retried)"
+            )
+            self.failures = 0
 
 
 def _labelled_rows_since(pipeline: Pipeline, trained: Snapshot | None, now: datetime) -> int:

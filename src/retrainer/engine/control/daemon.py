@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from types import FrameType
 
 from retrainer.adapters.executors import Executor, ProcessExecutor
-from retrainer.core.clock import Clock, SimulatedClock, as_utc
+from retrainer.core.clock import Clock, SimulatedClock, check_time
 from retrainer.core.types import Event, Run
 from retrainer.engine.control.controller import Controller
 from retrainer.engine.project import Project
@@ -150,6 +150,7 @@ def run_daemon(
     on_start: Callable[[DaemonStart], None] | None = None,
     on_events: Callable[[list[Event]], None] | None = None,
     on_signal: Callable[[str], None] | None = None,
+    on_outage: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
 ) -> DaemonSummary:
     """Tick the project's controller until SIGTERM/SIGINT, ``stop`` or ``max_ticks``.
@@ -159,7 +160,10 @@ def run_daemon(
     ``controller.shutdown_grace`` seconds to finish and the rest are released to be retried.
     ``on_events`` gets the events written since the daemon started, after each tick and once
     more after the shutdown. The signal handlers (see :func:`stop_on_signals`) are those of
-    the caller again when this returns or raises.
+    the caller again when this returns or raises. When the metadata database goes away
+    (unreachable, or locked past its busy timeout) the daemon waits with a capped
+    exponential backoff and ticks again; ``on_outage`` (default: the log) gets one line when
+    an outage starts and one when it ends (see ``docs/daemon.md``).
 
     Examples
     --------
@@ -174,7 +178,7 @@ def run_daemon(
     DaemonSummary(ticks=1, released=[])
     """
     with stop_on_signals(on_signal, stop) as stop:
-        simulated = SimulatedClock(as_utc(as_of)) if as_of is not None else None
+        simulated = SimulatedClock(check_time(as_of, "--as-of")) if as_of is not None else None
         controller = start_controller(project, clock=simulated, executor=executor)
         tick = tick_s if tick_s is not None else project.config.controller.tick
         advance = None
@@ -211,6 +215,7 @@ def run_daemon(
                 stop=stop,
                 on_tick=report_events,
                 advance=advance,
+                on_outage=on_outage,
             )
         finally:
             released = controller.shutdown(project.config.controller.shutdown_grace)

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from retrainer.adapters.detectors import ConceptDriftDetector
-from retrainer.core.clock import Clock, as_utc, utc_datetime64
+from retrainer.core.clock import Clock, as_utc, check_time, utc_datetime64
 from retrainer.core.drift import DriftCheck, DriftReport
 from retrainer.core.performance import WindowPerformance, get_online_metric, performance_over_time
 from retrainer.core.profile import CategoricalProfile, Finding, NumericProfile, Profile
@@ -366,14 +366,14 @@ def run_monitor(
     """
     pipeline = project.pipeline(pipeline_name)
     mcfg = pipeline.config.monitor
-    now = clock.now()
-    end = as_utc(end) if end is not None else now
+    now = check_time(clock.now(), "--as-of")
+    end = check_time(end, "--end") if end is not None else now
     if end > now:
         raise ConfigError(
             f"the monitoring window of {pipeline.name} ends at {end:%Y-%m-%d %H:%M}, after now "
             f"({now:%Y-%m-%d %H:%M}); end it at or before now"
         )
-    start = as_utc(start) if start is not None else end - parse_duration(mcfg.window)
+    start = check_time(start, "--start") if start is not None else end - parse_duration(mcfg.window)
     if start >= end:
         raise ConfigError(
             f"the monitoring window is empty: start {start:%Y-%m-%d %H:%M} is not before end "

@@ -41,7 +41,7 @@ from retrainer.adapters.sandbox import predict_in_fresh_process, start_fresh_pro
 from retrainer.adapters.serialization import dump_model
 from retrainer.adapters.sources import snapshot_of
 from retrainer.core.blessing import ScoreCard
-from retrainer.core.clock import Clock
+from retrainer.core.clock import Clock, check_time
 from retrainer.core.deploy import DeployContext, DeployDecision, build_policy, decide
 from retrainer.core.types import (
     CHAMPION,
@@ -194,10 +194,16 @@ def reap_stale_runs(
     backoff: timedelta = timedelta(minutes=1),
 ) -> list[Run]:
     """Repair every ``running`` run whose process is gone or whose lease expired: retry it
-    (fewer than ``max_attempts`` attempts) or fail it, see :func:`retry_or_fail`."""
+    (fewer than ``max_attempts`` attempts) or fail it, see :func:`retry_or_fail`.
+
+    ``now`` is the data time the repair is recorded at (the replay's clock); whether a lease
+    expired is a matter of real time, read from ``project.liveness_clock`` (the wall clock),
+    so a replay of a later date never reaps a run that is alive.
+    """
     reaped = []
+    real_now = project.liveness_clock.now()
     for run in project.store.list_runs(status="running", limit=None):
-        expired = run.lease_expires_at is not None and run.lease_expires_at <= now
+        expired = run.lease_expires_at is not None and run.lease_expires_at <= real_now
         if not (owner_is_gone(run.owner) or expired):
             continue
         why = (
@@ -351,6 +357,8 @@ def new_run(
 def claim_run(project: Project, run: Run, *, now: datetime, owner: str | None = None) -> Run:
     """Take a queued run: ``running``, owned, leased for the pipeline's ``run.timeout``.
 
+    ``now`` (the run's clock, simulated in a replay) is its start; the lease runs on
+    ``project.liveness_clock`` (real time), which every process sharing the store agrees on.
     A compare-and-set on the run's epoch: if another process claimed it first this raises
     ``ConcurrencyError`` and changes nothing.
     """
@@ -363,7 +371,7 @@ def claim_run(project: Project, run: Run, *, now: datetime, owner: str | None = 
             epoch=run.epoch + 1,
             attempts=run.attempts + 1,
             started_at=now,
-            lease_expires_at=now + timedelta(seconds=timeout),
+            lease_expires_at=project.liveness_clock.now() + timedelta(seconds=timeout),
             error=None,
         ),
         expected_epoch=run.epoch,
@@ -437,9 +445,9 @@ def execute_run(
     'succeeded'
     """
     clock = project.clock if clock is None else clock
+    now = check_time(clock.now(), "the run's time (--as-of)")  # before any record is written
     _start_sanity_server(project, pipeline_name)
     pipeline = project.pipeline(pipeline_name)
-    now = clock.now()
     reap_stale_runs(project, now)
     run, _ = new_run(project, pipeline, now=now, cause=cause, evidence=evidence, key=key)
     run = claim_run(project, run, now=now)
