@@ -128,6 +128,10 @@ class Campaign:
         if pg_url:
             self.env["RETRAINER_DB_URL"] = pg_url
         self.has_gc = False
+        self.only: set[str] = set()
+        self.verbose = False
+        self.tag = ""
+        """The fault the action injects, given to the processes it starts (for reports)."""
 
     # --- set-up ------------------------------------------------------------------------
     def setup(self) -> None:
@@ -167,24 +171,24 @@ class Campaign:
         env: dict[str, str] | None = None,
         plain: bool = False,
         expect_fault: bool = False,
-        as_nobody: bool = False,
+        unprivileged: bool = False,
     ) -> Proc:
         """``retrainer <args> -c <project>`` in a new session (``plain``: no ``-c``)."""
         argv = list(args) if plain else [*args[:1], "-c", str(self.proj), *args[1:]]
         if args[:2] == ("models", "list"):
             argv = ["models", "list", "-c", str(self.proj), *args[2:]]
         out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-        preexec = _become_nobody if as_nobody else None
+        # root ignores file modes: drop the capabilities that let it (util-linux's setpriv)
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner"]
         popen = subprocess.Popen(
-            [sys.executable, "-m", "chaos.entry", *argv],
+            [*(prefix if unprivileged else []), sys.executable, "-m", "chaos.entry", *argv],
             stdout=out,
             stderr=err,
             env={**self.env, **(env or {})},
             cwd=self.workdir,
             start_new_session=True,
-            preexec_fn=preexec,  # noqa: PLW1509 - only setuid, before exec
         )
-        proc = Proc(args[0], argv, popen, out, err, expect_fault=expect_fault)
+        proc = Proc(args[0], argv, popen, out, err, expect_fault=expect_fault, tag=self.tag)
         self.procs.append(proc)
         self.stats.commands[" ".join(args[:2]) if args[0] == "models" else args[0]] += 1
         return proc
@@ -216,6 +220,9 @@ class Campaign:
             setattr(proc, attr, stream.read().decode(errors="replace"))
             stream.close()
         self.stats.exits[f"{proc.name}:{proc.returncode}"] += 1
+        if self.verbose:
+            last = (proc.stderr.strip().splitlines() or [""])[-1][:160]
+            self.log(f"  {' '.join(proc.args[:1])} [{proc.tag}] -> {proc.returncode} {last}")
         if proc.killed == "SIGKILL" or (proc.expect_fault and proc.returncode == FAULT_EXIT):
             self.ledger.killed_owners.add(proc.owner)
             return proc
@@ -334,6 +341,7 @@ class Campaign:
         )
 
     def act_two_runs(self) -> None:
+        self.tag = "two runs"
         self.start("run", "--as-of", self.next_as_of(), "--json")
         time.sleep(self.rng.uniform(0.0, 2.0))
         self.start("run", "--as-of", self.later(), "--json")
@@ -374,6 +382,7 @@ class Campaign:
             self.finish(proc)
 
     def act_two_daemons(self) -> None:
+        self.tag = "two daemons"
         ticks = str(self.rng.randint(12, 60))
         starts = [self.next_as_of(), self.later((0, 30))]
         daemons = [
@@ -413,6 +422,7 @@ class Campaign:
     def act_db_locked(self) -> None:
         hold = self.rng.uniform(0.5, 6.0)
         self.stats.faults["db:locked"] += 1
+        self.tag = f"db:locked {hold:.1f}s"
         locked = threading.Event()
         thread = threading.Thread(target=self._hold_lock, args=(hold, locked), daemon=True)
         thread.start()
@@ -447,24 +457,28 @@ class Campaign:
             conn.close()
 
     def act_db_readonly(self) -> None:
-        """Commands on a store they may not write: the database file and artifacts folder
-        read-only (as another user when the campaign runs as root, whom modes do not stop)."""
-        self.stats.faults["db:read-only"] += 1
+        """Commands on a store they may not write: the database file, the artifacts folder
+        or both read-only (without the capabilities that let root ignore modes, as root)."""
         folder = self.proj / ".retrainer"
-        with _read_only(folder):
-            as_nobody = os.geteuid() == 0
-            command = self.rng.choice(["run", "promote", "rollback"])
+        what = self.rng.choice(["database file", "artifacts folder", "store folder"])
+        paths = {
+            "database file": [p for p in folder.glob("retrainer.db*")],
+            "artifacts folder": [folder / "artifacts"],
+            "store folder": [folder],
+        }[what]
+        self.stats.faults[f"read-only {what}"] += 1
+        self.tag = f"read-only {what}"
+        with _read_only(paths):
+            unprivileged = os.geteuid() == 0
+            command = self.rng.choice(["run", "run", "promote", "rollback"])
             if command == "run":
-                proc = self.start("run", "--as-of", self.next_as_of(), "--json", as_nobody=as_nobody)
+                args = ["run", "--as-of", self.next_as_of(), "--json"]
             elif command == "promote":
                 blessed = [v.version for v in self.versions() if v.blessing.passed] or [1]
-                proc = self.start("promote", str(self.rng.choice(blessed)), as_nobody=as_nobody)
+                args = ["promote", str(self.rng.choice(blessed))]
             else:
-                proc = self.start("rollback", as_nobody=as_nobody)
-            proc.tag = "read-only store"
-            self.finish(proc)
-            if proc.returncode == 0:
-                self.violation("wrote_read_only_store", command, "exit 0 on a read-only store")
+                args = ["rollback"]
+            self.finish(self.start(*args, unprivileged=unprivileged))
 
     def act_tamper_then_promote(self) -> None:
         """Break a blob of a version no alias uses, then ask for it to serve: refused, or
@@ -543,12 +557,15 @@ class Campaign:
             self.finish(proc)
         finally:
             shutil.copy(self.workdir / "data.parquet.orig", self.proj / "data.parquet")
-        said = proc.stdout + proc.stderr
-        if proc.returncode == 0:
+        try:
             ran = json.loads(proc.stdout).get("run", {}) if proc.stdout.strip() else {}
-            if ran.get("status") == "succeeded":
-                self.violation("accepted_bad_input", f"{how} x2", "the run succeeded")
-        elif "x2" not in said:
+        except ValueError:
+            ran = {}
+        if ran.get("status") == "succeeded":
+            self.violation("accepted_bad_input", f"{how} x2", "the run succeeded")
+            return
+        said = (ran.get("error") or "") + proc.stderr  # the message, not the echoed params
+        if "x2" not in said:
             last = said.strip().splitlines()[-1][:200] if said.strip() else ""
             self.violation("error_not_naming_column", f"{how} x2", f"said {last!r}")
 
@@ -558,6 +575,7 @@ class Campaign:
             return
         mode = self.rng.choice(["fast", "immediate"])
         self.stats.faults[f"postgresql:restart-{mode}"] += 1
+        self.tag = f"postgresql:restart-{mode}"
         if self.rng.random() < 0.5:
             self.start("run", "--as-of", self.next_as_of(), "--json")
         else:
@@ -607,10 +625,11 @@ class Campaign:
             "pg_restart": (3 if self.pg_ctl else 0, self.act_pg_restart),
             "gc": (1 if self.has_gc else 0, self.act_gc),
         }
-        return {k: v for k, v in table.items() if v[0] > 0}
+        return {k: v for k, v in table.items() if v[0] > 0 and (not self.only or k in self.only)}
 
     def iterate(self) -> None:
         self.step += 1
+        self.tag = ""
         table = self.actions()
         names = list(table)
         self.action = self.rng.choices(names, weights=[table[n][0] for n in names])[0]
@@ -647,14 +666,9 @@ class Campaign:
         }
 
 
-def _become_nobody() -> None:
-    os.setgid(65534)
-    os.setuid(65534)
-
-
 @contextlib.contextmanager
-def _read_only(folder: Path) -> Iterator[None]:
-    modes = {p: p.stat().st_mode for p in [folder, *folder.rglob("*")]}
+def _read_only(paths: list[Path]) -> Iterator[None]:
+    modes = {p: p.stat().st_mode for top in paths for p in [top, *top.rglob("*")]}
     try:
         for p, mode in modes.items():
             p.chmod((mode & 0o555) | (0o111 if p.is_dir() else 0) | 0o444)
@@ -711,6 +725,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("chaos-report.json"))
     parser.add_argument("--workdir", type=Path, default=None, help="kept; default: a temp dir")
     parser.add_argument("--stop-on-violation", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="print every command's exit")
+    parser.add_argument("--only", default="", help="comma-separated actions to draw from")
     return parser.parse_args(argv)
 
 
@@ -733,6 +749,8 @@ def main(argv: list[str] | None = None) -> int:
         pg_ctl = pg_data = None
     print(f"chaos: seed {seed}, {args.backend}, in {workdir}", flush=True)
     campaign = Campaign(seed, workdir, pg_url=pg_url, pg_ctl=pg_ctl, pg_data=pg_data)
+    campaign.only = {a for a in args.only.split(",") if a}
+    campaign.verbose = args.verbose
     started = time.monotonic()
     try:
         campaign.setup()
