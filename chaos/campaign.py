@@ -177,7 +177,8 @@ class Campaign:
         argv = list(args) if plain else [*args[:1], "-c", str(self.proj), *args[1:]]
         if args[:2] == ("models", "list"):
             argv = ["models", "list", "-c", str(self.proj), *args[2:]]
-        out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        # files, not pipes: a racing command never blocks on a full pipe; closed in finish()
+        out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115
         # root ignores file modes: drop the capabilities that let it (util-linux's setpriv)
         prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner"]
         popen = subprocess.Popen(
@@ -230,9 +231,7 @@ class Campaign:
         subject = proc.name + (f" under {proc.tag}" if proc.tag else "")
         if "Traceback (most recent call last)" in proc.stderr:
             lines = proc.stderr.strip().splitlines()
-            self.violation(
-                "traceback", subject, f"{len(lines)} lines, ending {lines[-1][:200]!r}"
-            )
+            self.violation("traceback", subject, f"{len(lines)} lines, ending {lines[-1][:200]!r}")
         elif proc.returncode not in CLEAN_EXITS and not (
             proc.killed == "SIGTERM" and proc.returncode in (0, -15, 143)
         ):
@@ -287,7 +286,11 @@ class Campaign:
         if (kind, subject) in self.seen:
             return
         self.seen.add((kind, subject))
-        found = {"step": self.step, "action": self.action, **asdict(Violation(kind, subject, detail))}
+        found = {
+            "step": self.step,
+            "action": self.action,
+            **asdict(Violation(kind, subject, detail)),
+        }
         self.stats.violations.append(found)
         self.log(f"  VIOLATION at step {self.step} ({self.action}): {kind} [{subject}]: {detail}")
 
@@ -385,21 +388,15 @@ class Campaign:
         self.tag = "two daemons"
         ticks = str(self.rng.randint(12, 60))
         starts = [self.next_as_of(), self.later((0, 30))]
-        daemons = [
-            self.start(
-                "daemon", "--executor", "inline", "--quiet",
-                "--as-of", at, "--tick", "3600", "--max-ticks", ticks,
-            )  # fmt: skip
-            for at in starts
-        ]
+        flags = ["--executor", "inline", "--quiet", "--tick", "3600", "--max-ticks", ticks]
+        daemons = [self.start("daemon", *flags, "--as-of", at) for at in starts]
         ending = self.rng.choice(["finish", "SIGTERM", "SIGKILL", "mixed"])
         if ending == "finish":
             return
         time.sleep(self.rng.uniform(1.0, 10.0))
         for i, daemon in enumerate(daemons):
-            sig = signal.SIGKILL if ending == "SIGKILL" or (ending == "mixed" and i) else (
-                signal.SIGTERM
-            )
+            hard = ending == "SIGKILL" or (ending == "mixed" and i)
+            sig = signal.SIGKILL if hard else signal.SIGTERM
             self.kill(daemon, sig)
 
     def act_storage_fault(self) -> None:
@@ -462,7 +459,7 @@ class Campaign:
         folder = self.proj / ".retrainer"
         what = self.rng.choice(["database file", "artifacts folder", "store folder"])
         paths = {
-            "database file": [p for p in folder.glob("retrainer.db*")],
+            "database file": list(folder.glob("retrainer.db*")),
             "artifacts folder": [folder / "artifacts"],
             "store folder": [folder],
         }[what]
@@ -486,9 +483,7 @@ class Campaign:
         versions = self.versions()
         aliased = set(self.aliases().values())
         serving = {v.artifact_sha256 for v in versions if v.version in aliased}
-        targets = [
-            v for v in versions if v.blessing.passed and v.artifact_sha256 not in serving
-        ]
+        targets = [v for v in versions if v.blessing.passed and v.artifact_sha256 not in serving]
         if not targets:
             self.act_run()
             return

@@ -29,6 +29,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -106,17 +107,15 @@ class FaultyFileSystem(AbstractFileSystem):  # type: ignore[misc]
         local = self._strip_protocol(path)
         fault = _fault()
         if fault in ("enospc", "partial"):
-            with open(local, "wb") as f:
-                f.write(value[: len(value) // 2])
+            Path(local).write_bytes(value[: len(value) // 2])
             code = errno.ENOSPC if fault == "enospc" else errno.EIO
             raise OSError(code, os.strerror(code), path)
-        with open(local, "wb") as f:
-            f.write(value)
+        Path(local).write_bytes(value)
 
     def mv(self, path1: str, path2: str, **kwargs: Any) -> None:
         if _fault() == "rename":
             raise OSError(errno.EIO, os.strerror(errno.EIO), path2)
-        os.replace(self._strip_protocol(path1), self._strip_protocol(path2))
+        Path(self._strip_protocol(path1)).replace(self._strip_protocol(path2))
 
     def rm_file(self, path: str) -> None:
         self.local.rm_file(self._strip_protocol(path))

@@ -279,9 +279,7 @@ def _check_ledger(
         problem = _claim_problem(project, claim, by_key, versions)
         if problem:
             out.append(
-                Violation(
-                    "claim_not_in_store", f"step {claim.step}: {claim.command}", problem
-                )
+                Violation("claim_not_in_store", f"step {claim.step}: {claim.command}", problem)
             )
     ledger.runs = {
         r.id: (r.key, r.status if r.status in ("succeeded", "failed") else "") for r in runs

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
 from chaos.faultyfs import FAULT_ENV, register
 from chaos.invariants import Claim, Ledger, check_store
+
 from retrainer import execute_run
 from retrainer.adapters.artifacts import open_artifact_store
 from retrainer.engine.project import Project
@@ -152,8 +152,12 @@ def test_the_faulty_filesystem_fails_writes_and_leaves_no_blob(
 
 
 def test_the_entry_point_registers_the_faulty_filesystem(tmp_path: Path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]),
-                                                        os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
     done = subprocess.run(
         [sys.executable, "-c", "import chaos.entry, fsspec; print(type(fsspec.filesystem("
          "'faulty')).__name__)"],
