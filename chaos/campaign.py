@@ -587,12 +587,13 @@ class Campaign:
             )
             time.sleep(self.rng.uniform(0.5, 5.0))
         finally:
+            opts = ["-o", os.environ["CHAOS_PG_OPTS"]] if os.environ.get("CHAOS_PG_OPTS") else []
+            log = ["-l", f"{self.pg_data}/server.log"]
             subprocess.run(
-                [*self.pg_ctl, "-D", self.pg_data, "-w", "-l", f"{self.pg_data}/server.log",
-                 "start"],
+                [*self.pg_ctl, "-D", self.pg_data, "-w", *log, *opts, "start"],
                 check=True,
                 capture_output=True,
-            )  # fmt: skip
+            )
 
     def act_gc(self) -> None:
         run = self.start("run", "--as-of", self.next_as_of(), "--json")
