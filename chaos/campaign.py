@@ -249,7 +249,7 @@ class Campaign:
     def claims_of(self, proc: Proc) -> None:
         """Record what a command that exited 0 said it did."""
         command = " ".join(proc.args)
-        claim = {"pipeline": PIPELINE, "step": self.step, "command": command}
+        claim: dict[str, Any] = {"pipeline": PIPELINE, "step": self.step, "command": command}
         if proc.name == "run" and "--json" in proc.args:
             try:
                 data = json.loads(proc.stdout)
@@ -443,15 +443,15 @@ class Campaign:
                 locked.set()
                 engine.dispose()
             return
-        conn = sqlite3.connect(self.proj / ".retrainer" / "retrainer.db", isolation_level=None)
+        lite = sqlite3.connect(self.proj / ".retrainer" / "retrainer.db", isolation_level=None)
         try:
-            conn.execute("BEGIN EXCLUSIVE")
+            lite.execute("BEGIN EXCLUSIVE")
             locked.set()
             time.sleep(seconds)
-            conn.execute("ROLLBACK")
+            lite.execute("ROLLBACK")
         finally:
             locked.set()
-            conn.close()
+            lite.close()
 
     def act_db_readonly(self) -> None:
         """Commands on a store they may not write: the database file, the artifacts folder
@@ -578,7 +578,7 @@ class Campaign:
                 "daemon", "--executor", "inline", "--quiet", "--as-of", self.next_as_of(),
                 "--tick", "3600", "--max-ticks", str(self.rng.randint(24, 48)),
             )  # fmt: skip
-        time.sleep(self.rng.uniform(0.5, 4.0))
+        time.sleep(self.rng.uniform(1.0, 6.0))  # a command takes ~3 s to import and open
         try:
             subprocess.run(
                 [*self.pg_ctl, "-D", self.pg_data, "-m", mode, "stop"],
@@ -618,7 +618,7 @@ class Campaign:
             "tamper_then_promote": (1, self.act_tamper_then_promote),
             "extreme_as_of": (0.5, self.act_extreme_as_of),
             "bad_data": (0.5, self.act_bad_data),
-            "pg_restart": (3 if self.pg_ctl else 0, self.act_pg_restart),
+            "pg_restart": (5 if self.pg_ctl else 0, self.act_pg_restart),
             "gc": (1 if self.has_gc else 0, self.act_gc),
         }
         return {k: v for k, v in table.items() if v[0] > 0 and (not self.only or k in self.only)}

@@ -50,7 +50,7 @@ def _slow() -> None:
         time.sleep(float(os.environ.get(DELAY_ENV, "1.5")))
 
 
-class FaultyFileSystem(AbstractFileSystem):  # type: ignore[misc]
+class FaultyFileSystem(AbstractFileSystem):
     """The local filesystem behind ``faulty://``, failing as ``CHAOS_FS_FAULT`` says."""
 
     protocol = "faulty"

@@ -81,7 +81,7 @@ class Ledger:
     """run id -> (key, status once finished, else "")."""
     versions: dict[tuple[str, int], str] = field(default_factory=dict)
     events: set[int] = field(default_factory=set)
-    alias_moves: set[tuple[str, int]] = field(default_factory=set)
+    alias_moves: set[tuple[str, int | None]] = field(default_factory=set)
     claims: list[Claim] = field(default_factory=list)
     surviving_owners: set[str] = field(default_factory=set)
     """``host:pid`` of processes the campaign started and did not kill: their runs must
