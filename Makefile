@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
-.PHONY: demo test test-fast lint typecheck venv clean
+.PHONY: demo test test-fast lint typecheck venv clean chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,8 @@ demo: $(STAMP)
 	$(BIN)/retrainer demo --dir demo-project
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples chaos
+	$(BIN)/ruff format --check src tests benchmarks examples chaos
 	$(BIN)/mypy
 	$(PYTEST)
 
@@ -32,11 +32,25 @@ test-fast: lint typecheck
 	$(PYTEST) -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples chaos
+	$(BIN)/ruff format --check src tests benchmarks examples chaos
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The chaos campaign (docs/reliability.md): random kills, faults and races on the real CLI and
+# daemon, the store's invariants checked after each step. Bounded by CHAOS_MINUTES (and
+# CHAOS_ITERATIONS if set); CHAOS_SEED repeats a campaign; CHAOS_BACKEND=postgresql needs
+# RETRAINER_TEST_PG_URL (and CHAOS_PG_CTL/CHAOS_PG_DATA to restart the server mid-run).
+CHAOS_MINUTES    ?= 3
+CHAOS_ITERATIONS ?= 0
+CHAOS_BACKEND    ?= sqlite
+CHAOS_SEED       ?=
+CHAOS_OUT        ?= chaos-report.json
+
+chaos: $(STAMP)
+	$(BIN)/python -m chaos --minutes $(CHAOS_MINUTES) --iterations $(CHAOS_ITERATIONS) \
+		--backend $(CHAOS_BACKEND) --out $(CHAOS_OUT) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
+
 clean:
-	rm -rf $(VENV) demo-project .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo-project .pytest_cache .mypy_cache .ruff_cache chaos-report*.json
