@@ -170,6 +170,26 @@ def _one_string(column: str, row: int, value: str) -> pd.DataFrame:
         ),
         (_one_string("y", 300, "yes"), {}, "target column 'y' mixes numbers and text in ["),
         (BASE, {"window": {"kind": "sliding", "duration": "1h"}}, "window"),
+        # it failed inside scikit-learn: "Input X contains NaN", no column named
+        (
+            _bad(BASE, "x2", np.nan),
+            {},
+            "feature column 'x2' has no value in the 450 training rows of [.. 2024-01-26 00:00)"
+            " of callable:bad: all are missing (NaN)",
+        ),
+        (
+            _bad(BASE, "x1", pd.Series([None] * 800, dtype="Float64")),
+            {"model": None, "train": "tests.engine.runs.test_run:train_logistic"},
+            "feature column 'x1' has no value in the 450 training rows",
+        ),
+        # half the column text: "could not convert string to float: 'abc'", no column named
+        (
+            _bad(BASE, "x1", np.where(np.arange(800) % 2 == 0, "abc", BASE["x1"].astype(str))),
+            {"model": None, "train": "tests.engine.runs.test_run:train_logistic"},
+            "feature column 'x1' has non-numeric values in [.. 2024-01-26 00:00) of "
+            "callable:bad, e.g. 'abc' (row 0 of the window, time 2024-01-01 00:00:00; "
+            "300 of 600 values are not numbers)",
+        ),
     ],
     ids=[
         "no-target",
@@ -186,6 +206,9 @@ def _one_string(column: str, row: int, value: str) -> pd.DataFrame:
         "stray-string-feature-train-function",
         "stray-string-target",
         "too-small",
+        "all-nan-feature",
+        "all-na-nullable-feature-train-function",
+        "half-text-feature-train-function",
     ],
 )
 def test_bad_input_fails_the_run_and_changes_nothing(

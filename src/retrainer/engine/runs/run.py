@@ -612,8 +612,8 @@ def load_step(
             frame[pipeline.time_column].to_numpy(), pipeline.config.blessing.holdout
         )
         train, holdout = frame.loc[~mask], frame.loc[mask]
-        if base is None:  # an online update may see one class in a day
-            pipeline.check_classes(train, where)
+        if base is None:  # an online update may see one class, or an empty column, in a day
+            pipeline.check_train(train, where)
     return LoadedWindow(
         run=run,
         snapshot=snapshot,
