@@ -30,9 +30,10 @@ from retrainer.adapters.sources import (
     column_arrays,
     import_ref,
     make_source,
+    row_hashes,
 )
 from retrainer.config import Code, MetricConfig, PipelineConfig, callable_ref, parse_config
-from retrainer.core.blessing import Gate, Rule, ScoreCard, SliceRule, SliceScore
+from retrainer.core.blessing import EvidenceRow, Gate, Rule, ScoreCard, SliceRule, SliceScore
 from retrainer.core.metrics import Metric, compute, get_metric, make_metric
 from retrainer.core.windows import window_from_spec
 from retrainer.errors import ConfigError, DataError, TrainingError
@@ -426,6 +427,8 @@ class Pipeline:
         definition = self.config.model_dump(mode="json")
         if definition.get("deploy") is None:  # unset: the hash of projects written before it
             definition.pop("deploy", None)
+        if definition.get("duplicates") == "keep":  # the default: the hash written before it
+            definition.pop("duplicates", None)
         h.update(json.dumps(definition, sort_keys=True).encode())
         user_code: list[Code] = [self.config.train] if self.config.train else []
         user_code += [m.function for m in self.config.metrics if isinstance(m, MetricConfig)]
@@ -469,6 +472,8 @@ class Pipeline:
             out["train"] = self._train_name
         out["window"] = self.config.window.model_dump(exclude_none=True)
         out["holdout"] = self.config.blessing.holdout
+        if self.config.duplicates != "keep":
+            out["duplicates"] = self.config.duplicates
         return out
 
     # -- data ---------------------------------------------------------------------------
@@ -532,6 +537,57 @@ class Pipeline:
         if pd.api.types.is_extension_array_dtype(dtype) and dtype.kind in "iub":
             out = out.assign(**{target: out[target].to_numpy(dtype=dtype.numpy_dtype)})
         return out, n_missing
+
+    def duplicates(
+        self, frame: pd.DataFrame, hashes: np.ndarray | None = None
+    ) -> tuple[pd.DataFrame, np.ndarray, EvidenceRow | None]:
+        """Find the rows of a window that repeat an earlier row exactly (every column).
+
+        Returns the frame (without the repeats with ``duplicates: drop``), its row hashes
+        (``hashes``: those of ``frame`` when the caller has them) and, when there are repeats,
+        the data-quality row the blessing evidence carries (count and share). Distinct row
+        hashes prove there is none, the usual case; equal ones are confirmed on the values.
+
+        Examples
+        --------
+        >>> from retrainer.testing import drifting_frame
+        >>> pipeline = Pipeline.from_callables(
+        ...     name="toy", source=drifting_frame(4), time_column="ts", target="y",
+        ...     features=["x1", "x2"], train=lambda data, params: None, metrics=["accuracy"],
+        ...     rules=[{"metric": "accuracy", "min": 0.5}])
+        >>> twice = pd.concat([drifting_frame(4), drifting_frame(4)], ignore_index=True)
+        >>> frame, hashes, row = pipeline.duplicates(twice)
+        >>> len(frame), row.note
+        (8, '4 of 8 rows (50.0%) repeat another row exactly; trained on as they are (set duplicates: drop in the pipeline to leave them out)')
+        """  # noqa: E501
+        if hashes is None or len(hashes) != len(frame):
+            hashes = row_hashes(frame)
+        if len(hashes) < 2 or pd.Index(hashes).is_unique:
+            return frame, hashes, None
+        repeated = frame.duplicated(keep="first").to_numpy()
+        n = int(repeated.sum())
+        if not n:  # equal hashes of different rows
+            return frame, hashes, None
+        drop = self.config.duplicates == "drop"
+        share = n / len(frame)
+        what = (
+            "left out (duplicates: drop)"
+            if drop
+            else "trained on as they are (set duplicates: drop in the pipeline to leave them out)"
+        )
+        row = EvidenceRow(
+            rule="data",
+            metric="duplicate rows",
+            candidate=share,
+            champion=None,
+            delta=None,
+            threshold="dropped" if drop else "reported",
+            passed=True,
+            note=f"{n} of {len(frame)} rows ({share:.1%}) repeat another row exactly; {what}",
+        )
+        if drop:
+            frame, hashes = frame.loc[~repeated].reset_index(drop=True), hashes[~repeated]
+        return frame, hashes, row
 
     def known_row_hashes(self, frame: pd.DataFrame) -> np.ndarray | None:
         """The row hashes of a frame ``load`` returned, when the source knows them without

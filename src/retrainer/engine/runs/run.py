@@ -537,6 +537,8 @@ class LoadedWindow:
     """For an online update: (champion version, its model, where new rows start)."""
     unlabelled: int
     """Rows left out because their label had not arrived."""
+    findings: tuple[EvidenceRow, ...] = ()
+    """Data-quality rows (duplicated rows...) the blessing evidence carries; they pass."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -586,6 +588,7 @@ def load_step(
     loaded = frame
     frame, unlabelled = pipeline.labelled(frame, where)  # labels not arrived yet: left out
     hashes = pipeline.known_row_hashes(loaded) if frame is loaded else None
+    frame, hashes, duplicates = pipeline.duplicates(frame, hashes)  # reported, maybe dropped
     summary = snapshot_of(frame, pipeline.time_column, hashes=hashes)
     snapshot = store.add_snapshot(
         Snapshot(
@@ -621,6 +624,7 @@ def load_step(
         holdout=holdout,
         base=base,
         unlabelled=unlabelled,
+        findings=(duplicates,) if duplicates is not None else (),
     )
 
 
@@ -673,7 +677,7 @@ def bless_step(
         champion_version, champion_card, champion_note = _champion_card(
             project, pipeline, loaded.holdout
         )
-    extra: list[EvidenceRow] = []
+    extra: list[EvidenceRow] = list(loaded.findings)
     if champion_note is not None:
         extra.append(champion_note)
     if pipeline.config.blessing.sanity.enabled:
