@@ -33,8 +33,9 @@ from retrainer.adapters.sources import (
     row_hashes,
 )
 from retrainer.config import Code, MetricConfig, PipelineConfig, callable_ref, parse_config
-from retrainer.core.blessing import EvidenceRow, Gate, Rule, ScoreCard, SliceRule, SliceScore
+from retrainer.core.blessing import Gate, Rule, ScoreCard, SliceRule, SliceScore
 from retrainer.core.metrics import Metric, compute, get_metric, make_metric
+from retrainer.core.types import EvidenceRow
 from retrainer.core.windows import window_from_spec
 from retrainer.errors import ConfigError, DataError, TrainingError
 
