@@ -363,6 +363,9 @@ class PipelineConfig(_Model):
     """Rows whose target is missing (a label not arrived yet): left out of training and
     counted in the run's ``run.succeeded`` event (``skip``), or the run fails naming the
     column (``error``)."""
+    duplicates: Literal["keep", "drop"] = "keep"
+    """Rows of the window that repeat another row exactly (every column): reported in the
+    blessing evidence and trained on (``keep``), or reported and left out (``drop``)."""
     model: ModelConfig | None = None
     train: Code | None = None
     params: dict[str, Any] = Field(default_factory=dict)

@@ -31,7 +31,7 @@ from retrainer import (
 from retrainer.adapters.sources import CallableSource
 from retrainer.config import PipelineConfig, json_schema, parse_config
 from retrainer.engine.pipeline import Pipeline
-from retrainer.errors import ConfigError, DataError
+from retrainer.errors import ConfigError, DataError, TrainingError
 from retrainer.testing import drifting_frame
 from tests.conftest import make_frame, pipeline_config
 
@@ -145,6 +145,77 @@ def test_a_stray_string_in_a_numeric_feature_is_named_before_training(tmp_path: 
         tmp_path, features=["x1", "x2"], monitor={"drift": {"categorical": ["x2"]}}
     )
     declared.validate(frame, "w")
+
+
+@pytest.mark.parametrize("dtype", [object, "str"])
+def test_a_feature_half_made_of_text_is_named_unless_it_holds_codes(tmp_path: Path, dtype):
+    # not a stray value: half the prices turned to 'abc' (it failed in training as "could not
+    # convert string to float: 'abc'"), while whole numbers and text are codes a train
+    # function may use
+    pipeline = _train_fn_pipeline(tmp_path)
+    frame = make_frame(300)
+    half = np.where(np.arange(300) % 2 == 1, "abc", frame["x2"].astype(str))
+    frame["x2"] = pd.Series(half, dtype=dtype)
+    with pytest.raises(DataError) as info:
+        pipeline.validate(frame, "w")
+    assert str(info.value).startswith(
+        "feature column 'x2' has non-numeric values in w, e.g. 'abc' (row 1 of the window, "
+        f"time {frame['ts'][1]}; 150 of 300 values are not numbers); "
+    )
+    frame["x2"] = np.where(np.arange(300) % 2 == 1, "code-a", "123")  # codes: left alone
+    pipeline.validate(frame, "w")
+    frame["x2"] = np.where(np.arange(300) % 3 == 0, "1.5", "code-a")  # mostly text: left alone
+    pipeline.validate(frame, "w")
+
+
+def test_an_all_missing_feature_is_named_before_training(tmp_path: Path):
+    pipeline = _labels_pipeline(tmp_path)
+    frame = make_frame(300)
+    frame["x1"] = np.nan
+    with pytest.raises(DataError) as info:
+        pipeline.check_train(frame, "[a .. b) of src")
+    assert str(info.value) == (
+        "feature column 'x1' has no value in the 300 training rows of [a .. b) of src: all are "
+        "missing (NaN); fix the column in the source, or take it out of the pipeline's features"
+    )
+    frame["x1"] = pd.Series([pd.NA] * 300, dtype="Float64")
+    with pytest.raises(DataError, match=r"^feature column 'x1' has no value"):
+        pipeline.check_train(frame, "w")
+    frame["x1"] = None  # an object column of None
+    with pytest.raises(DataError, match=r"^feature column 'x1' has no value"):
+        pipeline.check_train(frame, "w")
+    frame["x1"] = make_frame(300)["x1"]
+    frame.loc[5, "x1"] = np.nan
+    pipeline.check_train(frame, "w")  # some missing values: left to the model
+
+
+def test_some_missing_values_are_left_to_the_model_and_named_if_it_fails(tmp_path: Path):
+    frame = make_frame(300)
+    frame.loc[frame.index % 4 == 0, "x2"] = np.nan
+    imputing = _labels_pipeline(
+        tmp_path,
+        model={"estimator": "tests.engine.test_pipeline:imputed_logistic"},
+    )
+    imputing.validate(frame, "w")
+    imputing.check_train(frame, "w")
+    model = imputing.fit(frame)
+    assert imputing.score(model, frame).n == 300
+    plain = _labels_pipeline(tmp_path)
+    with pytest.raises(TrainingError) as info:
+        plain.fit(frame)
+    assert str(info.value).startswith(
+        "training with 'sklearn.linear_model:LogisticRegression' raised ValueError on missing "
+        "values (feature column 'x2' has 75 of 300 values missing): Input X contains NaN"
+    )
+    with pytest.raises(TrainingError, match=r"holdout on missing values \(feature column 'x2'"):
+        plain.score(plain.fit(make_frame(300)), frame)
+
+
+def imputed_logistic() -> Any:
+    """An estimator spec (``tests.engine.test_pipeline:imputed_logistic``) that imputes."""
+    from sklearn.impute import SimpleImputer
+
+    return make_pipeline(SimpleImputer(), LogisticRegression())
 
 
 def test_an_estimator_spec_names_the_stray_string_too(tmp_path: Path):

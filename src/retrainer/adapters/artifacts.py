@@ -185,7 +185,7 @@ class FsspecArtifactStore:
         folder = path.rsplit("/", 1)[0]
         tmp = f"{folder}/.{sha}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
         if self._local:
-            write_local_atomically(folder, tmp, path, data)
+            write_local_atomically(folder, tmp, path, data, setting="storage.artifacts_url")
         else:
             self._fs.makedirs(folder, exist_ok=True)
             try:
@@ -198,7 +198,7 @@ class FsspecArtifactStore:
     def _has_complete_blob(self, path: str, size: int) -> bool:
         try:
             return bool(self._fs.size(path) == size)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # the write then says what is wrong
             return False
 
     def _refresh(self, path: str) -> bool:

@@ -16,8 +16,8 @@ import typer
 from rich.markup import escape
 
 from retrainer.cli.render import err
-from retrainer.core.clock import Clock, SimulatedClock, check_time
-from retrainer.errors import ConfigError, RetrainerError
+from retrainer.core.clock import Clock, SimulatedClock, as_utc, check_time
+from retrainer.errors import ConfigError, RetrainerError, StorageError, is_storage_error
 
 app = typer.Typer(
     name="retrainer",
@@ -98,10 +98,17 @@ AsOfOpt = Annotated[
 
 
 def handle_errors(fn: F) -> F:
+    """Print retrainer's errors as ``error: ...`` lines with exit code 2 (usage, config) or 1.
+
+    Permission and disk errors that no store turned into a
+    :class:`~retrainer.errors.StorageError` (an ``OSError`` such as ``EACCES`` or ``ENOSPC``,
+    a SQLite "readonly database") get one line naming the path too, never a traceback.
+    """
+
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            return _storage_errors_named(fn, args, kwargs)
         except ConfigError as exc:
             head = str(exc).splitlines()[0] if str(exc) else ""
             if exc.problems != [str(exc)] and head.endswith(":"):  # "<file> has 2 problems:"
@@ -114,6 +121,22 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _storage_errors_named(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    """Call ``fn``; a permission or disk error it lets out becomes a StorageError."""
+    try:
+        return fn(*args, **kwargs)
+    except RetrainerError:
+        raise
+    except Exception as exc:
+        if not is_storage_error(exc):
+            raise
+        path = getattr(exc, "filename", None)
+        where = "the database" if path is None and not isinstance(exc, OSError) else path
+        raise StorageError.from_os_error(
+            exc, doing="cannot use", path=str(where or "a file")
+        ) from exc
 
 
 def make_clock(as_of: datetime | None) -> Clock:

@@ -30,10 +30,12 @@ from retrainer.adapters.sources import (
     column_arrays,
     import_ref,
     make_source,
+    row_hashes,
 )
 from retrainer.config import Code, MetricConfig, PipelineConfig, callable_ref, parse_config
 from retrainer.core.blessing import Gate, Rule, ScoreCard, SliceRule, SliceScore
 from retrainer.core.metrics import Metric, compute, get_metric, make_metric
+from retrainer.core.types import EvidenceRow
 from retrainer.core.windows import window_from_spec
 from retrainer.errors import ConfigError, DataError, TrainingError
 
@@ -42,6 +44,11 @@ MAX_CLASSES_FOR_AUTO = 50
 MOSTLY_NUMERIC = 0.9
 """A text column whose non-missing values are numbers but for a share below ``1 -
 MOSTLY_NUMERIC`` holds bad values (``'abc'`` in a column of prices), not text."""
+
+HALF_NUMERIC = 0.5
+"""A text column whose non-missing values are at least this share of numbers, some with a
+fraction (``'12.5'``: measurements, which codes never are), holds bad values too, however
+many: half a column of prices turned to ``'abc'`` is a broken source, not categories."""
 
 _FIRST_LOOK = 16
 """How many values of a text column are looked at before it is read whole as numbers."""
@@ -53,13 +60,15 @@ def _is_text(dtype: Any) -> bool:
 
 
 def _stray_text(values: Any) -> tuple[int, int, int] | None:
-    """For a text column of mostly numbers (see :data:`MOSTLY_NUMERIC`): how many of its
-    non-missing values are not numbers, how many values are not missing, and the position of
-    the first that is not a number; None for a column of numbers only, or of text.
+    """For a text column of mostly numbers (see :data:`MOSTLY_NUMERIC`), or of at least half
+    numbers with fractions (:data:`HALF_NUMERIC`): how many of its non-missing values are not
+    numbers, how many values are not missing, and the position of the first that is not a
+    number; None for a column of numbers only, or of text (codes, categories...).
 
     The caller asks only for object or string columns. A first look at a few values spread
-    over the column leaves text alone (categories, names...: a validation runs on each window
-    of a replay); a column that may be numbers gets one vectorized ``pd.to_numeric``.
+    over the column leaves text without numbers alone (categories, names...: a validation
+    runs on each window of a replay); a column that may hold numbers gets one vectorized
+    ``pd.to_numeric``.
     """
     n = len(values)
     if n > _FIRST_LOOK:
@@ -74,8 +83,8 @@ def _stray_text(values: Any) -> tuple[int, int, int] | None:
             except (TypeError, ValueError, OverflowError):
                 continue
             numbers_seen += 1
-        if 2 * numbers_seen < seen:
-            return None  # mostly text where it was looked at
+        if seen and not numbers_seen:  # any number seen: a sample may miss half of them
+            return None  # text where it was looked at
     column = pd.Series(values, copy=False)
     numbers = pd.to_numeric(column, errors="coerce")
     present = column.notna().to_numpy()
@@ -84,9 +93,37 @@ def _stray_text(values: Any) -> tuple[int, int, int] | None:
     if not n_bad:
         return None
     n_present = int(present.sum())
-    if n_present - n_bad < MOSTLY_NUMERIC * n_present:
-        return None  # text (codes, categories...), which a train function may use
+    n_numbers = n_present - n_bad
+    if n_numbers < MOSTLY_NUMERIC * n_present:
+        if n_numbers < HALF_NUMERIC * n_present:
+            return None  # text (codes, categories...), which a train function may use
+        found = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+        found = found[np.isfinite(found)]
+        if not np.any(found != np.floor(found)):
+            return None  # whole numbers and text: codes ('123', 'code-a'), not measurements
     return n_bad, n_present, int(np.argmax(bad))
+
+
+def _all_missing(values: Any) -> bool:
+    """Whether every value of a column's array (NumPy or extension) is missing; a float
+    column with a first value is answered without a pass over the rest."""
+    if not len(values):
+        return False
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind in "iubSU":
+            return False  # no missing value in these dtypes
+        if values.dtype.kind == "f":
+            return bool(np.isnan(values[0])) and bool(np.isnan(values).all())
+    return bool(pd.isna(values).all())
+
+
+def _missing_counts(frame: pd.DataFrame, columns: Sequence[str]) -> str:
+    """``" on missing values (feature column 'x' has 40 of 300 values missing; ...)"`` for the
+    columns of ``frame`` with missing values ("" when none has): what a fit failing on NaN
+    says before the estimator's own message."""
+    counts = [(c, int(frame[c].isna().sum())) for c in columns if c in frame.columns]
+    parts = [f"feature column '{c}' has {n} of {len(frame)} values missing" for c, n in counts if n]
+    return f" on missing values ({'; '.join(parts)})" if parts else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +428,8 @@ class Pipeline:
         definition = self.config.model_dump(mode="json")
         if definition.get("deploy") is None:  # unset: the hash of projects written before it
             definition.pop("deploy", None)
+        if definition.get("duplicates") == "keep":  # the default: the hash written before it
+            definition.pop("duplicates", None)
         h.update(json.dumps(definition, sort_keys=True).encode())
         user_code: list[Code] = [self.config.train] if self.config.train else []
         user_code += [m.function for m in self.config.metrics if isinstance(m, MetricConfig)]
@@ -434,6 +473,8 @@ class Pipeline:
             out["train"] = self._train_name
         out["window"] = self.config.window.model_dump(exclude_none=True)
         out["holdout"] = self.config.blessing.holdout
+        if self.config.duplicates != "keep":
+            out["duplicates"] = self.config.duplicates
         return out
 
     # -- data ---------------------------------------------------------------------------
@@ -497,6 +538,57 @@ class Pipeline:
         if pd.api.types.is_extension_array_dtype(dtype) and dtype.kind in "iub":
             out = out.assign(**{target: out[target].to_numpy(dtype=dtype.numpy_dtype)})
         return out, n_missing
+
+    def duplicates(
+        self, frame: pd.DataFrame, hashes: np.ndarray | None = None
+    ) -> tuple[pd.DataFrame, np.ndarray, EvidenceRow | None]:
+        """Find the rows of a window that repeat an earlier row exactly (every column).
+
+        Returns the frame (without the repeats with ``duplicates: drop``), its row hashes
+        (``hashes``: those of ``frame`` when the caller has them) and, when there are repeats,
+        the data-quality row the blessing evidence carries (count and share). Distinct row
+        hashes prove there is none, the usual case; equal ones are confirmed on the values.
+
+        Examples
+        --------
+        >>> from retrainer.testing import drifting_frame
+        >>> pipeline = Pipeline.from_callables(
+        ...     name="toy", source=drifting_frame(4), time_column="ts", target="y",
+        ...     features=["x1", "x2"], train=lambda data, params: None, metrics=["accuracy"],
+        ...     rules=[{"metric": "accuracy", "min": 0.5}])
+        >>> twice = pd.concat([drifting_frame(4), drifting_frame(4)], ignore_index=True)
+        >>> frame, hashes, row = pipeline.duplicates(twice)
+        >>> len(frame), row.note
+        (8, '4 of 8 rows (50.0%) repeat another row exactly; trained on as they are (set duplicates: drop in the pipeline to leave them out)')
+        """  # noqa: E501
+        if hashes is None or len(hashes) != len(frame):
+            hashes = row_hashes(frame)
+        if len(hashes) < 2 or pd.Index(hashes).is_unique:
+            return frame, hashes, None
+        repeated = frame.duplicated(keep="first").to_numpy()
+        n = int(repeated.sum())
+        if not n:  # equal hashes of different rows
+            return frame, hashes, None
+        drop = self.config.duplicates == "drop"
+        share = n / len(frame)
+        what = (
+            "left out (duplicates: drop)"
+            if drop
+            else "trained on as they are (set duplicates: drop in the pipeline to leave them out)"
+        )
+        row = EvidenceRow(
+            rule="data",
+            metric="duplicate rows",
+            candidate=share,
+            champion=None,
+            delta=None,
+            threshold="dropped" if drop else "reported",
+            passed=True,
+            note=f"{n} of {len(frame)} rows ({share:.1%}) repeat another row exactly; {what}",
+        )
+        if drop:
+            frame, hashes = frame.loc[~repeated].reset_index(drop=True), hashes[~repeated]
+        return frame, hashes, row
 
     def known_row_hashes(self, frame: pd.DataFrame) -> np.ndarray | None:
         """The row hashes of a frame ``load`` returned, when the source knows them without
@@ -611,6 +703,24 @@ class Pipeline:
             share = f"1 of {n_present} values is not a number"
         return f"{shown} ({place}; {share})"
 
+    def check_train(self, train: pd.DataFrame, where: str) -> None:
+        """Check the training rows of a window (after the holdout is split off) before a
+        fit from scratch: no feature column all missing (no model can learn from it, and
+        most fail on it naming no column), and at least two classes for a classifier.
+
+        Missing values in some rows are left to the model: an imputer or a
+        gradient-boosted tree handles them.
+        """
+        arrays = dict(zip(train.columns.tolist(), column_arrays(train), strict=True))
+        for col in self.config.features:
+            if col in arrays and _all_missing(arrays[col]):
+                raise DataError(
+                    f"feature column '{col}' has no value in the {len(train)} training rows "
+                    f"of {where}: all are missing (NaN); fix the column in the source, or "
+                    "take it out of the pipeline's features"
+                )
+        self.check_classes(train, where)
+
     def check_classes(self, train: pd.DataFrame, where: str) -> None:
         """A classifier needs at least two classes in its training rows."""
         if self.task(train) != "classification":
@@ -662,8 +772,9 @@ class Pipeline:
             raise
         except Exception as exc:
             who = self.config.model.estimator if self.config.model else self._train_name
+            hint = _missing_counts(train, self.feature_columns) if "NaN" in str(exc) else ""
             raise TrainingError(
-                f"training with '{who}' raised {type(exc).__name__}: {exc}"
+                f"training with '{who}' raised {type(exc).__name__}{hint}: {exc}"
             ) from exc
         if model is None or not callable(getattr(model, "predict", None)):
             raise TrainingError(
@@ -737,8 +848,9 @@ class Pipeline:
         try:
             pred = self.predict(model, holdout)
         except Exception as exc:
+            hint = _missing_counts(holdout, self.feature_columns) if "NaN" in str(exc) else ""
             raise TrainingError(
-                f"the model failed to predict on the holdout: {type(exc).__name__}: {exc}"
+                f"the model failed to predict on the holdout{hint}: {type(exc).__name__}: {exc}"
             ) from exc
         y_true = holdout[self.config.target].to_numpy()
         slices: dict[str, dict[str, SliceScore]] = {}

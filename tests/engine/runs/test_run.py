@@ -170,6 +170,26 @@ def _one_string(column: str, row: int, value: str) -> pd.DataFrame:
         ),
         (_one_string("y", 300, "yes"), {}, "target column 'y' mixes numbers and text in ["),
         (BASE, {"window": {"kind": "sliding", "duration": "1h"}}, "window"),
+        # it failed inside scikit-learn: "Input X contains NaN", no column named
+        (
+            _bad(BASE, "x2", np.nan),
+            {},
+            "feature column 'x2' has no value in the 450 training rows of [.. 2024-01-26 00:00)"
+            " of callable:bad: all are missing (NaN)",
+        ),
+        (
+            _bad(BASE, "x1", pd.Series([None] * 800, dtype="Float64")),
+            {"model": None, "train": "tests.engine.runs.test_run:train_logistic"},
+            "feature column 'x1' has no value in the 450 training rows",
+        ),
+        # half the column text: "could not convert string to float: 'abc'", no column named
+        (
+            _bad(BASE, "x1", np.where(np.arange(800) % 2 == 0, "abc", BASE["x1"].astype(str))),
+            {"model": None, "train": "tests.engine.runs.test_run:train_logistic"},
+            "feature column 'x1' has non-numeric values in [.. 2024-01-26 00:00) of "
+            "callable:bad, e.g. 'abc' (row 0 of the window, time 2024-01-01 00:00:00; "
+            "300 of 600 values are not numbers)",
+        ),
     ],
     ids=[
         "no-target",
@@ -186,6 +206,9 @@ def _one_string(column: str, row: int, value: str) -> pd.DataFrame:
         "stray-string-feature-train-function",
         "stray-string-target",
         "too-small",
+        "all-nan-feature",
+        "all-na-nullable-feature-train-function",
+        "half-text-feature-train-function",
     ],
 )
 def test_bad_input_fails_the_run_and_changes_nothing(
@@ -516,10 +539,63 @@ def test_an_unset_deploy_key_keeps_the_definition_hash(tmp_path: Path):
     project = _project(tmp_path)
     dump = project.pipeline().config.model_dump(mode="json")
     assert dump.pop("deploy") is None
+    assert dump.pop("duplicates") == "keep"  # a later key, left out of the hash the same way
     before = hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()
     assert project.pipeline().definition_hash == before  # projects written before 'deploy'
     explicit = _project(tmp_path, deploy={"strategy": "replace"})
     assert explicit.pipeline().definition_hash != before  # an edited config is a change
+    assert _project(tmp_path, duplicates="keep").pipeline().definition_hash == before
+    assert _project(tmp_path, duplicates="drop").pipeline().definition_hash != before
+
+
+def test_duplicated_rows_are_reported_in_the_evidence_and_kept_by_default(tmp_path: Path):
+    # the same rows twice in a source were trained on silently
+    once = make_frame(600)
+    twice = pd.concat([once, once.iloc[:200]]).sort_values("ts", kind="stable")
+    result = execute_run(_project(tmp_path, twice), clock=SimulatedClock(T1))
+    assert result.ok and result.version is not None
+    rows = {(r.rule, r.metric): r for r in result.verdict.evidence}
+    row = rows[("data", "duplicate rows")]
+    assert row.passed and row.threshold == "reported"
+    assert row.candidate == pytest.approx(200 / 656)  # 456 rows before T1, 200 of them twice
+    assert row.note == (
+        "200 of 656 rows (30.5%) repeat another row exactly; trained on as they are (set "
+        "duplicates: drop in the pipeline to leave them out)"
+    )
+    assert result.version.snapshot.rows == 656
+    assert result.version.blessing.passed  # a finding, not a failed check
+    # stored with the version: its lineage shows it
+    stored = result.version.blessing.evidence
+    assert any(r.metric == "duplicate rows" for r in stored)
+    # no repeats: no row
+    clean = execute_run(_project(tmp_path / "clean", once), clock=SimulatedClock(T1))
+    assert all(r.rule != "data" for r in clean.verdict.evidence)
+
+
+def test_duplicates_drop_leaves_the_repeats_out(tmp_path: Path):
+    once = make_frame(600)
+    twice = pd.concat([once, once.iloc[:200]]).sort_values("ts", kind="stable")
+    result = execute_run(_project(tmp_path, twice, duplicates="drop"), clock=SimulatedClock(T1))
+    assert result.ok and result.version is not None
+    row = next(r for r in result.verdict.evidence if r.metric == "duplicate rows")
+    assert row.threshold == "dropped"
+    assert (
+        row.note
+        == "200 of 656 rows (30.5%) repeat another row exactly; left out (duplicates: drop)"
+    )
+    assert result.version.snapshot.rows == 456  # the rows of the clean source
+    clean = execute_run(_project(tmp_path / "clean", once), clock=SimulatedClock(T1))
+    assert result.version.snapshot.fingerprint == clean.version.snapshot.fingerprint
+    assert result.version.params["duplicates"] == "drop"
+    assert "duplicates" not in clean.version.params
+    # same timestamps, other values: not duplicates
+    near = twice.copy()
+    near.loc[near.duplicated(keep="first"), "x1"] += 1.0
+    kept = execute_run(
+        _project(tmp_path / "near", near, duplicates="drop"), clock=SimulatedClock(T1)
+    )
+    assert kept.version.snapshot.rows == 656
+    assert all(r.rule != "data" for r in kept.verdict.evidence)
 
 
 def test_a_run_abandoned_between_register_and_deploy_is_repaired(tmp_path: Path):

@@ -179,7 +179,8 @@ class ParquetLogStore(DuckDBLogStore):
     def _put(self, folder: str, name: str, data: bytes) -> None:
         path = f"{folder}/{name}"
         if self._local:
-            write_local_atomically(folder, f"{folder}/.{name}.{uuid.uuid4().hex}.tmp", path, data)
+            tmp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+            write_local_atomically(folder, tmp, path, data, setting="storage.logs_url")
         else:
             self._fs.makedirs(folder, exist_ok=True)
             self._fs.pipe_file(path, data)

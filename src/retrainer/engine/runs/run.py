@@ -546,6 +546,8 @@ class LoadedWindow:
     """For an online update: (champion version, its model, where new rows start)."""
     unlabelled: int
     """Rows left out because their label had not arrived."""
+    findings: tuple[EvidenceRow, ...] = ()
+    """Data-quality rows (duplicated rows...) the blessing evidence carries; they pass."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -595,6 +597,7 @@ def load_step(
     loaded = frame
     frame, unlabelled = pipeline.labelled(frame, where)  # labels not arrived yet: left out
     hashes = pipeline.known_row_hashes(loaded) if frame is loaded else None
+    frame, hashes, duplicates = pipeline.duplicates(frame, hashes)  # reported, maybe dropped
     summary = snapshot_of(frame, pipeline.time_column, hashes=hashes)
     snapshot = store.add_snapshot(
         Snapshot(
@@ -621,8 +624,8 @@ def load_step(
             frame[pipeline.time_column].to_numpy(), pipeline.config.blessing.holdout
         )
         train, holdout = frame.loc[~mask], frame.loc[mask]
-        if base is None:  # an online update may see one class in a day
-            pipeline.check_classes(train, where)
+        if base is None:  # an online update may see one class, or an empty column, in a day
+            pipeline.check_train(train, where)
     return LoadedWindow(
         run=run,
         snapshot=snapshot,
@@ -630,6 +633,7 @@ def load_step(
         holdout=holdout,
         base=base,
         unlabelled=unlabelled,
+        findings=(duplicates,) if duplicates is not None else (),
     )
 
 
@@ -682,7 +686,7 @@ def bless_step(
         champion_version, champion_card, champion_note = _champion_card(
             project, pipeline, loaded.holdout
         )
-    extra: list[EvidenceRow] = []
+    extra: list[EvidenceRow] = list(loaded.findings)
     if champion_note is not None:
         extra.append(champion_note)
     if pipeline.config.blessing.sanity.enabled:

@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
-from retrainer.errors import ConcurrencyError, ConfigError
+from retrainer.errors import ConcurrencyError, ConfigError, StorageError, is_storage_error
 
 WRITE = "retrainer_write"  # connection execution option: this transaction writes
 
@@ -156,6 +156,13 @@ def transaction(
                 f"The metadata database {label} stayed locked for more than {busy_timeout_s:g} s:"
                 " another process holds a long write transaction on it. Retry, or raise the "
                 "store's busy_timeout_s."
+            ) from exc
+        if engine.dialect.name == "sqlite" and is_storage_error(exc):
+            raise StorageError.from_os_error(
+                exc,
+                doing=f"cannot {'write' if write else 'read'} the metadata database",
+                path=label,
+                setting="storage.db_url (or RETRAINER_DB_URL)",
             ) from exc
         raise
 
