@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 
 from retrainer.cli.render import err
-from retrainer.core.clock import Clock, SimulatedClock, as_utc, check_time
+from retrainer.core.clock import Clock, SimulatedClock, check_time
 from retrainer.errors import ConfigError, RetrainerError, StorageError, is_storage_error
 
 app = typer.Typer(
