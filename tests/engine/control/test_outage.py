@@ -178,3 +178,84 @@ def test_any_other_error_still_stops_the_loop(tmp_path: Path):
     controller.tick = boom  # type: ignore[method-assign]
     with pytest.raises(ValueError, match="a bug"):
         controller.run(tick_s=1, max_ticks=3, stop=_Stop())
+
+
+WRITES = ("create_run", "put_state", "update_run", "append_event", "register_version", "move_alias")
+
+
+class _FailOnce:
+    """A store whose ``nth`` write (of ``methods``) after ``armed`` is set raises a lost
+    connection, once: an outage in the middle of a tick, between two of its writes."""
+
+    def __init__(self, inner: Any, methods: tuple[str, ...], nth: int) -> None:
+        self.inner, self.methods, self.nth = inner, methods, nth
+        self.armed = False
+        self.fired = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name not in self.methods:
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.armed and not self.fired:
+                self.nth -= 1
+                if self.nth == 0:
+                    self.fired = True
+                    raise sa.exc.OperationalError(
+                        "UPDATE", {}, Exception("server closed the connection unexpectedly")
+                    )
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def _armed_replay(tmp_path: Path, methods: tuple[str, ...], nth: int, hours: int) -> Project:
+    project = _project(tmp_path)
+    flaky = _FailOnce(project.store, methods, nth)
+    project.store = flaky  # type: ignore[assignment]
+
+    def arm(report: Any) -> None:
+        flaky.armed = report.at >= START + timedelta(hours=25)  # the next tick is 2 a.m.
+
+    ticks, _ = _replay(project, hours=hours, stop=_Stop(), on_tick=arm)
+    assert flaky.fired and ticks == hours
+    return project
+
+
+@pytest.mark.parametrize("nth", [1, 2, 3])  # the tick's writes: queue, trigger state, claim
+def test_a_database_lost_between_two_writes_of_a_tick_loses_nothing(tmp_path: Path, nth: int):
+    baseline = _project(tmp_path / "a")
+    _replay(baseline, hours=36, stop=_Stop())
+    expected = _summary(baseline)
+    project = _armed_replay(tmp_path / "b", WRITES, nth, hours=36)
+    assert _summary(project) == expected  # every run once, every event once
+
+
+@pytest.mark.parametrize(
+    ("method", "nth"),
+    [
+        ("update_run", 2),  # recording the snapshot
+        ("register_version", 1),
+        ("move_alias", 1),
+        ("update_run", 3),  # closing the run, after the promotion
+    ],
+)
+def test_a_database_lost_inside_a_run_fails_that_run_and_nothing_else(
+    tmp_path: Path, method: str, nth: int
+):
+    project = _armed_replay(tmp_path, (method,), nth, hours=51)
+    runs = sorted(project.store.list_runs("toy", limit=None), key=lambda r: r.id)
+    assert len({r.key for r in runs}) == len(runs) == 3  # one per slot, none twice
+    assert [r.status for r in runs] == ["succeeded", "failed", "succeeded"]
+    assert "server closed the connection" in (runs[1].error or "")
+    events = project.store.list_events("toy", limit=None)
+    for run in runs:  # each run's audit trail is whole: queued, started, one ending
+        kinds = [e.kind for e in events if e.run_id == run.id and e.kind.startswith("run.")]
+        assert kinds == ["run.queued", "run.started", f"run.{run.status}"]
+    versions = project.store.list_versions("toy")
+    blessed = [e for e in events if e.kind in ("blessing.passed", "blessing.rejected")]
+    assert len(blessed) == len(versions)  # a version and its verdict, never one alone
+    champion = project.store.get_alias("toy", "champion")
+    promoted = [e for e in events if e.kind == "model.promoted"]
+    assert promoted and promoted[-1].version == champion

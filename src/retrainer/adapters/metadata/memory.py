@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
@@ -224,7 +225,7 @@ class InMemoryMetadataStore(MetadataStore):
 
     # -- runs --
 
-    def create_run(self, run: Run) -> tuple[Run, bool]:
+    def create_run(self, run: Run, event: Callable[[Run], Event] | None = None) -> tuple[Run, bool]:
         run = normalized_run(run)
         with self._lock:
             existing = self._run_ids.get(run.key)
@@ -235,18 +236,25 @@ class InMemoryMetadataStore(MetadataStore):
             stored = replace(run, id=run_id)
             self._set_run(stored)
             self._run_ids[stored.key] = run_id
+            if event is not None:
+                self._append_event(normalized_event(event(self._out(stored))))
             return self._out(stored), True
 
-    def update_run(self, run: Run, *, expected_epoch: int | None = ANY) -> Run:
+    def update_run(
+        self, run: Run, *, expected_epoch: int | None = ANY, event: Event | None = None
+    ) -> Run:
         run_id = require_run_id(run)
         check_expected_epoch(expected_epoch)
         run = normalized_run(run)
+        event = None if event is None else normalized_event(event)
         with self._lock:
             current = self._require_run(run_id)
             check_run_key(run_id, current.key, run)
             check_expected(current.epoch, expected_epoch, partial(epoch_conflict, run_id))
             self._check_run_refs(run)
             self._set_run(run)
+            if event is not None:
+                self._append_event(event)
             return self._out(run)
 
     def get_run(self, run_id: int) -> Run:
@@ -426,10 +434,12 @@ class InMemoryMetadataStore(MetadataStore):
         *,
         at: datetime,
         expected_revision: int | None = ANY,
+        event: Event | None = None,
     ) -> int:
         check_state_key(key)
         value = json_dict(value, f"The value of state {key!r}")
         at = as_utc(at)
+        event = None if event is None else normalized_event(event)
         with self._lock:
             self._require_pipeline(pipeline)
             found = self._state.get((pipeline, key))
@@ -437,6 +447,8 @@ class InMemoryMetadataStore(MetadataStore):
             check_expected(current, expected_revision, partial(state_conflict, pipeline, key))
             revision = 1 if current is None else current + 1
             self._state[(pipeline, key)] = (value, revision, at)
+            if event is not None:
+                self._append_event(event)
             return revision
 
     def list_state(self, pipeline: str) -> dict[str, dict[str, Any]]:

@@ -8,6 +8,7 @@ repeat them (``help(SQLMetadataStore.move_alias)`` shows this text through inher
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -65,18 +66,24 @@ class RunStore(Protocol):
         """The snapshot with ``snapshot_id``; ``ModelNotFoundError`` if there is none."""
         ...
 
-    def create_run(self, run: Run) -> tuple[Run, bool]:
-        """Insert ``run`` unless a run with its key exists; return (the stored run, created)."""
+    def create_run(self, run: Run, event: Callable[[Run], Event] | None = None) -> tuple[Run, bool]:
+        """Insert ``run`` unless a run with its key exists; return (the stored run, created).
+
+        ``event`` (if given) builds an event from the stored run (its ``id`` set), stored in the
+        same transaction when the run is created: a crash never keeps one without the other.
+        """
         ...
 
-    def update_run(self, run: Run, *, expected_epoch: int | None = ANY) -> Run:
+    def update_run(
+        self, run: Run, *, expected_epoch: int | None = ANY, event: Event | None = None
+    ) -> Run:
         """Overwrite the run with ``run.id`` with every field of ``run``; return it.
 
         A run's ``key`` cannot change (it is what makes ``create_run`` idempotent). If
         ``expected_epoch`` is given and the stored run's ``epoch`` differs, raise
         ``ConcurrencyError`` and change nothing: the lease holder that read the run at that
         epoch has lost it. An epoch is never ``None``: ``expected_epoch=None`` raises
-        ``ValueError``.
+        ``ValueError``. ``event`` (if given) is stored in the same transaction.
         """
         ...
 
@@ -199,8 +206,11 @@ class StateStore(Protocol):
         *,
         at: datetime,
         expected_revision: int | None = ANY,
+        event: Event | None = None,
     ) -> int:
         """Store ``value`` under ``key`` (replacing the old value); return the new revision.
+
+        ``event`` (if given) is stored in the same transaction.
 
         Revisions start at 1. If ``expected_revision`` is given (a revision, or ``None`` for
         "the key must not exist yet") and the stored revision differs, raise

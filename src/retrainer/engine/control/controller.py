@@ -387,35 +387,40 @@ class Controller:
             # the run first: its key makes a repeat harmless, so a crash before the state is
             # saved re-creates nothing, and no slot is lost
             self._queue(pipeline, decision, now, report)
+        event = None
+        if decision.fire or decision.changed:
+            event = Event(
+                kind="trigger.fired" if decision.fire else "trigger.evaluated",
+                at=now,
+                message=f"{pipeline.name}: {decision.reason}",
+                pipeline=pipeline.name,
+                data={
+                    "trigger": decision.trigger,
+                    "fired_by": fired_by(decision) if decision.fire else None,
+                    "slot": decision.slot,
+                    "fire": decision.fire,
+                    "reason": decision.reason,
+                    "evidence": decision.evidence,
+                },
+            )
         if decision.fire or dict(decision.state) != dict(ctx.state):  # idle ticks write nothing
             try:
+                # the state and its event in one transaction: a database lost between the
+                # two would keep the state and lose the event (the tick is not re-decided)
                 self.project.store.put_state(
                     pipeline.name,
                     POLICY_STATE_KEY,
                     dict(decision.state),
                     at=now,
                     expected_revision=revision,
+                    event=event,
                 )
             except ConcurrencyError:
                 return None  # another controller evaluated this pipeline at the same time
-        if decision.fire or decision.changed:
-            self._event(
-                report,
-                Event(
-                    kind="trigger.fired" if decision.fire else "trigger.evaluated",
-                    at=now,
-                    message=f"{pipeline.name}: {decision.reason}",
-                    pipeline=pipeline.name,
-                    data={
-                        "trigger": decision.trigger,
-                        "fired_by": fired_by(decision) if decision.fire else None,
-                        "slot": decision.slot,
-                        "fire": decision.fire,
-                        "reason": decision.reason,
-                        "evidence": decision.evidence,
-                    },
-                ),
-            )
+            if event is not None:
+                report.events.append(event)
+        elif event is not None:
+            self._event(report, event)
         return decision
 
     def _manual(self, pipeline: Pipeline, now: datetime, report: TickReport) -> None:
@@ -447,6 +452,18 @@ class Controller:
         self, pipeline: Pipeline, decision: Decision, now: datetime, report: TickReport
     ) -> None:
         key = run_key(pipeline.name, decision.trigger, decision.slot or now.isoformat())
+
+        def queued(run: Run) -> Event:
+            return Event(
+                kind="run.queued",
+                at=now,
+                message=f"run {run.id} of {pipeline.name} queued by {fired_by(decision)}",
+                pipeline=pipeline.name,
+                run_id=run.id,
+                data={"key": key, "trigger": decision.trigger, "slot": decision.slot},
+            )
+
+        # the run and its event in one transaction: a retried tick finds the run, adds nothing
         run, created = new_run(
             self.project,
             pipeline,
@@ -454,20 +471,11 @@ class Controller:
             cause=fired_by(decision),
             evidence={"reason": decision.reason, **decision.evidence},
             key=key,
+            event=queued,
         )
         if created:
             report.queued.append(run)
-            self._event(
-                report,
-                Event(
-                    kind="run.queued",
-                    at=now,
-                    message=f"run {run.id} of {pipeline.name} queued by {fired_by(decision)}",
-                    pipeline=pipeline.name,
-                    run_id=run.id,
-                    data={"key": key, "trigger": decision.trigger, "slot": decision.slot},
-                ),
-            )
+            report.events.append(queued(run))
 
     def _dispatch(self, now: datetime, report: TickReport) -> None:
         free = self.executor.capacity - self.executor.busy()

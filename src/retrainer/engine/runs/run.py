@@ -29,7 +29,7 @@ import dataclasses
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -169,20 +169,18 @@ def retry_or_fail(
             run, status="failed", error=why, finished_at=now, epoch=run.epoch + 1
         )
         kind, message = "run.failed", f"run {run.id} of {run.pipeline} failed: {why}"
+    event = Event(
+        kind=kind,
+        at=now,
+        message=message,
+        pipeline=run.pipeline,
+        run_id=run.id,
+        data={"error": why, "attempts": run.attempts, **(data or {})},
+    )
     try:
-        done = project.store.update_run(changed, expected_epoch=run.epoch)
+        done = project.store.update_run(changed, expected_epoch=run.epoch, event=event)
     except ConcurrencyError:
         return None
-    event = project.store.append_event(
-        Event(
-            kind=kind,
-            at=now,
-            message=message,
-            pipeline=run.pipeline,
-            run_id=run.id,
-            data={"error": why, "attempts": run.attempts, **(data or {})},
-        )
-    )
     return done, event
 
 
@@ -334,8 +332,12 @@ def new_run(
     evidence: Mapping[str, Any] | None = None,
     key: str | None = None,
     status: str = "queued",
+    event: Callable[[Run], Event] | None = None,
 ) -> tuple[Run, bool]:
-    """Create (idempotently, by key) a run of ``pipeline``; return (run, created)."""
+    """Create (idempotently, by key) a run of ``pipeline``; return (run, created).
+
+    ``event`` builds the event recorded with a created run, in the same transaction.
+    """
     store = project.store
     store.ensure_pipeline(pipeline.name, pipeline.definition_hash, now)
     commit, dirty = project.code_state()
@@ -350,7 +352,8 @@ def new_run(
             params=pipeline.recorded_params(),
             code=code,
             created_at=now,
-        )
+        ),
+        event,
     )
 
 
@@ -363,34 +366,34 @@ def claim_run(project: Project, run: Run, *, now: datetime, owner: str | None = 
     ``ConcurrencyError`` and changes nothing.
     """
     timeout = project.pipeline(run.pipeline).config.run.timeout
-    claimed = project.store.update_run(
+    attempt = run.attempts + 1
+    # the claim and its event in one transaction: a claim without its event would be a run
+    # started in the store but not in the audit trail
+    return project.store.update_run(
         dataclasses.replace(
             run,
             status="running",
             owner=owner or process_owner(),
             epoch=run.epoch + 1,
-            attempts=run.attempts + 1,
+            attempts=attempt,
             started_at=now,
             lease_expires_at=project.liveness_clock.now() + timedelta(seconds=timeout),
             error=None,
         ),
         expected_epoch=run.epoch,
-    )
-    project.store.append_event(
-        Event(
+        event=Event(
             kind="run.started",
             at=now,
             message=(
                 f"run {run.id} of {run.pipeline} started ({run.cause}"
-                + (f", attempt {claimed.attempts}" if claimed.attempts > 1 else "")
+                + (f", attempt {attempt}" if attempt > 1 else "")
                 + ")"
             ),
             pipeline=run.pipeline,
             run_id=run.id,
-            data={"cause": run.cause, "evidence": run.evidence, "attempt": claimed.attempts},
-        )
+            data={"cause": run.cause, "evidence": run.evidence, "attempt": attempt},
+        ),
     )
-    return claimed
 
 
 def execute_run(
@@ -498,16 +501,14 @@ def _fail(
             timings=timings,
         ),
         expected_epoch=run.epoch,
-    )
-    project.store.append_event(
-        Event(
+        event=Event(
             kind="run.failed",
             at=now,
             message=f"run {run.id} of {run.pipeline} failed: {message}",
             pipeline=run.pipeline,
             run_id=run.id,
             data={"error": message, "error_type": type(exc).__name__},
-        )
+        ),
     )
     return RunResult(run=failed)
 
@@ -864,9 +865,7 @@ def _finish(
             timings=timings,
         ),
         expected_epoch=run.epoch,
-    )
-    project.store.append_event(
-        Event(
+        event=Event(
             kind="run.succeeded",
             at=now,
             message=f"run {run.id} of {pipeline.name} succeeded: v{version.version} "
@@ -877,7 +876,7 @@ def _finish(
             version=version.version,
             data={"outcome": outcome, "timings": timings}
             | ({"unlabelled_rows": unlabelled} if unlabelled else {}),
-        )
+        ),
     )
     return RunResult(
         run=done,

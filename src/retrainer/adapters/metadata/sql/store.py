@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
@@ -320,7 +320,7 @@ class SQLMetadataStore(MetadataStore):
 
     # -- runs --
 
-    def create_run(self, run: Run) -> tuple[Run, bool]:
+    def create_run(self, run: Run, event: Callable[[Run], Event] | None = None) -> tuple[Run, bool]:
         run = normalized_run(run)
         try:
             with self._tx(write=True) as conn:
@@ -329,6 +329,9 @@ class SQLMetadataStore(MetadataStore):
                     return run_from(row._mapping), False
                 self._check_run_refs(conn, run)
                 new_id = self._insert(conn, runs, run_columns(run))
+                if event is not None:
+                    made = normalized_event(event(replace(run, id=new_id)))
+                    self._insert(conn, events, event_columns(made))
             return replace(run, id=new_id), True
         except sa.exc.IntegrityError:
             # PostgreSQL: another process inserted the same key after our SELECT.
@@ -338,10 +341,13 @@ class SQLMetadataStore(MetadataStore):
                 raise
             return run_from(row._mapping), False
 
-    def update_run(self, run: Run, *, expected_epoch: int | None = ANY) -> Run:
+    def update_run(
+        self, run: Run, *, expected_epoch: int | None = ANY, event: Event | None = None
+    ) -> Run:
         run_id = require_run_id(run)
         check_expected_epoch(expected_epoch)
         run = normalized_run(run)
+        event = None if event is None else normalized_event(event)
         checked = expected_epoch is not ANY
         with self._tx(write=True) as conn:
             # The compare-and-set: the row lock (PostgreSQL) or BEGIN IMMEDIATE (SQLite) keeps
@@ -358,6 +364,8 @@ class SQLMetadataStore(MetadataStore):
                 raise epoch_conflict(
                     run_id, self._require_run(conn, run_id)["epoch"], expected_epoch
                 )
+            if event is not None:
+                self._insert(conn, events, event_columns(event))
         return run
 
     def get_run(self, run_id: int) -> Run:
@@ -586,10 +594,12 @@ class SQLMetadataStore(MetadataStore):
         *,
         at: datetime,
         expected_revision: int | None = ANY,
+        event: Event | None = None,
     ) -> int:
         check_state_key(key)
         value = json_dict(value, f"The value of state {key!r}")
         when = db_time(at)
+        event = None if event is None else normalized_event(event)
         where = (pipeline_state.c.pipeline == pipeline, pipeline_state.c.key == key)
         with self._tx(write=True) as conn:
             # The pipeline's row lock (PostgreSQL) or BEGIN IMMEDIATE (SQLite) serializes the
@@ -597,6 +607,8 @@ class SQLMetadataStore(MetadataStore):
             self._require_pipeline(conn, pipeline, lock=True)
             current = conn.scalar(sa.select(pipeline_state.c.revision).where(*where))
             check_expected(current, expected_revision, partial(state_conflict, pipeline, key))
+            if event is not None:
+                self._insert(conn, events, event_columns(event))
             if current is None:
                 conn.execute(
                     sa.insert(pipeline_state).values(
