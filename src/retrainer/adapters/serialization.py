@@ -255,7 +255,7 @@ def _is_model_class(cls: type) -> bool:
         return True
     if cls.__module__.startswith("river."):
         from river import base
-        from river._river_rust.vectordict import VectorDict  # type: ignore[import-not-found]
+        from river._river_rust.vectordict import VectorDict
 
         return issubclass(cls, base.Base) or cls is VectorDict
     return False

@@ -686,9 +686,7 @@ def bless_step(
         extra.append(champion_note)
     if pipeline.config.blessing.sanity.enabled:
         with _Timer(timings, "sanity"):
-            extra.append(
-                _sanity_row(project, pipeline, trained, loaded.holdout)
-            )
+            extra.append(_sanity_row(project, pipeline, trained, loaded.holdout))
     verdict = pipeline.gate.evaluate(
         trained.card, champion_card, champion_version=champion_version, extra=extra
     )
