@@ -507,3 +507,16 @@ def test_the_record_is_a_function_of_the_file() -> None:
     data = dump_model(fitted_log1p_pipeline())
     assert artifact_types(data) == artifact_types(bytes(data))
     assert artifact_types(data) == sorted(set(artifact_types(data)))
+
+
+@pytest.mark.parametrize("name", ["stream.iter_csv", "datasets.Phishing", "checks.x", "base.os"])
+def test_a_loaded_river_model_builds_only_river_model_classes(name: str) -> None:
+    # an online update calls partial_fit on the loaded champion, which builds ``model`` by
+    # name when it holds no estimator yet: the name comes from the file
+    frame = pd.DataFrame(X, columns=["a", "b"])
+    model = RiverClassifier().fit(frame, Y)
+    model.estimator_, model.model = None, name
+    loaded = load_model(dump_model(model))
+    with pytest.raises(ValueError, match="River model class"):
+        loaded.partial_fit(frame, Y)
+    assert RiverClassifier(model="naive_bayes.GaussianNB", scale=False).fit(frame, Y) is not None
