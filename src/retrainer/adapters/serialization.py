@@ -292,7 +292,13 @@ def is_trusted_type(name: str, trusted_types: Sequence[str] = ()) -> bool:
     >>> is_trusted_type("mypackage.MyModel"), is_trusted_type("builtins.frozenset")
     (False, True)
     """
-    if name in trusted_types or name in _DATA_TYPES:
+    return name in trusted_types or _in_allowlist(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _in_allowlist(name: str) -> bool:
+    # the answer only depends on the name and the installed packages
+    if name in _DATA_TYPES:
         return True
     if name in _OWN_TYPES:
         return _import_own(name)
@@ -318,31 +324,35 @@ def _import_own(name: str) -> bool:
         return False
 
 
-def _names_in_schema(node: Any, out: set[str], depth: int = 0) -> None:
+def _names_in_schema(schema: Any, out: set[str]) -> None:
     """Add every name the schema makes skops import, at any depth.
 
     Every ``__module__``/``__class__`` pair, the ``module.Class.method`` of a bound method and
     the ``numpy.random.Name`` of a random generator's bit generator: a pure function of the
     file, so the list recorded at save time stays valid whatever skops version loads it.
     """
-    if depth > 500:
-        raise ValueError("schema.json is nested more than 500 levels deep")
-    if isinstance(node, dict):
-        module, cls, loader = node.get("__module__"), node.get("__class__"), node.get("__loader__")
-        if isinstance(module, str) and isinstance(cls, str):
-            out.add(f"{module}.{cls}")
-            content = node.get("content")
-            if loader == "MethodNode" and isinstance(content, dict):
-                out.add(f"{module}.{cls}.{content.get('func')}")
-            elif loader == "RandomGeneratorNode":
-                out.add(f"numpy.random.{_bit_generator_name(content)}")
-        elif loader is not None:
-            raise ValueError(f"a node of schema.json has no __module__/__class__: {node!r:.80}")
-        for value in node.values():
-            _names_in_schema(value, out, depth + 1)
-    elif isinstance(node, list):
-        for value in node:
-            _names_in_schema(value, out, depth + 1)
+    stack: list[tuple[Any, int]] = [(schema, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > 500:
+            raise ValueError("schema.json is nested more than 500 levels deep")
+        if isinstance(node, dict):
+            module, cls = node.get("__module__"), node.get("__class__")
+            loader = node.get("__loader__")
+            if isinstance(module, str) and isinstance(cls, str):
+                out.add(f"{module}.{cls}")
+                content = node.get("content")
+                if loader == "MethodNode" and isinstance(content, dict):
+                    out.add(f"{module}.{cls}.{content.get('func')}")
+                elif loader == "RandomGeneratorNode":
+                    out.add(f"numpy.random.{_bit_generator_name(content)}")
+            elif loader is not None:
+                raise ValueError(f"a node of schema.json has no __module__/__class__: {node!r:.80}")
+            stack.extend(
+                (value, depth + 1) for value in node.values() if isinstance(value, dict | list)
+            )
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1) for value in node if isinstance(value, dict | list))
 
 
 def _bit_generator_name(content: Any) -> str:
