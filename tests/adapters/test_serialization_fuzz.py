@@ -199,6 +199,13 @@ def mutated_files(draw: st.DrawFn) -> bytes:
             outer["content"]["content"] = [inner]
             target.clear()
             target.update(outer)
+    # older protocols load some nodes with older loaders (protocol 0 functions by content)
+    schema["protocol"] = draw(st.sampled_from([2, 0, 1]))
+    if draw(st.booleans()) and found:  # an old-style function node, anywhere
+        target = found[draw(st.integers(0, len(found) - 1))]
+        module, _, function = draw(names).rpartition(".")
+        target["__loader__"] = "FunctionNode"
+        target["content"] = {"module_path": module, "function": function}
     return write_schema(base["data"], schema)
 
 

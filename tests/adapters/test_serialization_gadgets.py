@@ -49,8 +49,10 @@ from tests.adapters.skops_files import (
     crafted,
     fitted_log1p_pipeline,
     json_state,
+    read_schema,
     tuple_state,
     with_func,
+    write_schema,
 )
 
 # the real ones, before the fixture replaces them
@@ -298,6 +300,22 @@ CRAFTED = {
 def test_crafted_files_are_refused_before_anything_is_built(case: str) -> None:
     node, name = CRAFTED[case]
     _refused(crafted(node), name)
+
+
+def test_an_old_protocol_function_node_is_checked_by_what_it_imports() -> None:
+    # skops protocol 0 imports content.module_path + content.function, not the node's name
+    data = crafted(
+        {
+            "__class__": "log1p",
+            "__module__": "numpy",
+            "__loader__": "FunctionNode",
+            "content": {"module_path": "os", "function": "system"},
+        }
+    )
+    schema = read_schema(data)
+    schema["protocol"] = 0
+    _refused(write_schema(data, schema), "os.system")
+    assert "os.system" in artifact_types(write_schema(data, schema))
 
 
 def test_a_nested_node_is_seen() -> None:

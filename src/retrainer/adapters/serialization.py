@@ -327,9 +327,11 @@ def _import_own(name: str) -> bool:
 def _names_in_schema(schema: Any, out: set[str]) -> None:
     """Add every name the schema makes skops import, at any depth.
 
-    Every ``__module__``/``__class__`` pair, the ``module.Class.method`` of a bound method and
-    the ``numpy.random.Name`` of a random generator's bit generator: a pure function of the
-    file, so the list recorded at save time stays valid whatever skops version loads it.
+    Every ``__module__``/``__class__`` pair, and what some nodes import besides: the
+    ``module.Class.method`` of a bound method, the ``numpy.random.Name`` of a random
+    generator's bit generator, the Tree a TreeNode builds, the function a protocol-0
+    FunctionNode names in its content. A pure function of the file, so the list recorded at
+    save time stays valid whatever skops version loads it.
     """
     stack: list[tuple[Any, int]] = [(schema, 0)]
     while stack:
@@ -346,6 +348,11 @@ def _names_in_schema(schema: Any, out: set[str]) -> None:
                     out.add(f"{module}.{cls}.{content.get('func')}")
                 elif loader == "RandomGeneratorNode":
                     out.add(f"numpy.random.{_bit_generator_name(content)}")
+                elif loader == "TreeNode":  # builds a Tree whatever the node's name
+                    out.add("sklearn.tree._tree.Tree")
+                elif loader == "FunctionNode" and isinstance(content, dict):
+                    # protocol 0 imports the function named in its content instead
+                    out.add(f"{content.get('module_path')}.{content.get('function')}")
             elif loader is not None:
                 raise ValueError(f"a node of schema.json has no __module__/__class__: {node!r:.80}")
             stack.extend(
