@@ -21,6 +21,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--fmt", required=True)
     parser.add_argument("--trusted-type", action="append", default=[])
     parser.add_argument("--allow-pickle", action="store_true")
+    parser.add_argument(
+        "--recorded-types", default=None, help="the types recorded at save, space-separated"
+    )
     parser.add_argument("--sample", required=True, help="Parquet file of sample rows")
     parser.add_argument("--out", required=True, help=".npy file for the predictions")
     return parser.parse_args(argv)
@@ -38,8 +41,13 @@ def run(args: argparse.Namespace) -> None:
     with fsspec.open(args.url, "rb") as f:
         data = f.read()
     verify_sha256(data, expected_sha256=args.sha256, where=args.url)
+    recorded = None if args.recorded_types is None else args.recorded_types.split()
     model = load_model(
-        data, args.fmt, trusted_types=args.trusted_type, allow_pickle=args.allow_pickle
+        data,
+        args.fmt,
+        trusted_types=args.trusted_type,
+        allow_pickle=args.allow_pickle,
+        recorded_types=recorded,
     )
     sample = pd.read_parquet(args.sample)
     predictions = np.asarray(model.predict(sample))

@@ -67,6 +67,7 @@ def predict_in_fresh_process(
     allow_pickle: bool,
     sample: pd.DataFrame,
     timeout_s: float = 120.0,
+    recorded_types: Sequence[str] | None = None,
 ) -> SanityResult:
     """Load an artifact in a new Python interpreter and predict on ``sample`` there.
 
@@ -83,7 +84,7 @@ def predict_in_fresh_process(
         this process, so its bytes are copied to a temporary file for the child.
     sha256
         The sha256 recorded for the blob.
-    fmt, trusted_types, allow_pickle
+    fmt, trusted_types, allow_pickle, recorded_types
         As for :func:`~retrainer.adapters.serialization.load_model`.
     sample
         Rows to predict on (column names must be strings: they are passed as Parquet).
@@ -117,6 +118,7 @@ def predict_in_fresh_process(
                 fmt=fmt,
                 trusted_types=trusted_types,
                 allow_pickle=allow_pickle,
+                recorded_types=recorded_types,
                 sample=sample,
                 timeout_s=timeout_s,
             )
@@ -138,6 +140,7 @@ def _run_worker(
     fmt: str,
     trusted_types: Sequence[str],
     allow_pickle: bool,
+    recorded_types: Sequence[str] | None,
     sample: pd.DataFrame,
     timeout_s: float,
 ) -> tuple[bool, np.ndarray | None, str | None]:
@@ -169,6 +172,8 @@ def _run_worker(
         command += ["--trusted-type", name]
     if allow_pickle:
         command.append("--allow-pickle")
+    if recorded_types is not None:
+        command += ["--recorded-types", " ".join(recorded_types)]
 
     ctx = _forkserver()
     if ctx is not None:

@@ -197,7 +197,11 @@ def render_version(v: dict[str, Any]) -> None:
     table.add_row("git", f"{code['git_commit'] or '(not in a git repository)'}{dirty}")
     table.add_row("pipeline hash", code["pipeline_hash"])
     table.add_row("artifact", f"sha256:{art['sha256']} ({art['size']} bytes, {art['format']})")
-    table.add_row("environment", ", ".join(f"{k} {x}" for k, x in lin["environment"].items()))
+    env = dict(lin["environment"])
+    types = env.pop("skops_types", None)  # the artifact's types (serialization.py)
+    table.add_row("environment", ", ".join(f"{k} {x}" for k, x in env.items()))
+    if types is not None:
+        table.add_row("artifact types", escape(", ".join(types.split())))
     table.add_row("params", escape(json.dumps(v["params"], default=str)))
     out.print(table)
     b = v["blessing"]

@@ -31,6 +31,7 @@ from retrainer.core.clock import Clock
 if TYPE_CHECKING:
     from retrainer.adapters.logstore import LogStore
     from retrainer.adapters.sources import Source
+    from retrainer.core.types import ModelVersion
     from retrainer.engine.pipeline import Pipeline
 
 
@@ -225,13 +226,16 @@ class Project:
 
         return git_state(self.root)
 
-    def load_model(self, sha256: str, fmt: str) -> Any:
+    def load_model(
+        self, sha256: str, fmt: str, *, recorded_types: Sequence[str] | None = None
+    ) -> Any:
         """The model stored as artifact ``sha256``, loaded once and kept (the last 4).
 
         Artifacts are content-addressed and checked when read, so a loaded model stands for
         its hash; callers that change a model (an online update) copy it first. Without
         ``cache_models`` each call reads and checks the blob again (a daemon notices a
-        damaged artifact at once).
+        damaged artifact at once). ``recorded_types``: the types recorded when the model was
+        saved (see :meth:`load_version`).
         """
         if sha256 in self._models:
             self._models.move_to_end(sha256)
@@ -244,9 +248,18 @@ class Project:
             fmt,
             trusted_types=ser.trusted_types,
             allow_pickle=ser.allow_pickle,
+            recorded_types=recorded_types,
         )
         self.remember_model(sha256, model)
         return model
+
+    def load_version(self, mv: ModelVersion) -> Any:
+        """The model of version ``mv``: only the types recorded when it was saved may load."""
+        from retrainer.adapters.serialization import recorded_types
+
+        return self.load_model(
+            mv.artifact_sha256, mv.artifact_format, recorded_types=recorded_types(mv.environment)
+        )
 
     def remember_model(self, sha256: str, model: Any) -> None:
         """Keep ``model`` as the loaded form of artifact ``sha256`` (with ``cache_models``)."""

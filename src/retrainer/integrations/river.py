@@ -35,9 +35,14 @@ import pandas as pd
 
 
 def _build(model: str, params: dict[str, Any]) -> Any:
+    from retrainer.adapters.serialization import is_trusted_type
+
     module, _, name = model.rpartition(".")
     if not module or not name:
         raise ValueError(f"model must name a River class as 'module.Class'; got {model!r}")
+    # a loaded model's ``model`` comes from its file: only a River model class may be built
+    if not is_trusted_type(f"river.{model}"):
+        raise ValueError(f"model must name a River model class; got {model!r}")
     cls = getattr(importlib.import_module(f"river.{module}"), name)
     return cls(**params)
 

@@ -648,3 +648,25 @@ def test_the_sanity_server_starts_before_the_pipeline_loads(tmp_path: Path, monk
         project.artifacts = LocalArtifactStore(str(tmp_path / "artifacts"))
     assert execute_run(project, clock=SimulatedClock(T1)).ok
     assert calls[:2] == (["server", "pipeline"] if enabled else ["pipeline", "pipeline"])
+
+
+def test_a_version_records_its_artifact_types_and_loads_only_those(tmp_path: Path):
+    from dataclasses import replace
+
+    from retrainer.adapters.serialization import RECORDED_TYPES_KEY, artifact_types
+    from retrainer.errors import UntrustedArtifactError
+
+    project = _project(tmp_path)
+    mv = execute_run(project, clock=SimulatedClock(T1)).version
+    assert mv is not None
+    recorded = mv.environment[RECORDED_TYPES_KEY].split()
+    assert recorded == artifact_types(project.artifacts.get(mv.artifact_sha256))
+    assert any(name.endswith("LogisticRegression") for name in recorded)
+    assert project.load_version(mv) is not None
+    # a record that lacks one of the file's types: the file is not the one that was saved
+    lacking = {**mv.environment, RECORDED_TYPES_KEY: " ".join(recorded[1:])}
+    with pytest.raises(UntrustedArtifactError, match=recorded[0].replace(".", r"\.")):
+        project.load_version(replace(mv, environment=lacking))
+    # versions saved before the types were recorded load against the allowlist alone
+    landed = {k: v for k, v in mv.environment.items() if k != RECORDED_TYPES_KEY}
+    assert project.load_version(replace(mv, environment=landed)) is not None

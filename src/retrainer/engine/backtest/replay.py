@@ -520,7 +520,7 @@ def serve(
             continue
         if champion not in models:
             mv = store.get_version(replay.name, champion)
-            models = {champion: project.load_model(mv.artifact_sha256, mv.artifact_format)}
+            models = {champion: project.load_version(mv)}
         part = frame.iloc[lo:hi]
         pred = pipeline.predict(models[champion], part)
         y = target[lo:hi]

@@ -110,7 +110,7 @@ def _serving_version(project: Project, pipeline: str, at: datetime) -> ModelVers
 
 
 def _load(project: Project, mv: ModelVersion) -> Any:
-    return project.load_model(mv.artifact_sha256, mv.artifact_format)
+    return project.load_version(mv)
 
 
 def _current_frame(

@@ -38,7 +38,7 @@ import numpy as np
 
 from retrainer.adapters.environment import owner_is_gone, package_versions, process_owner
 from retrainer.adapters.sandbox import predict_in_fresh_process, start_fresh_process_server
-from retrainer.adapters.serialization import dump_model
+from retrainer.adapters.serialization import artifact_types, dump_model, types_record
 from retrainer.adapters.sources import snapshot_of
 from retrainer.core.blessing import ScoreCard
 from retrainer.core.clock import Clock, check_time
@@ -241,7 +241,7 @@ def _online_base(project: Project, pipeline: Pipeline) -> tuple[int, Any, dateti
     if since is None:
         return None
     try:
-        model = project.load_model(mv.artifact_sha256, mv.artifact_format)
+        model = project.load_version(mv)
     except (ArtifactIntegrityError, UntrustedArtifactError, ModelNotFoundError) as exc:
         raise TrainingError(
             f"window kind 'new' updates the champion, and champion v{current} cannot be "
@@ -259,7 +259,7 @@ def _champion_card(
         return None, None, None
     try:
         mv = project.store.get_version(pipeline.name, current)
-        model = project.load_model(mv.artifact_sha256, mv.artifact_format)
+        model = project.load_version(mv)
         return current, pipeline.score(model, holdout), None
     except (
         ArtifactIntegrityError,
@@ -281,17 +281,19 @@ def _champion_card(
 
 
 def _sanity_row(
-    project: Project, pipeline: Pipeline, model: Any, sha256: str, holdout: Any
+    project: Project, pipeline: Pipeline, trained: TrainedCandidate, holdout: Any
 ) -> EvidenceRow:
     cfg = pipeline.config.blessing.sanity
     sample = holdout.iloc[: cfg.sample_rows][pipeline.feature_columns]
     ser = project.config.serialization
+    model, sha256 = trained.model, trained.artifact.sha256
     result = predict_in_fresh_process(
         artifact_url=project.artifacts.url(sha256),
         sha256=sha256,
         fmt=ser.format,
         trusted_types=ser.trusted_types,
         allow_pickle=ser.allow_pickle,
+        recorded_types=trained.artifact_types,
         sample=sample,
         timeout_s=cfg.timeout,
     )
@@ -560,6 +562,8 @@ class TrainedCandidate:
     """Scored on the holdout before an online model learns those rows too."""
     artifact: ArtifactRef
     profile: Profile | None
+    artifact_types: tuple[str, ...] | None = None
+    """The types in a skops artifact, recorded with the version (None for a pickle)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -666,11 +670,15 @@ def train_step(
             timings["train_cpu"] = round(sum(cpu), 6)
 
     with _Timer(timings, "save"):
-        blob = dump_model(model, project.config.serialization.format)
+        fmt = project.config.serialization.format
+        blob = dump_model(model, fmt)
+        types = tuple(artifact_types(blob)) if fmt == "skops" else None
         ref = project.artifacts.put(blob)
         project.remember_model(ref.sha256, model)
     fault_point("after_artifact_write")
-    return TrainedCandidate(model=model, card=card, artifact=ref, profile=profile)
+    return TrainedCandidate(
+        model=model, card=card, artifact=ref, profile=profile, artifact_types=types
+    )
 
 
 def bless_step(
@@ -692,11 +700,7 @@ def bless_step(
         extra.append(champion_note)
     if pipeline.config.blessing.sanity.enabled:
         with _Timer(timings, "sanity"):
-            extra.append(
-                _sanity_row(
-                    project, pipeline, trained.model, trained.artifact.sha256, loaded.holdout
-                )
-            )
+            extra.append(_sanity_row(project, pipeline, trained, loaded.holdout))
     verdict = pipeline.gate.evaluate(
         trained.card, champion_card, champion_version=champion_version, extra=extra
     )
@@ -726,7 +730,8 @@ def register_step(
         params=pipeline.recorded_params(),
         snapshot=loaded.snapshot,
         code=run.code or CodeVersion(pipeline_hash=pipeline.definition_hash),
-        environment=package_versions(),
+        # the artifact's types: loading this version refuses any other (a swapped file)
+        environment={**package_versions(), **types_record(trained.artifact_types)},
         blessing=verdict,
         profile=trained.profile.to_dict() if trained.profile is not None else None,
     )
