@@ -62,7 +62,9 @@ class ArtifactStore(Protocol):
 
     def put(self, data: bytes) -> ArtifactRef: ...
 
-    def get(self, sha256: str) -> bytes: ...
+    def get(self, sha256: str, *, size: int | None = None) -> bytes:
+        """The blob's bytes; with ``size`` (the recorded one) a blob of another size is refused."""
+        ...
 
     def exists(self, sha256: str) -> bool: ...
 
@@ -551,11 +553,13 @@ class DictArtifactStore:
         self._blobs.setdefault(sha, bytes(data))
         return ArtifactRef(sha256=sha, size=len(data), url=self.url(sha))
 
-    def get(self, sha256: str) -> bytes:
+    def get(self, sha256: str, *, size: int | None = None) -> bytes:
         key = _check_sha256(sha256)
         if key not in self._blobs:
             raise ModelNotFoundError(f"no artifact {key} in {self._root}")
         data = self._blobs[key]
+        if size is not None and len(data) != size:  # pragma: no cover - bytes are immutable
+            raise ArtifactIntegrityError(f"artifact {key} in {self._root} is not {size} bytes")
         if hashlib.sha256(data).hexdigest() != key:  # pragma: no cover - bytes are immutable
             raise ArtifactIntegrityError(f"artifact {key} in {self._root} is corrupted")
         return data

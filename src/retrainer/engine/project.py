@@ -227,15 +227,20 @@ class Project:
         return git_state(self.root)
 
     def load_model(
-        self, sha256: str, fmt: str, *, recorded_types: Sequence[str] | None = None
+        self,
+        sha256: str,
+        fmt: str,
+        *,
+        recorded_types: Sequence[str] | None = None,
+        size: int | None = None,
     ) -> Any:
         """The model stored as artifact ``sha256``, loaded once and kept (the last 4).
 
         Artifacts are content-addressed and checked when read, so a loaded model stands for
         its hash; callers that change a model (an online update) copy it first. Without
         ``cache_models`` each call reads and checks the blob again (a daemon notices a
-        damaged artifact at once). ``recorded_types``: the types recorded when the model was
-        saved (see :meth:`load_version`).
+        damaged artifact at once). ``recorded_types`` and ``size``: the types and byte size
+        recorded when the model was saved (see :meth:`load_version`).
         """
         if sha256 in self._models:
             self._models.move_to_end(sha256)
@@ -244,7 +249,7 @@ class Project:
 
         ser = self.config.serialization
         model = load_model(
-            self.artifacts.get(sha256),
+            self.artifacts.get(sha256, size=size),
             fmt,
             trusted_types=ser.trusted_types,
             allow_pickle=ser.allow_pickle,
@@ -258,7 +263,10 @@ class Project:
         from retrainer.adapters.serialization import recorded_types
 
         return self.load_model(
-            mv.artifact_sha256, mv.artifact_format, recorded_types=recorded_types(mv.environment)
+            mv.artifact_sha256,
+            mv.artifact_format,
+            recorded_types=recorded_types(mv.environment),
+            size=mv.artifact_size,
         )
 
     def remember_model(self, sha256: str, model: Any) -> None:

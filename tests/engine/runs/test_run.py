@@ -670,3 +670,19 @@ def test_a_version_records_its_artifact_types_and_loads_only_those(tmp_path: Pat
     # versions saved before the types were recorded load against the allowlist alone
     landed = {k: v for k, v in mv.environment.items() if k != RECORDED_TYPES_KEY}
     assert project.load_version(replace(mv, environment=landed)) is not None
+
+
+def test_loading_a_version_checks_its_recorded_size(tmp_path: Path):
+    from retrainer.adapters.artifacts import LocalArtifactStore
+    from retrainer.errors import ArtifactIntegrityError
+
+    project = _project(tmp_path)
+    project.artifacts = LocalArtifactStore(str(tmp_path / "artifacts"))
+    project.cache_models = False
+    mv = execute_run(project, clock=SimulatedClock(T1)).version
+    assert mv is not None
+    blob = next(p for p in (tmp_path / "artifacts").rglob("*") if mv.artifact_sha256 in p.name)
+    blob.write_bytes(blob.read_bytes() + b"tail")  # appended to: the size says so first
+    expected = f"size differs \\(expected {mv.artifact_size} bytes, found {mv.artifact_size + 4}"
+    with pytest.raises(ArtifactIntegrityError, match=expected):
+        project.load_version(mv)
