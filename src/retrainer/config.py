@@ -291,7 +291,8 @@ class MonitorConfig(_Model):
 
 
 class RunConfig(_Model):
-    """Limits of one run: a run holding its lease longer than ``timeout`` seconds is stale;
+    """Limits of one run: a run still going after ``timeout`` seconds is stale (its heartbeat
+    stops renewing its lease);
     ``memory_mb`` caps a daemon-run training's address space (process executor)."""
 
     timeout: float = Field(default=7200.0, gt=0)

@@ -471,6 +471,53 @@ def test_update_run_epoch_race_has_exactly_one_winner(store: MetadataStore) -> N
     assert store.get_run(stored.id or 0) == replace(stored, epoch=8, owner=winner)
 
 
+@pytest.mark.parametrize(
+    ("status", "epoch", "renewed"),
+    [("running", 3, True), ("running", 2, False), ("queued", 3, False), ("failed", 3, False)],
+)
+def test_renew_lease_moves_only_the_lease_of_a_claim_still_held(
+    store: MetadataStore, status: str, epoch: int, renewed: bool
+) -> None:
+    with_pipeline(store)
+    stored, _ = store.create_run(
+        make_run(status=status, epoch=3, owner="host-1:7", lease_expires_at=T0)
+    )
+    later = T0 + timedelta(minutes=5)
+    assert store.renew_lease(stored.id or 0, epoch=epoch, until=later) is renewed
+    expected = replace(stored, lease_expires_at=later) if renewed else stored
+    assert store.get_run(stored.id or 0) == expected  # nothing else changes
+
+
+def test_create_run_and_update_run_store_their_event_in_the_same_write(
+    store: MetadataStore,
+) -> None:
+    with_pipeline(store)
+
+    def queued(run: Run) -> Event:
+        return make_event("run.queued", pipeline="churn", run_id=run.id, version=None)
+
+    stored, created = store.create_run(make_run(), event=queued)
+    again, created_again = store.create_run(make_run(), event=queued)
+    assert created and not created_again and again == stored
+    started = make_event("run.started", pipeline="churn", run_id=stored.id, version=None)
+    store.update_run(replace(stored, status="running", epoch=1), expected_epoch=0, event=started)
+    with pytest.raises(ConcurrencyError):  # a lost compare-and-set stores no event either
+        store.update_run(replace(stored, epoch=9), expected_epoch=0, event=started)
+    assert [(e.kind, e.run_id) for e in store.list_events()] == [
+        ("run.queued", stored.id),
+        ("run.started", stored.id),
+    ]
+
+
+def test_put_state_stores_its_event_in_the_same_write(store: MetadataStore) -> None:
+    with_pipeline(store)
+    fired = make_event("trigger.fired", pipeline="churn", version=None)
+    store.put_state("churn", "policy", {"n": 1}, at=T0, expected_revision=None, event=fired)
+    with pytest.raises(ConcurrencyError):
+        store.put_state("churn", "policy", {"n": 2}, at=T0, expected_revision=None, event=fired)
+    assert [e.kind for e in store.list_events()] == ["trigger.fired"]
+
+
 # -- model versions ------------------------------------------------------------------------------
 
 

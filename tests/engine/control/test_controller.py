@@ -195,7 +195,7 @@ def test_training_past_its_timeout_fails_and_the_loop_goes_on(tmp_path: Path):
     ("train_code", "memory_mb", "message"),
     [
         ("    raise ValueError('bad features')\n", None, "raised ValueError: bad features"),
-        ("    import numpy as np\n    return np.ones((4096, 1024, 1024))\n", 1536, "MemoryError"),
+        ("    import numpy as np\n    return np.ones((4096, 1024, 1024))\n", 2048, "MemoryError"),
     ],
     ids=["raises", "out-of-memory"],
 )

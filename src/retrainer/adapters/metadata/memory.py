@@ -257,6 +257,15 @@ class InMemoryMetadataStore(MetadataStore):
                 self._append_event(event)
             return self._out(run)
 
+    def renew_lease(self, run_id: int, *, epoch: int, until: datetime) -> bool:
+        until = as_utc(until)
+        with self._lock:
+            current = self._require_run(run_id)
+            if current.status != "running" or current.epoch != epoch:
+                return False
+            self._set_run(replace(current, lease_expires_at=until))
+            return True
+
     def get_run(self, run_id: int) -> Run:
         with self._lock:
             return self._out(self._require_run(run_id))

@@ -74,6 +74,11 @@ class RunStore(Protocol):
         """
         ...
 
+    def renew_lease(self, run_id: int, *, epoch: int, until: datetime) -> bool:
+        """Move the lease of run ``run_id`` to ``until`` if it is still ``running`` at
+        ``epoch`` (a heartbeat); return False, changing nothing, when the claim was lost."""
+        ...
+
     def update_run(
         self, run: Run, *, expected_epoch: int | None = ANY, event: Event | None = None
     ) -> Run:

@@ -26,7 +26,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -78,6 +80,8 @@ if TYPE_CHECKING:
 
     from retrainer.adapters.artifacts import ArtifactRef
     from retrainer.core.profile import Profile
+
+_log = logging.getLogger(__name__)
 
 FAULT_ENV = "RETRAINER_FAULT"
 FAULT_POINTS = (
@@ -359,8 +363,13 @@ def new_run(
     )
 
 
+LEASE = timedelta(seconds=60)
+"""How long a claim holds without a heartbeat (real time); the owner renews it every quarter."""
+
+
 def claim_run(project: Project, run: Run, *, now: datetime, owner: str | None = None) -> Run:
-    """Take a queued run: ``running``, owned, leased for the pipeline's ``run.timeout``.
+    """Take a queued run: ``running``, owned, leased for :data:`LEASE` (or ``run.timeout``
+    if shorter); :func:`execute_claimed_run` renews the lease while the run goes.
 
     ``now`` (the run's clock, simulated in a replay) is its start; the lease runs on
     ``project.liveness_clock`` (real time), which every process sharing the store agrees on.
@@ -368,6 +377,7 @@ def claim_run(project: Project, run: Run, *, now: datetime, owner: str | None = 
     ``ConcurrencyError`` and changes nothing.
     """
     timeout = project.pipeline(run.pipeline).config.run.timeout
+    lease = min(LEASE, timedelta(seconds=timeout))
     attempt = run.attempts + 1
     # the claim and its event in one transaction: a claim without its event would be a run
     # started in the store but not in the audit trail
@@ -379,7 +389,7 @@ def claim_run(project: Project, run: Run, *, now: datetime, owner: str | None = 
             epoch=run.epoch + 1,
             attempts=attempt,
             started_at=now,
-            lease_expires_at=project.liveness_clock.now() + timedelta(seconds=timeout),
+            lease_expires_at=project.liveness_clock.now() + lease,
             error=None,
         ),
         expected_epoch=run.epoch,
@@ -466,20 +476,64 @@ def execute_claimed_run(
     """Execute a run this process has claimed (see :func:`claim_run`).
 
     Every update of the run is a compare-and-set on its epoch, so a worker whose lease was
-    taken over (it was presumed dead) cannot overwrite the new owner's record.
+    taken over (it was presumed dead) cannot overwrite the new owner's record. While the run
+    goes, a heartbeat renews its lease, up to ``run.timeout``: past it the run is stale.
     """
     _start_sanity_server(project, run.pipeline)
     pipeline = project.pipeline(run.pipeline)
     timings: dict[str, float] = {}
-    try:
-        return _execute(project, pipeline, run, clock, timings, actor)
-    except (DataError, SourceError, TrainingError, UntrustedArtifactError) as exc:
-        return _fail(project, run, clock, timings, exc)
-    except BaseException as exc:
-        # anything else (a bug, a broken store, Ctrl-C): record it, then let it propagate
-        with contextlib.suppress(Exception):  # the store itself may be what broke
-            _fail(project, run, clock, timings, exc)
-        raise
+    with Heartbeat(project, run, timeout=pipeline.config.run.timeout):
+        try:
+            return _execute(project, pipeline, run, clock, timings, actor)
+        except (DataError, SourceError, TrainingError, UntrustedArtifactError) as exc:
+            return _fail(project, run, clock, timings, exc)
+        except BaseException as exc:
+            # anything else (a bug, a broken store, Ctrl-C): record it, then let it propagate
+            with contextlib.suppress(Exception):  # the store itself may be what broke
+                _fail(project, run, clock, timings, exc)
+            raise
+
+
+class Heartbeat:
+    """Renew a claimed run's lease every quarter of it, in a thread, while the run goes.
+
+    A run is reaped when its process is gone or its lease ran out in real time, so a run
+    that trains for hours stays its owner's for as long as the owner lives and beats, and
+    no longer than ``timeout`` seconds. A failed renewal (the database away) is tried again
+    at the next beat; a lost claim (another process took the run) stops the beats.
+    """
+
+    def __init__(
+        self, project: Project, run: Run, *, timeout: float, lease: timedelta | None = None
+    ) -> None:
+        assert run.id is not None
+        self.project, self.run_id, self.epoch = project, run.id, run.epoch
+        self.lease = min(lease or LEASE, timedelta(seconds=timeout))
+        self.deadline = time.monotonic() + timeout
+        self.beats = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="retrainer-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        every = self.lease.total_seconds() / 4
+        while not self._stop.wait(every):
+            if time.monotonic() + self.lease.total_seconds() > self.deadline:
+                return  # the run is past its timeout: let the lease run out
+            try:
+                until = self.project.liveness_clock.now() + self.lease
+                if not self.project.store.renew_lease(self.run_id, epoch=self.epoch, until=until):
+                    return
+                self.beats += 1
+            except Exception as exc:  # the database away: the next beat tries again
+                _log.warning("run %s: could not renew its lease: %s", self.run_id, exc)
 
 
 def _start_sanity_server(project: Project, pipeline_name: str | None) -> None:

@@ -368,6 +368,17 @@ class SQLMetadataStore(MetadataStore):
                 self._insert(conn, events, event_columns(event))
         return run
 
+    def renew_lease(self, run_id: int, *, epoch: int, until: datetime) -> bool:
+        # one guarded UPDATE of one column: a heartbeat never writes a stale copy of the run
+        update = (
+            sa.update(runs)
+            .where(runs.c.id == run_id, runs.c.epoch == epoch, runs.c.status == "running")
+            .values(lease_expires_at=db_time(until))
+        )
+        with self._tx(write=True) as conn:
+            renewed: bool = conn.execute(update).rowcount == 1
+        return renewed
+
     def get_run(self, run_id: int) -> Run:
         with self._tx(write=False) as conn:
             return run_from(self._require_run(conn, run_id))
