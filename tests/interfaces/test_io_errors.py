@@ -244,3 +244,23 @@ def test_other_errors_still_propagate(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(runs, "open_project", bug)
     result = runner.invoke(app, ["status"])
     assert isinstance(result.exception, sqlite3.OperationalError)
+
+
+def test_a_database_gone_mid_command_is_one_line(monkeypatch: pytest.MonkeyPatch):
+    import sqlalchemy as sa
+
+    import retrainer.cli.runs as runs
+
+    def gone(*args: object, **kwargs: object) -> None:  # a PostgreSQL restart under a command
+        raise sa.exc.OperationalError(
+            "UPDATE runs", {}, Exception("server closed the connection unexpectedly")
+        )
+
+    monkeypatch.setattr(runs, "open_project", gone)
+    result = runner.invoke(app, ["status"])
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        "error: the metadata database went away (Exception: server closed the connection "
+        "unexpectedly)"
+    ), result.output
+    assert len(result.output.strip().splitlines()) == 1

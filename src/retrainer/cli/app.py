@@ -130,6 +130,14 @@ def _storage_errors_named(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any
     except RetrainerError:
         raise
     except Exception as exc:
+        from retrainer.adapters.metadata.outage import unavailable
+
+        if (reason := unavailable(exc)) is not None:
+            raise StorageError(
+                f"the metadata database went away ({reason}); what was done before is kept: "
+                "run the command again once it is back (a run cut short is marked failed or "
+                "retried by the next run or daemon tick)"
+            ) from exc
         if not is_storage_error(exc):
             raise
         path = getattr(exc, "filename", None)

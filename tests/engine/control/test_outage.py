@@ -259,3 +259,47 @@ def test_a_database_lost_inside_a_run_fails_that_run_and_nothing_else(
     champion = project.store.get_alias("toy", "champion")
     promoted = [e for e in events if e.kind == "model.promoted"]
     assert promoted and promoted[-1].version == champion
+
+
+class _AwayAfter:
+    """A store that goes away at the ``nth`` call of ``method`` and stays away for ``calls``
+    store calls of any kind: a database restarted under a run."""
+
+    def __init__(self, inner: Any, method: str, nth: int, calls: int) -> None:
+        self.inner, self.method, self.nth, self.calls = inner, method, nth, calls
+        self.away = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if name == self.method and not self.away:
+                self.nth -= 1
+                self.away = self.nth == 0
+            if self.away and self.calls > 0:
+                self.calls -= 1
+                raise sa.exc.OperationalError(
+                    "UPDATE", {}, Exception("server closed the connection unexpectedly")
+                )
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def test_a_run_cut_short_by_a_restart_records_its_end_once_the_database_is_back(
+    tmp_path: Path,
+):
+    from retrainer.engine.runs.run import execute_run
+
+    project = _project(tmp_path)
+    flaky = _AwayAfter(project.store, "update_run", nth=2, calls=3)  # the snapshot's update
+    project.store = flaky  # type: ignore[assignment]
+    with pytest.raises(sa.exc.OperationalError):
+        execute_run(project, clock=SimulatedClock(START))
+    [run] = flaky.inner.list_runs("toy", limit=None)
+    assert run.status == "failed"  # not left running for the reaper to call "interrupted"
+    assert "server closed the connection" in (run.error or "")
+    kinds = [e.kind for e in flaky.inner.list_events("toy", limit=None)]
+    assert kinds == ["run.started", "run.failed"]

@@ -23,7 +23,6 @@ die at a named step (the crash tests use it); the steps are in :data:`FAULT_POIN
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import logging
@@ -489,9 +488,34 @@ def execute_claimed_run(
             return _fail(project, run, clock, timings, exc)
         except BaseException as exc:
             # anything else (a bug, a broken store, Ctrl-C): record it, then let it propagate
-            with contextlib.suppress(Exception):  # the store itself may be what broke
-                _fail(project, run, clock, timings, exc)
+            _fail_despite_outage(project, run, clock, timings, exc)
             raise
+
+
+OUTAGE_PATIENCE_S = 30.0
+"""How long a run cut short by its database going away waits for it to record its end."""
+
+
+def _fail_despite_outage(
+    project: Project, run: Run, clock: Clock, timings: dict[str, float], exc: BaseException
+) -> None:
+    """Record the run failed; if the database is away (a restart), keep trying for a while,
+    so the run ends as what happened to it, not as "interrupted" when the next run reaps it."""
+    from retrainer.adapters.metadata.outage import unavailable
+
+    deadline = time.monotonic() + OUTAGE_PATIENCE_S
+    wait = 0.25
+    while True:
+        try:
+            _fail(project, run, clock, timings, exc)
+            return
+        except Exception as failure:
+            # anything but an outage (the claim lost to another holder, a bug) ends the
+            # attempt; so does an outage longer than our patience: the reaper then marks it
+            if unavailable(failure) is None or time.monotonic() + wait > deadline:
+                return
+            time.sleep(wait)
+            wait = min(wait * 2, 4.0)
 
 
 class Heartbeat:
