@@ -3,6 +3,7 @@ the decision rule, and a state that survives a restart."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -95,9 +96,9 @@ def test_p_value_and_confidence_sequence_are_monotone() -> None:
     p = [s.p_value for s in states]
     low = [s.low for s in states]
     high = [s.high for s in states]
-    assert all(x >= y for x, y in zip(p, p[1:], strict=False))
-    assert all(x <= y for x, y in zip(low, low[1:], strict=False))
-    assert all(x >= y for x, y in zip(high, high[1:], strict=False))
+    assert all(x >= y for x, y in itertools.pairwise(p))
+    assert all(x <= y for x, y in itertools.pairwise(low))
+    assert all(x >= y for x, y in itertools.pairwise(high))
     assert p[-1] < p[0]  # the evidence moved
 
 
