@@ -312,8 +312,8 @@ def main() -> int:
         med = "-" if r["median_n"] is None else f"{r['median_n']:,.0f}"
         p90 = "-" if r["p90_n"] is None else f"{r['p90_n']:,.0f}"
         print(
-            f"| +{r['effect_points']:g} pt | {r['design']} | {r['promoted']:.1%} | "
-            f"{r['rejected']:.1%} | {r['inconclusive']:.1%} | {med} | {p90} | "
+            f"| +{r['effect_points']:g} pt | {r['design']} | {r['promoted']:.2%} | "
+            f"{r['rejected']:.2%} | {r['inconclusive']:.2%} | {med} | {p90} | "
             f"{r['fixed_horizon_n_80']:,} |"
         )
     print(f"\n{result['seconds']} s")
