@@ -469,12 +469,13 @@ class SequentialTest:
                 f"the state is {'not ' if state.difference is None else ''}paired but the test "
                 f"is {'' if self.paired else 'not '}paired: start it with this test's start()."
             )
+        merged_difference = None
+        if state.difference is not None and difference is not None:
+            merged_difference = state.difference.merge(difference)
         merged = SequentialState(
             champion=state.champion.merge(champion),
             candidate=state.candidate.merge(candidate),
-            difference=(
-                None if state.difference is None else state.difference.merge(difference)  # type: ignore[arg-type]
-            ),
+            difference=merged_difference,
             p_value=state.p_value,
             low=state.low,
             high=state.high,
