@@ -107,6 +107,8 @@ INTERNAL = {
     "wasserstein",
     "wasserstein_binned",
     "window_from_spec",
+    "msprt_likelihood_ratio",  # the formula behind SequentialTest (the benchmark vectorizes it)
+    "msprt_radius",
     # engine
     "DEFAULT_GRACE",  # retrainer gc, a command rather than an API
     "GcReport",

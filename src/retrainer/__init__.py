@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "AliasMove": "retrainer.core.types",
     "AllOf": "retrainer.core.triggers",
     "AnyOf": "retrainer.core.triggers",
+    "ArmStats": "retrainer.core.sequential",
     "ArtifactIntegrityError": "retrainer.errors",
     "ArtifactRef": "retrainer.adapters.artifacts",
     "ArtifactStore": "retrainer.adapters.artifacts",
@@ -119,6 +120,9 @@ _EXPORTS: dict[str, str] = {
     "ScheduleTrigger": "retrainer.core.triggers",
     "SchemaVersionError": "retrainer.errors",
     "ScoreCard": "retrainer.core.blessing",
+    "SequentialDecision": "retrainer.core.sequential",
+    "SequentialState": "retrainer.core.sequential",
+    "SequentialTest": "retrainer.core.sequential",
     "SimulatedClock": "retrainer.core.clock",
     "SinceChange": "retrainer.core.windows",
     "SlackNotifier": "retrainer.adapters.notifiers",
@@ -219,6 +223,10 @@ if TYPE_CHECKING:
     from retrainer.core.metrics import metric_names as metric_names
     from retrainer.core.profile import Profile as Profile
     from retrainer.core.profile import compute_profile as compute_profile
+    from retrainer.core.sequential import ArmStats as ArmStats
+    from retrainer.core.sequential import SequentialDecision as SequentialDecision
+    from retrainer.core.sequential import SequentialState as SequentialState
+    from retrainer.core.sequential import SequentialTest as SequentialTest
     from retrainer.core.triggers import AllOf as AllOf
     from retrainer.core.triggers import AnyOf as AnyOf
     from retrainer.core.triggers import CodeChangeTrigger as CodeChangeTrigger
