@@ -38,7 +38,7 @@ from retrainer.errors import ConcurrencyError, ConfigError, SchemaVersionError, 
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 TABLES = {"pipelines", "snapshots", "runs", "model_versions", "alias_moves", "events"}
-TABLES |= {"monitor_results", "pipeline_state", "alembic_version"}
+TABLES |= {"monitor_results", "pipeline_state", "api_tokens", "alembic_version"}
 PG_URL_VAR = "RETRAINER_TEST_PG_URL"
 
 
@@ -282,7 +282,7 @@ def test_0002_downgrades_to_0001_and_upgrades_again(db: Path) -> None:
         with connection.transaction(store._engine, "test", 5.0, write=True) as conn:
             command.downgrade(migrate.alembic_config(conn), "0001")
     names = {row[0] for row in raw_query(db, "SELECT name FROM sqlite_master WHERE type='table'")}
-    assert names == TABLES - {"monitor_results", "pipeline_state"}
+    assert names == TABLES - {"monitor_results", "pipeline_state", "api_tokens"}
     assert upgrade_schema(url_of(db)) == ("0001", SCHEMA_HEAD)
     with SQLMetadataStore(url_of(db), auto_migrate=False) as store:
         assert [p.name for p in store.list_pipelines()] == ["churn"]
