@@ -174,6 +174,8 @@ INTERNAL = {
     "NumericHistogram",
     "TRIGGERS",
     "GUARDS",
+    "LAST_USED_EVERY",  # engine.tokens: what the server and the CLI read
+    "SCOPES",
 }
 
 

@@ -541,7 +541,9 @@ class InMemoryMetadataStore(MetadataStore):
         at, if_before = as_utc(at), as_utc(if_before)
         with self._lock:
             token = self._tokens.get(token_id)
-            if token is None or (token.last_used_at is not None and token.last_used_at >= if_before):
+            if token is None or (
+                token.last_used_at is not None and token.last_used_at >= if_before
+            ):
                 return False
             self._tokens[token_id] = replace(token, last_used_at=at)
             return True
