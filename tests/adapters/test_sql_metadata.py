@@ -281,7 +281,7 @@ def test_a_0002_database_upgrades_with_its_data_and_gets_tokens(
         )
     monkeypatch.undo()
 
-    with pytest.raises(SchemaVersionError, match="'0002'.*retrainer db upgrade"):
+    with pytest.raises(SchemaVersionError, match=r"'0002'.*retrainer db upgrade"):
         SQLMetadataStore(any_url, auto_migrate=False)
     assert upgrade_schema(any_url) == ("0002", SCHEMA_HEAD)
     with SQLMetadataStore(any_url, auto_migrate=False) as store:
