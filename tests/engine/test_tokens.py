@@ -64,7 +64,7 @@ def test_each_token_gets_its_own_id_and_secret(project: Project) -> None:
     made = [create_token(project, name="app", scopes=["predict"], now=T0) for _ in range(20)]
     assert len({t.id for t, _ in made}) == 20
     assert len({s for _, s in made}) == 20
-    assert [verify_token(project, s).id for _, s in made] == [t.id for t, _ in made]  # type: ignore[union-attr]
+    assert [verify_token(project, s).id for _, s in made] == [t.id for t, _ in made]
 
 
 def _flip(secret: str, at: int) -> str:
@@ -91,17 +91,17 @@ def _flip(secret: str, at: int) -> str:
         lambda s: s.split("_", 2)[2],  # the secret without prefix and id
     ],
 )
-def test_a_wrong_or_malformed_secret_verifies_as_none(project: Project, mangle) -> None:  # type: ignore[no-untyped-def]
+def test_a_wrong_or_malformed_secret_verifies_as_none(project: Project, mangle) -> None:
     _, secret = create_token(project, name="app", scopes=["admin"], now=T0)
     assert verify_token(project, mangle(secret)) is None
 
 
 @pytest.mark.parametrize("value", [None, 42, b"rt_0123456789ab_" + b"a" * 43])
 def test_a_secret_that_is_not_a_string_verifies_as_none(project: Project, value: object) -> None:
-    assert verify_token(project, value) is None  # type: ignore[arg-type]
+    assert verify_token(project, value) is None
 
 
-def test_a_malformed_secret_costs_no_lookup(project: Project, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_malformed_secret_costs_no_lookup(project: Project, monkeypatch) -> None:
     def refuse(token_id: str) -> None:
         raise AssertionError(f"looked up {token_id}")
 
@@ -111,13 +111,13 @@ def test_a_malformed_secret_costs_no_lookup(project: Project, monkeypatch) -> No
 
 def test_verify_makes_one_lookup_by_id_and_a_constant_time_compare(
     project: Project, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     token, secret = create_token(project, name="app", scopes=["read"], now=T0)
     lookups: list[str] = []
     compares: list[tuple[str, str]] = []
     get_token = project.store.get_token
 
-    def counted(token_id: str):  # type: ignore[no-untyped-def]
+    def counted(token_id: str):
         lookups.append(token_id)
         return get_token(token_id)
 
@@ -240,7 +240,7 @@ def test_list_tokens_shows_no_secret_and_no_hash(project: Project) -> None:
 
 def test_last_used_is_written_at_most_once_a_minute(
     project: Project, clock: SimulatedClock, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     token, secret = create_token(project, name="app", scopes=["predict"], now=T0)
     writes: list[datetime] = []
     mark = project.store.mark_token_used
@@ -269,7 +269,7 @@ def test_last_used_is_written_at_most_once_a_minute(
 )
 def test_a_failed_last_used_write_never_fails_verification(
     project: Project, monkeypatch, failure: Exception
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _, secret = create_token(project, name="app", scopes=["predict"], now=T0)
 
     def fail(*args: object, **kwargs: object) -> bool:
@@ -280,7 +280,7 @@ def test_a_failed_last_used_write_never_fails_verification(
     assert verified is not None and verified.last_used_at is None
 
 
-def test_a_bug_in_the_last_used_write_is_not_hidden(project: Project, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_bug_in_the_last_used_write_is_not_hidden(project: Project, monkeypatch) -> None:
     _, secret = create_token(project, name="app", scopes=["predict"], now=T0)
 
     def bug(*args: object, **kwargs: object) -> bool:
@@ -291,7 +291,7 @@ def test_a_bug_in_the_last_used_write_is_not_hidden(project: Project, monkeypatc
         verify_token(project, secret)
 
 
-def test_tokens_live_in_the_project_store_across_opens(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_tokens_live_in_the_project_store_across_opens(tmp_path) -> None:
     from retrainer.testing import write_project
 
     folder = write_project(tmp_path / "p")
