@@ -14,6 +14,7 @@ from retrainer.engine.tokens import (
     LAST_USED_EVERY,
     SCOPES,
     Token,
+    TokenCache,
     create_token,
     list_tokens,
     revoke_token,
@@ -301,3 +302,74 @@ def test_tokens_live_in_the_project_store_across_opens(tmp_path) -> None:
         verified = verify_token(second, secret)
         assert verified is not None and verified.id == token.id
         assert verified.allows("feedback") and not verified.allows("predict")
+
+
+# -- the cache of the server's hot path ----------------------------------------------------------
+
+
+@pytest.fixture
+def wall() -> SimulatedClock:
+    return SimulatedClock(T0)
+
+
+def test_the_cache_reads_the_store_once_per_ttl(project: Project, wall: SimulatedClock) -> None:
+    project.liveness_clock = wall
+    token, secret = create_token(project, name="app", scopes=["predict"], now=T0)
+    reads: list[str] = []
+    get_token = project.store.get_token
+
+    def counted(token_id: str):
+        reads.append(token_id)
+        return get_token(token_id)
+
+    project.store.get_token = counted
+    cache = TokenCache(project, ttl=5)
+    for _ in range(10):
+        verified = cache.verify(secret)
+        assert verified is not None and verified.id == token.id
+    assert reads == [token.id]
+    wall.advance(timedelta(seconds=5))
+    assert cache.verify(secret) is not None
+    assert reads == [token.id, token.id]
+
+
+def test_a_revocation_reaches_the_cache_within_its_ttl(
+    project: Project, wall: SimulatedClock
+) -> None:
+    project.liveness_clock = wall
+    token, secret = create_token(project, name="app", scopes=["predict"], now=T0)
+    cache = TokenCache(project, ttl=5)
+    assert cache.verify(secret) is not None
+    revoke_token(project, token.id, now=T0)
+    wall.advance(timedelta(seconds=4))
+    assert cache.verify(secret) is not None  # within the ttl: still trusted
+    wall.advance(timedelta(seconds=1))
+    assert cache.verify(secret) is None
+    cache2 = TokenCache(project, ttl=5)
+    assert cache2.verify(secret) is None
+
+
+def test_the_cache_never_keeps_a_failed_secret(project: Project, wall: SimulatedClock) -> None:
+    project.liveness_clock = wall
+    _, secret = create_token(project, name="app", scopes=["predict"], now=T0)
+    cache = TokenCache(project, ttl=60)
+    wrong = _flip(secret, -1)
+    assert cache.verify(wrong) is None
+    assert cache.verify(wrong) is None
+    assert cache.verify(None) is None
+    assert cache.verify("\udcff") is None
+    assert len(cache._tokens) == 0
+    assert cache.verify(secret) is not None and len(cache._tokens) == 1
+
+
+def test_the_cache_is_bounded_least_recently_used_first(
+    project: Project, wall: SimulatedClock
+) -> None:
+    project.liveness_clock = wall
+    secrets_ = [create_token(project, name=f"t{i}", scopes=["read"], now=T0)[1] for i in range(3)]
+    cache = TokenCache(project, ttl=60, size=2)
+    for secret in secrets_:
+        assert cache.verify(secret) is not None
+    assert len(cache._tokens) == 2
+    cache.clear()
+    assert len(cache._tokens) == 0

@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -39,6 +41,7 @@ __all__ = [
     "LAST_USED_EVERY",
     "SCOPES",
     "Token",
+    "TokenCache",
     "create_token",
     "list_tokens",
     "revoke_token",
@@ -229,10 +232,11 @@ def verify_token(project: Project, secret: str) -> Token | None:
     found = _FORMAT.fullmatch(secret) if isinstance(secret, str) else None
     if found is None:
         return None
+    digest = _digest(found[2])  # before the lookup: an unknown id costs the same work
     record = project.store.get_token(found[1])
     if record is None:
         return None
-    if not compare_digest(record.secret_sha256, _digest(found[2])):
+    if not compare_digest(record.secret_sha256, digest):
         return None
     if record.revoked_at is not None:
         return None
@@ -303,3 +307,75 @@ def revoke_token(project: Project, token_id: str, *, now: datetime) -> Token:
         data={"token_id": token_id, "name": name},
     )
     return _view(project.store.revoke_token(token_id, at=now, event=event))
+
+
+class TokenCache:
+    """:func:`verify_token` with a short memory, for a server's hot path.
+
+    A token verified less than ``ttl`` ago is trusted again without reading the store (a
+    sha256 and a dict lookup instead of a database read, ~0.4 ms on SQLite); so a revocation
+    reaches a server within ``ttl``. Only tokens that verified are kept (at most ``size``, the
+    least recently used go first): an unknown or wrong secret always reads the store. Time is
+    ``project.liveness_clock`` (the wall clock, whatever clock the project replays).
+    Thread-safe.
+
+    Parameters
+    ----------
+    project
+        The project whose store holds the tokens.
+    ttl
+        How long a verified token is trusted without a read, in seconds.
+    size
+        How many verified tokens are kept.
+
+    Examples
+    --------
+    >>> from datetime import datetime, timezone
+    >>> from retrainer.engine.tokens import TokenCache, create_token, revoke_token
+    >>> from retrainer.testing import in_memory_project
+    >>> now = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    >>> project = in_memory_project()
+    >>> token, secret = create_token(project, name="app", scopes=["predict"], now=now)
+    >>> cache = TokenCache(project, ttl=0)  # ttl=0: every call reads the store
+    >>> cache.verify(secret).name
+    'app'
+    >>> _ = revoke_token(project, token.id, now=now)
+    >>> cache.verify(secret) is None
+    True
+    >>> project.close()
+    """
+
+    def __init__(self, project: Project, *, ttl: float = 5.0, size: int = 4096) -> None:
+        self.project = project
+        self.ttl = ttl
+        self.size = size
+        self._lock = threading.Lock()
+        self._tokens: OrderedDict[str, tuple[Token, datetime]] = OrderedDict()
+
+    def verify(self, secret: str) -> Token | None:
+        """The token whose secret is ``secret``, as :func:`verify_token` answers it (at most
+        ``ttl`` seconds ago), or None."""
+        if not isinstance(secret, str):
+            return None
+        key = hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+        now = self.project.liveness_clock.now()
+        with self._lock:
+            hit = self._tokens.get(key)
+            if hit is not None and hit[1] > now:
+                self._tokens.move_to_end(key)
+                return hit[0]
+        token = verify_token(self.project, secret)
+        with self._lock:
+            if token is None:
+                self._tokens.pop(key, None)
+            elif self.ttl > 0:
+                self._tokens[key] = (token, now + timedelta(seconds=self.ttl))
+                self._tokens.move_to_end(key)
+                while len(self._tokens) > self.size:
+                    self._tokens.popitem(last=False)
+        return token
+
+    def clear(self) -> None:
+        """Forget every token (the next calls read the store)."""
+        with self._lock:
+            self._tokens.clear()
