@@ -176,6 +176,9 @@ INTERNAL = {
     "NumericHistogram",
     "TRIGGERS",
     "GUARDS",
+    "LAST_USED_EVERY",  # engine.tokens: what the server and the CLI read
+    "SCOPES",
+    "TokenCache",  # for the server's hot path
 }
 
 

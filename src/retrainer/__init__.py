@@ -135,6 +135,9 @@ _EXPORTS: dict[str, str] = {
     "StateStore": "retrainer.adapters.metadata.protocol",
     "StorageError": "retrainer.errors",
     "TickReport": "retrainer.engine.control.controller",
+    "Token": "retrainer.engine.tokens",
+    "TokenNotFoundError": "retrainer.errors",
+    "TokenStore": "retrainer.adapters.metadata.protocol",
     "TrainingError": "retrainer.errors",
     "Trigger": "retrainer.core.triggers",
     "TriggerContext": "retrainer.core.triggers",
@@ -146,9 +149,11 @@ _EXPORTS: dict[str, str] = {
     "check_drift": "retrainer.core.drift",
     "compute": "retrainer.core.metrics",
     "compute_profile": "retrainer.core.profile",
+    "create_token": "retrainer.engine.tokens",
     "execute_run": "retrainer.engine.runs.run",
     "get_metric": "retrainer.core.metrics",
     "list_models": "retrainer.engine.runs.registry",
+    "list_tokens": "retrainer.engine.tokens",
     "load_config": "retrainer.config",
     "log_feedback": "retrainer.engine.monitoring.online",
     "log_predictions": "retrainer.engine.monitoring.online",
@@ -157,9 +162,11 @@ _EXPORTS: dict[str, str] = {
     "open_log_store": "retrainer.adapters.logstore",
     "parse_config": "retrainer.config",
     "promote": "retrainer.engine.runs.registry",
+    "revoke_token": "retrainer.engine.tokens",
     "rollback": "retrainer.engine.runs.registry",
     "run_backtest": "retrainer.engine.backtest",
     "run_monitor": "retrainer.engine.monitoring.monitor",
+    "verify_token": "retrainer.engine.tokens",
 }
 
 if TYPE_CHECKING:
@@ -183,6 +190,7 @@ if TYPE_CHECKING:
     from retrainer.adapters.metadata.protocol import RegistryStore as RegistryStore
     from retrainer.adapters.metadata.protocol import RunStore as RunStore
     from retrainer.adapters.metadata.protocol import StateStore as StateStore
+    from retrainer.adapters.metadata.protocol import TokenStore as TokenStore
     from retrainer.adapters.metadata.sql import SQLMetadataStore as SQLMetadataStore
     from retrainer.adapters.notifiers import Alert as Alert
     from retrainer.adapters.notifiers import LogNotifier as LogNotifier
@@ -285,6 +293,11 @@ if TYPE_CHECKING:
     from retrainer.engine.runs.registry import rollback as rollback
     from retrainer.engine.runs.run import RunResult as RunResult
     from retrainer.engine.runs.run import execute_run as execute_run
+    from retrainer.engine.tokens import Token as Token
+    from retrainer.engine.tokens import create_token as create_token
+    from retrainer.engine.tokens import list_tokens as list_tokens
+    from retrainer.engine.tokens import revoke_token as revoke_token
+    from retrainer.engine.tokens import verify_token as verify_token
     from retrainer.errors import ArtifactIntegrityError as ArtifactIntegrityError
     from retrainer.errors import ConcurrencyError as ConcurrencyError
     from retrainer.errors import ConfigError as ConfigError
@@ -295,6 +308,7 @@ if TYPE_CHECKING:
     from retrainer.errors import SchemaVersionError as SchemaVersionError
     from retrainer.errors import SourceError as SourceError
     from retrainer.errors import StorageError as StorageError
+    from retrainer.errors import TokenNotFoundError as TokenNotFoundError
     from retrainer.errors import TrainingError as TrainingError
     from retrainer.errors import UntrustedArtifactError as UntrustedArtifactError
 

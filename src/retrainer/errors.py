@@ -152,6 +152,10 @@ class ModelNotFoundError(RetrainerError, LookupError):
     """A model version, alias or pipeline does not exist."""
 
 
+class TokenNotFoundError(RetrainerError, LookupError):
+    """An API token id that the metadata store does not hold (``retrainer token revoke``)."""
+
+
 class ArtifactIntegrityError(RetrainerError, ValueError):
     """An artifact's content does not match its recorded sha256 (tampered or truncated)."""
 

@@ -30,9 +30,10 @@ from retrainer.core.types import (
     MonitorRecord,
     Run,
     Snapshot,
+    TokenRecord,
     Verdict,
 )
-from retrainer.errors import ConcurrencyError, ModelNotFoundError
+from retrainer.errors import ConcurrencyError, ModelNotFoundError, TokenNotFoundError
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 PG_URL_VAR = "RETRAINER_TEST_PG_URL"
@@ -1208,3 +1209,135 @@ def test_evidence_rows_with_none_stay_none(store: MetadataStore) -> None:
     row = store.get_version("churn", stored.version).blessing.evidence[1]
     assert (row.champion, row.delta) == (None, None)
     assert row.candidate == 0.7
+
+
+# -- tokens --------------------------------------------------------------------------------------
+
+
+def make_token(token_id: str = "0123456789ab", **changes: Any) -> TokenRecord:
+    fields: dict[str, Any] = {
+        "id": token_id,
+        "name": "checkout-service",
+        "scopes": ("predict", "feedback"),
+        "secret_sha256": "a" * 64,
+        "created_at": T0,
+    }
+    fields.update(changes)
+    return TokenRecord(**fields)
+
+
+def test_a_token_round_trips_with_aware_utc_times(store: MetadataStore) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    added = store.add_token(make_token(created_at=T0.astimezone(plus_two), scopes=["read"]))
+    assert added == make_token(scopes=("read",))
+    got = store.get_token("0123456789ab")
+    assert got == added
+    assert got is not None and got.created_at.tzinfo is not None
+    assert got.created_at.utcoffset() == timedelta(0)
+    assert got.revoked_at is None and got.last_used_at is None
+    assert store.get_token("ffffffffffff") is None
+
+
+def test_tokens_are_listed_oldest_first_revoked_ones_too(store: MetadataStore) -> None:
+    store.add_token(make_token("cccccccccccc", created_at=T0 + timedelta(minutes=1)))
+    store.add_token(make_token("bbbbbbbbbbbb", created_at=T0))
+    store.add_token(make_token("aaaaaaaaaaaa", created_at=T0 + timedelta(minutes=1)))
+    store.revoke_token("bbbbbbbbbbbb", at=T0 + timedelta(hours=1))
+    assert [t.id for t in store.list_tokens()] == ["bbbbbbbbbbbb", "aaaaaaaaaaaa", "cccccccccccc"]
+    assert [t.revoked_at is not None for t in store.list_tokens()] == [True, False, False]
+
+
+def test_add_token_refuses_a_duplicate_id_and_writes_nothing(store: MetadataStore) -> None:
+    store.add_token(make_token(name="first"))
+    event = Event(kind="token.created", at=T0, message="again")
+    with pytest.raises(ValueError, match="'0123456789ab' already exists"):
+        store.add_token(make_token(name="second"), event)
+    assert [t.name for t in store.list_tokens()] == ["first"]
+    assert store.list_events() == []
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"id": ""},
+        {"id": "x" * 65},
+        {"name": ""},
+        {"secret_sha256": "rt_0123456789ab_the-secret-itself"},
+        {"secret_sha256": "A" * 64},
+        {"scopes": "predict"},
+        {"scopes": ("predict", 3)},
+    ],
+)
+def test_add_token_refuses_bad_records(store: MetadataStore, changes: dict[str, Any]) -> None:
+    with pytest.raises((ValueError, TypeError)) as caught:
+        store.add_token(make_token(**changes))
+    assert "the-secret-itself" not in str(caught.value)
+    assert store.list_tokens() == []
+
+
+def test_add_token_stores_its_event_in_the_same_write(store: MetadataStore) -> None:
+    event = Event(kind="token.created", at=T0, message="made", data={"token_id": "0123456789ab"})
+    store.add_token(make_token(), event)
+    assert [(e.kind, e.data) for e in store.list_events()] == [
+        ("token.created", {"token_id": "0123456789ab"})
+    ]
+
+
+def test_revoke_token_sets_revoked_at_once_with_its_event(store: MetadataStore) -> None:
+    store.add_token(make_token())
+    first = Event(kind="token.revoked", at=T0, message="first")
+    revoked = store.revoke_token("0123456789ab", at=T0 + timedelta(hours=1), event=first)
+    assert revoked.revoked_at == T0 + timedelta(hours=1)
+    assert store.get_token("0123456789ab") == revoked
+    again = Event(kind="token.revoked", at=T0, message="second")
+    assert store.revoke_token("0123456789ab", at=T0 + timedelta(hours=2), event=again) == revoked
+    assert [e.message for e in store.list_events()] == ["first"]
+
+
+def test_revoke_token_of_an_unknown_id_names_it_and_changes_nothing(
+    store: MetadataStore,
+) -> None:
+    store.add_token(make_token())
+    event = Event(kind="token.revoked", at=T0, message="never")
+    with pytest.raises(TokenNotFoundError, match="'ffffffffffff'") as caught:
+        store.revoke_token("ffffffffffff", at=T0, event=event)
+    assert isinstance(caught.value, LookupError)
+    assert "'0123456789ab'" in str(caught.value)  # the known ids, to pick from
+    assert store.list_events() == []
+    assert store.list_tokens() == [make_token()]
+
+
+def test_mark_token_used_is_a_guarded_write(store: MetadataStore) -> None:
+    store.add_token(make_token())
+    minute = timedelta(minutes=1)
+    assert store.mark_token_used("0123456789ab", at=T0, if_before=T0 - minute)
+    got = store.get_token("0123456789ab")
+    assert got is not None and got.last_used_at == T0
+    # used 30 s ago: not before the threshold, nothing written
+    later = T0 + timedelta(seconds=30)
+    assert not store.mark_token_used("0123456789ab", at=later, if_before=later - minute)
+    got = store.get_token("0123456789ab")
+    assert got is not None and got.last_used_at == T0
+    much_later = T0 + timedelta(minutes=5)
+    assert store.mark_token_used("0123456789ab", at=much_later, if_before=much_later - minute)
+    got = store.get_token("0123456789ab")
+    assert got is not None and got.last_used_at == much_later
+    assert not store.mark_token_used("ffffffffffff", at=T0, if_before=T0)
+    assert store.list_events() == []
+
+
+def test_mark_token_used_race_writes_once(store: MetadataStore) -> None:
+    store.add_token(make_token())
+    results: list[bool] = []
+    barrier = threading.Barrier(4)
+
+    def mark() -> None:
+        barrier.wait()
+        results.append(store.mark_token_used("0123456789ab", at=T0, if_before=T0))
+
+    threads = [threading.Thread(target=mark) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False, False, False, True]

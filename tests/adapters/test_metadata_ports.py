@@ -15,9 +15,10 @@ from retrainer.adapters.metadata import (
     RunStore,
     SQLMetadataStore,
     StateStore,
+    TokenStore,
 )
 
-PORTS = (RunStore, RegistryStore, MonitorStore, StateStore, EventStore)
+PORTS = (RunStore, RegistryStore, MonitorStore, StateStore, EventStore, TokenStore)
 STORES = (InMemoryMetadataStore, SQLMetadataStore)
 
 

@@ -33,13 +33,16 @@ from retrainer.adapters.metadata import (
     upgrade_schema,
 )
 from retrainer.adapters.metadata.sql import MIGRATIONS_DIR, SCHEMA_HEAD, connection, migrate, schema
-from retrainer.core.types import Event, MonitorRecord, Run
+from retrainer.core.types import Event, MonitorRecord, Run, TokenRecord
 from retrainer.errors import ConcurrencyError, ConfigError, SchemaVersionError, StorageError
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 TABLES = {"pipelines", "snapshots", "runs", "model_versions", "alias_moves", "events"}
-TABLES |= {"monitor_results", "pipeline_state", "alembic_version"}
+TABLES |= {"monitor_results", "pipeline_state", "api_tokens", "alembic_version"}
 PG_URL_VAR = "RETRAINER_TEST_PG_URL"
+TOKEN = TokenRecord(
+    id="0123456789ab", name="app", scopes=("predict",), secret_sha256="0" * 64, created_at=T0
+)
 
 
 @pytest.fixture
@@ -251,6 +254,63 @@ def test_a_0001_database_upgrades_with_its_data(
         assert store.list_monitor_results("churn") == [added]
         assert store.put_state("churn", "ddm", {"n": 1}, at=T0, expected_revision=None) == 1
         assert store.get_state("churn", "ddm") == ({"n": 1}, 1)
+        token = store.add_token(TOKEN)
+        assert store.get_token(TOKEN.id) == token
+
+
+def test_a_0002_database_upgrades_with_its_data_and_gets_tokens(
+    any_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the release before API tokens: its databases are at 0002
+    monkeypatch.setattr(migrate, "SCHEMA_HEAD", "0002")
+    with SQLMetadataStore(any_url) as old:
+        assert revision_of(old) == "0002"
+        old.ensure_pipeline("churn", "h", T0)
+        old.create_run(Run(key="k1", pipeline="churn", cause="cron", created_at=T0))
+        version = _register(old)
+        old.move_alias("churn", "champion", version, at=T0, reason="r", actor="a")
+        old.put_state("churn", "ddm", {"n": 3}, at=T0)
+        old.append_event(Event(kind="run.requested", at=T0, message="hello", pipeline="churn"))
+        before = (
+            old.list_pipelines(),
+            old.list_runs(),
+            old.list_versions("churn"),
+            old.alias_history("churn"),
+            old.list_state("churn"),
+            old.list_events(),
+        )
+    monkeypatch.undo()
+
+    with pytest.raises(SchemaVersionError, match=r"'0002'.*retrainer db upgrade"):
+        SQLMetadataStore(any_url, auto_migrate=False)
+    assert upgrade_schema(any_url) == ("0002", SCHEMA_HEAD)
+    with SQLMetadataStore(any_url, auto_migrate=False) as store:
+        after = (
+            store.list_pipelines(),
+            store.list_runs(),
+            store.list_versions("churn"),
+            store.alias_history("churn"),
+            store.list_state("churn"),
+            store.list_events(),
+        )
+        assert after == before
+        assert store.list_tokens() == []
+        token = store.add_token(TOKEN)
+        assert store.list_tokens() == [token]
+        with store._engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
+
+
+def test_0003_downgrades_to_0002_and_upgrades_again(db: Path) -> None:
+    with SQLMetadataStore(url_of(db)) as store:
+        store.add_token(TOKEN)
+        with connection.transaction(store._engine, "test", 5.0, write=True) as conn:
+            command.downgrade(migrate.alembic_config(conn), "0002")
+    names = {row[0] for row in raw_query(db, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert names == TABLES - {"api_tokens"}
+    assert upgrade_schema(url_of(db)) == ("0002", SCHEMA_HEAD)
+    with SQLMetadataStore(url_of(db), auto_migrate=False) as store:
+        assert store.list_tokens() == []
 
 
 def test_nan_an_older_release_wrote_reads_under_the_new_rule(
@@ -282,7 +342,7 @@ def test_0002_downgrades_to_0001_and_upgrades_again(db: Path) -> None:
         with connection.transaction(store._engine, "test", 5.0, write=True) as conn:
             command.downgrade(migrate.alembic_config(conn), "0001")
     names = {row[0] for row in raw_query(db, "SELECT name FROM sqlite_master WHERE type='table'")}
-    assert names == TABLES - {"monitor_results", "pipeline_state"}
+    assert names == TABLES - {"monitor_results", "pipeline_state", "api_tokens"}
     assert upgrade_schema(url_of(db)) == ("0001", SCHEMA_HEAD)
     with SQLMetadataStore(url_of(db), auto_migrate=False) as store:
         assert [p.name for p in store.list_pipelines()] == ["churn"]

@@ -9,8 +9,8 @@ artifact); 2 bad usage or configuration (one line per problem on stderr).
 
 from __future__ import annotations
 
-from retrainer.cli import backtest, control, monitoring, project, runs
-from retrainer.cli.app import app, db_app, log_app, main, models_app
+from retrainer.cli import backtest, control, monitoring, project, runs, tokens
+from retrainer.cli.app import app, db_app, log_app, main, models_app, token_app
 
 app.command()(project.init)
 app.command()(runs.run)
@@ -29,5 +29,8 @@ models_app.command("show")(runs.models_show)
 log_app.command("predictions")(monitoring.log_predictions)
 log_app.command("feedback")(monitoring.log_feedback)
 db_app.command("upgrade")(control.db_upgrade)
+token_app.command("create")(tokens.create)
+token_app.command("list")(tokens.list_)
+token_app.command("revoke")(tokens.revoke)
 
 __all__ = ["app", "main"]

@@ -35,9 +35,14 @@ log_app = typer.Typer(
     help="Log predictions and feedback (labels, clicks) for monitoring.",
     rich_markup_mode="markdown",
 )
+token_app = typer.Typer(
+    help="API tokens for retrainer serve: create (the secret is shown once), list, revoke.",
+    rich_markup_mode="markdown",
+)
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.add_typer(log_app, name="log")
+app.add_typer(token_app, name="token")
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from retrainer.engine.monitoring.monitor import MonitorResult
     from retrainer.engine.runs.registry import PipelineStatus
     from retrainer.engine.runs.run import RunResult
+    from retrainer.engine.tokens import Token
 
 
 def _console(stderr: bool = False) -> Console:
@@ -517,3 +518,59 @@ def render_gc(report: GcReport) -> None:
         )
     if report.cutoff is None:
         out.print("a run in flight is ahead of the wall clock: nothing removed while it runs")
+
+
+def token_json(token: Token) -> dict[str, Any]:
+    """A token as ``--json`` prints it: never a secret nor a hash (the token holds neither)."""
+    return {
+        "id": token.id,
+        "name": token.name,
+        "scopes": list(token.scopes),
+        "created_at": token.created_at.isoformat(),
+        "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
+        "last_used_at": token.last_used_at.isoformat() if token.last_used_at else None,
+    }
+
+
+def render_token_created(token: Token, secret: str, warning: str) -> None:
+    """The secret alone on stdout (for ``$(...)``); what it is and the warning on stderr."""
+    err.print(
+        f"created token {token.id} ({escape(token.name)}) with scopes {', '.join(token.scopes)}",
+        soft_wrap=True,
+    )
+    sys.stdout.write(secret + "\n")
+    sys.stdout.flush()
+    err.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+
+
+def _when(value: Any) -> str:
+    return "-" if value is None else f"{value:%Y-%m-%d %H:%M}"
+
+
+def render_tokens(tokens: list[Token]) -> None:
+    if not tokens:
+        out.print("no tokens: make one with retrainer token create --name NAME --scope predict")
+        return
+    table = Table(title="API tokens", title_justify="left")
+    for col in ("id", "name", "scopes", "created", "last used", "revoked"):
+        table.add_column(col)
+    for t in tokens:
+        table.add_row(
+            t.id,
+            escape(t.name),
+            ", ".join(t.scopes),
+            _when(t.created_at),
+            _when(t.last_used_at),
+            "-" if t.revoked_at is None else f"[red]{_when(t.revoked_at)}[/red]",
+        )
+    out.print(table)
+
+
+def render_token_revoked(token: Token, *, already: bool) -> None:
+    if already:
+        out.print(
+            f"token {token.id} ({escape(token.name)}) was already revoked at "
+            f"{_when(token.revoked_at)}"
+        )
+    else:
+        out.print(f"revoked token {token.id} ({escape(token.name)}): it is refused from now on")

@@ -163,6 +163,8 @@ EventKind = Literal[
     "run.retrying",
     "run.started",
     "run.succeeded",
+    "token.created",
+    "token.revoked",
     "trigger.evaluated",
     "trigger.fired",
 ]
@@ -226,3 +228,21 @@ class PipelineRecord:
     definition_hash: str
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenRecord:
+    """An API token as the metadata store keeps it: never its secret, only the secret's sha256.
+
+    ``id`` is the public part of the token (it appears in the token itself, in ``retrainer
+    token list`` and in events); ``scopes`` what it may do; ``revoked_at`` is set once, by
+    ``revoke_token``; ``last_used_at`` is bookkeeping, written at most once a minute.
+    """
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    secret_sha256: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None

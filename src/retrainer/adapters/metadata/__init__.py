@@ -5,8 +5,8 @@ per-pipeline state and events.
 implement the same :class:`MetadataStore` protocol and pass the same contract test suite.
 That protocol is the union of one small port per concern: :class:`RunStore` (pipelines,
 snapshots, runs), :class:`RegistryStore` (versions, aliases), :class:`MonitorStore`,
-:class:`StateStore` and :class:`EventStore`; what goes in and comes out follows one set of
-rules (``_records``), whichever store holds it.
+:class:`StateStore`, :class:`EventStore` and :class:`TokenStore` (API tokens); what goes in
+and comes out follows one set of rules (``_records``), whichever store holds it.
 ``open_metadata_store(url)`` picks one from a URL; ``upgrade_schema(url)`` brings a database to
 the schema this version of retrainer needs (``retrainer db upgrade``).
 """
@@ -20,6 +20,7 @@ from retrainer.adapters.metadata.protocol import (
     RegistryStore,
     RunStore,
     StateStore,
+    TokenStore,
 )
 from retrainer.adapters.metadata.sql import SQLMetadataStore, open_metadata_store, upgrade_schema
 
@@ -33,6 +34,7 @@ __all__ = [
     "RunStore",
     "SQLMetadataStore",
     "StateStore",
+    "TokenStore",
     "open_metadata_store",
     "upgrade_schema",
 ]

@@ -30,9 +30,10 @@ from retrainer.core.types import (
     MonitorRecord,
     Run,
     Snapshot,
+    TokenRecord,
     Verdict,
 )
-from retrainer.errors import ConcurrencyError, ModelNotFoundError
+from retrainer.errors import ConcurrencyError, ModelNotFoundError, TokenNotFoundError
 
 _V = TypeVar("_V")
 
@@ -267,6 +268,56 @@ def normalized_monitor_record(record: MonitorRecord) -> MonitorRecord:
         created_at=as_utc(record.created_at),
         drifted=None if record.drifted is None else bool(record.drifted),
         summary=json_dict(record.summary, "MonitorRecord.summary"),
+    )
+
+
+TOKEN_ID_MAX = 64
+TOKEN_NAME_MAX = 255
+_HEX = frozenset("0123456789abcdef")
+
+
+def normalized_token(token: TokenRecord) -> TokenRecord:
+    """``token`` with aware UTC datetimes and a tuple of scopes; checks what the columns hold.
+
+    The store checks shapes only (the engine decides which scopes exist): an id of 1 to
+    ``TOKEN_ID_MAX`` characters, a name of 1 to ``TOKEN_NAME_MAX``, scopes as strings, and a
+    sha256 as 64 lowercase hex digits (a secret passed by mistake is refused, not stored).
+    """
+    if not isinstance(token.id, str) or not 1 <= len(token.id) <= TOKEN_ID_MAX:
+        raise ValueError(
+            f"A token id must be a string of 1 to {TOKEN_ID_MAX} characters. Got {token.id!r}."
+        )
+    if not isinstance(token.name, str) or not 1 <= len(token.name) <= TOKEN_NAME_MAX:
+        raise ValueError(
+            f"A token name must be a string of 1 to {TOKEN_NAME_MAX} characters. "
+            f"Got {token.name!r}."
+        )
+    scopes = tuple(token.scopes)
+    if isinstance(token.scopes, str) or not all(isinstance(s, str) and s for s in scopes):
+        raise TypeError(f"TokenRecord.scopes must be a sequence of names. Got {token.scopes!r}.")
+    digest = token.secret_sha256
+    if not (isinstance(digest, str) and len(digest) == 64 and set(digest) <= _HEX):
+        # no repr of the value: it may be the secret itself
+        raise ValueError("TokenRecord.secret_sha256 must be a sha256 as 64 lowercase hex digits.")
+    return replace(
+        token,
+        scopes=scopes,
+        created_at=as_utc(token.created_at),
+        revoked_at=optional_utc(token.revoked_at),
+        last_used_at=optional_utc(token.last_used_at),
+    )
+
+
+def token_exists(token_id: str) -> ValueError:
+    """The error for a token id already stored."""
+    return ValueError(f"A token with id {token_id!r} already exists: make a new id.")
+
+
+def unknown_token(token_id: str, known: Sequence[str]) -> TokenNotFoundError:
+    """The error for a token id the store does not hold."""
+    listed = ", ".join(repr(k) for k in sorted(known)) or "none"
+    return TokenNotFoundError(
+        f"No token with id {token_id!r} (retrainer token list shows them). Known ids: {listed}."
     )
 
 

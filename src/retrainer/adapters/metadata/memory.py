@@ -29,11 +29,14 @@ from retrainer.adapters.metadata._records import (
     normalized_monitor_record,
     normalized_run,
     normalized_snapshot,
+    normalized_token,
     normalized_version,
     optional_utc,
     require_run_id,
     state_conflict,
+    token_exists,
     unknown_pipeline,
+    unknown_token,
     unknown_version,
 )
 from retrainer.adapters.metadata.protocol import ANY, MetadataStore
@@ -47,6 +50,7 @@ from retrainer.core.types import (
     PipelineRecord,
     Run,
     Snapshot,
+    TokenRecord,
 )
 from retrainer.errors import ModelNotFoundError
 
@@ -124,6 +128,7 @@ class InMemoryMetadataStore(MetadataStore):
         self._events: list[Event] = []
         self._monitor: list[MonitorRecord] = []
         self._state: dict[tuple[str, str], tuple[dict[str, Any], int, datetime]] = {}
+        self._tokens: dict[str, TokenRecord] = {}
 
     def __enter__(self) -> InMemoryMetadataStore:
         return self
@@ -494,6 +499,54 @@ class InMemoryMetadataStore(MetadataStore):
             if limit is not None:
                 found = found[max(len(found) - limit, 0) :] if limit > 0 else []
             return self._out(found)
+
+    # -- tokens --
+
+    def add_token(self, token: TokenRecord, event: Event | None = None) -> TokenRecord:
+        token = normalized_token(token)
+        event = None if event is None else normalized_event(event)
+        with self._lock:
+            if token.id in self._tokens:
+                raise token_exists(token.id)
+            self._tokens[token.id] = token
+            if event is not None:
+                self._append_event(event)
+        return token
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        with self._lock:
+            return self._tokens.get(token_id)
+
+    def list_tokens(self) -> list[TokenRecord]:
+        with self._lock:
+            return sorted(self._tokens.values(), key=lambda t: (t.created_at, t.id))
+
+    def revoke_token(
+        self, token_id: str, *, at: datetime, event: Event | None = None
+    ) -> TokenRecord:
+        at = as_utc(at)
+        event = None if event is None else normalized_event(event)
+        with self._lock:
+            token = self._tokens.get(token_id)
+            if token is None:
+                raise unknown_token(token_id, list(self._tokens))
+            if token.revoked_at is not None:
+                return token
+            token = self._tokens[token_id] = replace(token, revoked_at=at)
+            if event is not None:
+                self._append_event(event)
+            return token
+
+    def mark_token_used(self, token_id: str, *, at: datetime, if_before: datetime) -> bool:
+        at, if_before = as_utc(at), as_utc(if_before)
+        with self._lock:
+            token = self._tokens.get(token_id)
+            if token is None or (
+                token.last_used_at is not None and token.last_used_at >= if_before
+            ):
+                return False
+            self._tokens[token_id] = replace(token, last_used_at=at)
+            return True
 
     def close(self) -> None:
         """Nothing to release; the store stays usable."""

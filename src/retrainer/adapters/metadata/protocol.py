@@ -20,6 +20,7 @@ from retrainer.core.types import (
     PipelineRecord,
     Run,
     Snapshot,
+    TokenRecord,
 )
 
 
@@ -249,7 +250,46 @@ class EventStore(Protocol):
         ...
 
 
-class MetadataStore(RunStore, RegistryStore, MonitorStore, StateStore, EventStore, Protocol):
+class TokenStore(Protocol):
+    """API tokens: their ids, names, scopes and the sha256 of their secrets (never a secret)."""
+
+    def add_token(self, token: TokenRecord, event: Event | None = None) -> TokenRecord:
+        """Store a new token and return it as stored.
+
+        An id already stored raises ``ValueError`` and changes nothing. ``event`` (if given) is
+        stored in the same transaction.
+        """
+        ...
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        """The token with ``token_id`` (revoked or not), or ``None``: one lookup by key."""
+        ...
+
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, revoked ones too, oldest first (by ``created_at``, then id)."""
+        ...
+
+    def revoke_token(
+        self, token_id: str, *, at: datetime, event: Event | None = None
+    ) -> TokenRecord:
+        """Set the token's ``revoked_at`` to ``at`` and return it; ``TokenNotFoundError`` for
+        an unknown id.
+
+        A token already revoked keeps its first ``revoked_at`` and ``event`` is not stored;
+        otherwise ``event`` (if given) is stored in the same transaction.
+        """
+        ...
+
+    def mark_token_used(self, token_id: str, *, at: datetime, if_before: datetime) -> bool:
+        """Set the token's ``last_used_at`` to ``at`` if it is unset or before ``if_before``
+        (one guarded write, so several processes throttle together); return whether it
+        changed. An unknown id changes nothing."""
+        ...
+
+
+class MetadataStore(
+    RunStore, RegistryStore, MonitorStore, StateStore, EventStore, TokenStore, Protocol
+):
     """Where every decision is recorded.
 
     Contract (checked by ``tests/adapters/test_metadata_contract.py`` against every adapter):
@@ -267,6 +307,8 @@ class MetadataStore(RunStore, RegistryStore, MonitorStore, StateStore, EventStor
       the stored value is not the expected one; of several writers (threads or processes)
       expecting the same value, exactly one wins. ``ANY`` (the default) skips the check;
     - state revisions are 1, 2, 3... per (pipeline, key); every ``put_state`` adds one;
+    - tokens: the store keeps a token's id, name, scopes and the sha256 of its secret, never
+      the secret; ``revoke_token`` of an unknown id raises ``TokenNotFoundError``;
     - unknown names: every write that names an unknown pipeline, run, snapshot or version
       raises ``ModelNotFoundError`` (``append_event`` excepted: an event may name any
       pipeline), and so do ``get_run``, ``get_snapshot`` and ``get_version``, which must

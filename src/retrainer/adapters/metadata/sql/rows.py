@@ -27,6 +27,7 @@ from retrainer.core.types import (
     PipelineRecord,
     Run,
     Snapshot,
+    TokenRecord,
     Verdict,
 )
 
@@ -253,4 +254,28 @@ def event_from(row: sa.RowMapping) -> Event:
         run_id=row["run_id"],
         version=row["version"],
         data=row["data"],
+    )
+
+
+def token_columns(token: TokenRecord) -> dict[str, Any]:
+    return {
+        "id": token.id,
+        "name": token.name,
+        "scopes": list(token.scopes),
+        "secret_sha256": token.secret_sha256,
+        "created_at": db_time(token.created_at),
+        "revoked_at": db_time(token.revoked_at),
+        "last_used_at": db_time(token.last_used_at),
+    }
+
+
+def token_from(row: sa.RowMapping) -> TokenRecord:
+    return TokenRecord(
+        id=row["id"],
+        name=row["name"],
+        scopes=tuple(row["scopes"]),
+        secret_sha256=row["secret_sha256"],
+        created_at=as_utc(row["created_at"]),
+        revoked_at=optional_utc(row["revoked_at"]),
+        last_used_at=optional_utc(row["last_used_at"]),
     )

@@ -152,3 +152,15 @@ pipeline_state = sa.Table(
     sa.Column("revision", sa.Integer(), nullable=False),
     sa.Column("updated_at", sa.DateTime(), nullable=False),
 )
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("scopes", sa.JSON(), nullable=False),
+    sa.Column("secret_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(), nullable=True),
+    sa.Column("last_used_at", sa.DateTime(), nullable=True),
+)

@@ -31,10 +31,13 @@ from retrainer.adapters.metadata._records import (
     normalized_monitor_record,
     normalized_run,
     normalized_snapshot,
+    normalized_token,
     normalized_version,
     require_run_id,
     state_conflict,
+    token_exists,
     unknown_pipeline,
+    unknown_token,
     unknown_version,
 )
 from retrainer.adapters.metadata.memory import InMemoryMetadataStore
@@ -60,11 +63,14 @@ from retrainer.adapters.metadata.sql.rows import (
     run_from,
     snapshot_columns,
     snapshot_from,
+    token_columns,
+    token_from,
     version_columns,
     version_from,
 )
 from retrainer.adapters.metadata.sql.schema import (
     alias_moves,
+    api_tokens,
     events,
     model_versions,
     monitor_results,
@@ -82,6 +88,7 @@ from retrainer.core.types import (
     PipelineRecord,
     Run,
     Snapshot,
+    TokenRecord,
 )
 from retrainer.errors import ConcurrencyError, ConfigError, ModelNotFoundError, StorageError
 
@@ -676,6 +683,78 @@ class SQLMetadataStore(MetadataStore):
             found = [event_from(row._mapping) for row in conn.execute(query)]
         found.reverse()
         return found
+
+    # -- tokens --
+
+    def add_token(self, token: TokenRecord, event: Event | None = None) -> TokenRecord:
+        token = normalized_token(token)
+        event = None if event is None else normalized_event(event)
+        try:
+            with self._tx(write=True) as conn:
+                found = conn.execute(
+                    sa.select(api_tokens.c.id).where(api_tokens.c.id == token.id)
+                ).first()
+                if found is not None:
+                    raise token_exists(token.id)
+                conn.execute(sa.insert(api_tokens).values(**token_columns(token)))
+                if event is not None:
+                    self._insert(conn, events, event_columns(event))
+        except sa.exc.IntegrityError:
+            # PostgreSQL: another process inserted the same id after our SELECT
+            raise token_exists(token.id) from None
+        return token
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        with self._tx(write=False) as conn:
+            row = conn.execute(sa.select(api_tokens).where(api_tokens.c.id == token_id)).first()
+        return None if row is None else token_from(row._mapping)
+
+    def list_tokens(self) -> list[TokenRecord]:
+        query = sa.select(api_tokens).order_by(api_tokens.c.created_at, api_tokens.c.id)
+        with self._tx(write=False) as conn:
+            found = [token_from(row._mapping) for row in conn.execute(query)]
+        # sorted here too: PostgreSQL's collation may order ids differently
+        return sorted(found, key=lambda t: (t.created_at, t.id))
+
+    def revoke_token(
+        self, token_id: str, *, at: datetime, event: Event | None = None
+    ) -> TokenRecord:
+        at = as_utc(at)
+        event = None if event is None else normalized_event(event)
+        with self._tx(write=True) as conn:
+            row = conn.execute(
+                sa.select(api_tokens).where(api_tokens.c.id == token_id).with_for_update()
+            ).first()
+            if row is None:
+                raise unknown_token(token_id, conn.scalars(sa.select(api_tokens.c.id)).all())
+            token = token_from(row._mapping)
+            if token.revoked_at is not None:
+                return token
+            conn.execute(
+                sa.update(api_tokens)
+                .where(api_tokens.c.id == token_id)
+                .values(revoked_at=db_time(at))
+            )
+            if event is not None:
+                self._insert(conn, events, event_columns(event))
+        return replace(token, revoked_at=at)
+
+    def mark_token_used(self, token_id: str, *, at: datetime, if_before: datetime) -> bool:
+        # one guarded UPDATE: of several processes due at once, the first one writes
+        update = (
+            sa.update(api_tokens)
+            .where(
+                api_tokens.c.id == token_id,
+                sa.or_(
+                    api_tokens.c.last_used_at.is_(None),
+                    api_tokens.c.last_used_at < db_time(if_before),
+                ),
+            )
+            .values(last_used_at=db_time(at))
+        )
+        with self._tx(write=True) as conn:
+            changed: bool = conn.execute(update).rowcount == 1
+        return changed
 
     def close(self) -> None:
         self._engine.dispose()
