@@ -211,7 +211,10 @@ def rows_frame(features: Sequence[FeatureSpec], rows: Sequence[Any]) -> pd.DataF
                 np.array(values, dtype=spec.dtype)
             )
         else:
-            columns[spec.name] = np.array(values, dtype=object)
+            try:  # the training dtype: object, str, string, category...
+                columns[spec.name] = pd.Series(values, dtype=spec.dtype if spec.kind == "text" else object)
+            except (TypeError, ValueError):
+                columns[spec.name] = pd.Series(values, dtype=object)
     return pd.DataFrame(columns, columns=names)
 
 
