@@ -373,6 +373,9 @@ class ServeConfig(_Model):
     """Prediction ids a worker remembers to accept feedback without reading the log."""
     feedback_lookback: str = "30d"
     """How far back the log is searched for a feedback id this worker does not remember."""
+    authenticator: str | None = None
+    """``module:function`` taking a bearer secret and returning a token (an object with
+    ``allows(scope)``) or None: your own auth. Default: the project's tokens."""
 
     _lookback = field_validator("feedback_lookback")(classmethod(lambda cls, v: _duration(v)))
 

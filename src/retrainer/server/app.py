@@ -51,7 +51,7 @@ from retrainer.server.auth import Authenticator, default_authenticator, require
 from retrainer.server.errors import ApiError
 from retrainer.server.metrics import CONTENT_TYPE, ServerMetrics
 
-__all__ = ["create_app"]
+__all__ = ["app_from_environment", "create_app"]
 
 
 # --- request and answer shapes (the OpenAPI schema; the bodies are parsed by hand for speed) ---
@@ -176,6 +176,7 @@ def create_app(
     authenticate: Authenticator | None = None,
     settings: ServeConfig | None = None,
     holder: ModelHolder | None = None,
+    close_project: bool = False,
 ) -> FastAPI:
     """The server of ``project``'s pipelines.
 
@@ -190,6 +191,8 @@ def create_app(
         The ``serve:`` section (default: the project's).
     holder
         A model holder to use (default: one following ``champion``).
+    close_project
+        Close the project when the app stops (the app opened it).
 
     Examples
     --------
@@ -235,9 +238,11 @@ def create_app(
             yield
         finally:
             holder.stop()
-            for writer in writers.values():
-                await run_in_threadpool(writer.close)
+            for w in writers.values():
+                await run_in_threadpool(w.close)
             writers.clear()
+            if close_project:
+                project.close()
 
     app = FastAPI(
         title="retrainer",
@@ -460,3 +465,11 @@ def create_app(
 
     return app
 
+
+
+def app_from_environment() -> FastAPI:
+    """The app of the project ``RETRAINER_CONFIG`` names (uvicorn's factory, one per worker)."""
+    import os
+
+    project = Project.open(os.environ.get("RETRAINER_CONFIG"))
+    return create_app(project, close_project=True)

@@ -46,7 +46,18 @@ Authenticator = Callable[[str], Token | None]
 
 
 def default_authenticator(project: Any) -> Authenticator:
-    """The project's token store, or (when it is not installed) one that refuses everything."""
+    """``serve.authenticator`` when set, else the project's token store, else (not installed)
+    one that refuses everything."""
+    ref = project.config.serve.authenticator
+    if ref:
+        from retrainer.adapters.sources import import_ref
+
+        fn = import_ref(ref, project.root)
+        if not callable(fn):
+            from retrainer.errors import ConfigError
+
+            raise ConfigError(f"serve.authenticator '{ref}' is not a function")
+        return fn  # type: ignore[no-any-return]
     try:
         from retrainer.engine.tokens import verify_token  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
