@@ -76,7 +76,9 @@ def test_hot_swap_under_concurrent_requests_fails_none_and_answers_only_alias_ta
 
         def load() -> None:
             while not stop.is_set():
-                r = client.post("/v1/toy/predict", json={"x1": 0.1, "x2": 0.2}, headers=bearer("predict"))
+                r = client.post(
+                    "/v1/toy/predict", json={"x1": 0.1, "x2": 0.2}, headers=bearer("predict")
+                )
                 if r.status_code != 200:
                     failures.append(r.text)
                 else:
@@ -101,15 +103,21 @@ def test_hot_swap_under_concurrent_requests_fails_none_and_answers_only_alias_ta
     assert len(versions) > 40
     assert set(versions) <= targets
     assert len(set(versions)) >= 2  # the swaps reached the requests
-    assert served_at_end["pipelines"]["toy"]["version"] == project.store.get_alias("toy", "champion")
+    assert served_at_end["pipelines"]["toy"]["version"] == project.store.get_alias(
+        "toy", "champion"
+    )
     # every answer was logged, with the version that gave it
     logged = project.log_store().predictions("toy", None, None)
     assert sorted(logged["model_version"].tolist()) == sorted(versions)
 
 
 def test_rows_frame_keeps_training_dtypes():
-    specs = feature_specs(["a", "b", "c", "d"], {"a": "int64", "b": "float32", "c": "bool", "d": "object"})
-    frame = rows_frame(specs, [{"a": 1, "b": 2, "c": True, "d": "x"}, {"a": 2.0, "b": None, "c": False, "d": None}])
+    specs = feature_specs(
+        ["a", "b", "c", "d"], {"a": "int64", "b": "float32", "c": "bool", "d": "object"}
+    )
+    frame = rows_frame(
+        specs, [{"a": 1, "b": 2, "c": True, "d": "x"}, {"a": 2.0, "b": None, "c": False, "d": None}]
+    )
     assert frame.dtypes.astype(str).tolist() == ["int64", "float32", "bool", "object"]
     with pytest.raises(RowError, match="column 'a' must be an integer"):
         rows_frame(specs, [{"a": 1.5, "b": 2, "c": True, "d": "x"}])
@@ -119,7 +127,13 @@ def test_rows_frame_keeps_training_dtypes():
 
 def _rows(n: int, start: int = 0) -> list[dict]:
     return [
-        {"id": f"r{i}", "timestamp": datetime(2024, 1, 1, 12), "pipeline": "p", "model_version": 1, "prediction": i % 2}
+        {
+            "id": f"r{i}",
+            "timestamp": datetime(2024, 1, 1, 12),
+            "pipeline": "p",
+            "model_version": 1,
+            "prediction": i % 2,
+        }
         for i in range(start, start + n)
     ]
 
@@ -127,7 +141,12 @@ def _rows(n: int, start: int = 0) -> list[dict]:
 def test_writer_after_n_submits_and_close_holds_exactly_n_rows():
     store = InMemoryLogStore()
     writer = BatchWriter(store.append_predictions, flush_interval=0.01, flush_rows=7)
-    threads = [threading.Thread(target=lambda k=k: [writer.submit(_rows(3, k * 300 + 3 * j)) for j in range(100)]) for k in range(4)]
+    threads = [
+        threading.Thread(
+            target=lambda k=k: [writer.submit(_rows(3, k * 300 + 3 * j)) for j in range(100)]
+        )
+        for k in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -40,7 +40,15 @@ def test_predict_scores_a_file_with_the_champion_and_logs_the_rows(tmp_path: Pat
     assert result.exit_code == 0, result.output
     assert "scored 25 rows" in result.output and "v1" in result.output
     scored = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
-    assert list(scored.columns) == ["ts", "x1", "x2", "prediction_id", "prediction", "score", "model_version"]
+    assert list(scored.columns) == [
+        "ts",
+        "x1",
+        "x2",
+        "prediction_id",
+        "prediction",
+        "score",
+        "model_version",
+    ]
     with Project.open(proj) as project:
         logged = project.log_store().predictions("toy", None, None)
     assert sorted(logged["id"]) == sorted(scored["prediction_id"])
@@ -51,11 +59,15 @@ def test_predict_names_a_missing_column_and_fails_without_a_champion(tmp_path: P
     proj = write_project(tmp_path / "p")
     src = tmp_path / "rows.csv"
     make_frame(5)[["x1"]].to_csv(src, index=False)
-    result = runner.invoke(app, ["predict", str(src), "--out", str(tmp_path / "o.csv"), "-c", str(proj)])
+    result = runner.invoke(
+        app, ["predict", str(src), "--out", str(tmp_path / "o.csv"), "-c", str(proj)]
+    )
     assert result.exit_code == 1
     assert "no 'champion' yet" in result.output
     assert invoke("run", "-c", str(proj), "--as-of", "2024-01-20").exit_code == 0
-    result = runner.invoke(app, ["predict", str(src), "--out", str(tmp_path / "o.csv"), "-c", str(proj)])
+    result = runner.invoke(
+        app, ["predict", str(src), "--out", str(tmp_path / "o.csv"), "-c", str(proj)]
+    )
     assert result.exit_code == 1
     assert "column 'x2' is missing" in result.output
 
@@ -71,7 +83,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-AUTH = '''
+AUTH = """
 class Token:
     def allows(self, scope):
         return True
@@ -79,7 +91,7 @@ class Token:
 
 def authenticate(secret):
     return Token() if secret == "e2e-secret" else None
-'''
+"""
 
 
 @pytest.mark.slow
@@ -112,15 +124,23 @@ def test_serve_on_elec2_predict_feedback_sigterm_and_the_log_has_the_rows(tmp_pa
             time.sleep(0.2)
         headers = {"Authorization": "Bearer e2e-secret"}
         assert httpx.post(f"{base}/v1/elec2/predict", json={}, headers={}).status_code == 401
-        row = {"period": 0.5, "nswprice": 0.05, "nswdemand": 0.4, "vicprice": 0.003,
-               "vicdemand": 0.42, "transfer": 0.41}
+        row = {
+            "period": 0.5,
+            "nswprice": 0.05,
+            "nswdemand": 0.4,
+            "vicprice": 0.003,
+            "vicdemand": 0.42,
+            "transfer": 0.41,
+        }
         r = httpx.post(f"{base}/v1/elec2/predict", json=[row] * 5, headers=headers)
         assert r.status_code == 200, r.text
         answers = r.json()["predictions"]
         assert {a["model_version"] for a in answers} == {1}
         r = httpx.post(
             f"{base}/v1/elec2/feedback",
-            json={"feedback": [{"prediction_id": a["prediction_id"], "outcome": 1} for a in answers]},
+            json={
+                "feedback": [{"prediction_id": a["prediction_id"], "outcome": 1} for a in answers]
+            },
             headers=headers,
         )
         assert r.json() == {"accepted": 5, "unknown": []}

@@ -97,8 +97,14 @@ def test_health_ready_models_and_metrics(client: TestClient):
     client.post("/v1/toy/predict", json=[ROW, ROW], headers=bearer("predict"))
     client.post("/v1/toy/predict", json={"x1": "bad"}, headers=bearer("predict"))
     text = client.get("/metrics", headers=bearer("read")).text
-    assert 'retrainer_requests_total{endpoint="predict",pipeline="toy",status="200",variant="champion"} 1.0' in text
-    assert 'retrainer_requests_total{endpoint="predict",pipeline="toy",status="422",variant="champion"} 1.0' in text
+    assert (
+        'retrainer_requests_total{endpoint="predict",pipeline="toy",status="200",variant="champion"} 1.0'
+        in text
+    )
+    assert (
+        'retrainer_requests_total{endpoint="predict",pipeline="toy",status="422",variant="champion"} 1.0'
+        in text
+    )
     assert 'retrainer_predictions_total{pipeline="toy",variant="champion"} 2.0' in text
     assert 'retrainer_model_version{pipeline="toy",variant="champion"} 1.0' in text
     assert "retrainer_request_seconds_bucket" in text
@@ -113,10 +119,14 @@ def test_predictions_and_feedback_reach_the_log_the_online_metrics_read():
         answers = []
         for i in range(0, n, 10):
             r = client.post(
-                "/v1/toy/predict", json=rows[i : i + 10], headers=bearer("predict") | {"X-Request-Key": "u1"}
+                "/v1/toy/predict",
+                json=rows[i : i + 10],
+                headers=bearer("predict") | {"X-Request-Key": "u1"},
             )
             answers += r.json()["predictions"]
-        feedback = [{"prediction_id": a["prediction_id"], "outcome": a["prediction"]} for a in answers]
+        feedback = [
+            {"prediction_id": a["prediction_id"], "outcome": a["prediction"]} for a in answers
+        ]
         feedback[0]["outcome"] = 1 - feedback[0]["outcome"]  # one wrong answer
         r = client.post(
             "/v1/toy/feedback",
@@ -132,8 +142,13 @@ def test_predictions_and_feedback_reach_the_log_the_online_metrics_read():
     assert set(logged["variant"]) == {"champion"} and set(logged["request_key"]) == {"u1"}
     assert {"x1", "x2", "score", "model_version"} <= set(logged.columns)
     windows = online_performance(
-        logs, "toy", ["accuracy"], start=datetime(2024, 1, 19), end=datetime(2024, 1, 21),
-        every="1d", now=datetime(2024, 1, 21),
+        logs,
+        "toy",
+        ["accuracy"],
+        start=datetime(2024, 1, 19),
+        end=datetime(2024, 1, 21),
+        every="1d",
+        now=datetime(2024, 1, 21),
     )
     (window,) = [w for w in windows if w.n_rows]
     assert (window.n_rows, window.n_labelled) == (n, n)
@@ -143,17 +158,28 @@ def test_predictions_and_feedback_reach_the_log_the_online_metrics_read():
 def test_feedback_for_ids_another_worker_logged_is_accepted_from_the_log():
     project = trained_project()
     with TestClient(create_app(project, authenticate=authenticate, settings=FAST)) as first:
-        ids = [a["prediction_id"] for a in first.post("/v1/toy/predict", json=[ROW] * 3, headers=bearer("predict")).json()["predictions"]]
+        ids = [
+            a["prediction_id"]
+            for a in first.post(
+                "/v1/toy/predict", json=[ROW] * 3, headers=bearer("predict")
+            ).json()["predictions"]
+        ]
     with TestClient(create_app(project, authenticate=authenticate, settings=FAST)) as second:
         r = second.post(
-            "/v1/toy/feedback", json=[{"prediction_id": i, "outcome": 1} for i in ids], headers=bearer("feedback")
+            "/v1/toy/feedback",
+            json=[{"prediction_id": i, "outcome": 1} for i in ids],
+            headers=bearer("feedback"),
         )
         assert r.json() == {"accepted": 3, "unknown": []}
 
 
 @pytest.mark.parametrize(
     "body",
-    [{"feedback": [{"prediction_id": "a"}]}, {"feedback": [{"prediction_id": "a", "outcome": 1, "x": 2}]}, 7],
+    [
+        {"feedback": [{"prediction_id": "a"}]},
+        {"feedback": [{"prediction_id": "a", "outcome": 1, "x": 2}]},
+        7,
+    ],
 )
 def test_malformed_feedback_is_a_422(client: TestClient, body):
     r = client.post("/v1/toy/feedback", json=body, headers=bearer("feedback"))

@@ -32,11 +32,15 @@ def serve(
     config: ConfigOpt = None,
     host: Annotated[
         str | None,
-        typer.Option(help="Address to listen on (default: serve.host, 127.0.0.1).", show_default=False),
+        typer.Option(
+            help="Address to listen on (default: serve.host, 127.0.0.1).", show_default=False
+        ),
     ] = None,
     port: Annotated[
         int | None,
-        typer.Option(help="Port (default: serve.port, 8000).", min=0, max=65535, show_default=False),
+        typer.Option(
+            help="Port (default: serve.port, 8000).", min=0, max=65535, show_default=False
+        ),
     ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.", min=1)] = 1,
 ) -> None:
@@ -90,7 +94,10 @@ def _stopped(signum: int, frame: object) -> None:
 def predict(
     file: Annotated[Path, typer.Argument(help="CSV or Parquet file of rows to score.")],
     out_file: Annotated[
-        Path, typer.Option("--out", "-o", help="Where to write the rows with their predictions (.csv or .parquet).")
+        Path,
+        typer.Option(
+            "--out", "-o", help="Where to write the rows with their predictions (.csv or .parquet)."
+        ),
     ],
     config: ConfigOpt = None,
     pipeline: PipelineOpt = None,

@@ -176,7 +176,12 @@ def rows_frame(features: Sequence[FeatureSpec], rows: Sequence[Any]) -> pd.DataF
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping):
             problems.append(
-                {"row": i, "column": None, "value": row, "problem": f"must be an object; got {row!r}"}
+                {
+                    "row": i,
+                    "column": None,
+                    "value": row,
+                    "problem": f"must be an object; got {row!r}",
+                }
             )
             continue
         for spec in features:
@@ -185,7 +190,9 @@ def rows_frame(features: Sequence[FeatureSpec], rows: Sequence[Any]) -> pd.DataF
                     {"row": i, "column": spec.name, "value": None, "problem": "is missing"}
                 )
             elif (why := _check(spec, row[spec.name])) is not None:
-                problems.append({"row": i, "column": spec.name, "value": row[spec.name], "problem": why})
+                problems.append(
+                    {"row": i, "column": spec.name, "value": row[spec.name], "problem": why}
+                )
         for extra in [k for k in row if k not in known]:
             problems.append(
                 {
@@ -207,12 +214,16 @@ def rows_frame(features: Sequence[FeatureSpec], rows: Sequence[Any]) -> pd.DataF
                 [math.nan if v is None else v for v in values], dtype=spec.dtype
             )
         elif spec.kind in ("int", "bool"):
-            columns[spec.name] = pd.array(values, dtype=spec.dtype) if spec.nullable else (
-                np.array(values, dtype=spec.dtype)
+            columns[spec.name] = (
+                pd.array(values, dtype=spec.dtype)  # type: ignore[call-overload]
+                if spec.nullable
+                else (np.array(values, dtype=spec.dtype))
             )
         else:
             try:  # the training dtype: object, str, string, category...
-                columns[spec.name] = pd.Series(values, dtype=spec.dtype if spec.kind == "text" else object)
+                columns[spec.name] = pd.Series(
+                    values, dtype=spec.dtype if spec.kind == "text" else object
+                )
             except (TypeError, ValueError):
                 columns[spec.name] = pd.Series(values, dtype=object)
     return pd.DataFrame(columns, columns=names)
@@ -287,7 +298,7 @@ def log_rows(
             "request_key": request_key,
         }
         for name, value in records[i].items():
-            row.setdefault(name, value)
+            row.setdefault(str(name), value)
         rows.append(row)
     return rows
 
@@ -401,7 +412,9 @@ class ModelHolder:
         """Load and warm ``version`` of ``pipeline`` (raises on any failure)."""
         mv: ModelVersion = self.project.store.get_version(pipeline, version)
         model = self.project.load_version(mv)
-        features = feature_specs(self.project.pipeline(pipeline).feature_columns, mv.snapshot.schema)
+        features = feature_specs(
+            self.project.pipeline(pipeline).feature_columns, mv.snapshot.schema
+        )
         served = ServedModel(
             pipeline=pipeline,
             version=version,
@@ -445,7 +458,13 @@ class ModelHolder:
         return swapped
 
     def _load_failed(
-        self, pipeline: str, version: int, current: ServedModel | None, exc: Exception, *, first: bool
+        self,
+        pipeline: str,
+        version: int,
+        current: ServedModel | None,
+        exc: Exception,
+        *,
+        first: bool,
     ) -> None:
         self.load_failures += 1
         kept = f"v{current.version} keeps serving" if current else "nothing is served"
@@ -598,7 +617,11 @@ def score_file(
     logged = 0
     if log and answers:
         rows = log_rows(served, X, answers, ids, now=clock.now())
-        logged = int(project.log_store().append_predictions(pd.DataFrame.from_records(rows), origin=str(source)))
+        logged = int(
+            project.log_store().append_predictions(
+                pd.DataFrame.from_records(rows), origin=str(source)
+            )
+        )
     return Scored(
         rows=len(answers),
         pipeline=name,

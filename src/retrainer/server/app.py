@@ -20,11 +20,12 @@ details and examples.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -61,8 +62,9 @@ class PredictionOut(BaseModel):
     prediction_id: str
     prediction: Any
     score: float | None = Field(
-        None, description="Probability of the positive class (binary), of the predicted class "
-        "(multiclass), or the predicted value (regression)."
+        None,
+        description="Probability of the positive class (binary), of the predicted class "
+        "(multiclass), or the predicted value (regression).",
     )
     probabilities: dict[str, float] | None = None
     model_version: int
@@ -204,8 +206,10 @@ def create_app(
     ({'status': 'ok'}, 401)
     """
     cfg = settings if settings is not None else project.config.serve
-    holder = holder if holder is not None else ModelHolder(
-        project, poll_interval=cfg.poll_interval, clock=project.clock
+    holder = (
+        holder
+        if holder is not None
+        else ModelHolder(project, poll_interval=cfg.poll_interval, clock=project.clock)
     )
     lookback = parse_duration(cfg.feedback_lookback)
     recent = RecentIds(cfg.recent_ids)
@@ -220,12 +224,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logs = project.log_store()
-        for kind, append in (
-            ("predictions", logs.append_predictions),
-            ("feedback", logs.append_feedback),
-        ):
+        appends: dict[str, Callable[..., Any]] = {
+            "predictions": logs.append_predictions,
+            "feedback": logs.append_feedback,
+        }
+        for kind, append in appends.items():
             writers[kind] = BatchWriter(
-                lambda frame, append=append, kind=kind: append(frame, origin=f"server {kind}"),
+                functools.partial(append, origin=f"server {kind}"),
                 flush_interval=cfg.flush_interval,
                 flush_rows=cfg.flush_rows,
                 max_rows=cfg.queue_rows,
@@ -260,7 +265,9 @@ def create_app(
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         if not exc.counted:  # auth and body errors raised before a route's own accounting
-            metrics.requests.labels(request.url.path.rsplit("/", 1)[-1], "-", "-", str(exc.status)).inc()
+            metrics.requests.labels(
+                request.url.path.rsplit("/", 1)[-1], "-", "-", str(exc.status)
+            ).inc()
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     def writer(kind: str) -> BatchWriter:
@@ -281,9 +288,7 @@ def create_app(
         """Every pipeline whose alias points at a version has that version loaded."""
         ready = holder.ready()
         ok = all(ready.values()) and bool(writers)
-        return JSONResponse(
-            {"ready": ok, "pipelines": ready}, status_code=200 if ok else 503
-        )
+        return JSONResponse({"ready": ok, "pipelines": ready}, status_code=200 if ok else 503)
 
     @app.get("/metrics", dependencies=[require("read")], tags=["health"])
     def prometheus() -> Response:
@@ -344,7 +349,9 @@ def create_app(
             try:
                 served = holder.get(pipeline)
             except ModelNotFoundError as exc:
-                raise ApiError(404 if pipeline not in pipelines else 503, "no_model", str(exc)) from None
+                raise ApiError(
+                    404 if pipeline not in pipelines else 503, "no_model", str(exc)
+                ) from None
             variant = served.variant
             try:
                 frame = rows_frame(served.features, rows)
@@ -354,7 +361,9 @@ def create_app(
                 answers = predict_frame(served, frame)
             except Exception as exc:
                 raise ApiError(
-                    500, "model_failed", f"{pipeline} v{served.version}: {type(exc).__name__}: {exc}"
+                    500,
+                    "model_failed",
+                    f"{pipeline} v{served.version}: {type(exc).__name__}: {exc}",
                 ) from None
             ids = new_ids(len(answers))
             logged = log_rows(
@@ -427,10 +436,14 @@ def create_app(
                     {"at": list(e["loc"]), "problem": e["msg"], "value": e.get("input")}
                     for e in exc.errors(include_url=False)[:20]
                 ]
-                raise ApiError(422, "invalid_feedback", json.loads(json.dumps(problems, default=str))) from None
+                raise ApiError(
+                    422, "invalid_feedback", json.loads(json.dumps(problems, default=str))
+                ) from None
             items = parsed.feedback if isinstance(parsed, FeedbackRequest) else parsed
             if len(items) > cfg.max_rows:
-                raise ApiError(413, "too_many_rows", f"{len(items)} rows; the limit is {cfg.max_rows}")
+                raise ApiError(
+                    413, "too_many_rows", f"{len(items)} rows; the limit is {cfg.max_rows}"
+                )
             unknown = {
                 f.prediction_id for f in items if recent.pipeline_of(f.prediction_id) != pipeline
             }
@@ -451,7 +464,9 @@ def create_app(
             ]
             if not writer("feedback").submit(rows):
                 raise ApiError(
-                    503, "log_full", "the feedback log is behind; retry shortly",
+                    503,
+                    "log_full",
+                    "the feedback log is behind; retry shortly",
                     headers={"Retry-After": "1"},
                 )
             status = 200
@@ -464,7 +479,6 @@ def create_app(
             metrics.observe("feedback", label, "-", status, time.perf_counter() - started)
 
     return app
-
 
 
 def app_from_environment() -> FastAPI:

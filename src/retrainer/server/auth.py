@@ -57,7 +57,7 @@ def default_authenticator(project: Any) -> Authenticator:
             from retrainer.errors import ConfigError
 
             raise ConfigError(f"serve.authenticator '{ref}' is not a function")
-        return fn  # type: ignore[no-any-return]
+        return fn  # type: ignore[no-any-return,unused-ignore]
     try:
         from retrainer.engine.tokens import verify_token  # type: ignore[import-not-found,unused-ignore]
     except ImportError:

@@ -35,7 +35,9 @@ class _State(Collector):
     def collect(self) -> Iterator[Metric]:
         state = self._read()
         writers = state.get("writers", {})
-        logged = CounterMetricFamily("retrainer_log_rows", "Rows written to the logs", labels=["kind"])
+        logged = CounterMetricFamily(
+            "retrainer_log_rows", "Rows written to the logs", labels=["kind"]
+        )
         rejected = CounterMetricFamily(
             "retrainer_log_rejected_rows",
             "Rows refused because the log queue stayed full (their requests got a 503)",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -91,7 +91,7 @@ class BatchWriter:
         """Rows waiting to be written."""
         return len(self._rows)
 
-    def submit(self, rows: list[Mapping[str, Any]]) -> bool:
+    def submit(self, rows: Sequence[Mapping[str, Any]]) -> bool:
         """Queue ``rows``; False (nothing queued) when the queue stayed full for ``wait`` s."""
         if not rows:
             return True
