@@ -60,6 +60,7 @@ import pandas as pd
 
 from retrainer.core.clock import Clock
 from retrainer.core.types import CHAMPION, Event, ModelVersion
+from retrainer.engine.pipeline import _transform_once
 from retrainer.errors import DataError, ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -206,6 +207,14 @@ def rows_frame(features: Sequence[FeatureSpec], rows: Sequence[Any]) -> pd.DataF
             break
     if problems:
         raise RowError(problems[:_MAX_PROBLEMS])
+    dtypes = {f.dtype for f in features}
+    if len(dtypes) == 1 and all(f.kind == "float" for f in features):
+        # the usual case (numeric features): one 2-D block, about 10x faster than per column
+        block = np.array(
+            [[math.nan if row[n] is None else row[n] for n in names] for row in rows],
+            dtype=features[0].dtype,
+        )
+        return pd.DataFrame(block, columns=names)
     columns: dict[str, Any] = {}
     for spec in features:
         values = [row[spec.name] for row in rows]
@@ -251,11 +260,17 @@ def _plain(value: Any) -> Any:
 def predict_frame(served: ServedModel, frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Per row: ``prediction``, ``score`` and (classifiers) ``probabilities`` by class."""
     model = served.model
-    y_pred = np.asarray(model.predict(frame))
+    X: Any = frame
     proba: np.ndarray | None = None
     classes: list[Any] = []
-    if hasattr(model, "predict_proba") and hasattr(model, "classes_"):
-        proba = np.asarray(model.predict_proba(frame), dtype=float)
+    with_proba = hasattr(model, "predict_proba") and hasattr(model, "classes_")
+    if with_proba and _transform_once(model):
+        # a scikit-learn Pipeline: transform once for both answers (the same values)
+        X = model[:-1].transform(X)
+        model = model[-1]
+    y_pred = np.asarray(model.predict(X))
+    if with_proba:
+        proba = np.asarray(model.predict_proba(X), dtype=float)
         classes = [_plain(c) for c in model.classes_]
     out: list[dict[str, Any]] = []
     for i, pred in enumerate(y_pred.tolist()):
@@ -275,17 +290,18 @@ def predict_frame(served: ServedModel, frame: pd.DataFrame) -> list[dict[str, An
 
 def log_rows(
     served: ServedModel,
-    frame: pd.DataFrame,
+    rows: Sequence[Mapping[str, Any]],
     answers: Sequence[Mapping[str, Any]],
     ids: Sequence[str],
     *,
     now: datetime,
     request_key: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The prediction log rows of ``answers`` (see the module docstring for the columns)."""
+    """The prediction log rows of ``answers`` to the feature ``rows`` (valid, as
+    :func:`rows_frame` checks them; see the module docstring for the columns)."""
     at = now if now.tzinfo is None else now.astimezone(UTC).replace(tzinfo=None)
-    records = frame.to_dict("records")
-    rows = []
+    floats = [f.name for f in served.features if f.kind == "float"]
+    out = []
     for i, answer in enumerate(answers):
         row = {
             "id": ids[i],
@@ -297,10 +313,13 @@ def log_rows(
             "variant": served.variant,
             "request_key": request_key,
         }
-        for name, value in records[i].items():
+        for name, value in rows[i].items():
             row.setdefault(str(name), value)
-        rows.append(row)
-    return rows
+        for name in floats:  # 1 and 1.0 are one type in the log
+            if row[name] is not None:
+                row[name] = float(row[name])
+        out.append(row)
+    return out
 
 
 def new_ids(n: int) -> list[str]:
@@ -616,7 +635,7 @@ def score_file(
         raise DataError(f"{target}: the output must end in .csv or .parquet")
     logged = 0
     if log and answers:
-        rows = log_rows(served, X, answers, ids, now=clock.now())
+        rows = log_rows(served, X.to_dict("records"), answers, ids, now=clock.now())
         logged = int(
             project.log_store().append_predictions(
                 pd.DataFrame.from_records(rows), origin=str(source)

@@ -368,7 +368,7 @@ def create_app(
             ids = new_ids(len(answers))
             logged = log_rows(
                 served,
-                frame,
+                rows,
                 answers,
                 ids,
                 now=project.clock.now(),
