@@ -190,3 +190,25 @@ def test_malformed_feedback_is_a_422(client: TestClient, body):
 def test_the_openapi_document_lists_the_routes(client: TestClient):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/{pipeline}/predict", "/v1/{pipeline}/feedback", "/metrics"} <= set(paths)
+
+
+def test_feedback_keeps_its_own_time_in_utc():
+    project = trained_project()
+    with TestClient(create_app(project, authenticate=authenticate, settings=FAST)) as client:
+        (a,) = client.post("/v1/toy/predict", json=ROW, headers=bearer("predict")).json()[
+            "predictions"
+        ]
+        r = client.post(
+            "/v1/toy/feedback",
+            json=[
+                {
+                    "prediction_id": a["prediction_id"],
+                    "outcome": 1,
+                    "timestamp": "2024-01-20T14:00:00+02:00",
+                }
+            ],
+            headers=bearer("feedback"),
+        )
+        assert r.json()["accepted"] == 1
+    (at,) = project.log_store().feedback(None, None)["timestamp"]
+    assert at == datetime(2024, 1, 20, 12)

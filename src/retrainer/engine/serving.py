@@ -53,7 +53,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -616,7 +616,9 @@ def score_file(
         loaded_at=served.loaded_at,
         variant="batch",
     )
-    source = Path(path)
+    source, target = Path(path), Path(out)
+    if target.suffix.lower() not in (".csv", ".parquet"):
+        raise DataError(f"{target}: the output must end in .csv or .parquet")
     frame = _read_table(source)
     X = _frame_rows(frame, served.features)
     answers = predict_frame(served, X)
@@ -626,16 +628,14 @@ def score_file(
     result["prediction"] = [a["prediction"] for a in answers]
     result["score"] = [a["score"] for a in answers]
     result["model_version"] = served.version
-    target = Path(out)
     if target.suffix.lower() == ".parquet":
         result.to_parquet(target, index=False)
-    elif target.suffix.lower() == ".csv":
-        result.to_csv(target, index=False)
     else:
-        raise DataError(f"{target}: the output must end in .csv or .parquet")
+        result.to_csv(target, index=False)
     logged = 0
     if log and answers:
-        rows = log_rows(served, X.to_dict("records"), answers, ids, now=clock.now())
+        records = cast(list[dict[str, Any]], X.to_dict("records"))
+        rows = log_rows(served, records, answers, ids, now=clock.now())
         logged = int(
             project.log_store().append_predictions(
                 pd.DataFrame.from_records(rows), origin=str(source)

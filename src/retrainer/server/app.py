@@ -151,6 +151,11 @@ def _pipeline_label(project: Project, pipeline: str) -> str:
     return pipeline if pipeline in names else "unknown"
 
 
+def _naive_utc(at: datetime) -> datetime:
+    """The log's time: naive UTC (a naive time is taken to be UTC already)."""
+    return at if at.tzinfo is None else at.astimezone(UTC).replace(tzinfo=None)
+
+
 async def _read_json(request: Request, limit: int) -> Any:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
@@ -453,9 +458,7 @@ def create_app(
             rows: list[Mapping[str, Any]] = [
                 {
                     "id": f.prediction_id,
-                    "timestamp": (f.timestamp or now).astimezone(UTC).replace(tzinfo=None)
-                    if (f.timestamp or now).tzinfo is not None
-                    else f.timestamp,
+                    "timestamp": _naive_utc(f.timestamp or now),
                     "pipeline": pipeline,
                     "outcome": f.outcome,
                 }
