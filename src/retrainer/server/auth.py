@@ -70,7 +70,9 @@ def require(scope: str) -> Any:
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}; got {scope!r}")
 
-    def check(request: Request) -> Token:
+    # async: checked on the event loop, without a thread-pool hop per request (the token
+    # store's verify_token is expected to answer from memory)
+    async def check(request: Request) -> Token:
         header = request.headers.get("authorization", "")
         kind, _, secret = header.partition(" ")
         if kind.lower() != "bearer" or not secret.strip():
