@@ -10,7 +10,9 @@ connections, httpx) sending one row per request for ``--seconds`` seconds:
   Prometheus metrics and prediction logging on (the log is flushed every second).
 
 Prints req/s, p50 and p99 latency per server as a Markdown table, and checks that the log
-holds exactly one row per answered request once the server has stopped (SIGTERM).
+holds exactly one row per answered request once the server has stopped (SIGTERM). Last, a
+fresh ``retrainer serve`` under the same load is killed with ``kill -9`` and the answered
+requests missing from the log are counted (at most ``flush_interval``'s worth).
 The load generator runs on the same machine: on 2 cores it takes CPU from the server, so
 compare the rows with each other rather than with figures from elsewhere.
 
@@ -109,7 +111,10 @@ def load(url: str, seconds: float, concurrency: int, headers: dict[str, str]) ->
         with httpx.Client(headers=headers) as c:
             while time.monotonic() < stop:
                 t0 = time.perf_counter()
-                r = c.post(url, json=ROW)
+                try:
+                    r = c.post(url, json=ROW)
+                except httpx.TransportError:  # the server was killed (the kill -9 phase)
+                    return
                 latencies[i].append(time.perf_counter() - t0)
                 if r.status_code != 200:
                     errors[i] += 1
@@ -177,6 +182,7 @@ def main() -> None:
         with Project.open(proj) as project:
             logged = len(project.log_store().predictions("elec2", None, None, columns=["id"]))
         answered = int(rows[-1][1]["answered"])
+        killed = kill_phase(py, proj, args.concurrency)
         print(
             f"concurrency {args.concurrency}, {args.seconds:g} s per server, one row per request\n"
         )
@@ -193,6 +199,53 @@ def main() -> None:
             f"prediction log after SIGTERM: {logged} rows for {answered} answered requests "
             f"(warm-up included): {'exact' if logged == answered else 'MISMATCH'}"
         )
+
+        print(
+            f"kill -9 after {killed['seconds']:.1f} s of load ({killed['rps']:.0f} req/s, "
+            f"flush_interval 1 s): {killed['answered']:.0f} answered, {killed['logged']:.0f} "
+            f"logged, {killed['lost']:.0f} lost ({killed['lost_seconds']:.2f} s of traffic)"
+        )
+
+
+def kill_phase(py: str, proj: Path, concurrency: int, seconds: float = 4.0) -> dict[str, float]:
+    """Load a fresh server, kill -9 it mid-load, and count the answered rows the log lacks."""
+    from retrainer.engine.project import Project
+
+    def logged() -> int:
+        with Project.open(proj) as project:
+            return len(project.log_store().predictions("elec2", None, None, columns=["id"]))
+
+    before = logged()
+    port = free_port()
+    proc = subprocess.Popen(
+        [py, "-m", "retrainer", "serve", "-c", str(proj), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(f"{base}/healthz", proc)
+    result: dict[str, float] = {}
+    headers = {"Authorization": f"Bearer {SECRET}"}
+    runner = threading.Thread(
+        target=lambda: result.update(
+            load(f"{base}/v1/elec2/predict", seconds * 2, concurrency, headers)
+        )
+    )
+    runner.start()
+    time.sleep(seconds)
+    proc.kill()
+    proc.wait()
+    runner.join()
+    answered = result["requests"] - result["errors"]
+    lost = answered - (logged() - before)
+    rps = answered / seconds
+    return {
+        "seconds": seconds,
+        "rps": rps,
+        "answered": answered,
+        "logged": answered - lost,
+        "lost": lost,
+        "lost_seconds": lost / rps if rps else 0.0,
+    }
 
 
 if __name__ == "__main__":
