@@ -7,10 +7,11 @@ from fastapi.testclient import TestClient
 
 from retrainer.server import create_app, route_scopes
 from retrainer.server.auth import PUBLIC_PATHS, SCOPES
+from retrainer.testing import in_memory_project
 from tests.server.conftest import FAST, authenticate, trained_project
 
-_PROJECT = trained_project()
-ROUTES = route_scopes(create_app(_PROJECT, authenticate=authenticate))
+# the route table needs no model: a project without runs builds it at collection
+ROUTES = route_scopes(create_app(in_memory_project(), authenticate=authenticate))
 PATH_ARGS = {"{pipeline}": "toy"}
 
 
@@ -28,8 +29,15 @@ def test_every_route_declares_a_scope_or_is_public():
 
 
 @pytest.fixture(scope="module")
-def client():
-    with TestClient(create_app(_PROJECT, authenticate=authenticate, settings=FAST)) as c:
+def project():
+    p = trained_project()
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def client(project):
+    with TestClient(create_app(project, authenticate=authenticate, settings=FAST)) as c:
         yield c
 
 
@@ -65,7 +73,7 @@ def test_a_malformed_authorization_header_is_a_401(client):
     assert r.status_code == 401
 
 
-def test_without_a_token_store_every_guarded_route_is_refused(monkeypatch):
+def test_without_a_token_store_every_guarded_route_is_refused(monkeypatch, project):
     import builtins
 
     real_import = builtins.__import__
@@ -76,7 +84,7 @@ def test_without_a_token_store_every_guarded_route_is_refused(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_tokens)
-    app = create_app(_PROJECT, settings=FAST)  # the default authenticator
+    app = create_app(project, settings=FAST)  # the default authenticator
     with TestClient(app) as c:
         for method, path, _ in GUARDED:
             r = c.request(method, _url(path), headers={"Authorization": "Bearer anything"})
