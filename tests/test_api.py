@@ -179,14 +179,26 @@ INTERNAL = {
     "LAST_USED_EVERY",  # engine.tokens: what the server and the CLI read
     "SCOPES",
     "TokenCache",  # for the server's hot path
+    # serving: what retrainer serve / retrainer predict use (the server is an interface)
+    "BatchWriter",
+    "FeatureSpec",
+    "ModelHolder",
+    "RowError",
+    "ServedModel",
+    "feature_specs",
+    "log_rows",
+    "predict_frame",
+    "rows_frame",
+    "score_file",
 }
 
 
-# Interfaces (the CLI) and private modules (a ``_name`` part) are not API: not checked.
+# Interfaces (the CLI, the server) and private modules (a ``_name`` part) are not API: not
+# checked.
 def _not_api(name: str) -> bool:
     parts = name.split(".")
     return (
-        parts[1] == "cli"
+        parts[1] in ("cli", "server")
         or any(p.startswith("_") for p in parts[1:])
         or name in {"retrainer.adapters.report"}
     )

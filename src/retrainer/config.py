@@ -352,6 +352,34 @@ class _Specs:
         return handler(TypeAdapter(list[union]).core_schema)  # type: ignore[valid-type]
 
 
+class ServeConfig(_Model):
+    """``retrainer serve``: address, model polling, prediction-log batching and request limits
+    (docs/serving.md explains each)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    poll_interval: float = Field(default=2.0, gt=0)
+    """Seconds between checks of the registry's aliases (a swap follows within this)."""
+    flush_interval: float = Field(default=1.0, gt=0)
+    """Seconds between flushes of the prediction log: at most this much is lost on a kill -9."""
+    flush_rows: int = Field(default=10_000, ge=1)
+    """A flush starts early once this many rows wait."""
+    queue_rows: int = Field(default=100_000, ge=1)
+    """Rows the log queue holds; a request that finds it full waits ``queue_wait``, then 503."""
+    queue_wait: float = Field(default=0.5, ge=0)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    max_rows: int = Field(default=10_000, ge=1)
+    recent_ids: int = Field(default=200_000, ge=0)
+    """Prediction ids a worker remembers to accept feedback without reading the log."""
+    feedback_lookback: str = "30d"
+    """How far back the log is searched for a feedback id this worker does not remember."""
+    authenticator: str | None = None
+    """``module:function`` taking a bearer secret and returning a token (an object with
+    ``allows(scope)``) or None: your own auth. Default: the project's tokens."""
+
+    _lookback = field_validator("feedback_lookback")(classmethod(lambda cls, v: _duration(v)))
+
+
 class PipelineConfig(_Model):
     """One pipeline: where its data comes from, how it trains and how it is judged."""
 
@@ -445,6 +473,7 @@ class ProjectConfig(_Model):
     serialization: SerializationConfig = Field(default_factory=SerializationConfig)
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     pipelines: list[PipelineConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -9,7 +9,7 @@ artifact); 2 bad usage or configuration (one line per problem on stderr).
 
 from __future__ import annotations
 
-from retrainer.cli import backtest, control, monitoring, project, runs, tokens
+from retrainer.cli import backtest, control, monitoring, project, runs, serve, tokens
 from retrainer.cli.app import app, db_app, log_app, main, models_app, token_app
 
 app.command()(project.init)
@@ -19,6 +19,8 @@ app.command()(runs.promote)
 app.command()(runs.rollback)
 app.command()(runs.gc)
 app.command()(monitoring.monitor)
+app.command()(serve.serve)
+app.command()(serve.predict)
 app.command()(control.daemon)
 app.command()(control.events)
 app.command()(backtest.backtest)

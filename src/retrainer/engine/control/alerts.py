@@ -62,6 +62,7 @@ DEFAULT_SEVERITIES: Mapping[str, Severity] = MappingProxyType(
         "blessing.rejected": "warning",
         "concept_drift.detected": "warning",
         "drift.detected": "warning",
+        "model.load_failed": "critical",
         "model.promoted": "info",
         "model.rolled_back": "warning",
         "run.failed": "critical",

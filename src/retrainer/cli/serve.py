@@ -1,0 +1,121 @@
+"""Serving commands: run the prediction server, score a file with the champion."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from retrainer.cli.app import ConfigOpt, PipelineOpt, handle_errors, open_project
+from retrainer.cli.render import out
+from retrainer.errors import ConfigError
+
+
+def _need_server_packages() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import prometheus_client  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            f"retrainer serve needs the '{exc.name}' package. Install the server with: "
+            "pip install 'retrainer[serve]'"
+        ) from None
+
+
+@handle_errors
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address to listen on (default: serve.host, 127.0.0.1).", show_default=False
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port (default: serve.port, 8000).", min=0, max=65535, show_default=False
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.", min=1)] = 1,
+) -> None:
+    """Serve every pipeline's champion over HTTP: predict, feedback, health, metrics, /docs.
+
+    Models follow the registry (a promotion or rollback is served within serve.poll_interval seconds, without a restart); predictions and feedback go to the project's log. SIGTERM or Ctrl-C stops it after flushing the log. Put a TLS-terminating reverse proxy in front of it (docs/serving.md).
+    """  # noqa: E501
+    _need_server_packages()
+    import uvicorn
+
+    from retrainer.server.app import create_app
+
+    project = open_project(config)
+    cfg = project.config.serve
+    host = host if host is not None else cfg.host
+    port = port if port is not None else cfg.port
+    names = ", ".join(p.name for p in project.config.pipelines)
+    out.print(
+        escape(f"serving {names} at http://{host}:{port} (API description: /docs)"),
+        soft_wrap=True,
+    )
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the handler
+    # it found; with these no-op handlers the command ends with its own line and exit code 0
+    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if workers == 1:
+            uvicorn.run(create_app(project), host=host, port=port, log_level="warning")
+        else:
+            project.close()  # each worker opens its own
+            os.environ["RETRAINER_CONFIG"] = str(project.config_path)
+            uvicorn.run(
+                "retrainer.server.app:app_from_environment",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level="warning",
+            )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        project.close()
+    out.print("stopped: the prediction log is flushed")
+
+
+def _stopped(signum: int, frame: object) -> None:
+    """The signal uvicorn re-raises after its graceful stop: already handled."""
+
+
+@handle_errors
+def predict(
+    file: Annotated[Path, typer.Argument(help="CSV or Parquet file of rows to score.")],
+    out_file: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Where to write the rows with their predictions (.csv or .parquet)."
+        ),
+    ],
+    config: ConfigOpt = None,
+    pipeline: PipelineOpt = None,
+    no_log: Annotated[bool, typer.Option("--no-log", help="Do not log the predictions.")] = False,
+) -> None:
+    """Score a file with the champion (batch scoring) and log the predictions as the server does.
+
+    The output has the file's columns plus prediction_id, prediction, score and model_version.
+    """
+    from retrainer.engine.serving import score_file
+
+    with open_project(config) as project:
+        scored = score_file(project, file, out_file, pipeline=pipeline, log=not no_log)
+    logged = f"; logged {scored.logged} predictions" if not no_log else ""
+    out.print(
+        escape(
+            f"scored {scored.rows} rows of {file} with {scored.pipeline} v{scored.version} "
+            f"-> {scored.out}{logged}"
+        ),
+        soft_wrap=True,
+    )

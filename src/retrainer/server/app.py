@@ -1,0 +1,492 @@
+"""The ASGI app: prediction and feedback API, health, metrics (``retrainer serve`` runs it).
+
+Routes (every one but health and the API description needs a bearer token with the scope
+shown; see :mod:`retrainer.server.auth`):
+
+================================  =========  ===============================================
+``POST /v1/{pipeline}/predict``   predict    one row (object) or a batch (list of objects)
+``POST /v1/{pipeline}/feedback``  feedback   outcomes by ``prediction_id``, batched
+``GET /v1/models``                read       the version each pipeline serves
+``GET /metrics``                  read       Prometheus
+``GET /healthz``, ``/readyz``     -          alive; every champion loaded
+``GET /docs``, ``/openapi.json``  -          the API's description
+================================  =========  ===============================================
+
+Errors are ``{"error": ..., "detail": ...}`` with the status: 401/403 auth, 404 unknown
+pipeline, 413 body or batch too large, 422 bad rows (each problem names the row, the column
+and the value), 503 no champion yet or the prediction log is full. docs/serving.md has the
+details and examples.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from retrainer.adapters.logstore.writer import BatchWriter
+from retrainer.config import ServeConfig
+from retrainer.core.windows import parse_duration
+from retrainer.engine.project import Project
+from retrainer.engine.serving import (
+    ModelHolder,
+    RowError,
+    log_rows,
+    new_ids,
+    predict_frame,
+    rows_frame,
+)
+from retrainer.errors import ModelNotFoundError
+from retrainer.server.auth import Authenticator, default_authenticator, require
+from retrainer.server.errors import ApiError
+from retrainer.server.metrics import CONTENT_TYPE, ServerMetrics
+
+__all__ = ["app_from_environment", "create_app"]
+
+
+# --- request and answer shapes (the OpenAPI schema; the bodies are parsed by hand for speed) ---
+
+
+class PredictionOut(BaseModel):
+    prediction_id: str
+    prediction: Any
+    score: float | None = Field(
+        None,
+        description="Probability of the positive class (binary), of the predicted class "
+        "(multiclass), or the predicted value (regression).",
+    )
+    probabilities: dict[str, float] | None = None
+    model_version: int
+    variant: str
+
+
+class PredictResponse(BaseModel):
+    predictions: list[PredictionOut]
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prediction_id: str
+    outcome: bool | int | float | str = Field(description="The label, click (0/1) or value.")
+    timestamp: datetime | None = Field(None, description="When it happened (default: now).")
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    feedback: list[FeedbackIn]
+
+
+class FeedbackResponse(BaseModel):
+    accepted: int
+    unknown: list[str] = Field(
+        description="Ids neither this worker nor the log (feedback_lookback) knows: not logged; "
+        "post them again later (a prediction reaches the log within flush_interval)."
+    )
+
+
+_FEEDBACK = TypeAdapter(FeedbackRequest | list[FeedbackIn])
+
+_ROW_SCHEMA = {
+    "type": "object",
+    "additionalProperties": True,
+    "description": "One row: every feature of the pipeline, nothing else.",
+}
+_PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"anyOf": [_ROW_SCHEMA, {"type": "array", "items": _ROW_SCHEMA}]}
+            }
+        },
+    }
+}
+_FEEDBACK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": FeedbackRequest.model_json_schema()}},
+    }
+}
+
+
+# --- the app's state -------------------------------------------------------------------------
+
+
+class RecentIds:
+    """The ids of the last ``size`` predictions this worker made (feedback checks them first)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._order: deque[str] = deque()
+        self._ids: dict[str, str] = {}  # id -> pipeline
+        self._lock = threading.Lock()
+
+    def add(self, pipeline: str, ids: list[str]) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            for i in ids:
+                self._ids[i] = pipeline
+                self._order.append(i)
+            while len(self._order) > self.size:
+                self._ids.pop(self._order.popleft(), None)
+
+    def pipeline_of(self, prediction_id: str) -> str | None:
+        return self._ids.get(prediction_id)
+
+
+def _pipeline_label(project: Project, pipeline: str) -> str:
+    names = {p.name for p in project.config.pipelines}
+    return pipeline if pipeline in names else "unknown"
+
+
+def _naive_utc(at: datetime) -> datetime:
+    """The log's time: naive UTC (a naive time is taken to be UTC already)."""
+    return at if at.tzinfo is None else at.astimezone(UTC).replace(tzinfo=None)
+
+
+async def _read_json(request: Request, limit: int) -> Any:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ApiError(
+            413, "too_large", f"the body has {length} bytes; the limit is {limit} (max_body_bytes)"
+        )
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(
+                413, "too_large", f"the body exceeds {limit} bytes (serve.max_body_bytes)"
+            )
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks))
+    except ValueError as exc:
+        raise ApiError(422, "invalid_json", f"the body is not JSON: {exc}") from None
+
+
+def create_app(
+    project: Project,
+    *,
+    authenticate: Authenticator | None = None,
+    settings: ServeConfig | None = None,
+    holder: ModelHolder | None = None,
+    close_project: bool = False,
+) -> FastAPI:
+    """The server of ``project``'s pipelines.
+
+    Parameters
+    ----------
+    project
+        Whose pipelines are served, whose registry is followed and whose log is written.
+    authenticate
+        secret -> token (an object with ``allows(scope)``) or None. Default: the project's
+        token store; none installed: every request needs a token and none is valid.
+    settings
+        The ``serve:`` section (default: the project's).
+    holder
+        A model holder to use (default: one following ``champion``).
+    close_project
+        Close the project when the app stops (the app opened it).
+
+    Examples
+    --------
+    >>> from fastapi.testclient import TestClient
+    >>> from retrainer.testing import in_memory_project
+    >>> app = create_app(in_memory_project(), authenticate=lambda secret: None)
+    >>> with TestClient(app) as client:
+    ...     client.get("/healthz").json(), client.get("/v1/models").status_code
+    ({'status': 'ok'}, 401)
+    """
+    cfg = settings if settings is not None else project.config.serve
+    holder = (
+        holder
+        if holder is not None
+        else ModelHolder(project, poll_interval=cfg.poll_interval, clock=project.clock)
+    )
+    lookback = parse_duration(cfg.feedback_lookback)
+    recent = RecentIds(cfg.recent_ids)
+    writers: dict[str, BatchWriter] = {}
+    pipelines = {p.name for p in project.config.pipelines}
+
+    def state() -> dict[str, Any]:
+        return {"writers": dict(writers), "served": holder.served(), "holder": holder}
+
+    metrics = ServerMetrics(state)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logs = project.log_store()
+        appends: dict[str, Callable[..., Any]] = {
+            "predictions": logs.append_predictions,
+            "feedback": logs.append_feedback,
+        }
+        for kind, append in appends.items():
+            writers[kind] = BatchWriter(
+                functools.partial(append, origin=f"server {kind}"),
+                flush_interval=cfg.flush_interval,
+                flush_rows=cfg.flush_rows,
+                max_rows=cfg.queue_rows,
+                wait=cfg.queue_wait,
+                name=kind,
+            )
+        await run_in_threadpool(holder.refresh)
+        holder.start()
+        try:
+            yield
+        finally:
+            holder.stop()
+            for w in writers.values():
+                await run_in_threadpool(w.close)
+            writers.clear()
+            if close_project:
+                project.close()
+
+    app = FastAPI(
+        title="retrainer",
+        summary="Predictions and feedback for the pipelines of a retrainer project.",
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.authenticate = (
+        authenticate if authenticate is not None else default_authenticator(project)
+    )
+    app.state.holder = holder
+    app.state.writers = writers
+    app.state.metrics = metrics
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        if not exc.counted:  # auth and body errors raised before a route's own accounting
+            metrics.requests.labels(
+                request.url.path.rsplit("/", 1)[-1], "-", "-", str(exc.status)
+            ).inc()
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    def writer(kind: str) -> BatchWriter:
+        w = writers.get(kind)
+        if w is None:
+            raise ApiError(503, "not_ready", "the server is starting or stopping")
+        return w
+
+    # -- health -------------------------------------------------------------------------
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> JSONResponse:
+        """Every pipeline whose alias points at a version has that version loaded."""
+        ready = holder.ready()
+        ok = all(ready.values()) and bool(writers)
+        return JSONResponse({"ready": ok, "pipelines": ready}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", dependencies=[require("read")], tags=["health"])
+    def prometheus() -> Response:
+        """Prometheus metrics (see retrainer.server.metrics)."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/v1/models", dependencies=[require("read")], tags=["models"])
+    def models() -> dict[str, Any]:
+        """The version each pipeline serves now (null: none)."""
+        served = holder.served()
+        return {
+            "alias": holder.alias,
+            "pipelines": {
+                name: (
+                    {
+                        "version": served[name].version,
+                        "variant": served[name].variant,
+                        "loaded_at": served[name].loaded_at.isoformat(),
+                    }
+                    if name in served
+                    else None
+                )
+                for name in sorted(pipelines)
+            },
+        }
+
+    # -- predict ------------------------------------------------------------------------
+
+    @app.post(
+        "/v1/{pipeline}/predict",
+        dependencies=[require("predict")],
+        response_model=PredictResponse,
+        openapi_extra=_PREDICT_BODY,
+        tags=["predictions"],
+    )
+    async def predict(pipeline: str, request: Request) -> Response:
+        """Predict one row (an object) or a batch (a list of objects).
+
+        Each row has exactly the pipeline's features, with values of the types the served
+        model was trained on. An ``X-Request-Key`` header (e.g. a user id) is logged with the
+        predictions.
+        """
+        started = time.perf_counter()
+        label = _pipeline_label(project, pipeline)
+        variant = "-"
+        status = 500
+        try:
+            body = await _read_json(request, cfg.max_body_bytes)
+            rows = body if isinstance(body, list) else [body]
+            if not rows:
+                raise ApiError(422, "invalid_rows", "the batch is empty")
+            if len(rows) > cfg.max_rows:
+                raise ApiError(
+                    413,
+                    "too_many_rows",
+                    f"{len(rows)} rows; the limit is {cfg.max_rows} per request (serve.max_rows)",
+                )
+            try:
+                served = holder.get(pipeline)
+            except ModelNotFoundError as exc:
+                raise ApiError(
+                    404 if pipeline not in pipelines else 503, "no_model", str(exc)
+                ) from None
+            variant = served.variant
+            try:
+                frame = rows_frame(served.features, rows)
+            except RowError as exc:
+                raise ApiError(422, "invalid_rows", exc.problems) from None
+            try:
+                answers = predict_frame(served, frame)
+            except Exception as exc:
+                raise ApiError(
+                    500,
+                    "model_failed",
+                    f"{pipeline} v{served.version}: {type(exc).__name__}: {exc}",
+                ) from None
+            ids = new_ids(len(answers))
+            logged = log_rows(
+                served,
+                rows,
+                answers,
+                ids,
+                now=project.clock.now(),
+                request_key=request.headers.get("x-request-key"),
+            )
+            if not writer("predictions").submit(logged):
+                raise ApiError(
+                    503,
+                    "log_full",
+                    "the prediction log is behind (its queue is full); retry shortly",
+                    headers={"Retry-After": "1"},
+                )
+            recent.add(pipeline, ids)
+            metrics.predictions.labels(label, variant).inc(len(answers))
+            status = 200
+            out = [
+                {
+                    "prediction_id": i,
+                    **answer,
+                    "model_version": served.version,
+                    "variant": served.variant,
+                }
+                for i, answer in zip(ids, answers, strict=True)
+            ]
+            return JSONResponse({"predictions": out})
+        except ApiError as exc:
+            status = exc.status
+            exc.counted = True
+            raise
+        finally:
+            metrics.observe("predict", label, variant, status, time.perf_counter() - started)
+
+    # -- feedback -----------------------------------------------------------------------
+
+    def _known_in_log(pipeline: str, ids: set[str]) -> set[str]:
+        start = project.clock.now().astimezone(UTC).replace(tzinfo=None) - lookback
+        logged = project.log_store().predictions(pipeline, start, None, columns=["id"])
+        return ids & set(logged["id"].astype(str))
+
+    @app.post(
+        "/v1/{pipeline}/feedback",
+        dependencies=[require("feedback")],
+        response_model=FeedbackResponse,
+        openapi_extra=_FEEDBACK_BODY,
+        tags=["predictions"],
+    )
+    async def feedback(pipeline: str, request: Request) -> Response:
+        """Outcomes (labels, clicks, values) of earlier predictions, by ``prediction_id``.
+
+        An id is known when this worker made the prediction recently (``recent_ids``) or the
+        pipeline's prediction log holds it (last ``feedback_lookback``). Unknown ids are
+        answered in ``unknown`` and not logged.
+        """
+        started = time.perf_counter()
+        label = _pipeline_label(project, pipeline)
+        status = 500
+        try:
+            if pipeline not in pipelines:
+                raise ApiError(404, "no_pipeline", f"no pipeline {pipeline!r} in this project")
+            body = await _read_json(request, cfg.max_body_bytes)
+            try:
+                parsed = _FEEDBACK.validate_python(body)
+            except ValidationError as exc:
+                problems = [
+                    {"at": list(e["loc"]), "problem": e["msg"], "value": e.get("input")}
+                    for e in exc.errors(include_url=False)[:20]
+                ]
+                raise ApiError(
+                    422, "invalid_feedback", json.loads(json.dumps(problems, default=str))
+                ) from None
+            items = parsed.feedback if isinstance(parsed, FeedbackRequest) else parsed
+            if len(items) > cfg.max_rows:
+                raise ApiError(
+                    413, "too_many_rows", f"{len(items)} rows; the limit is {cfg.max_rows}"
+                )
+            unknown = {
+                f.prediction_id for f in items if recent.pipeline_of(f.prediction_id) != pipeline
+            }
+            if unknown:
+                unknown -= await run_in_threadpool(_known_in_log, pipeline, unknown)
+            now = project.clock.now()
+            rows: list[Mapping[str, Any]] = [
+                {
+                    "id": f.prediction_id,
+                    "timestamp": _naive_utc(f.timestamp or now),
+                    "pipeline": pipeline,
+                    "outcome": f.outcome,
+                }
+                for f in items
+                if f.prediction_id not in unknown
+            ]
+            if not writer("feedback").submit(rows):
+                raise ApiError(
+                    503,
+                    "log_full",
+                    "the feedback log is behind; retry shortly",
+                    headers={"Retry-After": "1"},
+                )
+            status = 200
+            return JSONResponse({"accepted": len(rows), "unknown": sorted(unknown)})
+        except ApiError as exc:
+            status = exc.status
+            exc.counted = True
+            raise
+        finally:
+            metrics.observe("feedback", label, "-", status, time.perf_counter() - started)
+
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of the project ``RETRAINER_CONFIG`` names (uvicorn's factory, one per worker)."""
+    import os
+
+    project = Project.open(os.environ.get("RETRAINER_CONFIG"))
+    return create_app(project, close_project=True)

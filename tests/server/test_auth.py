@@ -1,0 +1,92 @@
+"""The auth matrix, generated from the app's own route table: no route can skip it."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from retrainer.server import create_app, route_scopes
+from retrainer.server.auth import PUBLIC_PATHS, SCOPES
+from retrainer.testing import in_memory_project
+from tests.server.conftest import FAST, authenticate, trained_project
+
+# the route table needs no model: a project without runs builds it at collection
+ROUTES = route_scopes(create_app(in_memory_project(), authenticate=authenticate))
+PATH_ARGS = {"{pipeline}": "toy"}
+
+
+def _url(path: str) -> str:
+    for k, v in PATH_ARGS.items():
+        path = path.replace(k, v)
+    return path
+
+
+def test_every_route_declares_a_scope_or_is_public():
+    unguarded = [(m, p) for m, p, scope in ROUTES if scope is None and p not in PUBLIC_PATHS]
+    assert unguarded == []
+    assert {p for _, p, s in ROUTES if s is None} <= PUBLIC_PATHS
+    assert ("POST", "/v1/{pipeline}/predict", "predict") in ROUTES
+
+
+@pytest.fixture(scope="module")
+def project():
+    p = trained_project()
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def client(project):
+    with TestClient(create_app(project, authenticate=authenticate, settings=FAST)) as c:
+        yield c
+
+
+GUARDED = [(m, p, s) for m, p, s in ROUTES if s is not None]
+CASES = [
+    (method, path, scope, token, expected)
+    for method, path, scope in GUARDED
+    for token, expected in [
+        (None, 401),
+        ("not-a-token", 401),
+        *[(f"{other}-secret", 403) for other in SCOPES if other not in (scope, "admin")],
+        (f"{scope}-secret", None),
+        ("admin-secret", None),
+    ]
+]
+
+
+@pytest.mark.parametrize(("method", "path", "scope", "token", "expected"), CASES)
+def test_auth_matrix(client, method, path, scope, token, expected):
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    r = client.request(method, _url(path), headers=headers, json={"x1": 1.0, "x2": 2.0})
+    if expected is None:
+        assert r.status_code not in (401, 403), r.text
+    else:
+        assert r.status_code == expected, r.text
+        assert r.json()["error"] == {401: "unauthorized", 403: "forbidden"}[expected]
+        if expected == 401:
+            assert r.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_a_malformed_authorization_header_is_a_401(client):
+    r = client.get("/v1/models", headers={"Authorization": "Basic abc"})
+    assert r.status_code == 401
+
+
+def test_the_default_authenticator_is_the_projects_token_store(project):
+    from datetime import UTC, datetime
+
+    from retrainer.engine.tokens import create_token
+
+    _, secret = create_token(
+        project, name="app", scopes=["predict"], now=datetime(2024, 5, 1, tzinfo=UTC)
+    )
+    app = create_app(project, settings=FAST)  # no authenticate=: the token store decides
+    with TestClient(app) as c:
+        for method, path, scope in GUARDED:
+            unknown = c.request(method, _url(path), headers={"Authorization": "Bearer rt_x_y"})
+            assert unknown.status_code == 401
+            r = c.request(method, _url(path), headers={"Authorization": f"Bearer {secret}"})
+            assert r.status_code != 401  # known: allowed, or refused for its scope
+            assert (r.status_code == 403) is (scope != "predict")
+        assert c.get("/healthz").status_code == 200
