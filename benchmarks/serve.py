@@ -35,7 +35,7 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx  # the client starlette.testclient uses (the dev extra)
 import numpy as np
 
 ROW = {

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx  # the client starlette.testclient uses (the dev extra)
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
