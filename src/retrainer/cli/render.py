@@ -573,4 +573,7 @@ def render_token_revoked(token: Token, *, already: bool) -> None:
             f"{_when(token.revoked_at)}"
         )
     else:
-        out.print(f"revoked token {token.id} ({escape(token.name)}): it is refused from now on")
+        out.print(
+            f"revoked token {token.id} ({escape(token.name)}): it is refused from now on "
+            "(by a running server within 5 s)"
+        )

@@ -67,7 +67,7 @@ def revoke(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Revoke an API token: every request with it is refused from now on."""
+    """Revoke an API token: refused from now on (by a running server within 5 s)."""
     from retrainer.cli.render import render_token_revoked
     from retrainer.engine.tokens import revoke_token
 

@@ -367,6 +367,9 @@ def test_tampered_champion_is_reported_and_not_loaded(tmp_path: Path):
     assert result.ok
     note = next(r for r in result.verdict.evidence if r.rule == "champion")
     assert "champion v1 unusable" in note.note
+    # replaced on the absolute rules, and said out loud: the alerter sends this (critical)
+    [failed] = project.store.list_events("toy", kinds=["model.load_failed"])
+    assert failed.version == 1 and failed.at == T2 and "unusable" in failed.message
 
 
 def test_online_update_of_an_unloadable_champion_fails_the_run_with_the_reason(tmp_path: Path):

@@ -766,9 +766,15 @@ def bless_step(
     trained: TrainedCandidate,
     *,
     timings: dict[str, float],
+    now: datetime | None = None,
 ) -> Blessing:
     """Score the champion on the candidate's holdout, check the artifact in a fresh process,
-    and let the gate decide."""
+    and let the gate decide.
+
+    A champion that no longer loads (its artifact damaged or gone) leaves the candidate to the
+    absolute rules, so that a working model can replace it; that is recorded as a
+    ``model.load_failed`` event, which alerts, because a broken champion is served by nobody.
+    """
     with _Timer(timings, "score"):
         champion_version, champion_card, champion_note = _champion_card(
             project, pipeline, loaded.holdout
@@ -776,6 +782,17 @@ def bless_step(
     extra: list[EvidenceRow] = list(loaded.findings)
     if champion_note is not None:
         extra.append(champion_note)
+        project.store.append_event(
+            Event(
+                kind="model.load_failed",
+                at=now or loaded.run.started_at or loaded.run.created_at,
+                message=f"{pipeline.name}: {champion_note.note}",
+                pipeline=pipeline.name,
+                version=champion_version,
+                run_id=loaded.run.id,
+                data={"alias": CHAMPION, "error": champion_note.note},
+            )
+        )
     if pipeline.config.blessing.sanity.enabled:
         with _Timer(timings, "sanity"):
             extra.append(_sanity_row(project, pipeline, trained, loaded.holdout))
@@ -983,7 +1000,7 @@ def _execute(
     """load -> train -> bless -> register -> deploy, then close the run."""
     loaded = load_step(project, pipeline, run, now=clock.now(), timings=timings)
     trained = train_step(project, pipeline, loaded, timings=timings)
-    blessing = bless_step(project, pipeline, loaded, trained, timings=timings)
+    blessing = bless_step(project, pipeline, loaded, trained, timings=timings, now=clock.now())
     now = clock.now()
     version = register_step(project, pipeline, loaded, trained, blessing, now=now)
     deployment = deploy_step(project, pipeline, loaded.run, version, blessing, now=now, actor=actor)
