@@ -50,6 +50,7 @@ from retrainer.engine.serving import (
 from retrainer.errors import ModelNotFoundError
 from retrainer.server.auth import Authenticator, default_authenticator, require
 from retrainer.server.errors import ApiError
+from retrainer.server.manage import management_router
 from retrainer.server.metrics import CONTENT_TYPE, ServerMetrics
 
 __all__ = ["app_from_environment", "create_app"]
@@ -319,6 +320,8 @@ def create_app(
                 for name in sorted(pipelines)
             },
         }
+
+    app.include_router(management_router(project, holder))  # status, models, promote, ...
 
     # -- predict ------------------------------------------------------------------------
 

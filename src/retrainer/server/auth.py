@@ -94,6 +94,7 @@ def require(scope: str) -> Any:
             )
         if not token.allows(scope):
             raise ApiError(403, "forbidden", f"this token lacks the scope '{scope}'")
+        request.state.token = token  # who acts: the management API records it as the actor
         return token
 
     setattr(check, _SCOPE_ATTR, scope)
