@@ -12,7 +12,7 @@ from tests.server.conftest import FAST, authenticate, trained_project
 
 # the route table needs no model: a project without runs builds it at collection
 ROUTES = route_scopes(create_app(in_memory_project(), authenticate=authenticate))
-PATH_ARGS = {"{pipeline}": "toy"}
+PATH_ARGS = {"{pipeline}": "toy", "{version}": "1"}
 
 
 def _url(path: str) -> str:

@@ -201,3 +201,13 @@ def test_the_holder_of_another_worker_follows_by_polling(project):
         while _served(b) != 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _served(b) == 1
+
+
+def test_requests_are_counted_by_route_name_not_path(client):
+    client.get("/v1/toy/models/98", headers=bearer("read"))
+    client.get("/v1/toy/models/99", headers=bearer("read"))
+    client.get("/v1/status", headers=bearer("read"))
+    text = client.get("/metrics", headers=bearer("read")).text
+    assert 'endpoint="models_show",pipeline="-",status="404",variant="-"} 2.0' in text
+    assert 'endpoint="status",pipeline="-",status="200",variant="-"} 1.0' in text
+    assert 'endpoint="99"' not in text

@@ -50,7 +50,7 @@ from retrainer.engine.serving import (
 from retrainer.errors import ModelNotFoundError
 from retrainer.server.auth import Authenticator, default_authenticator, require
 from retrainer.server.errors import ApiError
-from retrainer.server.manage import management_router
+from retrainer.server.manage import include_management
 from retrainer.server.metrics import CONTENT_TYPE, ServerMetrics
 
 __all__ = ["app_from_environment", "create_app"]
@@ -321,7 +321,7 @@ def create_app(
             },
         }
 
-    app.include_router(management_router(project, holder))  # status, models, promote, ...
+    include_management(app, project, holder)  # status, models, promote, rollback, events
 
     # -- predict ------------------------------------------------------------------------
 

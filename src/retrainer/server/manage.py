@@ -23,11 +23,13 @@ loads the new version at once (the other workers follow at their next poll).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Callable, Coroutine
+from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
@@ -47,7 +49,7 @@ from retrainer.errors import (
 from retrainer.server.auth import require
 from retrainer.server.errors import ApiError
 
-__all__ = ["PromoteRequest", "RollbackRequest", "management_router"]
+__all__ = ["PromoteRequest", "RollbackRequest", "include_management", "management_router"]
 
 
 class PromoteRequest(BaseModel):
@@ -65,15 +67,25 @@ class RollbackRequest(BaseModel):
 
 class _ApiErrorRoute(APIRoute):
     """A route whose bad parameters answer in the server's error shape (422 ``invalid_request``,
-    one problem per parameter) instead of FastAPI's own."""
+    one problem per parameter) instead of FastAPI's own, counted in the request metrics under
+    the route's name (not its path: a version in the path would make a label per version)."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        name = self.name
 
         async def run(request: Request) -> Response:
+            started = time.perf_counter()
+            status = 500
             try:
-                return await handler(request)
+                response = await handler(request)
+                status = response.status_code
+                return response
+            except ApiError as exc:
+                status, exc.counted = exc.status, True
+                raise
             except RequestValidationError as exc:
+                status = 422
                 problems = [
                     {
                         "at": [str(p) for p in e.get("loc", ())],
@@ -82,9 +94,15 @@ class _ApiErrorRoute(APIRoute):
                     }
                     for e in exc.errors()[:20]
                 ]
-                raise ApiError(
+                error = ApiError(
                     422, "invalid_request", json.loads(json.dumps(problems, default=str))
-                ) from None
+                )
+                error.counted = True
+                raise error from None
+            finally:
+                metrics = getattr(request.app.state, "metrics", None)
+                if metrics is not None:
+                    metrics.observe(name, "-", "-", status, time.perf_counter() - started)
 
         return run
 
@@ -115,7 +133,7 @@ def management_router(project: Project, holder: ModelHolder) -> APIRouter:
     >>> from retrainer.testing import in_memory_project
     >>> project = in_memory_project()
     >>> app = FastAPI(openapi_url=None, docs_url=None)
-    >>> app.include_router(management_router(project, ModelHolder(project)))
+    >>> include_management(app, project, ModelHolder(project))
     >>> [r for r in route_scopes(app) if r[0] == "POST"]
     [('POST', '/v1/{pipeline}/promote', 'admin'), ('POST', '/v1/{pipeline}/rollback', 'admin')]
     """
@@ -129,10 +147,8 @@ def management_router(project: Project, holder: ModelHolder) -> APIRouter:
 
     def moved(move: AliasMove) -> dict[str, Any]:
         # this worker serves the move now; the others follow at their next poll
-        try:
+        with suppress(Exception):  # the move is made; the holder's own poll retries and logs
             holder.refresh()
-        except Exception:  # noqa: BLE001 - the move is made; the holder's poll retries and logs
-            pass
         return alias_move_view(move)
 
     def refused(exc: Exception) -> ApiError:
@@ -247,3 +263,13 @@ def management_router(project: Project, holder: ModelHolder) -> APIRouter:
         return [event_view(e) for e in found]
 
     return router
+
+
+def include_management(app: FastAPI, project: Project, holder: ModelHolder) -> None:
+    """Add the management routes to ``app`` as its own routes.
+
+    Not ``app.include_router``: FastAPI 0.165 includes a router lazily, as one opaque route
+    that :func:`~retrainer.server.auth.route_scopes` (and so the auth matrix) cannot see into.
+    Each route carries its own scope dependency, so adding them one by one is the same.
+    """
+    app.router.routes.extend(management_router(project, holder).routes)
