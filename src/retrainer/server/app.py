@@ -290,10 +290,15 @@ def create_app(
 
     @app.get("/readyz", tags=["health"])
     def readyz() -> JSONResponse:
-        """Every pipeline whose alias points at a version has that version loaded."""
-        ready = holder.ready()
-        ok = all(ready.values()) and bool(writers)
-        return JSONResponse({"ready": ok, "pipelines": ready}, status_code=200 if ok else 503)
+        """Every pipeline whose alias points at a version has that version loaded.
+
+        ``pipelines`` says per pipeline ``true`` (loaded), ``false`` (not loaded yet, or it
+        failed to load) or ``"no champion"`` (nothing to load; it does not hold readiness back).
+        """
+        ok = all(holder.ready().values()) and bool(writers)
+        return JSONResponse(
+            {"ready": ok, "pipelines": holder.status()}, status_code=200 if ok else 503
+        )
 
     @app.get("/metrics", dependencies=[require("read")], tags=["health"])
     def prometheus() -> Response:
@@ -364,6 +369,8 @@ def create_app(
                 raise ApiError(422, "invalid_rows", exc.problems) from None
             try:
                 answers = predict_frame(served, frame)
+            except RowError as exc:  # missing values the model cannot take
+                raise ApiError(422, "invalid_rows", exc.problems) from None
             except Exception as exc:
                 raise ApiError(
                     500,
