@@ -99,7 +99,9 @@ def _check_listen(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise RetrainerError(f"cannot listen on {host}:{port}: {exc.strerror}; check --host") from None
+        raise RetrainerError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; check --host"
+        ) from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as sock:
         # as uvicorn binds: a port in TIME_WAIT after a restart is free
