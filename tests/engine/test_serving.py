@@ -250,3 +250,9 @@ def test_readiness_status_says_no_champion_for_a_pipeline_without_one():
     assert holder.status() == {"toy": False}  # not polled yet
     holder.refresh()
     assert holder.status() == {"toy": True}
+
+
+def test_a_row_error_message_counts_the_problems_after_the_first():
+    features = feature_specs(["a", "b"], {"a": "float64", "b": "float64"})
+    with pytest.raises(RowError, match=r"^row 0: column 'a' must be a number .* \(and 2 more"):
+        rows_frame(features, [{"a": "x", "b": "y"}, {"a": "z", "b": 1.0}])

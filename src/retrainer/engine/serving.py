@@ -138,7 +138,8 @@ class RowError(DataError):
         first = problems[0]
         where = f"row {first['row']}: " if first.get("row") is not None else ""
         column = f"column {first['column']!r} " if first.get("column") is not None else ""
-        super().__init__(f"{where}{column}{first['problem']}")
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        super().__init__(f"{where}{column}{first['problem']}{more}")
 
 
 _MAX_PROBLEMS = 20
