@@ -3,6 +3,7 @@ predecessor, and the batch writer loses no row."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from datetime import UTC, datetime
@@ -11,6 +12,9 @@ import fsspec
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
 from retrainer.adapters.logstore import InMemoryLogStore
 from retrainer.adapters.logstore.writer import BatchWriter
@@ -19,7 +23,9 @@ from retrainer.engine.runs.registry import promote, rollback
 from retrainer.engine.serving import (
     ModelHolder,
     RowError,
+    ServedModel,
     feature_specs,
+    predict_frame,
     rows_frame,
 )
 from retrainer.server import create_app
@@ -188,3 +194,65 @@ def test_writer_retries_a_failed_append():
     assert writer.flush() == 0 and writer.failed_flushes == 1
     writer.close()
     assert len(store.predictions("p", None, None)) == 4
+
+
+def _served_on_two_features(model) -> ServedModel:
+    """``model`` fitted on x1, x2 (float64) as a served model."""
+    X = pd.DataFrame({"x1": [0.0, 1.0, 2.0, 3.0], "x2": [1.0, 0.0, 1.0, 0.0]})
+    model.fit(X, [0, 0, 1, 1])
+    features = feature_specs(["x1", "x2"], {"x1": "float64", "x2": "float64"})
+    return ServedModel("toy", 1, model, features, datetime(2024, 1, 1))
+
+
+def test_missing_values_a_model_cannot_take_are_a_row_error_naming_row_and_column():
+    served = _served_on_two_features(LogisticRegression())
+    frame = rows_frame(served.features, [{"x1": 1.0, "x2": 0.0}, {"x1": 2.0, "x2": None}])
+    with pytest.raises(RowError) as caught:
+        predict_frame(served, frame)
+    assert [(p["row"], p["column"]) for p in caught.value.problems] == [(1, "x2")]
+    assert "row 1: column 'x2' is missing" in str(caught.value)
+    assert "cannot take missing values" in str(caught.value)
+
+
+def test_a_model_with_an_imputer_still_takes_missing_values():
+    served = _served_on_two_features(make_pipeline(SimpleImputer(), LogisticRegression()))
+    frame = rows_frame(served.features, [{"x1": 2.0, "x2": None}])
+    assert len(predict_frame(served, frame)) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype", "words"),
+    [
+        (math.nan, "float64", "NaN"),
+        (math.inf, "float64", "finite"),
+        (-math.inf, "float64", "finite"),
+        (10**400, "float64", "finite"),
+        (1e39, "float32", "finite"),
+        (10**30, "int64", "out of range"),
+        (math.inf, "int64", "must be an integer"),
+    ],
+)
+def test_numbers_that_do_not_fit_the_dtype_are_row_errors_naming_the_column(value, dtype, words):
+    features = feature_specs(["a", "b"], {"a": "float64", "b": dtype})
+    with pytest.raises(RowError) as caught:
+        rows_frame(features, [{"a": 1.0, "b": 1.0}, {"a": 1.0, "b": value}])
+    (problem,) = caught.value.problems
+    assert (problem["row"], problem["column"]) == (1, "b")
+    assert words in problem["problem"]
+
+
+def test_readiness_status_says_no_champion_for_a_pipeline_without_one():
+    holder = ModelHolder(trained_project(runs=()))
+    holder.refresh()
+    assert holder.ready() == {"toy": True}  # nothing to load: it does not hold readiness back
+    assert holder.status() == {"toy": "no champion"}
+    holder = ModelHolder(trained_project())
+    assert holder.status() == {"toy": False}  # not polled yet
+    holder.refresh()
+    assert holder.status() == {"toy": True}
+
+
+def test_a_row_error_message_counts_the_problems_after_the_first():
+    features = feature_specs(["a", "b"], {"a": "float64", "b": "float64"})
+    with pytest.raises(RowError, match=r"^row 0: column 'a' must be a number .* \(and 2 more"):
+        rows_frame(features, [{"a": "x", "b": "y"}, {"a": "z", "b": 1.0}])

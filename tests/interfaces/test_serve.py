@@ -148,3 +148,62 @@ def test_serve_on_elec2_predict_feedback_sigterm_and_the_log_has_the_rows(tmp_pa
     assert sorted(logged["id"]) == sorted(a["prediction_id"] for a in answers)
     assert sorted(feedback["id"]) == sorted(logged["id"])
     json.dumps(answers)  # plain JSON all the way
+
+
+def _scored_project(tmp_path: Path) -> Path:
+    proj = write_project(tmp_path / "p")
+    assert invoke("run", "-c", str(proj), "--as-of", "2024-01-20").exit_code == 0
+    return proj
+
+
+def test_predict_names_the_row_and_column_of_an_empty_cell(tmp_path: Path):
+    proj = _scored_project(tmp_path)
+    src = tmp_path / "rows.csv"
+    rows = make_frame(5, seed=3)[["x1", "x2"]]
+    rows.loc[2, "x2"] = None
+    rows.to_csv(src, index=False)
+    result = runner.invoke(
+        app, ["predict", str(src), "--out", str(tmp_path / "o.csv"), "-c", str(proj)]
+    )
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "row 2: column 'x2' is missing" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_predict_names_a_missing_output_folder_before_scoring(tmp_path: Path):
+    proj = _scored_project(tmp_path)
+    src = tmp_path / "rows.csv"
+    make_frame(5, seed=3)[["x1", "x2"]].to_csv(src, index=False)
+    out = tmp_path / "nonexistent" / "dir" / "s.csv"
+    result = runner.invoke(app, ["predict", str(src), "--out", str(out), "-c", str(proj)])
+    assert result.exit_code == 1, result.output
+    assert f"{out.parent} does not exist" in " ".join(result.output.split())
+    with Project.open(proj) as project:
+        assert project.log_store().predictions("toy", None, None).empty  # nothing scored
+
+
+def test_predict_names_the_row_and_value_of_a_non_number_in_a_numeric_csv_column(tmp_path: Path):
+    proj = _scored_project(tmp_path)
+    src = tmp_path / "rows.csv"
+    rows = make_frame(5, seed=3)[["x1", "x2"]].astype(object)
+    rows.loc[3, "x1"] = "high"
+    rows.to_csv(src, index=False)
+    result = runner.invoke(
+        app, ["predict", str(src), "--out", str(tmp_path / "o.csv"), "-c", str(proj)]
+    )
+    assert result.exit_code == 1, result.output
+    assert "row 3: column 'x1' must be a number (float64); got 'high'" in result.output
+
+
+def test_serve_on_a_port_in_use_fails_with_one_line_before_serving(tmp_path: Path):
+    proj = write_project(tmp_path / "p")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = runner.invoke(app, ["serve", "-c", str(proj), "--port", str(port)])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == (
+        f"error: cannot listen on 127.0.0.1:{port}: address already in use; choose another --port"
+    )

@@ -212,3 +212,33 @@ def test_feedback_keeps_its_own_time_in_utc():
         assert r.json()["accepted"] == 1
     (at,) = project.log_store().feedback(None, None)["timestamp"]
     assert at == datetime(2024, 1, 20, 12)
+
+
+def test_a_null_the_model_cannot_take_is_a_422_naming_row_and_column(client: TestClient):
+    rows = [ROW, {"x1": None, "x2": 1.0}]
+    r = client.post("/v1/toy/predict", json=rows, headers=bearer("predict"))
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == "invalid_rows"
+    (problem,) = r.json()["detail"]
+    assert (problem["row"], problem["column"]) == (1, "x1")
+    assert "cannot take missing values" in problem["problem"]
+
+
+@pytest.mark.parametrize(
+    "literal", [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"1" + b"0" * 400]
+)
+def test_nan_infinity_and_too_large_numbers_are_a_422_naming_the_column(client, literal):
+    body = b'[{"x1": 0.5, "x2": 1.0}, {"x1": 0.5, "x2": ' + literal + b"}]"
+    r = client.post("/v1/toy/predict", content=body, headers=bearer("predict"))
+    assert r.status_code == 422, r.text
+    (problem,) = r.json()["detail"]
+    assert (problem["row"], problem["column"]) == (1, "x2")
+
+
+def test_readyz_says_no_champion_for_a_pipeline_without_one():
+    with TestClient(
+        create_app(trained_project(runs=()), authenticate=authenticate, settings=FAST)
+    ) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 200  # nothing to load: ready, as documented
+        assert ready.json()["pipelines"] == {"toy": "no champion"}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +14,7 @@ from rich.markup import escape
 
 from retrainer.cli.app import ConfigOpt, PipelineOpt, handle_errors, open_project
 from retrainer.cli.render import out
-from retrainer.errors import ConfigError
+from retrainer.errors import ConfigError, RetrainerError
 
 
 def _need_server_packages() -> None:
@@ -57,6 +59,11 @@ def serve(
     cfg = project.config.serve
     host = host if host is not None else cfg.host
     port = port if port is not None else cfg.port
+    try:
+        _check_listen(host, port)
+    except RetrainerError:
+        project.close()
+        raise
     names = ", ".join(p.name for p in project.config.pipelines)
     out.print(
         escape(f"serving {names} at http://{host}:{port} (API description: /docs)"),
@@ -84,6 +91,27 @@ def serve(
             signal.signal(sig, handler)
         project.close()
     out.print("stopped: the prediction log is flushed")
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Fail with one line, before anything is served, when ``host:port`` cannot be listened on
+    (uvicorn would print its own error after our "serving" line and exit 3)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise RetrainerError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; check --host"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        # as uvicorn binds: a port in TIME_WAIT after a restart is free
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            hint = "; choose another --port" if exc.errno == errno.EADDRINUSE else ""
+            raise RetrainerError(f"cannot listen on {host}:{port}: {reason}{hint}") from None
 
 
 def _stopped(signum: int, frame: object) -> None:

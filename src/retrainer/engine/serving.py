@@ -138,7 +138,8 @@ class RowError(DataError):
         first = problems[0]
         where = f"row {first['row']}: " if first.get("row") is not None else ""
         column = f"column {first['column']!r} " if first.get("column") is not None else ""
-        super().__init__(f"{where}{column}{first['problem']}")
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        super().__init__(f"{where}{column}{first['problem']}{more}")
 
 
 _MAX_PROBLEMS = 20
@@ -152,16 +153,44 @@ def _check(spec: FeatureSpec, value: Any) -> str | None:
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"must be a number ({spec.dtype}); got {value!r}"
+        return _out_of_range(spec, value)
     elif kind == "int":
         if isinstance(value, float) and value.is_integer():
-            return None
+            return _out_of_range(spec, value)
         if isinstance(value, bool) or not isinstance(value, int):
             return f"must be an integer ({spec.dtype}); got {value!r}"
+        return _out_of_range(spec, value)
     elif kind == "bool":
         if not isinstance(value, bool):
             return f"must be true or false ({spec.dtype}); got {value!r}"
     elif kind == "text" and not isinstance(value, str):
         return f"must be text ({spec.dtype}); got {value!r}"
+    return None
+
+
+def _out_of_range(spec: FeatureSpec, value: int | float) -> str | None:
+    """Why a number does not fit ``spec``'s dtype: NaN, infinite (JSON's NaN/Infinity or
+    1e999) or too large (None: it fits). Such values would make the model fail, not the row."""
+    try:
+        as_float = float(value)
+    except OverflowError:  # an int beyond any float
+        as_float = math.inf
+    if math.isnan(as_float):
+        return f"must be a number ({spec.dtype}); got NaN (send null for a missing value)"
+    if spec.kind == "int":
+        try:
+            info = np.iinfo(np.dtype(spec.dtype.lower()))
+        except TypeError:
+            return None
+        if math.isinf(as_float) or not info.min <= int(value) <= info.max:
+            return f"is out of range for {spec.dtype} ({info.min}..{info.max}); got {value!r}"
+        return None
+    try:
+        limit = float(np.finfo(np.dtype(spec.dtype.lower())).max)
+    except TypeError:
+        limit = math.inf
+    if math.isinf(as_float) or abs(as_float) > limit:
+        return f"must be a finite number that fits {spec.dtype}; got {value!r}"
     return None
 
 
@@ -257,8 +286,42 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _missing_values(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A problem per missing cell of ``frame`` (the first :data:`_MAX_PROBLEMS`)."""
+    problems: list[dict[str, Any]] = []
+    isna = frame.isna().to_numpy()
+    for i, j in zip(*np.nonzero(isna), strict=True):
+        problems.append(
+            {
+                "row": int(i),
+                "column": str(frame.columns[j]),
+                "value": None,
+                "problem": "is missing, and this model cannot take missing values",
+            }
+        )
+        if len(problems) >= _MAX_PROBLEMS:
+            break
+    return problems
+
+
 def predict_frame(served: ServedModel, frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per row: ``prediction``, ``score`` and (classifiers) ``probabilities`` by class."""
+    """Per row: ``prediction``, ``score`` and (classifiers) ``probabilities`` by class.
+
+    A model that cannot take missing values (it raises scikit-learn's "Input X contains NaN")
+    on a frame with some is a :class:`RowError` naming each missing cell; a model that takes
+    them (an imputer, a tree booster) answers as usual.
+    """
+    try:
+        return _predict_frame(served, frame)
+    except ValueError as exc:
+        # whether a model takes NaN is only known by asking it (a Pipeline's imputer may cover
+        # some columns only), so the missing cells are named after the model refuses them
+        if "nan" not in str(exc).lower() or not (problems := _missing_values(frame)):
+            raise
+        raise RowError(problems) from exc
+
+
+def _predict_frame(served: ServedModel, frame: pd.DataFrame) -> list[dict[str, Any]]:
     model = served.model
     X: Any = frame
     proba: np.ndarray | None = None
@@ -425,6 +488,18 @@ class ModelHolder:
             )
         return out
 
+    def status(self) -> dict[str, bool | str]:
+        """Per pipeline, what ``/readyz`` shows: ``True`` its champion is loaded, ``False`` it
+        is not (yet, or it failed to load), ``"no champion"`` the alias points at no version
+        (nothing to load: it does not hold readiness back, see :meth:`ready`)."""
+        ready = self.ready()
+        return {
+            name: "no " + self.alias
+            if name in self._targets and self._targets[name] is None
+            else ready[name]
+            for name in self.pipelines
+        }
+
     # loading ----------------------------------------------------------------------------
 
     def load(self, pipeline: str, version: int) -> ServedModel:
@@ -578,7 +653,30 @@ def _frame_rows(frame: pd.DataFrame, features: Sequence[FeatureSpec]) -> pd.Data
                 for name in missing
             ]
         )
-    records = frame[[f.name for f in features]].astype(object).where(frame.notna(), None)
+    columns = frame[[f.name for f in features]].copy()
+    problems: list[dict[str, Any]] = []
+    for spec in features:
+        column = columns[spec.name]
+        if spec.kind not in ("float", "int") or pd.api.types.is_numeric_dtype(column.dtype):
+            continue
+        # a CSV column with one non-number in it is read as text: convert the numbers and
+        # name the rows that are not numbers, with their own value
+        numbers = pd.to_numeric(column, errors="coerce")
+        for i in np.flatnonzero(numbers.isna().to_numpy() & column.notna().to_numpy()):
+            value = _plain(column.iloc[i])
+            problems.append(
+                {
+                    "row": int(i),
+                    "column": spec.name,
+                    "value": value,
+                    "problem": f"must be a number ({spec.dtype}); got {value!r}",
+                }
+            )
+        columns[spec.name] = numbers
+    if problems:
+        problems.sort(key=lambda p: (p["row"], [f.name for f in features].index(p["column"])))
+        raise RowError(problems[:_MAX_PROBLEMS])
+    records = columns.astype(object).where(columns.notna(), None)
     return rows_frame(features, records.to_dict("records"))
 
 
@@ -600,6 +698,14 @@ def score_file(
     """
     clock = clock if clock is not None else project.clock
     name = project.config.pipeline(pipeline).name
+    source, target = Path(path), Path(out)
+    if target.suffix.lower() not in (".csv", ".parquet"):
+        raise DataError(f"{target}: the output must end in .csv or .parquet")
+    folder = target.parent
+    if not folder.is_dir():  # before scoring: no work is lost to a typo in the path
+        raise DataError(f"{target}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DataError(f"{target}: the folder {folder} is not writable")
     holder = ModelHolder(project, clock=clock)
     version = project.store.get_alias(name, holder.alias)
     if version is None:
@@ -616,9 +722,6 @@ def score_file(
         loaded_at=served.loaded_at,
         variant="batch",
     )
-    source, target = Path(path), Path(out)
-    if target.suffix.lower() not in (".csv", ".parquet"):
-        raise DataError(f"{target}: the output must end in .csv or .parquet")
     frame = _read_table(source)
     X = _frame_rows(frame, served.features)
     answers = predict_frame(served, X)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import threading
 import time
 from collections import deque
@@ -155,6 +156,18 @@ def _pipeline_label(project: Project, pipeline: str) -> str:
 def _naive_utc(at: datetime) -> datetime:
     """The log's time: naive UTC (a naive time is taken to be UTC already)."""
     return at if at.tzinfo is None else at.astimezone(UTC).replace(tzinfo=None)
+
+
+def _json_safe(problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The problems with NaN and infinite values spelled as JavaScript does (strict JSON has
+    no literal for them, and the answer must be strict JSON)."""
+
+    def safe(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        return value
+
+    return [{k: safe(v) for k, v in p.items()} for p in problems]
 
 
 async def _read_json(request: Request, limit: int) -> Any:
@@ -291,10 +304,15 @@ def create_app(
 
     @app.get("/readyz", tags=["health"])
     def readyz() -> JSONResponse:
-        """Every pipeline whose alias points at a version has that version loaded."""
-        ready = holder.ready()
-        ok = all(ready.values()) and bool(writers)
-        return JSONResponse({"ready": ok, "pipelines": ready}, status_code=200 if ok else 503)
+        """Every pipeline whose alias points at a version has that version loaded.
+
+        ``pipelines`` says per pipeline ``true`` (loaded), ``false`` (not loaded yet, or it
+        failed to load) or ``"no champion"`` (nothing to load; it does not hold readiness back).
+        """
+        ok = all(holder.ready().values()) and bool(writers)
+        return JSONResponse(
+            {"ready": ok, "pipelines": holder.status()}, status_code=200 if ok else 503
+        )
 
     @app.get("/metrics", dependencies=[require("read")], tags=["health"])
     def prometheus() -> Response:
@@ -364,9 +382,11 @@ def create_app(
             try:
                 frame = rows_frame(served.features, rows)
             except RowError as exc:
-                raise ApiError(422, "invalid_rows", exc.problems) from None
+                raise ApiError(422, "invalid_rows", _json_safe(exc.problems)) from None
             try:
                 answers = predict_frame(served, frame)
+            except RowError as exc:  # missing values the model cannot take
+                raise ApiError(422, "invalid_rows", _json_safe(exc.problems)) from None
             except Exception as exc:
                 raise ApiError(
                     500,
