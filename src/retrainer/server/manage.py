@@ -107,6 +107,12 @@ class _ApiErrorRoute(APIRoute):
         return run
 
 
+# a move the registry refuses (not blessed, already there, a damaged artifact) is a 409
+_REFUSED: dict[int | str, dict[str, Any]] = {
+    409: {"description": "the move is refused: the reason in one line (as the CLI says it)"}
+}
+
+
 def actor_of(token: Any) -> str:
     """The actor recorded for a move made with ``token``: ``api token <id> (<name>)``.
 
@@ -187,7 +193,7 @@ def management_router(project: Project, holder: ModelHolder) -> APIRouter:
         except ModelNotFoundError as exc:
             raise ApiError(404, "no_version", str(exc)) from None
 
-    @router.post("/v1/{pipeline}/promote", dependencies=[require("admin")])
+    @router.post("/v1/{pipeline}/promote", dependencies=[require("admin")], responses=_REFUSED)
     def promote(pipeline: str, body: PromoteRequest, request: Request) -> dict[str, Any]:
         """Point an alias (champion by default) at a blessed version; its artifact is checked
         first. Answers the alias move."""
@@ -207,7 +213,7 @@ def management_router(project: Project, holder: ModelHolder) -> APIRouter:
             raise refused(exc) from None
         return moved(move)
 
-    @router.post("/v1/{pipeline}/rollback", dependencies=[require("admin")])
+    @router.post("/v1/{pipeline}/rollback", dependencies=[require("admin")], responses=_REFUSED)
     def rollback(
         pipeline: str, request: Request, body: RollbackRequest | None = None
     ) -> dict[str, Any]:
