@@ -36,19 +36,12 @@ from typing import IO, Any
 
 from chaos.faultyfs import DELAY_ENV, FAULT_ENV, FAULT_KINDS
 from chaos.invariants import DUPLICATE_KINDS, LOST_KINDS, Claim, Ledger, Violation, check_store
+from retrainer.engine.runs.run import FAULT_POINTS  # the steps a run can be made to die at
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE = "toy"
 FIRST_DAY = datetime(2024, 1, 12)
 LAST_DAY = datetime(2024, 4, 9)
-FAULT_POINTS = (
-    "after_run_created",
-    "after_snapshot",
-    "after_train",
-    "after_artifact_write",
-    "after_register",
-    "after_promote",
-)
 # Exit codes of a command that ended on its own: done, refused (one "error:" line), usage.
 CLEAN_EXITS = {0, 1, 2}
 FAULT_EXIT = 137  # RETRAINER_FAULT's os._exit
