@@ -29,7 +29,7 @@ from typing import Any
 
 from retrainer.adapters.environment import owner_is_gone
 from retrainer.engine.project import Project
-from retrainer.engine.runs.run import reap_stale_runs
+from retrainer.engine.runs.claims import reap_stale_runs
 from retrainer.errors import RetrainerError
 
 __all__ = ["Claim", "Ledger", "Violation", "check_store"]

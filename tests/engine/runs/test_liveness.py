@@ -20,14 +20,8 @@ from retrainer.core.clock import SimulatedClock
 from retrainer.engine.control.controller import Controller
 from retrainer.engine.project import Project
 from retrainer.engine.runs import run as run_module
-from retrainer.engine.runs.run import (
-    LEASE,
-    Heartbeat,
-    claim_run,
-    execute_run,
-    new_run,
-    reap_stale_runs,
-)
+from retrainer.engine.runs.claims import LEASE, Heartbeat, claim_run, new_run, reap_stale_runs
+from retrainer.engine.runs.run import execute_run
 from retrainer.testing import in_memory_project
 
 MARCH = datetime(2024, 1, 20, tzinfo=UTC)  # the earlier replay

@@ -604,14 +604,15 @@ def test_duplicates_drop_leaves_the_repeats_out(tmp_path: Path):
 def test_a_run_abandoned_between_register_and_deploy_is_repaired(tmp_path: Path):
     """The steps one by one, then the process 'dies' (its lease runs out): the next run fails
     the abandoned one, the version it registered is never promoted, the next one is."""
+    from retrainer.engine.runs import claims
     from retrainer.engine.runs import run as steps
 
     project = _promoting_project(tmp_path)
     project.liveness_clock = real = SimulatedClock(T2)  # real time, moved by hand
     execute_run(project, clock=SimulatedClock(T1))
     pipeline = project.pipeline()
-    run, _ = steps.new_run(project, pipeline, now=T2, cause="manual")
-    run = steps.claim_run(project, run, now=T2)
+    run, _ = claims.new_run(project, pipeline, now=T2, cause="manual")
+    run = claims.claim_run(project, run, now=T2)
     timings: dict[str, float] = {}
     loaded = steps.load_step(project, pipeline, run, now=T2, timings=timings)
     trained = steps.train_step(project, pipeline, loaded, timings=timings)

@@ -58,13 +58,8 @@ from retrainer.core.types import Event, Run, Snapshot
 from retrainer.core.windows import parse_duration
 from retrainer.engine.pipeline import Pipeline
 from retrainer.engine.project import Project
-from retrainer.engine.runs.run import (
-    claim_run,
-    execute_claimed_run,
-    new_run,
-    reap_stale_runs,
-    retry_or_fail,
-)
+from retrainer.engine.runs.claims import claim_run, new_run, reap_stale_runs, retry_or_fail
+from retrainer.engine.runs.run import execute_claimed_run
 from retrainer.engine.state import CHAMPION, MANUAL_STATE_KEY, POLICY_STATE_KEY
 from retrainer.errors import ConcurrencyError, RetrainerError
 
