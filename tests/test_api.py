@@ -22,6 +22,30 @@ SRC = Path(retrainer.__file__).parent
 # constants, and building blocks reached through an exported object. A new public name goes
 # into ``retrainer._EXPORTS`` or here, on purpose.
 INTERNAL = {
+    # rollouts: the state machine's parts (the policies and RolloutState are exported)
+    "ACTIVE",
+    "ROLLOUT_KEY",
+    "ROLLOUT_METRICS",
+    "TERMINAL",
+    "GuardCheck",
+    "GuardLimits",
+    "RolloutParams",
+    "advance",
+    "bucket",
+    "check_guards",
+    "check_rollout_metric",
+    "metric_values",
+    "output_drift",
+    "reconcile",
+    "route",
+    "start_rollout",
+    "LATENCY_BUCKETS_MS",
+    "SERVING_KEY_PREFIX",
+    "begin_rollout",
+    "current_rollout",
+    "health_of",
+    "observe",
+    "rollout_policy",
     # adapters
     "ANY",
     "Appended",

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    "ABPolicy": "retrainer.core.deploy",
     "AbsoluteRule": "retrainer.core.blessing",
     "Alert": "retrainer.adapters.notifiers",
     "Alerter": "retrainer.engine.control.alerts",
@@ -39,7 +40,9 @@ _EXPORTS: dict[str, str] = {
     "BacktestConfig": "retrainer.config",
     "BacktestResult": "retrainer.engine.backtest",
     "BacktestSummary": "retrainer.engine.backtest",
+    "CHALLENGER": "retrainer.core.rollout",
     "CallableSource": "retrainer.adapters.sources",
+    "CanaryPolicy": "retrainer.core.deploy",
     "ChangeRule": "retrainer.core.blessing",
     "Clock": "retrainer.core.clock",
     "CodeChangeTrigger": "retrainer.core.triggers",
@@ -68,6 +71,7 @@ _EXPORTS: dict[str, str] = {
     "FullHistory": "retrainer.core.windows",
     "Gate": "retrainer.core.blessing",
     "Guard": "retrainer.core.triggers",
+    "Guards": "retrainer.core.deploy",
     "InMemoryArtifactStore": "retrainer.adapters.artifacts",
     "InMemoryLogStore": "retrainer.adapters.logstore",
     "InMemoryMetadataStore": "retrainer.adapters.metadata.memory",
@@ -94,6 +98,7 @@ _EXPORTS: dict[str, str] = {
     "NewRows": "retrainer.core.windows",
     "Notifier": "retrainer.adapters.notifiers",
     "NotifierError": "retrainer.errors",
+    "Observations": "retrainer.core.rollout",
     "ParquetLogStore": "retrainer.adapters.logstore",
     "Pipeline": "retrainer.engine.pipeline",
     "PipelineConfig": "retrainer.config",
@@ -110,6 +115,9 @@ _EXPORTS: dict[str, str] = {
     "RegistryStore": "retrainer.adapters.metadata.protocol",
     "ReplacePolicy": "retrainer.core.deploy",
     "RetrainerError": "retrainer.errors",
+    "RolloutPolicy": "retrainer.core.deploy",
+    "RolloutState": "retrainer.core.rollout",
+    "RolloutStep": "retrainer.core.rollout",
     "Rule": "retrainer.core.blessing",
     "Run": "retrainer.core.types",
     "RunResult": "retrainer.engine.runs.run",
@@ -123,6 +131,8 @@ _EXPORTS: dict[str, str] = {
     "SequentialDecision": "retrainer.core.sequential",
     "SequentialState": "retrainer.core.sequential",
     "SequentialTest": "retrainer.core.sequential",
+    "ServingStats": "retrainer.engine.rollout",
+    "ShadowPolicy": "retrainer.core.deploy",
     "SimulatedClock": "retrainer.core.clock",
     "SinceChange": "retrainer.core.windows",
     "SlackNotifier": "retrainer.adapters.notifiers",
@@ -142,10 +152,12 @@ _EXPORTS: dict[str, str] = {
     "Trigger": "retrainer.core.triggers",
     "TriggerContext": "retrainer.core.triggers",
     "UntrustedArtifactError": "retrainer.errors",
+    "VariantHealth": "retrainer.core.rollout",
     "Verdict": "retrainer.core.types",
     "WallClock": "retrainer.adapters.clock",
     "WebhookNotifier": "retrainer.adapters.notifiers",
     "Window": "retrainer.core.windows",
+    "advance_rollout": "retrainer.engine.rollout",
     "check_drift": "retrainer.core.drift",
     "compute": "retrainer.core.metrics",
     "compute_profile": "retrainer.core.profile",
@@ -196,13 +208,13 @@ if TYPE_CHECKING:
     from retrainer.adapters.notifiers import LogNotifier as LogNotifier
     from retrainer.adapters.notifiers import Notifier as Notifier
     from retrainer.adapters.notifiers import RecordingNotifier as RecordingNotifier
-    from retrainer.adapters.notifiers import SlackNotifier as SlackNotifier
     from retrainer.adapters.notifiers import SMTPNotifier as SMTPNotifier
+    from retrainer.adapters.notifiers import SlackNotifier as SlackNotifier
     from retrainer.adapters.notifiers import WebhookNotifier as WebhookNotifier
     from retrainer.adapters.sources import CallableSource as CallableSource
     from retrainer.adapters.sources import FileSource as FileSource
-    from retrainer.adapters.sources import Source as Source
     from retrainer.adapters.sources import SQLSource as SQLSource
+    from retrainer.adapters.sources import Source as Source
     from retrainer.config import BacktestConfig as BacktestConfig
     from retrainer.config import PipelineConfig as PipelineConfig
     from retrainer.config import ProjectConfig as ProjectConfig
@@ -217,10 +229,15 @@ if TYPE_CHECKING:
     from retrainer.core.blessing import SliceScore as SliceScore
     from retrainer.core.clock import Clock as Clock
     from retrainer.core.clock import SimulatedClock as SimulatedClock
+    from retrainer.core.deploy import ABPolicy as ABPolicy
+    from retrainer.core.deploy import CanaryPolicy as CanaryPolicy
     from retrainer.core.deploy import DeployContext as DeployContext
     from retrainer.core.deploy import DeployDecision as DeployDecision
     from retrainer.core.deploy import DeploymentPolicy as DeploymentPolicy
+    from retrainer.core.deploy import Guards as Guards
     from retrainer.core.deploy import ReplacePolicy as ReplacePolicy
+    from retrainer.core.deploy import RolloutPolicy as RolloutPolicy
+    from retrainer.core.deploy import ShadowPolicy as ShadowPolicy
     from retrainer.core.drift import DriftCheck as DriftCheck
     from retrainer.core.drift import DriftReport as DriftReport
     from retrainer.core.drift import check_drift as check_drift
@@ -231,6 +248,11 @@ if TYPE_CHECKING:
     from retrainer.core.metrics import metric_names as metric_names
     from retrainer.core.profile import Profile as Profile
     from retrainer.core.profile import compute_profile as compute_profile
+    from retrainer.core.rollout import CHALLENGER as CHALLENGER
+    from retrainer.core.rollout import Observations as Observations
+    from retrainer.core.rollout import RolloutState as RolloutState
+    from retrainer.core.rollout import RolloutStep as RolloutStep
+    from retrainer.core.rollout import VariantHealth as VariantHealth
     from retrainer.core.sequential import ArmStats as ArmStats
     from retrainer.core.sequential import SequentialDecision as SequentialDecision
     from retrainer.core.sequential import SequentialState as SequentialState
@@ -286,6 +308,8 @@ if TYPE_CHECKING:
     from retrainer.engine.monitoring.results import MonitorSummary as MonitorSummary
     from retrainer.engine.pipeline import Pipeline as Pipeline
     from retrainer.engine.project import Project as Project
+    from retrainer.engine.rollout import ServingStats as ServingStats
+    from retrainer.engine.rollout import advance_rollout as advance_rollout
     from retrainer.engine.runs.registry import PipelineStatus as PipelineStatus
     from retrainer.engine.runs.registry import PromotionError as PromotionError
     from retrainer.engine.runs.registry import list_models as list_models

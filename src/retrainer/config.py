@@ -37,6 +37,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -407,9 +408,10 @@ class PipelineConfig(_Model):
     """Each a mapping read by ``retrainer.core.triggers.build_trigger`` (checked, with its key
     path, by :func:`validate`); the JSON schema is that of the registered trigger kinds."""
     guards: Annotated[list[dict[str, Any]], _Specs("guard")] = Field(default_factory=list)
-    deploy: DeploySpec | None = None
+    rollout: DeploySpec | None = Field(None, validation_alias=AliasChoices("rollout", "deploy"))
     """How a blessed candidate is rolled out: ``{strategy: replace}`` (the default, also when
-    unset) makes it the champion at once."""
+    unset) makes it the champion at once; ``shadow``, ``canary`` and ``ab`` try it on live
+    traffic first (see docs/rollouts.md). ``deploy:``, its earlier name, is read too."""
 
     @field_serializer("window", mode="wrap")
     def _flat_window(

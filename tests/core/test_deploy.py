@@ -66,7 +66,7 @@ def test_build_policy_defaults_to_replace(spec):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"strategy": "canary"}, "strategy must be one of 'replace'.*; got 'canary'"),
+        ({"strategy": "rolling"}, "strategy must be one of 'replace'.*; got 'rolling'"),
         ({"strategy": "replace", "steps": 3}, "unknown key 'steps' (value 3) for strategy"),
         ("replace", "expected a mapping such as {strategy: replace}"),
     ],
@@ -89,7 +89,9 @@ def test_every_registered_strategy_has_a_distinct_name_and_round_trips():
     names = [cls.model_fields["strategy"].default for cls in DEPLOYMENT_POLICIES.values()]
     assert len(names) == len(set(names))
     for cls in DEPLOYMENT_POLICIES.values():
-        assert build_policy(cls().to_spec()) == cls()
+        built = build_policy(cls.example)
+        assert build_policy(built.to_spec()) == built
+        assert built.to_spec() == cls.example
 
 
 class _Challenger(DeploymentPolicy):

@@ -6,9 +6,13 @@ its blessing, the champion it was compared with, the aliases now) it returns a
 :class:`DeployDecision` (which alias moves to which version, expecting which current version,
 and why). The engine's deploy step applies it; nothing here touches a store.
 
-Today there is one strategy, ``replace`` (a blessed candidate becomes the champion at once).
-A new strategy (shadow, canary, A/B test) is one :class:`DeploymentPolicy` subclass with its
-own ``strategy`` literal, added to the registry :data:`DEPLOYMENT_POLICIES`; the configuration
+The strategies: ``replace`` (a blessed candidate becomes the champion at once, the default),
+and the rollouts on live traffic, ``shadow``, ``canary`` and ``ab``: while a champion serves,
+a blessed candidate gets the ``challenger`` alias and a rollout starts, whose state machine
+(:mod:`retrainer.core.rollout`) the controller advances on its ticks with a sequential test
+and guards. Without a champion there is nothing to compare with, and a rollout strategy
+replaces too. A new strategy is one :class:`DeploymentPolicy` subclass with its own
+``strategy`` literal, added to the registry :data:`DEPLOYMENT_POLICIES`; the configuration
 schema, :func:`build_policy` and :func:`policy_class` follow from it. Policies are
 :class:`~retrainer.core._spec.Spec` objects, declared as the other configurable families are.
 
@@ -32,21 +36,56 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, PlainSerializer, PlainValidator
+from datetime import timedelta
 
-from retrainer.core._spec import Registry, Spec
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    TypeAdapter,
+    WithJsonSchema,
+    model_validator,
+)
+
+from retrainer.core._spec import (
+    Count,
+    Duration,
+    MetricName,
+    NonNegative,
+    Number,
+    OptionalCount,
+    OptionalNumber,
+    PositiveNumber,
+    Registry,
+    Share,
+    Spec,
+)
+from retrainer.core.rollout import (
+    CHALLENGER,
+    ROLLOUT_METRICS,
+    GuardLimits,
+    check_rollout_metric,
+)
+from retrainer.core.sequential import SequentialTest
 from retrainer.core.types import CHAMPION
 from retrainer.errors import ConfigError
 
 __all__ = [
     "CHAMPION",
     "DEPLOYMENT_POLICIES",
+    "ABPolicy",
     "AliasChange",
+    "CanaryPolicy",
     "DeployContext",
     "DeployDecision",
     "DeploySpec",
     "DeploymentPolicy",
+    "Guards",
     "ReplacePolicy",
+    "RolloutPolicy",
+    "ShadowPolicy",
     "build_policy",
     "decide",
     "policy_class",
@@ -103,6 +142,8 @@ class DeployDecision:
     moves: tuple[AliasChange, ...]
     reason: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    rollout: bool = False
+    """Whether the moves start a rollout (the candidate became the ``challenger``)."""
 
     @property
     def deploys(self) -> bool:
@@ -165,7 +206,274 @@ class ReplacePolicy(DeploymentPolicy):
         )
 
 
-_UNION: Any = Annotated[ReplacePolicy, Field(discriminator="strategy")]
+def _duration_as_given(value: Any) -> Any:
+    TypeAdapter(Duration).validate_python(value)  # raises with the duration's message
+    return value
+
+
+# checked as a duration, kept as written: a config read and written back is the one read
+KeptDuration = Annotated[
+    str | timedelta,
+    PlainValidator(_duration_as_given),
+    WithJsonSchema({"type": "string", "examples": ["1h", "7d"]}),
+]
+
+
+class Guards(BaseModel):
+    """The guards of a rollout (``guards:`` of a ``shadow``, ``canary`` or ``ab`` strategy).
+
+    Any breach ends the rollout at once: traffic back to the champion, or after the promotion
+    (during ``watch``) the previous champion back; an alert goes out. ``null`` turns a guard
+    off.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_error_rate: OptionalNumber = Field(
+        0.05, description="Share of the candidate's requests that fail (0.05 = 5%)."
+    )
+    max_p99_ms: PositiveNumber = Field(
+        None, description="p99 latency of the candidate's requests, in milliseconds."
+    )
+    max_output_drift: OptionalNumber = Field(
+        0.25,
+        description="PSI of the candidate's outputs against the champion's on the same "
+        "traffic: catches a broken model before any label arrives.",
+    )
+    metric_floor: OptionalNumber = Field(
+        None,
+        description="The rollout's metric on the candidate's labelled predictions must stay "
+        "above this (below, for a loss).",
+    )
+    min_requests: Count = Field(
+        100, description="Requests (rows for the metric) before the guards judge."
+    )
+
+
+class RolloutPolicy(DeploymentPolicy):
+    """Base of the strategies that try a blessed candidate on live traffic before it replaces
+    the champion: the candidate becomes the ``challenger`` and a rollout starts
+    (:mod:`retrainer.core.rollout`). Without a champion the candidate replaces at once."""
+
+    metric: MetricName | None = Field(
+        None,
+        description="The per-prediction metric the sequential test decides on (accuracy, "
+        "error_rate, log_loss, ctr, rate, value, mae, mse); none: no test (canary only).",
+    )
+    alpha: Number = Field(
+        0.05,
+        description="The test's level: at most this chance of "
+        "promoting a candidate no better than the champion.",
+    )
+    min_effect: NonNegative = Field(
+        0.0, description="The smallest improvement worth serving, in the metric's units."
+    )
+    tau: PositiveNumber = Field(
+        None, description="The mixture's scale in the metric's units (default: min_effect)."
+    )
+    min_samples: Count = Field(200, description="Labelled predictions per arm before a look.")
+    max_samples: OptionalCount = Field(None, description="Horizon in labelled predictions.")
+    max_duration: KeptDuration = Field("7d", description="Horizon in time from the start.")
+    on_inconclusive: Literal["reject", "promote"] = Field(
+        "reject", description="What an undecided test does at the horizon."
+    )
+    watch: KeptDuration = Field(
+        "1h", description="How long the guards still watch the candidate once promoted."
+    )
+    guards: Guards = Field(default_factory=Guards)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RolloutPolicy:
+        try:
+            self._check()
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def _check(self) -> None:
+        if self.metric is not None:
+            check_rollout_metric(self.metric)
+        self.test()
+
+    def describe(self) -> str:
+        given = {k: v for k, v in self.to_spec().items() if k != "strategy"}
+        params = ", ".join(f"{k}={v}" for k, v in given.items())
+        return f"{self.strategy}{f' ({params})' if params else ''}: {self.summary}"
+
+    def test(self) -> SequentialTest | None:
+        """The sequential test (None without a ``metric``)."""
+        if self.metric is None:
+            return None
+        check_rollout_metric(self.metric)
+        higher, _ = ROLLOUT_METRICS[self.metric]
+        return SequentialTest(
+            alpha=float(self.alpha),
+            min_effect=float(self.min_effect),
+            tau=None if self.tau is None else float(self.tau),
+            min_samples=int(self.min_samples),
+            max_samples=self.max_samples,
+            higher_is_better=higher,
+            paired=self.strategy == "shadow",
+        )
+
+    def guard_limits(self) -> GuardLimits:
+        g = self.guards if isinstance(self.guards, Guards) else Guards(**dict(self.guards))
+        return GuardLimits(
+            max_error_rate=g.max_error_rate,
+            max_p99_ms=g.max_p99_ms,
+            max_output_drift=g.max_output_drift,
+            metric_floor=g.metric_floor,
+            metric=self.metric,
+            min_requests=int(g.min_requests),
+        )
+
+    def initial_share(self) -> float:
+        raise NotImplementedError  # pragma: no cover
+
+    def next_share(self, step: int) -> float | None:
+        return None
+
+    def step_rule(self) -> tuple[timedelta, int] | None:
+        return None
+
+    def max_duration_(self) -> timedelta:
+        return _span(self.max_duration)
+
+    def watch_(self) -> timedelta:
+        return _span(self.watch)
+
+    def decide(self, ctx: DeployContext) -> DeployDecision:
+        if ctx.champion is None:
+            return DeployDecision(
+                strategy=self.strategy,
+                moves=(AliasChange(alias=CHAMPION, version=ctx.version, expected=None),),
+                reason=f"blessed: v{ctx.version} becomes the champion (none yet, so no "
+                f"{self.strategy} rollout)",
+                evidence={"candidate": ctx.version, "champion": None},
+            )
+        return DeployDecision(
+            strategy=self.strategy,
+            moves=(
+                AliasChange(
+                    alias=CHALLENGER, version=ctx.version, expected=ctx.aliases.get(CHALLENGER)
+                ),
+            ),
+            reason=f"blessed: v{ctx.version} is the challenger; a {self.strategy} rollout "
+            f"against v{ctx.champion} decides",
+            evidence={"candidate": ctx.version, "champion": ctx.champion},
+            rollout=True,
+        )
+
+
+def _span(value: Any) -> timedelta:
+    from retrainer.core.windows import parse_duration
+
+    return value if isinstance(value, timedelta) else parse_duration(str(value))
+
+
+class ShadowPolicy(RolloutPolicy):
+    """The candidate scores a sampled copy of the traffic and answers nobody; once the labels
+    arrive a paired test on the same rows decides.
+
+    Examples
+    --------
+    >>> ShadowPolicy(metric="accuracy", min_effect=0.01).describe()  # doctest: +ELLIPSIS
+    'shadow (metric=accuracy, min_effect=0.01): the candidate scores a copy of the traffic...'
+    """
+
+    strategy: Literal["shadow"] = "shadow"
+    summary: ClassVar[str] = (
+        "the candidate scores a copy of the traffic, answering nobody; a paired sequential "
+        "test on the same rows decides"
+    )
+    example: ClassVar[Mapping[str, Any] | None] = {
+        "strategy": "shadow",
+        "metric": "accuracy",
+        "min_effect": 0.01,
+    }
+    sample: Share = Field(1.0, description="Share of the requests the candidate scores too.")
+
+    def initial_share(self) -> float:
+        return float(self.sample if self.sample is not None else 1.0)
+
+
+class CanaryPolicy(RolloutPolicy):
+    """Steps of traffic share, each held for a minimum time and number of requests with its
+    guards checked; after the last the candidate is promoted. A ``metric`` adds the sequential
+    test, which can reject the candidate on the way.
+
+    Examples
+    --------
+    >>> CanaryPolicy(steps=[0.1, 0.5, 1.0]).next_share(0), CanaryPolicy().initial_share()
+    (0.5, 0.05)
+    """
+
+    strategy: Literal["canary"] = "canary"
+    summary: ClassVar[str] = "steps of traffic share with guards at each step, then the champion"
+    example: ClassVar[Mapping[str, Any] | None] = {
+        "strategy": "canary",
+        "steps": [0.05, 0.25, 0.5, 1.0],
+        "step_duration": "1h",
+    }
+    steps: list[Share] = Field(
+        default_factory=lambda: [0.05, 0.25, 0.5, 1.0],  # type: ignore[arg-type]
+        description="The candidate's traffic share at each step, increasing.",
+    )
+    step_duration: KeptDuration = Field("1h", description="Minimum time per step.")
+    step_requests: Count = Field(100, description="Minimum candidate requests per step.")
+
+    def _check(self) -> None:
+        super()._check()
+        shares = [float(s or 0) for s in self.steps]
+        if not shares or any(b <= a for a, b in zip(shares, shares[1:], strict=False)):
+            raise ConfigError(f"steps must be increasing shares in (0, 1]; got {self.steps!r}")
+
+    def initial_share(self) -> float:
+        return float(self.steps[0] or 0)
+
+    def next_share(self, step: int) -> float | None:
+        return float(self.steps[step + 1] or 0) if step + 1 < len(self.steps) else None
+
+    def step_rule(self) -> tuple[timedelta, int] | None:
+        return _span(self.step_duration), int(self.step_requests)
+
+
+class ABPolicy(RolloutPolicy):
+    """A split of the traffic, sticky by request key, decided by the sequential test.
+
+    Examples
+    --------
+    >>> ABPolicy(metric="ctr", min_effect=0.001).test().higher_is_better
+    True
+    """
+
+    strategy: Literal["ab"] = "ab"
+    summary: ClassVar[str] = (
+        "a sticky split of the traffic; a sequential test decides promote or reject"
+    )
+    example: ClassVar[Mapping[str, Any] | None] = {
+        "strategy": "ab",
+        "split": 0.5,
+        "metric": "accuracy",
+        "min_effect": 0.01,
+    }
+    split: Share = Field(0.5, description="The candidate's share of the traffic.")
+
+    def _check(self) -> None:
+        super()._check()
+        if self.metric is None:
+            raise ConfigError(
+                "an ab rollout needs a metric for its sequential test, e.g. "
+                "metric: accuracy (or ctr for clicks)"
+            )
+
+    def initial_share(self) -> float:
+        return float(self.split if self.split is not None else 0.5)
+
+
+_UNION: Any = Annotated[
+    ReplacePolicy | ShadowPolicy | CanaryPolicy | ABPolicy, Field(discriminator="strategy")
+]
 
 DEPLOYMENT_POLICIES: Registry[DeploymentPolicy] = Registry("deployment policy", _UNION)
 """Strategy -> policy class; a new strategy is added to the union above."""
@@ -219,7 +527,7 @@ def build_policy(spec: Mapping[str, Any] | DeploymentPolicy | None = None) -> De
     ]
     if unknown:
         raise ConfigError("; ".join(unknown), unknown)
-    return DEPLOYMENT_POLICIES.build(strategy, data, "deploy")
+    return DEPLOYMENT_POLICIES.build(strategy, data, "rollout")
 
 
 DeploySpec = Annotated[

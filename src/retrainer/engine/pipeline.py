@@ -426,6 +426,8 @@ class Pipeline:
         """sha256 of the pipeline's config and the source of the user code it names."""
         h = hashlib.sha256()
         definition = self.config.model_dump(mode="json")
+        # under its first name, so a config that set it keeps its hash
+        definition["deploy"] = definition.pop("rollout", None)
         if definition.get("deploy") is None:  # unset: the hash of projects written before it
             definition.pop("deploy", None)
         if definition.get("duplicates") == "keep":  # the default: the hash written before it

@@ -541,7 +541,7 @@ def test_an_unset_deploy_key_keeps_the_definition_hash(tmp_path: Path):
 
     project = _project(tmp_path)
     dump = project.pipeline().config.model_dump(mode="json")
-    assert dump.pop("deploy") is None
+    assert dump.pop("rollout") is None
     assert dump.pop("duplicates") == "keep"  # a later key, left out of the hash the same way
     before = hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()
     assert project.pipeline().definition_hash == before  # projects written before 'deploy'

@@ -65,6 +65,9 @@ DEFAULT_SEVERITIES: Mapping[str, Severity] = MappingProxyType(
         "model.load_failed": "critical",
         "model.promoted": "info",
         "model.rolled_back": "warning",
+        "rollout.promoted": "info",
+        "rollout.rejected": "info",
+        "rollout.rolled_back": "critical",
         "run.failed": "critical",
         "trigger.fired": "info",
     }

@@ -111,6 +111,8 @@ class TickReport:
     finished: list[JobResult] = field(default_factory=list)
     repaired: list[Run] = field(default_factory=list)
     monitored: list[str] = field(default_factory=list)
+    rollouts: list[str] = field(default_factory=list)
+    """A line per rollout that moved (a step, a promotion, a rejection, a rollback)."""
     events: list[Event] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -241,6 +243,7 @@ class Controller:
                 store.ensure_pipeline(pipeline.name, pipeline.definition_hash, now)
                 self._ensured[pipeline.name] = pipeline.definition_hash
             self._manual(pipeline, now, report)
+            self._rollout(pipeline, now, report)
             policy = self.policy(cfg.name)
             if policy is None:
                 continue
@@ -280,6 +283,28 @@ class Controller:
             result = window.result(need.metric)
             out[(name, need)] = MetricValue(value=result.value, n=result.n, status=result.status)
         return out
+
+    def _rollout(self, pipeline: Pipeline, now: datetime, report: TickReport) -> None:
+        """Advance the pipeline's rollout, if one is active (a failure is an event, not a
+        stopped daemon: the next tick tries again)."""
+        from retrainer.engine.rollout import advance_rollout
+
+        try:
+            step = advance_rollout(self.project, pipeline.name, now=now)
+        except RetrainerError as exc:
+            self._event(
+                report,
+                Event(
+                    kind="rollout.evaluated",
+                    at=now,
+                    message=f"{pipeline.name}: the rollout could not be advanced: {exc}",
+                    pipeline=pipeline.name,
+                    data={"error": str(exc)},
+                ),
+            )
+            return
+        if step is not None and step.changed:
+            report.rollouts.append(f"{pipeline.name}: {step.state.reason}")
 
     def _observe(self, pipeline: Pipeline, now: datetime, report: TickReport) -> None:
         from retrainer.engine.monitoring.monitor import run_monitor

@@ -656,13 +656,14 @@ def deploy_step(
     """
     store = project.store
     decision = decide(
-        build_policy(pipeline.config.deploy),
+        build_policy(pipeline.config.rollout),
         DeployContext(
             pipeline=pipeline.name,
             version=version.version,
             blessed=blessing.verdict.passed,
             champion=blessing.champion_version,
             run_id=run.id,
+            aliases=store.aliases(pipeline.name),
         ),
     )
     outcome: RunOutcome = "registered" if blessing.verdict.passed else "not_blessed"
@@ -720,6 +721,17 @@ def deploy_step(
             break
         if move.alias == CHAMPION:
             promoted, outcome = True, "promoted"
+        elif decision.rollout and blessing.champion_version is not None:
+            from retrainer.engine.rollout import begin_rollout
+
+            begin_rollout(
+                project,
+                pipeline.name,
+                candidate=version.version,
+                champion=blessing.champion_version,
+                now=now,
+                run_id=run.id,
+            )
     fault_point("after_promote")
     return Deployment(decision=decision, outcome=outcome, promoted=promoted)
 
