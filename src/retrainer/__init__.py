@@ -208,13 +208,13 @@ if TYPE_CHECKING:
     from retrainer.adapters.notifiers import LogNotifier as LogNotifier
     from retrainer.adapters.notifiers import Notifier as Notifier
     from retrainer.adapters.notifiers import RecordingNotifier as RecordingNotifier
-    from retrainer.adapters.notifiers import SMTPNotifier as SMTPNotifier
     from retrainer.adapters.notifiers import SlackNotifier as SlackNotifier
+    from retrainer.adapters.notifiers import SMTPNotifier as SMTPNotifier
     from retrainer.adapters.notifiers import WebhookNotifier as WebhookNotifier
     from retrainer.adapters.sources import CallableSource as CallableSource
     from retrainer.adapters.sources import FileSource as FileSource
-    from retrainer.adapters.sources import SQLSource as SQLSource
     from retrainer.adapters.sources import Source as Source
+    from retrainer.adapters.sources import SQLSource as SQLSource
     from retrainer.config import BacktestConfig as BacktestConfig
     from retrainer.config import PipelineConfig as PipelineConfig
     from retrainer.config import ProjectConfig as ProjectConfig

@@ -32,11 +32,11 @@ Examples
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal
-
 from datetime import timedelta
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -425,7 +425,7 @@ class CanaryPolicy(RolloutPolicy):
     def _check(self) -> None:
         super()._check()
         shares = [float(s or 0) for s in self.steps]
-        if not shares or any(b <= a for a, b in zip(shares, shares[1:], strict=False)):
+        if not shares or any(b <= a for a, b in itertools.pairwise(shares)):
             raise ConfigError(f"steps must be increasing shares in (0, 1]; got {self.steps!r}")
 
     def initial_share(self) -> float:

@@ -33,6 +33,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -280,7 +281,6 @@ def observe(project: Project, state: RolloutState, *, now: datetime) -> Observat
         cand = frame[(version == state.candidate) & variant.isin([CHALLENGER, "shadow"])]
     labelled_a = champ[champ["outcome"].notna()]
     drift = output_drift(_outputs(champ), _outputs(cand)) if not watching else None
-    difference = None
     if state.strategy == "shadow" and "shadow_of" in frame and not watching:
         # the shadow's outcome is its champion twin's: feedback names the answered prediction
         twins = cand.dropna(subset=["shadow_of"]).merge(
@@ -324,7 +324,7 @@ def observe(project: Project, state: RolloutState, *, now: datetime) -> Observat
                     metric,
                     predictions=part["prediction"],
                     outcomes=part["outcome"],
-                    scores=part["score"] if "score" in part else None,
+                    scores=part.get("score", None),
                 )
             )
         )
@@ -480,7 +480,7 @@ def _apply(
 
 
 def _clear_challenger(project: Project, state: RolloutState, *, now: datetime, actor: str) -> None:
-    try:
+    with contextlib.suppress(ConcurrencyError):  # a newer candidate holds it now
         project.store.move_alias(
             state.pipeline,
             CHALLENGER,
@@ -490,5 +490,3 @@ def _clear_challenger(project: Project, state: RolloutState, *, now: datetime, a
             actor=actor,
             expected=state.candidate,
         )
-    except ConcurrencyError:
-        pass  # a newer candidate holds it now
