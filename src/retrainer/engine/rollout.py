@@ -450,6 +450,10 @@ def _apply(
                 data={"alias": CHAMPION, "previous": before.candidate, "guard": step.reason},
             ),
         )
+    if step.action in ("promote", "rollback") and not recovered:
+        from retrainer.engine.runs.run import fault_point
+
+        fault_point("rollout_after_alias")  # the crash reconcile() repairs
     if step.action == "none" and before.test.looks == state.test.looks:
         store.put_state(name, ROLLOUT_KEY, state.to_dict(), at=now, expected_revision=revision)
         return
