@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -153,8 +154,39 @@ def render_status(data: list[PipelineStatus]) -> None:
         )
     out.print(table)
     for p in data:
+        if p.rollout is not None:
+            out.print(escape(rollout_line(p.pipeline, p.rollout)), soft_wrap=True)
         for e in reversed(p.last_triggers):
             out.print(f"{e.at.isoformat()[:16]} {escape(e.message)}", soft_wrap=True)
+
+
+def rollout_line(pipeline: str, state: Mapping[str, Any]) -> str:
+    """One line on a pipeline's last rollout: strategy, versions, status, share, test.
+
+    >>> line = rollout_line("elec2", {"strategy": "ab", "candidate": 2, "champion": 1,
+    ...     "status": "running", "share": 0.5, "reason": "v2 blessed",
+    ...     "evidence": {"test": {"n_champion": 310, "n_candidate": 305, "difference": 0.021,
+    ...                           "low": -0.01, "high": 0.05, "p_value": 0.31}}})
+    >>> line.split("; ")
+    ['elec2: ab rollout of v2 against v1: running, 50% of traffic', '305 vs 310 labelled, \
+difference +0.021 [-0.01, 0.05], p=0.31']
+    """
+    head = (
+        f"{pipeline}: {state.get('strategy')} rollout of v{state.get('candidate')} against "
+        f"v{state.get('champion')}: {state.get('status')}"
+    )
+    if state.get("status") == "running":
+        head += f", {float(state.get('share') or 0):.0%} of traffic"
+        test = (state.get("evidence") or {}).get("test")
+        if test and test.get("difference") is not None:
+            low, high = test.get("low"), test.get("high")
+            cs = f" [{low:.4g}, {high:.4g}]" if low is not None and high is not None else ""
+            head += (
+                f"; {test['n_candidate']} vs {test['n_champion']} labelled, difference "
+                f"{test['difference']:+.3g}{cs}, p={test['p_value']:.2g}"
+            )
+        return head
+    return f"{head} ({state.get('reason')})"
 
 
 def render_models(data: list[dict[str, Any]], hidden: int = 0) -> None:

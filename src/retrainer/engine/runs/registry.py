@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from retrainer.core.clock import Clock
+from retrainer.core.rollout import ROLLOUT_KEY
 from retrainer.core.types import CHAMPION, AliasMove, Event, ModelVersion, Run
 from retrainer.engine.project import Project
 from retrainer.engine.runs.views import (  # the JSON views, where callers found them
@@ -310,6 +311,8 @@ class PipelineStatus:
     """The last runs, newest first."""
     running: tuple[Run, ...] = ()
     queued: tuple[Run, ...] = ()
+    rollout: Mapping[str, Any] | None = None
+    """The pipeline's last rollout as stored (``RolloutState.to_dict()``), None if never."""
 
     @property
     def last_run(self) -> Run | None:
@@ -329,6 +332,7 @@ class PipelineStatus:
             "last_runs": [run_view(r) for r in self.last_runs],
             "running": [run_view(r) for r in self.running],
             "queued": [run_view(r) for r in self.queued],
+            "rollout": None if self.rollout is None else dict(self.rollout),
         }
 
 
@@ -360,6 +364,7 @@ def status(project: Project, now: datetime | None = None) -> list[PipelineStatus
                 last_runs=tuple(store.list_runs(cfg.name, limit=5)),
                 running=tuple(store.list_runs(cfg.name, status="running")),
                 queued=tuple(store.list_runs(cfg.name, status="queued")),
+                rollout=(store.get_state(cfg.name, ROLLOUT_KEY) or (None, 0))[0],
             )
         )
     return out
