@@ -370,6 +370,10 @@ class ServeConfig(_Model):
     queue_wait: float = Field(default=0.5, ge=0)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
     max_rows: int = Field(default=10_000, ge=1)
+    rate_limit: float | None = Field(default=1000.0, gt=0)
+    """Requests a second each API token may make on one worker (429 beyond); null: no limit."""
+    rate_burst: float | None = Field(default=None, gt=0)
+    """Requests a token may make at once before ``rate_limit`` applies (default: twice it)."""
     recent_ids: int = Field(default=200_000, ge=0)
     """Prediction ids a worker remembers to accept feedback without reading the log."""
     feedback_lookback: str = "30d"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from retrainer.config import ServeConfig
 from retrainer.server import create_app, route_scopes
 from retrainer.server.auth import PUBLIC_PATHS, SCOPES
 from retrainer.testing import in_memory_project
-from tests.server.conftest import FAST, authenticate, trained_project
+from tests.server.conftest import FAST, authenticate, bearer, trained_project
 
 # the route table needs no model: a project without runs builds it at collection
 ROUTES = route_scopes(create_app(in_memory_project(), authenticate=authenticate))
@@ -90,3 +91,15 @@ def test_the_default_authenticator_is_the_projects_token_store(project):
             assert r.status_code != 401  # known: allowed, or refused for its scope
             assert (r.status_code == 403) is (scope != "predict")
         assert c.get("/healthz").status_code == 200
+
+
+def test_a_token_past_its_rate_limit_gets_a_429_and_others_do_not(project):
+    settings = ServeConfig(poll_interval=0.05, flush_interval=0.05, rate_limit=0.001, rate_burst=3)
+    with TestClient(create_app(project, authenticate=authenticate, settings=settings)) as c:
+        codes = [c.get("/v1/models", headers=bearer("read")).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        r = c.get("/v1/models", headers=bearer("read"))
+        assert r.json()["error"] == "rate_limited" and r.headers["retry-after"] == "1"
+        assert "serve.rate_limit" in r.json()["detail"]
+        assert c.get("/v1/models", headers=bearer("admin")).status_code == 200  # its own bucket
+        assert c.get("/healthz").status_code == 200  # health is never limited

@@ -49,7 +49,7 @@ from retrainer.engine.serving import (
     rows_frame,
 )
 from retrainer.errors import ModelNotFoundError
-from retrainer.server.auth import Authenticator, default_authenticator, require
+from retrainer.server.auth import Authenticator, RateLimiter, default_authenticator, require
 from retrainer.server.errors import ApiError
 from retrainer.server.manage import include_management
 from retrainer.server.metrics import CONTENT_TYPE, ServerMetrics
@@ -278,6 +278,11 @@ def create_app(
         authenticate if authenticate is not None else default_authenticator(project)
     )
     app.state.holder = holder
+    app.state.rate_limiter = (
+        RateLimiter(cfg.rate_limit, cfg.rate_burst or 2 * cfg.rate_limit)
+        if cfg.rate_limit
+        else None
+    )
     app.state.writers = writers
     app.state.metrics = metrics
 

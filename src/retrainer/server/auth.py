@@ -14,6 +14,9 @@ route cannot skip auth unnoticed (a route with scope None is public: :data:`PUBL
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -27,6 +30,7 @@ __all__ = [
     "PUBLIC_PATHS",
     "SCOPES",
     "Authenticator",
+    "RateLimiter",
     "default_authenticator",
     "require",
     "route_scopes",
@@ -64,6 +68,46 @@ def default_authenticator(project: Any) -> Authenticator:
     return TokenCache(project, ttl=5.0).verify
 
 
+class RateLimiter:
+    """A token bucket per API token: ``rate`` requests a second, bursts up to ``burst``.
+
+    Kept per server worker, in memory (N workers allow N times the rate in total).
+
+    Examples
+    --------
+    >>> limiter = RateLimiter(rate=1.0, burst=2)
+    >>> [limiter.allow("t1", now=0.0) for _ in range(3)], limiter.allow("t2", now=0.0)
+    ([True, True, False], True)
+    >>> limiter.allow("t1", now=1.0)
+    True
+    """
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def allow(self, key: str, *, now: float | None = None) -> bool:
+        """Take one request from ``key``'s bucket; False when it is empty."""
+        t = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, at = self._buckets.get(key, (self.burst, t))
+            tokens = min(self.burst, tokens + (t - at) * self.rate)
+            if tokens < 1.0:
+                self._buckets[key] = (tokens, t)
+                return False
+            self._buckets[key] = (tokens - 1.0, t)
+            return True
+
+
+def _token_key(token: Token, secret: str) -> str:
+    token_id = getattr(token, "id", None)
+    if isinstance(token_id, str) and token_id:
+        return token_id
+    return hashlib.sha256(secret.encode()).hexdigest()  # a custom authenticator's token
+
+
 def require(scope: str) -> Any:
     """The dependency of a route that needs a token with ``scope`` (``dependencies=[...]``)."""
     if scope not in SCOPES:
@@ -94,6 +138,15 @@ def require(scope: str) -> Any:
             )
         if not token.allows(scope):
             raise ApiError(403, "forbidden", f"this token lacks the scope '{scope}'")
+        limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+        if limiter is not None and not limiter.allow(_token_key(token, secret.strip())):
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"this token made more than {limiter.rate:g} requests a second (bursts of "
+                f"{limiter.burst:g}) on this worker: slow down (serve.rate_limit)",
+                headers={"Retry-After": "1"},
+            )
         request.state.token = token  # who acts: the management API records it as the actor
         return token
 
