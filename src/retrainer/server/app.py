@@ -12,6 +12,10 @@ shown; see :mod:`retrainer.server.auth`):
 ``GET /docs``, ``/openapi.json``  -          the API's description
 ================================  =========  ===============================================
 
+During a pipeline's rollout each predict request is routed by its key
+(:mod:`retrainer.engine.routing`): the champion, the ``challenger`` (the champion answers
+instead if it raises) or the champion with a ``shadow`` copy scored after the answer.
+
 Errors are ``{"error": ..., "detail": ...}`` with the status: 401/403 auth, 404 unknown
 pipeline, 413 body or batch too large, 422 bad rows (each problem names the row, the column
 and the value), 503 no champion yet or the prediction log is full. docs/serving.md has the
@@ -386,7 +390,8 @@ def create_app(
 
         Each row has exactly the pipeline's features, with values of the types the served
         model was trained on. An ``X-Request-Key`` header (e.g. a user id) is logged with the
-        predictions.
+        predictions and, during a rollout, keeps that key on one variant (without it, each
+        request is routed at random).
         """
         started = time.perf_counter()
         label = _pipeline_label(project, pipeline)
