@@ -488,7 +488,8 @@ class ModelHolder:
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._recorded = 0  # requests recorded; publish only when it moved
+        self._recorded = 0  # requests recorded: publish only when it moved
+        self._recorded_lock = threading.Lock()
         self._published = 0
         self.load_failures = 0
         self.swaps = 0
@@ -725,7 +726,8 @@ class ModelHolder:
     def record(self, served: ServedModel, *, ok: bool, seconds: float) -> None:
         """Count one request ``served`` answered (or failed: ``ok`` False) in :attr:`stats`."""
         self.stats.record(served.pipeline, served.version, served.variant, ok=ok, seconds=seconds)
-        self._recorded += 1
+        with self._recorded_lock:
+            self._recorded += 1
 
     def publish_stats(self) -> bool:
         """Publish :attr:`stats` to the store if a request was recorded since the last time
