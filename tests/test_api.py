@@ -214,6 +214,11 @@ INTERNAL = {
     "predict_frame",
     "rows_frame",
     "score_file",
+    # routing during a rollout (engine.routing): the server's parts
+    "Answer",
+    "ModelFailedError",
+    "ShadowScorer",
+    "answer",
 }
 
 

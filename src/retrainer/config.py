@@ -361,6 +361,10 @@ class ServeConfig(_Model):
     port: int = Field(default=8000, ge=0, le=65535)
     poll_interval: float = Field(default=2.0, gt=0)
     """Seconds between checks of the registry's aliases (a swap follows within this)."""
+    stats_interval: float = Field(default=5.0, gt=0)
+    """Seconds between publications of a worker's request counters (a rollout's guards)."""
+    shadow_queue: int = Field(default=1000, ge=1)
+    """Requests waiting for a shadow candidate to score; beyond, copies are dropped."""
     flush_interval: float = Field(default=1.0, gt=0)
     """Seconds between flushes of the prediction log: at most this much is lost on a kill -9."""
     flush_rows: int = Field(default=10_000, ge=1)

@@ -27,6 +27,7 @@ def test_every_route_declares_a_scope_or_is_public():
     assert unguarded == []
     assert {p for _, p, s in ROUTES if s is None} <= PUBLIC_PATHS
     assert ("POST", "/v1/{pipeline}/predict", "predict") in ROUTES
+    assert ("GET", "/v1/{pipeline}/rollout", "read") in ROUTES  # the management routes too
 
 
 @pytest.fixture(scope="module")

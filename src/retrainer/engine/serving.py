@@ -11,6 +11,13 @@ The HTTP server (:mod:`retrainer.server`) and ``retrainer predict FILE`` both go
   server within that time. A version that fails to load (or to warm) leaves the old model
   serving and records a ``model.load_failed`` event (the daemon's alerter sends it, severity
   critical); it is retried every ``retry_interval`` seconds, with one event per version.
+- While a pipeline's rollout (:mod:`retrainer.core.rollout`, the store's state ``rollout``)
+  is ``running``, the holder also loads its candidate the same way, and
+  :meth:`ModelHolder.pick` routes each request by its key: the champion answers, or the
+  candidate does (variant ``challenger``), or the champion answers and the candidate scores a
+  copy (variant ``shadow``; :mod:`retrainer.engine.routing` runs it off the request path).
+  Each answer is counted in the holder's :class:`~retrainer.engine.rollout.ServingStats`,
+  published to the store every ``stats_interval`` seconds for the rollout's guards.
 - :func:`feature_specs` and :func:`rows_frame` check rows against the features of the pipeline
   and the dtypes the served model was trained on (its snapshot's schema); a problem is a
   :class:`RowError` naming the row, the column and the value.
@@ -48,9 +55,10 @@ import logging
 import math
 import os
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -59,8 +67,10 @@ import numpy as np
 import pandas as pd
 
 from retrainer.core.clock import Clock
+from retrainer.core.rollout import CHALLENGER, ROLLOUT_KEY, RolloutState, route
 from retrainer.core.types import CHAMPION, Event, ModelVersion
 from retrainer.engine.pipeline import _transform_once
+from retrainer.engine.rollout import ServingStats
 from retrainer.errors import DataError, ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -359,9 +369,13 @@ def log_rows(
     *,
     now: datetime,
     request_key: str | None = None,
+    shadow_of: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The prediction log rows of ``answers`` to the feature ``rows`` (valid, as
-    :func:`rows_frame` checks them; see the module docstring for the columns)."""
+    :func:`rows_frame` checks them; see the module docstring for the columns).
+
+    ``shadow_of``: per row, the id of the champion's prediction a shadow scored a copy of
+    (the column ``shadow_of``, which pairs the two for the rollout's test)."""
     at = now if now.tzinfo is None else now.astimezone(UTC).replace(tzinfo=None)
     floats = [f.name for f in served.features if f.kind == "float"]
     out = []
@@ -376,6 +390,8 @@ def log_rows(
             "variant": served.variant,
             "request_key": request_key,
         }
+        if shadow_of is not None:
+            row["shadow_of"] = shadow_of[i]
         for name, value in rows[i].items():
             row.setdefault(str(name), value)
         for name in floats:  # 1 and 1.0 are one type in the log
@@ -410,23 +426,37 @@ def _warm_row(features: Sequence[FeatureSpec], profile: Mapping[str, Any] | None
     return row
 
 
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """A running rollout of a pipeline and its loaded candidate (swapped as one reference)."""
+
+    state: RolloutState
+    candidate: ServedModel
+
+
 class ModelHolder:
-    """The served model of each pipeline, following an alias of the registry.
+    """The served models of each pipeline: the version an alias points at and, while a
+    rollout runs, its candidate.
 
     Parameters
     ----------
     project
         Whose pipelines, registry and artifacts.
     alias
-        The alias served (``champion``).
+        The alias served (``champion``). Only a holder of the champion follows rollouts.
     poll_interval
-        Seconds between checks of the aliases once :meth:`start` ed.
+        Seconds between checks of the aliases and rollouts once :meth:`start` ed.
     retry_interval
         Seconds before a version that failed to load is tried again.
     clock
-        Stamps ``loaded_at`` and the events (default: the project's clock).
+        Stamps ``loaded_at``, the events and the published stats (default: the project's).
+    stats
+        The request counters this worker publishes (default: a new :class:`ServingStats`).
+    stats_interval
+        Seconds between publications of ``stats`` to the store once :meth:`start` ed (and
+        once more at :meth:`stop`): what the controller's rollout guards read.
 
-    See the module docstring for an example.
+    See the module docstring for an example; :meth:`pick` routes a request.
     """
 
     def __init__(
@@ -437,20 +467,30 @@ class ModelHolder:
         poll_interval: float = 2.0,
         retry_interval: float = 60.0,
         clock: Clock | None = None,
+        stats: ServingStats | None = None,
+        stats_interval: float = 5.0,
     ) -> None:
         self.project = project
         self.alias = alias
         self.poll_interval = poll_interval
         self.retry_interval = retry_interval
         self.clock = clock if clock is not None else project.clock
+        self.stats = stats if stats is not None else ServingStats()
+        self.stats_interval = stats_interval
         self.pipelines = tuple(p.name for p in project.config.pipelines)
         # copy-on-write: a swap replaces the whole mapping, so a reader never sees half of one
         self._served: dict[str, ServedModel] = {}
+        self._routes: dict[str, _Route] = {}
+        self._rollouts: dict[str, RolloutState | None] = {}
         self._targets: dict[str, int | None] = {}
-        self._failed: dict[tuple[str, int], float] = {}  # (pipeline, version) -> monotonic time
+        # (pipeline, version, alias) -> monotonic time of the failure
+        self._failed: dict[tuple[str, int, str], float] = {}
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._recorded = 0  # requests recorded: publish only when it moved
+        self._recorded_lock = threading.Lock()
+        self._published = 0
         self.load_failures = 0
         self.swaps = 0
 
@@ -471,9 +511,37 @@ class ModelHolder:
             raise ModelNotFoundError(f"{pipeline} v{target} ('{self.alias}') is not loaded yet")
         return served
 
+    def pick(self, pipeline: str, key: str) -> tuple[ServedModel, ServedModel | None]:
+        """The model that answers a request with ``key`` and the one scoring a shadow copy.
+
+        :func:`retrainer.core.rollout.route` decides by the pipeline's running rollout: the
+        champion answers alone, or the candidate answers (variant ``challenger``), or the
+        champion answers and the candidate scores a copy (variant ``shadow``). Without a
+        running rollout whose candidate is loaded, the champion answers alone. The same key
+        always gets the same variant during a rollout; ModelNotFoundError as :meth:`get`.
+        """
+        champion = self.get(pipeline)
+        current = self._routes.get(pipeline)
+        if current is None:
+            return champion, None
+        variant = route(current.state, key)
+        if variant == "challenger":
+            return current.candidate, None
+        if variant == "shadow":
+            return champion, current.candidate
+        return champion, None
+
     def served(self) -> dict[str, ServedModel]:
-        """The models served now, by pipeline."""
+        """The champions served now, by pipeline."""
         return dict(self._served)
+
+    def candidates(self) -> dict[str, ServedModel]:
+        """The candidates of the running rollouts, loaded and routed to now, by pipeline."""
+        return {name: r.candidate for name, r in self._routes.items()}
+
+    def rollout(self, pipeline: str) -> RolloutState | None:
+        """The pipeline's rollout as last polled (None: none stored, or not polled yet)."""
+        return self._rollouts.get(pipeline)
 
     def ready(self) -> dict[str, bool]:
         """Per pipeline: whether the version its alias pointed at when last polled is loaded
@@ -502,7 +570,7 @@ class ModelHolder:
 
     # loading ----------------------------------------------------------------------------
 
-    def load(self, pipeline: str, version: int) -> ServedModel:
+    def load(self, pipeline: str, version: int, *, variant: str = CHAMPION) -> ServedModel:
         """Load and warm ``version`` of ``pipeline`` (raises on any failure)."""
         mv: ModelVersion = self.project.store.get_version(pipeline, version)
         model = self.project.load_version(mv)
@@ -515,41 +583,102 @@ class ModelHolder:
             model=model,
             features=features,
             loaded_at=self.clock.now(),
+            variant=variant,
         )
         predict_frame(served, rows_frame(features, [_warm_row(features, mv.profile)]))
         return served
 
     def refresh(self) -> list[ServedModel]:
-        """Check every pipeline's alias once; load and swap in what moved. Returns the swaps."""
-        import time
-
+        """Check every pipeline's alias (and, for the champion, its rollout) once; load and
+        swap in what moved. Returns the models swapped in."""
         swapped = []
         with self._refresh_lock:
             for name in self.pipelines:
-                target = self.project.store.get_alias(name, self.alias)
-                self._targets[name] = target
-                current = self._served.get(name)
-                if target is None:
-                    if current is not None:
-                        self._served = {k: v for k, v in self._served.items() if k != name}
-                    continue
-                if current is not None and current.version == target:
-                    continue
-                failed_at = self._failed.get((name, target))
-                if failed_at is not None and time.monotonic() - failed_at < self.retry_interval:
-                    continue
-                try:
-                    served = self.load(name, target)
-                except Exception as exc:
-                    self._load_failed(name, target, current, exc, first=failed_at is None)
-                    self._failed[(name, target)] = time.monotonic()
-                    continue
-                self._failed.pop((name, target), None)
-                self._served = {**self._served, name: served}
-                self.swaps += 1
-                swapped.append(served)
-                _log.info("%s: serving v%d", name, target)
+                served = self._refresh_alias(name)
+                if served is not None:
+                    swapped.append(served)
+                if self.alias == CHAMPION:
+                    candidate = self._refresh_rollout(name)
+                    if candidate is not None:
+                        swapped.append(candidate)
         return swapped
+
+    def _refresh_alias(self, name: str) -> ServedModel | None:
+        target = self.project.store.get_alias(name, self.alias)
+        self._targets[name] = target
+        current = self._served.get(name)
+        if target is None:
+            if current is not None:
+                self._served = {k: v for k, v in self._served.items() if k != name}
+            return None
+        if current is not None and current.version == target:
+            return None
+        served = self._try_load(name, target, self.alias, CHAMPION, current)
+        if served is not None:
+            self._served = {**self._served, name: served}
+            _log.info("%s: serving v%d", name, target)
+        return served
+
+    def _refresh_rollout(self, name: str) -> ServedModel | None:
+        stored = self.project.store.get_state(name, ROLLOUT_KEY)
+        state = None
+        if stored is not None:
+            try:
+                state = RolloutState.from_dict(stored[0])
+            except Exception:  # a state this version cannot read: serve the champion alone
+                _log.exception("%s: the stored rollout state cannot be read", name)
+        if self._rollouts.get(name, False) != state:
+            self._rollouts = {**self._rollouts, name: state}
+        current = self._routes.get(name)
+        champion = self._served.get(name)
+        if state is None or state.status != "running" or champion is None:
+            if current is not None:
+                self._routes = {k: v for k, v in self._routes.items() if k != name}
+                _log.info(
+                    "%s: v%d no longer served beside the champion", name, current.candidate.version
+                )
+            return None
+        variant = "shadow" if state.strategy == "shadow" else CHALLENGER
+        if current is not None and current.candidate.version == state.candidate:
+            model = current.candidate
+            if model.variant != variant:
+                model = replace(model, variant=variant)
+            if current.state != state or model is not current.candidate:
+                self._routes = {**self._routes, name: _Route(state, model)}
+            return None
+        served = self._try_load(name, state.candidate, CHALLENGER, variant, champion)
+        if served is None:
+            # the champion answers alone until the candidate loads
+            self._routes = {k: v for k, v in self._routes.items() if k != name}
+            return None
+        self._routes = {**self._routes, name: _Route(state, served)}
+        _log.info(
+            "%s: serving v%d as %s (%s, %.0f%%)",
+            name,
+            served.version,
+            variant,
+            state.strategy,
+            100 * state.share,
+        )
+        return served
+
+    def _try_load(
+        self, name: str, version: int, alias: str, variant: str, current: ServedModel | None
+    ) -> ServedModel | None:
+        """``version`` loaded, or None after a failure (recorded; retried later)."""
+        key = (name, version, alias)
+        failed_at = self._failed.get(key)
+        if failed_at is not None and time.monotonic() - failed_at < self.retry_interval:
+            return None
+        try:
+            served = self.load(name, version, variant=variant)
+        except Exception as exc:
+            self._load_failed(name, version, current, exc, first=failed_at is None, alias=alias)
+            self._failed[key] = time.monotonic()
+            return None
+        self._failed.pop(key, None)
+        self.swaps += 1
+        return served
 
     def _load_failed(
         self,
@@ -559,11 +688,14 @@ class ModelHolder:
         exc: Exception,
         *,
         first: bool,
+        alias: str,
     ) -> None:
         self.load_failures += 1
         kept = f"v{current.version} keeps serving" if current else "nothing is served"
+        if alias != self.alias and current is not None:
+            kept += " alone"
         message = (
-            f"{pipeline} v{version} ('{self.alias}') failed to load in the server: "
+            f"{pipeline} v{version} ('{alias}') failed to load in the server: "
             f"{type(exc).__name__}: {exc}; {kept}"
         )
         _log.error(message)
@@ -578,7 +710,7 @@ class ModelHolder:
                     pipeline=pipeline,
                     version=version,
                     data={
-                        "alias": self.alias,
+                        "alias": alias,
                         "serving": current.version if current else None,
                         "error": f"{type(exc).__name__}: {exc}",
                         "host": os.uname().nodename if hasattr(os, "uname") else None,
@@ -589,10 +721,29 @@ class ModelHolder:
         except Exception:  # the store is down too: the log line above is what is left
             _log.exception("recording model.load_failed failed")
 
+    # serving stats ----------------------------------------------------------------------
+
+    def record(self, served: ServedModel, *, ok: bool, seconds: float) -> None:
+        """Count one request ``served`` answered (or failed: ``ok`` False) in :attr:`stats`."""
+        self.stats.record(served.pipeline, served.version, served.variant, ok=ok, seconds=seconds)
+        with self._recorded_lock:
+            self._recorded += 1
+
+    def publish_stats(self) -> bool:
+        """Publish :attr:`stats` to the store if a request was recorded since the last time
+        (what :func:`retrainer.engine.rollout.observe` sums). Returns whether it wrote."""
+        recorded = self._recorded
+        if recorded == self._published:
+            return False
+        self.stats.publish(self.project, now=self.clock.now())
+        self._published = recorded
+        return True
+
     # polling ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Poll the aliases every ``poll_interval`` seconds in a background thread."""
+        """Poll the aliases and rollouts every ``poll_interval`` seconds and publish the
+        stats every ``stats_interval`` seconds, in a background thread."""
         if self._thread is not None:
             return
         self._stop.clear()
@@ -600,18 +751,33 @@ class ModelHolder:
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.poll_interval):
-            try:
-                self.refresh()
-            except Exception:  # a store outage: keep serving what is loaded, try again
-                _log.exception("checking the registry's aliases failed")
+        next_poll = time.monotonic() + self.poll_interval
+        next_stats = time.monotonic() + self.stats_interval
+        while not self._stop.wait(max(0.0, min(next_poll, next_stats) - time.monotonic())):
+            now = time.monotonic()
+            if now >= next_poll:
+                next_poll = now + self.poll_interval
+                try:
+                    self.refresh()
+                except Exception:  # a store outage: keep serving what is loaded, try again
+                    _log.exception("checking the registry's aliases failed")
+            if now >= next_stats:
+                next_stats = now + self.stats_interval
+                self._publish_logged()
+
+    def _publish_logged(self) -> None:
+        try:
+            self.publish_stats()
+        except Exception:  # a store outage: the counters are cumulative, the next one tells
+            _log.exception("publishing the serving stats failed")
 
     def stop(self) -> None:
-        """Stop polling (the served models stay)."""
+        """Stop polling and publish the stats a last time (the served models stay)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        self._publish_logged()
 
 
 # --- batch scoring ---------------------------------------------------------------------------

@@ -12,6 +12,10 @@ shown; see :mod:`retrainer.server.auth`):
 ``GET /docs``, ``/openapi.json``  -          the API's description
 ================================  =========  ===============================================
 
+During a pipeline's rollout each predict request is routed by its key
+(:mod:`retrainer.engine.routing`): the champion, the ``challenger`` (the champion answers
+instead if it raises) or the champion with a ``shadow`` copy scored after the answer.
+
 Errors are ``{"error": ..., "detail": ...}`` with the status: 401/403 auth, 404 unknown
 pipeline, 413 body or batch too large, 422 bad rows (each problem names the row, the column
 and the value), 503 no champion yet or the prediction log is full. docs/serving.md has the
@@ -25,6 +29,7 @@ import json
 import math
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -38,16 +43,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from retrainer.adapters.logstore.writer import BatchWriter
 from retrainer.config import ServeConfig
+from retrainer.core.types import CHAMPION
 from retrainer.core.windows import parse_duration
+from retrainer.engine import routing
 from retrainer.engine.project import Project
-from retrainer.engine.serving import (
-    ModelHolder,
-    RowError,
-    log_rows,
-    new_ids,
-    predict_frame,
-    rows_frame,
-)
+from retrainer.engine.routing import ModelFailedError, ShadowScorer
+from retrainer.engine.serving import ModelHolder, RowError, ServedModel, log_rows, new_ids
 from retrainer.errors import ModelNotFoundError
 from retrainer.server.auth import Authenticator, RateLimiter, default_authenticator, require
 from retrainer.server.errors import ApiError
@@ -228,15 +229,27 @@ def create_app(
     holder = (
         holder
         if holder is not None
-        else ModelHolder(project, poll_interval=cfg.poll_interval, clock=project.clock)
+        else ModelHolder(
+            project,
+            poll_interval=cfg.poll_interval,
+            stats_interval=cfg.stats_interval,
+            clock=project.clock,
+        )
     )
     lookback = parse_duration(cfg.feedback_lookback)
     recent = RecentIds(cfg.recent_ids)
     writers: dict[str, BatchWriter] = {}
+    shadows: list[ShadowScorer] = []  # the lifespan's one scorer of shadow copies
     pipelines = {p.name for p in project.config.pipelines}
 
     def state() -> dict[str, Any]:
-        return {"writers": dict(writers), "served": holder.served(), "holder": holder}
+        return {
+            "writers": dict(writers),
+            "served": holder.served(),
+            "candidates": holder.candidates(),
+            "holder": holder,
+            "shadow": shadows[0] if shadows else None,
+        }
 
     metrics = ServerMetrics(state)
 
@@ -256,12 +269,34 @@ def create_app(
                 wait=cfg.queue_wait,
                 name=kind,
             )
+
+        def shadow_scored(served: ServedModel, rows: int) -> None:
+            metrics.predictions.labels(_pipeline_label(project, served.pipeline), "shadow").inc(
+                rows
+            )
+
+        shadows.append(
+            ShadowScorer(
+                holder,
+                log=writers["predictions"].submit,
+                max_jobs=cfg.shadow_queue,
+                on_scored=shadow_scored,
+                on_failed=lambda served: metrics.model_errors.labels(
+                    _pipeline_label(project, served.pipeline), "shadow"
+                ).inc(),
+            )
+        )
         await run_in_threadpool(holder.refresh)
         holder.start()
         try:
             yield
         finally:
-            holder.stop()
+            # in order: the shadow copies queued are scored, the stats (with theirs) are
+            # published, then the logs are flushed
+            for scorer in shadows:
+                await run_in_threadpool(scorer.close)
+            shadows.clear()
+            await run_in_threadpool(holder.stop)
             for w in writers.values():
                 await run_in_threadpool(w.close)
             writers.clear()
@@ -360,7 +395,8 @@ def create_app(
 
         Each row has exactly the pipeline's features, with values of the types the served
         model was trained on. An ``X-Request-Key`` header (e.g. a user id) is logged with the
-        predictions.
+        predictions and, during a rollout, keeps that key on one variant (without it, each
+        request is routed at random).
         """
         started = time.perf_counter()
         label = _pipeline_label(project, pipeline)
@@ -377,36 +413,29 @@ def create_app(
                     "too_many_rows",
                     f"{len(rows)} rows; the limit is {cfg.max_rows} per request (serve.max_rows)",
                 )
+            request_key = request.headers.get("x-request-key")
             try:
-                served = holder.get(pipeline)
+                # no key: a random one, so such requests split at random between variants
+                result = routing.answer(
+                    holder, pipeline, rows, request_key or uuid.uuid4().hex, started=started
+                )
             except ModelNotFoundError as exc:
                 raise ApiError(
                     404 if pipeline not in pipelines else 503, "no_model", str(exc)
                 ) from None
+            except RowError as exc:  # bad rows, or missing values the model cannot take
+                variant = CHAMPION  # the champion's features judge the rows
+                raise ApiError(422, "invalid_rows", _json_safe(exc.problems)) from None
+            except ModelFailedError as exc:
+                variant = exc.served.variant
+                raise ApiError(500, "model_failed", str(exc)) from None
+            served, answers = result.served, result.answers
             variant = served.variant
-            try:
-                frame = rows_frame(served.features, rows)
-            except RowError as exc:
-                raise ApiError(422, "invalid_rows", _json_safe(exc.problems)) from None
-            try:
-                answers = predict_frame(served, frame)
-            except RowError as exc:  # missing values the model cannot take
-                raise ApiError(422, "invalid_rows", _json_safe(exc.problems)) from None
-            except Exception as exc:
-                raise ApiError(
-                    500,
-                    "model_failed",
-                    f"{pipeline} v{served.version}: {type(exc).__name__}: {exc}",
-                ) from None
+            if result.failed is not None:  # the candidate raised; the champion answered
+                metrics.model_errors.labels(label, result.failed.variant).inc()
             ids = new_ids(len(answers))
-            logged = log_rows(
-                served,
-                rows,
-                answers,
-                ids,
-                now=project.clock.now(),
-                request_key=request.headers.get("x-request-key"),
-            )
+            now = project.clock.now()
+            logged = log_rows(served, rows, answers, ids, now=now, request_key=request_key)
             if not writer("predictions").submit(logged):
                 raise ApiError(
                     503,
@@ -416,6 +445,16 @@ def create_app(
                 )
             recent.add(pipeline, ids)
             metrics.predictions.labels(label, variant).inc(len(answers))
+            if result.shadow is not None and shadows:
+                shadows[0].submit(
+                    result.shadow,
+                    served,
+                    rows,
+                    result.frame,
+                    ids,
+                    request_key=request_key,
+                    now=now,
+                )
             status = 200
             out = [
                 {

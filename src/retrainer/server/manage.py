@@ -9,6 +9,7 @@ prints, so the two never disagree:
 ``GET /v1/{pipeline}/models/{version}``  read   ``retrainer models show VERSION --json``
 ``POST /v1/{pipeline}/promote``          admin  ``retrainer promote`` ({version, alias?})
 ``POST /v1/{pipeline}/rollback``         admin  ``retrainer rollback`` ({to?})
+``GET /v1/{pipeline}/rollout``           read   the pipeline's last rollout (its stored state)
 ``GET /v1/events``                       read   ``retrainer events --json`` (?pipeline=
                                                 &kind=&since=&limit=)
 =======================================  =====  =========================================
@@ -38,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from retrainer.core.clock import as_utc
 from retrainer.core.types import CHAMPION, EVENT_KINDS, AliasMove
 from retrainer.engine.project import Project
+from retrainer.engine.rollout import current_rollout
 from retrainer.engine.runs import registry
 from retrainer.engine.runs.views import alias_move_view, event_view
 from retrainer.engine.serving import ModelHolder
@@ -237,6 +239,26 @@ def management_router(project: Project, holder: ModelHolder) -> APIRouter:
         except (registry.PromotionError, ArtifactIntegrityError, ConcurrencyError) as exc:
             raise refused(exc) from None
         return moved(move)
+
+    @router.get(
+        "/v1/{pipeline}/rollout",
+        dependencies=[require("read")],
+        responses={404: {"description": "unknown pipeline, or it never had a rollout"}},
+    )
+    def rollout(pipeline: str) -> dict[str, Any]:
+        """The pipeline's last rollout as the controller stored it, running or ended: status,
+        strategy, candidate, champion, share, step, started_at, reason, the sequential test
+        and the evidence of the last tick (every server worker routes by it)."""
+        stored = current_rollout(project, known(pipeline))
+        if stored is None:
+            raise ApiError(
+                404,
+                "no_rollout",
+                f"{pipeline} has never had a rollout: a blessed candidate starts one when the "
+                "pipeline's rollout strategy is shadow, canary or ab and a champion serves",
+            )
+        state, revision = stored
+        return {**state.to_dict(), "revision": revision}
 
     @router.get("/v1/events", dependencies=[require("read")])
     def events(

@@ -3,11 +3,17 @@
 - ``retrainer_requests_total{endpoint,pipeline,variant,status}`` and
   ``retrainer_request_seconds{endpoint,pipeline,variant}`` (histogram): every API request;
   errors are the non-2xx statuses.
-- ``retrainer_predictions_total{pipeline,variant}``: rows answered.
+- ``retrainer_predictions_total{pipeline,variant}``: rows answered (``shadow``: rows the
+  rollout's candidate scored off the request path).
+- ``retrainer_model_errors_total{pipeline,variant}``: requests a rollout's candidate failed
+  (a ``challenger``'s were answered by the champion instead; a ``shadow``'s answered nobody).
+- ``retrainer_shadow_dropped_total``, ``retrainer_shadow_queue``: shadow copies dropped
+  because the scorer was behind, and waiting.
 - ``retrainer_log_rows_total{kind}``, ``retrainer_log_rejected_rows_total{kind}``,
   ``retrainer_log_flush_failures_total{kind}``, ``retrainer_log_queue_rows{kind}``: the
   prediction and feedback log writers.
-- ``retrainer_model_version{pipeline,variant}``: the version served;
+- ``retrainer_model_version{pipeline,variant}``: the version served (the champion, and the
+  candidate of a running rollout as ``challenger`` or ``shadow``);
   ``retrainer_model_swaps_total``, ``retrainer_model_load_failures_total``.
 
 With several worker processes each has its own figures (scrape each, or aggregate upstream).
@@ -56,9 +62,19 @@ class _State(Collector):
         version = GaugeMetricFamily(
             "retrainer_model_version", "Model version served", labels=["pipeline", "variant"]
         )
-        for served in state.get("served", {}).values():
+        for served in [*state.get("served", {}).values(), *state.get("candidates", {}).values()]:
             version.add_metric([served.pipeline, served.variant], served.version)
         yield version
+        shadow = state.get("shadow")
+        if shadow is not None:
+            yield CounterMetricFamily(
+                "retrainer_shadow_dropped",
+                "Shadow copies not scored because the scorer was behind",
+                value=shadow.dropped,
+            )
+            yield GaugeMetricFamily(
+                "retrainer_shadow_queue", "Shadow copies waiting", value=shadow.depth
+            )
         holder = state.get("holder")
         if holder is not None:
             yield CounterMetricFamily(
@@ -92,6 +108,12 @@ class ServerMetrics:
         self.predictions = Counter(
             "retrainer_predictions",
             "Rows answered",
+            ["pipeline", "variant"],
+            registry=self.registry,
+        )
+        self.model_errors = Counter(
+            "retrainer_model_errors",
+            "Requests a rollout's candidate failed (the champion answered a challenger's)",
             ["pipeline", "variant"],
             registry=self.registry,
         )
