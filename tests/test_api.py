@@ -40,6 +40,8 @@ INTERNAL = {
     "route",
     "start_rollout",
     "LATENCY_BUCKETS_MS",
+    "FAULT_ENV",
+    "fault_point",
     "SERVING_KEY_PREFIX",
     "begin_rollout",
     "current_rollout",

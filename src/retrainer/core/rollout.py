@@ -68,14 +68,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import numpy as np
-
 from retrainer.core.sequential import ArmStats, SequentialDecision, SequentialState, SequentialTest
-from retrainer.core.stats import psi
 from retrainer.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    import numpy as np
     from numpy.typing import ArrayLike, NDArray
+
+# numpy is imported where it is used: the config reads this module (its metric names), and
+# `retrainer status` must not pay for numpy
 
 __all__ = [
     "ACTIVE",
@@ -165,6 +166,8 @@ def metric_values(
     >>> metric_values("ctr", predictions=["a", "b"], outcomes=[0, 1]).tolist()
     [0.0, 1.0]
     """
+    import numpy as np
+
     check_rollout_metric(metric)
     y = np.asarray(outcomes, dtype=object).ravel()
     p = np.asarray(predictions, dtype=object).ravel()
@@ -187,12 +190,16 @@ def metric_values(
 
 
 def _same(a: Any, b: Any) -> bool:
+    import numpy as np
+
     if isinstance(a, int | float | np.number) and isinstance(b, int | float | np.number):
         return bool(float(a) == float(b))
     return str(a) == str(b)
 
 
 def _numbers(values: NDArray[Any], what: str) -> NDArray[np.float64]:
+    import numpy as np
+
     try:
         out = np.asarray(values, dtype=float)
     except (TypeError, ValueError):
@@ -217,6 +224,7 @@ def output_drift(champion: ArrayLike, candidate: ArrayLike, *, bins: int = 10) -
 
     Examples
     --------
+    >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> same = output_drift(rng.random(2000), rng.random(2000))
     >>> broken = output_drift(rng.random(2000), np.zeros(2000))
@@ -225,6 +233,10 @@ def output_drift(champion: ArrayLike, candidate: ArrayLike, *, bins: int = 10) -
     >>> round(output_drift(["a"] * 50 + ["b"] * 50, ["a"] * 90 + ["b"] * 10), 3)
     0.879
     """
+    import numpy as np
+
+    from retrainer.core.stats import psi
+
     a = np.asarray(champion, dtype=object).ravel()
     b = np.asarray(candidate, dtype=object).ravel()
     if a.size == 0 or b.size == 0:
@@ -379,7 +391,7 @@ def _json_safe(value: Any) -> Any:
         return [_json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, np.generic):
+    if hasattr(value, "item") and type(value).__module__ == "numpy":  # a numpy scalar
         return _json_safe(value.item())
     return value
 

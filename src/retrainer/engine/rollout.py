@@ -62,6 +62,7 @@ from retrainer.core.rollout import (
     start_rollout,
 )
 from retrainer.core.types import CHAMPION, Event
+from retrainer.engine.faults import fault_point
 from retrainer.errors import ConcurrencyError, DataError
 
 if TYPE_CHECKING:
@@ -451,8 +452,6 @@ def _apply(
             ),
         )
     if step.action in ("promote", "rollback") and not recovered:
-        from retrainer.engine.runs.run import fault_point
-
         fault_point("rollout_after_alias")  # the crash reconcile() repairs
     if step.action == "none" and before.test.looks == state.test.looks:
         store.put_state(name, ROLLOUT_KEY, state.to_dict(), at=now, expected_revision=revision)

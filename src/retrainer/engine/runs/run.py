@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ from retrainer.core.types import (
     Verdict,
 )
 from retrainer.core.windows import holdout_mask
+from retrainer.engine.faults import fault_point
 from retrainer.engine.pipeline import Pipeline
 from retrainer.engine.project import Project
 from retrainer.engine.runs.claims import Heartbeat, claim_run, new_run, reap_stale_runs
@@ -81,7 +81,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-FAULT_ENV = "RETRAINER_FAULT"
 FAULT_POINTS = (
     "after_run_created",
     "after_snapshot",
@@ -90,12 +89,6 @@ FAULT_POINTS = (
     "after_register",
     "after_promote",
 )
-
-
-def fault_point(name: str) -> None:
-    """Die abruptly (like ``kill -9``) when ``RETRAINER_FAULT`` names this step."""
-    if os.environ.get(FAULT_ENV) == name:
-        os._exit(137)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
