@@ -390,8 +390,10 @@ def replay_rollout(
         upto = int(np.searchsorted(times, utc_datetime64(now), "left"))
         if upto > done:
             chunk = slice(done, upto)
-            inside = place[chunk] < state.share if state.status == "running" else np.zeros(
-                upto - done, bool
+            inside = (
+                place[chunk] < state.share
+                if state.status == "running"
+                else np.zeros(upto - done, bool)
             )
             arm_b[chunk] = inside
             va, vb = val[0][chunk], val[1][chunk]
@@ -537,7 +539,7 @@ def rollout_policy_for_replay(
             "e.g. --strategy ab --metric accuracy --tau 0.01, or set rollout: in its config"
         )
     policy = build_policy(spec)
-    assert isinstance(policy, RolloutPolicy)  # noqa: S101 - the strategy is not replace
+    assert isinstance(policy, RolloutPolicy)
     return policy
 
 
@@ -572,7 +574,9 @@ def replay_project_rollout(
             frame = pipe.source.load(which.start, which.end)
             train, _ = pipe.labelled(frame, which.describe())
             if len(train) < 2:
-                raise DataError(f"{name}: no labelled rows to train the {role} ({which.describe()})")
+                raise DataError(
+                    f"{name}: no labelled rows to train the {role} ({which.describe()})"
+                )
             return (1 if role == "champion" else 2), which.describe(), pipe.fit(train)
         version = which
         if version is None and role == "champion":
