@@ -631,6 +631,7 @@ def write_rollout_chart(result: RolloutReplay, path: str | Path) -> Path:
     import warnings
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
     from matplotlib.figure import Figure
 
     from retrainer.adapters._atomic import write_file_atomically
@@ -640,21 +641,29 @@ def write_rollout_chart(result: RolloutReplay, path: str | Path) -> Path:
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.08, 0.13, 0.9, 0.75))
     if ticks:
-        x = [t.at.replace(tzinfo=None) for t in ticks]
+        x = date2num([t.at.replace(tzinfo=None) for t in ticks])
         nan = float("nan")
         low = [nan if t.low is None else t.low for t in ticks]
         high = [nan if t.high is None else t.high for t in ticks]
         ax.fill_between(x, low, high, color="#1f77b4", alpha=0.2, label="confidence sequence")
-        ax.plot(x, [t.difference for t in ticks], color="#1f77b4", label="candidate - champion")
+        ax.plot(
+            x,
+            [nan if t.difference is None else t.difference for t in ticks],
+            color="#1f77b4",
+            label="candidate - champion",
+        )
         min_effect = float(result.policy.get("min_effect") or 0.0)
         ax.axhline(0.0, color="#5b6773", linewidth=1.0)
         if min_effect:
             ax.axhline(min_effect, color="#5b6773", linestyle="--", linewidth=0.8,
                        label="min_effect")  # fmt: skip
         if result.decided_at is not None:
-            ax.axvline(result.decided_at.replace(tzinfo=None), color="#d9480f", linewidth=1.2,
-                       label=result.outcome)  # fmt: skip
+            ax.axvline(float(date2num(result.decided_at.replace(tzinfo=None))), color="#d9480f",
+                       linewidth=1.2, label=result.outcome)  # fmt: skip
         ax.legend(loc="upper right", fontsize=8, frameon=False)
+        locator = AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     ax.set_ylabel(f"{result.metric or 'metric'}: candidate - champion")
     ax.grid(True, color="#eef1f4", linewidth=0.8)
     title = (
