@@ -13,6 +13,13 @@ tick per ``--tick`` observations per arm, a look at every tick, up to ``--horizo
     models disagree on 10% of rows). Power is the share promoted by the horizon; the samples
     are per arm (rows for the paired test), median over the experiments that decided.
 
+(c) ``--replay``: real replays on elec2 (``replay_project_rollout`` of
+    :mod:`retrainer.engine.backtest.rollout`: the daemon's policy objects and state
+    machine): an A/B of a model retrained on the last 30 days against a stale champion
+    (trained on the first 60 days), from several starts, and the A/A tests (the retrained
+    model against itself, the stale one against itself), and a broken candidate (a constant
+    answer) against the output-drift guard.
+
 Every simulated decision comes from :func:`retrainer.core.sequential.msprt_likelihood_ratio`
 and :func:`~retrainer.core.sequential.msprt_radius` with the decision rule of
 :class:`~retrainer.core.sequential.SequentialTest`; the first experiments of every scenario are
@@ -22,6 +29,7 @@ Usage (from the repository root)::
 
     .venv/bin/python benchmarks/sequential.py              # 2,000 experiments per scenario
     .venv/bin/python benchmarks/sequential.py --sims 500 --json
+    .venv/bin/python benchmarks/sequential.py --replay     # (c) only: the elec2 replays
 """
 
 from __future__ import annotations
@@ -212,7 +220,10 @@ def main() -> int:
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--min-samples", type=int, default=1000)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--replay", action="store_true", help="(c) only: the elec2 replays")
     args = parser.parse_args()
+    if args.replay:
+        return replay_elec2(as_json=args.json)
     rng = np.random.default_rng(SEED)
     t0 = time.perf_counter()
     result: dict[str, Any] = {"sims": args.sims, "tick": args.tick, "horizon": args.horizon}
@@ -280,6 +291,120 @@ def main() -> int:
     print(f"\n{result['seconds']} s")
     ok = all(r["promoted"] <= args.alpha for r in rows if r["effect"] == 0)
     print("A/A false promotions <= alpha: " + ("yes" if ok else "NO"))
+    return 0
+
+
+REPLAY_POLICY = {
+    "strategy": "ab",
+    "split": 0.5,
+    "metric": "accuracy",
+    "tau": 0.05,
+    "max_duration": "21d",
+    # a stale champion's scores are far from a fresh model's on elec2 (PSI 2 to 7 between the
+    # arms): the output-drift guard would roll back every retrain, so it is off here, and on
+    # (default 0.25) for the broken candidate
+    "guards": {"max_output_drift": None},
+}
+REPLAY_STARTS = ("1997-03-03", "1997-06-02", "1997-09-01", "1998-01-05", "1998-06-01")
+
+
+def replay_elec2(*, as_json: bool = False) -> int:
+    """(c): the rollout replayed on elec2's recorded rows, a tick every hour of data time."""
+    import tempfile
+    from datetime import UTC, datetime, timedelta
+
+    import pandas as pd
+
+    from retrainer.engine.backtest.rollout import (
+        TrainWindow,
+        replay_project_rollout,
+        replay_rollout,
+    )
+    from retrainer.engine.project import Project
+    from retrainer.engine.scaffold import init_project
+
+    t0 = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        init_project(Path(tmp))
+        with Project.open(tmp) as project:
+            pipe = project.pipeline()
+            stale = TrainWindow(
+                start=datetime(1996, 5, 7, tzinfo=UTC), end=datetime(1996, 7, 6, tzinfo=UTC)
+            )
+            for day in REPLAY_STARTS:
+                start = datetime.fromisoformat(day).replace(tzinfo=UTC)
+                end = start + timedelta(days=21)
+                fresh = TrainWindow(start=start - timedelta(days=30), end=start)
+                broken = {**REPLAY_POLICY, "guards": {}}
+                for test, a, b, policy in (
+                    ("A/B: retrained vs stale", stale, fresh, REPLAY_POLICY),
+                    ("A/A: retrained vs itself", fresh, fresh, REPLAY_POLICY),
+                    ("A/A: stale vs itself", stale, stale, REPLAY_POLICY),
+                    ("broken candidate, guard on", fresh, "broken", broken),
+                ):
+                    w0 = time.perf_counter()
+                    if b == "broken":
+                        model = pipe.fit(pipe.labelled(pipe.source.load(a.start, a.end), "")[0])
+                        result = replay_rollout(
+                            pipe.source.load(start, end), policy,
+                            champion=lambda r, m=model: pipe.predict(m, r),
+                            candidate=lambda r: (  # a constant answer
+                                [1] * len(r), [0.99] * len(r)
+                            ),
+                            time_column=pipe.time_column, target=pipe.config.target,
+                            start=start, end=end, pipeline=pipe.name,
+                        )  # fmt: skip
+                    else:
+                        result = replay_project_rollout(
+                            project, start=start, end=end, champion=a, candidate=b, policy=policy
+                        )
+                    last = result.ticks[-1]
+                    rows.append(
+                        {
+                            "start": day,
+                            "test": test,
+                            "outcome": result.outcome,
+                            "days": None
+                            if result.elapsed is None
+                            else result.elapsed / pd.Timedelta(days=1),
+                            "rows": dict(result.requests),
+                            "accuracy": {
+                                "champion": last.mean_champion,
+                                "candidate": last.mean_candidate,
+                            },
+                            "low": last.low,
+                            "high": last.high,
+                            "reason": result.reason,
+                            "seconds": round(time.perf_counter() - w0, 2),
+                        }
+                    )
+    seconds = round(time.perf_counter() - t0, 1)
+    if as_json:
+        print(json.dumps({"policy": REPLAY_POLICY, "rows": rows, "seconds": seconds}, indent=2))
+        return 0
+    print(
+        "elec2, the rollout replayed on the recorded rows (a tick every hour of data time, "
+        f"21 days at most): {json.dumps(REPLAY_POLICY)}\n"
+    )
+    print("| start | test | outcome | after (days) | rows champion / candidate "
+          "| accuracy champion / candidate | CS for the difference | s |")  # fmt: skip
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+
+    def num(x: Any, fmt: str) -> str:
+        return "-" if x is None else format(x, fmt)
+
+    for r in rows:
+        acc = r["accuracy"]
+        print(
+            f"| {r['start']} | {r['test']} | {r['outcome']} | {num(r['days'], '.1f')} | "
+            f"{r['rows']['champion']:,} / {r['rows']['candidate']:,} | "
+            f"{num(acc['champion'], '.3f')} / {num(acc['candidate'], '.3f')} | "
+            f"[{num(r['low'], '+.3f')}, {num(r['high'], '+.3f')}] | {r['seconds']:.1f} |"
+        )
+    print(f"\n{seconds} s")
+    aa_quiet = all(r["outcome"] == "inconclusive" for r in rows if r["test"].startswith("A/A"))
+    print("every A/A decides nothing: " + ("yes" if aa_quiet else "NO"))
     return 0
 
 

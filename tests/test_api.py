@@ -221,6 +221,15 @@ INTERNAL = {
     "ModelFailedError",
     "ShadowScorer",
     "answer",
+    # engine.backtest.rollout: what `retrainer backtest rollout` and the benchmark use
+    "RolloutReplay",
+    "RolloutTick",
+    "Scorer",
+    "TrainWindow",
+    "replay_project_rollout",
+    "replay_rollout",
+    "rollout_policy_for_replay",
+    "write_rollout_chart",
 }
 
 

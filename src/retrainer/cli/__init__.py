@@ -10,7 +10,7 @@ artifact); 2 bad usage or configuration (one line per problem on stderr).
 from __future__ import annotations
 
 from retrainer.cli import backtest, control, monitoring, project, runs, serve, tokens
-from retrainer.cli.app import app, db_app, log_app, main, models_app, token_app
+from retrainer.cli.app import app, backtest_app, db_app, log_app, main, models_app, token_app
 
 app.command()(project.init)
 app.command()(runs.run)
@@ -23,7 +23,6 @@ app.command()(serve.serve)
 app.command()(serve.predict)
 app.command()(control.daemon)
 app.command()(control.events)
-app.command()(backtest.backtest)
 app.command()(backtest.demo)
 app.command("config-schema")(project.config_schema)
 models_app.command("list")(runs.models_list)
@@ -34,5 +33,7 @@ db_app.command("upgrade")(control.db_upgrade)
 token_app.command("create")(tokens.create)
 token_app.command("list")(tokens.list_)
 token_app.command("revoke")(tokens.revoke)
+backtest_app.callback(invoke_without_command=True)(backtest.backtest)
+backtest_app.command("rollout")(backtest.rollout)
 
 __all__ = ["app", "main"]

@@ -39,6 +39,10 @@ token_app = typer.Typer(
     help="API tokens for retrainer serve: create (the secret is shown once), list, revoke.",
     rich_markup_mode="markdown",
 )
+# `retrainer backtest` runs the policy backtest itself; `retrainer backtest rollout` replays a
+# rollout (the group's callback is the backtest, so `retrainer backtest -c ...` is unchanged)
+backtest_app = typer.Typer(rich_markup_mode="markdown")
+app.add_typer(backtest_app, name="backtest")
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.add_typer(log_app, name="log")

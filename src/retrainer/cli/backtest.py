@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,8 +10,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from retrainer.cli.app import JsonOpt, handle_errors
+from retrainer.cli.app import ConfigOpt, JsonOpt, PipelineOpt, handle_errors, time_option
 from retrainer.cli.render import EventPrinter, PolicyBar, out, print_json, render_backtest
+from retrainer.errors import ConfigError
 
 
 def _fraction_or_text(value: str) -> float | str:
@@ -23,6 +25,7 @@ def _fraction_or_text(value: str) -> float | str:
 
 @handle_errors
 def backtest(
+    ctx: typer.Context,
     config: Annotated[
         Path,
         typer.Option(
@@ -67,7 +70,11 @@ def backtest(
     triggers, windows, the blessing gate and promotion unchanged. Each model is scored on the
     batches it served. The recommendation is chosen on the selection part and reported on the
     held-out part; it is written as OUT/recommended.yaml, which `retrainer daemon` runs as is.
+
+    `retrainer backtest rollout` replays a rollout (A/B, shadow, canary) instead: see its --help.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from retrainer.config import load_backtest_config
     from retrainer.engine.backtest import run_backtest
 
@@ -104,6 +111,240 @@ def backtest(
         f"config  {result.yaml_path}  [dim](retrainer daemon -c ... runs it as is)[/dim]\n"
         f"[dim]{res.seconds or 0:.1f} s, {len(res.policies)} policies"
         f"{f', {result.cached} from the cache' if result.cached else ''}[/dim]"
+    )
+
+
+def _train_window(text: str | None, start: datetime, option: str) -> Any:
+    """``30d`` (the last 30 days before --start) or ``1996-05-07..1996-07-06``."""
+    from retrainer.core.clock import check_time
+    from retrainer.core.windows import parse_duration
+    from retrainer.engine.backtest.rollout import TrainWindow
+
+    if text is None:
+        return None
+    if ".." in text:
+        a, b = (part.strip() for part in text.split("..", 1))
+        try:
+            lo = check_time(datetime.fromisoformat(a), option) if a else None
+            hi = check_time(datetime.fromisoformat(b), option)
+        except ValueError:
+            raise ConfigError(
+                f"{option}: {text!r} is not START..END with dates such as 1996-05-07"
+            ) from None
+        return TrainWindow(start=lo, end=hi)
+    return TrainWindow(start=start - parse_duration(text), end=start)
+
+
+@handle_errors
+def rollout(
+    start: Annotated[
+        datetime,
+        time_option("--start", help="When the rollout starts (data time), e.g. 1998-01-05."),
+    ],
+    end: Annotated[
+        datetime | None,
+        time_option("--end", help="End of the replay (default: --start + the max_duration)."),
+    ] = None,
+    config: ConfigOpt = None,
+    pipeline: PipelineOpt = None,
+    champion: Annotated[
+        int | None,
+        typer.Option(
+            "--champion", help="Champion version (default: the champion alias).", show_default=False
+        ),
+    ] = None,
+    candidate: Annotated[
+        int | None,
+        typer.Option(
+            "--candidate",
+            help="Candidate version (default: the challenger alias, else the newest blessed "
+            "version after the champion). The champion's own version gives an A/A test.",
+            show_default=False,
+        ),
+    ] = None,
+    train_champion: Annotated[
+        str | None,
+        typer.Option(
+            "--train-champion",
+            help="Train the champion on the fly instead: `START..END` (1996-05-07..1996-07-06) "
+            "or a duration (`30d`: the last 30 days before --start).",
+            show_default=False,
+        ),
+    ] = None,
+    train_candidate: Annotated[
+        str | None,
+        typer.Option(
+            "--train-candidate",
+            help="Train the candidate on the fly instead, as --train-champion "
+            "(`30d`: retrained on the last 30 days before --start).",
+            show_default=False,
+        ),
+    ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            "--strategy",
+            help="ab, shadow or canary (default: the pipeline's rollout:).",
+            show_default=False,
+        ),
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            "--metric",
+            help="The test's per-prediction metric (accuracy, log_loss, ...).",
+            show_default=False,
+        ),
+    ] = None,
+    split: Annotated[
+        float | None,
+        typer.Option("--split", help="ab: the candidate's share of the rows.", show_default=False),
+    ] = None,
+    alpha: Annotated[float | None, typer.Option("--alpha", show_default=False)] = None,
+    min_effect: Annotated[
+        float | None,
+        typer.Option(
+            "--min-effect", help="Smallest improvement worth serving.", show_default=False
+        ),
+    ] = None,
+    tau: Annotated[
+        float | None,
+        typer.Option(
+            "--tau", help="The mixture's scale, in the metric's units.", show_default=False
+        ),
+    ] = None,
+    min_samples: Annotated[int | None, typer.Option("--min-samples", show_default=False)] = None,
+    max_duration: Annotated[
+        str | None,
+        typer.Option("--max-duration", help="The test's horizon (7d).", show_default=False),
+    ] = None,
+    max_output_drift: Annotated[
+        str | None,
+        typer.Option(
+            "--max-output-drift",
+            help="The output-drift guard's PSI limit, or `off`.",
+            show_default=False,
+        ),
+    ] = None,
+    tick: Annotated[
+        str, typer.Option("--tick", help="Data time between two reads of the evidence.")
+    ] = "1h",
+    label_delay: Annotated[
+        str, typer.Option("--label-delay", help="A row's label arrives this long after it.")
+    ] = "0s",
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="Column that routes a row (a user id; default: the row's position).",
+            show_default=False,
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for rollout.json and rollout.png.")
+    ] = Path("rollout-out"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay a rollout on the pipeline's recorded rows: what would an A/B have decided, and when?
+
+    The rows of [--start, --end) are the traffic, in time order: each is routed to the
+    champion or the candidate as `retrainer serve` would (the same hash of its key), answered
+    by that model, and its label is its feedback (after --label-delay). At every --tick the
+    rollout's guards and sequential test read the rows so far, with the same policy objects and
+    state machine as the daemon. The policy is the pipeline's `rollout:` with the options given
+    on top. Prints the decision, when, on how many rows, and writes OUT/rollout.json (with the
+    trajectory of the confidence sequence) and OUT/rollout.png.
+    """
+    import time as _time
+
+    from retrainer.core.windows import parse_duration
+    from retrainer.engine.backtest.rollout import (
+        replay_project_rollout,
+        rollout_policy_for_replay,
+        write_rollout_chart,
+    )
+    from retrainer.engine.project import Project
+
+    t0 = _time.perf_counter()
+    overrides: dict[str, Any] = {
+        "strategy": strategy,
+        "metric": metric,
+        "alpha": alpha,
+        "min_effect": min_effect,
+        "tau": tau,
+        "min_samples": min_samples,
+        "max_duration": max_duration,
+    }
+    if split is not None:
+        overrides["split"] = split
+    if max_output_drift is not None:
+        limit = None if max_output_drift.lower() in ("off", "none", "null") else max_output_drift
+        try:
+            value = None if limit is None else float(limit)
+        except ValueError:
+            raise ConfigError(
+                f"--max-output-drift must be a number or off; got {max_output_drift!r}"
+            ) from None
+        overrides["guards"] = {"max_output_drift": value}
+    from retrainer.core.clock import as_utc
+
+    begin = as_utc(start)
+    with Project.open(config) as project:
+        configured = project.pipeline(pipeline).config.rollout
+        if "guards" in overrides:
+            without = {k: v for k, v in overrides.items() if k != "guards"}
+            base = rollout_policy_for_replay(configured, without)
+            overrides["guards"] = {**base.to_spec().get("guards", {}), **overrides["guards"]}
+        policy = rollout_policy_for_replay(configured, overrides)
+        finish = as_utc(end) if end is not None else begin + policy.max_duration_()
+        result = replay_project_rollout(
+            project,
+            pipeline,
+            start=begin,
+            end=finish,
+            champion=_train_window(train_champion, begin, "--train-champion") or champion,
+            candidate=_train_window(train_candidate, begin, "--train-candidate") or candidate,
+            policy=policy.to_spec(),
+            tick=parse_duration(tick),
+            label_delay=parse_duration(label_delay),
+            key=key,
+        )
+    seconds = _time.perf_counter() - t0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "rollout.json"
+    from retrainer.adapters._atomic import write_file_atomically
+    from retrainer.core.jsonsafe import dumps
+
+    document = result.to_json() | {"wall_seconds": round(seconds, 2)}
+    write_file_atomically(json_path, dumps(document, indent=1).encode())
+    png = write_rollout_chart(result, out_dir / "rollout.png")
+    if as_json:
+        print_json(document | {"ticks": len(result.ticks)})
+        return
+    out.print(
+        f"[bold]{escape(result.pipeline)}[/bold]: {escape(result.strategy)} rollout of "
+        f"{escape(result.candidate)} against {escape(result.champion)}, "
+        f"{result.start:%Y-%m-%d %H:%M} .. {result.end:%Y-%m-%d %H:%M}, a tick every "
+        f"{result.tick}, {result.rows:,} rows",
+        soft_wrap=True,
+    )
+    out.print(f"[dim]policy: {escape(policy.describe())}[/dim]", soft_wrap=True)
+    colour = {"promote": "green", "reject": "yellow", "rollback": "red"}.get(result.outcome, "cyan")
+    out.print(f"\n[bold {colour}]{escape(result.summary())}[/bold {colour}]", soft_wrap=True)
+    out.print(f"  {escape(result.reason)}", soft_wrap=True)
+    last = result.ticks[-1] if result.ticks else None
+    if last is not None and last.difference is not None:
+        out.print(
+            f"  {escape(result.metric or '')}: champion {last.mean_champion:.4f}, candidate "
+            f"{last.mean_candidate:.4f}, difference {last.difference:+.4f} in "
+            f"[{last.low if last.low is not None else float('-inf'):+.4f}, "
+            f"{last.high if last.high is not None else float('inf'):+.4f}], "
+            f"p = {last.p_value:.3g}",
+            soft_wrap=True,
+        )
+    out.print(
+        f"\nresults {json_path}\nchart   {png}\n[dim]{seconds:.1f} s ({len(result.ticks)} ticks; "
+        f"the replay itself {result.seconds:.2f} s)[/dim]"
     )
 
 

@@ -295,6 +295,18 @@ class RolloutPolicy(DeploymentPolicy):
             check_rollout_metric(self.metric)
         self.test()
 
+    def to_spec(self) -> dict[str, Any]:
+        # a guard turned off (null) must stay off when the spec is read back: exclude_none
+        # would drop it and its default (on) would return
+        spec = super().to_spec()
+        defaults = {k: f.default for k, f in Guards.model_fields.items()}
+        off = {
+            k: None for k, v in dict(self.guards).items() if v is None and defaults[k] is not None
+        }
+        if off:
+            spec["guards"] = {**spec.get("guards", {}), **off}
+        return spec
+
     def describe(self) -> str:
         given = {k: v for k, v in self.to_spec().items() if k != "strategy"}
         params = ", ".join(f"{k}={v}" for k, v in given.items())
