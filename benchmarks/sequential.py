@@ -300,10 +300,8 @@ REPLAY_POLICY = {
     "metric": "accuracy",
     "tau": 0.05,
     "max_duration": "21d",
-    # a stale champion's scores are far from a fresh model's on elec2 (PSI 2 to 7 between the
-    # arms): the output-drift guard would roll back every retrain, so it is off here, and on
-    # (default 0.25) for the broken candidate
-    "guards": {"max_output_drift": None},
+    # the guards at their defaults: the output-drift guard must let a sound retrain through
+    # and stop the broken candidate
 }
 REPLAY_STARTS = ("1997-03-03", "1997-06-02", "1997-09-01", "1998-01-05", "1998-06-01")
 

@@ -158,7 +158,7 @@ def test_output_drift_tells_a_broken_model_from_a_healthy_one():
     rng = np.random.default_rng(1)
     champion = rng.beta(2, 5, 3000)
     assert output_drift(champion, rng.beta(2, 5, 3000)) < 0.05
-    assert output_drift(champion, np.full(3000, 0.99)) > 1.0
+    assert output_drift(champion, np.full(3000, 0.99)) > 0.9
     assert output_drift([], [1.0]) is None
 
 

@@ -130,7 +130,7 @@ def test_a_broken_candidate_is_rolled_back_by_the_output_drift_guard(tmp_path: P
     assert state.status == "rolled_back" and "output_drift" in str(state.evidence["guards"])
     assert project.store.aliases("toy") == {"champion": 1}
     [event] = project.store.list_events("toy", kinds=["rollout.rolled_back"])
-    assert "PSI" in event.message
+    assert "Jensen-Shannon" in event.message
 
 
 def test_server_errors_published_by_the_workers_roll_back(tmp_path: Path):

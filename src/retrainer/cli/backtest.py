@@ -361,6 +361,14 @@ def demo(
             min=0,
         ),
     ] = 120,
+    rollout: Annotated[
+        bool,
+        typer.Option(
+            "--rollout",
+            help="Instead: an A/B rollout on live traffic decided by the daemon, then a "
+            "broken candidate rolled back by a guard (about a minute).",
+        ),
+    ] = False,
 ) -> None:
     """Backtest retraining policies on elec2, then run the daemon with the recommended one.
 
@@ -370,7 +378,15 @@ def demo(
     recommends the cheapest policy within 0.5 points of the best on the first half, writes it
     into the project's retrainer.yaml, and runs the daemon's controller with it over the
     second half on a simulated clock, printing triggers, blessings and promotions.
+
+    With --rollout: the elec2 project with an `ab` rollout; a retrain's blessed candidate is
+    tried against a stale champion on a replayed stream of requests and feedback through the
+    real server app, the daemon's sequential test promotes it, and a deliberately broken
+    candidate is rolled back by the output-drift guard.
     """
+    if rollout:
+        _rollout_demo(directory)
+        return
     from retrainer.engine.demo import backtest_demo, backtest_on_days, run_daemon_demo
 
     out.rule("[bold]retrainer demo[/bold]: which retraining policy is worth its cost on elec2?")
@@ -441,4 +457,32 @@ def demo(
         f"\nreport   {result.report}\nresults  {result.json_path}\nchart    {result.png}\n"
         f"project  {directory}/ (retrainer.yaml now holds the recommended policy; try "
         f"`retrainer models list -c {directory}` or `retrainer events -c {directory}`)"
+    )
+
+
+def _rollout_demo(directory: Path) -> None:
+    import time
+
+    from retrainer.engine.demo_rollout import run_rollout_demo
+
+    out.rule("[bold]retrainer demo --rollout[/bold]: an A/B test on live traffic, then a guard")
+    out.print(
+        "elec2 with [bold]rollout: {strategy: ab, split: 0.5, metric: accuracy}[/bold]; each "
+        "half hour of 1998 is a request (from one of 500 users) to the server app, its label "
+        "comes back as feedback, and the daemon's controller ticks every 6 hours of data.\n"
+    )
+    t0 = time.perf_counter()
+    result = run_rollout_demo(directory, say=lambda line: out.print(escape(line), soft_wrap=True))
+    out.print()
+    for o in result.outcomes:
+        n = f"{o['n_candidate']} vs {o['n_champion']} labelled; " if o["n_candidate"] else ""
+        out.print(
+            f"[bold]v{o['candidate']} against v{o['champion']}[/bold]: {o['status']} on "
+            f"{o['decided_at'][:16]} ({n}started {o['started_at'][:16]})"
+        )
+    out.print(
+        f"[dim]{result.requests} requests and {result.feedback} feedback rows served, "
+        f"{result.ticks} ticks, {time.perf_counter() - t0:.0f} s. The project is in {directory}: "
+        f"`retrainer status -c {directory}` shows the last rollout, `retrainer events -c "
+        f"{directory}` every decision.[/dim]"
     )

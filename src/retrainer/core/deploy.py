@@ -236,9 +236,10 @@ class Guards(BaseModel):
         None, description="p99 latency of the candidate's requests, in milliseconds."
     )
     max_output_drift: OptionalNumber = Field(
-        0.25,
-        description="PSI of the candidate's outputs against the champion's on the same "
-        "traffic: catches a broken model before any label arrives.",
+        0.5,
+        description="Jensen-Shannon distance (0 same, 1 disjoint) of the candidate's outputs "
+        "from the champion's on the same traffic: catches a broken model before any label "
+        "arrives.",
     )
     metric_floor: OptionalNumber = Field(
         None,

@@ -95,6 +95,7 @@ __all__ = [
     "bucket",
     "metric_values",
     "output_drift",
+    "profile_drift",
     "reconcile",
     "route",
     "start_rollout",
@@ -217,33 +218,42 @@ def _is_number(value: Any) -> bool:
 
 
 def output_drift(champion: ArrayLike, candidate: ArrayLike, *, bins: int = 10) -> float | None:
-    """PSI of the candidate's outputs against the champion's on the same traffic.
+    """How far the candidate's outputs are from the champion's on the same traffic: the
+    Jensen-Shannon distance (base 2: 0 the same, 1 disjoint) of their histograms.
 
-    Numbers are binned at the champion's deciles; anything else (class labels) is counted per
-    value. ``None`` when either side is empty. A PSI above 0.25 is the usual "major shift".
+    Probabilities (every value in [0, 1]) are binned on ``bins`` equal-width bins of [0, 1]:
+    two sound models of one problem put their scores in the same regions even when one is
+    sharper, while a broken one (a constant, a flipped sign) moves them elsewhere. Quantile
+    bins (PSI's usual choice) would call a narrow distribution shifted by 0.01 a major drift.
+    Other numbers are binned at the champion's deciles; labels are counted per value. ``None``
+    when either side is empty.
 
     Examples
     --------
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
-    >>> same = output_drift(rng.random(2000), rng.random(2000))
-    >>> broken = output_drift(rng.random(2000), np.zeros(2000))
-    >>> same < 0.05 < 0.25 < broken
-    True
+    >>> champion = rng.beta(1, 12, 2000)              # mostly low scores
+    >>> sharper = rng.beta(1, 25, 2000)               # a sound model, more confident
+    >>> round(output_drift(champion, sharper), 2), round(output_drift(champion, 1 - champion), 2)
+    (0.25, 1.0)
     >>> round(output_drift(["a"] * 50 + ["b"] * 50, ["a"] * 90 + ["b"] * 10), 3)
-    0.879
+    0.383
     """
     import numpy as np
 
-    from retrainer.core.stats import psi
+    from retrainer.core.stats import jensen_shannon
 
     a = np.asarray(champion, dtype=object).ravel()
     b = np.asarray(candidate, dtype=object).ravel()
     if a.size == 0 or b.size == 0:
         return None
-    if all(_is_number(v) and not isinstance(v, bool | str) for v in (a[0], b[0])):
+    numeric = all(_is_number(v) and not isinstance(v, bool | str) for v in (a[0], b[0]))
+    if numeric:
         fa, fb = a.astype(float), b.astype(float)
-        edges = np.unique(np.quantile(fa, np.linspace(0, 1, bins + 1)[1:-1]))
+        if min(fa.min(), fb.min()) >= 0.0 and max(fa.max(), fb.max()) <= 1.0:
+            edges = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+        else:
+            edges = np.unique(np.quantile(fa, np.linspace(0, 1, bins + 1)[1:-1]))
         ca = np.bincount(np.searchsorted(edges, fa, side="right"), minlength=edges.size + 1)
         cb = np.bincount(np.searchsorted(edges, fb, side="right"), minlength=edges.size + 1)
     else:
@@ -251,7 +261,49 @@ def output_drift(champion: ArrayLike, candidate: ArrayLike, *, bins: int = 10) -
         index = {v: i for i, v in enumerate(labels)}
         ca = np.bincount([index[str(v)] for v in a], minlength=len(labels))
         cb = np.bincount([index[str(v)] for v in b], minlength=len(labels))
-    return float(psi(ca, cb))
+    return float(jensen_shannon(ca, cb))
+
+
+def profile_drift(profile: Mapping[str, Any] | None, outputs: ArrayLike) -> float | None:
+    """The Jensen-Shannon distance of ``outputs`` from a column profile (``NumericProfile`` or
+    ``CategoricalProfile`` as a dict: the model's outputs on its training rows).
+
+    Examples
+    --------
+    >>> profile = {"kind": "numeric", "edges": [0.25, 0.5, 0.75], "counts": [40, 10, 10, 40]}
+    >>> round(profile_drift(profile, [0.1] * 4 + [0.3, 0.6] + [0.9] * 4), 3)
+    0.0
+    >>> round(profile_drift(profile, [0.9] * 10), 3)
+    0.629
+    >>> profile_drift(None, [0.1]) is None
+    True
+    """
+    import numpy as np
+
+    from retrainer.core.stats import jensen_shannon
+
+    values = np.asarray(outputs, dtype=object).ravel()
+    if not profile or values.size == 0:
+        return None
+    counts = np.asarray(profile.get("counts") or [], dtype=float)
+    if counts.sum() <= 0:
+        return None
+    if profile.get("kind") == "numeric":
+        try:
+            live = values.astype(float)
+        except (TypeError, ValueError):
+            return None
+        edges = np.asarray(profile.get("edges") or [], dtype=float)
+        got = np.bincount(np.searchsorted(edges, live, side="left"), minlength=edges.size + 1)
+    else:
+        labels = [str(v) for v in profile.get("labels") or []]
+        index = {v: i for i, v in enumerate(labels)}
+        other = len(labels)  # a label the training outputs never had
+        got = np.bincount([index.get(str(v), other) for v in values], minlength=other + 1)
+        counts = np.append(counts, 0.0)
+    if got.size != counts.size:
+        return None
+    return float(jensen_shannon(counts, got))
 
 
 def bucket(key: str, salt: str) -> float:
@@ -415,8 +467,10 @@ class Observations:
 
     ``champion_metric``/``candidate_metric`` are each arm's per-prediction metric values
     (labelled predictions only); ``difference`` the per-row differences for a paired
-    (``shadow``) test; ``output_drift`` the PSI of the candidate's outputs against the
-    champion's on the same traffic, over ``output_rows`` candidate rows.
+    (``shadow``) test; ``output_drift`` the distance of the candidate's outputs from the
+    champion's on the same traffic (:func:`output_drift`), over ``output_rows`` candidate rows,
+    and ``reference_drift`` their distance from the candidate's own outputs on its training
+    rows.
     """
 
     champion: VariantHealth = field(default_factory=VariantHealth)
@@ -426,6 +480,9 @@ class Observations:
     difference: ArmStats | None = None
     output_drift: float | None = None
     output_rows: int = 0
+    reference_drift: float | None = None
+    """The distance of the candidate's live outputs from its own on its training rows (its
+    version's profile); None when unknown."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -487,7 +544,7 @@ class GuardLimits:
 
     max_error_rate: float | None = 0.05
     max_p99_ms: float | None = None
-    max_output_drift: float | None = 0.25
+    max_output_drift: float | None = 0.5
     metric_floor: float | None = None
     metric: str | None = None
     min_requests: int = 100
@@ -570,16 +627,22 @@ def check_guards(
         and obs.output_drift is not None
         and obs.output_rows >= limits.min_requests
     ):
-        bad = obs.output_drift > limits.max_output_drift
+        # far from the champion's outputs AND from its own on its training rows: a retrain
+        # after real drift is far from a stale champion, but close to itself
+        limit = limits.max_output_drift
+        own = obs.reference_drift
+        value = obs.output_drift if own is None else min(obs.output_drift, own)
+        bad = value > limit
+        mine = "" if own is None else f" and {own:.3f} from its own on its training rows"
         out.append(
             GuardCheck(
                 name="output_drift",
-                value=obs.output_drift,
-                limit=limits.max_output_drift,
+                value=value,
+                limit=limit,
                 breached=bad,
-                reason=f"PSI of the candidate's outputs against the champion's "
-                f"{obs.output_drift:.3f} over {obs.output_rows} rows "
-                f"{'>' if bad else '<='} max_output_drift {limits.max_output_drift:g}",
+                reason=f"the candidate's outputs over {obs.output_rows} rows are "
+                f"{obs.output_drift:.3f} from the champion's on the same traffic{mine} "
+                f"(Jensen-Shannon) {'>' if bad else '<='} max_output_drift {limit:g}",
             )
         )
     m = obs.candidate_metric

@@ -33,8 +33,8 @@ from retrainer.engine.demo import prepare_demo_dir
 
 STALE = datetime(1996, 7, 8, tzinfo=UTC)
 """When the champion was trained (its 60-day window is May-July 1996)."""
-START = datetime(1997, 9, 1, tzinfo=UTC)
-"""When the first retrain is requested and the replay starts."""
+START = datetime(1998, 1, 5, tzinfo=UTC)
+"""When the first retrain is requested and the replay starts (a winter of drift later)."""
 USERS = 500
 SECRET = "demo-secret"  # the in-process server's only token: nothing listens on a port
 ROLLOUT_YAML = """    rollout:                       # added by `retrainer demo --rollout`
@@ -42,13 +42,14 @@ ROLLOUT_YAML = """    rollout:                       # added by `retrainer demo 
       split: 0.5
       metric: accuracy
       min_effect: 0.02             # two points of accuracy are worth serving
+      tau: 0.05                    # the size of effect expected (retrains here gain ~5 points)
       min_samples: 100             # labelled predictions per arm before the first look
       max_duration: 21d
       watch: 1d
-      guards:
+      guards:                      # the defaults, written out
         max_error_rate: 0.05
-        max_output_drift: 0.25
-        min_requests: 30
+        max_output_drift: 0.5
+        min_requests: 100
 """
 SHOWN = (
     "run.succeeded",
@@ -84,7 +85,11 @@ def _with_rollout(target: Path) -> None:
     anchor = "    metrics: [accuracy, roc_auc, log_loss]\n"
     if anchor not in text:  # pragma: no cover - the example's file is ours
         raise RuntimeError(f"{path}: the elec2 example changed; cannot add the rollout")
-    path.write_text(text.replace(anchor, anchor + ROLLOUT_YAML), encoding="utf-8")
+    text = text.replace(anchor, anchor + ROLLOUT_YAML)
+    text += "\nalerts:                            # added by `retrainer demo --rollout`\n"
+    text += "  notifiers: [{kind: log}]         # alerts as log lines (and alert.* events)\n"
+    text += "  kinds: [rollout.rolled_back]\n"
+    path.write_text(text, encoding="utf-8")
 
 
 def _user(i: int) -> str:
@@ -96,7 +101,7 @@ def run_rollout_demo(
     target: Path,
     *,
     say: Callable[[str], None] = print,
-    days: int = 40,
+    days: int = 70,
     tick_hours: int = 6,
 ) -> RolloutDemoResult:
     """Run the demo in ``target`` (recreated); ``say`` gets a line per thing that happened."""
@@ -175,22 +180,26 @@ def run_rollout_demo(
         with TestClient(app) as client:
             retrain("retrainer demo")
             end = START + timedelta(days=days)
-            second_asked = False
+            next_retrain: datetime | None = None
+            decided: set[int] = set()
             step = timedelta(hours=tick_hours)
             while clock.now() < end:
                 lo = clock.now().replace(tzinfo=None)
                 hi = lo + step
-                rows = data[(data[cfg.source.time_column] >= lo) & (data[cfg.source.time_column] < hi)]
-                for i, row in rows.iterrows():
+                rows = data[
+                    (data[cfg.source.time_column] >= lo) & (data[cfg.source.time_column] < hi)
+                ]
+                for i, row in zip(rows.index.tolist(), rows.to_dict("records"), strict=True):
                     features = {f: float(row[f]) for f in cfg.features}
                     r = client.post(f"/v1/{name}/predict", json=features,
                                     headers={**auth, "X-Request-Key": _user(int(i))})  # fmt: skip
                     r.raise_for_status()
                     pid = r.json()["predictions"][0]["prediction_id"]
                     result.requests += 1
+                    label = int(row[cfg.target])
                     fb = client.post(f"/v1/{name}/feedback", headers=auth,
                                      json={"feedback": [{"prediction_id": pid,
-                                                         "outcome": int(row[cfg.target])}]})  # fmt: skip
+                                                         "outcome": label}]})  # fmt: skip
                     fb.raise_for_status()
                     result.feedback += 1
                 clock.set(clock.now() + step)
@@ -199,14 +208,27 @@ def run_rollout_demo(
                 if state is None:
                     continue
                 rollout = state[0]
-                if rollout.status == "promoted" and not second_asked:
+                if rollout.status == "watching" and rollout.candidate not in decided:
+                    decided.add(rollout.candidate)
                     result.outcomes.append(_outcome(rollout))
-                    second_asked = True
-                    say(f"{clock.now():%Y-%m-%d %H:%M}  a second retrain; the demo breaks its "
-                        "model on purpose (weights negated when the server loads it)")  # fmt: skip
-                    broken.add(len(project.store.list_versions(name, profiles=False)) + 1)
+                if rollout.status == "promoted" and next_retrain is None and not broken:
+                    next_retrain = clock.now()
+                if next_retrain is not None and clock.now() >= next_retrain:
+                    version = len(project.store.list_versions(name, profiles=False)) + 1
+                    broken.add(version)
+                    say(
+                        f"{clock.now():%Y-%m-%d %H:%M}  another retrain (v{version}); the demo "
+                        "breaks it on purpose: the server negates its weights when it loads it"
+                    )
                     retrain("retrainer demo (broken candidate)")
-                elif rollout.status in ("rolled_back", "rejected") and second_asked:
+                    blessed = project.store.get_version(name, version).blessing.passed
+                    next_retrain = None if blessed else clock.now() + timedelta(days=7)
+                    if not blessed:
+                        broken.discard(version)
+                        say(f"{clock.now():%Y-%m-%d %H:%M}  v{version} was not blessed; "
+                            "the demo retrains again in 7 days")  # fmt: skip
+                    continue
+                if rollout.candidate in broken and not rollout.active:
                     result.outcomes.append(_outcome(rollout))
                     break
         show()
@@ -218,7 +240,7 @@ def _outcome(state: Any) -> dict[str, Any]:
     return {
         "candidate": state.candidate,
         "champion": state.champion,
-        "status": state.status,
+        "status": "promoted" if state.status == "watching" else state.status,
         "started_at": state.started_at.isoformat(),
         "decided_at": (state.promoted_at or state.ended_at or state.started_at).isoformat(),
         "n_candidate": test.get("n_candidate"),

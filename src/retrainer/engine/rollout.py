@@ -58,6 +58,7 @@ from retrainer.core.rollout import (
     advance,
     metric_values,
     output_drift,
+    profile_drift,
     reconcile,
     start_rollout,
 )
@@ -281,7 +282,10 @@ def observe(project: Project, state: RolloutState, *, now: datetime) -> Observat
     else:
         cand = frame[(version == state.candidate) & variant.isin([CHALLENGER, "shadow"])]
     labelled_a = champ[champ["outcome"].notna()]
-    drift = output_drift(_outputs(champ), _outputs(cand)) if not watching else None
+    drift = own = None
+    if not watching and len(cand):
+        drift = output_drift(_outputs(champ), _outputs(cand))
+        own = profile_drift(_output_profile(project, state), _outputs(cand))
     if state.strategy == "shadow" and "shadow_of" in frame and not watching:
         # the shadow's outcome is its champion twin's: feedback names the answered prediction
         twins = cand.dropna(subset=["shadow_of"]).merge(
@@ -312,6 +316,7 @@ def observe(project: Project, state: RolloutState, *, now: datetime) -> Observat
             difference=ArmStats.of(b_vals - a_vals),
             output_drift=drift,
             output_rows=len(cand),
+            reference_drift=own,
         )
     labelled_b = cand[cand["outcome"].notna()]
     arms = []
@@ -336,7 +341,18 @@ def observe(project: Project, state: RolloutState, *, now: datetime) -> Observat
         candidate_metric=arms[1],
         output_drift=drift,
         output_rows=len(cand),
+        reference_drift=own,
     )
+
+
+def _output_profile(project: Project, state: RolloutState) -> Mapping[str, Any] | None:
+    """The candidate's outputs on its training rows, from its version's reference profile."""
+    from retrainer.engine.runs.profiles import PREDICTION_COLUMN
+
+    profile = project.store.get_version(state.pipeline, state.candidate).profile
+    features = profile.get("features", {}) if isinstance(profile, Mapping) else {}
+    entry = features.get(PREDICTION_COLUMN)
+    return entry if isinstance(entry, Mapping) else None
 
 
 # --- advancing ------------------------------------------------------------------------------

@@ -135,7 +135,7 @@ def test_a_broken_candidate_is_rolled_back_by_the_output_drift_guard():
     )  # fmt: skip
     assert result.outcome == "rollback"
     assert result.state.status == "rolled_back"
-    assert "PSI" in result.reason
+    assert "Jensen-Shannon" in result.reason
     # the guard judges at the first tick (an hour: ~30 rows per arm) the candidate has
     # answered min_requests (100) rows, before the test's first look
     assert 100 <= result.requests["candidate"] < 100 + 40

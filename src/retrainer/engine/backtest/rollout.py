@@ -268,6 +268,7 @@ def replay_rollout(
     pipeline: str = "pipeline",
     versions: tuple[int, int] = (1, 2),
     names: tuple[str, str] | None = None,
+    reference: Callable[[Any], float | None] | None = None,
 ) -> RolloutReplay:
     """Replay ``policy`` on ``stream`` with ``champion`` and ``candidate`` (see the module doc).
 
@@ -289,6 +290,9 @@ def replay_rollout(
         The column whose value routes a row (a user id); default: the row's position.
     pipeline, versions
         Name the rollout as the daemon would (the split's salt is ``pipeline:v<candidate>``).
+    reference
+        The candidate's live outputs -> their distance from its outputs on its training rows
+        (the output-drift guard's second reference; None: the champion's outputs only).
     """
     t0 = time.perf_counter()
     spec = build_policy(policy)
@@ -417,11 +421,13 @@ def replay_rollout(
         champion_metric = ArmStats.from_sums(n=int(s[0]), total=s[1], total_sq=s[2])
         candidate_metric = ArmStats.from_sums(n=int(s[3]), total=s[4], total_sq=s[5])
         difference = ArmStats.from_sums(n=int(s[6]), total=s[7], total_sq=s[8]) if shadow else None
-        drift = None
+        drift = own = None
         if drift_on and served_b and served_a:
             seen = np.arange(done)
             rows_a = seen if shadow else seen[~arm_b[:done]]
-            drift = output_drift(out[0][rows_a], out[1][seen[arm_b[:done]]])
+            live = out[1][seen[arm_b[:done]]]
+            drift = output_drift(out[0][rows_a], live)
+            own = reference(live) if reference is not None else None
         obs = Observations(
             champion=VariantHealth(requests=served_a, errors=0),
             candidate=VariantHealth(requests=served_b, errors=0),
@@ -430,6 +436,7 @@ def replay_rollout(
             difference=difference,
             output_drift=drift,
             output_rows=served_b,
+            reference_drift=own,
         )
         share = state.share
         step = advance(spec, state, obs, now=now)
@@ -562,14 +569,17 @@ def replay_project_rollout(
     fly, or None: the ``champion`` alias, and the ``challenger`` alias else the newest blessed
     version after the champion. ``policy``: overrides of the pipeline's ``rollout:``.
     """
-    from retrainer.core.rollout import CHALLENGER
+    from retrainer.core.rollout import CHALLENGER, profile_drift
+    from retrainer.engine.runs.profiles import PREDICTION_COLUMN, model_output
 
     pipe = project.pipeline(pipeline)
     name = pipe.name
     spec = rollout_policy_for_replay(pipe.config.rollout, policy)
     store = project.store
 
-    def resolve(which: int | TrainWindow | None, role: str) -> tuple[int, str, Any]:
+    def resolve(
+        which: int | TrainWindow | None, role: str
+    ) -> tuple[int, str, Any, Callable[[Any], float | None]]:
         if isinstance(which, TrainWindow):
             frame = pipe.source.load(which.start, which.end)
             train, _ = pipe.labelled(frame, which.describe())
@@ -577,7 +587,14 @@ def replay_project_rollout(
                 raise DataError(
                     f"{name}: no labelled rows to train the {role} ({which.describe()})"
                 )
-            return (1 if role == "champion" else 2), which.describe(), pipe.fit(train)
+            model = pipe.fit(train)
+            own = model_output(pipe, model, train).to_numpy()
+            return (
+                (1 if role == "champion" else 2),
+                which.describe(),
+                model,
+                lambda live: output_drift(own, live),
+            )
         version = which
         if version is None and role == "champion":
             version = store.get_alias(name, CHAMPION)
@@ -599,10 +616,16 @@ def replay_project_rollout(
                 )
             version = max(blessed)
         mv = store.get_version(name, version)
-        return version, f"v{version}", project.load_version(mv)
+        profile = (mv.profile or {}).get("features", {}).get(PREDICTION_COLUMN)
+        return (
+            version,
+            f"v{version}",
+            project.load_version(mv),
+            lambda live: profile_drift(profile, live),
+        )
 
-    a_version, a_name, a_model = resolve(champion, "champion")
-    b_version, b_name, b_model = resolve(candidate, "candidate")
+    a_version, a_name, a_model, _ = resolve(champion, "champion")
+    b_version, b_name, b_model, b_reference = resolve(candidate, "candidate")
     stream = pipe.source.load(start, end)
     result = replay_rollout(
         stream,
@@ -619,6 +642,7 @@ def replay_project_rollout(
         pipeline=name,
         versions=(a_version, b_version),
         names=(a_name, b_name),
+        reference=b_reference,
     )
     return replace(result, extra={"project": str(project.root)})
 
