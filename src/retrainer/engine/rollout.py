@@ -269,9 +269,25 @@ def observe(project: Project, state: RolloutState, *, now: datetime) -> Observat
         return Observations(champion=champion_health, candidate=candidate_health)
     since = state.promoted_at if watching and state.promoted_at else state.started_at
     log = project.log_store()
-    frame = log.joined(
-        state.pipeline, _naive(since), None, feedback_until=_naive(now), include_unlabelled=True
-    )
+    # only the columns the arms need: the features would be most of the bytes read each tick
+    wanted = ["id", "model_version", "prediction", "score", "variant"]
+    if state.strategy == "shadow":
+        wanted.append("shadow_of")
+    frame = None
+    while frame is None:
+        try:
+            frame = log.joined(
+                state.pipeline,
+                _naive(since),
+                None,
+                feedback_until=_naive(now),
+                columns=wanted,
+                include_unlabelled=True,
+            )
+        except DataError:  # a log written by hand (retrainer log) may lack the server's columns
+            if len(wanted) == 4:
+                raise
+            wanted = wanted[:-1]  # shadow_of first, then variant
     if frame.empty:
         return Observations(champion=champion_health, candidate=candidate_health)
     variant = frame["variant"] if "variant" in frame else pd.Series("champion", frame.index)
