@@ -675,6 +675,48 @@ def _evidence(
     }
 
 
+_ENDS: Mapping[str, tuple[Status, float | None]] = {
+    "promote": ("watching", 1.0),
+    "finish": ("promoted", None),
+    "reject": ("rejected", 0.0),
+    "rollback": ("rolled_back", 0.0),
+    "cancel": ("cancelled", 0.0),
+}
+
+
+def _step(
+    state: RolloutState,
+    action: Action,
+    why: str,
+    *,
+    now: datetime,
+    reason: str | None = None,
+    guards: tuple[GuardCheck, ...] = (),
+    decision: SequentialDecision | None = None,
+    **changes: Any,
+) -> RolloutStep:
+    """The step ``action`` from ``state``: its status, share and times set as the action says
+    (``promote`` -> watching at the whole traffic, an end -> its status, no traffic)."""
+    if action in _ENDS:
+        status, share = _ENDS[action]
+        changes["status"] = status
+        if share is not None:
+            changes["share"] = share
+        if action == "promote":
+            changes["promoted_at"] = now
+        else:
+            changes["ended_at"] = now
+    if reason is not None:
+        changes["reason"] = reason
+    return RolloutStep(
+        state=replace(state, **changes),
+        action=action,
+        reason=why,
+        guards=guards,
+        decision=decision,
+    )
+
+
 def advance(
     policy: RolloutParams, state: RolloutState, obs: Observations, *, now: datetime
 ) -> RolloutStep:
@@ -687,58 +729,28 @@ def advance(
     limits = policy.guard_limits()
     watching = state.status == "watching"
     guards = check_guards(limits, obs, watching=watching)
-    breached = [g for g in guards if g.breached]
+    breached = "; ".join(g.reason for g in guards if g.breached)
     if watching:
         ev = _evidence(guards, None, obs)
         if breached:
-            why = "; ".join(g.reason for g in breached)
-            return RolloutStep(
-                state=replace(
-                    state,
-                    status="rolled_back",
-                    share=0.0,
-                    ended_at=now,
-                    evidence=ev,
-                    reason=f"guard breached after promotion: {why}; v{state.champion} is "
-                    "champion again",
-                ),
-                action="rollback",
-                reason=why,
-                guards=guards,
-            )
-        promoted_at = state.promoted_at or now
-        if now - promoted_at >= policy.watch_():
-            return RolloutStep(
-                state=replace(
-                    state,
-                    status="promoted",
-                    ended_at=now,
-                    evidence=ev,
-                    reason=f"v{state.candidate} kept its guards for the watch period",
-                ),
-                action="finish",
-                reason="watch period over, no guard breached",
-                guards=guards,
-            )
-        return RolloutStep(
-            state=replace(state, evidence=ev), action="none", reason="watching", guards=guards
-        )
-
+            return _step(
+                state, "rollback", breached, now=now, guards=guards, evidence=ev,
+                reason=f"guard breached after promotion: {breached}; v{state.champion} is "
+                "champion again",
+            )  # fmt: skip
+        if now - (state.promoted_at or now) >= policy.watch_():
+            return _step(
+                state, "finish", "watch period over, no guard breached", now=now,
+                guards=guards, evidence=ev,
+                reason=f"v{state.candidate} kept its guards for the watch period",
+            )  # fmt: skip
+        return _step(state, "none", "watching", now=now, guards=guards, evidence=ev)
     if breached:
-        why = "; ".join(g.reason for g in breached)
-        return RolloutStep(
-            state=replace(
-                state,
-                status="rolled_back",
-                share=0.0,
-                ended_at=now,
-                evidence=_evidence(guards, None, obs),
-                reason=f"guard breached: {why}; traffic back to v{state.champion}",
-            ),
-            action="rollback",
-            reason=why,
-            guards=guards,
-        )
+        return _step(
+            state, "rollback", breached, now=now, guards=guards,
+            evidence=_evidence(guards, None, obs),
+            reason=f"guard breached: {breached}; traffic back to v{state.champion}",
+        )  # fmt: skip
 
     test = policy.test()
     decision: SequentialDecision | None = None
@@ -749,14 +761,12 @@ def advance(
         fresh = SequentialState(
             champion=obs.champion_metric,
             candidate=obs.candidate_metric,
-            difference=obs.difference if test.paired else None,
+            difference=(obs.difference or ArmStats()) if test.paired else None,
             p_value=state.test.p_value,
             low=state.test.low,
             high=state.test.high,
             looks=state.test.looks,
         )
-        if test.paired and fresh.difference is None:
-            fresh = replace(fresh, difference=ArmStats())
         new_test = test.update(
             fresh,
             champion=ArmStats(),
@@ -764,53 +774,26 @@ def advance(
             difference=ArmStats() if test.paired else None,
         )
         decision = test.decide(new_test, at_horizon=at_horizon)
-    ev = _evidence(guards, decision, obs)
-    base = replace(state, test=new_test, evidence=ev)
+    base = replace(state, test=new_test, evidence=_evidence(guards, decision, obs))
 
-    outcome = decision.outcome if decision is not None else "continue"
-    if outcome == "inconclusive":
-        outcome = "promote" if policy.on_inconclusive == "promote" else "reject"
+    def step(action: Action, why: str, **changes: Any) -> RolloutStep:
+        return _step(base, action, why, now=now, guards=guards, decision=decision, **changes)
+
+    outcome: str = decision.outcome if decision is not None else "continue"
+    why = decision.reason if decision is not None else ""
+    if outcome == "inconclusive" or (at_horizon and test is None):
+        outcome = policy.on_inconclusive
         why = (
-            f"inconclusive at the horizon ({decision.reason if decision else ''}); "
-            f"on_inconclusive: {policy.on_inconclusive}"
+            f"inconclusive at the horizon ({why}); on_inconclusive: {outcome}"
+            if test is not None
+            else f"maximum duration reached without a test; on_inconclusive: {outcome}"
         )
-    else:
-        why = decision.reason if decision is not None else ""
-    if (
-        outcome == "promote"
-        and policy.strategy == "canary"
-        and decision is not None
-        and decision.outcome == "promote"
-    ):
-        outcome = "continue"  # a canary is shown better: it still walks its steps
-    if outcome == "promote":
-        return RolloutStep(
-            state=replace(
-                base,
-                status="watching",
-                share=1.0,
-                promoted_at=now,
-                reason=f"v{state.candidate} promoted: {why}",
-            ),
-            action="promote",
-            reason=why,
-            guards=guards,
-            decision=decision,
-        )
-    if outcome == "reject":
-        return RolloutStep(
-            state=replace(
-                base,
-                status="rejected",
-                share=0.0,
-                ended_at=now,
-                reason=f"v{state.candidate} rejected: {why}",
-            ),
-            action="reject",
-            reason=why,
-            guards=guards,
-            decision=decision,
-        )
+    if outcome == "promote" and policy.strategy == "canary" and not at_horizon:
+        outcome = "continue"  # a canary shown better still walks its steps
+    if outcome in ("promote", "reject"):
+        verb = "promoted" if outcome == "promote" else "rejected"
+        action: Action = "promote" if outcome == "promote" else "reject"
+        return step(action, why, reason=f"v{state.candidate} {verb}: {why}")
 
     rule = policy.step_rule()
     if rule is not None:
@@ -823,50 +806,12 @@ def advance(
                     f"canary: {state.step + 1} step(s) passed their guards "
                     f"(last at {state.share:.0%} of traffic)"
                 )
-                return RolloutStep(
-                    state=replace(
-                        base,
-                        status="watching",
-                        share=1.0,
-                        promoted_at=now,
-                        reason=f"v{state.candidate} promoted: {why}",
-                    ),
-                    action="promote",
-                    reason=why,
-                    guards=guards,
-                    decision=decision,
-                )
+                return step("promote", why, reason=f"v{state.candidate} promoted: {why}")
             why = f"canary step {state.step + 2}: {state.share:.0%} -> {share:.0%} of traffic"
-            return RolloutStep(
-                state=replace(
-                    base, step=state.step + 1, share=share, step_started_at=now, reason=why
-                ),
-                action="step",
-                reason=why,
-                guards=guards,
-                decision=decision,
+            return step(
+                "step", why, reason=why, step=state.step + 1, share=share, step_started_at=now
             )
-    if at_horizon and test is None:
-        outcome = "promote" if policy.on_inconclusive == "promote" else "reject"
-        why = f"maximum duration reached without a test; on_inconclusive: {outcome}"
-        status: Status = "watching" if outcome == "promote" else "rejected"
-        return RolloutStep(
-            state=replace(
-                base,
-                status=status,
-                share=1.0 if outcome == "promote" else 0.0,
-                promoted_at=now if outcome == "promote" else None,
-                ended_at=None if outcome == "promote" else now,
-                reason=why,
-            ),
-            action="promote" if outcome == "promote" else "reject",
-            reason=why,
-            guards=guards,
-            decision=decision,
-        )
-    return RolloutStep(
-        state=base, action="none", reason=why or "running", guards=guards, decision=decision
-    )
+    return step("none", why or "running")
 
 
 def reconcile(state: RolloutState, champion: int | None, *, now: datetime) -> RolloutStep:
@@ -890,47 +835,17 @@ def reconcile(state: RolloutState, champion: int | None, *, now: datetime) -> Ro
     >>> reconcile(s, 7, now=t).state.reason
     'the champion was moved to v7 outside the rollout: cancelled'
     """
-    if state.status == "running":
-        if champion == state.champion:
-            return RolloutStep(state=state, action="none", reason="in line")
-        if champion == state.candidate:
-            return RolloutStep(
-                state=replace(
-                    state,
-                    status="watching",
-                    share=1.0,
-                    promoted_at=now,
-                    reason=f"v{state.candidate} promoted (recovered)",
-                ),
-                action="promote",
-                reason="the champion already is the candidate",
-            )
-    elif state.status == "watching":
-        if champion == state.candidate:
-            return RolloutStep(state=state, action="none", reason="in line")
-        if champion == state.champion:
-            return RolloutStep(
-                state=replace(
-                    state,
-                    status="rolled_back",
-                    share=0.0,
-                    ended_at=now,
-                    reason=f"v{state.champion} is champion again (recovered)",
-                ),
-                action="rollback",
-                reason="the champion already is the previous one",
-            )
-    else:
+    if state.status not in ACTIVE:
         return RolloutStep(state=state, action="none", reason=f"rollout {state.status}")
+    serving = state.candidate if state.status == "watching" else state.champion
+    if champion == serving:
+        return RolloutStep(state=state, action="none", reason="in line")
+    if state.status == "running" and champion == state.candidate:
+        return _step(state, "promote", "the champion already is the candidate", now=now,
+                     reason=f"v{state.candidate} promoted (recovered)")  # fmt: skip
+    if state.status == "watching" and champion == state.champion:
+        return _step(state, "rollback", "the champion already is the previous one", now=now,
+                     reason=f"v{state.champion} is champion again (recovered)")  # fmt: skip
     moved = "nowhere" if champion is None else f"v{champion}"
-    return RolloutStep(
-        state=replace(
-            state,
-            status="cancelled",
-            share=0.0,
-            ended_at=now,
-            reason=f"the champion was moved to {moved} outside the rollout: cancelled",
-        ),
-        action="cancel",
-        reason=f"champion moved to {moved}",
-    )
+    why = f"the champion was moved to {moved} outside the rollout: cancelled"
+    return _step(state, "cancel", f"champion moved to {moved}", now=now, reason=why)
