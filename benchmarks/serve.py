@@ -48,7 +48,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -195,13 +195,17 @@ class Result:
     lat_ms: np.ndarray
     records: list[tuple[float, float, int, dict[str, Any] | None, str | None]]
     # (start, end, status, first answer or None, request key), when recorded
+    warm: int = 0  # requests answered in the warm-up before
+    percentiles: dict[float, float] = field(default_factory=dict)  # wrk's, when no lat_ms
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
     def pct(self, q: float) -> float:
-        return float(np.percentile(self.lat_ms, q)) if len(self.lat_ms) else float("nan")
+        if len(self.lat_ms):
+            return float(np.percentile(self.lat_ms, q))
+        return self.percentiles.get(q, float("nan"))
 
 
 def load(
@@ -269,11 +273,60 @@ def load(
 
 
 def measure(server: Server, args: argparse.Namespace, **kw: Any) -> Result:
-    """Warm up for a second, then the timed load."""
+    """Warm up for a second, then the timed load (``--client wrk``: wrk's, unless recorded)."""
     kw.setdefault("body", json.dumps(ROW).encode())
     url = server.base + server.path
-    load(url, 1.0, args.concurrency, **{**kw, "record": False})
-    return load(url, args.seconds, args.concurrency, max_requests=args.max_requests, **kw)
+    warm = load(url, 1.0, args.concurrency, **{**kw, "record": False})
+    if args.client == "wrk" and not kw.get("record"):
+        res = wrk(url, args.seconds, args.concurrency, kw["body"], len(kw.get("keys") or ()))
+    else:
+        res = load(url, args.seconds, args.concurrency, max_requests=args.max_requests, **kw)
+    res.warm = warm.requests - warm.errors
+    return res
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = io.open(os.getenv("BENCH_BODY"), "rb"):read("*a")
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {secret}"
+local keys = tonumber(os.getenv("BENCH_KEYS") or "0")
+request = function()
+  if keys > 0 then
+    wrk.headers["X-Request-Key"] = "user-" .. math.random(0, keys - 1)
+  end
+  return wrk.format()
+end
+"""
+
+
+def wrk(url: str, seconds: float, concurrency: int, body: bytes, keys: int = 0) -> Result:
+    """The same closed loop driven by wrk (C, 2 threads): far less client CPU than Python."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script, data = Path(tmp, "post.lua"), Path(tmp, "body.json")
+        script.write_text(WRK_SCRIPT.replace("{secret}", SECRET))
+        data.write_bytes(body)
+        out = subprocess.run(
+            ["wrk", "-t", "2", "-c", str(concurrency), "-d", f"{seconds:g}s", "--latency",
+             "-s", str(script), url],
+            env={**os.environ, "BENCH_BODY": str(data), "BENCH_KEYS": str(keys)},
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+    unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    pct: dict[float, float] = {}
+    requests = errors = 0
+    wall = seconds
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].endswith("%") and parts[0][:-1].replace(".", "").isdigit():
+            num = parts[1].rstrip("usm")
+            pct[float(parts[0][:-1])] = float(num) * unit[parts[1][len(num) :]]
+        elif "requests in" in line:
+            requests = int(parts[0])
+            wall = float(parts[3].rstrip("s,"))
+        elif line.strip().startswith(("Non-2xx", "Socket errors")):
+            errors += sum(int(x) for x in line.replace(",", " ").split() if x.isdigit())
+    return Result(requests, errors, wall, np.array([]), [], percentiles=pct)
 
 
 def row(name: str, r: Result, extra: str = "") -> str:
@@ -370,7 +423,7 @@ def phase_compare(b: Bench, phases: set[str]) -> None:
         served = measure(srv, args)
         rows.append(("retrainer serve", served))
     logged = len(b.logged(proj))
-    answered = served.requests - served.errors
+    answered = served.requests - served.errors + served.warm
     ab_note = ""
     if "ab" in phases:
         ab, ab_note = phase_ab(b)
@@ -380,10 +433,14 @@ def phase_compare(b: Bench, phases: set[str]) -> None:
         mlflow = mlflow_server(b)
         with mlflow as srv:
             body = json.dumps({"dataframe_records": [ROW]}).encode()
-            rows.append((f"mlflow models serve ({b.mlflow_version})", measure(srv, args, body=body)))
+            rows.append(
+                (f"mlflow models serve ({b.mlflow_version})", measure(srv, args, body=body))
+            )
     else:
         print("(no --bench-venv: mlflow models serve skipped; bash benchmarks/setup_serve_venv.sh)")
-    print(f"\n## compare: one row per request, concurrency {args.concurrency}, {args.seconds:g} s\n")
+    print(
+        f"\n## compare: one row per request, concurrency {args.concurrency}, {args.seconds:g} s\n"
+    )
     print(HEADER)
     floor = rows[0][1]
     for name, r in rows:
@@ -395,9 +452,21 @@ def phase_compare(b: Bench, phases: set[str]) -> None:
         ml = rows[-1][1]
         for name, r in rows[1:-1]:
             print(f"- {name}: {r.rps / ml.rps:.1f}x mlflow's req/s")
+    # wrk does not count the requests in flight when its time is up (the server answered
+    # and logged them): up to one per connection more in the log; the log phase is exact
+    slack = args.concurrency if args.client == "wrk" else 0
+    verdict = (
+        "exact"
+        if logged == answered
+        else (
+            "MISMATCH"
+            if not 0 <= logged - answered <= slack
+            else f"+{logged - answered} in flight at wrk's stop"
+        )
+    )
     print(
-        f"- prediction log after SIGTERM (warm-up excluded from neither): {logged} rows; "
-        f"{answered} timed answers + the warm-up's"
+        f"- prediction log after SIGTERM: {logged} rows for {answered} answered requests "
+        f"(warm-up included): {verdict}"
     )
     if ab_note:
         print(ab_note)
@@ -418,9 +487,7 @@ def phase_ab(b: Bench) -> tuple[Result, str]:
         if state is None or not state[0].active:  # not blessed: start it by hand on v1
             champion = project.store.get_alias("elec2", "champion")
             assert champion is not None
-            begin_rollout(
-                project, "elec2", candidate=1, champion=champion, now=datetime.now(UTC)
-            )
+            begin_rollout(project, "elec2", candidate=1, champion=champion, now=datetime.now(UTC))
             how = "started with begin_rollout"
             state = current_rollout(project, "elec2")
         assert state is not None
@@ -432,7 +499,7 @@ def phase_ab(b: Bench) -> tuple[Result, str]:
     sticky_broken: set[str] = set()
     counts: dict[str, int] = {}
     versions: dict[str, set[int]] = {}
-    for _, _, status, answer, key in res.records:
+    for _, _, _, answer, key in res.records:
         if answer is None or key is None:
             continue
         p = answer["predictions"][0]
@@ -453,7 +520,8 @@ def phase_ab(b: Bench) -> tuple[Result, str]:
     note = [
         f"- ab rollout ({how}): state {state[0].strategy} v{state[0].candidate} vs "
         f"v{state[0].champion}, aliases {aliases}",
-        f"- variants answered: {counts} (versions {({k: sorted(v) for k, v in versions.items()})})",
+        f"- variants answered: {counts} "
+        f"(versions { ({k: sorted(v) for k, v in versions.items()}) })",
         f"- split: {on_challenger} of {n_keys} keys on the challenger "
         f"({on_challenger / max(n_keys, 1):.1%}; 99.9% binomial bounds of {split:g}: "
         f"{lo:.0f}..{hi:.0f} keys): {'within' if within else 'OUTSIDE'}; "
@@ -480,7 +548,9 @@ def mlflow_server(b: Bench) -> Server:
         b.mlflow_version = done.stdout.strip().splitlines()[-1]
     argv = [b.bench_bin("mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager",
             "local", "-h", "127.0.0.1", "-p", "{port}", "-w", "1"]  # fmt: skip
-    return Server("mlflow models serve", argv, "/ping", "/invocations")
+    # it starts its server by name (``uvicorn``): the venv's bin first on PATH
+    path = f"{Path(b.bench_bin('mlflow')).parent}:{os.environ.get('PATH', '')}"
+    return Server("mlflow models serve", argv, "/ping", "/invocations", env={"PATH": path})
 
 
 def phase_workers(b: Bench) -> None:
@@ -497,6 +567,17 @@ def phase_workers(b: Bench) -> None:
         b.serve(proj, "retrainer serve, 1w"),
         b.serve(proj, "retrainer serve --workers 2 (uvicorn, h11)", workers=2),
     ]
+    old = b.venv / "uvicorn-0.54" if b.venv is not None else None
+    if old is not None and old.exists():  # before uvicorn's TCP_NODELAY fix
+        for srv in (
+            b.floor(1),
+            b.floor(2),
+            b.serve(proj, "retrainer serve --workers 2 (uvicorn 0.54, h11)", workers=2),
+        ):
+            srv.name = srv.name.replace("+ uvicorn,", "+ uvicorn 0.54,")
+            inherited = srv.env.get("PYTHONPATH") or os.environ.get("PYTHONPATH", "")
+            srv.env["PYTHONPATH"] = ":".join(filter(None, [str(old), inherited]))
+            servers.append(srv)
     if b.venv is not None:
         uv, gr, hc = b.bench_bin("uvicorn"), b.bench_bin("granian"), b.bench_bin("hypercorn")
         fast = ["--loop", "uvloop", "--http", "httptools"]
@@ -517,17 +598,25 @@ def phase_workers(b: Bench) -> None:
                         app + ("()" if fac else "")], ready, env=env),
             ]  # fmt: skip
     print(f"\n## workers: one row per request, concurrency {args.concurrency}, keep-alive\n")
-    print("| server | requests | errors | req/s | p50 ms | p99 ms | >= 40 ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| server | requests | errors | req/s | p50 ms | p99 ms | >= 40 ms | "
+        "1 client: p50 ms | 1 client: >= 40 ms |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for srv in servers:
         try:
             with srv:
                 r = measure(srv, args)
+                # one client on one reused connection: nothing queues, so a request at
+                # >= 40 ms is Nagle's algorithm waiting for the delayed ACK
+                one = load(srv.base + srv.path, min(args.seconds, 3.0), 1,
+                           body=json.dumps(ROW).encode(), max_requests=500)  # fmt: skip
         except SystemExit as exc:
             print(f"| {srv.name} | failed to start: {str(exc).splitlines()[0]} |")
             continue
         slow = float(np.mean(r.lat_ms >= 40.0))
-        print(row(srv.name, r, f" {slow:.1%} |"))
+        slow1 = float(np.mean(one.lat_ms >= 40.0))
+        print(row(srv.name, r, f" {slow:.1%} | {one.pct(50):.2f} | {slow1:.1%} |"))
 
 
 def phase_batch(b: Bench) -> None:
@@ -590,7 +679,7 @@ def phase_swap(b: Bench) -> None:
     swap_s = max(args.seconds, 10.0)
     moves: list[tuple[float, float, int, int]] = []  # (before, after, old, new)
     with b.serve(proj) as srv, Project.open(proj) as project:
-        from retrainer.core.clock import WallClock
+        from retrainer.adapters.clock import WallClock
 
         clock = WallClock()
         url = srv.base + srv.path
@@ -623,7 +712,7 @@ def phase_swap(b: Bench) -> None:
     # the alias's possible targets over time: before a move's call the old version, after
     # its return the new one, during the call either
     stale = []
-    for start, end, status, answer, _ in res.records:
+    for start, end, _, answer, _ in res.records:
         if answer is None:
             continue
         v = answer["predictions"][0]["model_version"]
@@ -691,7 +780,9 @@ def phase_log(b: Bench) -> None:
         accepted, unknown = 0, 0
         with httpx.Client(headers=AUTH_HEADERS, timeout=60) as c:
             for i in range(0, len(ids), 500):
-                fb = [{"prediction_id": p, "outcome": k % 2} for k, p in enumerate(ids[i : i + 500])]
+                fb = [
+                    {"prediction_id": p, "outcome": k % 2} for k, p in enumerate(ids[i : i + 500])
+                ]
                 r = c.post(srv.base + "/v1/elec2/feedback", json={"feedback": fb}).json()
                 accepted += r["accepted"]
                 unknown += len(r["unknown"])
@@ -746,6 +837,12 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=100_000, help="per server")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument(
+        "--client",
+        choices=("python", "wrk"),
+        default="wrk" if shutil.which("wrk") else "python",
+        help="the load generator of the timed loads (recorded ones are always Python)",
+    )
+    parser.add_argument(
         "--bench-venv",
         default=".venv-serve-bench" if Path(".venv-serve-bench/bin/python").exists() else None,
         help="the venv of benchmarks/setup_serve_venv.sh (mlflow, granian, hypercorn)",
@@ -761,7 +858,7 @@ def main() -> None:
         parser.error(f"unknown phases {sorted(unknown)}; choose from {', '.join(PHASES)}")
     with tempfile.TemporaryDirectory() as tmp:
         b = Bench(Path(tmp), args)
-        print(f"{os.cpu_count()} cores; load generator in this process; loopback")
+        print(f"{os.cpu_count()} cores, loopback; load generator: {args.client} on the same cores")
         if "compare" in phases:
             phase_compare(b, phases)
         elif "ab" in phases:

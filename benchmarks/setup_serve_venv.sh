@@ -26,6 +26,10 @@ fi
   'mlflow==3.17.2' "scikit-learn${SKLEARN:+==$SKLEARN}" \
   'granian==2.8.7' 'hypercorn==0.18.0' 'uvloop' 'httptools' \
   -e '.[serve]'
+# uvicorn 0.54 beside it (not installed: put on PYTHONPATH by the workers phase), whose
+# --workers N listener leaves TCP_NODELAY off (uvicorn issue 3149; 0.55 sets IPPROTO_TCP)
+"$VENV/bin/python" -m pip install --quiet --no-deps --upgrade --target "$VENV/uvicorn-0.54" \
+  'uvicorn==0.54.0'
 "$VENV/bin/python" - <<'PY'
 import granian, hypercorn, mlflow, sklearn, uvicorn
 from importlib.metadata import version
