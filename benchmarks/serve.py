@@ -477,7 +477,12 @@ def phase_ab(b: Bench) -> tuple[Result, str]:
     from retrainer.engine.project import Project
     from retrainer.engine.rollout import begin_rollout, current_rollout
 
-    rollout = {"strategy": "ab", "split": 0.5, "metric": "accuracy", "min_effect": 0.01}
+    rollout: dict[str, Any] = {
+        "strategy": "ab",
+        "split": 0.5,
+        "metric": "accuracy",
+        "min_effect": 0.01,
+    }
     proj = b.copy("ab", rollout=rollout)
     # a third blessed run starts the rollout as in production (the deploy step)
     b.run_cli("run", "-c", str(proj), "--as-of", "1997-01-20")
@@ -631,8 +636,9 @@ def phase_batch(b: Bench) -> None:
     frames = [data.iloc[i * n : (i + 1) * n].reset_index(drop=True) for i in range(8)]
     bodies = [f.to_json(orient="records").encode() for f in frames]
     with Project.open(b.base) as project:
-        mv = project.store.get_version("elec2", project.store.get_alias("elec2", "champion"))
-        model = project.load_version(mv)
+        champion = project.store.get_alias("elec2", "champion")
+        assert champion is not None
+        model = project.load_version(project.store.get_version("elec2", champion))
     model.predict_proba(frames[0])
     done, t0 = 0, time.monotonic()
     while time.monotonic() - t0 < min(args.seconds, 5):
