@@ -37,6 +37,7 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -413,76 +414,113 @@ def _pythonpath(*extra: Path) -> str:
 # --- phases ------------------------------------------------------------------------------
 
 
+def combine(results: list[Result]) -> Result:
+    """Rounds of one server as one row: their requests and time summed, the median of their
+    percentiles (wrk reports percentiles only)."""
+    if all(len(r.lat_ms) for r in results):
+        lat = np.concatenate([r.lat_ms for r in results])
+        pct: dict[float, float] = {}
+    else:
+        lat = np.array([])
+        pct = {q: float(np.median([r.pct(q) for r in results])) for q in (50.0, 99.0)}
+    return Result(
+        requests=sum(r.requests for r in results),
+        errors=sum(r.errors for r in results),
+        seconds=sum(r.seconds for r in results),
+        lat_ms=lat,
+        records=[],
+        warm=sum(r.warm for r in results),
+        percentiles=pct,
+    )
+
+
 def phase_compare(b: Bench, phases: set[str]) -> None:
+    """Floor, retrainer serve (with the ab rollout on) and mlflow, all started at once and
+    measured in turns, ``--rounds`` times, so that a burst of load from elsewhere on the
+    machine falls on every server alike."""
     args = b.args
-    rows: list[tuple[str, Result]] = []
-    with b.floor() as srv:
-        rows.append(("floor: bare FastAPI + uvicorn", measure(srv, args)))
     proj = b.copy("compare")
-    with b.serve(proj) as srv:
-        served = measure(srv, args)
-        rows.append(("retrainer serve", served))
-    logged = len(b.logged(proj))
-    answered = served.requests - served.errors + served.warm
-    ab_note = ""
+    row_body = json.dumps(ROW).encode()
+    runs: list[tuple[str, Server, dict[str, Any]]] = [
+        ("floor: bare FastAPI + uvicorn", b.floor(), {}),
+        ("retrainer serve", b.serve(proj), {}),
+    ]
+    ab = None
     if "ab" in phases:
-        ab, ab_note = phase_ab(b)
-        rows.append(("retrainer serve, ab rollout on", ab))
-    mlflow = None
+        ab = setup_ab(b)
+        runs.append(("retrainer serve, ab rollout on", b.serve(ab.proj), {"keys": ab.keys}))
     if b.venv is not None:
-        mlflow = mlflow_server(b)
-        with mlflow as srv:
-            body = json.dumps({"dataframe_records": [ROW]}).encode()
-            rows.append(
-                (f"mlflow models serve ({b.mlflow_version})", measure(srv, args, body=body))
-            )
+        ml = {"body": json.dumps({"dataframe_records": [ROW]}).encode()}
+        runs.append(("mlflow models serve", mlflow_server(b), ml))
     else:
         print("(no --bench-venv: mlflow models serve skipped; bash benchmarks/setup_serve_venv.sh)")
+    results: dict[str, list[Result]] = {name: [] for name, _, _ in runs}
+    ab_note = ""
+    with contextlib.ExitStack() as stack:
+        for _, srv, _ in runs:
+            stack.enter_context(srv)
+        for k in range(args.rounds):
+            for name, srv, kw in runs[k % len(runs) :] + runs[: k % len(runs)]:
+                results[name].append(measure(srv, args, **{"body": row_body, **kw}))
+        if ab is not None:
+            ab_note = check_split(b, ab, runs[2][1])
+        runs[1][1].stop()  # SIGTERM: the log is flushed
+    rows = [(n, combine(rs)) for n, rs in results.items()]
+    if b.venv is not None:
+        rows[-1] = (f"mlflow models serve ({b.mlflow_version})", rows[-1][1])
     print(
-        f"\n## compare: one row per request, concurrency {args.concurrency}, {args.seconds:g} s\n"
+        f"\n## compare: one row per request, concurrency {args.concurrency}, {args.rounds} "
+        f"rounds of {args.seconds:g} s per server, in turns\n"
     )
     print(HEADER)
     floor = rows[0][1]
     for name, r in rows:
         print(row(name, r))
     print()
-    for name, r in rows[1:]:
-        print(f"- {name}: {r.rps / floor.rps:.0%} of the floor's req/s, p99 {r.pct(99):.1f} ms")
-    if mlflow is not None:
-        ml = rows[-1][1]
-        for name, r in rows[1:-1]:
-            print(f"- {name}: {r.rps / ml.rps:.1f}x mlflow's req/s")
-    # wrk does not count the requests in flight when its time is up (the server answered
-    # and logged them): up to one per connection more in the log; the log phase is exact
-    slack = args.concurrency if args.client == "wrk" else 0
-    verdict = (
-        "exact"
-        if logged == answered
-        else (
-            "MISMATCH"
-            if not 0 <= logged - answered <= slack
-            else f"+{logged - answered} in flight at wrk's stop"
+    for (name, r), rs in zip(rows[1:], list(results.values())[1:], strict=True):
+        per_round = [x.rps / f.rps for x, f in zip(rs, results[rows[0][0]], strict=True)]
+        print(
+            f"- {name}: {r.rps / floor.rps:.0%} of the floor's req/s (rounds: "
+            f"{', '.join(f'{x:.0%}' for x in per_round)}), p99 {r.pct(99):.1f} ms"
         )
-    )
+    if b.venv is not None:
+        mlr = rows[-1][1]
+        for name, r in rows[1:-1]:
+            print(f"- {name}: {r.rps / mlr.rps:.1f}x mlflow's req/s")
+    served = rows[1][1]
+    logged = len(b.logged(proj))
+    answered = served.requests - served.errors + served.warm
+    # wrk does not count the requests in flight when its time is up (the server answered
+    # and logged them): up to one per connection per round more in the log; the log phase
+    # is exact
+    extra = logged - answered
+    slack = args.concurrency * args.rounds if args.client == "wrk" else 0
+    verdict = "exact" if extra == 0 else ("MISMATCH" if not 0 <= extra <= slack else
+                                          f"+{extra} in flight at wrk's stops")  # fmt: skip
     print(
         f"- prediction log after SIGTERM: {logged} rows for {answered} answered requests "
-        f"(warm-up included): {verdict}"
+        f"(warm-ups included): {verdict}"
     )
     if ab_note:
         print(ab_note)
 
 
-def phase_ab(b: Bench) -> tuple[Result, str]:
-    """retrainer serve with an ab rollout of v3 (challenger) against v2 (champion)."""
+@dataclass
+class AbSetup:
+    proj: Path
+    how: str
+    state: Any
+    aliases: dict[str, int]
+    split: float
+    keys: list[str]
+
+
+def setup_ab(b: Bench) -> AbSetup:
+    """A copy of the project with an ab rollout of v3 (challenger) against v2 (champion)."""
     from retrainer.engine.project import Project
     from retrainer.engine.rollout import begin_rollout, current_rollout
 
-    rollout: dict[str, Any] = {
-        "strategy": "ab",
-        "split": 0.5,
-        "metric": "accuracy",
-        "min_effect": 0.01,
-    }
+    rollout = {"strategy": "ab", "split": 0.5, "metric": "accuracy", "min_effect": 0.01}
     proj = b.copy("ab", rollout=rollout)
     # a third blessed run starts the rollout as in production (the deploy step)
     b.run_cli("run", "-c", str(proj), "--as-of", "1997-01-20")
@@ -498,15 +536,17 @@ def phase_ab(b: Bench) -> tuple[Result, str]:
         assert state is not None
         aliases = project.store.aliases("elec2")
     keys = [f"user-{i}" for i in range(b.args.keys)]
-    with b.serve(proj, "retrainer serve, ab") as srv:
-        # the table's row (wrk when it is the client), then the answers the split check reads
-        # (recorded by the Python client; the same row when it is the client)
-        res = measure(srv, b.args, keys=keys, record=b.args.client == "python")
-        checked = res
-        if b.args.client != "python":
-            checked = load(srv.base + srv.path, b.args.seconds, b.args.concurrency,
-                           body=json.dumps(ROW).encode(), keys=keys, record=True,
-                           max_requests=b.args.max_requests)  # fmt: skip
+    return AbSetup(proj, how, state[0], aliases, 0.5, keys)
+
+
+def check_split(b: Bench, ab: AbSetup, srv: Server) -> str:
+    """The challenger's share of the keys against the split, and stickiness, over a recorded
+    closed loop on the ab server."""
+    from scipy.stats import binom
+
+    checked = load(srv.base + srv.path, b.args.seconds, b.args.concurrency,
+                   body=json.dumps(ROW).encode(), keys=ab.keys, record=True,
+                   max_requests=b.args.max_requests)  # fmt: skip
     variants: dict[str, str] = {}
     sticky_broken: set[str] = set()
     counts: dict[str, int] = {}
@@ -520,22 +560,20 @@ def phase_ab(b: Bench) -> tuple[Result, str]:
         versions.setdefault(v, set()).add(p["model_version"])
         if variants.setdefault(key, v) != v:
             sticky_broken.add(key)
-    split = float(rollout["split"])
-    from scipy.stats import binom
-
+    # each key is one draw of the sticky assignment: the binomial is over keys, not requests
     n_keys = len(variants)
     on_challenger = sum(v == "challenger" for v in variants.values())
-    lo, hi = binom.interval(0.999, n_keys, split)
+    lo, hi = binom.interval(0.999, n_keys, ab.split)
     n_req = sum(counts.values())
     share_req = counts.get("challenger", 0) / n_req if n_req else 0.0
     within = lo <= on_challenger <= hi
     note = [
-        f"- ab rollout ({how}): state {state[0].strategy} v{state[0].candidate} vs "
-        f"v{state[0].champion}, aliases {aliases}",
-        f"- variants answered: {counts} "
-        f"(versions { ({k: sorted(v) for k, v in versions.items()}) })",
+        f"- ab rollout ({ab.how}): {ab.state.strategy} v{ab.state.candidate} vs "
+        f"v{ab.state.champion}, aliases {ab.aliases}",
+        f"- variants answered ({checked.requests} recorded requests, {checked.errors} errors): "
+        f"{counts} (versions { ({k: sorted(v) for k, v in versions.items()}) })",
         f"- split: {on_challenger} of {n_keys} keys on the challenger "
-        f"({on_challenger / max(n_keys, 1):.1%}; 99.9% binomial bounds of {split:g}: "
+        f"({on_challenger / max(n_keys, 1):.1%}; 99.9% binomial bounds of {ab.split:g}: "
         f"{lo:.0f}..{hi:.0f} keys): {'within' if within else 'OUTSIDE'}; "
         f"{share_req:.1%} of {n_req} requests",
         f"- stickiness: {len(sticky_broken)} of {n_keys} keys answered by more than one variant",
@@ -546,7 +584,7 @@ def phase_ab(b: Bench) -> tuple[Result, str]:
             "(the routing branch is not merged); the row above is retrainer serve with a "
             "rollout stored and X-Request-Key sent"
         )
-    return res, "\n".join(note)
+    return "\n".join(note)
 
 
 def mlflow_server(b: Bench) -> Server:
@@ -864,6 +902,7 @@ def main() -> None:
         default=".venv-serve-bench" if Path(".venv-serve-bench/bin/python").exists() else None,
         help="the venv of benchmarks/setup_serve_venv.sh (mlflow, granian, hypercorn)",
     )
+    parser.add_argument("--rounds", type=int, default=3, help="of the compare phase")
     parser.add_argument("--keys", type=int, default=2000, help="request keys of the ab phase")
     parser.add_argument("--batch-rows", type=int, default=1000)
     parser.add_argument("--swaps", type=int, default=20)
@@ -879,7 +918,10 @@ def main() -> None:
         if "compare" in phases:
             phase_compare(b, phases)
         elif "ab" in phases:
-            res, note = phase_ab(b)
+            ab = setup_ab(b)
+            with b.serve(ab.proj) as srv:
+                res = measure(srv, args, keys=ab.keys)
+                note = check_split(b, ab, srv)
             print("\n## ab\n\n" + HEADER + "\n" + row("retrainer serve, ab rollout on", res))
             print(note)
         for name, run in (
