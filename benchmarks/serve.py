@@ -654,13 +654,21 @@ def phase_workers(b: Bench) -> None:
     print(f"\n## workers: one row per request, concurrency {args.concurrency}, keep-alive\n")
     print(
         "| server | requests | errors | req/s | p50 ms | p99 ms | >= 40 ms | "
-        "1 client: p50 ms | 1 client: >= 40 ms |"
+        "1 client: p50 ms | 1 client: >= 40 ms | connections per process |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for srv in servers:
         try:
             with srv:
+                spread: list[str] = []
+                timer = threading.Timer(
+                    1.0 + args.seconds / 2,  # mid-way through the timed load
+                    lambda out, port: out.append(connections_per_process(port)),
+                    args=(spread, srv.port),
+                )
+                timer.start()
                 r = measure(srv, args)
+                timer.join()
                 # one client on one reused connection: nothing queues, so a request at
                 # >= 40 ms is Nagle's algorithm waiting for the delayed ACK
                 one = load(srv.base + srv.path, min(args.seconds, 3.0), 1,
@@ -670,7 +678,30 @@ def phase_workers(b: Bench) -> None:
             continue
         slow = f"{np.mean(r.lat_ms >= 40.0):.1%}" if len(r.lat_ms) else "-"
         slow1 = float(np.mean(one.lat_ms >= 40.0))
-        print(row(srv.name, r, f" {slow} | {one.pct(50):.2f} | {slow1:.1%} |"))
+        print(
+            row(
+                srv.name,
+                r,
+                f" {slow} | {one.pct(50):.2f} | {slow1:.1%} | {spread[0] if spread else '?'} |",
+            )
+        )
+
+
+def connections_per_process(port: int) -> str:
+    """How the established connections to ``port`` are spread over the server's processes
+    (``ss``), e.g. ``4+4``: a worker that accepted none serves nothing."""
+    import collections
+    import re
+
+    try:
+        out = subprocess.run(
+            ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    counts = collections.Counter(re.findall(r"pid=(\d+)", out))
+    return "+".join(str(n) for n in sorted(counts.values(), reverse=True)) or "?"
 
 
 def phase_batch(b: Bench) -> None:
