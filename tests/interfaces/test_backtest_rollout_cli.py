@@ -30,9 +30,14 @@ def test_backtest_rollout_on_elec2_writes_its_decision(tmp_path: Path):
     assert document["policy"]["guards"]["max_output_drift"] is None
     assert document["ticks"][-1]["low"] > 0
     assert (out / "rollout.png").stat().st_size > 1000
-    # the default output-drift guard rolls the same replay back: the stale champion's scores
+    # the default output-drift guard lets the sound retrain through (far from the stale
+    # champion's scores, close to its own) and stops a guard set tight enough to trip
     result = runner.invoke(app, [*args[:-4], "--out", str(tmp_path / "o2"), "--json"])
     assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["outcome"] == "promote"
+    result = runner.invoke(
+        app, [*args[:-4], "--max-output-drift", "0.01", "--out", str(tmp_path / "o3"), "--json"]
+    )
     assert json.loads(result.output)["outcome"] == "rollback"
 
 
