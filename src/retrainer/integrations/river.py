@@ -159,8 +159,8 @@ class RiverClassifier:
         # River's running variance can sit at -1e-17 for a constant column (rounding), and
         # transform_many would take a complex square root: clamp it at 0
         for scaler in _scalers(self.estimator_):
-            variances = getattr(scaler, "vars", None)
-            for key, value in (variances or {}).items():
+            variances = scaler.vars
+            for key, value in variances.items():
                 if value < 0:
                     variances[key] = 0.0
 
