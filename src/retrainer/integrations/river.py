@@ -81,7 +81,7 @@ def _scaler() -> Any:
 
 def _scalers(step: Any) -> list[Any]:
     """The StandardScalers inside a River pipeline or union (any depth)."""
-    out = [step] if hasattr(step, "vars") else []
+    out = [step] if isinstance(getattr(step, "vars", None), dict) else []
     for children in (getattr(step, "steps", None), getattr(step, "transformers", None)):
         for child in children.values() if isinstance(children, dict) else ():
             out += _scalers(child)
