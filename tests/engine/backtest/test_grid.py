@@ -67,3 +67,20 @@ def test_a_grid_of_the_user_is_deduped_but_listed_policies_are_kept(tmp_path: Pa
     )
     names = _names(expand_policies(cfg, short))
     assert names == ["mine, all history", "mine, 90d", "weekly · last 5d", "weekly · last 60d"]
+
+
+def test_the_default_metric_trigger_is_in_points_for_shares_and_relative_for_losses(
+    tmp_path: Path,
+):
+    # a rise of 0.02 in MAE (dollars, degrees) or in log loss means nothing: 10% of it does
+    def trigger(metric: str) -> dict:
+        replay = dataclasses.replace(_replay(tmp_path), metric=metric)
+        triggers = [p["triggers"][0] for p in default_policies(replay) if p["triggers"]]
+        return next(t for t in triggers if "metric" in t)
+
+    got = trigger("accuracy")
+    assert got["drop"] == 0.02 and not got.get("relative") and "rise" not in got
+    for loss in ("mae", "rmse", "log_loss"):
+        got = trigger(loss)
+        assert (got["rise"], got["relative"]) == (0.1, True), loss
+        assert "drop" not in got

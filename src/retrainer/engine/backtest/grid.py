@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from retrainer.config import BacktestConfig, load_config, parse_config, project_root
-from retrainer.core.metrics import get_metric
+from retrainer.core.metrics import get_metric, in_points
 from retrainer.core.windows import parse_duration
 from retrainer.engine.backtest.replay import POLICY_KEYS, Replay, policy_pipeline
 from retrainer.errors import ConfigError, DataError
@@ -206,12 +206,19 @@ def default_policies(replay: Replay) -> list[dict[str, Any]]:
     for k, windows in ((7, (7, 30, 90)), (30, (30, 90, None))):
         for w in windows:
             out.append({"triggers": [_every(k, b)], "window": win(w)})
+    # 2 points of a share (accuracy, AUC); 10% of a loss in the target's units (MAE, RMSE)
+    # or unbounded (log loss), where 0.02 would mean nothing
+    change: dict[str, Any] = (
+        {"drop" if greater else "rise": 0.02}
+        if in_points(metric)
+        else {"drop" if greater else "rise": 0.1, "relative": True}
+    )
     out.append(
         {
             "triggers": [
                 {
                     "metric": metric,
-                    "drop" if greater else "rise": 0.02,
+                    **change,
                     "over": f"{3 * days + delay:g}d",  # labels of 3 batches
                     "min_samples": 30,
                 }
