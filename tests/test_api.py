@@ -117,6 +117,7 @@ INTERNAL = {
     "get_online_metric",
     "holdout_mask",
     "improvement",
+    "in_points",
     "is_better",
     "is_rate_metric",
     "jensen_shannon",

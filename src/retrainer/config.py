@@ -396,6 +396,11 @@ class PipelineConfig(_Model):
     source: SourceConfig
     target: str
     features: list[str] = Field(min_length=1)
+    categorical: list[str] = Field(default_factory=list)
+    """Features holding categories (text such as ``'20K - 40K'``, or codes): the estimator
+    spec one-hot encodes them (a scikit-learn ``ColumnTransformer`` with
+    ``OneHotEncoder(handle_unknown="ignore")``; River models take them natively), and the
+    drift check treats them as categories. Each must be one of ``features``."""
     task: Literal["auto", "classification", "regression"] = "auto"
     unlabelled: Literal["skip", "error"] = "skip"
     """Rows whose target is missing (a label not arrived yet): left out of training and
@@ -452,6 +457,14 @@ class PipelineConfig(_Model):
             raise ValueError(f"features must be unique; repeated: {', '.join(dupes)}")
         return v
 
+    @field_validator("categorical")
+    @classmethod
+    def _unique_categorical(cls, v: list[str]) -> list[str]:
+        dupes = sorted({f for f in v if v.count(f) > 1})
+        if dupes:
+            raise ValueError(f"categorical columns must be unique; repeated: {', '.join(dupes)}")
+        return v
+
     @model_validator(mode="after")
     def _train_or_model(self) -> PipelineConfig:
         if (self.model is None) == (self.train is None):
@@ -461,6 +474,14 @@ class PipelineConfig(_Model):
             )
         if self.target in self.features:
             raise ValueError(f"the target column '{self.target}' is also listed in features")
+        stray = [c for c in self.categorical if c not in self.features]
+        if stray:
+            raise ValueError(
+                f"categorical lists {', '.join(map(repr, stray))}, which "
+                f"{'is' if len(stray) == 1 else 'are'} not in features "
+                f"({', '.join(self.features)}); categorical names features that hold "
+                "categories: add them to features or remove them from categorical"
+            )
         if self.window.kind == "since_change" and not self.monitor.concept_drift.enabled:
             raise ValueError(
                 "window kind 'since_change' starts at the change the concept-drift monitor "

@@ -1415,3 +1415,19 @@ def test_schedule_slot_caches_change_no_decision(cron: str, timezone: str) -> No
                 forget()
                 d = trigger.evaluate(TriggerContext(now=at, pipeline="p", state=fresh))
                 assert c == d
+
+
+@pytest.mark.parametrize(
+    ("spec", "text"),
+    [
+        ({"metric": "accuracy", "drop": 0.02, "over": "3d"}, "accuracy drops 2 pts over 3d"),
+        ({"metric": "mae", "rise": 0.02, "over": "3d"}, "mae rises 0.02 over 3d"),
+        ({"metric": "rmse", "rise": 2.5}, "rmse rises 2.5 over 1d"),
+        ({"metric": "mae", "rise": 0.1, "relative": True}, "mae rises 10% over 1d"),
+    ],
+)
+def test_a_metric_trigger_describes_a_change_in_points_only_for_shares(spec, text):
+    # "mae rises 2 pts" read as 2 percentage points of a rate: MAE is in the target's units
+    from retrainer.core.triggers import build_trigger
+
+    assert build_trigger(spec).describe() == text

@@ -40,6 +40,7 @@ __all__ = [
     "compute",
     "get_metric",
     "improvement",
+    "in_points",
     "is_better",
     "make_metric",
     "metric_names",
@@ -280,7 +281,42 @@ _BUILTINS: dict[str, Metric] = {
 }
 
 
+# Built-in and online metrics whose values are shares between 0 and 1 (or, for R², at most
+# 1): a change of 0.01 is one "point" of them. The others (log loss, MAE, MSE, RMSE, MAPE)
+# are in the units of the target or unbounded: a change is written in their units.
+_IN_POINTS = frozenset(
+    {
+        "accuracy",
+        "average_precision",
+        "balanced_accuracy",
+        "brier",
+        "click_through_rate",
+        "ctr",
+        "f1",
+        "precision",
+        "r2",
+        "rate",
+        "recall",
+        "roc_auc",
+    }
+)
+
+
 # --- public API -------------------------------------------------------------------------------
+
+
+def in_points(name: str) -> bool:
+    """Whether a change of metric ``name`` reads in points (0.01 = one point): a share
+    between 0 and 1 (accuracy, ROC AUC, F1, Brier score...) or R². Losses in the target's
+    units or unbounded (MAE, RMSE, MSE, MAPE, log loss) and custom metrics do not: a change
+    of them is written in their own units, or relative (%).
+
+    Examples
+    --------
+    >>> in_points("accuracy"), in_points("mae"), in_points("log_loss")
+    (True, False, False)
+    """
+    return name in _IN_POINTS
 
 
 def metric_names() -> tuple[str, ...]:

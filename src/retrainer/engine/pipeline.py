@@ -147,6 +147,44 @@ def _transform_once(model: Any) -> bool:
     return hasattr(final, "predict") and hasattr(final, "predict_proba")
 
 
+def _takes_categorical(cls: Any) -> bool:
+    """Whether an estimator class encodes categories itself: its constructor takes
+    ``categorical`` (the column names), as RiverClassifier's does."""
+    try:
+        return "categorical" in inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # a builtin or C class without a readable signature
+        return False
+
+
+def encode_categorical(estimator: Any, categorical: Sequence[str]) -> Any:
+    """``estimator`` behind a one-hot encoding of the ``categorical`` columns: a scikit-learn
+    Pipeline whose ColumnTransformer passes the other columns through as they are.
+
+    A category first seen after training is encoded as all zeros (``handle_unknown=
+    "ignore"``), so a new value in production is answered, not refused. The encoding is dense:
+    not every estimator takes sparse input (HistGradientBoosting does not), and categories
+    are few where this is used.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sklearn.tree import DecisionTreeClassifier
+    >>> X = pd.DataFrame({"amount": [1.0, 2.0, 3.0, 4.0], "band": ["a", "b", "a", "b"]})
+    >>> model = encode_categorical(DecisionTreeClassifier(), ["band"]).fit(X, [0, 1, 0, 1])
+    >>> model.predict(pd.DataFrame({"amount": [1.5, 1.5], "band": ["b", "new"]})).tolist()
+    [1, 0]
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline as SkPipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+    columns = ColumnTransformer(
+        [("categorical", encoder, list(categorical))], remainder="passthrough"
+    )
+    return SkPipeline([("encode", columns), ("model", estimator)])
+
+
 def _code(ref: Code, root: Path) -> Any:
     """The object user code names: imported from its ``module:function`` string, or itself."""
     return import_ref(ref, root) if isinstance(ref, str) else ref
@@ -432,6 +470,8 @@ class Pipeline:
             definition.pop("deploy", None)
         if definition.get("duplicates") == "keep":  # the default: the hash written before it
             definition.pop("duplicates", None)
+        if not definition.get("categorical"):  # none declared: the hash written before it
+            definition.pop("categorical", None)
         h.update(json.dumps(definition, sort_keys=True).encode())
         user_code: list[Code] = [self.config.train] if self.config.train else []
         user_code += [m.function for m in self.config.metrics if isinstance(m, MetricConfig)]
@@ -458,12 +498,12 @@ class Pipeline:
         return sorted({r.column for r in self.rules if isinstance(r, SliceRule)})
 
     def train_params(self) -> dict[str, Any]:
-        """What the user's train function receives: features, target and pipeline params."""
-        return {
-            "features": self.feature_columns,
-            "target": self.config.target,
-            **self.config.params,
-        }
+        """What the user's train function receives: features, target, the categorical
+        features (when declared) and the pipeline's params."""
+        out: dict[str, Any] = {"features": self.feature_columns, "target": self.config.target}
+        if self.config.categorical:  # only when declared: the params recorded before it
+            out["categorical"] = list(self.config.categorical)
+        return {**out, **self.config.params}
 
     def recorded_params(self) -> dict[str, Any]:
         """Every parameter recorded with a run and a model version."""
@@ -648,7 +688,8 @@ class Pipeline:
                 "task: regression or fix the column"
             )
         arrays = dict(zip(frame.columns.tolist(), column_arrays(frame), strict=True))
-        declared_text = set(cfg.monitor.drift.categorical)  # codes that may hold letters
+        # categories and codes (which may hold letters): not numbers with stray text
+        declared_text = set(cfg.categorical) | set(cfg.monitor.drift.categorical)
         finite_checked: list[str] = []  # numeric, non-boolean features: no infinities
         for col in cfg.features:
             dtype = arrays[col].dtype
@@ -667,17 +708,19 @@ class Pipeline:
                 raise DataError(
                     f"feature column '{col}' has non-numeric values in {where}, e.g. "
                     f"{self._stray_example(frame, arrays[col], stray)}; fix or drop those rows "
-                    "in the source (a text column of mostly digits: list it in "
-                    "monitor.drift.categorical)"
+                    "in the source (a column of codes or categories that are mostly digits: "
+                    "list it under categorical: in the pipeline)"
                 )
             boolean = pd.api.types.is_bool_dtype(dtype)
             numeric = boolean or pd.api.types.is_numeric_dtype(dtype)
-            if self._estimator_cls is not None and not numeric:
+            if self._estimator_cls is not None and not numeric and col not in cfg.categorical:
                 example = frame[col].dropna().head(1).tolist()
                 raise DataError(
-                    f"feature column '{col}' has dtype {dtype} (e.g. {example}); the "
-                    f"estimator spec '{cfg.model.estimator}' needs numeric features: "  # type: ignore[union-attr]
-                    "convert it in the source, or encode it in a train function"
+                    f"feature column '{col}' has dtype {dtype} (e.g. {example}), which the "
+                    f"estimator spec '{cfg.model.estimator}' cannot use as it is: if it holds "  # type: ignore[union-attr]
+                    f"categories, list it under categorical: in the pipeline (categorical: "
+                    f"[{col}]) to have it one-hot encoded; else convert it to numbers in the "
+                    "source"
                 )
             if numeric and not boolean:
                 finite_checked.append(col)
@@ -753,6 +796,40 @@ class Pipeline:
         return frame[self.feature_columns]
 
     # -- model --------------------------------------------------------------------------
+    def estimator(self) -> Any:
+        """A new, unfitted model of the estimator spec (``model:``), with the pipeline's
+        ``categorical`` features encoded.
+
+        An estimator whose constructor takes ``categorical`` (River models behind
+        :class:`~retrainer.integrations.river.RiverClassifier`) is given the list and encodes
+        them itself; any other is wrapped by :func:`encode_categorical`.
+
+        Examples
+        --------
+        >>> from retrainer.config import PipelineConfig
+        >>> config = PipelineConfig.model_validate({
+        ...     "name": "loans",
+        ...     "source": {"kind": "parquet", "url": "loans.parquet", "time_column": "ts"},
+        ...     "target": "repaid", "features": ["amount", "salary_range"],
+        ...     "categorical": ["salary_range"],
+        ...     "model": {"estimator": "sklearn.linear_model:LogisticRegression"},
+        ...     "metrics": ["accuracy"],
+        ...     "blessing": {"rules": [{"metric": "accuracy", "min": 0.6}]},
+        ... })
+        >>> [name for name, _ in Pipeline(config, Path(".")).estimator().steps]
+        ['encode', 'model']
+        """
+        if self._estimator_cls is None:
+            raise ConfigError(f"pipeline {self.name!r} trains with a function, not model:")
+        params = dict(self.config.model.params)  # type: ignore[union-attr]
+        categorical = list(self.config.categorical)
+        if not categorical:
+            return self._estimator_cls(**params)
+        if _takes_categorical(self._estimator_cls):
+            params.setdefault("categorical", categorical)
+            return self._estimator_cls(**params)
+        return encode_categorical(self._estimator_cls(**params), categorical)
+
     def fit(self, train: pd.DataFrame, *, cpu: list[float] | None = None) -> Any:
         """Train a candidate on ``train``; user errors become TrainingError.
 
@@ -764,7 +841,7 @@ class Pipeline:
         cpu0 = time.process_time()
         try:
             if self._estimator_cls is not None:
-                model = self._estimator_cls(**self.config.model.params)  # type: ignore[union-attr]
+                model = self.estimator()
                 model.fit(X, y)
             else:
                 model = self._train_fn(train, self.train_params())  # type: ignore[misc]

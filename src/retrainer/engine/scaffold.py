@@ -9,7 +9,10 @@ from pathlib import Path
 from retrainer.config import CONFIG_FILE
 from retrainer.errors import ConfigError
 
-EXAMPLES = ("elec2",)
+EXAMPLES = ("elec2", "car_loan")
+
+FIRST_RUN = {"elec2": "1997-01-06", "car_loan": "2018-06-01"}
+"""A day to pass ``retrainer run --as-of`` in each example: within its data."""
 
 
 def init_project(target: Path, example: str = "elec2", *, force: bool = False) -> list[Path]:
@@ -24,6 +27,13 @@ def init_project(target: Path, example: str = "elec2", *, force: bool = False) -
     ...     files = init_project(Path(tmp) / "proj")
     ...     sorted(p.name for p in files)
     ['ATTRIBUTION.md', 'backtest.yaml', 'elec2.parquet', 'pipeline.py', 'retrainer.yaml']
+
+    ``car_loan`` has text features, declared under ``categorical:``:
+
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     files = init_project(Path(tmp) / "loans", "car_loan")
+    ...     sorted(p.name for p in files)
+    ['ATTRIBUTION.md', 'backtest.yaml', 'car_loan.parquet', 'retrainer.yaml']
     """
     if example not in EXAMPLES:
         raise ConfigError(f"unknown example {example!r}; available: {', '.join(EXAMPLES)}")

@@ -13,6 +13,10 @@ In ``retrainer.yaml``::
       params: {model: linear_model.LogisticRegression, scale: true}
     window: {kind: new}
 
+The pipeline's ``categorical`` features are handed to it (``categorical=[...]``) and one-hot
+encoded by River itself, a value at a time: a category first seen in production is learned
+from the next update on, and answered meanwhile as no known category.
+
 Examples
 --------
 >>> import pandas as pd
@@ -23,11 +27,19 @@ Examples
 [0, 1]
 >>> clf.partial_fit(X, y).predict_proba(X).shape
 (80, 2)
+
+With a text column of categories:
+
+>>> X = pd.DataFrame({"a": [0.0, 1.0] * 40, "band": ["low", "high"] * 40})
+>>> clf = RiverClassifier(categorical=["band"]).fit(X, [0, 1] * 40)
+>>> clf.predict(pd.DataFrame({"a": [0.5, 0.5], "band": ["low", "high"]})).tolist()
+[0, 1]
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -67,6 +79,15 @@ def _scaler() -> Any:
     return preprocessing.StandardScaler()
 
 
+def _scalers(step: Any) -> list[Any]:
+    """The StandardScalers inside a River pipeline or union (any depth)."""
+    out = [step] if isinstance(getattr(step, "vars", None), dict) else []
+    for children in (getattr(step, "steps", None), getattr(step, "transformers", None)):
+        for child in children.values() if isinstance(children, dict) else ():
+            out += _scalers(child)
+    return out
+
+
 class RiverClassifier:
     """A River classifier with ``fit``/``partial_fit``/``predict``/``predict_proba``.
 
@@ -76,16 +97,24 @@ class RiverClassifier:
         The River class under ``river.``, e.g. ``"linear_model.LogisticRegression"``,
         ``"tree.HoeffdingAdaptiveTreeClassifier"``, ``"naive_bayes.GaussianNB"``.
     scale
-        Put River's online ``StandardScaler`` in front of it.
+        Put River's online ``StandardScaler`` in front of it (of the numeric columns).
+    categorical
+        Columns of categories (text or codes): one-hot encoded by River's ``OneHotEncoder``,
+        never scaled. A pipeline passes its ``categorical:`` features here.
     **params
         The model's parameters.
     """
 
     def __init__(
-        self, model: str = "linear_model.LogisticRegression", scale: bool = True, **params: Any
+        self,
+        model: str = "linear_model.LogisticRegression",
+        scale: bool = True,
+        categorical: Sequence[str] = (),
+        **params: Any,
     ) -> None:
         self.model = model
         self.scale = scale
+        self.categorical = list(categorical)
         self.params = params
         self.estimator_: Any = None
         self.classes_: np.ndarray = np.empty(0)
@@ -99,8 +128,7 @@ class RiverClassifier:
     def partial_fit(self, X: pd.DataFrame, y: Any) -> RiverClassifier:
         """Keep learning, one mini-batch (rows in order)."""
         if self.estimator_ is None:
-            model = _build(self.model, dict(self.params))
-            self.estimator_ = _scaler() | model if self.scale else model
+            self.estimator_ = self._pipeline(list(pd.DataFrame(X).columns))
         targets = np.asarray(y)
         seen = np.unique(targets)
         self.classes_ = np.union1d(self.classes_, seen) if len(self.classes_) else seen
@@ -110,15 +138,31 @@ class RiverClassifier:
             learn(x, target)
         return self
 
+    def _pipeline(self, columns: list[Any]) -> Any:
+        """The River model, behind the scaler and the one-hot encoder it needs."""
+        model = _build(self.model, dict(self.params))
+        # an object loaded from a file written before ``categorical`` existed has none
+        categorical = list(getattr(self, "categorical", None) or ())
+        if not categorical:
+            return _scaler() | model if self.scale else model
+        from river import compose, preprocessing
+
+        # Select (not Discard): a union's parts answer predict_proba_many, Discard does not
+        steps = compose.Select(*categorical) | preprocessing.OneHotEncoder()
+        numeric = [c for c in columns if c not in categorical]
+        if numeric:
+            rest = compose.Select(*numeric)
+            steps = steps + (rest | _scaler() if self.scale else rest)
+        return steps | model
+
     def _clamp(self) -> None:
         # River's running variance can sit at -1e-17 for a constant column (rounding), and
         # transform_many would take a complex square root: clamp it at 0
-        steps = getattr(self.estimator_, "steps", None)
-        for step in steps.values() if isinstance(steps, dict) else ():
-            variances = getattr(step, "vars", None)
-            for key, value in (variances or {}).items():
+        for scaler in _scalers(self.estimator_):
+            variances = scaler.vars
+            for key, value in variances.items():
                 if value < 0:
-                    variances[key] = 0.0  # type: ignore[index]
+                    variances[key] = 0.0
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Class probabilities in the order of ``classes_``.

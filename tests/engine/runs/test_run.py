@@ -543,6 +543,7 @@ def test_an_unset_deploy_key_keeps_the_definition_hash(tmp_path: Path):
     dump = project.pipeline().config.model_dump(mode="json")
     assert dump.pop("rollout") is None
     assert dump.pop("duplicates") == "keep"  # a later key, left out of the hash the same way
+    assert dump.pop("categorical") == []  # and another
     before = hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()
     assert project.pipeline().definition_hash == before  # projects written before 'deploy'
     explicit = _project(tmp_path, deploy={"strategy": "replace"})

@@ -147,12 +147,22 @@ class MetricTrigger(TriggerSpec):
         'ctr drops 10% over 1d'
         >>> MetricTrigger("ctr", below=0.0191).describe()
         'ctr < 0.0191 over 1d'
+
+        A change of a metric that is not a share (MAE, RMSE, log loss) is in its units:
+
+        >>> MetricTrigger("mae", rise=1.5, over="3d").describe()
+        'mae rises 1.5 over 3d'
         """
+        from retrainer.core.metrics import in_points
+
         over = f" over {_spec_duration(self.over)}"
         for amount, word in ((self.drop, "drops"), (self.rise, "rises")):
             if amount is not None:
-                unit = "%" if self.relative else " pts"
-                return f"{self.metric} {word} {amount * 100:g}{unit}{over}"
+                if self.relative:
+                    return f"{self.metric} {word} {amount * 100:g}%{over}"
+                if in_points(self.metric):
+                    return f"{self.metric} {word} {amount * 100:g} pts{over}"
+                return f"{self.metric} {word} {amount:g}{over}"
         for bound, word in ((self.below, "<"), (self.above, ">")):
             if bound is not None:
                 return f"{self.metric} {word} {bound:g}{over}"

@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from retrainer.config import BacktestConfig, load_config, parse_config, project_root
-from retrainer.core.metrics import get_metric
+from retrainer.core.metrics import get_metric, in_points
 from retrainer.core.windows import parse_duration
 from retrainer.engine.backtest.replay import POLICY_KEYS, Replay, policy_pipeline
 from retrainer.errors import ConfigError, DataError
@@ -206,12 +206,19 @@ def default_policies(replay: Replay) -> list[dict[str, Any]]:
     for k, windows in ((7, (7, 30, 90)), (30, (30, 90, None))):
         for w in windows:
             out.append({"triggers": [_every(k, b)], "window": win(w)})
+    # 2 points of a share (accuracy, AUC); 10% of a loss in the target's units (MAE, RMSE)
+    # or unbounded (log loss), where 0.02 would mean nothing
+    change: dict[str, Any] = (
+        {"drop" if greater else "rise": 0.02}
+        if in_points(metric)
+        else {"drop" if greater else "rise": 0.1, "relative": True}
+    )
     out.append(
         {
             "triggers": [
                 {
                     "metric": metric,
-                    "drop" if greater else "rise": 0.02,
+                    **change,
                     "over": f"{3 * days + delay:g}d",  # labels of 3 batches
                     "min_samples": 30,
                 }
@@ -261,7 +268,58 @@ def default_policies(replay: Replay) -> list[dict[str, Any]]:
                 "blessing": {"rules": rules},
             }
         )
-    return out
+    return dedupe_windows(replay, out)
+
+
+def _holds_all_history(window: Mapping[str, Any] | None, replay: Replay) -> bool:
+    """Whether ``window`` holds every row up to "now" at any time of the replay: a sliding
+    window longer than the whole data set (from its first row to the replay's end)."""
+    window = window or {}
+    kind = window.get("kind", "full")
+    if kind == "full":
+        return True
+    if kind != "sliding":
+        return False
+    if window.get("rows"):
+        return int(window["rows"]) >= len(replay.frame)
+    span = replay.end - pd.Timestamp(replay.times[0]).to_pydatetime().replace(tzinfo=UTC)  # type: ignore[operator]
+    return bool(window.get("duration")) and parse_duration(str(window["duration"])) >= span
+
+
+def dedupe_windows(replay: Replay, policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``policies`` without those that replay exactly as an earlier one: on a history shorter
+    than their windows, "last 30d", "last 90d" and "all history" all train on every row, so a
+    grid's cadence x window pairs coincide. The first of each kept (in the default grid, the
+    shortest window: in production it keeps a bounded cost as the history grows).
+
+    Examples
+    --------
+    >>> from datetime import timedelta
+    >>> from retrainer.testing import pipeline_spec
+    >>> frame = pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=40, freq="D"),
+    ...                       "x1": 0.0, "x2": 0.0, "y": [0, 1] * 20})
+    >>> replay = Replay(frame=frame, pipeline=pipeline_spec(), batch=timedelta(days=1),
+    ...                 start=datetime(2024, 1, 20, tzinfo=UTC),
+    ...                 select_until=datetime(2024, 1, 30, tzinfo=UTC), root=Path("."))
+    >>> weekly = [{"schedule": "0 0 * * MON"}]
+    >>> [p["window"] for p in dedupe_windows(replay, [
+    ...     {"triggers": weekly, "window": {"kind": "sliding", "duration": "30d"}},
+    ...     {"triggers": weekly, "window": {"kind": "sliding", "duration": "90d"}},
+    ...     {"triggers": weekly, "window": {"kind": "full"}},
+    ... ])]
+    [{'kind': 'sliding', 'duration': '30d'}, {'kind': 'sliding', 'duration': '90d'}]
+    """
+    kept: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for policy in policies:
+        window = policy.get("window")
+        rest = {k: v for k, v in policy.items() if k not in ("name", "window")}
+        effective = {"kind": "full"} if _holds_all_history(window, replay) else window
+        key = json.dumps({**rest, "window": effective}, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            kept.append(policy)
+    return kept
 
 
 def _is_classifier(replay: Replay) -> bool:
@@ -287,6 +345,8 @@ def expand_policies(cfg: BacktestConfig, replay: Replay) -> list[dict[str, Any]]
             out.append(dict(zip(keys, copy.deepcopy(combo), strict=True)))
     if not out:
         out = default_policies(replay)
+    elif cfg.grid:  # a grid's combinations, not the policies listed one by one
+        out = out[: len(cfg.policies)] + dedupe_windows(replay, out[len(cfg.policies) :])
     seen: set[str] = set()
     problems: list[str] = []
     for i, policy in enumerate(out):

@@ -31,7 +31,10 @@ def output_of(pred: Prediction, index: pd.Index) -> pd.Series:
 
 
 def _categorical(pipeline: Pipeline, frame: pd.DataFrame, output: pd.Series | None) -> list[str]:
-    cats = [c for c in pipeline.config.monitor.drift.categorical if c in frame.columns]
+    declared = dict.fromkeys(
+        [*pipeline.config.categorical, *pipeline.config.monitor.drift.categorical]
+    )
+    cats = [c for c in declared if c in frame.columns]
     target = pipeline.config.target
     if target in frame.columns and pipeline.task(frame) == "classification":
         cats.append(target)

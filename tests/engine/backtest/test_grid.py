@@ -1,0 +1,86 @@
+"""The backtest grid: windows that coincide on a short history are replayed once."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from retrainer.config import BacktestConfig
+from retrainer.engine.backtest.grid import default_policies, expand_policies
+from tests.engine.backtest.test_backtest import _replay
+
+DAY = timedelta(days=1)
+
+
+def _names(policies: list[dict]) -> list[str]:
+    return [str(p["name"]) for p in policies]
+
+
+def test_the_default_grid_replays_coinciding_windows_once(tmp_path: Path):
+    short = _replay(tmp_path)  # 20 days of data: 30d, 90d and all history hold the same rows
+    names = _names(expand_policies(BacktestConfig(), short))
+    assert "weekly · last 30d" in names and "weekly · last 90d" not in names
+    assert "every 30d · last 30d" in names
+    assert "every 30d · last 90d" not in names and "every 30d · all history" not in names
+    assert "weekly · last 7d" in names  # a window shorter than the history stays
+    assert len(names) == len(set(names)) == 10
+
+    # the same grid on 200 days of data: every window is distinct, none left out
+    ts = pd.date_range("2024-01-01", periods=200 * 20, freq="72min")
+    y = np.random.default_rng(3).integers(0, 2, len(ts))
+    long = dataclasses.replace(
+        short,
+        frame=pd.DataFrame({"ts": ts, "x": 0.0, "y": y}),
+        start=datetime(2024, 6, 1, tzinfo=UTC),
+        select_until=datetime(2024, 6, 20, tzinfo=UTC),
+        end=None,
+    )
+    assert len(default_policies(long)) == 13
+
+
+def test_a_grid_of_the_user_is_deduped_but_listed_policies_are_kept(tmp_path: Path):
+    short = _replay(tmp_path)
+    weekly = [{"schedule": "0 0 * * MON"}]
+    cfg = BacktestConfig(
+        policies=[
+            {"name": "mine, all history", "triggers": weekly, "window": {"kind": "full"}},
+            {
+                "name": "mine, 90d",
+                "triggers": weekly,
+                "window": {"kind": "sliding", "duration": "90d"},
+            },
+        ],
+        grid=[
+            {
+                "triggers": [weekly],
+                "window": [
+                    {"kind": "sliding", "duration": "5d"},
+                    {"kind": "sliding", "duration": "60d"},
+                    {"kind": "full"},
+                ],
+            }
+        ],
+    )
+    names = _names(expand_policies(cfg, short))
+    assert names == ["mine, all history", "mine, 90d", "weekly · last 5d", "weekly · last 60d"]
+
+
+def test_the_default_metric_trigger_is_in_points_for_shares_and_relative_for_losses(
+    tmp_path: Path,
+):
+    # a rise of 0.02 in MAE (dollars, degrees) or in log loss means nothing: 10% of it does
+    def trigger(metric: str) -> dict:
+        replay = dataclasses.replace(_replay(tmp_path), metric=metric)
+        triggers = [p["triggers"][0] for p in default_policies(replay) if p["triggers"]]
+        return next(t for t in triggers if "metric" in t)
+
+    got = trigger("accuracy")
+    assert got["drop"] == 0.02 and not got.get("relative") and "rise" not in got
+    for loss in ("mae", "rmse", "log_loss"):
+        got = trigger(loss)
+        assert (got["rise"], got["relative"]) == (0.1, True), loss
+        assert "drop" not in got
