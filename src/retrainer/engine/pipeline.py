@@ -170,7 +170,8 @@ def encode_categorical(estimator: Any, categorical: Sequence[str]) -> Any:
     >>> import pandas as pd
     >>> from sklearn.tree import DecisionTreeClassifier
     >>> X = pd.DataFrame({"amount": [1.0, 2.0, 3.0, 4.0], "band": ["a", "b", "a", "b"]})
-    >>> model = encode_categorical(DecisionTreeClassifier(), ["band"]).fit(X, [0, 1, 0, 1])
+    >>> model = encode_categorical(DecisionTreeClassifier(random_state=0), ["band"])
+    >>> model = model.fit(X, [0, 1, 0, 1])
     >>> model.predict(pd.DataFrame({"amount": [1.5, 1.5], "band": ["b", "new"]})).tolist()
     [1, 0]
     """
