@@ -635,6 +635,12 @@ class Pipeline:
                 "value: fix or drop those rows in the source"
             )
         task = self.task(frame, y)
+        if cfg.task == "auto":  # a configured task was checked with the config
+            from retrainer.config import task_metric_problems
+
+            why = f" (task: auto, and target column '{cfg.target}' has dtype {y.dtype})"
+            if problems := task_metric_problems(cfg, f"pipelines[{cfg.name}]", task, why):
+                raise ConfigError("; ".join(problems))
         if task == "regression" and not pd.api.types.is_numeric_dtype(y):
             raise DataError(
                 f"target column '{cfg.target}' has dtype {y.dtype}; regression needs a numeric "
