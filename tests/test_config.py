@@ -235,7 +235,7 @@ def test_with_task_auto_the_inferred_task_is_checked_when_the_data_is_read():
     ).pipeline()
     frame = pd.DataFrame({"x1": np.arange(10.0), "x2": 1.0, "y": np.arange(10.0) / 3})
     with pytest.raises(ConfigError) as info:
-        Pipeline(cfg, Path(".")).validate(frame, "of the test")
+        Pipeline(cfg, Path()).validate(frame, "of the test")
     assert str(info.value).startswith(
         "pipelines[toy].metrics[1]: 'accuracy' is a classification metric, but the pipeline's "
         "task is regression (task: auto, and target column 'y' has dtype float64)"
