@@ -250,9 +250,18 @@ class DriftConfig(_Model):
     thresholds: dict[str, float] = Field(default_factory=dict)
     features: dict[str, dict[str, Any]] = Field(default_factory=dict)
     categorical: list[str] = Field(default_factory=list)
+    window: str = "auto"
+    """The rows the check reads, ending where the monitor's window ends: ``auto``, whole weeks
+    (whole days under a day) covering the window, so that a weekly cycle is compared whole;
+    ``same``, the monitor's window; or a duration."""
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        return v if v in ("auto", "same") else _duration(v)
 
     def check_params(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"categorical"})
+        return self.model_dump(exclude={"categorical", "window"})
 
 
 class PerformanceConfig(_Model):

@@ -432,6 +432,9 @@ class Pipeline:
             definition.pop("deploy", None)
         if definition.get("duplicates") == "keep":  # the default: the hash written before it
             definition.pop("duplicates", None)
+        drift = (definition.get("monitor") or {}).get("drift") or {}
+        if drift.get("window") == "auto":  # likewise
+            drift.pop("window")
         h.update(json.dumps(definition, sort_keys=True).encode())
         user_code: list[Code] = [self.config.train] if self.config.train else []
         user_code += [m.function for m in self.config.metrics if isinstance(m, MetricConfig)]
