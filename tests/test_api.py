@@ -22,6 +22,18 @@ SRC = Path(retrainer.__file__).parent
 # constants, and building blocks reached through an exported object. A new public name goes
 # into ``retrainer._EXPORTS`` or here, on purpose.
 INTERNAL = {
+    # the daemon's start checks and the monitor's window checks and concept-drift detector
+    "WARM_MAX",
+    "check_window",
+    "drift_start",
+    "drift_text",
+    "errors_of",
+    "feed_detector",
+    "labels_of",
+    "log_task",
+    "logged_target",
+    "start_warnings",
+    "warm_from",
     # rollouts: the state machine's parts (the policies and RolloutState are exported)
     "ACTIVE",
     "ROLLOUT_KEY",

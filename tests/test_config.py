@@ -190,3 +190,53 @@ def test_a_rule_with_an_unknown_key_shows_the_rule_once():
     assert problem.startswith("pipelines[0].blessing.rules[2]: got {")
     assert "unknown key(s) 'max_regresion'" in problem
     assert problem.count("max_regresion") == 2  # the rule as given, then the key named
+
+
+def test_a_metric_of_the_other_task_is_a_config_error_naming_key_and_metric():
+    # accuracy in a regression pipeline was accepted, and every run stored it as 0.0
+    cfg = pipeline_config(
+        task="regression",
+        model={"estimator": "sklearn.linear_model:LinearRegression"},
+        metrics=["mae", "accuracy"],
+        blessing={"holdout": 0.25, "rules": [{"metric": "mae", "max": 1.0}]},
+        triggers=[{"any": [{"metric": "roc_auc", "drop": 0.02, "over": "3d"}]}],
+    )
+    problems = _problems({"pipelines": [cfg]})
+    assert len(problems) == 2, problems
+    assert problems[0].startswith(
+        "pipelines[0].metrics[1]: 'accuracy' is a classification metric, but the pipeline's "
+        "task is regression; use one of mae, mape, mse, r2, rmse, or set task: classification"
+    )
+    assert problems[1].startswith("pipelines[0].triggers[0].any[0].metric: 'roc_auc' is a")
+    # and the reverse: a regression metric in a classification pipeline
+    [problem] = _problems(
+        {"pipelines": [pipeline_config(task="classification", metrics=["accuracy", "rmse"])]}
+    )
+    assert problem.startswith("pipelines[0].metrics[1]: 'rmse' is a regression metric")
+    assert "set task: regression" in problem
+
+
+def test_with_task_auto_the_inferred_task_is_checked_when_the_data_is_read():
+    import numpy as np
+    import pandas as pd
+
+    from retrainer.engine.pipeline import Pipeline
+
+    cfg = parse_config(
+        {
+            "pipelines": [
+                pipeline_config(
+                    model={"estimator": "sklearn.linear_model:LinearRegression"},
+                    metrics=["mae", "accuracy"],
+                    blessing={"holdout": 0.25, "rules": [{"metric": "mae", "max": 9.0}]},
+                )
+            ]
+        }
+    ).pipeline()
+    frame = pd.DataFrame({"x1": np.arange(10.0), "x2": 1.0, "y": np.arange(10.0) / 3})
+    with pytest.raises(ConfigError) as info:
+        Pipeline(cfg, Path()).validate(frame, "of the test")
+    assert str(info.value).startswith(
+        "pipelines[toy].metrics[1]: 'accuracy' is a classification metric, but the pipeline's "
+        "task is regression (task: auto, and target column 'y' has dtype float64)"
+    )

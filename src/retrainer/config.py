@@ -250,9 +250,18 @@ class DriftConfig(_Model):
     thresholds: dict[str, float] = Field(default_factory=dict)
     features: dict[str, dict[str, Any]] = Field(default_factory=dict)
     categorical: list[str] = Field(default_factory=list)
+    window: str = "auto"
+    """The rows the check reads, ending where the monitor's window ends: ``auto``, whole weeks
+    (whole days under a day) covering the window, so that a weekly cycle is compared whole;
+    ``same``, the monitor's window; or a duration."""
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        return v if v in ("auto", "same") else _duration(v)
 
     def check_params(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"categorical"})
+        return self.model_dump(exclude={"categorical", "window"})
 
 
 class PerformanceConfig(_Model):
@@ -668,6 +677,78 @@ def _read_yaml(file: Path) -> Any:
         raise ConfigError(f"{file}: cannot be read: {exc.strerror}") from None
 
 
+REGRESSION_METRICS = ("mae", "mape", "mse", "r2", "rmse")
+"""The built-in metrics of a regression; the other built-in metrics score classes (or their
+probabilities), and rates (``ctr``) and custom metrics fit either task."""
+
+
+def metric_task(name: str) -> Literal["classification", "regression"] | None:
+    """The task a built-in metric scores, or None for a rate, a custom or an unknown name.
+
+    Examples
+    --------
+    >>> metric_task("accuracy"), metric_task("rmse"), metric_task("ctr")
+    ('classification', 'regression', None)
+    """
+    from retrainer.core.metrics import metric_names
+
+    if name in REGRESSION_METRICS:
+        return "regression"
+    return "classification" if name in metric_names() else None
+
+
+def metric_task_problem(name: Any, task: str, where: str, why: str = "") -> str | None:
+    """The problem with metric ``name`` at ``where`` in a ``task`` pipeline, or None: a
+    classification metric of a regression (accuracy would be stored as 0.0) or the reverse.
+    ``why`` says where the task came from (an inferred task names its target)."""
+    if not isinstance(name, str) or task not in ("classification", "regression"):
+        return None
+    kind = metric_task(name)
+    if kind is None or kind == task:
+        return None
+    if task == "regression":
+        fits = ", ".join(REGRESSION_METRICS)
+    else:
+        from retrainer.core.metrics import metric_names
+
+        fits = ", ".join(m for m in metric_names() if m not in REGRESSION_METRICS)
+    other = "classification" if task == "regression" else "regression"
+    return (
+        f"{where}: {name!r} is a {kind} metric, but the pipeline's task is {task}{why}; "
+        f"use one of {fits}, or set task: {other}"
+    )
+
+
+def _trigger_metrics(spec: Any, where: str) -> list[tuple[str, Any]]:
+    """(key path, metric name) of a trigger spec's metrics, nested any/all included."""
+    if not isinstance(spec, Mapping):
+        return []
+    out = [(f"{where}.metric", spec["metric"])] if "metric" in spec else []
+    for kind in ("any", "all"):
+        for k, child in enumerate(spec.get(kind) or ()):
+            out += _trigger_metrics(child, f"{where}.{kind}[{k}]")
+    return out
+
+
+def task_metric_problems(
+    pipeline: PipelineConfig, where: str, task: str | None = None, why: str = ""
+) -> list[str]:
+    """Every metric of ``pipeline`` (its metrics, monitor metrics and metric triggers) that
+    does not fit ``task`` (default: the configured one; nothing to check for ``auto``)."""
+    task = task or pipeline.task
+    named: list[tuple[str, Any]] = [
+        (f"{where}.metrics[{j}]", m) for j, m in enumerate(pipeline.metrics)
+    ]
+    named += [
+        (f"{where}.monitor.performance.metrics[{j}]", m)
+        for j, m in enumerate(pipeline.monitor.performance.metrics or [])
+    ]
+    for j, spec in enumerate(pipeline.triggers):
+        named += _trigger_metrics(spec, f"{where}.triggers[{j}]")
+    problems = (metric_task_problem(m, task, key, why) for key, m in named)
+    return [p for p in problems if p is not None]
+
+
 def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
     """Checks Pydantic cannot express: blessing rules and metric names (built in core)."""
     import difflib
@@ -717,6 +798,7 @@ def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
                 build_guard(spec, where=f"pipelines[{i}].guards[{j}]")
             except ConfigError as exc:
                 problems.append(str(exc))
+        problems += task_metric_problems(p, f"pipelines[{i}]")
         known = set(p.metric_names()) - set(bad_metrics)
         for j, rule in enumerate(p.blessing.rules):
             key = f"pipelines[{i}].blessing.rules[{j}]"

@@ -362,6 +362,8 @@ def render_daemon_start(start: DaemonStart) -> None:
         f"retrainer daemon: {start.pipelines} pipeline(s), tick {start.tick_s:g}s "
         f"({where}), executor {start.executor}"
     )
+    for line in start.warnings:
+        err.print(f"[yellow]warning:[/yellow] {escape(line)}", soft_wrap=True)
 
 
 def render_daemon_stop(summary: DaemonSummary) -> None:

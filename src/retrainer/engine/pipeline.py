@@ -473,6 +473,9 @@ class Pipeline:
             definition.pop("duplicates", None)
         if not definition.get("categorical"):  # none declared: the hash written before it
             definition.pop("categorical", None)
+        drift = (definition.get("monitor") or {}).get("drift") or {}
+        if drift.get("window") == "auto":  # likewise
+            drift.pop("window")
         h.update(json.dumps(definition, sort_keys=True).encode())
         user_code: list[Code] = [self.config.train] if self.config.train else []
         user_code += [m.function for m in self.config.metrics if isinstance(m, MetricConfig)]
@@ -676,6 +679,12 @@ class Pipeline:
                 "value: fix or drop those rows in the source"
             )
         task = self.task(frame, y)
+        if cfg.task == "auto":  # a configured task was checked with the config
+            from retrainer.config import task_metric_problems
+
+            why = f" (task: auto, and target column '{cfg.target}' has dtype {y.dtype})"
+            if problems := task_metric_problems(cfg, f"pipelines[{cfg.name}]", task, why):
+                raise ConfigError("; ".join(problems))
         if task == "regression" and not pd.api.types.is_numeric_dtype(y):
             raise DataError(
                 f"target column '{cfg.target}' has dtype {y.dtype}; regression needs a numeric "

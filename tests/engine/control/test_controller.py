@@ -418,3 +418,39 @@ def test_the_triggers_needs_decide_what_the_controller_gathers(
     controller = Controller(project, clock=clock)
     _drive(controller, clock, timedelta(hours=6), START + timedelta(days=2))
     assert bool(counted) == counts_rows
+
+
+def test_a_metric_trigger_without_a_prediction_log_measures_the_champion_on_the_source(
+    tmp_path: Path,
+):
+    # the backtest recommended "accuracy drops 2 points over 3 days"; in the daemon nothing
+    # filled the log, and it printed "insufficient data (n=0)" forever
+    from retrainer.engine.control.checks import start_warnings
+    from retrainer.engine.runs.run import execute_run
+    from retrainer.testing import drifting_frame
+
+    frame = drifting_frame(24 * 40, seed=3, flip_after="2024-01-22")
+    project = in_memory_project(
+        frame,
+        root=tmp_path,
+        triggers=[{"metric": "accuracy", "drop": 0.02, "over": "3d", "min_samples": 30}],
+        blessing=BLESS_ANY,
+        window={"kind": "sliding", "duration": "10d"},
+    )
+    clock = SimulatedClock(START)
+    assert execute_run(project, clock=clock).promoted
+    [note] = start_warnings(project, START, simulated=True)
+    assert note.startswith(
+        "pipeline toy: no predictions logged for its metric trigger(s) (accuracy over 3d): the "
+        "daemon measures the champion on the rows of the source labelled since its training"
+    )
+    controller = Controller(project, clock=clock)
+    clock.advance(timedelta(hours=36))
+    quiet = controller.tick()
+    [decision] = quiet.decisions
+    assert not decision.fire and "insufficient" not in decision.reason, decision.reason
+    clock.advance(timedelta(days=3, hours=12))  # the labels flipped on Jan 22: accuracy falls
+    report = controller.tick()
+    [decision] = report.decisions
+    assert decision.fire, decision.reason
+    assert len(report.queued) == 1

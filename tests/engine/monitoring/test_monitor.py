@@ -375,6 +375,109 @@ def test_a_source_whose_newest_labels_have_not_arrived(tmp_path: Path):
     assert by_day[23].n_labelled == 24 and by_day[23].status == "ok"
     assert by_day[24].n_rows == 24 and by_day[24].n_labelled == 0
     assert by_day[25].status == "insufficient_data"
-    # the detector is fed the errors of the labelled rows only: Jan 23's 24
+    # the detector is fed the errors of the labelled rows only: Jan 23's 24, after the 72
+    # labelled rows since the champion's training (Jan 20 to 23) that warm a new detector
     concept = result.record.summary["concept_drift"]
-    assert concept is not None and concept["rows_fed"] == 24
+    assert concept is not None and concept["rows_fed"] == 72 + 24
+    assert (
+        "72 labelled row(s) since v1's training and before the window fed first"
+        in (concept["note"])
+    )
+
+
+def test_a_new_detector_is_warmed_on_the_errors_since_the_champion_trained(tmp_path: Path):
+    """The labels flip on Jan 22; the first monitor run, on Jan 27, reads Jan 25-27: fed that
+    window alone, the detector sees a stream wrong throughout and no change in it."""
+    project = _project(tmp_path, _frame(flip_after="2024-01-22"), window="2d")
+    result = run_monitor(
+        project, clock=SimulatedClock(datetime(2024, 1, 27, tzinfo=UTC)), report=False
+    )
+    concept = result.summary.concept_drift
+    assert concept is not None and concept.drift_detected, concept
+    assert concept.rows_fed == 7 * 24  # Jan 20 to 27: the rows since the champion trained
+    assert "120 labelled row(s) since v1's training and before the window fed first" in (
+        concept.note
+    )
+    assert concept.detections[0] >= "2024-01-22"
+
+
+def test_a_detector_fed_no_row_of_the_training_window_says_so(tmp_path: Path):
+    project = _project(tmp_path, _frame())  # v1 trained on the rows before Jan 20
+    result = run_monitor(project, clock=SimulatedClock(T_TRAIN), end=T_TRAIN, report=False)
+    concept = result.summary.concept_drift
+    assert concept is not None and concept.rows_fed == 0
+    assert concept.note.endswith(
+        "0 rows fed: the 72 labelled row(s) are before the end of v1's training window "
+        "(2024-01-20T00:00:00+00:00), and a model is not judged on the rows it learned from"
+    )
+
+
+def test_logged_predictions_awaiting_feedback_are_pending_not_missing(tmp_path: Path):
+    """A 0/1 target read from the log with some feedback not arrived: no dtype_changed,
+    missing_rate or unseen_category ('0.0', '1.0') findings on the target."""
+    frame = _frame()
+    project = _project(tmp_path, frame, data="log", window="3d")
+    rows = frame[(frame["ts"] >= "2024-01-23") & (frame["ts"] < "2024-01-26")]
+    ids = [f"r{i}" for i in range(len(rows))]
+    logs = project.log_store()
+    logs.append_predictions(
+        pd.DataFrame(
+            {
+                "id": ids,
+                "timestamp": rows["ts"].to_numpy(),
+                "pipeline": "toy",
+                "model_version": 1,
+                "prediction": rows["y"].to_numpy(),
+                "score": 0.5,
+                "x1": rows["x1"].to_numpy(),
+                "x2": rows["x2"].to_numpy(),
+            }
+        )
+    )
+    arrived = rows["ts"] < pd.Timestamp("2024-01-25")  # the last day: no feedback yet
+    logs.append_feedback(
+        pd.DataFrame(
+            {
+                "id": np.array(ids)[arrived.to_numpy()],
+                "timestamp": rows["ts"][arrived].to_numpy() + np.timedelta64(30, "m"),
+                "outcome": rows["y"][arrived].to_numpy(),
+            }
+        )
+    )
+    result = run_monitor(
+        project, clock=SimulatedClock(datetime(2024, 1, 26, tzinfo=UTC)), report=False
+    )
+    on_target = [(f.kind, f.message) for f in result.summary.findings if f.column == "y"]
+    assert on_target == []
+    row = result.drift.row("y")
+    assert row.tested and row.n_cur == 48 and row.kind == "categorical"
+
+
+@pytest.mark.parametrize(("window", "flagged"), [("auto", False), ("same", True)])
+def test_drift_checks_read_whole_weeks_so_a_weekday_is_not_drift(
+    tmp_path: Path, window: str, flagged: bool
+):
+    """A daily window holds one weekday: against a profile of whole weeks, a weekday feature
+    drifts every day, unless the check reads whole weeks (the default)."""
+    frame = _frame()
+    frame["dow"] = frame["ts"].dt.day_of_week  # a weekday code, checked as a category
+    drift = {
+        "window": window,
+        "categorical": ["dow"],
+        "features": {"dow": {"method": "jensenshannon"}},
+        "min_samples": 20,
+    }
+    project = in_memory_project(
+        frame,
+        root=tmp_path,
+        features=["x1", "x2", "dow"],
+        window={"kind": "sliding", "duration": "28d"},  # 3 weeks trained on, 1 held out
+        monitor={"window": "1d", "drift": drift},
+    )
+    assert execute_run(project, clock=SimulatedClock(datetime(2024, 1, 29, tzinfo=UTC))).promoted
+    result = run_monitor(
+        project, clock=SimulatedClock(datetime(2024, 2, 6, tzinfo=UTC)), report=False
+    )
+    assert result.summary.rows == 24  # the monitor's window; the drift check reads a week
+    assert result.drift.n_cur == (24 if window == "same" else 7 * 24)
+    assert ("dow" in result.drift.drifted_columns) is flagged

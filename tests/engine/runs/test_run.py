@@ -544,12 +544,17 @@ def test_an_unset_deploy_key_keeps_the_definition_hash(tmp_path: Path):
     assert dump.pop("rollout") is None
     assert dump.pop("duplicates") == "keep"  # a later key, left out of the hash the same way
     assert dump.pop("categorical") == []  # and another
+    assert dump["monitor"]["drift"].pop("window") == "auto"  # and another
     before = hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()
     assert project.pipeline().definition_hash == before  # projects written before 'deploy'
     explicit = _project(tmp_path, deploy={"strategy": "replace"})
     assert explicit.pipeline().definition_hash != before  # an edited config is a change
     assert _project(tmp_path, duplicates="keep").pipeline().definition_hash == before
     assert _project(tmp_path, duplicates="drop").pipeline().definition_hash != before
+    auto = _project(tmp_path, monitor={"drift": {"window": "auto"}})
+    assert auto.pipeline().definition_hash == before
+    same = _project(tmp_path, monitor={"drift": {"window": "same"}})
+    assert same.pipeline().definition_hash != before
 
 
 def test_duplicated_rows_are_reported_in_the_evidence_and_kept_by_default(tmp_path: Path):

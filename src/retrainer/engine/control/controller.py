@@ -199,6 +199,7 @@ class Controller:
         self._ensured: dict[str, str] = {}
         self._versions: dict[tuple[str, int], Any] = {}
         self._metrics: dict[tuple[str, MetricNeed], MetricValue] = {}
+        self._champion_models: dict[str, tuple[int, Any]] = {}
         # alerts cover events from now on, not the history before this controller started
         latest = project.store.list_events(limit=1)
         self._last_event_id = latest[0].id or 0 if latest else 0
@@ -258,9 +259,13 @@ class Controller:
         return report
 
     def _online_metrics(self, now: datetime) -> dict[tuple[str, MetricNeed], MetricValue]:
-        """Every metric the triggers need, read from the log in one query per window length."""
-        if not self.project.has_log_store:
-            return {}
+        """Every metric the triggers need, read from the log in one query per window length.
+
+        A metric whose window holds no logged prediction (no log, or nothing logged for the
+        pipeline) is measured as the backtest's replay does: the champion's predictions on
+        the rows of the source labelled since its training (see :func:`source_metric`), so a
+        metric trigger the backtest recommends can fire without a prediction log.
+        """
         wanted: list[tuple[str, MetricNeed]] = []
         for cfg in self.project.config.pipelines:
             policy = self.policy(cfg.name)
@@ -268,21 +273,41 @@ class Controller:
                 wanted += [(cfg.name, need) for need in policy.needs.metrics]
         if not wanted:
             return {}
+        from retrainer.core.performance import WindowPerformance
         from retrainer.engine.monitoring.online import recent_performance_many
 
-        windows = recent_performance_many(
-            self.project.log_store(),
-            [(name, n.metric, n.over, n.min_samples) for name, n in wanted],
-            now=now,
-        )
+        windows: dict[tuple[str, str, timedelta, int], WindowPerformance] = {}
+        if self.project.has_log_store:
+            windows = recent_performance_many(
+                self.project.log_store(),
+                [(name, n.metric, n.over, n.min_samples) for name, n in wanted],
+                now=now,
+            )
         out = {}
         for name, need in wanted:
-            window = windows[
+            window = windows.get(
                 (name, get_online_metric(need.metric).name, need.over, need.min_samples)
-            ]
+            )
+            if window is None or window.n_rows == 0:
+                window = self._source_metric(name, need, now)
             result = window.result(need.metric)
             out[(name, need)] = MetricValue(value=result.value, n=result.n, status=result.status)
         return out
+
+    def _source_metric(self, name: str, need: MetricNeed, now: datetime) -> Any:
+        """:func:`source_metric` of the current champion (its model loaded once)."""
+        store = self.project.store
+        champion = store.get_alias(name, CHAMPION)
+        mv = model = None
+        if champion is not None:
+            key = (name, champion)
+            if key not in self._versions:
+                self._versions[key] = store.get_version(name, champion)
+            mv = self._versions[key]
+            if self._champion_models.get(name, (None, None))[0] != champion:
+                self._champion_models[name] = (champion, self.project.load_version(mv))
+            model = self._champion_models[name][1]
+        return source_metric(self.project.pipeline(name), mv, model, need, now)
 
     def _rollout(self, pipeline: Pipeline, now: datetime, report: TickReport) -> None:
         """Advance the pipeline's rollout, if one is active (a failure is an event, not a
@@ -693,14 +718,90 @@ class _Outage:
 def _labelled_rows_since(pipeline: Pipeline, trained: Snapshot | None, now: datetime) -> int:
     """Rows with a label that the champion did not learn: after the newest row it trained on
     (with delayed labels its window's end runs ahead of that row), all of them without one."""
-    if trained is None:
-        start = None
-    elif trained.max_time is not None:
-        start = trained.max_time + timedelta(microseconds=1)
-    else:
-        start = trained.window_end
+    start = _trained_until(trained) if trained is not None else None
     frame = pipeline.source.load(start, now)
     target = pipeline.config.target
     if target not in frame.columns:
         return len(frame)
     return int(frame[target].notna().sum())
+
+
+def _trained_until(trained: Snapshot) -> datetime | None:
+    """The first time a champion did not learn from: after its newest row (with delayed labels
+    its window's end runs ahead of that row)."""
+    if trained.max_time is not None:
+        return trained.max_time + timedelta(microseconds=1)
+    return trained.window_end
+
+
+def source_metric(
+    pipeline: Pipeline, version: Any | None, model: Any, need: MetricNeed, now: datetime
+) -> Any:
+    """A metric trigger's window measured from the source: the champion's predictions on the
+    rows of ``[now - over, now)`` whose label is there, none of which it trained on.
+
+    What the backtest's replay logs (each batch served by the champion, each label fed back
+    when it arrives), computed when no prediction log feeds the trigger; returns a
+    :class:`~retrainer.core.performance.WindowPerformance` (no rows without a champion).
+    """
+    import numpy as np
+
+    from retrainer.core.performance import evaluate_window
+
+    metric = get_online_metric(need.metric)
+    start = now - need.over
+    target = pipeline.config.target
+    frame = None
+    if version is not None and model is not None:
+        since = _trained_until(version.snapshot)
+        frame = pipeline.source.load(max(start, since) if since is not None else start, now)
+        frame = frame[frame[target].notna()] if target in frame.columns else None
+    if frame is None or frame.empty:
+        empty = np.empty(0)
+        times = empty.astype("datetime64[us]")
+        return evaluate_window(
+            times, empty, empty, None, [metric], start=start, end=now, min_samples=need.min_samples
+        )
+    frame = frame.reset_index(drop=True)
+    pred = pipeline.predict(model, frame)
+    y = frame[target]
+    # a nullable integer or boolean column: its labels as numbers (they are all there)
+    y_true = y.to_numpy(dtype=float) if y.dtype.kind in "iub" else y.to_numpy()
+    return evaluate_window(
+        frame[pipeline.time_column].to_numpy(),
+        y_true,
+        pred.y_pred,
+        pred.y_score if metric.needs_proba else None,
+        [metric],
+        start=start,
+        end=now,
+        min_samples=need.min_samples,
+    )
+
+
+def metric_feed_notes(project: Project, name: str, now: datetime) -> list[str]:
+    """A line when a pipeline's metric triggers read no logged prediction: what the daemon
+    measures instead (see :func:`source_metric`)."""
+    policy = build_policy(project.pipeline(name))
+    needs = sorted(policy.needs.metrics, key=lambda n: (n.metric, n.over)) if policy else []
+    if not needs:
+        return []
+    longest = max(n.over for n in needs)
+    if project.has_log_store:
+        logged = project.log_store().predictions(name, now - longest, now, columns=["timestamp"])
+        if len(logged):
+            return []
+    what = ", ".join(f"{n.metric} over {_duration_text(n.over)}" for n in needs)
+    return [
+        f"pipeline {name}: no predictions logged for its metric trigger(s) ({what}): the daemon "
+        "measures the champion on the rows of the source labelled since its training, as the "
+        "backtest's replay does (log predictions and feedback to measure what was served)"
+    ]
+
+
+def _duration_text(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -13,9 +14,12 @@ from types import FrameType
 from retrainer.adapters.executors import Executor, ProcessExecutor
 from retrainer.core.clock import Clock, SimulatedClock, check_time
 from retrainer.core.types import Event, Run
+from retrainer.engine.control.checks import start_warnings
 from retrainer.engine.control.controller import Controller
 from retrainer.engine.project import Project
 from retrainer.errors import ConfigError
+
+_log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 """The signals that stop the daemon cleanly (after the tick in progress)."""
@@ -129,6 +133,9 @@ class DaemonStart:
     """The simulated clock's start, or None on the wall clock."""
     executor: str
     """The executor's class name (``InlineExecutor``, ``ProcessExecutor``, ...)."""
+    warnings: tuple[str, ...] = ()
+    """One line per reason this daemon may do nothing (see
+    :func:`~retrainer.engine.control.checks.start_warnings`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,6 +206,9 @@ def run_daemon(
                 seen = max(e.id or 0 for e in new)
                 on_events(new)
 
+        warnings = tuple(
+            start_warnings(project, controller.clock.now(), simulated=simulated is not None)
+        )
         if on_start is not None:
             on_start(
                 DaemonStart(
@@ -206,8 +216,12 @@ def run_daemon(
                     tick_s=tick,
                     simulated_from=simulated.now() if simulated is not None else None,
                     executor=type(controller.executor).__name__,
+                    warnings=warnings,
                 )
             )
+        else:
+            for line in warnings:
+                _log.warning(line)
         try:
             ticks = controller.run(
                 tick_s=tick,

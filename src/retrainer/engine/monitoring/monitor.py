@@ -34,13 +34,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retrainer.adapters.detectors import ConceptDriftDetector
-from retrainer.core.clock import Clock, as_utc, check_time, utc_datetime64
+from retrainer.core.clock import Clock, as_utc, check_time
 from retrainer.core.drift import DriftCheck, DriftReport
 from retrainer.core.performance import WindowPerformance, get_online_metric, performance_over_time
 from retrainer.core.profile import CategoricalProfile, Finding, NumericProfile, Profile
 from retrainer.core.types import Event, ModelVersion, MonitorRecord
 from retrainer.core.windows import parse_duration
+from retrainer.engine.monitoring.checks import (
+    check_window,
+    drift_start,
+    drift_text,
+    logged_target,
+    window_rows,
+)
+from retrainer.engine.monitoring.concept import (
+    errors_of,
+    feed_detector,
+    labels_of,
+    log_task,
+    warm_from,
+)
 from retrainer.engine.monitoring.online import online_performance
 from retrainer.engine.monitoring.results import (
     CategoricalHistogram,
@@ -50,7 +63,7 @@ from retrainer.engine.monitoring.results import (
     MonitorWindow,
     NumericHistogram,
 )
-from retrainer.engine.pipeline import Pipeline
+from retrainer.engine.pipeline import Pipeline, Prediction
 from retrainer.engine.project import Project
 from retrainer.engine.runs.profiles import (
     PREDICTION_COLUMN,
@@ -58,9 +71,13 @@ from retrainer.engine.runs.profiles import (
     output_of,
     window_columns,
 )
-from retrainer.engine.state import CHAMPION, CONCEPT_STATE_KEY
+from retrainer.engine.state import CHAMPION
+from retrainer.engine.state import CONCEPT_STATE_KEY as CONCEPT_STATE_KEY  # where tests found it
 from retrainer.engine.state import last_change as last_change  # where callers found it
 from retrainer.errors import ConfigError, ModelNotFoundError
+
+WARM_ROWS = 50_000
+"""The most rows before the window a new concept-drift detector is warmed on (the newest)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,16 +131,56 @@ def _load(project: Project, mv: ModelVersion) -> Any:
 
 
 def _current_frame(
-    project: Project, pipeline: Pipeline, start: datetime, end: datetime
+    project: Project,
+    pipeline: Pipeline,
+    start: datetime,
+    end: datetime,
+    profile: Profile | None = None,
+    *,
+    feedback_until: datetime | None = None,
 ) -> tuple[pd.DataFrame, str]:
-    """The window's rows: features (and target when known), sorted by time."""
+    """The window's rows: features (and target when known), sorted by time. From the log, the
+    target keeps its training dtype (see :func:`~.checks.logged_target`)."""
     mcfg = pipeline.config.monitor
     if mcfg.data == "source":
         return pipeline.source.load(start, end), pipeline.time_column
     logs = project.log_store()
-    frame = logs.joined(pipeline.name, start, end, feedback_until=end, include_unlabelled=True)
-    frame = frame.rename(columns={"outcome": pipeline.config.target})
+    target = pipeline.config.target
+    frame = logs.joined(
+        pipeline.name, start, end, feedback_until=feedback_until or end, include_unlabelled=True
+    )
+    frame = frame.rename(columns={"outcome": target})
+    if target in frame.columns:
+        frame[target] = logged_target(frame[target], profile, target)
     return frame, "timestamp"
+
+
+def _warm_errors(
+    project: Project,
+    pipeline: Pipeline,
+    model: Any,
+    begin: datetime,
+    start: datetime,
+    end: datetime,
+    task: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Row times, errors and (from the log) feedback times of the champion on the rows of
+    ``[begin, start)``: what a new detector is fed before the window."""
+    frame, time_col = _current_frame(project, pipeline, begin, start, feedback_until=end)
+    target = pipeline.config.target
+    if target in frame.columns:
+        frame = frame[frame[target].notna()].reset_index(drop=True)
+    if frame.empty or target not in frame.columns:
+        return np.empty(0, dtype="datetime64[us]"), np.empty(0), None
+    frame = frame.iloc[-WARM_ROWS:]
+    y_true = labels_of(frame[target])
+    if pipeline.config.monitor.data == "log":
+        errors = errors_of(y_true, frame["prediction"].to_numpy(), task)
+        return frame[time_col].to_numpy(), errors, frame["feedback_timestamp"].to_numpy()
+    if any(c not in frame.columns for c in pipeline.feature_columns):
+        return np.empty(0, dtype="datetime64[us]"), np.empty(0), None
+    errors = errors_of(y_true, pipeline.predict(model, frame).y_pred, task)
+    return frame[time_col].to_numpy(), errors, None
 
 
 def _no_rows(pipeline: Pipeline, mv: ModelVersion, start: datetime, end: datetime) -> str:
@@ -141,127 +198,6 @@ def _no_rows(pipeline: Pipeline, mv: ModelVersion, start: datetime, end: datetim
     if pipeline.time_column in before.columns and len(before):
         newest = as_utc(pd.Timestamp(before[pipeline.time_column].max()).to_pydatetime())
     return f"{text} (newest row before it: {newest:%Y-%m-%d %H:%M})"
-
-
-def _labels(y: pd.Series) -> np.ndarray:
-    """A target column as an array whose missing labels are NaN (a nullable integer or
-    boolean column's ``<NA>`` is not, for NumPy)."""
-    if pd.api.types.is_extension_array_dtype(y.dtype) and y.dtype.kind in "iub":
-        return y.to_numpy(dtype=float, na_value=np.nan)
-    return y.to_numpy()
-
-
-def _errors(y_true: np.ndarray, y_pred: np.ndarray, task: str) -> np.ndarray:
-    """Per-row error of the model: 0/1 misclassification, or the absolute error."""
-    out = np.full(len(y_true), np.nan)
-    known = pd.notna(y_true)
-    if task == "classification":
-        out[known] = (y_pred[known] != y_true[known]).astype(float)
-    else:
-        out[known] = np.abs(y_pred[known].astype(float) - y_true[known].astype(float))
-    return out
-
-
-def _log_task(pipeline: Pipeline, outcomes: np.ndarray) -> str:
-    """The task, for logged outcomes: unlabelled rows make an integer column float, so an
-    automatic task is classification when every known outcome is a whole number or a label."""
-    if pipeline.config.task != "auto":
-        return pipeline.config.task
-    known = pd.Series(outcomes).dropna()
-    if pd.api.types.is_float_dtype(known) and not np.all(np.mod(known.to_numpy(), 1) == 0):
-        return "regression"
-    return "classification"
-
-
-def _concept_drift(
-    project: Project,
-    pipeline: Pipeline,
-    mv: ModelVersion,
-    times: np.ndarray,
-    errors: np.ndarray,
-    now: datetime,
-    *,
-    arrived: np.ndarray | None = None,
-    arrived_until: datetime | None = None,
-) -> ConceptDrift:
-    """Feed the rows not fed before to the detector; persist its state (compare-and-set).
-
-    From a source (``arrived`` None) the rows are fed in time order and the state remembers
-    the newest row time fed. From the log, ``arrived`` holds each row's feedback time and the
-    rows are fed in the order their labels arrived, the state remembering ``arrived_until``
-    (the feedback read so far): a label arriving after later rows were fed is still fed.
-    """
-    cfg = pipeline.config.monitor.concept_drift
-    store = project.store
-    stored = store.get_state(pipeline.name, CONCEPT_STATE_KEY)
-    detector, fed_until, feedback_until, revision, note = None, None, None, None, ""
-    newest_change = None  # the newest detection, whatever version it was made for
-    if stored is not None:
-        state, revision = stored
-        newest_change = state.get("last_detection")
-        same = state.get("version") == mv.version and state.get("method") == cfg.method
-        if same:
-            try:
-                detector = ConceptDriftDetector.from_state(state["detector"])
-                fed_until = pd.Timestamp(state["fed_until"]) if state.get("fed_until") else None
-                feedback_until = (
-                    pd.Timestamp(state["feedback_until"]) if state.get("feedback_until") else None
-                )
-            except (ValueError, KeyError) as exc:
-                note = f"detector state discarded ({exc}); started a new detector"
-        else:
-            note = f"new detector for v{mv.version}"
-    if detector is None:
-        detector = ConceptDriftDetector(cfg.method, cfg.params)
-    mask = np.isfinite(errors)
-    trained_until = mv.snapshot.window_end or mv.snapshot.max_time
-    if trained_until is not None:
-        # rows the model was trained or blessed on say nothing about concept drift
-        mask &= times >= utc_datetime64(trained_until)
-    if arrived is None:
-        if fed_until is not None:
-            mask &= times > utc_datetime64(fed_until)
-        order = np.flatnonzero(mask)
-    else:
-        if feedback_until is not None:
-            mask &= arrived > utc_datetime64(feedback_until)
-        order = np.flatnonzero(mask)
-        order = order[np.lexsort((times[order], arrived[order]))]  # by arrival, then row time
-    new_times, new_errors = times[order], errors[order]
-    hits = detector.update(new_errors)
-    if len(new_times):
-        newest = new_times.max()
-        fed_until = pd.Timestamp(
-            newest if fed_until is None else max(utc_datetime64(fed_until), newest)
-        )
-    if hits:
-        newest_change = pd.Timestamp(new_times[hits[-1]]).isoformat()
-    if arrived is not None and arrived_until is not None:
-        feedback_until = pd.Timestamp(arrived_until)
-    store.put_state(
-        pipeline.name,
-        CONCEPT_STATE_KEY,
-        {
-            "version": mv.version,
-            "method": cfg.method,
-            "fed_until": fed_until.isoformat() if fed_until is not None else None,
-            "feedback_until": feedback_until.isoformat() if feedback_until is not None else None,
-            "detector": detector.state(),
-            "last_detection": newest_change,
-        },
-        at=now,
-        expected_revision=revision,
-    )
-    return ConceptDrift(
-        method=cfg.method,
-        version=mv.version,
-        rows_fed=len(new_errors),
-        rows_seen=int(detector.n_seen_),
-        detections=tuple(pd.Timestamp(new_times[i]).isoformat() for i in hits),
-        drift_detected=bool(hits),
-        error_rate=float(np.mean(new_errors)) if len(new_errors) else None,
-        note=note,
-    )
 
 
 def _histograms(profile: Profile, frame: pd.DataFrame, columns: Any) -> dict[str, Histogram]:
@@ -333,7 +269,8 @@ def run_monitor(
 
     Examples
     --------
-    A champion trained on ten days of data, then a window in which ``x`` moved:
+    A champion trained on ten days of data, then a window in which ``x`` moved (the drift
+    check reads the whole week that ends with the 3-day window):
 
     >>> import tempfile
     >>> from datetime import UTC
@@ -342,7 +279,7 @@ def run_monitor(
     >>> from retrainer.core.clock import SimulatedClock
     >>> from retrainer.engine.runs.run import execute_run
     >>> rng = np.random.default_rng(0)
-    >>> x = rng.normal(size=24 * 16)
+    >>> x = rng.normal(size=24 * 21)
     >>> frame = pd.DataFrame({"ts": pd.date_range("2024-01-01", periods=len(x), freq="h"),
     ...                       "x": x, "y": (x > 0).astype(int)})
     >>> frame.loc[frame["ts"] >= "2024-01-13", "x"] += 2.0
@@ -358,11 +295,12 @@ def run_monitor(
     >>> execute_run(project, clock=SimulatedClock(datetime(2024, 1, 11, tzinfo=UTC))).promoted
     True
     >>> result = run_monitor(
-    ...     project, clock=SimulatedClock(datetime(2024, 1, 16, tzinfo=UTC)), report=False)
+    ...     project, clock=SimulatedClock(datetime(2024, 1, 20, tzinfo=UTC)), report=False)
     >>> result.summary.rows, result.drift.drifted_columns
     (72, ('x', '__prediction__'))
-    >>> result.record.summary["window"]  # stored as JSON: summary.to_json()
-    {'start': '2024-01-13T00:00:00+00:00', 'end': '2024-01-16T00:00:00+00:00'}
+    >>> window = result.record.summary["window"]  # stored as JSON: summary.to_json()
+    >>> window["start"], window["drift_start"], window["end"]
+    ('2024-01-17T00:00:00+00:00', '2024-01-13T00:00:00+00:00', '2024-01-20T00:00:00+00:00')
     """
     pipeline = project.pipeline(pipeline_name)
     mcfg = pipeline.config.monitor
@@ -381,7 +319,14 @@ def run_monitor(
         )
     mv = _serving_version(project, pipeline.name, end)
     model = _load(project, mv)
-    frame, time_col = _current_frame(project, pipeline, start, end)
+    profile = Profile.from_dict(mv.profile) if mv.profile is not None else None
+    # the drift check reads whole periods (whole weeks): a window of 8 days counts a weekday
+    # twice, and a weekday feature drifts against any profile of whole weeks
+    checked_from = drift_start(start, end, mcfg.drift.window)
+    wide, time_col = _current_frame(project, pipeline, min(start, checked_from), end, profile)
+    in_window = window_rows(wide, time_col, start)
+    in_check = window_rows(wide, time_col, checked_from)
+    frame = wide.loc[in_window]
     findings: list[Finding] = []
     target = pipeline.config.target
     has_target = target in frame.columns and bool(frame[target].notna().any())
@@ -411,8 +356,13 @@ def run_monitor(
         )
     elif not empty:
         try:
-            pred = pipeline.predict(model, frame)  # once: drift, performance, concept drift
-            output = output_of(pred, frame.index)
+            # once: drift, performance, concept drift
+            every = pipeline.predict(model, wide)
+            output = output_of(every, wide.index)
+            pred = Prediction(
+                y_pred=every.y_pred[in_window],
+                y_score=every.y_score[in_window] if every.y_score is not None else None,
+            )
         except Exception as exc:
             findings.append(
                 Finding(
@@ -425,7 +375,7 @@ def run_monitor(
     histograms: dict[str, Histogram] = {}
     if empty:
         pass
-    elif mv.profile is None:
+    elif profile is None:
         findings.append(
             Finding(
                 kind="no_profile",
@@ -434,15 +384,21 @@ def run_monitor(
             )
         )
     else:
-        profile = Profile.from_dict(mv.profile)
-        columns = window_columns(pipeline, frame, output)
         check = DriftCheck(
             **mcfg.drift.check_params(),
             prediction=PREDICTION_COLUMN if output is not None else None,
             target=target if target in frame.columns else None,  # labelled or not
         )
-        drift = check.check(profile, columns, reference=_raw_reference(pipeline, model, mv))
-        histograms = _histograms(profile, frame, columns)
+        checked = wide.loc[in_check]
+        drift, columns = check_window(
+            pipeline,
+            check,
+            profile,
+            checked,
+            output.loc[in_check] if output is not None else None,
+            reference=_raw_reference(pipeline, model, mv),
+        )
+        histograms = _histograms(profile, checked, columns)
 
     metric_names = mcfg.performance.metrics or pipeline.config.metric_names()
     metrics = [pipeline.metrics.get(m) or get_online_metric(m) for m in metric_names]
@@ -464,21 +420,34 @@ def run_monitor(
         if mcfg.concept_drift.enabled and has_target and "prediction" in frame.columns:
             # the error stream of what production served: logged predictions against the
             # feedback arrived by the window's end (rows still unlabelled are not fed)
-            y_true = frame[target].to_numpy()
-            errors = _errors(y_true, frame["prediction"].to_numpy(), _log_task(pipeline, y_true))
-            concept = _concept_drift(
+            y_true = labels_of(frame[target])
+            task = log_task(pipeline, y_true)
+            times = frame[time_col].to_numpy()
+            errors = errors_of(y_true, frame["prediction"].to_numpy(), task)
+            arrived = frame["feedback_timestamp"].to_numpy()
+            begin = warm_from(project, pipeline, mv, start)
+            if begin is not None:
+                w_times, w_errors, w_arrived = _warm_errors(
+                    project, pipeline, model, begin, start, end, task
+                )
+                if w_arrived is not None:
+                    times = np.concatenate([w_times, times])
+                    errors = np.concatenate([w_errors, errors])
+                    arrived = np.concatenate([w_arrived, arrived])
+            concept = feed_detector(
                 project,
                 pipeline,
                 mv,
-                frame[time_col].to_numpy(),
+                times,
                 errors,
                 now,
-                arrived=frame["feedback_timestamp"].to_numpy(),
+                arrived=arrived,
                 arrived_until=end,
+                window_start=start,
             )
     elif has_target and pred is not None:
         times = frame[time_col].to_numpy()
-        y_true = _labels(frame[target])  # rows whose label has not arrived: NaN
+        y_true = labels_of(frame[target])  # rows whose label has not arrived: NaN
         performance = performance_over_time(
             times,
             y_true,
@@ -491,8 +460,16 @@ def run_monitor(
             min_samples=mcfg.performance.min_samples,
         )
         if mcfg.concept_drift.enabled:
-            errors = _errors(y_true, pred.y_pred, pipeline.task(frame))
-            concept = _concept_drift(project, pipeline, mv, times, errors, now)
+            task = pipeline.task(frame)
+            errors = errors_of(y_true, pred.y_pred, task)
+            begin = warm_from(project, pipeline, mv, start)
+            if begin is not None:
+                w_times, w_errors, _ = _warm_errors(
+                    project, pipeline, model, begin, start, end, task
+                )
+                times = np.concatenate([w_times.astype(times.dtype), times])
+                errors = np.concatenate([w_errors, errors])
+            concept = feed_detector(project, pipeline, mv, times, errors, now, window_start=start)
     elif not has_target:
         findings.append(
             Finding(
@@ -504,7 +481,11 @@ def run_monitor(
     summary = MonitorSummary(
         pipeline=pipeline.name,
         version=mv.version,
-        window=MonitorWindow(start=start.isoformat(), end=end.isoformat()),
+        window=MonitorWindow(
+            start=start.isoformat(),
+            end=end.isoformat(),
+            drift_start=checked_from.isoformat() if checked_from != start and drift else None,
+        ),
         rows=len(frame),
         data=mcfg.data,
         drift=drift,
@@ -548,10 +529,7 @@ def run_monitor(
             Event(
                 kind="drift.detected",
                 at=now,
-                message=(
-                    f"{pipeline.name}: {drift.n_drifted} of {drift.n_tested} features drifted "
-                    f"({', '.join(drift.drifted_columns)})"
-                ),
+                message=f"{pipeline.name}: {drift_text(drift)}",
                 pipeline=pipeline.name,
                 version=mv.version,
                 data={"share": drift.share_drifted, "columns": list(drift.drifted_columns)},

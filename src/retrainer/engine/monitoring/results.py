@@ -38,9 +38,15 @@ class MonitorWindow:
 
     start: str
     end: str
+    drift_start: str | None = None
+    """Where the drift check started, when not at ``start`` (it reads whole weeks: see
+    ``monitor.drift.window``)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end}
+        out = {"start": self.start, "end": self.end}
+        if self.drift_start is not None:
+            out["drift_start"] = self.drift_start
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
