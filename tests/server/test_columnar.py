@@ -45,7 +45,7 @@ BODIES = {ARROW: arrow_body, PARQUET: parquet_body}
 @pytest.mark.parametrize("media", [ARROW, PARQUET])
 def test_a_columnar_batch_answers_as_the_same_rows_in_json(client: TestClient, media):
     # the third row's null: a model without an imputer cannot take it; leave it out here
-    rows = ROWS[:2] + [{"x1": 3, "x2": 3}]
+    rows = [*ROWS[:2], {"x1": 3, "x2": 3}]
     table = pa.table({"x1": [-3.0, 3.0, 3.0], "x2": pa.array([-3, 3, 3], pa.int64())})
     r = post(client, BODIES[media](table), media)
     assert r.status_code == 200, r.text
@@ -67,8 +67,15 @@ def test_an_arrow_answer_when_accept_asks_for_it(client: TestClient):
     out = pa.ipc.open_stream(r.content).read_all().to_pylist()
     assert [sorted(row) for row in out] == [
         sorted(
-            ["prediction_id", "prediction", "score", "model_version", "variant"]
-            + ["proba_0", "proba_1"]
+            [
+                "prediction_id",
+                "prediction",
+                "score",
+                "model_version",
+                "variant",
+                "proba_0",
+                "proba_1",
+            ]
         )
     ] * 2
     assert [row["prediction"] for row in out] == [0, 1]
@@ -76,9 +83,7 @@ def test_an_arrow_answer_when_accept_asks_for_it(client: TestClient):
     assert all(row["score"] == pytest.approx(row["proba_1"]) for row in out)
     assert len({row["prediction_id"] for row in out}) == 2
     # a JSON body can ask for an Arrow answer too
-    r = client.post(
-        "/v1/toy/predict", json=ROWS[:2], headers=bearer("predict") | {"Accept": ARROW}
-    )
+    r = client.post("/v1/toy/predict", json=ROWS[:2], headers=bearer("predict") | {"Accept": ARROW})
     assert pa.ipc.open_stream(r.content).read_all().num_rows == 2
 
 

@@ -270,10 +270,22 @@ def rows_frame(features: Sequence[FeatureSpec], rows: Sequence[Any]) -> pd.DataF
             dtype=features[0].dtype,
         )
         return pd.DataFrame(block, columns=names)
-    return pd.DataFrame(
-        {spec.name: _column(spec, [row[spec.name] for row in rows]) for spec in features},
-        columns=names,
+    return _frame(
+        names, {spec.name: _column(spec, [row[spec.name] for row in rows]) for spec in features}
     )
+
+
+def _frame(names: list[str], columns: dict[str, Any]) -> pd.DataFrame:
+    """The frame of ``columns``: numpy columns of one dtype as one 2-D block (~10x faster to
+    build than from a dict of columns, the usual case of numeric features)."""
+    arrays = list(columns.values())
+    if (
+        arrays
+        and all(isinstance(a, np.ndarray) and a.ndim == 1 for a in arrays)
+        and len({a.dtype for a in arrays}) == 1
+    ):
+        return pd.DataFrame(np.vstack(arrays).T, columns=pd.Index(names), copy=False)
+    return pd.DataFrame(columns, columns=names)
 
 
 def _column(spec: FeatureSpec, values: Sequence[Any]) -> Any:
@@ -317,7 +329,7 @@ def _uniform_frame(features: Sequence[FeatureSpec], rows: Sequence[Any]) -> pd.D
         if column is None:
             return None
         out[spec.name] = column
-    return pd.DataFrame(out, columns=names)
+    return _frame(names, out)
 
 
 def _plain_column(spec: FeatureSpec, values: Sequence[Any]) -> Any:
@@ -452,7 +464,7 @@ def table_frame(features: Sequence[FeatureSpec], table: pa.Table) -> pd.DataFram
         order = {name: j for j, name in enumerate(names)}
         problems.sort(key=lambda p: (p["row"], order[p["column"]]))
         raise RowError(problems[:_MAX_PROBLEMS])
-    return pd.DataFrame(columns, columns=names)
+    return _frame(names, columns)
 
 
 def _suspects(spec: FeatureSpec, column: pa.ChunkedArray) -> np.ndarray:
