@@ -15,8 +15,10 @@ phases named by ``--phases`` (default: all), each a closed loop of ``--concurren
 - ``workers``: 1 vs 2 worker processes on reused keep-alive connections (uvicorn's
   ``--workers 2`` used to leave Nagle on: ~40 ms per reused request), for the floor and for
   ``retrainer serve``, under uvicorn (h11 / httptools+uvloop), granian and hypercorn.
-- ``batch``: 1,000 rows per request: rows/s of ``retrainer serve`` against the bare model's
-  ``predict_proba`` on the same frames in this process.
+- ``batch``: 1,000 rows per request: rows/s of the bare model's ``predict_proba`` on the
+  same frames in this process, of the **Arrow floor** (a bare FastAPI + uvicorn route that
+  reads an Arrow IPC body, calls ``predict_proba`` and answers Arrow: what any server can
+  reach here), and of ``retrainer serve`` with Arrow IPC bodies and answers and with JSON.
 - ``swap``: 20 rollbacks and promotions between v1 and v2 while the load runs: failed requests,
   responses whose ``model_version`` was never the alias's target during the request, and the
   p99 during the swaps against the steady p99 before them.
@@ -100,6 +102,21 @@ async def predict(request: Request):
     frame = pd.DataFrame([row], columns=features)
     proba = model.predict_proba(frame)
     return {"prediction": int(np.argmax(proba[0])), "score": float(proba[0, 1])}
+
+
+@app.post("/v1/elec2/predict.arrow")
+async def predict_arrow(request: Request):
+    # the columnar floor: an Arrow IPC stream in, predict_proba, an Arrow IPC stream out
+    import pyarrow as pa
+    from fastapi.responses import Response
+
+    frame = pa.ipc.open_stream(await request.body()).read_all().to_pandas()[features]
+    proba = model.predict_proba(frame)
+    out = pa.table({"prediction": proba.argmax(axis=1), "score": proba[:, 1]})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, out.schema) as stream:
+        stream.write_table(out)
+    return Response(sink.getvalue().to_pybytes(), media_type="application/vnd.apache.arrow.stream")
 """
 SAVE_MLFLOW = """
 import sys, warnings
@@ -704,8 +721,22 @@ def connections_per_process(port: int) -> str:
     return "+".join(str(n) for n in sorted(counts.values(), reverse=True)) or "?"
 
 
+ARROW = "application/vnd.apache.arrow.stream"
+
+
+def arrow_bytes(frame: Any) -> bytes:
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as stream:
+        stream.write_table(table)
+    return bytes(sink.getvalue())
+
+
 def phase_batch(b: Bench) -> None:
-    """1,000 rows per request against the bare model on the same frames in this process."""
+    """1,000 rows per request: the bare model on the same frames in this process, the Arrow
+    floor, retrainer serve with Arrow bodies and with JSON bodies, all in one run."""
     import pandas as pd
 
     from retrainer.engine.project import Project
@@ -714,7 +745,8 @@ def phase_batch(b: Bench) -> None:
     data = pd.read_parquet(b.base / "data" / "elec2.parquet", columns=FEATURES)
     n = args.batch_rows
     frames = [data.iloc[i * n : (i + 1) * n].reset_index(drop=True) for i in range(8)]
-    bodies = [f.to_json(orient="records").encode() for f in frames]
+    json_bodies = [f.to_json(orient="records").encode() for f in frames]
+    arrow_bodies = [arrow_bytes(f) for f in frames]
     with Project.open(b.base) as project:
         champion = project.store.get_alias("elec2", "champion")
         assert champion is not None
@@ -727,30 +759,35 @@ def phase_batch(b: Bench) -> None:
     bare = done * n / (time.monotonic() - t0)
     proj = b.copy("batch")
     print(f"\n## batch: {n} rows per request\n")
-    print("| what | concurrency | requests | errors | rows/s | p50 ms | p99 ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    print(f"| bare predict_proba in-process | 1 | {done} | 0 | {bare:.0f} | | |")
-    one = float("nan")
-    with b.serve(proj) as srv:
+    print("| what | concurrency | requests | errors | rows/s | x bare | p50 ms | p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| bare predict_proba in-process | 1 | {done} | 0 | {bare:.0f} | 1.00 | | |")
+    arrow_headers = AUTH_HEADERS | {"Content-Type": ARROW, "Accept": ARROW}
+    with b.floor() as floor, b.serve(proj) as srv:
+        cases = [
+            ("Arrow floor: bare FastAPI, Arrow in and out", floor, ".arrow", arrow_bodies,
+             arrow_headers),
+            ("retrainer serve, Arrow in and out", srv, "", arrow_bodies, arrow_headers),
+            ("retrainer serve, JSON in and out", srv, "", json_bodies, AUTH_HEADERS),
+        ]  # fmt: skip
         for conc in (1, 2):
-            url = srv.base + srv.path
-            load(url, 1.0, conc, body=bodies[0])
-            rs = [
-                load(url, args.seconds / len(bodies), conc, body=body, seed=k)
-                for k, body in enumerate(bodies)
-            ]
-            reqs = sum(r.requests for r in rs)
-            errs = sum(r.errors for r in rs)
-            secs = sum(r.seconds for r in rs)
-            lat = np.concatenate([r.lat_ms for r in rs])
-            rate = (reqs - errs) * n / secs
-            print(
-                f"| retrainer serve | {conc} | {reqs} | {errs} | {rate:.0f} | "
-                f"{np.percentile(lat, 50):.1f} | {np.percentile(lat, 99):.1f} |"
-            )
-            if conc == 1:
-                one = rate
-    print(f"\nthe bare model does {bare / one:.2f}x the server's rows/s (concurrency 1)")
+            for name, server, suffix, bodies, headers in cases:
+                url = server.base + server.path + suffix
+                load(url, 1.0, conc, body=bodies[0], headers=headers)
+                rs = [
+                    load(url, args.seconds / len(bodies), conc, body=body, headers=headers, seed=k)
+                    for k, body in enumerate(bodies)
+                ]
+                reqs = sum(r.requests for r in rs)
+                errs = sum(r.errors for r in rs)
+                secs = sum(r.seconds for r in rs)
+                lat = np.concatenate([r.lat_ms for r in rs])
+                rate = (reqs - errs) * n / secs
+                print(
+                    f"| {name} | {conc} | {reqs} | {errs} | {rate:.0f} | {bare / rate:.2f} | "
+                    f"{np.percentile(lat, 50):.1f} | {np.percentile(lat, 99):.1f} |"
+                )
+                sys.stdout.flush()
 
 
 def phase_swap(b: Bench) -> None:

@@ -44,17 +44,19 @@ from typing import TYPE_CHECKING, Any
 
 from retrainer.core.types import CHAMPION
 from retrainer.engine.serving import (
+    Predicted,
     RowError,
     ServedModel,
-    log_rows,
+    frame_of,
+    log_records,
     new_ids,
-    predict_frame,
-    rows_frame,
+    predict_arrays,
 )
 from retrainer.errors import RetrainerError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
     from retrainer.engine.serving import ModelHolder
 
@@ -74,21 +76,26 @@ class ModelFailedError(RetrainerError, RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """What :func:`answer` did: the model that ``served`` the ``answers``, the validated
-    ``frame``, the ``shadow`` to score a copy with (None: none), and the candidate that raised
-    and was replaced by the champion (``failed``; None: none did)."""
+    """What :func:`answer` did: the model that ``served`` the answers (``predicted``, as
+    arrays), the validated ``frame``, the ``shadow`` to score a copy with (None: none), and
+    the candidate that raised and was replaced by the champion (``failed``; None: none did)."""
 
     served: ServedModel
-    answers: list[dict[str, Any]]
+    predicted: Predicted
     frame: pd.DataFrame
     shadow: ServedModel | None = None
     failed: ServedModel | None = None
+
+    @property
+    def answers(self) -> list[dict[str, Any]]:
+        """One dict per row (:meth:`Predicted.answers`)."""
+        return self.predicted.answers()
 
 
 def answer(
     holder: ModelHolder,
     pipeline: str,
-    rows: Sequence[Any],
+    rows: Sequence[Any] | pa.Table,
     key: str,
     *,
     started: float | None = None,
@@ -97,18 +104,20 @@ def answer(
 
     Raises ModelNotFoundError (no champion loaded), :class:`RowError` (rows that do not fit
     the champion's features, or missing values it cannot take) or :class:`ModelFailedError`
-    (the champion raised; counted as its error). ``started`` (``time.perf_counter()``) is
+    (the champion raised; counted as its error). ``rows`` are JSON records or an Arrow table
+    (a columnar body, checked by column: :func:`~retrainer.engine.serving.table_frame`).
+    ``started`` (``time.perf_counter()``) is
     when the request began: the latency counted runs from it.
     """
     t0 = time.perf_counter() if started is None else started
     first, shadow = holder.pick(pipeline, key)
     champion = first if first.variant == CHAMPION else holder.get(pipeline)
-    frame = rows_frame(champion.features, rows)
+    frame = frame_of(champion.features, rows)
     failed = None
     if first is not champion:
         try:
-            X = frame if first.features == champion.features else rows_frame(first.features, rows)
-            answers = predict_frame(first, X)
+            X = frame if first.features == champion.features else frame_of(first.features, rows)
+            predicted = predict_arrays(first, X)
         except Exception as exc:
             holder.record(first, ok=False, seconds=time.perf_counter() - t0)
             _log.warning(
@@ -123,23 +132,23 @@ def answer(
             failed = first
         else:
             holder.record(first, ok=True, seconds=time.perf_counter() - t0)
-            return Answer(first, answers, frame)
+            return Answer(first, predicted, frame)
     try:
-        answers = predict_frame(champion, frame)
+        predicted = predict_arrays(champion, frame)
     except RowError:  # the rows' fault (missing values), not the model's
         raise
     except Exception as exc:
         holder.record(champion, ok=False, seconds=time.perf_counter() - t0)
         raise ModelFailedError(champion, exc) from exc
     holder.record(champion, ok=True, seconds=time.perf_counter() - t0)
-    return Answer(champion, answers, frame, shadow=shadow, failed=failed)
+    return Answer(champion, predicted, frame, shadow=shadow, failed=failed)
 
 
 @dataclass(frozen=True, slots=True)
 class _Job:
     shadow: ServedModel
     champion: ServedModel
-    rows: Sequence[Mapping[str, Any]]
+    rows: Sequence[Mapping[str, Any]] | pa.Table
     frame: pd.DataFrame
     ids: Sequence[str]
     request_key: str | None
@@ -177,7 +186,7 @@ class ShadowScorer:
     >>> logged = []
     >>> scorer = ShadowScorer(holder, log=lambda rows: logged.extend(rows) or True)
     >>> rows = [{"x1": 0.5, "x2": -1.0}]
-    >>> frame = rows_frame(champion.features, rows)
+    >>> frame = frame_of(champion.features, rows)
     >>> scorer.submit(champion, champion, rows, frame, ["a1"], request_key=None,
     ...               now=datetime(2024, 1, 12))
     True
@@ -220,7 +229,7 @@ class ShadowScorer:
         self,
         shadow: ServedModel,
         champion: ServedModel,
-        rows: Sequence[Mapping[str, Any]],
+        rows: Sequence[Mapping[str, Any]] | pa.Table,
         frame: pd.DataFrame,
         ids: Sequence[str],
         *,
@@ -252,9 +261,9 @@ class ShadowScorer:
             X = (
                 job.frame
                 if shadow.features == job.champion.features
-                else rows_frame(shadow.features, job.rows)
+                else frame_of(shadow.features, job.rows)
             )
-            answers = predict_frame(shadow, X)
+            predicted = predict_arrays(shadow, X)
         except Exception as exc:
             self.failed += 1
             self.holder.record(shadow, ok=False, seconds=time.perf_counter() - t0)
@@ -269,11 +278,11 @@ class ShadowScorer:
             )
             return
         self.holder.record(shadow, ok=True, seconds=time.perf_counter() - t0)
-        rows = log_rows(
+        rows = log_records(
             shadow,
-            job.rows,
-            answers,
-            new_ids(len(answers)),
+            X,
+            predicted,
+            new_ids(len(predicted)),
             now=job.now,
             request_key=job.request_key,
             shadow_of=job.ids,
@@ -282,7 +291,7 @@ class ShadowScorer:
         if not self._log(rows):
             self.unlogged += 1
         if self._on_scored is not None:
-            self._on_scored(shadow, len(answers))
+            self._on_scored(shadow, len(predicted))
 
     def close(self) -> None:
         """Score what waits, then stop the thread (a graceful stop loses no queued copy)."""

@@ -60,11 +60,15 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from retrainer.core.clock import Clock
 from retrainer.core.rollout import CHALLENGER, ROLLOUT_KEY, RolloutState, route
@@ -79,13 +83,18 @@ if TYPE_CHECKING:
 __all__ = [
     "FeatureSpec",
     "ModelHolder",
+    "Predicted",
     "RowError",
     "ServedModel",
     "feature_specs",
+    "frame_of",
+    "log_records",
     "log_rows",
+    "predict_arrays",
     "predict_frame",
     "rows_frame",
     "score_file",
+    "table_frame",
 ]
 
 _log = logging.getLogger(__name__)
@@ -209,7 +218,14 @@ def rows_frame(features: Sequence[FeatureSpec], rows: Sequence[Any]) -> pd.DataF
 
     Raises :class:`RowError` for a row that is not an object, a missing or extra column, or a
     value of the wrong type, naming the row, the column and the value.
+
+    Rows that all have exactly the features' keys are checked by column (a set of the value
+    types per column, the numbers' range with numpy); only when that finds something off are
+    the cells checked one by one, which names the problems (the same ones either way).
     """
+    frame = _uniform_frame(features, rows)
+    if frame is not None:
+        return frame
     names = [f.name for f in features]
     known = set(names)
     problems: list[dict[str, Any]] = []
@@ -254,27 +270,260 @@ def rows_frame(features: Sequence[FeatureSpec], rows: Sequence[Any]) -> pd.DataF
             dtype=features[0].dtype,
         )
         return pd.DataFrame(block, columns=names)
+    return _frame(
+        names, {spec.name: _column(spec, [row[spec.name] for row in rows]) for spec in features}
+    )
+
+
+def _frame(names: list[str], columns: dict[str, Any]) -> pd.DataFrame:
+    """The frame of ``columns``: numpy columns of one dtype as one 2-D block (~10x faster to
+    build than from a dict of columns, the usual case of numeric features)."""
+    arrays = list(columns.values())
+    if (
+        arrays
+        and all(isinstance(a, np.ndarray) and a.ndim == 1 for a in arrays)
+        and len({a.dtype for a in arrays}) == 1
+    ):
+        return pd.DataFrame(np.vstack(arrays).T, columns=pd.Index(names), copy=False)
+    return pd.DataFrame(columns, columns=names)
+
+
+def _column(spec: FeatureSpec, values: Sequence[Any]) -> Any:
+    """Valid values of ``spec`` (None: missing) as a column in its training dtype."""
+    if spec.kind == "float":
+        return np.array([math.nan if v is None else v for v in values], dtype=spec.dtype)
+    if spec.kind in ("int", "bool"):
+        return (
+            pd.array(values, dtype=spec.dtype)  # type: ignore[call-overload]
+            if spec.nullable
+            else np.array(values, dtype=spec.dtype)
+        )
+    try:  # the training dtype: object, str, string, category...
+        return pd.Series(values, dtype=spec.dtype if spec.kind == "text" else object)
+    except (TypeError, ValueError):
+        return pd.Series(values, dtype=object)
+
+
+_PLAIN: dict[str, frozenset[type]] = {
+    "float": frozenset({float, int}),
+    "int": frozenset({int}),  # 1.0 is a valid int too, but rare: the per-cell check takes it
+    "bool": frozenset({bool}),
+    "text": frozenset({str}),
+}
+
+
+def _uniform_frame(features: Sequence[FeatureSpec], rows: Sequence[Any]) -> pd.DataFrame | None:
+    """:func:`rows_frame` by column when every row is a dict of exactly the features and every
+    value plainly fits; None when something may not (the per-cell check then names it)."""
+    names = [f.name for f in features]
+    if not rows or not names or type(rows[0]) is not dict:
+        return None
+    keys = rows[0].keys()
+    if keys != set(names) or not all(type(r) is dict and r.keys() == keys for r in rows):
+        return None
+    cells = list(map(itemgetter(*names), rows))
+    columns = list(zip(*cells, strict=True)) if len(names) > 1 else [tuple(cells)]
+    out: dict[str, Any] = {}
+    for spec, values in zip(features, columns, strict=True):
+        column = _plain_column(spec, values)
+        if column is None:
+            return None
+        out[spec.name] = column
+    return _frame(names, out)
+
+
+def _plain_column(spec: FeatureSpec, values: Sequence[Any]) -> Any:
+    """``values`` as :func:`_column` makes them, if each one plainly fits ``spec`` (checked
+    with one set of types and numpy); else None."""
+    types = set(map(type, values))
+    nulls = type(None) in types
+    if nulls:
+        if not spec.nullable:
+            return None
+        types.discard(type(None))
+    allowed = _PLAIN.get(spec.kind)
+    if allowed is not None and not types <= allowed:
+        return None
+    if spec.kind == "float":
+        try:
+            dtype = np.dtype(spec.dtype)
+            numbers = np.array(
+                [math.nan if v is None else v for v in values] if nulls else values,
+                dtype=np.float64,
+            )
+        except (TypeError, OverflowError):  # a dtype numpy lacks; an int beyond any float
+            return None
+        finite = np.isfinite(numbers)
+        if not finite.all() and (
+            not nulls or not (finite | np.array([v is None for v in values])).all()
+        ):
+            return None  # NaN or infinite values: the per-cell check names them
+        if dtype != np.float64:
+            try:
+                limit = float(np.finfo(dtype).max)
+            except ValueError:
+                return None
+            if np.abs(numbers[finite]).max(initial=0.0) > limit:
+                return None
+        return numbers.astype(dtype, copy=False)
+    if spec.kind == "int":
+        try:
+            info = np.iinfo(np.dtype(spec.dtype.lower()))
+        except (TypeError, ValueError):
+            return None
+        ints = [v for v in values if v is not None] if nulls else values
+        if ints and (min(ints) < info.min or max(ints) > info.max):
+            return None
+    return _column(spec, list(values))
+
+
+# --- columnar bodies (Arrow IPC, Parquet) ----------------------------------------------------
+
+
+def frame_of(features: Sequence[FeatureSpec], rows: Sequence[Any] | pa.Table) -> pd.DataFrame:
+    """The checked frame of JSON records (:func:`rows_frame`) or of an Arrow table
+    (:func:`table_frame`)."""
+    if isinstance(rows, pa.Table):
+        return table_frame(features, rows)
+    return rows_frame(features, rows)
+
+
+def _json_value(value: Any) -> Any:
+    """A cell's value as a problem can name it in JSON (times, bytes, decimals as text)."""
+    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
+
+
+def table_frame(features: Sequence[FeatureSpec], table: pa.Table) -> pd.DataFrame:
+    """An Arrow table (a columnar request body) as a frame of the features, in training
+    dtypes, checked by column: a missing, extra or repeated column, and each column's type
+    against its feature's kind (numbers for float, integers for int, booleans, text), with
+    nulls, NaN, infinite and out-of-range numbers found with Arrow and numpy.
+
+    Raises :class:`RowError` with the same problems :func:`rows_frame` names for the same
+    rows as JSON (row, column, value): only the cells found wrong are read one by one.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> specs = feature_specs(["a", "b"], {"a": "float64", "b": "int64"})
+    >>> table_frame(specs, pa.table({"a": [0.5, None], "b": [1, 2]})).dtypes.tolist()
+    [dtype('float64'), dtype('int64')]
+    >>> table_frame(specs, pa.table({"a": [0.5, 1.0], "b": [1.5, 2.0]}))
+    Traceback (most recent call last):
+    ...
+    retrainer.engine.serving.RowError: row 0: column 'b' must be an integer (int64); got 1.5
+    """
+    names = [f.name for f in features]
+    known = set(names)
+    given = table.column_names
+    problems: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for name in given:
+        if name in seen:
+            problems.append(
+                {"row": None, "column": name, "value": None, "problem": "is given twice"}
+            )
+        seen.add(name)
+    problems += [
+        {"row": None, "column": name, "value": None, "problem": "is missing"}
+        for name in names
+        if name not in seen
+    ]
+    problems += [
+        {
+            "row": None,
+            "column": name,
+            "value": None,
+            "problem": f"is not a feature of this pipeline (features: {', '.join(names)})",
+        }
+        for name in dict.fromkeys(given)
+        if name not in known
+    ]
+    if problems:
+        raise RowError(problems[:_MAX_PROBLEMS])
     columns: dict[str, Any] = {}
     for spec in features:
-        values = [row[spec.name] for row in rows]
-        if spec.kind == "float":
-            columns[spec.name] = np.array(
-                [math.nan if v is None else v for v in values], dtype=spec.dtype
-            )
-        elif spec.kind in ("int", "bool"):
-            columns[spec.name] = (
-                pd.array(values, dtype=spec.dtype)  # type: ignore[call-overload]
-                if spec.nullable
-                else (np.array(values, dtype=spec.dtype))
-            )
-        else:
-            try:  # the training dtype: object, str, string, category...
-                columns[spec.name] = pd.Series(
-                    values, dtype=spec.dtype if spec.kind == "text" else object
+        column = table.column(spec.name)
+        if pa.types.is_dictionary(column.type):  # e.g. a pandas category: its values
+            column = column.cast(column.type.value_type)
+        suspects = _suspects(spec, column)
+        found = 0
+        for i in suspects.tolist():
+            value = column[i].as_py()
+            why = _check(spec, value)
+            if why is not None:
+                problems.append(
+                    {"row": i, "column": spec.name, "value": _json_value(value), "problem": why}
                 )
-            except (TypeError, ValueError):
-                columns[spec.name] = pd.Series(values, dtype=object)
-    return pd.DataFrame(columns, columns=names)
+                found += 1
+                if found >= _MAX_PROBLEMS:
+                    break
+        if not problems:
+            columns[spec.name] = _arrow_column(spec, column)
+    if problems:
+        order = {name: j for j, name in enumerate(names)}
+        problems.sort(key=lambda p: (p["row"], order[p["column"]]))
+        raise RowError(problems[:_MAX_PROBLEMS])
+    return _frame(names, columns)
+
+
+def _suspects(spec: FeatureSpec, column: pa.ChunkedArray) -> np.ndarray:
+    """Rows of ``column`` that may not fit ``spec`` (a superset of the bad ones: each is
+    checked with :func:`_check`), found by column."""
+    t = column.type
+    nulls = column.is_null().to_numpy(zero_copy_only=False)
+    bad = np.zeros(len(column), dtype=bool) if spec.nullable else nulls.copy()
+    kind = spec.kind
+    if kind == "any" or pa.types.is_null(t):
+        return np.flatnonzero(bad)
+    numeric = pa.types.is_floating(t) or pa.types.is_integer(t)
+    fits = {
+        "float": numeric,
+        "int": numeric,
+        "bool": pa.types.is_boolean(t),
+        "text": pa.types.is_string(t) or pa.types.is_large_string(t),
+    }[kind]
+    if not fits:  # every value is of the wrong type
+        return np.flatnonzero(bad | ~nulls)
+    if (kind == "float" and pa.types.is_integer(t)) or kind in ("bool", "text"):
+        return np.flatnonzero(bad)  # any integer fits a float's range
+    if kind == "int":
+        try:
+            info = np.iinfo(np.dtype(spec.dtype.lower()))
+        except TypeError:
+            return np.flatnonzero(bad)
+        if pa.types.is_integer(t):
+            low, high = pc.min_max(column).values()
+            if low.is_valid and (low.as_py() < info.min or high.as_py() > info.max):
+                out = [v is not None and not info.min <= v <= info.max for v in column.to_pylist()]
+                bad |= np.array(out, dtype=bool)
+            return np.flatnonzero(bad)
+    values = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)  # null: NaN
+    ok = np.isfinite(values)
+    inside = np.where(ok, values, 0.0)
+    if kind == "int":
+        ok &= (np.floor(inside) == inside) & (inside >= info.min) & (inside <= info.max)
+    else:
+        try:
+            limit = float(np.finfo(np.dtype(spec.dtype.lower())).max)
+        except TypeError:
+            limit = math.inf
+        ok &= np.abs(inside) <= limit
+    return np.flatnonzero(bad | (~nulls & ~ok))
+
+
+def _arrow_column(spec: FeatureSpec, column: pa.ChunkedArray) -> Any:
+    """A checked Arrow column as :func:`_column` makes the same values."""
+    if spec.kind == "float":
+        if pa.types.is_null(column.type):
+            return np.full(len(column), math.nan, dtype=spec.dtype)
+        values = column.to_numpy(zero_copy_only=False)
+        if values.dtype == object:  # integers with nulls
+            values = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+        return values.astype(spec.dtype, copy=False)
+    if spec.kind in ("int", "bool") and not spec.nullable and column.null_count == 0:
+        return column.to_numpy(zero_copy_only=False).astype(spec.dtype, copy=False)
+    return _column(spec, column.to_pylist())
 
 
 # --- the model -------------------------------------------------------------------------------
@@ -314,15 +563,67 @@ def _missing_values(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return problems
 
 
+@dataclass(frozen=True, slots=True)
+class Predicted:
+    """A model's answers to the rows of a frame, as arrays (one entry per row).
+
+    ``score``: the probability of the positive class (binary), of the predicted class
+    (multiclass), or the predicted value (regression); NaN where there is none.
+    ``proba``: the class probabilities (rows x ``classes``), None without ``predict_proba``.
+    """
+
+    prediction: np.ndarray
+    score: np.ndarray
+    proba: np.ndarray | None = None
+    classes: tuple[Any, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.prediction)
+
+    def predictions(self) -> list[Any]:
+        """The predictions as plain Python values."""
+        return self.prediction.tolist()
+
+    def scores(self) -> list[float | None]:
+        """The scores as floats, None where there is none."""
+        out = self.score.tolist()
+        if np.isnan(self.score).any():
+            return [None if math.isnan(v) else v for v in out]
+        return out
+
+    def probabilities(self) -> list[dict[str, float]] | None:
+        """Per row, the probability of each class (by its name); None: not a classifier."""
+        if self.proba is None:
+            return None
+        names = [str(c) for c in self.classes]
+        return [dict(zip(names, row, strict=True)) for row in self.proba.tolist()]
+
+    def answers(self) -> list[dict[str, Any]]:
+        """Per row ``prediction``, ``score`` and (classifiers) ``probabilities``."""
+        preds, scores, probs = self.predictions(), self.scores(), self.probabilities()
+        if probs is None:
+            return [{"prediction": p, "score": s} for p, s in zip(preds, scores, strict=True)]
+        return [
+            {"prediction": p, "score": s, "probabilities": pr}
+            for p, s, pr in zip(preds, scores, probs, strict=True)
+        ]
+
+
 def predict_frame(served: ServedModel, frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per row: ``prediction``, ``score`` and (classifiers) ``probabilities`` by class.
+    """Per row: ``prediction``, ``score`` and (classifiers) ``probabilities`` by class
+    (:func:`predict_arrays` as one dict per row)."""
+    return predict_arrays(served, frame).answers()
+
+
+def predict_arrays(served: ServedModel, frame: pd.DataFrame) -> Predicted:
+    """The model's answers to ``frame`` as arrays.
 
     A model that cannot take missing values (it raises scikit-learn's "Input X contains NaN")
     on a frame with some is a :class:`RowError` naming each missing cell; a model that takes
     them (an imputer, a tree booster) answers as usual.
     """
     try:
-        return _predict_frame(served, frame)
+        return _predict_arrays(served, frame)
     except ValueError as exc:
         # whether a model takes NaN is only known by asking it (a Pipeline's imputer may cover
         # some columns only), so the missing cells are named after the model refuses them
@@ -331,11 +632,9 @@ def predict_frame(served: ServedModel, frame: pd.DataFrame) -> list[dict[str, An
         raise RowError(problems) from exc
 
 
-def _predict_frame(served: ServedModel, frame: pd.DataFrame) -> list[dict[str, Any]]:
+def _predict_arrays(served: ServedModel, frame: pd.DataFrame) -> Predicted:
     model = served.model
     X: Any = frame
-    proba: np.ndarray | None = None
-    classes: list[Any] = []
     with_proba = hasattr(model, "predict_proba") and hasattr(model, "classes_")
     if with_proba and _transform_once(model):
         # a scikit-learn Pipeline: transform once for both answers (the same values)
@@ -344,21 +643,76 @@ def _predict_frame(served: ServedModel, frame: pd.DataFrame) -> list[dict[str, A
     y_pred = np.asarray(model.predict(X))
     if with_proba:
         proba = np.asarray(model.predict_proba(X), dtype=float)
-        classes = [_plain(c) for c in model.classes_]
-    out: list[dict[str, Any]] = []
-    for i, pred in enumerate(y_pred.tolist()):
-        answer: dict[str, Any] = {"prediction": pred, "score": None}
-        if proba is not None:
-            row = proba[i].tolist()
-            if len(classes) == 2:
-                answer["score"] = row[1]
-            elif classes:
-                answer["score"] = max(row)
-            answer["probabilities"] = {str(c): p for c, p in zip(classes, row, strict=True)}
-        elif isinstance(pred, int | float) and not isinstance(pred, bool):
-            answer["score"] = float(pred)
-        out.append(answer)
-    return out
+        classes = tuple(_plain(c) for c in model.classes_)
+        if len(classes) == 2:
+            score = proba[:, 1]
+        elif classes:
+            score = proba.max(axis=1)
+        else:
+            score = np.full(len(y_pred), math.nan)
+        return Predicted(y_pred, score, proba, classes)
+    if y_pred.dtype.kind in "iuf":
+        return Predicted(y_pred, y_pred.astype(float))
+    score = np.array(
+        [
+            float(p) if isinstance(p, int | float) and not isinstance(p, bool) else math.nan
+            for p in y_pred.tolist()
+        ],
+        dtype=float,
+    )
+    return Predicted(y_pred, score)
+
+
+def log_records(
+    served: ServedModel,
+    frame: pd.DataFrame,
+    predicted: Predicted,
+    ids: Sequence[str],
+    *,
+    now: datetime,
+    request_key: str | None = None,
+    shadow_of: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`log_rows` built by column: the features from the checked ``frame`` (the values
+    the model saw; a missing value is None), the answers from ``predicted``.
+
+    Examples
+    --------
+    >>> from datetime import datetime
+    >>> served = ServedModel("p", 3, None, feature_specs(["x"], {"x": "float64"}),
+    ...                      datetime(2024, 1, 1))
+    >>> frame = pd.DataFrame({"x": [0.5, float("nan")]})
+    >>> rows = log_records(served, frame, Predicted(np.array([1, 0]), np.array([0.9, 0.2])),
+    ...                    ["a", "b"], now=datetime(2024, 1, 2))
+    >>> [(r["id"], r["prediction"], r["score"], r["x"], r["variant"]) for r in rows]
+    [('a', 1, 0.9, 0.5, 'champion'), ('b', 0, 0.2, None, 'champion')]
+    """
+    at = now if now.tzinfo is None else now.astimezone(UTC).replace(tzinfo=None)
+    keys = ["id", "timestamp", "pipeline", "model_version", "prediction", "score", "variant"]
+    keys.append("request_key")
+    columns: list[Any] = [
+        ids,
+        repeat(at),
+        repeat(served.pipeline),
+        repeat(served.version),
+        predicted.predictions(),
+        predicted.scores(),
+        repeat(served.variant),
+        repeat(request_key),
+    ]
+    if shadow_of is not None:
+        keys.append("shadow_of")
+        columns.append(shadow_of)
+    for name in frame.columns:
+        if name in keys:
+            continue
+        values = frame[name]
+        listed = values.tolist()
+        if values.hasnans:
+            listed = [None if v is None or v is pd.NA or v != v else v for v in listed]
+        keys.append(str(name))
+        columns.append(listed)
+    return [dict(zip(keys, row, strict=False)) for row in zip(*columns, strict=False)]
 
 
 def log_rows(
@@ -402,8 +756,15 @@ def log_rows(
 
 
 def new_ids(n: int) -> list[str]:
-    """Fresh prediction ids (random 128-bit hex)."""
-    return [uuid.uuid4().hex for _ in range(n)]
+    """Fresh prediction ids: 32 hex digits, a random 96-bit prefix (one uuid4 per call) and an
+    8-digit counter, unique across calls as uuid4s are (1,000 uuid4s cost ~2 ms).
+
+    >>> ids = new_ids(3)
+    >>> len(set(ids)), len(ids[0]), ids[1][-8:]
+    (3, 32, '00000001')
+    """
+    prefix = uuid.uuid4().hex[:24]
+    return [f"{prefix}{i:08x}" for i in range(n)]
 
 
 def _warm_row(features: Sequence[FeatureSpec], profile: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -585,7 +946,7 @@ class ModelHolder:
             loaded_at=self.clock.now(),
             variant=variant,
         )
-        predict_frame(served, rows_frame(features, [_warm_row(features, mv.profile)]))
+        predict_arrays(served, rows_frame(features, [_warm_row(features, mv.profile)]))
         return served
 
     def refresh(self) -> list[ServedModel]:

@@ -36,6 +36,9 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
@@ -47,8 +50,8 @@ from retrainer.core.types import CHAMPION
 from retrainer.core.windows import parse_duration
 from retrainer.engine import routing
 from retrainer.engine.project import Project
-from retrainer.engine.routing import ModelFailedError, ShadowScorer
-from retrainer.engine.serving import ModelHolder, RowError, ServedModel, log_rows, new_ids
+from retrainer.engine.routing import Answer, ModelFailedError, ShadowScorer
+from retrainer.engine.serving import ModelHolder, RowError, ServedModel, log_records, new_ids
 from retrainer.errors import ModelNotFoundError
 from retrainer.server.auth import Authenticator, RateLimiter, default_authenticator, require
 from retrainer.server.errors import ApiError
@@ -105,13 +108,22 @@ _ROW_SCHEMA = {
     "additionalProperties": True,
     "description": "One row: every feature of the pipeline, nothing else.",
 }
+ARROW = "application/vnd.apache.arrow.stream"
+PARQUET = "application/vnd.apache.parquet"
+_COLUMNAR = {
+    "type": "string",
+    "format": "binary",
+    "description": "A batch as columns (one per feature, named as the features).",
+}
 _PREDICT_BODY = {
     "requestBody": {
         "required": True,
         "content": {
             "application/json": {
                 "schema": {"anyOf": [_ROW_SCHEMA, {"type": "array", "items": _ROW_SCHEMA}]}
-            }
+            },
+            ARROW: {"schema": _COLUMNAR},
+            PARQUET: {"schema": _COLUMNAR},
         },
     }
 }
@@ -172,6 +184,84 @@ def _json_safe(problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def _read_json(request: Request, limit: int) -> Any:
+    body = await _read_body(request, limit)
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_json", f"the body is not JSON: {exc}") from None
+
+
+def _columnar(content_type: str) -> str | None:
+    """ARROW or PARQUET when the Content-Type names one (None: JSON)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media if media in (ARROW, PARQUET) else None
+
+
+def _read_table(body: bytes, media: str) -> pa.Table:
+    """The Arrow table of an Arrow IPC stream or Parquet body (422 when it is not one)."""
+    try:
+        if media == ARROW:
+            return pa.ipc.open_stream(pa.py_buffer(body)).read_all()
+        return pq.read_table(pa.BufferReader(body))
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        kind = "an Arrow IPC stream" if media == ARROW else "a Parquet file"
+        raise ApiError(422, "invalid_body", f"the body is not {kind}: {exc}") from None
+
+
+def _arrow_answer(ids: list[str], result: Answer) -> bytes:
+    """The answers as one Arrow IPC stream: prediction_id, prediction, score,
+    model_version, variant, and proba_<class> per class of a classifier."""
+    served, predicted = result.served, result.predicted
+    n = len(ids)
+    columns: dict[str, Any] = {
+        "prediction_id": pa.array(ids, pa.string()),
+        "prediction": pa.array(predicted.prediction),
+        "score": pa.array(predicted.score, pa.float64(), mask=np.isnan(predicted.score)),
+        "model_version": pa.array(np.full(n, served.version, dtype=np.int64)),
+        "variant": pa.DictionaryArray.from_arrays(
+            pa.array(np.zeros(n, dtype=np.int32)), pa.array([served.variant])
+        ),
+    }
+    if predicted.proba is not None:
+        for j, c in enumerate(predicted.classes):
+            columns[f"proba_{c}"] = pa.array(predicted.proba[:, j])
+    table = pa.table(columns)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as stream:
+        stream.write_table(table)
+    return bytes(sink.getvalue())
+
+
+def _json_answer(ids: list[str], result: Answer) -> list[dict[str, Any]]:
+    """The answers as JSON objects, built from the arrays (no dict per row in between)."""
+    served, predicted = result.served, result.predicted
+    version, variant = served.version, served.variant
+    preds, scores, probs = predicted.predictions(), predicted.scores(), predicted.probabilities()
+    if probs is None:
+        return [
+            {
+                "prediction_id": i,
+                "prediction": p,
+                "score": s,
+                "model_version": version,
+                "variant": variant,
+            }
+            for i, p, s in zip(ids, preds, scores, strict=True)
+        ]
+    return [
+        {
+            "prediction_id": i,
+            "prediction": p,
+            "score": s,
+            "probabilities": pr,
+            "model_version": version,
+            "variant": variant,
+        }
+        for i, p, s, pr in zip(ids, preds, scores, probs, strict=True)
+    ]
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise ApiError(
@@ -186,10 +276,7 @@ async def _read_json(request: Request, limit: int) -> Any:
                 413, "too_large", f"the body exceeds {limit} bytes (serve.max_body_bytes)"
             )
         chunks.append(chunk)
-    try:
-        return json.loads(b"".join(chunks))
-    except ValueError as exc:
-        raise ApiError(422, "invalid_json", f"the body is not JSON: {exc}") from None
+    return b"".join(chunks)
 
 
 def create_app(
@@ -397,21 +484,34 @@ def create_app(
         model was trained on. An ``X-Request-Key`` header (e.g. a user id) is logged with the
         predictions and, during a rollout, keeps that key on one variant (without it, each
         request is routed at random).
+
+        A large batch can come as columns: an Arrow IPC stream
+        (``application/vnd.apache.arrow.stream``) or a Parquet file
+        (``application/vnd.apache.parquet``), one column per feature, checked by column. The
+        answer is an Arrow IPC stream when ``Accept`` asks for one (columns ``prediction_id``,
+        ``prediction``, ``score``, ``model_version``, ``variant`` and ``proba_<class>``),
+        else JSON.
         """
         started = time.perf_counter()
         label = _pipeline_label(project, pipeline)
         variant = "-"
         status = 500
         try:
-            body = await _read_json(request, cfg.max_body_bytes)
-            rows = body if isinstance(body, list) else [body]
-            if not rows:
+            media = _columnar(request.headers.get("content-type", ""))
+            rows: list[Any] | pa.Table
+            if media is None:
+                body = await _read_json(request, cfg.max_body_bytes)
+                rows = body if isinstance(body, list) else [body]
+            else:
+                rows = _read_table(await _read_body(request, cfg.max_body_bytes), media)
+            n = rows.num_rows if isinstance(rows, pa.Table) else len(rows)
+            if not n:
                 raise ApiError(422, "invalid_rows", "the batch is empty")
-            if len(rows) > cfg.max_rows:
+            if n > cfg.max_rows:
                 raise ApiError(
                     413,
                     "too_many_rows",
-                    f"{len(rows)} rows; the limit is {cfg.max_rows} per request (serve.max_rows)",
+                    f"{n} rows; the limit is {cfg.max_rows} per request (serve.max_rows)",
                 )
             request_key = request.headers.get("x-request-key")
             try:
@@ -429,13 +529,15 @@ def create_app(
             except ModelFailedError as exc:
                 variant = exc.served.variant
                 raise ApiError(500, "model_failed", str(exc)) from None
-            served, answers = result.served, result.answers
+            served = result.served
             variant = served.variant
             if result.failed is not None:  # the candidate raised; the champion answered
                 metrics.model_errors.labels(label, result.failed.variant).inc()
-            ids = new_ids(len(answers))
+            ids = new_ids(n)
             now = project.clock.now()
-            logged = log_rows(served, rows, answers, ids, now=now, request_key=request_key)
+            logged = log_records(
+                served, result.frame, result.predicted, ids, now=now, request_key=request_key
+            )
             if not writer("predictions").submit(logged):
                 raise ApiError(
                     503,
@@ -444,7 +546,7 @@ def create_app(
                     headers={"Retry-After": "1"},
                 )
             recent.add(pipeline, ids)
-            metrics.predictions.labels(label, variant).inc(len(answers))
+            metrics.predictions.labels(label, variant).inc(n)
             if result.shadow is not None and shadows:
                 shadows[0].submit(
                     result.shadow,
@@ -456,16 +558,9 @@ def create_app(
                     now=now,
                 )
             status = 200
-            out = [
-                {
-                    "prediction_id": i,
-                    **answer,
-                    "model_version": served.version,
-                    "variant": served.variant,
-                }
-                for i, answer in zip(ids, answers, strict=True)
-            ]
-            return JSONResponse({"predictions": out})
+            if ARROW in request.headers.get("accept", ""):
+                return Response(_arrow_answer(ids, result), media_type=ARROW)
+            return JSONResponse({"predictions": _json_answer(ids, result)})
         except ApiError as exc:
             status = exc.status
             exc.counted = True
