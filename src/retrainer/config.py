@@ -54,6 +54,7 @@ from pydantic_core import core_schema
 from retrainer.adapters.notifiers import ConfiguredNotifier
 from retrainer.core.blessing import ConfiguredRule
 from retrainer.core.deploy import DeploySpec
+from retrainer.core.metrics import metric_task_problem
 from retrainer.core.windows import ConfiguredWindow, FullHistory
 from retrainer.errors import ConfigError
 
@@ -675,48 +676,6 @@ def _read_yaml(file: Path) -> Any:
         raise ConfigError(f"{file}: not valid YAML{where}: {problem}") from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot be read: {exc.strerror}") from None
-
-
-REGRESSION_METRICS = ("mae", "mape", "mse", "r2", "rmse")
-"""The built-in metrics of a regression; the other built-in metrics score classes (or their
-probabilities), and rates (``ctr``) and custom metrics fit either task."""
-
-
-def metric_task(name: str) -> Literal["classification", "regression"] | None:
-    """The task a built-in metric scores, or None for a rate, a custom or an unknown name.
-
-    Examples
-    --------
-    >>> metric_task("accuracy"), metric_task("rmse"), metric_task("ctr")
-    ('classification', 'regression', None)
-    """
-    from retrainer.core.metrics import metric_names
-
-    if name in REGRESSION_METRICS:
-        return "regression"
-    return "classification" if name in metric_names() else None
-
-
-def metric_task_problem(name: Any, task: str, where: str, why: str = "") -> str | None:
-    """The problem with metric ``name`` at ``where`` in a ``task`` pipeline, or None: a
-    classification metric of a regression (accuracy would be stored as 0.0) or the reverse.
-    ``why`` says where the task came from (an inferred task names its target)."""
-    if not isinstance(name, str) or task not in ("classification", "regression"):
-        return None
-    kind = metric_task(name)
-    if kind is None or kind == task:
-        return None
-    if task == "regression":
-        fits = ", ".join(REGRESSION_METRICS)
-    else:
-        from retrainer.core.metrics import metric_names
-
-        fits = ", ".join(m for m in metric_names() if m not in REGRESSION_METRICS)
-    other = "classification" if task == "regression" else "regression"
-    return (
-        f"{where}: {name!r} is a {kind} metric, but the pipeline's task is {task}{why}; "
-        f"use one of {fits}, or set task: {other}"
-    )
 
 
 def _trigger_metrics(spec: Any, where: str) -> list[tuple[str, Any]]:
