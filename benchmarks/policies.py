@@ -122,13 +122,14 @@ def quick_copy(backtest: Path, dest: Path) -> Path:
     return dest / "backtest.yaml"
 
 
-def with_delay(backtest: Path, delay: int) -> Any:
-    """The ``BacktestConfig`` of ``backtest`` with ``label_delay`` batches and no cache."""
+def with_delay(backtest: Path, delay: int, *, cache: bool = False) -> Any:
+    """The ``BacktestConfig`` of ``backtest`` with ``label_delay`` batches and no cache (by
+    default: with ``cache``, replays kept in the out folder are reused, timings are not real)."""
     from retrainer.config import BacktestConfig, load_backtest_config
 
     cfg, _ = load_backtest_config(backtest)
     return BacktestConfig.model_validate(
-        {**cfg.model_dump(mode="json"), "label_delay": delay, "cache": False}
+        {**cfg.model_dump(mode="json"), "label_delay": delay, "cache": cache}
     )
 
 
@@ -201,11 +202,12 @@ def bench_policies(
     log: Any,
     *,
     grid: str = "default",
+    cache: bool = False,
 ) -> dict[str, Any]:
     from retrainer.core.windows import parse_duration
     from retrainer.engine.backtest import run_backtest
 
-    cfg = with_delay(backtest, delay)
+    cfg = with_delay(backtest, delay, cache=cache)
     if grid == "delay-adjusted":
         cfg = delay_adjusted(cfg, backtest)
     batch = parse_duration(cfg.batch)
@@ -653,6 +655,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"smoke test: the first {100 * QUICK_SHARE:g}%% of each data set's rows only",
     )
+    ap.add_argument(
+        "--cache",
+        action="store_true",
+        help="reuse the replays cached under --out (fast re-runs; wall times then not real)",
+    )
     ap.add_argument("--skip-policies", action="store_true")
     ap.add_argument("--skip-overhead", action="store_true")
     args = ap.parse_args(argv)
@@ -694,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
                                 args.workers,
                                 log,
                                 grid=grid,
+                                cache=args.cache,
                             )
                         )
         if not args.skip_overhead:
