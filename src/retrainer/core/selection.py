@@ -91,7 +91,7 @@ def select_on_folds(
     ... ]
     >>> sel = select_on_folds(cands)
     >>> sel.name, sel.best, {k: round(v, 2) for k, v in sel.regrets.items()}
-    ('weekly', 'daily', {'daily': 0.33, 'weekly': 0.33, 'never': 5.67})
+    ('weekly', 'daily', {'daily': 0.33, 'weekly': 0.67, 'never': 6.0})
     """
     if criterion not in ("mean", "worst"):
         raise ConfigError(f"criterion must be 'mean' or 'worst'; got {criterion!r}")

@@ -393,7 +393,7 @@ def _bounds(
     score = _score(best.held_out, metric)
     gap = None
     if ref_score == ref_score:
-        gap = round(-regret(score, ref_score, greater_is_better=greater, points=points), 4)
+        gap = round(-regret(ref_score, score, greater_is_better=greater, points=points), 4)
         if not points and ref_score:  # % of the reference, not of the bound
             gap = round(100.0 * sign * (score - ref_score) / abs(ref_score), 4)
     return reference, Bound(
