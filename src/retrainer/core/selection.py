@@ -17,7 +17,7 @@ for rates, and in % of the fold's best value for losses and errors.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from retrainer.errors import ConfigError, DataError
@@ -76,8 +76,14 @@ def select_on_folds(
     tolerance: float = 0.5,
     cpu_tolerance: float = 0.25,
     criterion: str = "mean",
+    same_as: Callable[[str, str], bool] | None = None,
 ) -> FoldSelection:
     """The cheapest candidate whose regret over the folds is within ``tolerance`` of the least.
+
+    ``same_as(top, name)``, when given, says whether candidate ``name`` is not shown to differ
+    from ``top`` (the least regret) on the selection part (a paired interval that reaches 0):
+    such a candidate is within noise of the best too, and competes on cost like those within
+    ``tolerance``.
 
     A fold where a candidate's score is NaN counts as its worst regret on the other folds; a
     candidate with no finite fold score is never chosen.
@@ -117,7 +123,12 @@ def select_on_folds(
         per += [worst] * (sum(math.isfinite(b) for b in best_per_fold) - len(per))
         regrets[c.name] = worst if criterion == "worst" else sum(per) / len(per)
     top = min(usable, key=lambda c: (regrets[c.name], c.cpu_s, c.retrains, c.name))
-    eligible = [c for c in usable if regrets[c.name] <= regrets[top.name] + tolerance + _EPS]
+    eligible = [
+        c
+        for c in usable
+        if regrets[c.name] <= regrets[top.name] + tolerance + _EPS
+        or (same_as is not None and c is not top and same_as(top.name, c.name))
+    ]
     fewest = min(c.cpu_s for c in eligible)
     cheapest = [c for c in eligible if c.cpu_s <= fewest * (1.0 + cpu_tolerance) + _EPS]
     chosen = min(cheapest, key=lambda c: (c.retrains, regrets[c.name], c.cpu_s, c.name))
@@ -126,7 +137,14 @@ def select_on_folds(
         f"{_text(regrets[chosen.name], points)} with {chosen.cpu_s:.3g} CPU s and "
         f"{chosen.retrains} retrains"
     )
-    if chosen is top:
+    if chosen is not top and regrets[chosen.name] > regrets[top.name] + tolerance + _EPS:
+        reason = (
+            f"cheapest policy not shown to differ from the least {what} (least: {top.name} at "
+            f"{_text(regrets[top.name], points)} with {top.cpu_s:.3g} CPU s and "
+            f"{top.retrains} retrains; this: {this}; the interval of their difference on the "
+            "selection part reaches 0)"
+        )
+    elif chosen is top:
         reason = (
             f"least {what}, and none within {_text(tolerance, points)} of it is cheaper ({this})"
         )
