@@ -4,6 +4,7 @@ and the progress count."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,7 @@ def _run(
 
 def _per_batch(replay: Replay, fn: Any) -> np.ndarray:
     rows = replay.batch_rows()
-    return np.array([fn(a - rows[0], b - rows[0]) for a, b in zip(rows[:-1], rows[1:])])
+    return np.array([fn(a - rows[0], b - rows[0]) for a, b in itertools.pairwise(rows)])
 
 
 SELECT: dict[str, Any] = {"cost": CostModel(), "tolerance": 0.5, "deg_scores": None}
