@@ -9,8 +9,8 @@ Two measurements:
     processes. The backtest files are ``src/retrainer/examples/elec2/backtest.yaml`` and
     ``benchmarks/policies/<data set>/backtest.yaml``; the delay is set on a copy of the loaded
     ``BacktestConfig``. Reported per run, read from ``results.json`` (not recomputed): wall
-    seconds; the recommended policy (chosen on the selection part only) and its held-out accuracy; the always-retrain
-    *reference* (``reference``: the best window retrained every batch); the *hindsight bound*
+    seconds; the recommended policy (chosen on the selection part only) and its held-out
+    accuracy; the always-retrain *reference* (``reference``: the best window retrained every batch); the *hindsight bound*
     (``hindsight``: the best policy on the held-out part among those at <= 20% of the
     reference's held-out training CPU; no honest selection beats it) and its gap to the
     reference; the recommended policy's ``regret`` against the bound and its CPU share of the
