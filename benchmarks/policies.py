@@ -10,13 +10,13 @@ Two measurements:
     ``benchmarks/policies/<data set>/backtest.yaml``; the delay is set on a copy of the loaded
     ``BacktestConfig``. Reported per run, read from ``results.json`` (not recomputed): wall
     seconds; the recommended policy (chosen on the selection part only) and its held-out
-    accuracy; the always-retrain *reference* (``reference``: the best window retrained every batch); the *hindsight bound*
-    (``hindsight``: the best policy on the held-out part among those at <= 20% of the
-    reference's held-out training CPU; no honest selection beats it) and its gap to the
-    reference; the recommended policy's ``regret`` against the bound and its CPU share of the
-    reference; its pooled difference (95% interval over resampled batches) with the best
-    "weekly" policy (the policies whose only trigger fires every 7 batches: ``0 0 * * MON`` for
-    1-day batches, ``every <7 x batch>`` otherwise, matched on the policy's parameters) and
+    accuracy; the always-retrain *reference* (``reference``: the best window retrained every
+    batch); the *hindsight bound* (``hindsight``: the best policy on the held-out part among
+    those at <= 20% of the reference's held-out training CPU; no honest selection beats it) and
+    its gap to the reference; the recommended policy's ``regret`` against the bound and its CPU
+    share of the reference; its pooled difference (95% interval over resampled batches) with the
+    best "weekly" policy (the policies whose only trigger fires every 7 batches: ``0 0 * * MON``
+    for 1-day batches, ``every <7 x batch>`` otherwise, matched on the policy's parameters) and
     with never retraining. The targets:
 
     (a) regret <= 0.5 points against the hindsight bound;
