@@ -50,7 +50,7 @@ choice was not made.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -819,7 +819,6 @@ def recommend(
     recommend_baselines: bool = False,
     points: bool = True,
     criterion: str = "mean",
-    same_as: Callable[[str, str], bool] | None = None,
 ) -> Recommendation:
     """The policy a backtest recommends, chosen on the selection part only.
 
@@ -867,6 +866,7 @@ def recommend(
                     folds=p.folds,
                     retrains=p.retrains_selection,
                     cpu_s=p.cpu_s_selection,
+                    reacts=p.has_triggers,
                 )
                 for p in eligible
             ],
@@ -875,7 +875,6 @@ def recommend(
             tolerance=tolerance,
             cpu_tolerance=cpu_tolerance,
             criterion=criterion,
-            same_as=same_as,
         )
         selection = Selection(folds.name, folds.reason, "folds")
         regrets = tuple(folds.regrets.get(p.name) for p in policies)

@@ -17,7 +17,7 @@ for rates, and in % of the fold's best value for losses and errors.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from retrainer.errors import ConfigError, DataError
@@ -35,6 +35,8 @@ class FoldCandidate:
     folds: tuple[float, ...]
     retrains: int
     cpu_s: float
+    reacts: bool = True
+    """False for a policy that never retrains: it cannot react to a shift to come."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,14 +78,12 @@ def select_on_folds(
     tolerance: float = 0.5,
     cpu_tolerance: float = 0.25,
     criterion: str = "mean",
-    same_as: Callable[[str, str], bool] | None = None,
 ) -> FoldSelection:
     """The cheapest candidate whose regret over the folds is within ``tolerance`` of the least.
 
-    ``same_as(top, name)``, when given, says whether candidate ``name`` is not shown to differ
-    from ``top`` (the least regret) on the selection part (a paired interval that reaches 0):
-    such a candidate is within noise of the best too, and competes on cost like those within
-    ``tolerance``.
+    Equally cheap (CPU seconds within ``cpu_tolerance``) and as few retrains, a policy that can
+    react wins over one that never retrains: a trigger that watched the selection part and
+    never fired cost nothing there either, and can still react to a shift to come.
 
     A fold where a candidate's score is NaN counts as its worst regret on the other folds; a
     candidate with no finite fold score is never chosen.
@@ -123,28 +123,20 @@ def select_on_folds(
         per += [worst] * (sum(math.isfinite(b) for b in best_per_fold) - len(per))
         regrets[c.name] = worst if criterion == "worst" else sum(per) / len(per)
     top = min(usable, key=lambda c: (regrets[c.name], c.cpu_s, c.retrains, c.name))
-    eligible = [
-        c
-        for c in usable
-        if regrets[c.name] <= regrets[top.name] + tolerance + _EPS
-        or (same_as is not None and c is not top and same_as(top.name, c.name))
-    ]
+    eligible = [c for c in usable if regrets[c.name] <= regrets[top.name] + tolerance + _EPS]
     fewest = min(c.cpu_s for c in eligible)
     cheapest = [c for c in eligible if c.cpu_s <= fewest * (1.0 + cpu_tolerance) + _EPS]
-    chosen = min(cheapest, key=lambda c: (c.retrains, regrets[c.name], c.cpu_s, c.name))
+    # equally cheap and as few retrains: a trigger that watched and never fired costs what
+    # never retraining costs, and can still react to a shift the selection part did not hold
+    chosen = min(
+        cheapest, key=lambda c: (c.retrains, not c.reacts, regrets[c.name], c.cpu_s, c.name)
+    )
     what = f"{criterion} regret over {n_folds} consecutive folds of the selection part"
     this = (
         f"{_text(regrets[chosen.name], points)} with {chosen.cpu_s:.3g} CPU s and "
         f"{chosen.retrains} retrains"
     )
-    if chosen is not top and regrets[chosen.name] > regrets[top.name] + tolerance + _EPS:
-        reason = (
-            f"cheapest policy not shown to differ from the least {what} (least: {top.name} at "
-            f"{_text(regrets[top.name], points)} with {top.cpu_s:.3g} CPU s and "
-            f"{top.retrains} retrains; this: {this}; the interval of their difference on the "
-            "selection part reaches 0)"
-        )
-    elif chosen is top:
+    if chosen is top:
         reason = (
             f"least {what}, and none within {_text(tolerance, points)} of it is cheaper ({this})"
         )

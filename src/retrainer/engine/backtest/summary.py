@@ -242,23 +242,8 @@ def summarize(
         [_score(p.held_out, metric) for p in measured],
         greater_is_better=greater,
     )
-    index = {p.name: i for i, p in enumerate(measured)}
-    lo = int(rows[0])
-    selection_stats: dict[int, BatchStatistic] = {}
-
-    def sel_stat(i: int) -> BatchStatistic:
-        if i not in selection_stats:
-            selection_stats[i] = _stat(runs[i], rows, lo, 0, k, metric)
-        return selection_stats[i]
-
-    def same_as(top: str, name: str) -> bool:
-        """Not shown to differ from ``top`` on the selection part (pooled, batches resampled)."""
-        d = _difference(sel_stat(index[top]), sel_stat(index[name]))
-        return not d.significant and d.n_batches >= 2
-
     chosen = recommend(
         [_figures(p, metric) for p in measured],
-        same_as=same_as,
         selection_batches=k,
         greater_is_better=greater,
         tolerance=tolerance,
