@@ -111,6 +111,13 @@ def test_regression_differences_are_written_in_the_metrics_units_not_points(tmp_
     assert "points" not in c.text
     assert c.text.startswith("good beats bad by 16 (61.5%)"), c.text
     assert out.to_json()["comparisons"][0]["text"] == c.text
+    from retrainer.engine.backtest.report import write_backtest_report
+
+    report, _ = write_backtest_report(out, tmp_path / "out")
+    page = report.read_text()
+    differences = page[page.index("<h2>Differences") :]
+    assert "points" not in differences
+    assert "-16 (-61.5%)" in differences
 
 
 def test_auc_table_recommendation_and_interval_share_the_pooled_definition(tmp_path: Path):

@@ -294,7 +294,11 @@ def _headline(ctx: _Context) -> dict[str, Any] | None:
             oracle_too = True
         else:
             line = _versus(
-                ctx, mine, "oracle", ctx.held_out(ctx.policy(ctx.oracle_name)), ctx.oracle_name
+                ctx,
+                mine,
+                "always-retrain reference",
+                ctx.held_out(ctx.policy(ctx.oracle_name)),
+                ctx.oracle_name,
             )
             if line:
                 versus.append(line)
