@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from retrainer.cli.app import ConfigOpt, JsonOpt, PipelineOpt, handle_errors, time_option
-from retrainer.cli.render import EventPrinter, PolicyBar, out, print_json, render_backtest
+from retrainer.cli.render import EventPrinter, PolicyBar, err, out, print_json, render_backtest
 from retrainer.errors import ConfigError
 
 
@@ -86,7 +86,7 @@ def backtest(
         updates["cache"] = False
     if updates:
         cfg = cfg.with_options("the command line", **updates)
-    with PolicyBar() as update:
+    with _policy_progress() as update:
         result = run_backtest(
             cfg, out_dir, file=file, progress=update, workers=workers, persist=persist
         )
@@ -110,8 +110,37 @@ def backtest(
         f"\nreport  {result.report}\nresults {result.json_path}\nchart   {result.png}\n"
         f"config  {result.yaml_path}  [dim](retrainer daemon -c ... runs it as is)[/dim]\n"
         f"[dim]{res.seconds or 0:.1f} s, {len(res.policies)} policies"
+        f"{f' ({len(res.failed_policies)} more failed)' if res.failed_policies else ''}"
         f"{f', {result.cached} from the cache' if result.cached else ''}[/dim]"
     )
+
+
+class _PolicyLines:
+    """The backtest's progress without a terminal (a log, CI): a line per finished policy, as
+    it finishes, where a progress bar would print once, at the end."""
+
+    def __init__(self) -> None:
+        self.done = -1
+
+    def __call__(self, done: int, total: int, name: str) -> None:
+        if self.done < 0 and done > 0:
+            err.print(f"policies {done}/{total} from the cache", soft_wrap=True)
+        elif done > self.done and done > 0:
+            err.print(f"policy {done}/{total} done: {escape(name)}", soft_wrap=True)
+        elif done == self.done:
+            err.print(f"{escape(name)} done", soft_wrap=True)
+        self.done = done
+
+    def __enter__(self) -> _PolicyLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _policy_progress() -> PolicyBar | _PolicyLines:
+    """A progress bar on a terminal; else a line per finished policy."""
+    return PolicyBar() if err.is_terminal else _PolicyLines()
 
 
 def _train_window(text: str | None, start: datetime, option: str) -> Any:
@@ -395,7 +424,7 @@ def demo(
         "day through each policy with the daemon's controller; chosen on the first half, "
         "reported on the second."
     )
-    with PolicyBar() as update:
+    with _policy_progress() as update:
         result = backtest_demo(directory, progress=update)
     res = result.results
     render_backtest(res)

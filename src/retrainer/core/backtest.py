@@ -72,6 +72,7 @@ __all__ = [
     "pareto_front",
     "pooled",
     "recommend",
+    "reference",
     "select_policy",
 ]
 
@@ -270,13 +271,20 @@ class Difference:
         return bool(self.low > 0 or self.high < 0)
 
     def describe(
-        self, a: str, b: str, *, points: bool = True, greater_is_better: bool = True
+        self,
+        a: str,
+        b: str,
+        *,
+        points: bool = True,
+        greater_is_better: bool = True,
+        relative_to: float | None = None,
     ) -> str:
         """One sentence on how policy ``a`` compares with policy ``b``.
 
-        ``points=True`` reports in metric points (the difference times 100), else in metric
-        units. The difference is ``a - b``; with ``greater_is_better=False`` (a loss) a
-        negative difference means ``a`` beats ``b``.
+        ``points=True`` reports in metric points (the difference times 100: for rates in
+        [0, 1] only), else in the metric's own units, followed by the difference relative to
+        ``relative_to`` (``b``'s value) when given. The difference is ``a - b``; with
+        ``greater_is_better=False`` (a loss) a negative difference means ``a`` beats ``b``.
 
         Examples
         --------
@@ -285,11 +293,18 @@ class Difference:
         'A is worse than B by 2.00 points (90% CI 1.00 to 3.00)'
         >>> Difference(0.02, math.nan, math.nan, 0.95, 1).describe("A", "B")
         'A - B = 2.00 points on 1 batch (too few batches for an interval)'
+        >>> Difference(-16.69, -20.41, -13.06, 0.95, 90).describe(
+        ...     "A", "never", points=False, greater_is_better=False, relative_to=135.2)
+        'A beats never by 16.69 (12.3%) (95% CI 13.06 to 20.41)'
         """
         scale, unit = (100.0, " points") if points else (1.0, "")
 
         def fmt(x: float) -> str:
             return f"{x * scale:.2f}" if points else f"{x:.4g}"
+
+        rel = ""
+        if not points and relative_to is not None and math.isfinite(relative_to) and relative_to:
+            rel = f" ({abs(self.mean) / abs(relative_to):.1%})"
 
         if self.n_batches == 0 or math.isnan(self.mean):
             return f"{a} and {b} have no batch in common to compare"
@@ -306,10 +321,10 @@ class Difference:
             gain, low, high = -self.mean, -self.high, -self.low
         level = _percent(self.confidence)
         if low > 0:
-            return f"{a} beats {b} by {fmt(gain)}{unit} ({level} CI {fmt(low)} to {fmt(high)})"
+            return f"{a} beats {b} by {fmt(gain)}{unit}{rel} ({level} CI {fmt(low)} to {fmt(high)})"
         if high < 0:
             return (
-                f"{a} is worse than {b} by {fmt(-gain)}{unit}"
+                f"{a} is worse than {b} by {fmt(-gain)}{unit}{rel}"
                 f" ({level} CI {fmt(-high)} to {fmt(-low)})"
             )
         return f"{a} and {b} are within noise ({fmt(low)} to {fmt(high)}{unit}, {level} CI)"
@@ -740,6 +755,11 @@ class PolicyFigures:
     cpu_s_selection: float
     watched_selection: int
     """Selection batches at which the policy's trigger judged its signal."""
+    folds: tuple[float, ...] = ()
+    """The score on each consecutive fold of the selection part (robust selection)."""
+    score_held_out: float = math.nan
+    retrains_held_out: int = 0
+    cpu_s_held_out: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -750,22 +770,28 @@ class Recommendation:
     rule: str
     reason: str
     excluded: tuple[str | None, ...]
-    """Per policy, in order: ``"baseline"``, ``"untested"`` or None (it could be chosen)."""
+    """Per policy, in order: ``"untested"`` or None (it could be chosen)."""
     oracle: str
-    """The batch policy that retrains most often (online ones aside): the control."""
+    """The always-retrain reference: of the batch policies that retrain most often (online
+    ones aside), the best on the held-out part (the best window retrained every batch)."""
+    regrets: tuple[float | None, ...] = ()
+    """Per policy, its regret over the selection folds (None: not a candidate or no folds)."""
+    best: str | None = None
+    """The candidate with the least regret over the folds (None without folds)."""
 
 
 def exclusion(
     figures: PolicyFigures, *, selection_batches: int, recommend_baselines: bool = False
 ) -> str | None:
-    """Why ``figures`` may not be recommended: ``"baseline"``, ``"untested"`` or None.
+    """Why ``figures`` may not be recommended: ``"untested"`` or None.
 
-    A policy without triggers is a baseline: it cannot react to a shift the selection part
-    did not contain. A policy whose trigger neither fired nor judged its signal on at least
-    half the selection part is untested (a metric or concept-drift trigger whose look-back
-    held no label yet under the delay): what was measured there is its first model, not the
-    policy. A trigger that watched and did not fire was tested: it judged that nothing called
-    for a retrain. ``recommend_baselines`` lifts both.
+    A policy without triggers (never retraining) is a candidate like any other: "don't
+    retrain" is a valid answer, and the cheapest. A policy whose trigger neither fired nor
+    judged its signal on at least half the selection part is untested (a metric or
+    concept-drift trigger whose look-back held no label yet under the delay): what was
+    measured there is its first model, not the policy. A trigger that watched and did not
+    fire was tested: it judged that nothing called for a retrain. ``recommend_baselines``
+    lifts that exclusion.
 
     Examples
     --------
@@ -775,10 +801,8 @@ def exclusion(
     >>> exclusion(f, selection_batches=10), exclusion(f, selection_batches=4)
     ('untested', None)
     """
-    if recommend_baselines:
+    if recommend_baselines or not figures.has_triggers:
         return None
-    if not figures.has_triggers:
-        return "baseline"
     if figures.retrains_selection == 0 and 2 * figures.watched_selection < selection_batches:
         return "untested"
     return None
@@ -793,58 +817,130 @@ def recommend(
     cost: CostModel | None = None,
     cpu_tolerance: float = 0.25,
     recommend_baselines: bool = False,
+    points: bool = True,
+    criterion: str = "mean",
 ) -> Recommendation:
     """The policy a backtest recommends, chosen on the selection part only.
 
-    The policies that :func:`exclusion` lets through are compared by :func:`select_policy`
-    (all of them when none is left); the reason says when the chosen one's trigger never
-    fired on the selection part.
+    The policies that :func:`exclusion` lets through compete (all of them when none is left).
+    With a :class:`CostModel` that prices anything, or without fold scores, the choice is
+    :func:`select_policy`'s on the whole selection part. Otherwise (``rule="folds"``) it is
+    :func:`~retrainer.core.selection.select_on_folds`'s: the cheapest policy whose ``criterion``
+    regret over the folds is within ``tolerance`` (points, or % for a loss when ``points`` is
+    False) of the least. The reason says when "don't retrain" is the answer, and when the
+    chosen trigger never fired on the selection part.
 
     Examples
     --------
     >>> def figures(name, score, retrains, triggers=True):
     ...     return PolicyFigures(name=name, has_triggers=triggers, online=False, score=score,
     ...         score_selection=score, retrains=retrains, retrains_selection=retrains,
-    ...         cpu_s_selection=retrains * 0.1, watched_selection=0)
-    >>> rec = recommend([figures("never", 0.9, 0, triggers=False), figures("daily", 0.8, 9),
+    ...         cpu_s_selection=retrains * 0.1, watched_selection=0, folds=(score, score),
+    ...         score_held_out=score, retrains_held_out=retrains)
+    >>> rec = recommend([figures("never", 0.7, 0, triggers=False), figures("daily", 0.8, 9),
     ...     figures("weekly", 0.799, 2)], selection_batches=10)
-    >>> rec.name, rec.excluded, rec.oracle
-    ('weekly', ('baseline', None, None), 'daily')
+    >>> rec.name, rec.rule, rec.excluded, rec.oracle
+    ('weekly', 'folds', (None, None, None), 'daily')
+    >>> rec = recommend([figures("never", 0.798, 0, triggers=False), figures("daily", 0.8, 9)],
+    ...     selection_batches=10)
+    >>> rec.name, rec.reason.split(":")[0]
+    ('never', "don't retrain")
     """
+    from retrainer.core.selection import FoldCandidate, select_on_folds
+
     excluded = tuple(
         exclusion(p, selection_batches=selection_batches, recommend_baselines=recommend_baselines)
         for p in policies
     )
-    eligible = [p for p, why in zip(policies, excluded, strict=True) if why is None]
-    selection = select_policy(
-        [
-            Candidate(
-                name=p.name,
-                score=p.score_selection,
-                retrains=p.retrains_selection,
-                cpu_s=p.cpu_s_selection,
-            )
-            for p in eligible or policies
-        ],
-        greater_is_better=greater_is_better,
-        tolerance=tolerance,
-        cost=cost if cost is not None and cost.is_set else None,
-        cpu_tolerance=cpu_tolerance,
+    eligible = [p for p, why in zip(policies, excluded, strict=True) if why is None] or list(
+        policies
     )
+    priced = cost is not None and cost.is_set
+    regrets: tuple[float | None, ...] = ()
+    best: str | None = None
+    if not priced and all(len(p.folds) >= 2 for p in eligible):
+        folds = select_on_folds(
+            [
+                FoldCandidate(
+                    name=p.name,
+                    folds=p.folds,
+                    retrains=p.retrains_selection,
+                    cpu_s=p.cpu_s_selection,
+                    reacts=p.has_triggers,
+                )
+                for p in eligible
+            ],
+            greater_is_better=greater_is_better,
+            points=points,
+            tolerance=tolerance,
+            cpu_tolerance=cpu_tolerance,
+            criterion=criterion,
+        )
+        selection = Selection(folds.name, folds.reason, "folds")
+        regrets = tuple(folds.regrets.get(p.name) for p in policies)
+        best = folds.best
+    else:
+        selection = select_policy(
+            [
+                Candidate(
+                    name=p.name,
+                    score=p.score_selection,
+                    retrains=p.retrains_selection,
+                    cpu_s=p.cpu_s_selection,
+                )
+                for p in eligible
+            ],
+            greater_is_better=greater_is_better,
+            tolerance=tolerance,
+            cost=cost if priced else None,
+            cpu_tolerance=cpu_tolerance,
+        )
     chosen = next(p for p in policies if p.name == selection.name)
     reason = selection.reason
-    if chosen.has_triggers and chosen.retrains_selection == 0:
+    if not chosen.has_triggers:
+        reason = f"don't retrain: {reason}"
+    elif chosen.retrains_selection == 0:
         reason += (
             f"; its trigger watched {chosen.watched_selection} of the {selection_batches} "
             "selection batches and never fired there, so its score there is its first model's"
         )
-    sign = 1.0 if greater_is_better else -1.0
-    batch_policies = [p for p in policies if not p.online] or list(policies)
-    oracle = max(batch_policies, key=lambda p: (p.retrains, sign * p.score))
     return Recommendation(
         name=chosen.name,
         rule=selection.rule,
         reason=reason,
         excluded=excluded,
-        oracle=oracle.name,
+        oracle=reference(policies, greater_is_better=greater_is_better),
+        regrets=regrets,
+        best=best,
     )
+
+
+def reference(policies: Sequence[PolicyFigures], *, greater_is_better: bool = True) -> str:
+    """The always-retrain reference: the best (held out) of the batch policies retraining most.
+
+    Online learners aside, the policies with the most held-out retrains retrain at every
+    batch; of them, the one with the best held-out score: the best window retrained every
+    batch (one fixed window can be the worst policy of a grid). Ties and NaN scores fall back
+    to the whole replay's score, then the name.
+
+    Examples
+    --------
+    >>> def f(name, retrains, held_out):
+    ...     return PolicyFigures(name=name, has_triggers=True, online=False, score=held_out,
+    ...         score_selection=held_out, retrains=retrains, retrains_selection=0,
+    ...         cpu_s_selection=0.0, watched_selection=0, score_held_out=held_out,
+    ...         retrains_held_out=retrains)
+    >>> reference([f("daily 7d", 90, 0.70), f("daily 30d", 90, 0.75), f("weekly", 13, 0.8)])
+    'daily 30d'
+    """
+    sign = 1.0 if greater_is_better else -1.0
+    batch = [p for p in policies if not p.online] or list(policies)
+    most = max((p.retrains_held_out, p.retrains) for p in batch)
+    every = [p for p in batch if (p.retrains_held_out, p.retrains) == most]
+
+    def key(p: PolicyFigures) -> tuple[float, float, str]:
+        held = sign * p.score_held_out if math.isfinite(p.score_held_out) else -math.inf
+        whole = sign * p.score if math.isfinite(p.score) else -math.inf
+        return (-held, -whole, p.name)
+
+    return min(every, key=key).name

@@ -52,7 +52,9 @@ def run_policies(
             results[i] = hit
         else:
             todo.append(i)
-    total = len(policies) + (1 if degradation else 0)
+    # the policies only: the degradation curve is reported by name, not counted, so the count
+    # ends at the policies the summary lists (failed ones included, and said so there)
+    total = len(policies)
     done = len(results)
     if progress:
         progress(done, total, f"{done} cached" if done else "starting")
@@ -65,12 +67,13 @@ def run_policies(
         i = pending.pop(fut)
         if i < 0:
             scores = fut.result()
-            name = "degradation curve"
-        else:
-            run = results[i] = fut.result()
-            if cache is not None:
-                cache.put(policies[i], run)
-            name = run.name
+            if progress:
+                progress(done, total, "degradation curve")
+            return
+        run = results[i] = fut.result()
+        if cache is not None:
+            cache.put(policies[i], run)
+        name = run.name if run.error is None else f"{run.name} (failed)"
         done += 1
         if progress:
             progress(done, total, name)

@@ -201,8 +201,10 @@ def default_policies(replay: Replay) -> list[dict[str, Any]]:
     metric = replay.metric or "accuracy"
     greater = get_metric(metric).greater_is_better
     out: list[dict[str, Any]] = [{"name": "never retrain", "triggers": [], "window": win(None)}]
-    # the always-retrain oracle, then cadences x windows (the window moves accuracy most)
-    out.append({"triggers": [_every(1, b)], "window": win(7)})
+    # the always-retrain reference: every batch, the better of two windows (one fixed window
+    # can be the worst policy of the grid: NOAA's last 7 batches), then cadences x windows
+    for last in (7, 30):
+        out.append({"triggers": [_every(1, b)], "window": win(last)})
     for k, windows in ((7, (7, 30, 90)), (30, (30, 90, None))):
         for w in windows:
             out.append({"triggers": [_every(k, b)], "window": win(w)})

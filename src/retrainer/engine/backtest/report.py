@@ -76,14 +76,23 @@ def _fmt_metric(value: Any, metric: str) -> str:
     return fmt(number)
 
 
-def _fmt_diff(value: Any, metric: str) -> str:
-    """A difference of two metric values: percentage points for fractions, raw otherwise."""
+def _fmt_diff(value: Any, metric: str, relative_to: Any = None) -> str:
+    """A difference of two metric values: percentage points for rates in [0, 1]; a loss or
+    error in its own units, and relative to ``relative_to`` when given (``-16.69 (-12.3%)``).
+
+    Examples
+    --------
+    >>> _fmt_diff(0.0123, "accuracy"), _fmt_diff(-16.69, "mae", 135.2)
+    ('+1.23 points', '-16.69 (-12.3%)')
+    """
     number = _num(value)
     if number is None:
         return "-"
     if _is_fraction(metric):
         return f"{number * 100:+.2f} points"
-    return f"{number:+.4g}"
+    base = _num(relative_to)
+    rel = f" ({number / abs(base):+.1%})" if base else ""
+    return f"{number:+.4g}{rel}"
 
 
 def _fmt_points(key: str) -> str:
@@ -263,7 +272,7 @@ def _versus(
         "label": label,
         "name": name,
         "other": _fmt_metric(other, ctx.metric),
-        "diff": _fmt_diff(diff, ctx.metric),
+        "diff": _fmt_diff(diff, ctx.metric, other),
         "verdict": "same" if diff == 0 else ("better" if better else "worse"),
     }
 
@@ -285,7 +294,11 @@ def _headline(ctx: _Context) -> dict[str, Any] | None:
             oracle_too = True
         else:
             line = _versus(
-                ctx, mine, "oracle", ctx.held_out(ctx.policy(ctx.oracle_name)), ctx.oracle_name
+                ctx,
+                mine,
+                "always-retrain reference",
+                ctx.held_out(ctx.policy(ctx.oracle_name)),
+                ctx.oracle_name,
             )
             if line:
                 versus.append(line)
@@ -312,7 +325,41 @@ def _headline(ctx: _Context) -> dict[str, Any] | None:
         "cost": cost,
         "snippet": rec.get("snippet"),
         "yaml_path": rec.get("yaml_path"),
+        "noise": rec.get("noise"),
+        "within_noise": rec.get("within_noise"),
+        "bound": _bound_sentence(ctx),
+        "definition": (
+            f"Every {ctx.metric} here is pooled over all the rows of a part (not a mean of "
+            "batches); the choice reads the same pooled figure on each of "
+            f"{ctx.results.get('folds') or 1} consecutive part(s) of the selection period, and "
+            "the intervals resample whole batches and recompute it."
+        ),
     }
+
+
+def _bound_sentence(ctx: _Context) -> str | None:
+    """The always-retrain reference, the hindsight bound and the recommended policy's regret."""
+    ref, bound = ctx.results.get("reference"), ctx.results.get("hindsight")
+    if not isinstance(ref, Mapping):
+        return None
+    unit = " points" if ctx.results.get("units", "points") == "points" else "%"
+    text = (
+        f"Always-retrain reference (the best window retrained every batch): {ref.get('name')} "
+        f"at {_fmt_metric(ref.get('held_out'), ctx.metric)} held out."
+    )
+    if isinstance(bound, Mapping):
+        share = _num(bound.get("max_cpu_share")) or 0.2
+        text += (
+            f" Hindsight bound (the best held-out policy at <= {share:.0%} of its training CPU, "
+            f"picked on the held-out part, which no honest selection beats): {bound.get('name')} "
+            f"at {_fmt_metric(bound.get('held_out'), ctx.metric)}"
+        )
+        gap = _num(bound.get("gap"))
+        text += f", {gap:+.2f}{unit} against the reference." if gap is not None else "."
+    regret = _num((ctx.recommended or {}).get("regret"))
+    if regret is not None:
+        text += f" The recommended policy's regret against the bound: {regret:+.2f}{unit}."
+    return text
 
 
 def _cost_model_set(results: Mapping[str, Any]) -> bool:
@@ -605,7 +652,7 @@ def _comparisons_table(ctx: _Context) -> dict[str, Any]:
             c.get("a"),
             c.get("b"),
             c.get("part"),
-            _fmt_diff(c.get("mean"), ctx.metric),
+            _fmt_diff(c.get("mean"), ctx.metric, ctx.held_out(ctx.policy(str(c.get("b"))))),
             _fmt_diff(c.get("low"), ctx.metric),
             _fmt_diff(c.get("high"), ctx.metric),
             "yes" if c.get("significant") else "no",
@@ -665,6 +712,11 @@ def _write_html(results: Mapping[str, Any], ctx: _Context, path: Path) -> Path:
         else {"figure": figure_html(cost[0], height=400), "missing": cost[1]},
         degradation=_degradation_section(ctx, deg) if isinstance(deg, Mapping) else None,
         comparisons=_comparisons_table(ctx),
+        units=(
+            "points: 0.01 of the rate"
+            if results.get("units", "points") == "points" and _is_fraction(ctx.metric)
+            else "in its own units; relative to B in parentheses"
+        ),
         raw={
             "dataset": results.get("dataset"),
             "cost_model": results.get("cost_model"),

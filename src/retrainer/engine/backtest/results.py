@@ -105,7 +105,14 @@ class PolicyResult(_Document):
     promoted_at: tuple[str, ...]
     pareto: bool = False
     excluded: str | None = None
-    """Why it may not be recommended: ``"baseline"``, ``"untested"``, or None."""
+    """Why it may not be recommended: ``"untested"`` (``"baseline"`` in older results), or
+    None."""
+    folds: tuple[float | None, ...] = ()
+    """Its primary metric on each consecutive fold of the selection part."""
+    regret: float | None = None
+    """Its regret over those folds (points, or % for a loss): what the selection read."""
+    cpu_share: float | None = None
+    """Its held-out training CPU as a share of the always-retrain reference's."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,6 +167,29 @@ class RecommendedPolicy(_Document):
     train_cpu_s_held_out: float
     yaml_path: str
     snippet: str
+    regret: float | None = None
+    """Held-out: how far below the hindsight bound it is (points, or % for a loss)."""
+    within_noise: bool | None = None
+    """True when, on the selection part, it is not shown to differ from its closest rival:
+    the choice rests on differences within noise."""
+    noise: str | None = None
+    """That comparison in words."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bound(_Document):
+    """A named policy's held-out figures: the always-retrain reference, or the hindsight bound."""
+
+    name: str
+    held_out: float | None
+    train_cpu_s_held_out: float
+    cpu_share: float | None
+    """Its held-out training CPU as a share of the reference's."""
+    gap: float | None = None
+    """Bound only: held-out bound minus reference (points, or % of the reference for a loss;
+    positive: better)."""
+    max_cpu_share: float | None = None
+    """Bound only: the policies it is chosen among cost at most this share of the reference."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -185,6 +215,16 @@ class BacktestSummary(_Document):
     degradation: Degradation | None
     recommended: RecommendedPolicy
     oracle: str
+    units: str = "points"
+    """How differences of ``metric`` are written: ``"points"`` (0.01 of a rate in [0, 1]) or
+    ``"units"`` (a loss, error or R² in its own units; regrets and tolerances in %)."""
+    definition: str = "pooled"
+    """The statistic of the table, the recommendation and the intervals: ``metric`` pooled
+    over all the rows of a part; intervals resample whole batches and recompute it."""
+    folds: int = 0
+    """Consecutive folds of the selection part the policies were scored on (0: one part)."""
+    reference: Bound | None = None
+    hindsight: Bound | None = None
     seconds: float | None = None
     cached_policies: int | None = None
     project: str | None = None

@@ -8,6 +8,7 @@ this module measures the runs they read and assembles the :class:`BacktestSummar
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any
@@ -18,18 +19,21 @@ import yaml
 
 from retrainer.core.backtest import (
     CostModel,
+    Difference,
     PolicyFigures,
     degradation_curve,
-    paired_bootstrap,
     pareto_front,
     recommend,
 )
 from retrainer.core.jsonsafe import json_safe
 from retrainer.core.metrics import get_metric
+from retrainer.core.pooled import BatchStatistic, batch_statistic, in_points, pooled_difference
+from retrainer.core.selection import regret
 from retrainer.engine.backtest.grid import fmt_duration
 from retrainer.engine.backtest.replay import POLICY_KEYS, PolicyRun, Replay, pooled_metric
 from retrainer.engine.backtest.results import (
     BacktestSummary,
+    Bound,
     Comparison,
     Dataset,
     Degradation,
@@ -47,6 +51,34 @@ def _part(run: PolicyRun, rows: slice, metrics: Sequence[str]) -> dict[str, floa
     for m in metrics:
         v = pooled_metric(m, run.y_true[rows], run.y_pred[rows], y_score)
         out[m] = None if v != v else round(v, 6)
+    return out
+
+
+FOLDS = 3
+"""Consecutive folds of the selection part every policy is scored on (robust selection)."""
+MAX_CPU_SHARE = 0.2
+"""The hindsight bound is the best held-out policy costing at most this share of the
+reference's held-out training CPU."""
+
+
+def _stat(run: PolicyRun, rows: np.ndarray, lo: int, b0: int, b1: int, metric: str) -> Any:
+    """``metric`` pooled over batches ``[b0, b1)`` of ``run`` (rows from ``lo``), resamplable."""
+    a, z = int(rows[b0] - lo), int(rows[b1] - lo)
+    y_score = run.y_score[a:z] if run.y_score is not None else None
+    return batch_statistic(metric, run.y_true[a:z], run.y_pred[a:z], y_score, run.n[b0:b1])
+
+
+def _folds(run: PolicyRun, rows: np.ndarray, k: int, metric: str, n_folds: int) -> list[float]:
+    """``metric`` pooled on each of ``n_folds`` consecutive folds of the first ``k`` batches."""
+    if k < 2 * n_folds:
+        return []
+    cuts = [round(k * f / n_folds) for f in range(n_folds + 1)]
+    y_score = run.y_score
+    out = []
+    for b0, b1 in itertools.pairwise(cuts):
+        a, z = int(rows[b0] - rows[0]), int(rows[b1] - rows[0])
+        ys = y_score[a:z] if y_score is not None else None
+        out.append(pooled_metric(metric, run.y_true[a:z], run.y_pred[a:z], ys))
     return out
 
 
@@ -110,6 +142,10 @@ def _policy_result(
 
 def _figures(p: PolicyResult, metric: str) -> PolicyFigures:
     return PolicyFigures(
+        folds=tuple(float("nan") if v is None else v for v in p.folds),
+        score_held_out=_score(p.held_out, metric),
+        retrains_held_out=p.retrains_held_out,
+        cpu_s_held_out=p.train_cpu_s_held_out,
         name=p.name,
         has_triggers=bool(p.params.get("triggers")),
         online=(p.params.get("window") or {}).get("kind") == "new",
@@ -195,6 +231,12 @@ def summarize(
         )
         for run, policy in zip(runs, policies, strict=True)
     ]
+    points = in_points(metric)
+    fold_scores = [_folds(r, rows, k, metric, FOLDS) for r in runs]
+    measured = [
+        _replace(p, folds=tuple(None if v != v else round(v, 6) for v in f))
+        for p, f in zip(measured, fold_scores, strict=True)
+    ]
     front = pareto_front(
         [p.train_cpu_s_held_out for p in measured],
         [_score(p.held_out, metric) for p in measured],
@@ -208,22 +250,40 @@ def summarize(
         cost=cost,
         cpu_tolerance=cpu_tolerance,
         recommend_baselines=recommend_baselines,
+        points=points,
     )
+    ref_i = next(i for i, p in enumerate(measured) if p.name == chosen.oracle)
+    ref_cpu = measured[ref_i].train_cpu_s_held_out
+
+    def share(cpu: float) -> float | None:
+        return round(cpu / ref_cpu, 4) if ref_cpu > 0 else None
+
     out_policies = tuple(
-        _replace(p, pareto=i in front, excluded=chosen.excluded[i]) for i, p in enumerate(measured)
+        _replace(
+            p,
+            pareto=i in front,
+            excluded=chosen.excluded[i],
+            regret=None
+            if not chosen.regrets or chosen.regrets[i] is None
+            else round(float(chosen.regrets[i]), 4),  # type: ignore[arg-type]
+            cpu_share=share(p.train_cpu_s_held_out),
+        )
+        for i, p in enumerate(measured)
     )
     rec_i = next(i for i, p in enumerate(out_policies) if p.name == chosen.name)
     rec = out_policies[rec_i]
     comparisons = []
-    held = slice(k, None)
+    held: dict[int, BatchStatistic] = {}
+
+    def held_stat(i: int) -> BatchStatistic:
+        if i not in held:
+            held[i] = _stat(runs[i], rows, int(rows[0]), k, replay.n_batches, metric)
+        return held[i]
+
     for i, other in enumerate(out_policies):
         if i == rec_i:
             continue
-        diff = paired_bootstrap(
-            runs[rec_i].values[metric][held],
-            runs[i].values[metric][held],
-            runs[rec_i].n[held],
-        )
+        diff = _difference(held_stat(rec_i), held_stat(i))
         comparisons.append(
             Comparison(
                 a=rec.name,
@@ -233,9 +293,25 @@ def summarize(
                 low=None if diff.low != diff.low else round(diff.low, 6),
                 high=None if diff.high != diff.high else round(diff.high, 6),
                 significant=diff.significant,
-                text=diff.describe(rec.name, other.name, greater_is_better=greater),
+                text=diff.describe(
+                    rec.name,
+                    other.name,
+                    greater_is_better=greater,
+                    points=points,
+                    relative_to=_score(other.held_out, metric),
+                ),
             )
         )
+    reference, hindsight = _bounds(out_policies, ref_i, metric, greater, points)
+    rec_regret = None
+    rec_score = _score(rec.held_out, metric)
+    if hindsight is not None and hindsight.held_out is not None and rec_score == rec_score:
+        rec_regret = round(
+            regret(hindsight.held_out, rec_score, greater_is_better=greater, points=points), 4
+        )
+    within_noise, noise = _noise(
+        chosen.best, chosen.regrets, out_policies, rec_i, runs, rows, k, metric, greater, points
+    )
     spec = {key: v for key, v in policies[rec_i].items() if key != "name"}
     snippet = yaml.safe_dump(policy_block(spec), sort_keys=False).rstrip()
     return BacktestSummary(
@@ -275,9 +351,96 @@ def summarize(
             train_cpu_s_held_out=rec.train_cpu_s_held_out,
             yaml_path="recommended.yaml",
             snippet=snippet,
+            regret=rec_regret,
+            within_noise=within_noise,
+            noise=noise,
         ),
         oracle=chosen.oracle,
+        units="points" if points else "units",
+        folds=FOLDS if any(fold_scores) else 0,
+        reference=reference,
+        hindsight=hindsight,
     )
+
+
+def _difference(a: BatchStatistic, b: BatchStatistic) -> Difference:
+    d = pooled_difference(a, b)
+    return Difference(d.mean, d.low, d.high, 0.95, d.n_batches)
+
+
+def _bounds(
+    policies: Sequence[PolicyResult], ref_i: int, metric: str, greater: bool, points: bool
+) -> tuple[Bound, Bound | None]:
+    """The always-retrain reference, and the best held-out policy at <= 20% of its CPU."""
+    ref = policies[ref_i]
+    ref_score = _score(ref.held_out, metric)
+    reference = Bound(
+        name=ref.name,
+        held_out=ref.held_out.get(metric),
+        train_cpu_s_held_out=ref.train_cpu_s_held_out,
+        cpu_share=1.0 if ref.train_cpu_s_held_out > 0 else None,
+    )
+    sign = 1.0 if greater else -1.0
+    cheap = [
+        p
+        for p in policies
+        if p.train_cpu_s_held_out <= MAX_CPU_SHARE * ref.train_cpu_s_held_out + 1e-9
+        and _score(p.held_out, metric) == _score(p.held_out, metric)
+    ]
+    if not cheap:
+        return reference, None
+    best = max(cheap, key=lambda p: (sign * _score(p.held_out, metric), -p.train_cpu_s_held_out))
+    score = _score(best.held_out, metric)
+    gap = None
+    if ref_score == ref_score:
+        gap = round(-regret(ref_score, score, greater_is_better=greater, points=points), 4)
+        if not points and ref_score:  # % of the reference, not of the bound
+            gap = round(100.0 * sign * (score - ref_score) / abs(ref_score), 4)
+    return reference, Bound(
+        name=best.name,
+        held_out=best.held_out.get(metric),
+        train_cpu_s_held_out=best.train_cpu_s_held_out,
+        cpu_share=best.cpu_share,
+        gap=gap,
+        max_cpu_share=MAX_CPU_SHARE,
+    )
+
+
+def _noise(
+    best: str | None,
+    regrets: Sequence[float | None],
+    policies: Sequence[PolicyResult],
+    rec_i: int,
+    runs: Sequence[PolicyRun],
+    rows: np.ndarray,
+    k: int,
+    metric: str,
+    greater: bool,
+    points: bool,
+) -> tuple[bool | None, str | None]:
+    """Whether the chosen policy differs, on the selection part, from its closest rival: the
+    least-regret candidate, or (when it is that one) the runner-up."""
+    ranked = sorted((r, i) for i, r in enumerate(regrets) if r is not None and i != rec_i)
+    if not ranked or k < 2:
+        return None, None
+    rival_i = next((i for i, p in enumerate(policies) if p.name == best), ranked[0][1])
+    if rival_i == rec_i:
+        rival_i = ranked[0][1]
+    lo = int(rows[0])
+    diff = _difference(
+        _stat(runs[rec_i], rows, lo, 0, k, metric), _stat(runs[rival_i], rows, lo, 0, k, metric)
+    )
+    rival = policies[rival_i]
+    text = "on the selection part, " + diff.describe(
+        policies[rec_i].name,
+        rival.name,
+        greater_is_better=greater,
+        points=points,
+        relative_to=_score(rival.selection, metric),
+    )
+    if diff.significant:
+        return False, text
+    return True, text + ": the choice rests on differences within noise"
 
 
 def _replace(p: PolicyResult, **changes: Any) -> PolicyResult:
