@@ -211,7 +211,6 @@ INTERNAL = {
     "FoldSelection",
     "RATE_METRICS",
     "batch_statistic",
-    "in_points",
     "pooled_difference",
     "reference",
     "regret",
