@@ -514,6 +514,9 @@ class RolloutStep:
     reason: str
     guards: tuple[GuardCheck, ...] = ()
     decision: SequentialDecision | None = None
+    recovered: bool = False
+    """The alias already moved (a crash after the move, before the state write): only the
+    state is left to write."""
 
     @property
     def changed(self) -> bool:
@@ -693,6 +696,7 @@ def _step(
     reason: str | None = None,
     guards: tuple[GuardCheck, ...] = (),
     decision: SequentialDecision | None = None,
+    recovered: bool = False,
     **changes: Any,
 ) -> RolloutStep:
     """The step ``action`` from ``state``: its status, share and times set as the action says
@@ -714,6 +718,7 @@ def _step(
         reason=why,
         guards=guards,
         decision=decision,
+        recovered=recovered,
     )
 
 
@@ -842,10 +847,11 @@ def reconcile(state: RolloutState, champion: int | None, *, now: datetime) -> Ro
         return RolloutStep(state=state, action="none", reason="in line")
     if state.status == "running" and champion == state.candidate:
         return _step(state, "promote", "the champion already is the candidate", now=now,
-                     reason=f"v{state.candidate} promoted (recovered)")  # fmt: skip
+                     reason=f"v{state.candidate} promoted (recovered)", recovered=True)  # fmt: skip
     if state.status == "watching" and champion == state.champion:
         return _step(state, "rollback", "the champion already is the previous one", now=now,
-                     reason=f"v{state.champion} is champion again (recovered)")  # fmt: skip
+                     reason=f"v{state.champion} is champion again (recovered)",
+                     recovered=True)  # fmt: skip
     moved = "nowhere" if champion is None else f"v{champion}"
     why = f"the champion was moved to {moved} outside the rollout: cancelled"
     return _step(state, "cancel", f"champion moved to {moved}", now=now, reason=why)

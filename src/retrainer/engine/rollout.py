@@ -441,7 +441,7 @@ def _apply(
     store = project.store
     state = step.state
     name = state.pipeline
-    recovered = step.reason.startswith("the champion already")
+    recovered = step.recovered
     if step.action == "promote" and not recovered:
         from retrainer.engine.runs.registry import verify_artifact
 
