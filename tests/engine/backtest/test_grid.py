@@ -27,7 +27,8 @@ def test_the_default_grid_replays_coinciding_windows_once(tmp_path: Path):
     assert "every 30d · last 30d" in names
     assert "every 30d · last 90d" not in names and "every 30d · all history" not in names
     assert "weekly · last 7d" in names  # a window shorter than the history stays
-    assert len(names) == len(set(names)) == 10
+    assert "daily · last 30d" in names  # the always-retrain reference's window
+    assert len(names) == len(set(names)) == 11
 
     # the same grid on 200 days of data: every window is distinct, none left out
     ts = pd.date_range("2024-01-01", periods=200 * 20, freq="72min")
@@ -39,7 +40,9 @@ def test_the_default_grid_replays_coinciding_windows_once(tmp_path: Path):
         select_until=datetime(2024, 6, 20, tzinfo=UTC),
         end=None,
     )
-    assert len(default_policies(long)) == 13
+    assert (
+        len(default_policies(long)) == 14
+    )  # the default grid, the always-retrain reference included
 
 
 def test_a_grid_of_the_user_is_deduped_but_listed_policies_are_kept(tmp_path: Path):
