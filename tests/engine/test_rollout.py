@@ -234,3 +234,22 @@ def test_a_shadow_rollout_pairs_the_copy_with_the_answered_prediction(tmp_path: 
     assert obs.candidate_metric.mean == pytest.approx((shadow == y).mean())
     _tick(project, T2 + timedelta(hours=1))
     assert project.store.get_alias("toy", "champion") == 2
+
+
+def test_a_rollout_that_cannot_be_advanced_is_one_event_not_a_stopped_daemon(
+    tmp_path: Path, monkeypatch
+):
+    import retrainer.engine.rollout as rollout_module
+
+    project = _rolling(tmp_path)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("the log is unreadable")
+
+    monkeypatch.setattr(rollout_module, "observe", broken)
+    controller = Controller(project, clock=SimulatedClock(T2 + timedelta(hours=1)))
+    for _ in range(3):
+        controller.tick()  # no exception: the other pipelines' work goes on
+    failed = project.store.list_events("toy", kinds=["rollout.evaluated"])
+    assert [e.data["error"] for e in failed] == ["ValueError: the log is unreadable"]
+    assert current_rollout(project, "toy")[0].status == "running"

@@ -199,6 +199,7 @@ class Controller:
         self._ensured: dict[str, str] = {}
         self._versions: dict[tuple[str, int], Any] = {}
         self._metrics: dict[tuple[str, MetricNeed], MetricValue] = {}
+        self._rollout_errors: dict[str, str] = {}  # pipeline -> the error last recorded
         self._champion_models: dict[str, tuple[int, Any]] = {}
         # alerts cover events from now on, not the history before this controller started
         latest = project.store.list_events(limit=1)
@@ -316,18 +317,25 @@ class Controller:
 
         try:
             step = advance_rollout(self.project, pipeline.name, now=now)
-        except RetrainerError as exc:
-            self._event(
-                report,
-                Event(
-                    kind="rollout.evaluated",
-                    at=now,
-                    message=f"{pipeline.name}: the rollout could not be advanced: {exc}",
-                    pipeline=pipeline.name,
-                    data={"error": str(exc)},
-                ),
-            )
+        except Exception as exc:
+            if unavailable(exc) is not None:
+                raise  # the database is away: the loop backs off and ticks again
+            error = f"{type(exc).__name__}: {exc}"
+            _log.exception("%s: the rollout could not be advanced", pipeline.name)
+            if self._rollout_errors.get(pipeline.name) != error:  # once, not every tick
+                self._rollout_errors[pipeline.name] = error
+                self._event(
+                    report,
+                    Event(
+                        kind="rollout.evaluated",
+                        at=now,
+                        message=f"{pipeline.name}: the rollout could not be advanced: {error}",
+                        pipeline=pipeline.name,
+                        data={"error": error},
+                    ),
+                )
             return
+        self._rollout_errors.pop(pipeline.name, None)
         if step is not None and step.changed:
             report.rollouts.append(f"{pipeline.name}: {step.state.reason}")
 
