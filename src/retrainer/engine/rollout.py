@@ -446,43 +446,21 @@ def _apply(
         from retrainer.engine.runs.registry import verify_artifact
 
         verify_artifact(project, store.get_version(name, state.candidate), alias=CHAMPION, at=now)
-        store.move_alias(
-            name,
-            CHAMPION,
-            state.candidate,
-            at=now,
-            reason=f"{state.strategy} rollout: {step.reason}",
-            actor=actor,
-            expected=before.champion,
-            event=Event(
-                kind="model.promoted",
-                at=now,
-                message=f"{name} v{state.candidate} promoted to champion by its "
-                f"{state.strategy} rollout (was v{before.champion})",
-                pipeline=name,
-                version=state.candidate,
-                data={"alias": CHAMPION, "previous": before.champion, "policy": state.strategy},
-            ),
-        )
+        _move_champion(
+            project, before, state.candidate, "model.promoted",
+            f"{name} v{state.candidate} promoted to champion by its {state.strategy} rollout "
+            f"(was v{before.champion})",
+            reason=f"{state.strategy} rollout: {step.reason}", data={"policy": state.strategy},
+            now=now, actor=actor,
+        )  # fmt: skip
     if step.action == "rollback" and before.status == "watching" and not recovered:
-        store.move_alias(
-            name,
-            CHAMPION,
-            before.champion,
-            at=now,
-            reason=f"rollout guard: {step.reason}",
-            actor=actor,
-            expected=before.candidate,
-            event=Event(
-                kind="model.rolled_back",
-                at=now,
-                message=f"{name} champion rolled back from v{before.candidate} to "
-                f"v{before.champion}: {step.reason}",
-                pipeline=name,
-                version=before.champion,
-                data={"alias": CHAMPION, "previous": before.candidate, "guard": step.reason},
-            ),
-        )
+        _move_champion(
+            project, before, before.champion, "model.rolled_back",
+            f"{name} champion rolled back from v{before.candidate} to v{before.champion}: "
+            f"{step.reason}",
+            reason=f"rollout guard: {step.reason}", data={"guard": step.reason},
+            now=now, actor=actor,
+        )  # fmt: skip
     if step.action in ("promote", "rollback") and not recovered:
         fault_point("rollout_after_alias")  # the crash reconcile() repairs
     if step.action == "none" and before.test.looks == state.test.looks:
@@ -512,6 +490,39 @@ def _apply(
     )
     if not state.active or step.action == "promote":
         _clear_challenger(project, state, now=now, actor=actor)
+
+
+def _move_champion(
+    project: Project,
+    before: RolloutState,
+    to: int,
+    kind: Any,
+    message: str,
+    *,
+    reason: str,
+    data: Mapping[str, Any],
+    now: datetime,
+    actor: str,
+) -> None:
+    """Move the champion between the rollout's two versions (compare-and-set), with its event."""
+    current = before.candidate if to == before.champion else before.champion
+    project.store.move_alias(
+        before.pipeline,
+        CHAMPION,
+        to,
+        at=now,
+        reason=reason,
+        actor=actor,
+        expected=current,
+        event=Event(
+            kind=kind,
+            at=now,
+            message=message,
+            pipeline=before.pipeline,
+            version=to,
+            data={"alias": CHAMPION, "previous": current, **data},
+        ),
+    )
 
 
 def _clear_challenger(project: Project, state: RolloutState, *, now: datetime, actor: str) -> None:
