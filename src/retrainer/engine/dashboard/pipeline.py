@@ -189,7 +189,7 @@ def _cursor(items: list[Any], limit: int) -> int | None:
 def rollout_view(project: Project, cfg: Any, now: datetime) -> dict[str, Any] | None:
     """The last rollout: its state, the test's looks over time (the confidence sequence) and
     when a decision is expected."""
-    from retrainer.core.deploy import build_policy
+    from retrainer.core.deploy import RolloutPolicy, build_policy
     from retrainer.core.rollout import ROLLOUT_KEY
     from retrainer.core.sequential import projected_decision
 
@@ -209,7 +209,7 @@ def rollout_view(project: Project, cfg: Any, now: datetime) -> dict[str, Any] | 
         "rollout.cancelled",
     ]
     found = project.store.list_events(cfg.name, since=started, kinds=kinds, limit=1000)
-    looks = []
+    looks: list[dict[str, Any]] = []
     for e in found:
         if e.version != state.get("candidate"):
             continue
@@ -234,8 +234,9 @@ def rollout_view(project: Project, cfg: Any, now: datetime) -> dict[str, Any] | 
     if state.get("status") in ("running", "stepping") or state.get("status") == "watching":
         policy = build_policy(cfg.rollout) if cfg.rollout is not None else None
         deadline = max_samples = None
-        if policy is not None and started is not None and hasattr(policy, "max_duration"):
-            deadline = started + parse_duration(policy.max_duration)
+        if isinstance(policy, RolloutPolicy) and started is not None:
+            span = policy.max_duration
+            deadline = started + (span if isinstance(span, timedelta) else parse_duration(span))
             max_samples = policy.max_samples
         at, why = projected_decision(
             [x for x in looks if x["kind"] == "rollout.evaluated"],
@@ -312,9 +313,9 @@ def pipeline_page(
         },
         "aliases": aliases,
         "alias_history": [alias_move_view(m) for m in reversed(history[-page_size:])],
-        "champion_history": [
-            alias_move_view(m) for m in reversed(history) if m.alias == CHAMPION
-        ][:page_size],
+        "champion_history": [alias_move_view(m) for m in reversed(history) if m.alias == CHAMPION][
+            :page_size
+        ],
         "rollout": rollout_view(project, cfg, now),
     }
 

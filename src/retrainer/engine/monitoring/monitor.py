@@ -47,7 +47,6 @@ from retrainer.engine.monitoring.checks import (
     logged_target,
     window_rows,
 )
-from retrainer.engine.monitoring.recent import remember
 from retrainer.engine.monitoring.concept import (
     errors_of,
     feed_detector,
@@ -56,6 +55,7 @@ from retrainer.engine.monitoring.concept import (
     warm_from,
 )
 from retrainer.engine.monitoring.online import online_performance
+from retrainer.engine.monitoring.recent import remember
 from retrainer.engine.monitoring.results import (
     CategoricalHistogram,
     ConceptDrift,

@@ -121,7 +121,8 @@ def metric_figure(metric: dict[str, Any]) -> dict[str, Any]:
     return {
         "data": traces,
         "layout": _layout(
-            f"{name} over time ({'from the prediction log' if metric['source'] == 'log' else 'from the monitor'})",
+            f"{name} over time, from the "
+            + ("prediction log" if metric["source"] == "log" else "monitor"),
             shapes=shapes,
             yaxis={"title": {"text": name}},
         ),
@@ -146,7 +147,8 @@ def drift_figure(drift: dict[str, Any]) -> dict[str, Any]:
         [
             "not tested"
             if not c
-            else f"{c['method']} {c['statistic'] if c['statistic'] is None else round(c['statistic'], 4)}"
+            else f"{c['method']} "
+            + ("-" if c["statistic"] is None else f"{c['statistic']:.4g}")
             + (f", p {c['p_value']:.3g}" if c.get("p_value") is not None else "")
             + (", drifted" if c["drifted"] else ", no drift")
             + (f" ({c['note']})" if c.get("note") else "")
@@ -205,12 +207,12 @@ def rollout_figures(rollout: dict[str, Any], metric: str | None) -> list[dict[st
                 "mode": "lines+markers",
                 "x": at,
                 "y": diff,
-                "name": "challenger − champion",
+                "name": "challenger - champion",
                 "line": {"color": "#1f5fbf"},
             },
         ],
         "layout": _layout(
-            f"{label}: challenger − champion, with its confidence sequence",
+            f"{label}: challenger - champion, with its confidence sequence",
             shapes=[
                 {
                     "type": "line",

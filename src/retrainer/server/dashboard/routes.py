@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -165,8 +166,14 @@ def dashboard_routes(app: FastAPI, project: Project, *, refresh: float, page_siz
             "refresh": refresh,
             "pipelines": pipelines,
             "chart": _chart,
-            "url": lambda path, **q: path
-            + ("?" + urlencode({k: v for k, v in q.items() if v not in (None, "")}) if q else ""),
+            "url": lambda path, **q: (
+                path
+                + (
+                    "?" + urlencode({k: v for k, v in q.items() if v not in (None, "")})
+                    if q
+                    else ""
+                )
+            ),
             "request_path": request.url.path,
             "flash": request.query_params.get("done"),
             **ctx,
@@ -223,9 +230,7 @@ def dashboard_routes(app: FastAPI, project: Project, *, refresh: float, page_siz
         return token is not None and bool(token.allows("read"))
 
     @app.get("/ui/login", include_in_schema=False)
-    def login_form(
-        request: Request, token: str | None = None, next: str | None = None
-    ) -> Response:
+    def login_form(request: Request, token: str | None = None, next: str | None = None) -> Response:
         if token is not None:  # the link `retrainer ui` prints: sign in, then drop the token
             if _check_login(token.strip()):
                 return _signed_in(request, token.strip(), next or "/ui")
@@ -273,13 +278,15 @@ def dashboard_routes(app: FastAPI, project: Project, *, refresh: float, page_siz
 
     @app.get("/ui", dependencies=[read], include_in_schema=False)
     async def overview(request: Request, page: int = Query(1, ge=1)) -> Response:
-        session = request.state.token and Session(request.state.token, secret_of(request) or "")
+        session = Session(request.state.token, secret_of(request) or "")
         pages = max(1, -(-len(pipelines) // page_size))
         page = min(page, pages)
         rows = await run_in_threadpool(
             data.overview, project, offset=(page - 1) * page_size, limit=page_size
         )
-        counts = {lvl: sum(r.health.level == lvl for r in rows) for lvl in ("red", "amber", "green")}
+        counts = {
+            lvl: sum(r.health.level == lvl for r in rows) for lvl in ("red", "amber", "green")
+        }
         return render(
             request,
             "overview",
@@ -309,7 +316,9 @@ def dashboard_routes(app: FastAPI, project: Project, *, refresh: float, page_siz
             versions_page=versions_page,
         )
         figures = {
-            "metric-chart": charts.metric_figure(page["metric"]) if page["metric"]["points"] else None,
+            "metric-chart": charts.metric_figure(page["metric"])
+            if page["metric"]["points"]
+            else None,
             "drift-chart": charts.drift_figure(page["drift"]) if page["drift"]["windows"] else None,
         }
         rollout_charts = (
@@ -372,7 +381,9 @@ def dashboard_routes(app: FastAPI, project: Project, *, refresh: float, page_siz
         return _confirm(request, known(pipeline), "promote", version)
 
     @app.get("/ui/pipelines/{pipeline}/rollback", dependencies=[read], include_in_schema=False)
-    def rollback_confirm(request: Request, pipeline: str, to: int | None = Query(None, ge=1)) -> Response:
+    def rollback_confirm(
+        request: Request, pipeline: str, to: int | None = Query(None, ge=1)
+    ) -> Response:
         return _confirm(request, known(pipeline), "rollback", to)
 
     async def _act(request: Request, pipeline: str, action: str) -> Response:
@@ -403,10 +414,8 @@ def dashboard_routes(app: FastAPI, project: Project, *, refresh: float, page_siz
             raise UiError(409, f"Refused: {exc}") from None
         holder = getattr(app.state, "holder", None)
         if holder is not None:  # this worker serves the move now; the others at their poll
-            try:
+            with suppress(Exception):  # the move is made; the holder's own poll retries
                 await run_in_threadpool(holder.refresh)
-            except Exception:  # noqa: BLE001 - the move is made; the holder's poll retries
-                pass
         done = (
             f"v{move.version} is the champion now (was v{move.previous})"
             if action == "promote"
@@ -445,8 +454,9 @@ def dashboard_routes(app: FastAPI, project: Project, *, refresh: float, page_siz
                 try:
                     bounds[key] = as_utc(datetime.fromisoformat(value))
                 except ValueError:
-                    problems.append(f"{key}: {value!r} is not a date or time (2024-05-01 or "
-                                    "2024-05-01T12:00)")
+                    problems.append(
+                        f"{key}: {value!r} is not a date or time (2024-05-01 or 2024-05-01T12:00)"
+                    )
         kinds = [kind] if kind else None
         page = await run_in_threadpool(
             functools.partial(
@@ -466,8 +476,12 @@ def dashboard_routes(app: FastAPI, project: Project, *, refresh: float, page_siz
             page=page,
             kinds=EVENT_KINDS,
             before=before,
-            filters={"pipeline": pipeline or "", "kind": kind or "", "since": since or "",
-                     "until": until or ""},
+            filters={
+                "pipeline": pipeline or "",
+                "kind": kind or "",
+                "since": since or "",
+                "until": until or "",
+            },
             problems=problems,
         )
 
@@ -477,7 +491,9 @@ def dashboard_routes(app: FastAPI, project: Project, *, refresh: float, page_siz
         found = await run_in_threadpool(data.backtests, project)
         return render(request, "backtests", session=session, backtests=found)
 
-    @app.get("/ui/backtests/{backtest_id:path}/report", dependencies=[read], include_in_schema=False)
+    @app.get(
+        "/ui/backtests/{backtest_id:path}/report", dependencies=[read], include_in_schema=False
+    )
     def backtest_report(backtest_id: str) -> Response:
         from retrainer.engine.dashboard.listing import find_backtest
 
