@@ -354,7 +354,12 @@ def dashboard_routes(app: FastAPI, project: Project, *, refresh: float, page_siz
                 target = registry.rollback_target(project, pipeline)
             except (ModelNotFoundError, registry.PromotionError) as exc:
                 problem = str(exc)
-        if action == "rollback" and None not in (target, champion) and target > champion:
+        if (
+            action == "rollback"
+            and target is not None
+            and champion is not None
+            and target > champion
+        ):
             problem = (
                 f"v{target} is newer than the champion v{champion}: a rollback goes back to an "
                 "earlier version; promote it instead"
