@@ -10,8 +10,8 @@ the pages.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 import threading
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
