@@ -4,6 +4,7 @@ what the dashboard tests rely on it to catch."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -102,3 +103,21 @@ def test_a_request_to_a_stopped_server_is_a_failed_request(browser: Any):
     finally:
         context.close()
     assert any(p.startswith("request failed: GET " + url) for p in watch.problems)
+
+
+def test_the_project_with_history_has_what_the_pages_show(history_dir: Path):
+    """What the page tests rely on (a rejection to open, an older blessed version to promote,
+    monitor windows for the heatmap, a log for the online metric)."""
+    from retrainer.engine.project import Project
+
+    with Project.open(history_dir) as project:
+        name = project.config.pipelines[0].name
+        store = project.store
+        versions = store.list_versions(name, profiles=False)
+        assert len(store.list_runs(name, limit=None)) >= 5
+        assert any(not v.blessing.passed for v in versions)
+        champion = store.get_alias(name, "champion")
+        assert any(v.blessing.passed and v.version != champion for v in versions)
+        assert len(store.list_events(name, kinds=["model.promoted"])) >= 3
+        assert len(store.list_monitor_results(name)) >= 10
+        assert len(project.log_store().predictions(name, None, None)) > 500
