@@ -652,7 +652,11 @@ def projected_decision(
     >>> at.isoformat(), why[:17]
     ('2024-01-04T12:00:00+00:00', 'about 2024-01-04 ')
     """
-    limit = (deadline, f"by {deadline:%Y-%m-%d %H:%M} at the latest (max_duration)")
+    limit = (
+        (deadline, f"by {deadline:%Y-%m-%d %H:%M} at the latest (max_duration)")
+        if deadline is not None
+        else (None, "")
+    )
     seen = [x for x in looks if x.get("low") is not None and x.get("high") is not None]
     if not seen:
         if deadline is None:

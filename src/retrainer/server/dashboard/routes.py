@@ -178,11 +178,8 @@ def dashboard_routes(app: FastAPI, project: Project, *, refresh: float, page_siz
             "flash": request.query_params.get("done"),
             **ctx,
         }
-        template = _env().get_template(f"ui/{name}.html.j2")
-        if request.headers.get("x-dashboard-fragment") == "1" and "main" in template.blocks:
-            body = "".join(template.blocks["main"](template.new_context(ctx)))
-        else:
-            body = template.render(ctx)
+        ctx["fragment"] = request.headers.get("x-dashboard-fragment") == "1"
+        body = _env().get_template(f"ui/{name}.html.j2").render(ctx)
         return HTMLResponse(body, status_code=status, headers=_headers())
 
     def _headers() -> dict[str, str]:
@@ -357,6 +354,16 @@ def dashboard_routes(app: FastAPI, project: Project, *, refresh: float, page_siz
                 target = registry.rollback_target(project, pipeline)
             except (ModelNotFoundError, registry.PromotionError) as exc:
                 problem = str(exc)
+        if (
+            action == "rollback"
+            and target is not None
+            and champion is not None
+            and target > champion
+        ):
+            problem = (
+                f"v{target} is newer than the champion v{champion}: a rollback goes back to an "
+                "earlier version; promote it instead"
+            )
         mv = None
         if target is not None and problem is None:
             try:
