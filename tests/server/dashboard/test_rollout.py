@@ -44,6 +44,10 @@ def test_the_rollout_in_progress_shows_its_split_variants_and_decision(
 
 
 def test_the_overview_says_a_rollout_is_in_progress(rollout: Dashboard, page: Any):
+    from retrainer.engine.rollout import current_rollout
+
+    state = current_rollout(rollout.project, rollout.pipeline)
+    assert state is not None
     rollout.login(page, rollout.read)
-    row = page.locator(f'table#pipelines tr[data-pipeline="{rollout.pipeline}"]')
-    assert "rollout" in row.inner_text().lower() or "a/b" in row.inner_text().lower()
+    text = page.locator(f'table#pipelines tr[data-pipeline="{rollout.pipeline}"]').inner_text()
+    assert f"v{state[0].candidate}" in text and "50%" in text and "running" in text, text
