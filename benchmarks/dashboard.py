@@ -57,7 +57,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -71,6 +71,7 @@ SEED_AS_OF = datetime(1997, 1, 6, tzinfo=UTC)  # the seed run's "now" on elec2's
 ROLLOUT_EVERY = 20  # p010, p030, p050...: an ab rollout configured, one running
 BATCH = 20_000  # rows per executemany
 MANIFEST = "manifest.json"
+UNDECIDED = "the 95% confidence sequence [-0.01172, 0.1678] is not yet decisive"
 
 
 @dataclass(frozen=True)
@@ -316,7 +317,7 @@ def build_metadata(
     history = History({}, {})
     run_id = snap_id = 0
     span = end - start
-    base_metrics = {k: v for k, v in ver_t["metrics"].items()}
+    base_metrics = dict(ver_t["metrics"])
 
     def event(
         kind: str,
@@ -357,21 +358,23 @@ def build_metadata(
             at = at.replace(microsecond=0)
             run_id += 1
             cause = "manual" if k == 0 else ("schedule" if k % 3 else "metric")
+            cron = f"{p_index % 60} {p_index % 24} * * *"
+            n_rows = int(rng.integers(200, 900))
             if cause == "schedule":
                 evidence = {
-                    "reason": f"schedule '{p_index % 60} {p_index % 24} * * *' (UTC): slot {iso(at)} is due",
-                    "cron": f"{p_index % 60} {p_index % 24} * * *",
+                    "reason": f"schedule '{cron}' (UTC): slot {iso(at)} is due",
+                    "cron": cron,
                     "now": iso(at),
                     "latest_slot": iso(at),
                 }
             elif cause == "metric":
                 value = float(rng.uniform(0.6, 0.69))
                 evidence = {
-                    "reason": f"accuracy {value:.4g} below 0.7 over 1d (n={int(rng.integers(200, 900))})",
+                    "reason": f"accuracy {value:.4g} below 0.7 over 1d (n={n_rows})",
                     "metric": "accuracy",
                     "over": "1d",
                     "value": value,
-                    "n": int(rng.integers(200, 900)),
+                    "n": n_rows,
                     "status": "ok",
                     "baseline": 0.78,
                     "conditions": [
@@ -505,10 +508,11 @@ def build_metadata(
                     "blessing_evidence": evidence_rows,
                 }
             )
+            verdict = "blessed" if blessed else "rejected"
             event(
                 "blessing.passed" if blessed else "blessing.rejected",
                 finished,
-                f"{name}: candidate from run {run_id} {'blessed' if blessed else 'rejected'}: {reason}",
+                f"{name}: candidate from run {run_id} {verdict}: {reason}",
                 name,
                 {
                     "passed": blessed,
@@ -576,7 +580,7 @@ def build_metadata(
                     event(
                         "rollout.evaluated",
                         t,
-                        f"{name}: ab rollout of v{number}: the 95% confidence sequence [-0.01172, 0.1678] is not yet decisive",
+                        f"{name}: ab rollout of v{number}: {UNDECIDED}",
                         name,
                         rollout_evidence(champion or 1, looks),
                         version=number,
@@ -713,7 +717,8 @@ def build_metadata(
                 event(
                     "drift.detected",
                     at,
-                    f"{name}: {len(drifted_cols)} of {len(FEATURES)} features drifted ({', '.join(drifted_cols)})",
+                    f"{name}: {len(drifted_cols)} of {len(FEATURES)} features drifted "
+                    f"({', '.join(drifted_cols)})",
                     name,
                     {"share": len(drifted_cols) / len(FEATURES), "columns": drifted_cols},
                     version=version,
@@ -735,7 +740,8 @@ def build_metadata(
                     version=version,
                 )
     log(
-        f"{len(runs):,} runs, {len(versions):,} versions, {len(moves):,} alias moves, {len(monitors):,} monitor windows, {len(sparse):,} events besides the ticks",
+        f"{len(runs):,} runs, {len(versions):,} versions, {len(moves):,} alias moves, "
+        f"{len(monitors):,} monitor windows, {len(sparse):,} events besides the ticks",
         started,
     )
 
@@ -824,7 +830,7 @@ def rollout_state(
         "promoted_at": None,
         "ended_at": None,
         "run_id": run_id,
-        "reason": "the 95% confidence sequence [-0.01172, 0.1678] is not yet decisive",
+        "reason": UNDECIDED,
         "test": {
             "version": 1,
             "champion": {"n": 452, "mean": 0.615, "m2": 107.1},
@@ -858,13 +864,15 @@ def rollout_evidence(champion: int, looks: int) -> dict[str, Any]:
                 "value": 0.18,
                 "limit": 0.5,
                 "breached": False,
-                "reason": f"the candidate's outputs over {n} rows are 0.873 from the champion's on the same traffic and 0.180 from its own on its training rows (Jensen-Shannon) <= max_output_drift 0.5",
+                "reason": f"the candidate's outputs over {n} rows are 0.873 from the champion's "
+                "on the same traffic and 0.180 from its own on its training rows "
+                "(Jensen-Shannon) <= max_output_drift 0.5",
             },
         ],
         "test": {
             "outcome": "continue",
             "rule": "continue",
-            "reason": "the 95% confidence sequence [-0.01172, 0.1678] is not yet decisive",
+            "reason": UNDECIDED,
             "n_champion": n,
             "n_candidate": n,
             "mean_champion": 0.615,
@@ -1278,11 +1286,12 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     defaults = Scale()
     for field_name in ("pipelines", "versions", "events", "predictions", "windows", "days"):
+        per = "; per pipeline" if field_name in ("versions", "windows") else ""
         parser.add_argument(
             f"--{field_name}",
             type=int,
             default=getattr(defaults, field_name),
-            help=f"scale (default: %(default)s{'; per pipeline' if field_name in ('versions', 'windows') else ''})",
+            help=f"scale (default: %(default)s{per})",
         )
     args = parser.parse_args()
     scale = Scale(
@@ -1310,7 +1319,8 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['page']} | {r['median_ms']:.0f} | {r['p95_ms']:.0f} | {r['max_ms']:.0f} | {r['status']} | {r['kb']:.0f} |"
+            f"| {r['page']} | {r['median_ms']:.0f} | {r['p95_ms']:.0f} | {r['max_ms']:.0f} "
+            f"| {r['status']} | {r['kb']:.0f} |"
         )
     if args.json:
         print(json.dumps({"scale": scale.__dict__, "manifest": manifest, "pages": rows}, indent=1))
