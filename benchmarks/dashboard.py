@@ -344,7 +344,8 @@ def build_metadata(
     for p_index, name in enumerate(names):
         n_runs = scale.versions + scale.versions // 10  # some failed runs besides
         # run times: evenly over the history with jitter, the first in its first hours
-        slots = np.linspace(0.01, 0.995, n_runs) + rng.uniform(-0.004, 0.004, n_runs)
+        last_slot = 0.95 if is_rollout(p_index) else 0.995  # an A/B test 3 days old
+        slots = np.linspace(0.01, last_slot, n_runs) + rng.uniform(-0.004, 0.004, n_runs)
         failed_at = set(
             rng.choice(np.arange(1, n_runs - 1), n_runs - scale.versions, replace=False).tolist()
         )
