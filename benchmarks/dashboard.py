@@ -766,7 +766,32 @@ def build_metadata(
     with Project.open(folder) as project:
         for name, key, value, at in states:
             project.store.put_state(name, key, value, at=at)
+        remember_windows(project.store, monitors)
+    log("rollout states and the monitor's brief stored", started)
     return history
+
+
+def remember_windows(store: Any, monitors: list[dict[str, Any]]) -> None:
+    """The monitor's brief in each pipeline's state, as ``run_monitor`` folds it in (when this
+    retrainer keeps one: the overview reads it instead of the windows' summaries)."""
+    try:
+        from retrainer.engine.monitoring.recent import remember
+    except ImportError:
+        return
+    for m in monitors:
+        drift = m["summary"]["drift"]
+        remember(
+            store,
+            m["pipeline"],
+            at=m["created_at"].replace(tzinfo=UTC),
+            performance=m["summary"]["performance"],
+            drift={
+                "end": iso(m["window_end"].replace(tzinfo=UTC)),
+                "drifted": drift["drifted"],
+                "columns": drift["drifted_columns"],
+                "share": drift["share_drifted"],
+            },
+        )
 
 
 def chunks(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
