@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import threading
@@ -420,6 +421,33 @@ def test_list_runs_default_limit_is_50(store: MetadataStore) -> None:
         store.create_run(make_run(f"k{i}"))
     assert len(store.list_runs()) == 50
     assert len(store.list_runs(limit=None)) == 52
+
+
+def test_list_runs_pages_with_a_before_cursor(store: MetadataStore) -> None:
+    with_pipeline(store, "churn", "ctr")
+    made = []
+    for i in range(8):
+        pipeline = "churn" if i % 3 else "ctr"
+        status = "failed" if i in (1, 4) else "succeeded"
+        run, _ = store.create_run(make_run(f"k{i}", pipeline=pipeline, status=status))
+        made.append(run)
+    ids = [run.id or 0 for run in made]
+
+    assert store.list_runs(before=ids[4]) == made[3::-1]
+    assert store.list_runs(limit=2, before=ids[4]) == [made[3], made[2]]
+    assert store.list_runs(pipeline="churn", before=ids[4]) == [made[2], made[1]]
+    assert store.list_runs(status="failed", before=ids[4]) == [made[1]]
+    assert store.list_runs(before=ids[0]) == []
+    assert store.list_runs(before=ids[-1] + 100) == made[::-1]
+    assert store.list_runs(limit=0, before=ids[4]) == []
+
+    # following the cursor page by page lists every run once, newest first
+    pages, cursor = [], None
+    while page := store.list_runs(pipeline="churn", limit=2, before=cursor):
+        pages.append(page)
+        cursor = page[-1].id
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert [run for p in pages for run in p] == store.list_runs(pipeline="churn", limit=None)
 
 
 def test_get_run_of_unknown_id_raises(store: MetadataStore) -> None:
@@ -855,6 +883,69 @@ def test_list_events_filters_and_keeps_the_most_recent(store: MetadataStore) -> 
     assert store.list_events(limit=0) == []
     assert store.list_events(pipeline="churn", kinds=["a", "b"], limit=2) == [made[2], made[4]]
     assert store.list_events(pipeline="unknown") == []
+
+
+def test_list_events_until_keeps_the_events_at_or_before_it(store: MetadataStore) -> None:
+    made = [
+        store.append_event(make_event("a", T0 + timedelta(hours=h), pipeline="churn"))
+        for h in range(5)
+    ]
+    assert store.list_events(until=T0 + timedelta(hours=2)) == made[:3]
+    assert store.list_events(until=T0 - timedelta(seconds=1)) == []
+    assert (
+        store.list_events(since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=3))
+        == (made[1:4])
+    )
+    # with a limit: the most recent of those at or before ``until``
+    assert store.list_events(until=T0 + timedelta(hours=3), limit=2) == made[2:4]
+    # the same instant in another time zone
+    plus_two = timezone(timedelta(hours=2))
+    assert store.list_events(until=(T0 + timedelta(hours=1)).astimezone(plus_two)) == made[:2]
+
+
+def test_list_events_pages_with_a_before_cursor(store: MetadataStore) -> None:
+    made = [
+        store.append_event(
+            make_event("a" if i % 3 else "b", T0 + timedelta(minutes=i), pipeline="churn")
+        )
+        if i % 2
+        else store.append_event(make_event("a", T0 + timedelta(minutes=i), pipeline="ctr"))
+        for i in range(12)
+    ]
+    ids = [e.id or 0 for e in made]
+
+    assert store.list_events(before=ids[5]) == made[:5]
+    assert store.list_events(before=ids[5], limit=2) == made[3:5]
+    assert store.list_events(before=ids[0]) == []
+    assert store.list_events(before=ids[-1] + 100) == made
+    assert store.list_events(before=ids[5], limit=0) == []
+    assert store.list_events(pipeline="churn", before=ids[7]) == [made[1], made[3], made[5]]
+    assert store.list_events(kinds=["b"], before=ids[9], limit=5) == [made[3]]
+    assert store.list_events(before=ids[8], until=T0 + timedelta(minutes=4)) == made[:5]
+    assert store.list_events(before=ids[8], since=T0 + timedelta(minutes=6)) == made[6:8]
+
+    # the dashboard's "older" link: the next page is before the oldest id shown; every
+    # event comes once, and the pages put back together are the whole trail
+    pages, cursor = [], None
+    while page := store.list_events(pipeline="churn", kinds=["a"], limit=2, before=cursor):
+        pages.append(page)
+        cursor = page[0].id
+    assert [len(p) for p in pages] == [2, 2]
+    assert [e for p in reversed(pages) for e in p] == store.list_events(
+        pipeline="churn", kinds=["a"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "names"), [("list_events", ["until", "before"]), ("list_runs", ["before"])]
+)
+def test_the_new_list_arguments_are_keyword_only(
+    store: MetadataStore, method: str, names: list[str]
+) -> None:
+    # positional calls written for the older signatures keep their meaning
+    parameters = inspect.signature(getattr(store, method)).parameters
+    assert [parameters[n].kind for n in names] == [inspect.Parameter.KEYWORD_ONLY] * len(names)
+    assert all(parameters[n].default is None for n in names)
 
 
 # -- stored state is the store's own -------------------------------------------------------------

@@ -8,6 +8,7 @@ rules (:mod:`retrainer.adapters.metadata._records`) on the way in.
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import threading
 from collections.abc import Callable
@@ -276,7 +277,12 @@ class InMemoryMetadataStore(MetadataStore):
             return self._out(self._require_run(run_id))
 
     def list_runs(
-        self, pipeline: str | None = None, status: str | None = None, limit: int | None = 50
+        self,
+        pipeline: str | None = None,
+        status: str | None = None,
+        limit: int | None = 50,
+        *,
+        before: int | None = None,
     ) -> list[Run]:
         with self._lock:
             candidates = (
@@ -287,13 +293,16 @@ class InMemoryMetadataStore(MetadataStore):
                     for i in sorted(self._run_status.get(status, ()), reverse=True)
                 )
             )
-            found = [
+            found = (
                 run
                 for run in candidates
                 if (pipeline is None or run.pipeline == pipeline)
                 and (status is None or run.status == status)
-            ]
-            return self._out(found if limit is None else found[: max(limit, 0)])
+                and (before is None or (run.id or 0) < before)
+            )
+            return self._out(
+                list(itertools.islice(found, None if limit is None else max(limit, 0)))
+            )
 
     # -- model versions --
 
@@ -486,18 +495,26 @@ class InMemoryMetadataStore(MetadataStore):
         since: datetime | None = None,
         kinds: list[str] | None = None,
         limit: int | None = None,
+        *,
+        until: datetime | None = None,
+        before: int | None = None,
     ) -> list[Event]:
         since = optional_utc(since)
+        until = optional_utc(until)
         with self._lock:
-            found = [
+            # newest first, from the cursor on (an event's id is its position + 1), stopping
+            # at the limit: a page of a long trail does not scan all of it
+            skip = 0 if before is None else max(len(self._events) - max(before - 1, 0), 0)
+            newest_first = (
                 e
-                for e in self._events
+                for e in itertools.islice(reversed(self._events), skip, None)
                 if (pipeline is None or e.pipeline == pipeline)
                 and (since is None or e.at >= since)
+                and (until is None or e.at <= until)
                 and (kinds is None or e.kind in kinds)
-            ]
-            if limit is not None:
-                found = found[max(len(found) - limit, 0) :] if limit > 0 else []
+            )
+            found = list(itertools.islice(newest_first, None if limit is None else max(limit, 0)))
+            found.reverse()
             return self._out(found)
 
     # -- tokens --

@@ -98,9 +98,18 @@ class RunStore(Protocol):
         ...
 
     def list_runs(
-        self, pipeline: str | None = None, status: str | None = None, limit: int | None = 50
+        self,
+        pipeline: str | None = None,
+        status: str | None = None,
+        limit: int | None = 50,
+        *,
+        before: int | None = None,
     ) -> list[Run]:
-        """Runs, newest first (by id); ``limit=None`` returns them all."""
+        """Runs, newest first (by id); ``limit=None`` returns them all.
+
+        ``before`` (a run id) keeps the runs with a smaller id: the next page of a listing
+        is ``list_runs(..., before=<the last id shown>)``.
+        """
         ...
 
 
@@ -242,10 +251,15 @@ class EventStore(Protocol):
         since: datetime | None = None,
         kinds: list[str] | None = None,
         limit: int | None = None,
+        *,
+        until: datetime | None = None,
+        before: int | None = None,
     ) -> list[Event]:
         """Events oldest first (by id); with ``limit``, the most recent ``limit`` of them.
 
-        ``since`` keeps the events at or after it.
+        ``since`` keeps the events at or after it, ``until`` those at or before it; ``before``
+        (an event id) keeps those with a smaller id: the page older than the one shown is
+        ``list_events(..., limit=n, before=<the oldest id shown>)``.
         """
         ...
 

@@ -23,7 +23,7 @@ from retrainer.errors import SchemaVersionError
 if TYPE_CHECKING:
     from alembic.config import Config
 
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 """The newest schema revision this version of retrainer knows (the head of ``migrations/``)."""
 
 MIGRATIONS_DIR = Path(__file__).parents[1] / "migrations"
@@ -138,7 +138,7 @@ def upgrade_schema(url: str, *, busy_timeout_s: float = 30.0) -> tuple[str | Non
     Examples
     --------
     >>> upgrade_schema("sqlite://")  # an in-memory database starts empty
-    (None, '0003')
+    (None, '0004')
     """
     parsed = parse_url(url)
     make_parent_folder(parsed)

@@ -64,6 +64,7 @@ runs = sa.Table(
     sa.Column("timings", sa.JSON(), nullable=False),
     sa.Index("ix_runs_key", "key", unique=True),
     sa.Index("ix_runs_pipeline_status", "pipeline", "status"),
+    sa.Index("ix_runs_pipeline_id", "pipeline", "id"),
 )
 
 model_versions = sa.Table(
@@ -121,8 +122,10 @@ events = sa.Table(
     sa.Column("run_id", sa.Integer(), nullable=True),
     sa.Column("version", sa.Integer(), nullable=True),
     sa.Column("data", sa.JSON(), nullable=False),
-    sa.Index("ix_events_pipeline", "pipeline"),
-    sa.Index("ix_events_kind", "kind"),
+    # every listing reads newest first by id, filtered by pipeline and/or kind (0004)
+    sa.Index("ix_events_pipeline_kind_id", "pipeline", "kind", "id"),
+    sa.Index("ix_events_pipeline_id", "pipeline", "id"),
+    sa.Index("ix_events_kind_id", "kind", "id"),
     sa.Index("ix_events_at", "at"),
 )
 

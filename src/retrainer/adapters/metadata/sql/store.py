@@ -391,13 +391,20 @@ class SQLMetadataStore(MetadataStore):
             return run_from(self._require_run(conn, run_id))
 
     def list_runs(
-        self, pipeline: str | None = None, status: str | None = None, limit: int | None = 50
+        self,
+        pipeline: str | None = None,
+        status: str | None = None,
+        limit: int | None = 50,
+        *,
+        before: int | None = None,
     ) -> list[Run]:
         query = sa.select(runs).order_by(runs.c.id.desc())
         if pipeline is not None:
             query = query.where(runs.c.pipeline == pipeline)
         if status is not None:
             query = query.where(runs.c.status == status)
+        if before is not None:
+            query = query.where(runs.c.id < before)
         if limit is not None:
             query = query.limit(max(limit, 0))
         with self._tx(write=False) as conn:
@@ -669,14 +676,21 @@ class SQLMetadataStore(MetadataStore):
         since: datetime | None = None,
         kinds: list[str] | None = None,
         limit: int | None = None,
+        *,
+        until: datetime | None = None,
+        before: int | None = None,
     ) -> list[Event]:
         query = sa.select(events).order_by(events.c.id.desc())
         if pipeline is not None:
             query = query.where(events.c.pipeline == pipeline)
         if since is not None:
             query = query.where(events.c.at >= db_time(since))
+        if until is not None:
+            query = query.where(events.c.at <= db_time(until))
         if kinds is not None:
             query = query.where(events.c.kind.in_(kinds))
+        if before is not None:
+            query = query.where(events.c.id < before)
         if limit is not None:
             query = query.limit(max(limit, 0))
         with self._tx(write=False) as conn:
