@@ -192,39 +192,37 @@ def _cursor(items: list[Any], limit: int) -> int | None:
     return items[-1].id if len(items) == limit and items else None
 
 
-def rollout_view(project: Project, cfg: Any, now: datetime) -> dict[str, Any] | None:
-    """The last rollout: its state, the test's looks over time (the confidence sequence) and
-    when a decision is expected."""
-    from retrainer.core.deploy import RolloutPolicy, build_policy
-    from retrainer.core.rollout import ROLLOUT_KEY
-    from retrainer.core.sequential import projected_decision
+_ROLLOUT_KINDS = [
+    "rollout.started",
+    "rollout.evaluated",
+    "rollout.step",
+    "rollout.promoted",
+    "rollout.rejected",
+    "rollout.rolled_back",
+    "rollout.completed",
+    "rollout.cancelled",
+]
+_ENDED = {
+    "rollout.promoted": "promoted",
+    "rollout.rejected": "rejected",
+    "rollout.rolled_back": "rolled_back",
+    "rollout.completed": "promoted",
+    "rollout.cancelled": "cancelled",
+}
 
-    stored = project.store.get_state(cfg.name, ROLLOUT_KEY)
-    if stored is None:
-        return None
-    state = dict(stored[0])
-    started = datetime.fromisoformat(state["started_at"]) if state.get("started_at") else None
-    kinds = [
-        "rollout.started",
-        "rollout.evaluated",
-        "rollout.step",
-        "rollout.promoted",
-        "rollout.rejected",
-        "rollout.rolled_back",
-        "rollout.completed",
-        "rollout.cancelled",
-    ]
-    found = project.store.list_events(cfg.name, since=started, kinds=kinds, limit=1000)
+
+def _looks(found: list[Any], candidate: int | None) -> list[dict[str, Any]]:
     looks: list[dict[str, Any]] = []
     for e in found:
-        if e.version != state.get("candidate"):
+        if e.version != candidate:
             continue
-        test = (e.data or {}).get("test") or {}
+        data = e.data or {}
+        test = data.get("test") or {}
         looks.append(
             {
                 "at": e.at,
                 "kind": e.kind,
-                "share": (e.data or {}).get("share"),
+                "share": data.get("share"),
                 "n": min(test.get("n_champion") or 0, test.get("n_candidate") or 0),
                 "n_champion": test.get("n_champion"),
                 "n_candidate": test.get("n_candidate"),
@@ -236,8 +234,67 @@ def rollout_view(project: Project, cfg: Any, now: datetime) -> dict[str, Any] | 
                 "outcome": test.get("outcome"),
             }
         )
+    return looks
+
+
+def rollout_history(project: Project, pipeline: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The pipeline's rollouts, newest first, from their events: candidate, champion,
+    strategy, start, end and outcome."""
+    found = project.store.list_events(pipeline, kinds=["rollout.started", *_ENDED], limit=limit * 3)
+    out: dict[int, dict[str, Any]] = {}
+    for e in found:
+        if e.version is None:
+            continue
+        if e.kind == "rollout.started":
+            data = e.data or {}
+            out[e.version] = {
+                "candidate": e.version,
+                "champion": data.get("champion"),
+                "strategy": (data.get("policy") or {}).get("strategy"),
+                "started_at": e.at.isoformat(),
+                "ended_at": None,
+                "outcome": "running",
+            }
+        elif e.version in out and e.kind != "rollout.completed":
+            out[e.version].update(ended_at=e.at.isoformat(), outcome=_ENDED[e.kind])
+    return sorted(out.values(), key=lambda r: r["started_at"], reverse=True)[:limit]
+
+
+def rollout_view(
+    project: Project, cfg: Any, now: datetime, candidate: int | None = None
+) -> dict[str, Any] | None:
+    """The last rollout (or the earlier one of ``candidate``): its state, the test's looks
+    over time (the confidence sequence), when a decision is expected, and the list of the
+    pipeline's rollouts."""
+    from retrainer.core.deploy import RolloutPolicy, build_policy
+    from retrainer.core.rollout import ROLLOUT_KEY
+    from retrainer.core.sequential import projected_decision
+
+    stored = project.store.get_state(cfg.name, ROLLOUT_KEY)
+    if stored is None:
+        return None
+    history = rollout_history(project, cfg.name)
+    state = dict(stored[0])
+    if candidate is not None and candidate != state.get("candidate"):
+        earlier = next((r for r in history if r["candidate"] == candidate), None)
+        if earlier is not None:  # an ended rollout: its figures are in its events
+            state = {
+                **earlier,
+                "pipeline": cfg.name,
+                "status": earlier["outcome"],
+                "share": 0.0,
+                "reason": "",
+                "evidence": {},
+            }
+    started = datetime.fromisoformat(state["started_at"]) if state.get("started_at") else None
+    found = project.store.list_events(cfg.name, since=started, kinds=_ROLLOUT_KINDS, limit=1000)
+    looks = _looks(found, state.get("candidate"))
+    if not state.get("evidence") and looks:
+        last = next((x for x in reversed(found) if x.version == state.get("candidate")), None)
+        state["evidence"] = {"test": (last.data or {}).get("test")} if last else {}
+        state["reason"] = state.get("reason") or (last.message if last else "")
     expected = None
-    if state.get("status") in ("running", "stepping") or state.get("status") == "watching":
+    if state.get("status") in ("running", "watching"):
         policy = build_policy(cfg.rollout) if cfg.rollout is not None else None
         deadline = max_samples = None
         if isinstance(policy, RolloutPolicy) and started is not None:
@@ -255,6 +312,7 @@ def rollout_view(project: Project, cfg: Any, now: datetime) -> dict[str, Any] | 
         "state": state,
         "looks": [{**x, "at": x["at"].isoformat()} for x in looks],
         "expected": expected,
+        "history": history,
     }
 
 
@@ -266,6 +324,7 @@ def pipeline_page(
     runs_before: int | None = None,
     triggers_before: int | None = None,
     versions_page: int = 1,
+    rollout: int | None = None,
     page_size: int = 10,
 ) -> dict[str, Any]:
     """Everything the pipeline page shows (``ModelNotFoundError`` for an unknown pipeline)."""
@@ -322,7 +381,7 @@ def pipeline_page(
         "champion_history": [alias_move_view(m) for m in reversed(history) if m.alias == CHAMPION][
             :page_size
         ],
-        "rollout": rollout_view(project, cfg, now),
+        "rollout": rollout_view(project, cfg, now, rollout),
     }
 
 

@@ -10,8 +10,9 @@ the pages.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import FastAPI
@@ -56,6 +57,7 @@ def create_dashboard_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        threading.Thread(target=warm_up, name="dashboard warm-up", daemon=True).start()
         try:
             yield
         finally:
@@ -78,6 +80,18 @@ def create_dashboard_app(
     include_management(app, project, ModelHolder(project))
     _root(app)
     return app
+
+
+def warm_up() -> None:
+    """Import what the pipeline page computes with (DuckDB, scikit-learn's metrics: seconds
+    of imports) in the background at start, so the first page a person opens is not slow."""
+    with suppress(Exception):  # only a head start: the page imports them anyway
+        import duckdb  # noqa: F401
+
+        from retrainer.core.metrics import _skm
+        from retrainer.engine.monitoring import online  # noqa: F401
+
+        _skm()
 
 
 def _root(app: Any) -> None:

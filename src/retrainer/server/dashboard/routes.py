@@ -302,15 +302,19 @@ def dashboard_routes(app: FastAPI, project: Project, *, refresh: float, page_siz
         runs_before: int | None = Query(None, ge=1),
         triggers_before: int | None = Query(None, ge=1),
         versions_page: int = Query(1, ge=1),
+        rollout: int | None = Query(None, ge=1),
     ) -> Response:
         session = Session(request.state.token, secret_of(request) or "")
         page = await run_in_threadpool(
-            data.pipeline_page,
-            project,
-            known(pipeline),
-            runs_before=runs_before,
-            triggers_before=triggers_before,
-            versions_page=versions_page,
+            functools.partial(
+                data.pipeline_page,
+                project,
+                known(pipeline),
+                runs_before=runs_before,
+                triggers_before=triggers_before,
+                versions_page=versions_page,
+                rollout=rollout,
+            )
         )
         figures = {
             "metric-chart": charts.metric_figure(page["metric"])

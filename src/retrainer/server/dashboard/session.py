@@ -58,7 +58,7 @@ class Session:
     def who(self) -> str:
         name = getattr(self.token, "name", None)
         scope = "admin" if self.admin else "read"
-        return f"{name} ({scope})" if name else scope
+        return f"{name} ({scope})" if name and scope not in name else (name or scope)
 
 
 def csrf_token(secret: str) -> str:
