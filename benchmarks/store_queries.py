@@ -166,9 +166,7 @@ def insert_history(
     return mid_event, mid_run
 
 
-def insert_versions(
-    conn: sa.Connection, n: int, pipelines: list[str], rng: random.Random
-) -> None:
+def insert_versions(conn: sa.Connection, n: int, pipelines: list[str], rng: random.Random) -> None:
     per = max(n // len(pipelines), 1)
     run_ids: dict[str, list[int]] = {}
     for run_id, pipeline in conn.execute(sa.select(schema.runs.c.id, schema.runs.c.pipeline)):
@@ -251,19 +249,15 @@ def queries(facts: Facts) -> dict[str, Callable[[SQLMetadataStore, str], Any]]:
         'list_events(kinds=["model.promoted"], limit=50)': lambda s, p: s.list_events(
             kinds=["model.promoted"], limit=50
         ),
-        "list_events(p, limit=50, before=mid)": lambda s, p: s.list_events(
-            p, limit=50, before=mid
-        ),
-        'list_events(p, kinds=["trigger.fired"], limit=50, before=mid)': lambda s, p: (
-            s.list_events(p, kinds=["trigger.fired"], limit=50, before=mid)
+        "list_events(p, limit=50, before=mid)": lambda s, p: s.list_events(p, limit=50, before=mid),
+        'list_events(p, kinds=["trigger.fired"], limit=50, before=mid)': lambda s, p: s.list_events(
+            p, kinds=["trigger.fired"], limit=50, before=mid
         ),
         "list_events(until=mid time, limit=50)": lambda s, p: s.list_events(
             until=START + timedelta(days=DAYS / 2), limit=50
         ),
         "list_runs(p, limit=20)": lambda s, p: s.list_runs(p, limit=20),
-        "list_runs(p, limit=20, before=mid)": lambda s, p: s.list_runs(
-            p, limit=20, before=mid_run
-        ),
+        "list_runs(p, limit=20, before=mid)": lambda s, p: s.list_runs(p, limit=20, before=mid_run),
     }
 
 
@@ -406,9 +400,11 @@ def database(url: str | None) -> Iterator[str]:
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
     try:
-        yield sa.make_url(url).update_query_dict(
-            {"options": f"-csearch_path={name}"}
-        ).render_as_string(hide_password=False)
+        yield (
+            sa.make_url(url)
+            .update_query_dict({"options": f"-csearch_path={name}"})
+            .render_as_string(hide_password=False)
+        )
     finally:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))

@@ -43,6 +43,7 @@ PUBLIC_PATHS = frozenset(
         "/readyz",
         "/docs",
         "/docs/oauth2-redirect",
+        "/favicon.ico",
         "/openapi.json",
         "/ui/login",
         "/ui/logout",

@@ -39,11 +39,6 @@ def with_backtest(
     yield from open_dashboard(root)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dashboard bug: the report (the backtest's own report.html) has no icon link and the "
-    "app no /favicon.ico, so chromium's request for it is a 404 and a console error",
-)
 def test_the_backtest_is_listed_and_opens_its_report(
     with_backtest: Dashboard, page: Any, watch: Watch
 ):
@@ -57,8 +52,5 @@ def test_the_backtest_is_listed_and_opens_its_report(
     page.wait_for_load_state("load")
     assert "/ui/backtests/" in page.url and page.url.endswith("/report")
     assert "weekly" in page.content()
-    page.wait_for_timeout(500)  # chromium asks for the icon after the load
-    # the icon's 404 fails the test here (xfail), not the fixture's teardown
-    icon = [p for p in watch.problems if "/favicon.ico" in p]
-    watch.problems[:] = [p for p in watch.problems if "/favicon.ico" not in p]
-    assert not icon, icon
+    page.wait_for_timeout(500)  # chromium asks for the icon after the load: no 404
+    assert not [p for p in watch.problems if "/favicon.ico" in p], watch.problems

@@ -14,6 +14,8 @@ Examples
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,7 +28,16 @@ from retrainer.core.types import CHAMPION, Event, Run
 from retrainer.engine.project import Project
 from retrainer.engine.state import MONITOR_STATE_KEY
 
-__all__ = ["ALERTING", "PipelineRow", "headline_metric", "metric_thresholds", "overview"]
+__all__ = [
+    "ALERTING",
+    "PipelineRow",
+    "alerting_events",
+    "headline_metric",
+    "leaf_triggers",
+    "metric_thresholds",
+    "next_fire",
+    "overview",
+]
 
 
 def _severities() -> dict[str, str]:
@@ -63,29 +74,47 @@ class PipelineRow:
     alerts: list[Event] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=4096)
+def _leaf_triggers(specs: str) -> tuple[Any, ...]:
+    """The leaf triggers of a pipeline's trigger specs (JSON), built once per distinct specs:
+    a page shows the same pipelines every few seconds, and building checks every cron."""
+    from retrainer.core.triggers import build_trigger
+    from retrainer.engine.runs.registry import walk_triggers
+
+    return tuple(t for spec in json.loads(specs) for t in walk_triggers(build_trigger(spec)))
+
+
+def leaf_triggers(cfg: PipelineConfig) -> tuple[Any, ...]:
+    """The leaf triggers of ``cfg`` (the children of any/all, recursively)."""
+    return _leaf_triggers(json.dumps(cfg.triggers, sort_keys=True, default=str))
+
+
+def next_fire(cfg: PipelineConfig, now: datetime) -> str | None:
+    """The next scheduled fire of ``cfg`` (ISO 8601), None without a schedule."""
+    fires = [t.next_fire(now) for t in leaf_triggers(cfg) if hasattr(t, "next_fire")]
+    return min(fires).isoformat() if fires else None
+
+
 def metric_thresholds(cfg: PipelineConfig) -> list[dict[str, Any]]:
     """The metric triggers of ``cfg`` with their thresholds: ``metric``, ``below``, ``above``,
     ``drop``, ``rise``, ``relative``, ``over`` (what the pipeline page draws on its chart)."""
-    from retrainer.core.triggers import build_trigger
     from retrainer.core.triggers.metric import MetricTrigger
-    from retrainer.engine.runs.registry import walk_triggers
 
     out = []
-    for spec in cfg.triggers:
-        for trig in walk_triggers(build_trigger(spec)):
-            if isinstance(trig, MetricTrigger):
-                out.append(
-                    {
-                        "name": trig.name,
-                        "metric": trig.metric,
-                        "below": trig.below,
-                        "above": trig.above,
-                        "drop": trig.drop,
-                        "rise": trig.rise,
-                        "relative": trig.relative,
-                        "over": trig.over,
-                    }
-                )
+    for trig in leaf_triggers(cfg):
+        if isinstance(trig, MetricTrigger):
+            out.append(
+                {
+                    "name": trig.name,
+                    "metric": trig.metric,
+                    "below": trig.below,
+                    "above": trig.above,
+                    "drop": trig.drop,
+                    "rise": trig.rise,
+                    "relative": trig.relative,
+                    "over": trig.over,
+                }
+            )
     return out
 
 
@@ -132,6 +161,20 @@ def _metric_status(
     return status, spark
 
 
+def alerting_events(store: Any, pipeline: str) -> list[Event]:
+    """The newest event of each alerting kind, and the newest events that could close them:
+    what :func:`~retrainer.core.health.open_alerts` needs, in a few indexed reads whatever the
+    length of the trail (a frequent kind such as ``monitor.completed`` never crowds out a rare
+    one)."""
+    openers: dict[str, Event] = {}
+    for e in reversed(store.list_events(pipeline, kinds=list(RESOLVED_BY), limit=50)):
+        openers.setdefault(e.kind, e)
+    found = list(openers.values())
+    for kind in sorted({k for o in openers for k in RESOLVED_BY[o]}):
+        found += store.list_events(pipeline, kinds=[kind], limit=1)
+    return sorted(found, key=lambda e: e.id or 0)
+
+
 def pipeline_row(project: Project, cfg: PipelineConfig, next_fire: str | None) -> PipelineRow:
     """The overview row of one pipeline."""
     store = project.store
@@ -149,9 +192,8 @@ def pipeline_row(project: Project, cfg: PipelineConfig, next_fire: str | None) -
     )
     verdicts = brief.get("drift", [])
     drift = verdicts[-1] if verdicts else None
-    events = store.list_events(name, kinds=list(ALERTING), limit=200)
     severities = _severities()
-    alerts = open_alerts(events, severities)
+    alerts = open_alerts(alerting_events(store, name), severities)
     health = assess(
         champion=champion,
         metric=metric,
@@ -181,8 +223,6 @@ def overview(
 ) -> list[PipelineRow]:
     """The rows of the project's pipelines in config order, ``limit`` of them from ``offset``
     (the overview paginates)."""
-    from retrainer.engine.runs.registry import next_fires
-
     configs = project.config.pipelines[offset : None if limit is None else offset + limit]
-    fires = next_fires(project, now or project.clock.now(), configs)
-    return [pipeline_row(project, cfg, fires.get(cfg.name)) for cfg in configs]
+    at = now or project.clock.now()
+    return [pipeline_row(project, cfg, next_fire(cfg, at)) for cfg in configs]

@@ -22,7 +22,12 @@ from typing import Any
 from retrainer.core.clock import as_utc
 from retrainer.core.types import CHAMPION
 from retrainer.core.windows import parse_duration
-from retrainer.engine.dashboard.overview import headline_metric, metric_thresholds, pipeline_row
+from retrainer.engine.dashboard.overview import (
+    headline_metric,
+    metric_thresholds,
+    next_fire,
+    pipeline_row,
+)
 from retrainer.engine.project import Project
 from retrainer.engine.runs.views import alias_move_view, event_view, run_view, version_view
 from retrainer.errors import ModelNotFoundError
@@ -127,6 +132,14 @@ def metric_series(project: Project, cfg: Any, now: datetime) -> dict[str, Any]:
     }
 
 
+def _drift_label(row: dict[str, Any]) -> str:
+    """A drift row's name as people read it: the model's output and the target say so."""
+    role = row.get("role")
+    if role == "prediction":
+        return "model output"
+    return f"{row['feature']} (target)" if role == "target" else str(row["feature"])
+
+
 def drift_grid(project: Project, pipeline: str, windows: int = 30) -> dict[str, Any]:
     """Feature x monitor window: the Jensen-Shannon distance (an effect size comparable across
     features), the method's statistic and the verdict, for the last ``windows`` windows."""
@@ -147,11 +160,11 @@ def drift_grid(project: Project, pipeline: str, windows: int = 30) -> dict[str, 
                 "drifted": drift.get("drifted"),
                 "n_drifted": drift.get("n_drifted"),
                 "n_tested": drift.get("n_tested"),
-                "columns": [r["feature"] for r in drift.get("rows", []) if r.get("drifted")],
+                "columns": [_drift_label(r) for r in drift.get("rows", []) if r.get("drifted")],
             }
         )
         for row in drift.get("rows", []):
-            cells.setdefault(row["feature"], {})[end] = {
+            cells.setdefault(_drift_label(row), {})[end] = {
                 "distance": row.get("distance"),
                 "statistic": row.get("statistic"),
                 "method": row.get("method"),
@@ -331,9 +344,7 @@ def pipeline_page(
     cfg = _known(project, pipeline)
     now = now or project.clock.now()
     store = project.store
-    from retrainer.engine.runs.registry import next_fires
-
-    row = pipeline_row(project, cfg, next_fires(project, now, [cfg]).get(pipeline))
+    row = pipeline_row(project, cfg, next_fire(cfg, now))
     all_versions = store.list_versions(pipeline, profiles=False)
     by_number = {v.version: v for v in all_versions}
     aliases = store.aliases(pipeline)

@@ -30,6 +30,9 @@ _MARKER_STYLE = {
 }
 
 
+_HEAT = [[0.0, "#fffbe6"], [0.35, "#fdbb63"], [0.7, "#e0542c"], [1.0, "#8f0a1f"]]
+
+
 def sparkline(values: Sequence[float], *, label: str, width: int = 120, height: int = 28) -> str:
     """A small line of ``values`` as inline SVG (its description names the first and the last
     value; the page shows them as text too)."""
@@ -167,7 +170,14 @@ def drift_figure(drift: dict[str, Any]) -> dict[str, Any]:
                 "customdata": hover,
                 "texttemplate": "%{text}",
                 "hovertemplate": "%{y} · window ending %{x}<br>%{customdata}<extra></extra>",
-                "colorscale": "YlOrRd",
+                # pale for no change, dark red for the largest distance (explicit: the named
+                # scales of plotly.js run the other way round)
+                "colorscale": [
+                    [0.0, "#fffbe6"],
+                    [0.35, "#fdbb63"],
+                    [0.7, "#e0542c"],
+                    [1.0, "#8f0a1f"],
+                ],
                 "zmin": 0,
                 "zmax": max([v for r in z for v in r if v is not None] + [0.3]),
                 "colorbar": {"title": {"text": "JS distance"}},
