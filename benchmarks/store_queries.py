@@ -79,6 +79,12 @@ KIND_WEIGHTS = {
     RARE_KIND: 0.2,
 }
 
+EVENT_INDEXES_0003 = {
+    "ix_events_pipeline": "pipeline",
+    "ix_events_kind": "kind",
+    "ix_events_at": "at",
+}
+
 # (name, table, columns, the 0003 index it replaces): what 0004 adds
 NEW_INDEXES = [
     ("ix_events_pipeline_kind_id", "events", ("pipeline", "kind", "id"), None),
@@ -103,13 +109,12 @@ def event_rows(n: int, pipelines: list[str], rng: random.Random) -> Iterator[tup
     kinds = rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()), k=n)
     owners = retire_last(rng.choices(pipelines, k=n), pipelines[-1], rng)
     step = DAYS * 86_400 / n
+    evaluated = json.dumps({"trigger": "ctr_low", "fire": False, "value": 0.02, "limit": 0.019})
+    other = [json.dumps({"trigger": "ctr_low", "detail": {"n": n}}) for n in range(997)]
     for i, (kind, pipeline) in enumerate(zip(kinds, owners, strict=True)):
         at = START + timedelta(seconds=i * step)
-        if kind == "trigger.evaluated":
-            data = {"trigger": "ctr_low", "fire": False, "value": 0.0213, "threshold": 0.0191}
-        else:
-            data = {"trigger": "ctr_low", "detail": {"n": i % 997}}
-        yield (kind, at, f"{kind} on {pipeline}", pipeline, None, None, json.dumps(data))
+        data = evaluated if kind == "trigger.evaluated" else other[i % 997]
+        yield (kind, at, f"{kind} on {pipeline}", pipeline, None, None, data)
 
 
 def retire_last(owners: list[str], retired: str, rng: random.Random) -> list[str]:
@@ -163,6 +168,9 @@ def insert_history(
     event_cols = "kind, at, message, pipeline, run_id, version, data"
     runs = [(*r, 1, 1) for r in run_rows(facts_n.runs, pipelines, rng)]
     events = event_rows(facts_n.events, pipelines, rng)
+    # the events' 0003 indexes are built after the rows: 3x faster than kept up per row
+    for name in EVENT_INDEXES_0003:
+        conn.exec_driver_sql(f"DROP INDEX {name}")
     if conn.dialect.name == "sqlite":
         cur = dbapi.cursor()  # type: ignore[union-attr]
         cur.executemany(f"INSERT INTO runs ({run_cols}) VALUES ({','.join('?' * 13)})", runs)
@@ -175,6 +183,8 @@ def insert_history(
             with cur.copy(f"COPY events ({event_cols}) FROM STDIN") as copy:
                 for row in events:
                     copy.write_row(row)
+    for name, column in EVENT_INDEXES_0003.items():
+        conn.exec_driver_sql(f"CREATE INDEX {name} ON events ({column})")
     insert_versions(conn, facts_n.versions, pipelines, rng)
     mid_event = conn.scalar(sa.select(sa.func.max(schema.events.c.id))) // 2
     mid_run = conn.scalar(sa.select(sa.func.max(schema.runs.c.id))) // 2
