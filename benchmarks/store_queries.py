@@ -275,6 +275,7 @@ def queries(facts: Facts) -> dict[str, Callable[[SQLMetadataStore, str], Any]]:
             lambda s, p: s.list_events(retired, kinds=triggers, limit=5)
         ),
         "list_runs(retired, limit=20)": lambda s, p: s.list_runs(retired, limit=20),
+        "list_events(retired, limit=50)": lambda s, p: s.list_events(retired, limit=50),
         # the pipeline page: the chart's markers, a rare kind, the next pages
         "list_events(p, kinds=[5 marker kinds], limit=200)": lambda s, p: s.list_events(
             p, kinds=MARKERS, limit=200
@@ -294,6 +295,9 @@ def queries(facts: Facts) -> dict[str, Callable[[SQLMetadataStore, str], Any]]:
         "list_events(limit=50)": lambda s, p: s.list_events(limit=50),
         'list_events(kinds=["model.promoted"], limit=50)': lambda s, p: s.list_events(
             kinds=["model.promoted"], limit=50
+        ),
+        f'list_events(kinds=["{RARE_KIND}"], limit=50)': lambda s, p: s.list_events(
+            kinds=[RARE_KIND], limit=50
         ),
         "list_events(limit=50, before=mid)": lambda s, p: s.list_events(limit=50, before=mid),
         "list_events(until=mid time, limit=50)": lambda s, p: s.list_events(
