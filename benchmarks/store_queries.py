@@ -373,7 +373,7 @@ class LandedStore(SQLMetadataStore):
     """The store as landed before 0004 (at 843d657): one ``kind IN (...)`` query, built per
     call; ``until`` and ``before`` added as plain filters so the new queries run too."""
 
-    def list_events(  # type: ignore[override]
+    def list_events(
         self,
         pipeline: str | None = None,
         since: datetime | None = None,
