@@ -399,6 +399,15 @@ class ServeConfig(_Model):
     _lookback = field_validator("feedback_lookback")(classmethod(lambda cls, v: _duration(v)))
 
 
+class DashboardConfig(_Model):
+    """The dashboard (``/ui`` of ``retrainer serve``, or ``retrainer ui``; docs/dashboard.md)."""
+
+    refresh: float = Field(default=5.0, ge=0.2)
+    """Seconds between a page's refreshes of its data (no reload)."""
+    page_size: int = Field(default=50, ge=5, le=1000)
+    """Rows per page of the overview and of the events page."""
+
+
 class PipelineConfig(_Model):
     """One pipeline: where its data comes from, how it trains and how it is judged."""
 
@@ -515,6 +524,7 @@ class ProjectConfig(_Model):
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    ui: DashboardConfig = Field(default_factory=DashboardConfig)
     pipelines: list[PipelineConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

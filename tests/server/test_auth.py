@@ -13,7 +13,12 @@ from tests.server.conftest import FAST, authenticate, bearer, trained_project
 
 # the route table needs no model: a project without runs builds it at collection
 ROUTES = route_scopes(create_app(in_memory_project(), authenticate=authenticate))
-PATH_ARGS = {"{pipeline}": "toy", "{version}": "1"}
+PATH_ARGS = {
+    "{pipeline}": "toy",
+    "{version}": "1",
+    "{run_id}": "1",
+    "{backtest_id:path}": "nothing",
+}
 
 
 def _url(path: str) -> str:
@@ -60,6 +65,18 @@ CASES = [
 @pytest.mark.parametrize(("method", "path", "scope", "token", "expected"), CASES)
 def test_auth_matrix(client, method, path, scope, token, expected):
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    if path.startswith("/ui"):  # the dashboard answers with pages, not JSON
+        r = client.request(method, _url(path), headers=headers, follow_redirects=False)
+        if expected is None:
+            # an allowed action still needs its form's CSRF token
+            assert r.status_code not in (401, 303), r.text
+            assert r.status_code != 403 or "form" in r.text, r.text
+        elif expected == 401 and method == "GET":  # a page sends the person to sign in
+            assert r.status_code == 303 and r.headers["location"].startswith("/ui/login?next=")
+        else:
+            assert r.status_code == expected, r.text
+            assert "text/html" in r.headers["content-type"]
+        return
     r = client.request(method, _url(path), headers=headers, json={"x1": 1.0, "x2": 2.0})
     if expected is None:
         assert r.status_code not in (401, 403), r.text
@@ -86,8 +103,14 @@ def test_the_default_authenticator_is_the_projects_token_store(project):
     app = create_app(project, settings=FAST)  # no authenticate=: the token store decides
     with TestClient(app) as c:
         for method, path, scope in GUARDED:
-            unknown = c.request(method, _url(path), headers={"Authorization": "Bearer rt_x_y"})
-            assert unknown.status_code == 401
+            unknown = c.request(
+                method,
+                _url(path),
+                headers={"Authorization": "Bearer rt_x_y"},
+                follow_redirects=False,
+            )
+            page = path.startswith("/ui") and method == "GET"  # to the sign-in page
+            assert unknown.status_code == (303 if page else 401)
             r = c.request(method, _url(path), headers={"Authorization": f"Bearer {secret}"})
             assert r.status_code != 401  # known: allowed, or refused for its scope
             assert (r.status_code == 403) is (scope != "predict")

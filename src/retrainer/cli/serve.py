@@ -7,7 +7,7 @@ import os
 import signal
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -91,6 +91,80 @@ def serve(
             signal.signal(sig, handler)
         project.close()
     out.print("stopped: the prediction log is flushed")
+
+
+@handle_errors
+def ui(
+    config: ConfigOpt = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address to listen on (default: serve.host, 127.0.0.1).", show_default=False
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port (default: serve.port, 8000).", min=0, max=65535, show_default=False
+        ),
+    ] = None,
+    sign_in: Annotated[
+        str,
+        typer.Option(
+            "--sign-in",
+            help="Print a sign-in link with a token made for this session (revoked when the "
+            "dashboard stops): 'admin' (look and act), 'read' (look), or 'none' (sign in with "
+            "a token of your own).",
+        ),
+    ] = "admin",
+) -> None:
+    """Serve the dashboard alone (no predictions): the pipelines' health, history and
+    decisions in a browser at /ui, on the project's stores.
+
+    retrainer serve includes the same pages. Sign in with an API token (retrainer token create --scope read|admin), or open the link printed here. Ctrl-C stops it.
+    """  # noqa: E501
+    _need_server_packages()
+    if sign_in not in ("admin", "read", "none"):
+        raise ConfigError(f"--sign-in must be admin, read or none; got {sign_in!r}")
+    project = open_project(config)
+    cfg = project.config.serve
+    host = host if host is not None else cfg.host
+    port = port if port is not None else cfg.port
+    try:
+        _check_listen(host, port)
+        serve_dashboard(project, host, port, sign_in=None if sign_in == "none" else sign_in)
+    finally:
+        project.close()
+
+
+def serve_dashboard(project: Any, host: str, port: int, *, sign_in: str | None) -> None:
+    """Run the dashboard of ``project`` on ``host:port`` until Ctrl-C or SIGTERM, printing its
+    address (with a sign-in link for a token of scope ``sign_in`` made for the session)."""
+    import uvicorn
+
+    from retrainer.engine.tokens import create_token, revoke_token
+    from retrainer.server.dashboard import create_dashboard_app
+
+    token = None
+    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    base = f"http://{shown}:{port}/ui"
+    if sign_in is not None:
+        token, secret = create_token(
+            project, name=f"retrainer ui ({sign_in})", scopes=[sign_in], now=project.clock.now()
+        )
+        out.print(escape(f"dashboard at {base}; sign in with this link (valid while it runs):"))
+        out.print(escape(f"  {base}/login?token={secret}"), soft_wrap=True)
+    else:
+        out.print(escape(f"dashboard at {base} (sign in with a read or admin token)"))
+    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        uvicorn.run(create_dashboard_app(project), host=host, port=port, log_level="warning")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if token is not None:
+            revoke_token(project, token.id, now=project.clock.now())
+    out.print("stopped")
 
 
 def _check_listen(host: str, port: int) -> None:

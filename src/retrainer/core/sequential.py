@@ -71,8 +71,9 @@ and the running p-value and sequence) as JSON between ticks and feeds it the new
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from retrainer.errors import ConfigError, DataError
@@ -90,6 +91,7 @@ __all__ = [
     "SequentialTest",
     "msprt_likelihood_ratio",
     "msprt_radius",
+    "projected_decision",
 ]
 
 Outcome = Literal["continue", "promote", "reject", "inconclusive"]
@@ -622,3 +624,67 @@ class SequentialTest:
             paired=self.paired,
             higher_is_better=self.higher_is_better,
         )
+
+
+def projected_decision(
+    looks: Sequence[Mapping[str, Any]],
+    *,
+    now: datetime,
+    deadline: datetime | None = None,
+    max_samples: int | None = None,
+) -> tuple[datetime | None, str]:
+    """When a running test is expected to decide, and why: a projection, not a promise.
+
+    ``looks`` are the test's looks so far, oldest first, each with ``at`` (a datetime), ``n``
+    (labelled predictions of the smaller arm), ``low``/``high`` (the confidence sequence) and
+    ``difference``. A confidence sequence narrows about as ``1/sqrt(n)``, so at the current
+    difference it excludes zero after about ``n * (half_width / |difference|) ** 2`` pairs;
+    the pairs arrive at the rate seen between the first and the last look. The test ends by
+    ``deadline`` (its ``max_duration``) or ``max_samples`` whatever the data say.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> day = lambda d: datetime(2024, 1, d, tzinfo=UTC)
+    >>> looks = [{"at": day(1), "n": 100, "low": -0.05, "high": 0.09, "difference": 0.02},
+    ...          {"at": day(2), "n": 200, "low": -0.01, "high": 0.05, "difference": 0.02}]
+    >>> at, why = projected_decision(looks, now=day(2), deadline=day(8))
+    >>> at.isoformat(), why[:17]
+    ('2024-01-04T12:00:00+00:00', 'about 2024-01-04 ')
+    """
+    limit = (
+        (deadline, f"by {deadline:%Y-%m-%d %H:%M} at the latest (max_duration)")
+        if deadline is not None
+        else (None, "")
+    )
+    seen = [x for x in looks if x.get("low") is not None and x.get("high") is not None]
+    if not seen:
+        if deadline is None:
+            return None, "after the first look (min_samples labelled predictions per variant)"
+        return limit[0], "no look yet; " + limit[1]
+    first, last = seen[0], seen[-1]
+    span = (last["at"] - first["at"]).total_seconds()
+    rate = (last["n"] - first["n"]) / span if span > 0 else 0.0
+    half = (last["high"] - last["low"]) / 2.0
+    diff = abs(last.get("difference") or 0.0)
+    candidates: list[tuple[datetime | None, str]] = []
+    if deadline is not None:
+        candidates.append(limit)
+    if rate > 0 and max_samples is not None and max_samples > last["n"]:
+        at = now + timedelta(seconds=(max_samples - last["n"]) / rate)
+        candidates.append((at, f"about {at:%Y-%m-%d %H:%M}, at max_samples {max_samples}"))
+    if rate > 0 and diff > 0:
+        needed = last["n"] * (half / diff) ** 2
+        at = now + timedelta(seconds=max(needed - last["n"], 0.0) / rate)
+        candidates.append(
+            (
+                at,
+                f"about {at:%Y-%m-%d %H:%M}: at {rate * 86400:,.0f} labelled pairs a day, the "
+                f"interval excludes 0 after about {needed:,.0f} of them if the difference "
+                f"stays {last.get('difference'):+.4g}",
+            )
+        )
+    dated = [c for c in candidates if c[0] is not None]
+    if not dated:
+        return None, "no labelled pairs arrive: no decision is in sight"
+    return min(dated, key=lambda c: c[0])  # type: ignore[arg-type,return-value]

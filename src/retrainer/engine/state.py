@@ -18,6 +18,7 @@ __all__ = [
     "CHAMPION",
     "CONCEPT_STATE_KEY",
     "MANUAL_STATE_KEY",
+    "MONITOR_STATE_KEY",
     "POLICY_STATE_KEY",
     "last_change",
 ]
@@ -30,6 +31,9 @@ MANUAL_STATE_KEY = "manual"
 """Run requests waiting for the controller (``retrainer run --queue``)."""
 ALERTS_STATE_KEY = "alerts"
 """What the alerter sent, for de-duplication and rate limits."""
+MONITOR_STATE_KEY = "monitor/recent"
+"""The monitor's last windows in brief (metrics, drift verdict): what the dashboard's overview
+reads in one small row instead of parsing every stored window."""
 
 
 def last_change(store: Any, pipeline: str) -> datetime | None:

@@ -54,6 +54,7 @@ from retrainer.engine.routing import Answer, ModelFailedError, ShadowScorer
 from retrainer.engine.serving import ModelHolder, RowError, ServedModel, log_records, new_ids
 from retrainer.errors import ModelNotFoundError
 from retrainer.server.auth import Authenticator, RateLimiter, default_authenticator, require
+from retrainer.server.dashboard import include_dashboard
 from retrainer.server.errors import ApiError
 from retrainer.server.manage import include_management
 from retrainer.server.metrics import CONTENT_TYPE, ServerMetrics
@@ -467,6 +468,11 @@ def create_app(
         }
 
     include_management(app, project, holder)  # status, models, promote, rollback, events
+    include_dashboard(app, project)  # the pages under /ui
+
+    @app.get("/", include_in_schema=False)
+    def root() -> Response:
+        return Response(status_code=307, headers={"location": "/ui"})
 
     # -- predict ------------------------------------------------------------------------
 

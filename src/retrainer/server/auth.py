@@ -36,8 +36,22 @@ __all__ = [
     "route_scopes",
 ]
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
-"""Paths served without a token: health (probes) and the API's own description."""
+PUBLIC_PATHS = frozenset(
+    {
+        "/",
+        "/healthz",
+        "/readyz",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/openapi.json",
+        "/ui/login",
+        "/ui/logout",
+        "/ui/static/{name}",
+    }
+)
+"""Paths served without a token: health (probes), the API's own description, the redirect of
+``/`` to the dashboard, and the dashboard's sign-in and static files (plotly.js, its script
+and style: nothing of the project's)."""
 
 _SCOPE_ATTR = "__retrainer_scope__"
 

@@ -55,6 +55,7 @@ from retrainer.engine.monitoring.concept import (
     warm_from,
 )
 from retrainer.engine.monitoring.online import online_performance
+from retrainer.engine.monitoring.recent import remember
 from retrainer.engine.monitoring.results import (
     CategoricalHistogram,
     ConceptDrift,
@@ -549,6 +550,20 @@ def run_monitor(
                 data=concept.to_json(),
             )
         )
+    remember(
+        project.store,
+        pipeline.name,
+        at=now,
+        performance=[w.to_dict() for w in performance],
+        drift=None
+        if drift is None
+        else {
+            "end": end.isoformat(),
+            "drifted": drift.drifted,
+            "columns": list(drift.drifted_columns),
+            "share": drift.share_drifted,
+        },
+    )
     path = None
     if report:
         from retrainer.engine.monitoring.report import write_monitor_report

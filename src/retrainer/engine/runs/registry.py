@@ -8,10 +8,11 @@ and no alias moves onto a version whose artifact fails its check (:func:`verify_
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from retrainer.config import PipelineConfig
 from retrainer.core.clock import Clock
 from retrainer.core.rollout import ROLLOUT_KEY
 from retrainer.core.types import CHAMPION, AliasMove, Event, ModelVersion, Run
@@ -370,7 +371,9 @@ def status(project: Project, now: datetime | None = None) -> list[PipelineStatus
     return out
 
 
-def next_fires(project: Project, now: datetime) -> dict[str, str | None]:
+def next_fires(
+    project: Project, now: datetime, configs: Sequence[PipelineConfig] | None = None
+) -> dict[str, str | None]:
     """The next scheduled fire of each pipeline (None without a schedule), for status.
 
     Built from the trigger specs alone: loading the pipelines would import the user's code
@@ -379,10 +382,10 @@ def next_fires(project: Project, now: datetime) -> dict[str, str | None]:
     from retrainer.core.triggers import build_trigger
 
     out: dict[str, str | None] = {}
-    for cfg in project.config.pipelines:
+    for cfg in project.config.pipelines if configs is None else configs:
         nxt = None
         for spec in cfg.triggers:
-            for trig in _walk(build_trigger(spec)):
+            for trig in walk_triggers(build_trigger(spec)):
                 fn = getattr(trig, "next_fire", None)
                 if fn is not None:
                     t = fn(now)
@@ -391,8 +394,9 @@ def next_fires(project: Project, now: datetime) -> dict[str, str | None]:
     return out
 
 
-def _walk(trigger: Any) -> list[Any]:
+def walk_triggers(trigger: Any) -> list[Any]:
+    """The leaf triggers of ``trigger`` (the children of any/all, recursively)."""
     children = getattr(trigger, "triggers", None)
     if children:
-        return [t for c in children for t in _walk(c)]
+        return [t for c in children for t in walk_triggers(c)]
     return [trigger]

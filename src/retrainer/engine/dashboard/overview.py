@@ -1,0 +1,188 @@
+"""The overview: one row per pipeline, with its health and the reasons in words.
+
+Each row costs a handful of indexed reads (aliases, the champion, its last alias move, the last
+run, the pipeline's state values, its recent alerting events); nothing parses a monitor window:
+the metric and drift come from the monitor's brief (:mod:`retrainer.engine.monitoring.recent`).
+
+Examples
+--------
+>>> from retrainer.testing import in_memory_project
+>>> rows = overview(in_memory_project())
+>>> [(r.pipeline, r.health.level, r.health.reasons) for r in rows]
+[('toy', 'red', ('no champion: nothing is served',))]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from retrainer.config import PipelineConfig
+from retrainer.core.health import RESOLVED_BY, Health, MetricStatus, assess, open_alerts
+from retrainer.core.metrics import in_points
+from retrainer.core.types import CHAMPION, Event, Run
+from retrainer.engine.project import Project
+from retrainer.engine.state import MONITOR_STATE_KEY
+
+__all__ = ["ALERTING", "PipelineRow", "headline_metric", "metric_thresholds", "overview"]
+
+
+def _severities() -> dict[str, str]:
+    from retrainer.engine.control.alerts import DEFAULT_SEVERITIES
+
+    return {**DEFAULT_SEVERITIES, "monitor.failed": "warning"}
+
+
+ALERTING: tuple[str, ...] = tuple(
+    sorted({*RESOLVED_BY, *(k for kinds in RESOLVED_BY.values() for k in kinds)})
+)
+"""The event kinds that open or close an alert (what the overview reads per pipeline)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PipelineRow:
+    """One pipeline at a glance (a row of the overview)."""
+
+    pipeline: str
+    health: Health
+    champion: int | None
+    champion_since: datetime | None
+    """When the champion alias last moved to it."""
+    champion_metrics: dict[str, float] = field(default_factory=dict)
+    metric: MetricStatus | None = None
+    spark: list[tuple[str, float]] = field(default_factory=list)
+    """The headline metric per monitor window, (window start, value), oldest first."""
+    drift: dict[str, Any] | None = None
+    """The last monitor run's drift verdict (``end``, ``drifted``, ``columns``, ``share``)."""
+    last_run: Run | None = None
+    next_fire: str | None = None
+    rollout: dict[str, Any] | None = None
+    """The last rollout as stored (``RolloutState.to_dict()``), None if never."""
+    alerts: list[Event] = field(default_factory=list)
+
+
+def metric_thresholds(cfg: PipelineConfig) -> list[dict[str, Any]]:
+    """The metric triggers of ``cfg`` with their thresholds: ``metric``, ``below``, ``above``,
+    ``drop``, ``rise``, ``relative``, ``over`` (what the pipeline page draws on its chart)."""
+    from retrainer.core.triggers import build_trigger
+    from retrainer.core.triggers.metric import MetricTrigger
+    from retrainer.engine.runs.registry import walk_triggers
+
+    out = []
+    for spec in cfg.triggers:
+        for trig in walk_triggers(build_trigger(spec)):
+            if isinstance(trig, MetricTrigger):
+                out.append(
+                    {
+                        "name": trig.name,
+                        "metric": trig.metric,
+                        "below": trig.below,
+                        "above": trig.above,
+                        "drop": trig.drop,
+                        "rise": trig.rise,
+                        "relative": trig.relative,
+                        "over": trig.over,
+                    }
+                )
+    return out
+
+
+def headline_metric(cfg: PipelineConfig) -> tuple[str, bool]:
+    """The metric a pipeline is judged by, and whether greater is better: its first metric
+    trigger's, else its first metric."""
+    triggers = metric_thresholds(cfg)
+    if triggers:
+        name = triggers[0]["metric"]
+    else:
+        first = cfg.metrics[0]
+        if not isinstance(first, str):
+            return first.name, first.greater_is_better
+        name = first
+    from retrainer.core.performance import get_online_metric
+    from retrainer.errors import ConfigError
+
+    try:
+        return name, get_online_metric(name).greater_is_better
+    except ConfigError:  # a user metric named only in a trigger
+        custom = [m for m in cfg.metrics if not isinstance(m, str) and m.name == name]
+        return name, custom[0].greater_is_better if custom else True
+
+
+def _metric_status(
+    cfg: PipelineConfig, windows: Sequence[dict[str, Any]], at_promotion: dict[str, float]
+) -> tuple[MetricStatus, list[tuple[str, float]]]:
+    name, greater = headline_metric(cfg)
+    spark = [(w["start"], w["metrics"][name]) for w in windows if name in w.get("metrics", {})]
+    below = above = None
+    for t in metric_thresholds(cfg):
+        if t["metric"] == name:
+            below = t["below"] if below is None else below
+            above = t["above"] if above is None else above
+    status = MetricStatus(
+        name=name,
+        now=spark[-1][1] if spark else None,
+        at_promotion=at_promotion.get(name),
+        greater_is_better=greater,
+        below=below,
+        above=above,
+        in_points=in_points(name) or name in ("ctr", "rate", "click_through_rate"),
+    )
+    return status, spark
+
+
+def pipeline_row(project: Project, cfg: PipelineConfig, next_fire: str | None) -> PipelineRow:
+    """The overview row of one pipeline."""
+    store = project.store
+    name = cfg.name
+    champion = store.get_alias(name, CHAMPION)
+    champ = store.get_version(name, champion) if champion is not None else None
+    since = None
+    if champion is not None:
+        moves = store.alias_history(name, CHAMPION)
+        since = next((m.at for m in reversed(moves) if m.version == champion), None)
+    state = store.list_state(name)
+    brief = state.get(MONITOR_STATE_KEY, {})
+    metric, spark = _metric_status(
+        cfg, brief.get("windows", []), dict(champ.metrics) if champ else {}
+    )
+    verdicts = brief.get("drift", [])
+    drift = verdicts[-1] if verdicts else None
+    events = store.list_events(name, kinds=list(ALERTING), limit=200)
+    severities = _severities()
+    alerts = open_alerts(events, severities)
+    health = assess(
+        champion=champion,
+        metric=metric,
+        open_alerts=alerts,
+        severities=severities,
+        drifted_columns=None if drift is None else drift.get("columns", []),
+    )
+    runs = store.list_runs(name, limit=1)
+    return PipelineRow(
+        pipeline=name,
+        health=health,
+        champion=champion,
+        champion_since=since,
+        champion_metrics=dict(champ.metrics) if champ else {},
+        metric=metric,
+        spark=spark[-30:],
+        drift=drift,
+        last_run=runs[0] if runs else None,
+        next_fire=next_fire,
+        rollout=state.get("rollout"),
+        alerts=alerts,
+    )
+
+
+def overview(
+    project: Project, *, now: datetime | None = None, offset: int = 0, limit: int | None = None
+) -> list[PipelineRow]:
+    """The rows of the project's pipelines in config order, ``limit`` of them from ``offset``
+    (the overview paginates)."""
+    from retrainer.engine.runs.registry import next_fires
+
+    configs = project.config.pipelines[offset : None if limit is None else offset + limit]
+    fires = next_fires(project, now or project.clock.now(), configs)
+    return [pipeline_row(project, cfg, fires.get(cfg.name)) for cfg in configs]
