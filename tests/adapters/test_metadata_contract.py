@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 import os
+import random
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -934,6 +936,43 @@ def test_list_events_pages_with_a_before_cursor(store: MetadataStore) -> None:
     assert [e for p in reversed(pages) for e in p] == store.list_events(
         pipeline="churn", kinds=["a"]
     )
+
+
+def test_list_events_every_filter_combination_agrees_with_filtering_the_trail(
+    store: MetadataStore,
+) -> None:
+    # times out of id order (a backtest records simulated times), kinds common and rare
+    rng = random.Random(18)
+    for _ in range(60):
+        store.append_event(
+            make_event(
+                rng.choice(["a", "a", "a", "b", "c"]),
+                T0 + timedelta(minutes=rng.randrange(60)),
+                pipeline=rng.choice(["churn", "ctr", None]),
+            )
+        )
+    trail = store.list_events()
+    ids = [e.id or 0 for e in trail]
+    for pipeline, kinds, since, until, before, limit in itertools.product(
+        [None, "churn"],
+        [None, ["a"], ["b", "c"], ["c", "a", "b"], ["b", "b"], []],
+        [None, T0 + timedelta(minutes=20)],
+        [None, T0 + timedelta(minutes=40)],
+        [None, ids[40]],
+        [None, 0, 3, 100],
+    ):
+        kept = [
+            e
+            for e in trail
+            if (pipeline is None or e.pipeline == pipeline)
+            and (kinds is None or e.kind in kinds)
+            and (since is None or e.at >= since)
+            and (until is None or e.at <= until)
+            and (before is None or (e.id or 0) < before)
+        ]
+        expected = kept if limit is None else kept[max(len(kept) - limit, 0) :] if limit else []
+        got = store.list_events(pipeline, since, kinds, limit, until=until, before=before)
+        assert got == expected, (pipeline, kinds, since, until, before, limit)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -347,6 +347,130 @@ def test_0002_downgrades_to_0001_and_upgrades_again(db: Path) -> None:
     with SQLMetadataStore(url_of(db), auto_migrate=False) as store:
         assert [p.name for p in store.list_pipelines()] == ["churn"]
         assert store.list_state("churn") == {}
+
+
+LISTING_INDEXES = {
+    "events": {
+        "ix_events_pipeline_kind_id": ["pipeline", "kind", "id"],
+        "ix_events_pipeline_id": ["pipeline", "id"],
+        "ix_events_kind_id": ["kind", "id"],
+        "ix_events_at": ["at"],
+    },
+    "runs": {
+        "ix_runs_key": ["key"],
+        "ix_runs_pipeline_status": ["pipeline", "status"],
+        "ix_runs_pipeline_id": ["pipeline", "id"],
+    },
+}
+
+
+def indexes_of(url: str, table: str) -> dict[str, list[str]]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {i["name"]: i["column_names"] for i in sa.inspect(conn).get_indexes(table)}
+    finally:
+        engine.dispose()
+
+
+def test_a_0003_database_upgrades_with_its_data_and_gets_the_listing_indexes(
+    any_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the release before the dashboard: its databases are at 0003
+    monkeypatch.setattr(migrate, "SCHEMA_HEAD", "0003")
+    with SQLMetadataStore(any_url) as old:
+        assert revision_of(old) == "0003"
+        old.ensure_pipeline("churn", "h", T0)
+        for i in range(3):
+            old.create_run(Run(key=f"k{i}", pipeline="churn", cause="cron", created_at=T0))
+            old.append_event(Event(kind="run.requested", at=T0, message="m", pipeline="churn"))
+        old.add_token(TOKEN)
+        before = (old.list_runs(), old.list_events(), old.list_tokens())
+    monkeypatch.undo()
+    assert "ix_events_pipeline_kind_id" not in indexes_of(any_url, "events")
+
+    with pytest.raises(SchemaVersionError, match=r"'0003'.*retrainer db upgrade"):
+        SQLMetadataStore(any_url, auto_migrate=False)
+    assert upgrade_schema(any_url) == ("0003", SCHEMA_HEAD)
+    assert {t: indexes_of(any_url, t) for t in LISTING_INDEXES} == LISTING_INDEXES
+    with SQLMetadataStore(any_url, auto_migrate=False) as store:
+        assert (store.list_runs(), store.list_events(), store.list_tokens()) == before
+        runs, events = before[0], before[1]
+        assert store.list_runs("churn", before=runs[0].id) == runs[1:]
+        assert store.list_events(
+            "churn", kinds=["run.requested"], limit=1, before=events[-1].id
+        ) == ([events[1]])
+        with store._engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
+
+
+def test_0004_downgrades_to_0003_and_upgrades_again(any_url: str) -> None:
+    with SQLMetadataStore(any_url) as store:
+        store.append_event(Event(kind="run.requested", at=T0, message="m", pipeline="churn"))
+        with connection.transaction(store._engine, "test", 5.0, write=True) as conn:
+            command.downgrade(migrate.alembic_config(conn), "0003")
+    assert indexes_of(any_url, "events") == {
+        "ix_events_pipeline": ["pipeline"],
+        "ix_events_kind": ["kind"],
+        "ix_events_at": ["at"],
+    }
+    assert "ix_runs_pipeline_id" not in indexes_of(any_url, "runs")
+    assert upgrade_schema(any_url) == ("0003", SCHEMA_HEAD)
+    assert {t: indexes_of(any_url, t) for t in LISTING_INDEXES} == LISTING_INDEXES
+    with SQLMetadataStore(any_url, auto_migrate=False) as store:
+        assert [e.message for e in store.list_events(pipeline="churn")] == ["m"]
+
+
+def sqlite_plans(store: SQLMetadataStore, call: Callable[[], object]) -> list[str]:
+    """SQLite's plan of each SELECT ``call`` runs."""
+    seen: list[tuple[str, object]] = []
+
+    def capture(conn: object, cursor: object, statement: str, params: object, *_: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, params))
+
+    sa.event.listen(store._engine, "before_cursor_execute", capture)
+    try:
+        call()
+    finally:
+        sa.event.remove(store._engine, "before_cursor_execute", capture)
+    with store._engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        return [
+            " ; ".join(row[-1] for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            for sql, params in seen
+        ]
+
+
+@pytest.mark.parametrize(
+    ("call", "index"),
+    [
+        (
+            lambda s: s.list_events("churn", kinds=["trigger.fired", "trigger.evaluated"], limit=5),
+            "ix_events_pipeline_kind_id",
+        ),
+        (
+            lambda s: s.list_events("churn", kinds=["model.promoted"], limit=50, before=9),
+            "ix_events_pipeline_kind_id",
+        ),
+        (lambda s: s.list_events("churn", limit=50, before=9), "ix_events_pipeline_id"),
+        (lambda s: s.list_events(kinds=["model.promoted"], limit=50), "ix_events_kind_id"),
+        (lambda s: s.list_events(kinds=["a", "b"], limit=50), "ix_events_kind_id"),
+        (lambda s: s.list_runs("churn", limit=20, before=9), "ix_runs_pipeline_id"),
+    ],
+)
+def test_listings_read_the_newest_rows_in_index_order(
+    store: SQLMetadataStore, call: Callable[[SQLMetadataStore], object], index: str
+) -> None:
+    # never a scan of the table, never a sort of every matching row: a page reads about
+    # ``limit`` index entries (per kind, merged), however long the history
+    [plan] = sqlite_plans(store, lambda: call(store))
+    steps = [step.strip() for step in plan.split(" ; ")]
+    reads = [step for step in steps if step.startswith(("SCAN", "SEARCH")) and "anon" not in step]
+    assert reads and all(f"USING INDEX {index} " in step for step in reads), plan
+    if "UNION" not in plan:
+        assert "TEMP B-TREE" not in plan
 
 
 def test_the_engine_refuses_nan_that_slipped_past_normalization(store: SQLMetadataStore) -> None:

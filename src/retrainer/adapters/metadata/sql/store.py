@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -680,21 +680,22 @@ class SQLMetadataStore(MetadataStore):
         until: datetime | None = None,
         before: int | None = None,
     ) -> list[Event]:
-        query = sa.select(events).order_by(events.c.id.desc())
-        if pipeline is not None:
-            query = query.where(events.c.pipeline == pipeline)
-        if since is not None:
-            query = query.where(events.c.at >= db_time(since))
-        if until is not None:
-            query = query.where(events.c.at <= db_time(until))
-        if kinds is not None:
-            query = query.where(events.c.kind.in_(kinds))
-        if before is not None:
-            query = query.where(events.c.id < before)
-        if limit is not None:
-            query = query.limit(max(limit, 0))
+        params: dict[str, Any] = {
+            "pipeline": pipeline,
+            "since": db_time(since),
+            "until": db_time(until),
+            "before": before,
+            "limit": None if limit is None else max(limit, 0),
+        }
+        distinct = None if kinds is None else sorted(set(kinds))
+        if distinct is not None:
+            params.update({f"kind_{i}": kind for i, kind in enumerate(distinct)})
+        query = _events_query(
+            *(params[k] is not None for k in ("pipeline", "since", "until", "before", "limit")),
+            kinds=None if distinct is None else len(distinct),
+        )
         with self._tx(write=False) as conn:
-            found = [event_from(row._mapping) for row in conn.execute(query)]
+            found = [event_from(row._mapping) for row in conn.execute(query, params)]
         found.reverse()
         return found
 
@@ -772,6 +773,55 @@ class SQLMetadataStore(MetadataStore):
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+@cache
+def _events_query(
+    pipeline: bool, since: bool, until: bool, before: bool, limit: bool, *, kinds: int | None
+) -> sa.Select[Any]:
+    """The statement of ``list_events`` for the filters given (True: given), built once.
+
+    Its values are bound parameters (``:pipeline``, ``:kind_0``...): building a statement with
+    subqueries costs more than running it.
+    """
+    where = []
+    if pipeline:
+        where.append(events.c.pipeline == sa.bindparam("pipeline"))
+    if since:
+        where.append(events.c.at >= sa.bindparam("since", type_=events.c.at.type))
+    if until:
+        where.append(events.c.at <= sa.bindparam("until", type_=events.c.at.type))
+    if before:
+        where.append(events.c.id < sa.bindparam("before"))
+    if kinds is not None and kinds > 1 and limit:
+        # The newest ``limit`` of each kind (each read in order from the (pipeline, kind, id)
+        # or (kind, id) index), merged: at most limit x kinds rows are read whether the kinds
+        # are common or rare. One ``kind IN (...)`` query either walks the pipeline's events
+        # until ``limit`` match (slow for rare kinds) or sorts all that match (slow for common
+        # ones); without statistics the planner cannot know which.
+        newest = sa.union_all(
+            *(
+                sa.select(
+                    sa.select(events)
+                    .where(*where, events.c.kind == sa.bindparam(f"kind_{i}"))
+                    .order_by(events.c.id.desc())
+                    .limit(sa.bindparam("limit", type_=sa.Integer()))
+                    .subquery()
+                )
+                for i in range(kinds)
+            )
+        ).subquery()
+        return (
+            sa.select(newest)
+            .order_by(newest.c.id.desc())
+            .limit(sa.bindparam("limit", type_=sa.Integer()))
+        )
+    query = sa.select(events).where(*where).order_by(events.c.id.desc())
+    if kinds is not None:
+        query = query.where(events.c.kind.in_([sa.bindparam(f"kind_{i}") for i in range(kinds)]))
+    if limit:
+        query = query.limit(sa.bindparam("limit", type_=sa.Integer()))
+    return query
 
 
 def open_metadata_store(
