@@ -22,6 +22,32 @@ SRC = Path(retrainer.__file__).parent
 # constants, and building blocks reached through an exported object. A new public name goes
 # into ``retrainer._EXPORTS`` or here, on purpose.
 INTERNAL = {
+    # the dashboard: health rules, the pages' data, the monitor's brief (the server renders them)
+    "ALERTING",
+    "Backtest",
+    "DECLINE",
+    "Health",
+    "KEEP",
+    "Level",
+    "MARKERS",
+    "MONITOR_STATE_KEY",
+    "MetricStatus",
+    "PipelineRow",
+    "RESOLVED_BY",
+    "assess",
+    "backtests",
+    "events_page",
+    "find_backtest",
+    "format_metric",
+    "headline_metric",
+    "metric_thresholds",
+    "open_alerts",
+    "overview",
+    "pipeline_page",
+    "projected_decision",
+    "recent",
+    "remember",
+    "run_page",
     # the daemon's start checks and the monitor's window checks and concept-drift detector
     "WARM_MAX",
     "check_window",
