@@ -579,6 +579,9 @@ def test_list_versions_can_leave_the_profiles_out(store: MetadataStore) -> None:
     assert stored.profile is not None
     assert store.list_versions("churn", profiles=False) == [replace(stored, profile=None)]
     assert store.list_versions("churn") == [stored]
+    # one version too (the dashboard's overview reads each champion's metrics)
+    assert store.get_version("churn", 1, profile=False) == replace(stored, profile=None)
+    assert store.get_version("churn", 1) == stored
 
 
 @pytest.mark.parametrize("passed", [True, False])

@@ -328,9 +328,12 @@ class InMemoryMetadataStore(MetadataStore):
                 self._append_event(replace(event, version=stored.version))
             return self._out(stored)
 
-    def get_version(self, pipeline: str, version: int) -> ModelVersion:
+    def get_version(
+        self, pipeline: str, version: int, *, profile: bool = True
+    ) -> ModelVersion:
         with self._lock:
-            return self._out(self._require_version(pipeline, version))
+            found = self._require_version(pipeline, version)
+            return self._out(found if profile else replace(found, profile=None))
 
     def list_versions(self, pipeline: str, *, profiles: bool = True) -> list[ModelVersion]:
         with self._lock:

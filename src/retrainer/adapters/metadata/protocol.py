@@ -125,8 +125,11 @@ class RegistryStore(Protocol):
         """
         ...
 
-    def get_version(self, pipeline: str, version: int) -> ModelVersion:
-        """Version ``version`` of ``pipeline``; ``ModelNotFoundError`` if there is none."""
+    def get_version(
+        self, pipeline: str, version: int, *, profile: bool = True
+    ) -> ModelVersion:
+        """Version ``version`` of ``pipeline``; ``ModelNotFoundError`` if there is none.
+        ``profile=False`` leaves out its reference profile (``profile=None``)."""
         ...
 
     def list_versions(self, pipeline: str, *, profiles: bool = True) -> list[ModelVersion]:

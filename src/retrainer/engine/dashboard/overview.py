@@ -179,12 +179,11 @@ def pipeline_row(project: Project, cfg: PipelineConfig, next_fire: str | None) -
     """The overview row of one pipeline."""
     store = project.store
     name = cfg.name
-    champion = store.get_alias(name, CHAMPION)
-    champ = store.get_version(name, champion) if champion is not None else None
-    since = None
-    if champion is not None:
-        moves = store.alias_history(name, CHAMPION)
-        since = next((m.at for m in reversed(moves) if m.version == champion), None)
+    # the champion is the version of its alias's last move (one read instead of two)
+    moves = store.alias_history(name, CHAMPION)
+    champion = moves[-1].version if moves else None
+    champ = store.get_version(name, champion, profile=False) if champion is not None else None
+    since = moves[-1].at if champion is not None else None
     state = store.list_state(name)
     brief = state.get(MONITOR_STATE_KEY, {})
     metric, spark = _metric_status(

@@ -455,11 +455,15 @@ class SQLMetadataStore(MetadataStore):
                 self._insert(conn, events, event_columns(replace(event, version=number)))
         return replace(draft, version=number, snapshot=snapshot)
 
-    def get_version(self, pipeline: str, version: int) -> ModelVersion:
+    def get_version(
+        self, pipeline: str, version: int, *, profile: bool = True
+    ) -> ModelVersion:
         with self._tx(write=False) as conn:
             self._require_pipeline(conn, pipeline)
             found = self._versions(
-                conn, [model_versions.c.pipeline == pipeline, model_versions.c.version == version]
+                conn,
+                [model_versions.c.pipeline == pipeline, model_versions.c.version == version],
+                profiles=profile,
             )
             if not found:
                 self._require_version_number(conn, pipeline, version)
