@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from retrainer.config import DashboardConfig
 from retrainer.core.types import CHAMPION
 from retrainer.server import create_app
 from retrainer.server.dashboard import create_dashboard_app
@@ -194,3 +195,18 @@ def test_serve_includes_the_dashboard_and_sends_root_to_it(project):
         assert c.get("/", follow_redirects=False).headers["location"] == "/ui"
         c.cookies.set(COOKIE, "read-secret")
         assert c.get("/ui").status_code == 200
+
+
+def test_events_filter_by_several_kinds_and_the_pager_keeps_them(project):
+    settings = DashboardConfig(page_size=5)
+    app = create_dashboard_app(project, authenticate=authenticate, settings=settings)
+    with TestClient(app) as c:
+        c.cookies.set(COOKIE, "read-secret")
+        kinds = "kind=run.started&kind=run.succeeded"
+        r = c.get(f"/ui/events?pipeline=toy&{kinds}")
+        shown = re.findall(r'<span class="kind">([a-z._]+)</span>', r.text)
+        assert len(shown) == 5 and set(shown) == {"run.started", "run.succeeded"}
+        older = re.search(r'href="([^"]+)" rel="next"', r.text).group(1).replace("&amp;", "&")
+        assert "kind=run.started&kind=run.succeeded" in older and "pipeline=toy" in older
+        rest = re.findall(r'<span class="kind">([a-z._]+)</span>', c.get(older).text)
+        assert len(shown) + len(rest) == 6  # 3 runs, each started and succeeded

@@ -328,9 +328,7 @@ class InMemoryMetadataStore(MetadataStore):
                 self._append_event(replace(event, version=stored.version))
             return self._out(stored)
 
-    def get_version(
-        self, pipeline: str, version: int, *, profile: bool = True
-    ) -> ModelVersion:
+    def get_version(self, pipeline: str, version: int, *, profile: bool = True) -> ModelVersion:
         with self._lock:
             found = self._require_version(pipeline, version)
             return self._out(found if profile else replace(found, profile=None))

@@ -125,9 +125,7 @@ class RegistryStore(Protocol):
         """
         ...
 
-    def get_version(
-        self, pipeline: str, version: int, *, profile: bool = True
-    ) -> ModelVersion:
+    def get_version(self, pipeline: str, version: int, *, profile: bool = True) -> ModelVersion:
         """Version ``version`` of ``pipeline``; ``ModelNotFoundError`` if there is none.
         ``profile=False`` leaves out its reference profile (``profile=None``)."""
         ...

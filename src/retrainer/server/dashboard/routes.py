@@ -169,7 +169,8 @@ def dashboard_routes(app: FastAPI, project: Project, *, refresh: float, page_siz
             "url": lambda path, **q: (
                 path
                 + (
-                    "?" + urlencode({k: v for k, v in q.items() if v not in (None, "")})
+                    "?"
+                    + urlencode({k: v for k, v in q.items() if v not in (None, "", [])}, doseq=True)
                     if q
                     else ""
                 )
@@ -455,7 +456,7 @@ def dashboard_routes(app: FastAPI, project: Project, *, refresh: float, page_siz
     async def events(
         request: Request,
         pipeline: str | None = None,
-        kind: str | None = None,
+        kind: list[str] | None = Query(None),
         since: str | None = None,
         until: str | None = None,
         before: int | None = Query(None, ge=1),
@@ -473,7 +474,7 @@ def dashboard_routes(app: FastAPI, project: Project, *, refresh: float, page_siz
                     problems.append(
                         f"{key}: {value!r} is not a date or time (2024-05-01 or 2024-05-01T12:00)"
                     )
-        kinds = [kind] if kind else None
+        kinds = [k for k in kind or [] if k] or None
         page = await run_in_threadpool(
             functools.partial(
                 data.events_page,
@@ -494,7 +495,7 @@ def dashboard_routes(app: FastAPI, project: Project, *, refresh: float, page_siz
             before=before,
             filters={
                 "pipeline": pipeline or "",
-                "kind": kind or "",
+                "kind": kinds or [],
                 "since": since or "",
                 "until": until or "",
             },

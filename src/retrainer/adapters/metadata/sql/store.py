@@ -455,9 +455,7 @@ class SQLMetadataStore(MetadataStore):
                 self._insert(conn, events, event_columns(replace(event, version=number)))
         return replace(draft, version=number, snapshot=snapshot)
 
-    def get_version(
-        self, pipeline: str, version: int, *, profile: bool = True
-    ) -> ModelVersion:
+    def get_version(self, pipeline: str, version: int, *, profile: bool = True) -> ModelVersion:
         with self._tx(write=False) as conn:
             self._require_pipeline(conn, pipeline)
             found = self._versions(
