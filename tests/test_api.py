@@ -48,6 +48,7 @@ INTERNAL = {
     "recent",
     "remember",
     "run_page",
+    "threshold_lines",
     # the daemon's start checks and the monitor's window checks and concept-drift detector
     "WARM_MAX",
     "check_window",

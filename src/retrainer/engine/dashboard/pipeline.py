@@ -32,7 +32,7 @@ from retrainer.engine.project import Project
 from retrainer.engine.runs.views import alias_move_view, event_view, run_view, version_view
 from retrainer.errors import ModelNotFoundError
 
-__all__ = ["MARKERS", "pipeline_page", "run_page"]
+__all__ = ["MARKERS", "pipeline_page", "run_page", "threshold_lines"]
 
 MARKERS: dict[str, str] = {
     "run.succeeded": "retrain",
@@ -58,9 +58,41 @@ def _naive(at: datetime) -> datetime:
     return as_utc(at).replace(tzinfo=None)
 
 
-def metric_series(project: Project, cfg: Any, now: datetime) -> dict[str, Any]:
+def threshold_lines(
+    thresholds: list[dict[str, Any]], at_promotion: float | None
+) -> list[dict[str, Any]]:
+    """Where each metric trigger fires, as values to draw: ``below``/``above`` as they are,
+    ``drop``/``rise`` from the champion's figure at promotion (the trigger's baseline).
+
+    >>> threshold_lines([{"name": "m", "below": 0.6, "above": None, "drop": 0.1,
+    ...                   "rise": None, "relative": True}], 0.8)
+    [{'label': 'm: below 0.6', 'value': 0.6}, {'label': 'm: drop 10% from 0.8', 'value': 0.72}]
+    """
+    out = []
+    for t in thresholds:
+        for key in ("below", "above"):
+            if t[key] is not None:
+                out.append({"label": f"{t['name']}: {key} {t[key]:g}", "value": t[key]})
+        for key, sign in (("drop", -1), ("rise", 1)):
+            if t[key] is None or at_promotion is None:
+                continue
+            change = t[key] * abs(at_promotion) if t["relative"] else t[key]
+            amount = f"{t[key]:.0%}" if t["relative"] else f"{t[key]:g}"
+            out.append(
+                {
+                    "label": f"{t['name']}: {key} {amount} from {at_promotion:.4g}",
+                    "value": round(at_promotion + sign * change, 12),
+                }
+            )
+    return out
+
+
+def metric_series(
+    project: Project, cfg: Any, now: datetime, at_promotion: float | None = None
+) -> dict[str, Any]:
     """The headline metric per window from the log (or the monitor's brief), the thresholds
-    of the metric triggers and the events to mark on it."""
+    of the metric triggers (and where they fire, from ``at_promotion``: the champion's
+    figure) and the events to mark on it."""
     from retrainer.engine.monitoring.online import online_performance
     from retrainer.engine.monitoring.recent import recent
 
@@ -107,6 +139,7 @@ def metric_series(project: Project, cfg: Any, now: datetime) -> dict[str, Any]:
             }
             for w in recent(project.store, cfg.name)["windows"]
         ]
+    thresholds = [t for t in metric_thresholds(cfg) if t["metric"] == name]
     markers = []
     if points:
         since = as_utc(datetime.fromisoformat(points[0]["start"]))
@@ -127,7 +160,8 @@ def metric_series(project: Project, cfg: Any, now: datetime) -> dict[str, Any]:
         "every": every,
         "source": source,
         "points": points,
-        "thresholds": [t for t in metric_thresholds(cfg) if t["metric"] == name],
+        "thresholds": thresholds,
+        "lines": threshold_lines(thresholds, at_promotion),
         "markers": markers,
     }
 
@@ -371,7 +405,7 @@ def pipeline_page(
         "pipeline": pipeline,
         "now": as_utc(now).isoformat(),
         "row": row,
-        "metric": metric_series(project, cfg, now),
+        "metric": metric_series(project, cfg, now, row.metric.at_promotion if row.metric else None),
         "drift": drift_grid(project, pipeline),
         "triggers": {
             "items": [event_view(e) for e in triggers],

@@ -106,21 +106,19 @@ def metric_figure(metric: dict[str, Any]) -> dict[str, Any]:
             }
         )
     shapes = []
-    for t in metric["thresholds"]:
-        for key in ("below", "above"):
-            if t[key] is not None:
-                shapes.append(
-                    {
-                        "type": "line",
-                        "xref": "paper",
-                        "x0": 0,
-                        "x1": 1,
-                        "y0": t[key],
-                        "y1": t[key],
-                        "line": {"color": "#b42318", "dash": "dash", "width": 1.5},
-                        "label": {"text": f"{t['name']}: {key} {t[key]:g}", "font": {"size": 11}},
-                    }
-                )
+    for line in metric.get("lines", []):
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "paper",
+                "x0": 0,
+                "x1": 1,
+                "y0": line["value"],
+                "y1": line["value"],
+                "line": {"color": "#b42318", "dash": "dash", "width": 1.5},
+                "label": {"text": line["label"], "font": {"size": 11}},
+            }
+        )
     return {
         "data": traces,
         "layout": _layout(
