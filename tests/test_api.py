@@ -49,6 +49,9 @@ INTERNAL = {
     "remember",
     "run_page",
     "threshold_lines",
+    "alerting_events",
+    "leaf_triggers",
+    "next_fire",
     # the daemon's start checks and the monitor's window checks and concept-drift detector
     "WARM_MAX",
     "check_window",
