@@ -51,3 +51,14 @@ def test_a_history_project_has_runs_versions_monitor_results_events_and_a_log(tm
         }
         joined = logs.joined("elec2", start, end, feedback_until=end)
         assert len(joined) == 48 * days and joined["outcome"].notna().all()
+
+
+def test_the_demos_daemon_phase_counts_what_it_monitored_and_logged(tmp_path: Path):
+    from retrainer.engine.demo import prepare_demo_dir, run_daemon_demo
+
+    target = tmp_path / "demo"
+    prepare_demo_dir(target)  # the example's retrainer.yaml: no trigger, a monitor section
+    summary = run_daemon_demo(target, days=3)
+    assert (summary.runs, summary.versions) == (1, 1)  # the first champion only
+    assert summary.monitored == 2  # daily, from the second day (the first had no champion)
+    assert summary.logged == summary.labelled == 3 * 48  # every half hour served, and labelled

@@ -76,6 +76,12 @@ class DaemonSummary:
     versions: int = 0
     served: dict[str, float | None] = field(default_factory=dict)
     seconds: float = 0.0
+    monitored: int = 0
+    """Monitor results recorded (one per ``monitor.every`` with a champion)."""
+    logged: int = 0
+    """Served predictions in the project's log."""
+    labelled: int = 0
+    """Feedback rows (labels) in the project's log."""
 
 
 def backtest_on_days(
@@ -168,6 +174,9 @@ def run_daemon_demo(
                 for m in replay.metric_names
             },
             seconds=time.perf_counter() - t0,
+            monitored=len(project.store.list_monitor_results(replay.name, limit=None)),
+            logged=len(logs.predictions(replay.name, None, None, columns=["timestamp"])),
+            labelled=len(logs.feedback(None, None, pipeline=replay.name)),
         )
 
 
