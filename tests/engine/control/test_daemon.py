@@ -146,3 +146,34 @@ def test_a_controller_monitors_the_configured_section_only_when_asked(tmp_path: 
         execute_run(project, clock=clock)
         report = Controller(project, clock=clock, monitor_configured=asked).tick()
         assert report.monitored == (["toy"] if asked else [])
+
+
+def test_a_failing_monitor_is_one_event_per_distinct_error_not_one_per_tick(tmp_path: Path):
+    from datetime import timedelta
+
+    from retrainer.engine.runs.run import execute_run
+    from retrainer.errors import SourceError
+
+    frame = drifting_frame(24 * 40)
+    broken: list[str] = []
+
+    def load(start: datetime | None, end: datetime | None) -> object:
+        if broken:
+            raise SourceError(broken[-1])
+        return frame
+
+    project = in_memory_project(load, root=tmp_path, triggers=[], monitor={"window": "2d"})
+    clock = SimulatedClock(datetime(2024, 1, 20, tzinfo=UTC))
+    assert execute_run(project, clock=clock).promoted
+    controller = Controller(project, clock=clock, monitor_configured=True)
+    broken.append("the database is away")
+    for _ in range(3):  # the monitor is retried at each tick, and fails the same way
+        controller.tick()
+        clock.advance(timedelta(minutes=1))
+    broken.append("the table is gone")
+    controller.tick()
+    failed = project.store.list_events("toy", kinds=["monitor.failed"])
+    errors = sorted(e.data["error"].split(": ")[-1] for e in failed)
+    assert errors == ["the database is away", "the table is gone"]
+    broken.clear()
+    assert controller.tick().monitored == ["toy"]

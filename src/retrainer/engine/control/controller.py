@@ -208,6 +208,7 @@ class Controller:
         self._versions: dict[tuple[str, int], Any] = {}
         self._metrics: dict[tuple[str, MetricNeed], MetricValue] = {}
         self._rollout_errors: dict[str, str] = {}  # pipeline -> the error last recorded
+        self._monitor_errors: dict[str, str] = {}  # pipeline -> the monitor's last error
         self._champion_models: dict[str, tuple[int, Any]] = {}
         # alerts cover events from now on, not the history before this controller started
         latest = project.store.list_events(limit=1)
@@ -364,7 +365,12 @@ class Controller:
         try:
             run_monitor(self.project, pipeline.name, clock=self.clock, end=now, report=False)
             report.monitored.append(pipeline.name)
+            self._monitor_errors.pop(pipeline.name, None)
         except RetrainerError as exc:
+            # retried each tick until it works: one event per distinct error, not one a tick
+            if self._monitor_errors.get(pipeline.name) == str(exc):
+                return
+            self._monitor_errors[pipeline.name] = str(exc)
             self._event(
                 report,
                 Event(
