@@ -483,6 +483,11 @@ def demo(
         f"in the registry ({summary.seconds:.0f} s)"
     )
     out.print(
+        f"[dim]monitor: {summary.monitored} results (drift per feature, online "
+        f"performance); log: {summary.logged:,} served predictions, {summary.labelled:,} labels"
+        "[/dim]"
+    )
+    out.print(
         f"\nreport   {result.report}\nresults  {result.json_path}\nchart    {result.png}\n"
         f"project  {directory}/ (retrainer.yaml now holds the recommended policy; try "
         f"`retrainer models list -c {directory}` or `retrainer events -c {directory}`)"

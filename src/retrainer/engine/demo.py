@@ -7,7 +7,9 @@
    (``recommended.yaml``, as ``retrainer backtest`` writes it);
 4. the daemon's controller runs that configuration over the held-out period on a simulated
    clock, with the project's real stores (SQLite, artifact folder, Parquet logs), while a
-   simulated serving loop predicts each day with the champion and logs predictions and labels.
+   simulated serving loop predicts each day with the champion and logs predictions and labels;
+   the monitor runs daily (``monitor.every``), as ``retrainer daemon`` runs it, so the project
+   ends with drift and online performance over time for a dashboard to show.
 
 The accuracy the daemon's champions served is then compared with the backtest's figure for
 the same policy on the same days: what you backtest is what you run.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 from retrainer.core.clock import SimulatedClock
 from retrainer.core.types import Event
 from retrainer.engine.backtest import BacktestResult, Progress, load_replay, run_backtest
-from retrainer.engine.backtest.replay import pooled_metric, reads_log, serve
+from retrainer.engine.backtest.replay import pooled_metric, serve
 from retrainer.engine.scaffold import init_project
 from retrainer.errors import ConfigError
 
@@ -74,6 +76,12 @@ class DaemonSummary:
     versions: int = 0
     served: dict[str, float | None] = field(default_factory=dict)
     seconds: float = 0.0
+    monitored: int = 0
+    """Monitor results recorded (one per ``monitor.every`` with a champion)."""
+    logged: int = 0
+    """Served predictions in the project's log."""
+    labelled: int = 0
+    """Feedback rows (labels) in the project's log."""
 
 
 def backtest_on_days(
@@ -121,10 +129,14 @@ def run_daemon_demo(
     with Project.open(target) as project:
         # the data arrive as time passes: a row's features at its time, its label later
         project.sources[replay.name] = replay.source(clock)
-        pipeline = project.pipeline(replay.name)
-        controller = Controller(project, clock=clock, owner="retrainer demo")
+        # as `retrainer daemon`: the monitor section of retrainer.yaml is run every
+        # monitor.every, whatever the recommended policy's triggers read
+        controller = Controller(
+            project, clock=clock, owner="retrainer demo", monitor_configured=True
+        )
         request_run(project, replay.name, now=start, by="retrainer demo (first champion)")
-        logs = project.log_store() if reads_log(pipeline.config.model_dump()) else None
+        # what was served, and the labels as they arrive: the online metric over time
+        logs = project.log_store()
         last_id, last_at = 0, None
 
         def report(_: int, now: Any) -> None:
@@ -162,4 +174,57 @@ def run_daemon_demo(
                 for m in replay.metric_names
             },
             seconds=time.perf_counter() - t0,
+            monitored=len(project.store.list_monitor_results(replay.name, limit=None)),
+            logged=len(logs.predictions(replay.name, None, None, columns=["timestamp"])),
+            labelled=len(logs.feedback(None, None, pipeline=replay.name)),
         )
+
+
+HISTORY_TRIGGERS: tuple[dict[str, Any], ...] = (
+    {"schedule": "0 0 * * 1"},
+    {"metric": "accuracy", "below": 0.8, "over": "2d", "min_samples": 40},
+)
+"""The triggers :func:`history_project` adds to the elec2 example (which has none): a weekly
+retrain, and a metric trigger whose threshold a dashboard draws on the online metric."""
+
+HISTORY_GUARDS: tuple[dict[str, Any], ...] = ({"cooldown": "3d"},)
+
+
+def history_project(
+    target: Path,
+    days: int = 20,
+    *,
+    triggers: Sequence[Mapping[str, Any]] = HISTORY_TRIGGERS,
+    guards: Sequence[Mapping[str, Any]] = HISTORY_GUARDS,
+) -> Path:
+    """A project with history, quickly: the elec2 example run by the daemon for ``days`` days.
+
+    For tests and dashboards that need runs, versions, monitor results, events and a
+    prediction + feedback log. The elec2 example project is created in ``target`` (replacing
+    a previous demo or history project there; no backtest), ``triggers`` and ``guards`` are
+    added to its pipeline (the example has none), and the demo's daemon phase runs it from the
+    start of the held-out part: served predictions and their labels logged, the monitor run
+    daily. Returns ``target``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from retrainer.engine.project import Project
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     folder = history_project(Path(tmp) / "history", days=2)
+    ...     with Project.open(folder) as project:
+    ...         len(project.store.list_monitor_results("elec2", limit=None))
+    1
+    """
+    import yaml
+
+    prepare_demo_dir(target)
+    config = target / "retrainer.yaml"
+    document = yaml.safe_load(config.read_text(encoding="utf-8"))
+    pipeline = document["pipelines"][0]
+    pipeline["triggers"] = [dict(t) for t in triggers]
+    pipeline["guards"] = [dict(g) for g in guards]
+    header = "# the elec2 example with triggers, run by retrainer.engine.demo.history_project\n"
+    config.write_text(header + yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    run_daemon_demo(target, days=days)
+    return target

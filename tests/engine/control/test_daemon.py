@@ -87,3 +87,93 @@ def test_the_start_warnings_are_printed_one_line_each(tmp_path: Path, capsys):
         DaemonStart(pipelines=1, tick_s=60, simulated_from=None, executor="X", warnings=("a", "b"))
     )
     assert capsys.readouterr().err.splitlines() == ["warning: a", "warning: b"]
+
+
+def _daemon_days(project: Project, days: int) -> None:
+    from retrainer.engine.runs.run import execute_run
+
+    start = datetime(2024, 1, 20, tzinfo=UTC)
+    assert execute_run(project, clock=SimulatedClock(start)).promoted
+    run_daemon(project, as_of=start, tick_s=86400, max_ticks=days, executor="inline")
+
+
+def test_the_daemon_monitors_a_pipeline_whose_config_sets_a_monitor_section(tmp_path: Path):
+    # a schedule trigger reads no monitor result: the daemon monitors because the user asked
+    project = in_memory_project(
+        drifting_frame(24 * 40),
+        root=tmp_path,
+        triggers=[{"schedule": "0 0 * * 1"}],
+        monitor={"window": "2d", "every": "1d"},
+    )
+    _daemon_days(project, 4)
+    results = project.store.list_monitor_results("toy", limit=None)
+    assert sorted(r.window_end.day for r in results) == [20, 21, 22, 23]  # one per day
+    assert all(r.summary["drift"] for r in results)
+    kinds = [e.kind for e in project.store.list_events(limit=None)]
+    assert kinds.count("monitor.completed") == 4
+
+
+def test_the_daemon_monitors_a_pipeline_without_triggers_when_configured(tmp_path: Path):
+    project = in_memory_project(
+        drifting_frame(24 * 40), root=tmp_path, triggers=[], monitor={"every": "2d"}
+    )
+    _daemon_days(project, 4)
+    ends = [r.window_end.day for r in project.store.list_monitor_results("toy", limit=None)]
+    assert sorted(ends) == [20, 22]  # every 2 days
+
+
+def test_without_a_monitor_section_the_daemon_does_not_monitor(tmp_path: Path):
+    project = in_memory_project(
+        drifting_frame(24 * 40), root=tmp_path, triggers=[{"schedule": "0 0 * * 1"}]
+    )
+    _daemon_days(project, 4)
+    assert project.store.list_monitor_results("toy", limit=None) == []
+
+
+def test_a_controller_monitors_the_configured_section_only_when_asked(tmp_path: Path):
+    # the backtest's replay builds its controller with the default: no monitor run it does
+    # not need (slower, and figures nobody reads)
+    from retrainer.engine.runs.run import execute_run
+
+    for asked in (False, True):
+        project = in_memory_project(
+            drifting_frame(24 * 40),
+            root=tmp_path,
+            triggers=[{"schedule": "0 0 * * 1"}],
+            monitor={"window": "2d"},
+        )
+        clock = SimulatedClock(datetime(2024, 1, 20, tzinfo=UTC))
+        execute_run(project, clock=clock)
+        report = Controller(project, clock=clock, monitor_configured=asked).tick()
+        assert report.monitored == (["toy"] if asked else [])
+
+
+def test_a_failing_monitor_is_one_event_per_distinct_error_not_one_per_tick(tmp_path: Path):
+    from datetime import timedelta
+
+    from retrainer.engine.runs.run import execute_run
+    from retrainer.errors import SourceError
+
+    frame = drifting_frame(24 * 40)
+    broken: list[str] = []
+
+    def load(start: datetime | None, end: datetime | None) -> object:
+        if broken:
+            raise SourceError(broken[-1])
+        return frame
+
+    project = in_memory_project(load, root=tmp_path, triggers=[], monitor={"window": "2d"})
+    clock = SimulatedClock(datetime(2024, 1, 20, tzinfo=UTC))
+    assert execute_run(project, clock=clock).promoted
+    controller = Controller(project, clock=clock, monitor_configured=True)
+    broken.append("the database is away")
+    for _ in range(3):  # the monitor is retried at each tick, and fails the same way
+        controller.tick()
+        clock.advance(timedelta(minutes=1))
+    broken.append("the table is gone")
+    controller.tick()
+    failed = project.store.list_events("toy", kinds=["monitor.failed"])
+    errors = sorted(e.data["error"].split(": ")[-1] for e in failed)
+    assert errors == ["the database is away", "the table is gone"]
+    broken.clear()
+    assert controller.tick().monitored == ["toy"]

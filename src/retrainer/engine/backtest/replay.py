@@ -493,23 +493,29 @@ def serve(
     fed = int(rows[first_batch])  # feedback is logged for rows the log has predictions for
     ids = np.arange(len(frame)).astype(str)
 
+    def feed(now: datetime, served: int) -> None:
+        """Log the labels of the served rows (the first ``served``) arrived by ``now``."""
+        nonlocal fed
+        if logs is None or fed >= served:
+            return
+        upto = min(int(np.searchsorted(arrival, utc_datetime64(now), "right")), served)
+        if upto > fed:
+            logs.append_feedback(
+                pd.DataFrame(
+                    {
+                        "id": ids[fed:upto],
+                        "timestamp": arrival[fed:upto],
+                        "pipeline": replay.name,
+                        "outcome": target[fed:upto],
+                    }
+                )
+            )
+            fed = upto
+
     for b in range(first_batch, nb):
         now = bounds[b]
         clock.set(now)
-        if logs is not None and fed < rows[b]:
-            upto = min(int(np.searchsorted(arrival, utc_datetime64(now), "right")), int(rows[b]))
-            if upto > fed:
-                logs.append_feedback(
-                    pd.DataFrame(
-                        {
-                            "id": ids[fed:upto],
-                            "timestamp": arrival[fed:upto],
-                            "pipeline": replay.name,
-                            "outcome": target[fed:upto],
-                        }
-                    )
-                )
-                fed = upto
+        feed(now, int(rows[b]))
         report = controller.tick()
         watching[b] = any(d.watching for d in report.decisions)
         if on_batch is not None:
@@ -542,6 +548,7 @@ def serve(
                 logged.insert(5, "score", pred.y_score)
             logs.append_predictions(logged)
     clock.set(bounds[-1])
+    feed(bounds[-1], int(rows[-1]))  # the labels arrived by the end: the log is complete then
     return Served(n=n, values=values, y_pred=y_pred_parts, y_score=y_score_parts, watching=watching)
 
 

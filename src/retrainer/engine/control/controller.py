@@ -4,7 +4,8 @@ Each :meth:`Controller.tick` reads the state from the store and converges it:
 
 1. **repair**: runs whose worker died or whose lease expired are queued again with backoff
    (up to ``controller.max_attempts``) or marked failed;
-2. **observe**: pipelines with drift or concept-drift triggers get a monitor run when the last
+2. **observe**: pipelines with drift or concept-drift triggers (and, with
+   ``monitor_configured``, those with a ``monitor:`` section) get a monitor run when the last
    one is older than ``monitor.every``;
    only monitor results whose window ends by the tick's time count: on a simulated clock, a
    result recorded for a later window (a run at the real now, say) is in the replay's future;
@@ -179,6 +180,11 @@ class Controller:
         scripted runs.
     executor
         Where claimed runs execute; default: in this process (``InlineExecutor``).
+    monitor_configured
+        Also run the monitor every ``monitor.every`` for each pipeline whose configuration
+        sets a ``monitor:`` section, when no trigger reads it (``retrainer daemon`` does, so
+        dashboards and alerts get drift and online performance over time; a backtest's replay
+        does not: it would be slower and record figures nobody reads).
     """
 
     def __init__(
@@ -189,8 +195,10 @@ class Controller:
         executor: Executor | None = None,
         alerter: Any | None = None,
         owner: str | None = None,
+        monitor_configured: bool = False,
     ) -> None:
         self.project = project
+        self.monitor_configured = monitor_configured
         self.clock = clock
         self.owner = owner or process_owner()
         self.executor = executor or InlineExecutor(self._execute_inline)
@@ -200,6 +208,7 @@ class Controller:
         self._versions: dict[tuple[str, int], Any] = {}
         self._metrics: dict[tuple[str, MetricNeed], MetricValue] = {}
         self._rollout_errors: dict[str, str] = {}  # pipeline -> the error last recorded
+        self._monitor_errors: dict[str, str] = {}  # pipeline -> the monitor's last error
         self._champion_models: dict[str, tuple[int, Any]] = {}
         # alerts cover events from now on, not the history before this controller started
         latest = project.store.list_events(limit=1)
@@ -219,6 +228,11 @@ class Controller:
         if name not in self._policies:
             self._policies[name] = build_policy(self.project.pipeline(name))
         return self._policies[name]
+
+    def _monitors(self, pipeline: Pipeline) -> bool:
+        """Whether the pipeline is monitored because its configuration asks for it (an
+        explicit ``monitor:`` section), whatever its triggers read."""
+        return self.monitor_configured and "monitor" in pipeline.config.model_fields_set
 
     def _event(self, report: TickReport, event: Event) -> None:
         report.events.append(self.project.store.append_event(event))
@@ -247,11 +261,10 @@ class Controller:
             self._manual(pipeline, now, report)
             self._rollout(pipeline, now, report)
             policy = self.policy(cfg.name)
-            if policy is None:
-                continue
-            if policy.watches_monitor:
+            if (policy is not None and policy.watches_monitor) or self._monitors(pipeline):
                 self._observe(pipeline, now, report)
-            self._decide(pipeline, policy, now, report)
+            if policy is not None:
+                self._decide(pipeline, policy, now, report)
         self._collect(now, report)
         self._dispatch(now, report)
         self._collect(now, report)
@@ -352,7 +365,12 @@ class Controller:
         try:
             run_monitor(self.project, pipeline.name, clock=self.clock, end=now, report=False)
             report.monitored.append(pipeline.name)
+            self._monitor_errors.pop(pipeline.name, None)
         except RetrainerError as exc:
+            # retried each tick until it works: one event per distinct error, not one a tick
+            if self._monitor_errors.get(pipeline.name) == str(exc):
+                return
+            self._monitor_errors[pipeline.name] = str(exc)
             self._event(
                 report,
                 Event(

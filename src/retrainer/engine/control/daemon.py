@@ -66,9 +66,17 @@ def make_alerter(project: Project) -> object | None:
 
 
 def start_controller(
-    project: Project, *, clock: Clock | None = None, executor: str | None = None
+    project: Project,
+    *,
+    clock: Clock | None = None,
+    executor: str | None = None,
+    monitor_configured: bool = False,
 ) -> Controller:
-    """A controller for the daemon: wall clock unless ``clock`` is given."""
+    """A controller for the daemon: wall clock unless ``clock`` is given.
+
+    ``monitor_configured``: monitor each pipeline with a ``monitor:`` section every
+    ``monitor.every``, whatever its triggers read (see :class:`Controller`).
+    """
     if clock is None:
         from retrainer.adapters.clock import WallClock
 
@@ -78,6 +86,7 @@ def start_controller(
         clock=clock,
         executor=make_executor(project, executor),
         alerter=make_alerter(project),
+        monitor_configured=monitor_configured,
     )
 
 
@@ -162,6 +171,8 @@ def run_daemon(
 ) -> DaemonSummary:
     """Tick the project's controller until SIGTERM/SIGINT, ``stop`` or ``max_ticks``.
 
+    Each pipeline with a ``monitor:`` section is monitored every ``monitor.every`` (drift,
+    online performance, concept drift), whether or not a trigger reads the results.
     ``as_of`` replays history on a simulated clock that each tick advances by ``tick_s``
     (default: ``controller.tick``) instead of sleeping. At the end, runs in hand get
     ``controller.shutdown_grace`` seconds to finish and the rest are released to be retried.
@@ -186,7 +197,10 @@ def run_daemon(
     """
     with stop_on_signals(on_signal, stop) as stop:
         simulated = SimulatedClock(check_time(as_of, "--as-of")) if as_of is not None else None
-        controller = start_controller(project, clock=simulated, executor=executor)
+        # what the user configured is monitored, so dashboards and alerts see it over time
+        controller = start_controller(
+            project, clock=simulated, executor=executor, monitor_configured=True
+        )
         tick = tick_s if tick_s is not None else project.config.controller.tick
         advance = None
         if simulated is not None:
