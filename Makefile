@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/retrainer demo --dir demo-project
+	$(BIN)/retrainer demo --dir demo-project $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples chaos

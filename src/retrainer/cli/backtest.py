@@ -10,7 +10,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from retrainer.cli.app import ConfigOpt, JsonOpt, PipelineOpt, handle_errors, time_option
+from retrainer.cli.app import (
+    ConfigOpt,
+    JsonOpt,
+    PipelineOpt,
+    handle_errors,
+    open_project,
+    time_option,
+)
 from retrainer.cli.render import EventPrinter, PolicyBar, err, out, print_json, render_backtest
 from retrainer.errors import ConfigError
 
@@ -398,6 +405,17 @@ def demo(
             "broken candidate rolled back by a guard (about a minute).",
         ),
     ] = False,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Then keep the project's dashboard up at the printed address, with a "
+            "sign-in link (Ctrl-C stops it).",
+        ),
+    ] = False,
+    port: Annotated[
+        int, typer.Option(help="The dashboard's port (with --serve).", min=1, max=65535)
+    ] = 8000,
 ) -> None:
     """Backtest retraining policies on elec2, then run the daemon with the recommended one.
 
@@ -413,9 +431,36 @@ def demo(
     real server app, the daemon's sequential test promotes it, and a deliberately broken
     candidate is rolled back by the output-drift guard.
     """
+    if serve:  # refuse a busy port before minutes of demo, not after
+        from retrainer.cli.serve import _check_listen
+
+        _check_listen("127.0.0.1", port)
     if rollout:
         _rollout_demo(directory)
+    else:
+        _policy_demo(directory, days)
+    _dashboard(directory, serve=serve, port=port)
+
+
+def _dashboard(directory: Path, *, serve: bool, port: int) -> None:
+    """The demo's last lines: where its dashboard is; with ``serve``, serve it."""
+    url = f"http://localhost:{port}/ui"
+    if not serve:
+        out.print(
+            f"\n[bold]dashboard[/bold] {url} : start it with `retrainer ui -c {directory} "
+            f"--port {port}` (or run the demo with --serve)",
+            soft_wrap=True,
+        )
         return
+    from retrainer.cli.serve import _need_server_packages, serve_dashboard
+
+    _need_server_packages()
+    out.print()
+    with open_project(directory) as project:
+        serve_dashboard(project, "127.0.0.1", port, sign_in="admin")
+
+
+def _policy_demo(directory: Path, days: int) -> None:
     from retrainer.engine.demo import backtest_demo, backtest_on_days, run_daemon_demo
 
     out.rule("[bold]retrainer demo[/bold]: which retraining policy is worth its cost on elec2?")
