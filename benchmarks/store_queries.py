@@ -296,24 +296,13 @@ def queries(facts: Facts) -> dict[str, Callable[[SQLMetadataStore, str], Any]]:
         'list_events(kinds=["model.promoted"], limit=50)': lambda s, p: s.list_events(
             kinds=["model.promoted"], limit=50
         ),
-<<<<<<< HEAD
-        "list_events(p, limit=50, before=mid)": lambda s, p: s.list_events(p, limit=50, before=mid),
-        'list_events(p, kinds=["trigger.fired"], limit=50, before=mid)': lambda s, p: s.list_events(
-            p, kinds=["trigger.fired"], limit=50, before=mid
-=======
         f'list_events(kinds=["{RARE_KIND}"], limit=50)': lambda s, p: s.list_events(
             kinds=[RARE_KIND], limit=50
->>>>>>> h/store
         ),
         "list_events(limit=50, before=mid)": lambda s, p: s.list_events(limit=50, before=mid),
         "list_events(until=mid time, limit=50)": lambda s, p: s.list_events(
             until=START + timedelta(days=DAYS / 2), limit=50
         ),
-<<<<<<< HEAD
-        "list_runs(p, limit=20)": lambda s, p: s.list_runs(p, limit=20),
-        "list_runs(p, limit=20, before=mid)": lambda s, p: s.list_runs(p, limit=20, before=mid_run),
-=======
->>>>>>> h/store
     }
 
 
