@@ -29,21 +29,21 @@ def _need_server_packages() -> None:
         ) from None
 
 
+HostOpt = Annotated[
+    str | None,
+    typer.Option(help="Address to listen on (default: serve.host, 127.0.0.1).", show_default=False),
+]
+PortOpt = Annotated[
+    int | None,
+    typer.Option(help="Port (default: serve.port, 8000).", min=0, max=65535, show_default=False),
+]
+
+
 @handle_errors
 def serve(
     config: ConfigOpt = None,
-    host: Annotated[
-        str | None,
-        typer.Option(
-            help="Address to listen on (default: serve.host, 127.0.0.1).", show_default=False
-        ),
-    ] = None,
-    port: Annotated[
-        int | None,
-        typer.Option(
-            help="Port (default: serve.port, 8000).", min=0, max=65535, show_default=False
-        ),
-    ] = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
     workers: Annotated[int, typer.Option(help="Worker processes.", min=1)] = 1,
 ) -> None:
     """Serve every pipeline's champion over HTTP: predict, feedback, health, metrics, /docs.
@@ -96,18 +96,8 @@ def serve(
 @handle_errors
 def ui(
     config: ConfigOpt = None,
-    host: Annotated[
-        str | None,
-        typer.Option(
-            help="Address to listen on (default: serve.host, 127.0.0.1).", show_default=False
-        ),
-    ] = None,
-    port: Annotated[
-        int | None,
-        typer.Option(
-            help="Port (default: serve.port, 8000).", min=0, max=65535, show_default=False
-        ),
-    ] = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
     sign_in: Annotated[
         str,
         typer.Option(

@@ -40,20 +40,10 @@ def project():
 def brief(project, values, drifted_columns=()):
     for i, v in enumerate(values):
         start = day(12) + timedelta(days=i)
-        remember(
-            project.store,
-            "toy",
-            at=start + timedelta(days=1),
-            performance=[
-                {
-                    "start": start.isoformat(),
-                    "end": (start + timedelta(days=1)).isoformat(),
-                    "n_rows": 100,
-                    "n_labelled": 90,
-                    "status": "ok",
-                    "metrics": [{"name": "accuracy", "value": v, "n": 90, "status": "ok"}],
-                }
-            ],
+        brief_at(
+            project,
+            start,
+            v,
             drift={
                 "end": (start + timedelta(days=1)).isoformat(),
                 "drifted": bool(drifted_columns),
@@ -63,7 +53,7 @@ def brief(project, values, drifted_columns=()):
         )
 
 
-def brief_at(project, start, value):
+def brief_at(project, start, value, drift=None):
     remember(
         project.store,
         "toy",
@@ -78,7 +68,7 @@ def brief_at(project, start, value):
                 "metrics": [{"name": "accuracy", "value": value, "n": 95, "status": "ok"}],
             }
         ],
-        drift=None,
+        drift=drift,
     )
 
 
