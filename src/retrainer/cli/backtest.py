@@ -442,12 +442,25 @@ def demo(
     _dashboard(directory, serve=serve, port=port)
 
 
+def _program() -> str:
+    """How to call retrainer again as it was called (``.venv/bin/retrainer`` under make)."""
+    import sys
+
+    called = Path(sys.argv[0])
+    if called.name != "retrainer" or len(called.parts) == 1:
+        return "retrainer"
+    try:
+        return str(called.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(called)
+
+
 def _dashboard(directory: Path, *, serve: bool, port: int) -> None:
     """The demo's last lines: where its dashboard is; with ``serve``, serve it."""
     url = f"http://localhost:{port}/ui"
     if not serve:
         out.print(
-            f"\n[bold]dashboard[/bold] {url} : start it with `retrainer ui -c {directory} "
+            f"\n[bold]dashboard[/bold] {url} : start it with `{_program()} ui -c {directory} "
             f"--port {port}` (or run the demo with --serve)",
             soft_wrap=True,
         )

@@ -142,8 +142,13 @@ def metric_series(
     thresholds = [t for t in metric_thresholds(cfg) if t["metric"] == name]
     markers = []
     if points:
+        # only the events in the span drawn: a promotion made today on a replayed history
+        # would stretch the axis over the years in between
         since = as_utc(datetime.fromisoformat(points[0]["start"]))
-        found = project.store.list_events(cfg.name, since=since, kinds=list(MARKERS), limit=500)
+        until = as_utc(datetime.fromisoformat(points[-1]["end"]))
+        found = project.store.list_events(
+            cfg.name, since=since, until=until, kinds=list(MARKERS), limit=500
+        )
         markers = [
             {
                 "at": e.at.isoformat(),
@@ -218,11 +223,31 @@ def drift_grid(project: Project, pipeline: str, windows: int = 30) -> dict[str, 
 def _run_item(run: Any, versions: dict[int, Any]) -> dict[str, Any]:
     item = run_view(run)
     item["duration"] = _duration(run)
+    item["timings"] = _in_order(run.timings)
     mv = versions.get(run.version) if run.version is not None else None
     item["blessing"] = None
     if mv is not None:
         item["blessing"] = version_view(mv, [])["blessing"]
     return item
+
+
+STEPS = (
+    "load",
+    "validate",
+    "train",
+    "train_cpu",
+    "score",
+    "profile",
+    "update_holdout",
+    "save",
+    "sanity",
+)
+"""A run's steps in the order they run (the store keeps its timings by name)."""
+
+
+def _in_order(timings: dict[str, float]) -> dict[str, float]:
+    rank = {name: i for i, name in enumerate(STEPS)}
+    return dict(sorted(timings.items(), key=lambda kv: (rank.get(kv[0], len(STEPS)), kv[0])))
 
 
 def _duration(run: Any) -> float | None:
@@ -448,4 +473,5 @@ def run_page(project: Project, pipeline: str, run_id: int) -> dict[str, Any]:
     events = [event_view(e) for e in found if e.run_id == run_id]
     item = run_view(run)
     item["duration"] = _duration(run)
+    item["timings"] = _in_order(run.timings)
     return {"pipeline": pipeline, "run": item, "version": version, "events": events[:100]}

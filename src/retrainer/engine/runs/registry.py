@@ -180,7 +180,7 @@ def promote(
             + (f" (was v{current})" if current else ""),
             pipeline=name,
             version=version,
-            data={"alias": alias, "previous": current, "policy": "manual"},
+            data={"alias": alias, "previous": current, "policy": "manual", "actor": actor},
         ),
     )
 
@@ -280,7 +280,7 @@ def rollback(
             message=f"{name} {alias} rolled back from v{current} to v{target}",
             pipeline=name,
             version=target,
-            data={"alias": alias, "previous": current},
+            data={"alias": alias, "previous": current, "actor": actor},
         ),
     )
 
