@@ -1186,15 +1186,15 @@ class AdminToken:
         return True
 
 
-def make_app(project: Any) -> tuple[Any, bool]:
-    """The dashboard app, or (before it lands) the server app; and whether it is the dashboard."""
-    try:
-        from retrainer.server.dashboard import create_dashboard_app
-    except ImportError:
-        from retrainer.server.app import create_app
+def make_app(project: Any, page_size: int | None = None) -> tuple[Any, bool]:
+    """The dashboard app (``page_size``: the overview's rows a page; default the config's)."""
+    from retrainer.config import DashboardConfig
+    from retrainer.server.dashboard import create_dashboard_app
 
-        return create_app(project, authenticate=lambda secret: AdminToken()), False
-    return create_dashboard_app(project, authenticate=lambda secret: AdminToken()), True
+    settings = None if page_size is None else DashboardConfig(page_size=page_size)
+    return create_dashboard_app(
+        project, authenticate=lambda secret: AdminToken(), settings=settings
+    ), True
 
 
 def pages(dashboard: bool, scale: Scale) -> dict[str, str]:
@@ -1213,7 +1213,7 @@ def pages(dashboard: bool, scale: Scale) -> dict[str, str]:
 
 
 def time_pages(
-    folder: Path, scale: Scale, repeat: int, warmup: int
+    folder: Path, scale: Scale, repeat: int, warmup: int, page_size: int | None = None
 ) -> tuple[list[dict[str, Any]], bool]:
     from fastapi.testclient import TestClient
 
@@ -1221,7 +1221,7 @@ def time_pages(
 
     headers = {"Authorization": "Bearer benchmark"}
     with Project.open(folder) as project:
-        app, dashboard = make_app(project)
+        app, dashboard = make_app(project, page_size)
         with TestClient(app, follow_redirects=False) as client:
             out = []
             for label, url in pages(dashboard, scale).items():
@@ -1324,6 +1324,12 @@ def main() -> None:
         "--repeat", type=int, default=20, help="timed requests per page (default: %(default)s)"
     )
     parser.add_argument(
+        "--page-size",
+        type=int,
+        default=None,
+        help="the overview's pipelines a page (default: ui.page_size, 50)",
+    )
+    parser.add_argument(
         "--warmup",
         type=int,
         default=3,
@@ -1361,7 +1367,7 @@ def main() -> None:
     if args.profile:
         profile(folder, args.profile, args.top)
         return
-    rows, dashboard = time_pages(folder, scale, args.repeat, args.warmup)
+    rows, dashboard = time_pages(folder, scale, args.repeat, args.warmup, args.page_size)
     print(
         f"\n{scale.pipelines} pipelines, {scale.pipelines * scale.versions:,} versions, "
         f"{scale.events:,} events, {scale.predictions:,} logged predictions (built in "

@@ -758,6 +758,11 @@ def test_alias_history_is_append_only_and_oldest_first(store: MetadataStore) -> 
     assert store.alias_history("churn", "never") == []
     ids = [m.id or 0 for m in store.alias_history("churn")]
     assert ids == sorted(ids)
+    # the newest few, still oldest first (the dashboard reads each champion's last move)
+    assert store.alias_history("churn", "champion", limit=2) == [moves[2], moves[3]]
+    assert store.alias_history("churn", limit=1) == [moves[3]]
+    assert store.alias_history("churn", limit=0) == []
+    assert store.alias_history("churn", "champion", limit=10) == [moves[0], moves[2], moves[3]]
 
 
 def test_alias_at_answers_which_version_served_when(store: MetadataStore) -> None:

@@ -388,11 +388,15 @@ class InMemoryMetadataStore(MetadataStore):
                     current[move.alias] = move.version
             return {name: v for name, v in sorted(current.items()) if v is not None}
 
-    def alias_history(self, pipeline: str, alias: str | None = None) -> list[AliasMove]:
+    def alias_history(
+        self, pipeline: str, alias: str | None = None, *, limit: int | None = None
+    ) -> list[AliasMove]:
         with self._lock:
             if alias is not None:
-                return list(self._alias_moves.get((pipeline, alias), ()))
-            return [m for m in self._moves if m.pipeline == pipeline]
+                found = list(self._alias_moves.get((pipeline, alias), ()))
+            else:
+                found = [m for m in self._moves if m.pipeline == pipeline]
+        return found if limit is None else found[len(found) - max(limit, 0) :]
 
     def alias_at(self, pipeline: str, alias: str, at: datetime) -> int | None:
         at = as_utc(at)

@@ -164,8 +164,10 @@ class RegistryStore(Protocol):
         """Current aliases of ``pipeline`` that point at a version."""
         ...
 
-    def alias_history(self, pipeline: str, alias: str | None = None) -> list[AliasMove]:
-        """Moves, oldest first."""
+    def alias_history(
+        self, pipeline: str, alias: str | None = None, *, limit: int | None = None
+    ) -> list[AliasMove]:
+        """Moves, oldest first; with ``limit``, the most recent ``limit`` of them."""
         ...
 
     def alias_at(self, pipeline: str, alias: str, at: datetime) -> int | None:

@@ -180,7 +180,7 @@ def pipeline_row(project: Project, cfg: PipelineConfig, next_fire: str | None) -
     store = project.store
     name = cfg.name
     # the champion is the version of its alias's last move (one read instead of two)
-    moves = store.alias_history(name, CHAMPION)
+    moves = store.alias_history(name, CHAMPION, limit=1)
     champion = moves[-1].version if moves else None
     champ = store.get_version(name, champion, profile=False) if champion is not None else None
     since = moves[-1].at if champion is not None else None

@@ -537,16 +537,22 @@ class SQLMetadataStore(MetadataStore):
         with self._tx(write=False) as conn:
             return {row.alias: row.version for row in conn.execute(query)}
 
-    def alias_history(self, pipeline: str, alias: str | None = None) -> list[AliasMove]:
+    def alias_history(
+        self, pipeline: str, alias: str | None = None, *, limit: int | None = None
+    ) -> list[AliasMove]:
         query = (
             sa.select(alias_moves)
             .where(alias_moves.c.pipeline == pipeline)
-            .order_by(alias_moves.c.id)
+            .order_by(alias_moves.c.id.desc())
         )
         if alias is not None:
             query = query.where(alias_moves.c.alias == alias)
+        if limit is not None:
+            query = query.limit(max(limit, 0))
         with self._tx(write=False) as conn:
-            return [move_from(row._mapping) for row in conn.execute(query)]
+            found = [move_from(row._mapping) for row in conn.execute(query)]
+        found.reverse()
+        return found
 
     def alias_at(self, pipeline: str, alias: str, at: datetime) -> int | None:
         query = (
