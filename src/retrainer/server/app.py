@@ -10,6 +10,8 @@ shown; see :mod:`retrainer.server.auth`):
 ``GET /metrics``                  read       Prometheus
 ``GET /healthz``, ``/readyz``     -          alive; every champion loaded
 ``GET /docs``, ``/openapi.json``  -          the API's description
+``GET /ui``, ``/ui/...``          read       the dashboard (:mod:`retrainer.server.dashboard`;
+                                             ``/`` leads there)
 ================================  =========  ===============================================
 
 During a pipeline's rollout each predict request is routed by its key
