@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2 as httpx  # the client starlette.testclient uses (the dev extra)
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, Response
