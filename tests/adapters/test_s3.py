@@ -38,14 +38,18 @@ def test_a_parquet_folder_on_s3_is_read_in_range_and_new_files_are_seen(s3_bucke
     source = FileSource(f"s3://{s3_bucket}/data", time_column="ts")
     assert len(source.load(datetime(2024, 1, 2), None)) == 24
     # a long-lived daemon must see a file added after its first load
-    fs.pipe_file(f"{s3_bucket}/data/b.parquet", _parquet(day.assign(ts=day.ts + pd.Timedelta("2D"))))
+    fs.pipe_file(
+        f"{s3_bucket}/data/b.parquet", _parquet(day.assign(ts=day.ts + pd.Timedelta("2D")))
+    )
     assert len(source.load(datetime(2024, 1, 2), None)) == 72
 
 
 def test_a_csv_on_s3_is_read(s3_bucket: str) -> None:
     import s3fs
 
-    s3fs.S3FileSystem().pipe_file(f"{s3_bucket}/d.csv", b"ts,x\n2024-01-01T00:00,1\n2024-01-02T00:00,2\n")
+    s3fs.S3FileSystem().pipe_file(
+        f"{s3_bucket}/d.csv", b"ts,x\n2024-01-01T00:00,1\n2024-01-02T00:00,2\n"
+    )
     frame = FileSource(f"s3://{s3_bucket}/d.csv", time_column="ts", format="csv").load(None, None)
     assert frame["x"].tolist() == [1, 2]
 

@@ -65,7 +65,9 @@ def test_a_project_on_s3_trains_promotes_loads_and_logs(tmp_path: Path, s3_bucke
         assert hasattr(model, "predict")
 
     # predictions scored from a local file land in the S3 log, as do their labels
-    _cli("predict", str(proj / "score.parquet"), "-o", str(tmp_path / "out.parquet"), "-c", str(proj))
+    _cli(
+        "predict", str(proj / "score.parquet"), "-o", str(tmp_path / "out.parquet"), "-c", str(proj)
+    )
     scored = pd.read_parquet(tmp_path / "out.parquet")
     feedback = pd.DataFrame(
         {"id": scored["prediction_id"], "timestamp": "2099-01-01T00:00:00", "outcome": 1}
@@ -75,13 +77,15 @@ def test_a_project_on_s3_trains_promotes_loads_and_logs(tmp_path: Path, s3_bucke
     fs = s3fs.S3FileSystem()
     assert fs.glob(f"{s3_bucket}/logs/predictions/date=*/*.parquet")
     with Project.open(proj) as project:
-        joined = project.log_store().joined(
-            "toy", None, None, feedback_until=datetime(2100, 1, 1)
-        )
+        joined = project.log_store().joined("toy", None, None, feedback_until=datetime(2100, 1, 1))
     assert len(joined) == len(scored) and joined["outcome"].notna().all()
-    loaded = shared_connection().execute(
-        "SELECT count(*) FROM duckdb_extensions() WHERE loaded AND extension_name = 'httpfs'"
-    ).fetchall()
+    loaded = (
+        shared_connection()
+        .execute(
+            "SELECT count(*) FROM duckdb_extensions() WHERE loaded AND extension_name = 'httpfs'"
+        )
+        .fetchall()
+    )
     assert loaded == [(0,)]  # DuckDB read nothing from S3 itself
 
     # a blob changed behind the store's back is refused on load

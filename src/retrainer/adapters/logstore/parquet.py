@@ -156,7 +156,6 @@ class ParquetLogStore(DuckDBLogStore):
                 replaced |= self._replaces(f"{folder}/{name}")
         return sorted(n for n in names if n not in replaced), replaced
 
-
     def _relation(
         self, cur: duckdb.DuckDBPyConnection, kind: Kind, first: date | None, last: date | None
     ) -> str | None:
@@ -235,9 +234,7 @@ class ParquetLogStore(DuckDBLogStore):
             paths = [f"{folder}/{n}" for n in live]
             if self._local:
                 files = ", ".join(literal(p) for p in paths)
-                source = (
-                    f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)"
-                )
+                source = f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)"
             else:
                 cur.register("_segments", self._read_arrow(paths))
                 source = "_segments"
