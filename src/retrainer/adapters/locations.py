@@ -14,7 +14,7 @@ from typing import Any
 
 from retrainer.errors import ConfigError
 
-__all__ = ["OBJECT_STORE_PROTOCOLS", "filesystem", "resolve_url"]
+__all__ = ["resolve_url"]  # filesystem and the rest: used inside the adapters only
 
 # The fsspec protocols whose writes are one atomic PUT per object (no rename needed), and the
 # extra of retrainer that installs each backend.
