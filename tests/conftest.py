@@ -60,3 +60,6 @@ def _signal_handlers_restored() -> Iterator[None]:
         signal.signal(sig, handler)
     if changed:
         pytest.fail(f"the test left the {' and '.join(changed)} handler(s) changed")
+
+
+from tests.s3 import s3_bucket, s3_endpoint  # noqa: E402, F401  (the moto S3 fixtures)

@@ -33,8 +33,13 @@ def _memory(tmp_path: Path) -> InMemoryArtifactStore:
     return InMemoryArtifactStore()
 
 
-@pytest.fixture(params=[_local, _memory], ids=["local", "memory"])
+@pytest.fixture(params=[_local, _memory, "s3"], ids=["local", "memory", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> FsspecArtifactStore:
+    if request.param == "s3":  # a real S3 API: moto's server on loopback (tests/s3.py)
+        bucket = request.getfixturevalue("s3_bucket")
+        opened = open_artifact_store(f"s3://{bucket}/artifacts")
+        assert isinstance(opened, FsspecArtifactStore)
+        return opened
     make: Callable[[Path], FsspecArtifactStore] = request.param
     return make(tmp_path)
 
@@ -292,6 +297,15 @@ def _age(store: FsspecArtifactStore, url: str, when: datetime) -> None:
     fs, path = fsspec.core.url_to_fs(url)
     if isinstance(store, InMemoryArtifactStore):
         fs.store[path].modified = when
+    elif url.startswith("s3://"):
+        # S3 has no call to backdate an object; moto's server runs in this process
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.s3.models import s3_backends
+
+        bucket, _, key = path.partition("/")
+        obj = s3_backends[DEFAULT_ACCOUNT_ID]["global"].get_object(bucket, key)
+        obj.last_modified = when.replace(tzinfo=None)  # moto keeps naive UTC
+        fs.invalidate_cache()
     else:
         os.utime(path, (when.timestamp(), when.timestamp()))
 

@@ -77,10 +77,12 @@ def _in_memory(tmp_path: Path) -> InMemoryLogStore:
 
 
 @pytest.fixture(
-    params=[_parquet_local, _parquet_memory, _in_memory],
-    ids=["parquet-local", "parquet-fsspec", "in-memory"],
+    params=[_parquet_local, _parquet_memory, _in_memory, "s3"],
+    ids=["parquet-local", "parquet-fsspec", "in-memory", "parquet-s3"],
 )
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> LogStore:
+    if request.param == "s3":  # a real S3 API: moto's server on loopback (tests/s3.py)
+        return ParquetLogStore(f"s3://{request.getfixturevalue('s3_bucket')}/logs")
     make: Callable[[Path], LogStore] = request.param
     return make(tmp_path)
 

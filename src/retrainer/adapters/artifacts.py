@@ -21,6 +21,7 @@ import fsspec.core
 from fsspec.implementations.local import LocalFileSystem
 
 from retrainer.adapters._atomic import write_local_atomically
+from retrainer.adapters.locations import OBJECT_STORE_PROTOCOLS, filesystem
 from retrainer.errors import ArtifactIntegrityError, ConfigError, ModelNotFoundError
 
 __all__ = [
@@ -115,7 +116,8 @@ class FsspecArtifactStore:
     Blobs live at ``<url>/sha256/<first 2 hex digits>/<64 hex digits>``. ``put`` writes each
     blob to a temporary name in the same folder and moves it into place, so the final path
     holds the whole blob or nothing; on a local disk the temporary file is flushed and fsynced
-    before ``os.replace``. ``get`` checks the sha256 of what it reads.
+    before ``os.replace``. On object stores (S3, GCS, Azure) a blob is one PUT, atomic there,
+    straight to its final key. ``get`` checks the sha256 of what it reads.
 
     Parameters
     ----------
@@ -139,10 +141,14 @@ class FsspecArtifactStore:
         protocol, _ = fsspec.core.split_protocol(url)
         if protocol is None:
             url = str(Path(url).expanduser().resolve())
-        fs, root = fsspec.core.url_to_fs(url)
+        fs, root = filesystem(url)
         self._fs: Any = fs
         self._root: str = root.rstrip("/") or "/"
         self._local = isinstance(fs, LocalFileSystem)
+        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+        # one PUT is atomic there: the object is whole or absent, so no temporary name (and no
+        # rename, which object stores emulate by copy + delete)
+        self._object_store = bool(protocols & OBJECT_STORE_PROTOCOLS)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._fs.unstrip_protocol(self._root)!r})"
@@ -188,6 +194,8 @@ class FsspecArtifactStore:
         tmp = f"{folder}/.{sha}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
         if self._local:
             write_local_atomically(folder, tmp, path, data, setting="storage.artifacts_url")
+        elif self._object_store:
+            self._fs.pipe_file(path, data)
         else:
             self._fs.makedirs(folder, exist_ok=True)
             try:
@@ -376,6 +384,8 @@ class FsspecArtifactStore:
         (True, False, False)
         """
         path = self._inside(url)
+        if self._object_store and not self._fs.exists(path):
+            return False  # S3's DELETE succeeds on a missing key: ask first
         try:
             self._fs.rm_file(path)
         except FileNotFoundError:

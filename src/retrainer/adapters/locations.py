@@ -1,13 +1,25 @@
-"""Where stores and data live: a configured path or URL resolved against the project folder.
+"""Where stores and data live: a configured path or URL resolved against the project folder,
+and the fsspec filesystem that reads and writes it.
 
 Kept apart from the sources (pandas) and the stores so that opening a project imports neither.
+Credentials for object stores never come from ``retrainer.yaml``: s3fs reads them from the
+environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``...) or the
+standard AWS config files, and fsspec's own ``FSSPEC_S3_*`` variables.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-__all__ = ["resolve_url"]
+from retrainer.errors import ConfigError
+
+__all__ = ["resolve_url"]  # filesystem and the rest: used inside the adapters only
+
+# The fsspec protocols whose writes are one atomic PUT per object (no rename needed), and the
+# extra of retrainer that installs each backend.
+OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+_EXTRAS = {"s3": "s3", "s3a": "s3"}
 
 
 def resolve_url(url: str, base: Path) -> str:
@@ -24,3 +36,40 @@ def resolve_url(url: str, base: Path) -> str:
         return url
     p = Path(url).expanduser()
     return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem of ``url`` and the path inside it.
+
+    A backend that is not installed (``s3fs`` for ``s3://``) is a :class:`ConfigError` of one
+    line naming the extra to install.
+
+    Examples
+    --------
+    >>> fs, path = filesystem("memory://docs/locations")
+    >>> type(fs).__name__, path
+    ('MemoryFileSystem', '/docs/locations')
+    """
+    import fsspec.core
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+    except ImportError as exc:
+        protocol = fsspec.core.split_protocol(url)[0] or "file"
+        raise ConfigError(missing_backend_message(url, protocol, exc)) from None
+    return fs, path
+
+
+def missing_backend_message(url: str, protocol: str, exc: BaseException | None = None) -> str:
+    """One line: which package ``url`` needs and how to install it.
+
+    Examples
+    --------
+    >>> missing_backend_message("s3://bucket/x", "s3")
+    "s3://bucket/x needs the 's3fs' package. Install it with: pip install 'retrainer[s3]'"
+    """
+    extra = _EXTRAS.get(protocol)
+    if extra == "s3":
+        return f"{url} needs the 's3fs' package. Install it with: pip install 'retrainer[s3]'"
+    detail = f" ({exc})" if exc is not None else ""
+    return f"{url} needs the fsspec backend of {protocol}:// installed{detail}"

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from retrainer.adapters.locations import resolve_url
+from retrainer.adapters.locations import filesystem, resolve_url
 from retrainer.errors import ConfigError, DataError, SourceError
 
 
@@ -162,10 +162,10 @@ class FileSource:
         return f"{self.format}:{self.url}"
 
     def load(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
-        import fsspec.core
-
+        fs, path = filesystem(self.url)  # a missing backend: one line naming the extra
         try:
-            fs, path = fsspec.core.url_to_fs(self.url)
+            # a long-lived process (the daemon) must see files added since its last listing
+            fs.invalidate_cache(path)
             if not fs.exists(path):
                 raise SourceError(f"source {self.url}: no such file or folder")
             if self.format == "parquet":

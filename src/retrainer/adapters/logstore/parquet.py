@@ -14,11 +14,14 @@ from typing import Any
 import duckdb
 import fsspec.core
 import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from retrainer.adapters._atomic import write_local_atomically
-from retrainer.adapters.logstore.connection import new_connection, shared_connection
+from retrainer.adapters.locations import filesystem
+from retrainer.adapters.logstore.connection import shared_connection
 from retrainer.adapters.logstore.protocol import KINDS, Kind
 from retrainer.adapters.logstore.query import (
     DuckDBLogStore,
@@ -31,6 +34,7 @@ from retrainer.adapters.logstore.segments import (
     in_range,
     parquet_bytes,
     parse_day_folder,
+    union_by_name,
 )
 from retrainer.errors import ConfigError
 
@@ -51,6 +55,10 @@ class ParquetLogStore(DuckDBLogStore):
     returns, the rows survive a crash, and a crash during the write leaves at most a temporary
     file, which readers ignore. On object stores (S3, GCS) a segment is one PUT, which is
     atomic there.
+
+    Off the local disk (``s3://``, ``memory://``...) the segments are read with pyarrow
+    datasets over the fsspec filesystem and DuckDB queries the Arrow data: DuckDB never
+    loads its own S3 extension (downloaded at run time, which locked-down hosts cannot do).
 
     Parameters
     ----------
@@ -79,25 +87,15 @@ class ParquetLogStore(DuckDBLogStore):
         protocol, _ = fsspec.core.split_protocol(text)
         if protocol is None:
             text = str(Path(text).expanduser().resolve())
-        fs, root = fsspec.core.url_to_fs(text)
+        fs, root = filesystem(text)
         self._fs: Any = fs
         self._root: str = root.rstrip("/") or "/"
         self._local = isinstance(fs, LocalFileSystem)
-        self._own_connection: duckdb.DuckDBPyConnection | None = None
+        self._arrow_fs = None if self._local else pafs.PyFileSystem(pafs.FSSpecHandler(fs))
         self._replaces_cache: dict[str, frozenset[str]] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._fs.unstrip_protocol(self._root)!r})"
-
-    def _connection(self) -> duckdb.DuckDBPyConnection:
-        if self._local:
-            return shared_connection()
-        with self._write_lock:
-            if self._own_connection is None:
-                con = new_connection()
-                con.register_filesystem(self._fs)
-                self._own_connection = con
-            return self._own_connection
 
     # layout ------------------------------------------------------------------------------
 
@@ -110,6 +108,8 @@ class ParquetLogStore(DuckDBLogStore):
         try:
             if self._local:
                 return [p.name for p in Path(folder).iterdir()]
+            # another process may have written since the last listing: never trust the cache
+            self._fs.invalidate_cache(folder)
             return [p.rstrip("/").rsplit("/", 1)[-1] for p in self._fs.ls(folder, detail=False)]
         except (FileNotFoundError, NotADirectoryError):
             return []
@@ -156,9 +156,6 @@ class ParquetLogStore(DuckDBLogStore):
                 replaced |= self._replaces(f"{folder}/{name}")
         return sorted(n for n in names if n not in replaced), replaced
 
-    def _url(self, path: str) -> str:
-        return path if self._local else str(self._fs.unstrip_protocol(path))
-
     def _relation(
         self, cur: duckdb.DuckDBPyConnection, kind: Kind, first: date | None, last: date | None
     ) -> str | None:
@@ -168,11 +165,26 @@ class ParquetLogStore(DuckDBLogStore):
             if day is None or not in_range(day, first, last):
                 continue
             live, _ = self._segments(kind, day)
-            files.extend(self._url(f"{self._folder(kind, day)}/{n}") for n in live)
+            files.extend(f"{self._folder(kind, day)}/{n}" for n in live)
         if not files:
             return None
-        listed = ", ".join(literal(f) for f in files)
-        return f"read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
+        if self._local:
+            listed = ", ".join(literal(f) for f in files)
+            return f"read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
+        name = f"_{kind}"
+        cur.register(name, self._read_arrow(files))
+        return name
+
+    def _read_arrow(self, paths: Sequence[str]) -> pa.Table:
+        """The segments at ``paths`` (on the fsspec filesystem) as one Arrow table.
+
+        Each segment is its own dataset (batches may add columns), merged with DuckDB's
+        ``union_by_name`` rules as the in-memory store does.
+        """
+        tables = [
+            pads.dataset(p, filesystem=self._arrow_fs, format="parquet").to_table() for p in paths
+        ]
+        return union_by_name(tables)
 
     # writes ------------------------------------------------------------------------------
 
@@ -217,13 +229,16 @@ class ParquetLogStore(DuckDBLogStore):
         if len(live) <= 1:
             self._delete(folder, leftovers)
             return 0
-        cur = self._connection().cursor()
+        cur = shared_connection().cursor()
         try:
-            files = ", ".join(literal(self._url(f"{folder}/{n}")) for n in live)
-            merged = cur.sql(
-                f"SELECT * FROM read_parquet([{files}], union_by_name = true, "
-                'hive_partitioning = false) ORDER BY "timestamp", id'
-            ).to_arrow_table()
+            paths = [f"{folder}/{n}" for n in live]
+            if self._local:
+                files = ", ".join(literal(p) for p in paths)
+                source = f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)"
+            else:
+                cur.register("_segments", self._read_arrow(paths))
+                source = "_segments"
+            merged = cur.sql(f'SELECT * FROM {source} ORDER BY "timestamp", id').to_arrow_table()
         finally:
             cur.close()
         replaces = sorted(set(live) | replaced)
