@@ -49,8 +49,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError, core_schema
+from pydantic_core import core_schema
 
+from retrainer.adapters.locations import refuse_secret_keys, refuse_url_secret
 from retrainer.adapters.notifiers import ConfiguredNotifier
 from retrainer.core.blessing import ConfiguredRule
 from retrainer.core.deploy import DeploySpec
@@ -110,36 +111,6 @@ is validated as before; the JSON schema says "string"; JSON dumps (definition ha
 parameters) hold a callable's ``module:qualname``."""
 
 
-_SECRET_WORDS = ("secret", "key", "token", "password", "credential")
-_URL_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@")
-
-
-def _refuse_secret_keys(data: Any) -> None:
-    """Refuse a key that looks like a credential: object-store secrets come from the
-    environment (``AWS_ACCESS_KEY_ID``...), never from ``retrainer.yaml`` in clear."""
-    if not isinstance(data, dict):
-        return
-    for name in data:
-        if isinstance(name, str) and any(w in name.lower() for w in _SECRET_WORDS):
-            raise PydanticCustomError(  # the value is a secret: never repeated
-                "retrainer_secret",
-                f"key {name!r} looks like a credential, and secrets are never read from "
-                "retrainer.yaml; remove it and set the credentials in the environment "
-                "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL) or the standard "
-                "AWS config files",
-            )
-
-
-def _refuse_url_secret(url: str) -> str:
-    if _URL_USERINFO.match(url):
-        raise PydanticCustomError(  # the value is a secret: never repeated
-            "retrainer_secret",
-            "the URL must not carry credentials (user:secret@); set them in the environment "
-            "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or the standard AWS config files",
-        )
-    return url
-
-
 class StorageConfig(_Model):
     """Where metadata and artifacts live; relative paths are relative to the config file.
 
@@ -153,16 +124,10 @@ class StorageConfig(_Model):
     reports_dir: str = ".retrainer/reports"
     auto_migrate: bool = True
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_secrets(cls, data: Any) -> Any:
-        _refuse_secret_keys(data)
-        return data
-
-    @field_validator("artifacts_url", "logs_url")
-    @classmethod
-    def _no_url_secret(cls, v: str) -> str:
-        return _refuse_url_secret(v)
+    _no_secrets = model_validator(mode="before")(refuse_secret_keys)
+    _no_url_secret = field_validator("artifacts_url", "logs_url")(
+        classmethod(lambda cls, v: refuse_url_secret(v))
+    )
 
 
 class SerializationConfig(_Model):
@@ -190,16 +155,8 @@ class FileSourceConfig(_Model):
     url: str
     time_column: str
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_secrets(cls, data: Any) -> Any:
-        _refuse_secret_keys(data)
-        return data
-
-    @field_validator("url")
-    @classmethod
-    def _no_url_secret(cls, v: str) -> str:
-        return _refuse_url_secret(v)
+    _no_secrets = model_validator(mode="before")(refuse_secret_keys)
+    _no_url_secret = field_validator("url")(classmethod(lambda cls, v: refuse_url_secret(v)))
 
 
 class SQLSourceConfig(_Model):

@@ -9,8 +9,11 @@ standard AWS config files, and fsspec's own ``FSSPEC_S3_*`` variables.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+
+from pydantic_core import PydanticCustomError
 
 from retrainer.errors import ConfigError
 
@@ -73,3 +76,37 @@ def missing_backend_message(url: str, protocol: str, exc: BaseException | None =
         return f"{url} needs the 's3fs' package. Install it with: pip install 'retrainer[s3]'"
     detail = f" ({exc})" if exc is not None else ""
     return f"{url} needs the fsspec backend of {protocol}:// installed{detail}"
+
+
+# --- credentials never come from retrainer.yaml (config.py's validators call these) ---
+
+_SECRET_WORDS = ("secret", "key", "token", "password", "credential")
+_URL_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@")
+
+
+def refuse_secret_keys(data: Any) -> Any:
+    """Refuse a key that looks like a credential: object-store secrets come from the
+    environment (``AWS_ACCESS_KEY_ID``...), never from ``retrainer.yaml`` in clear."""
+    if not isinstance(data, dict):
+        return data
+    for name in data:
+        if isinstance(name, str) and any(w in name.lower() for w in _SECRET_WORDS):
+            raise PydanticCustomError(  # the value is a secret: never repeated
+                "retrainer_secret",
+                f"key {name!r} looks like a credential, and secrets are never read from "
+                "retrainer.yaml; remove it and set the credentials in the environment "
+                "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL) or the standard "
+                "AWS config files",
+            )
+    return data
+
+
+def refuse_url_secret(url: str) -> str:
+    """``url`` unless it carries credentials (``scheme://user:secret@...``)."""
+    if _URL_USERINFO.match(url):
+        raise PydanticCustomError(  # the value is a secret: never repeated
+            "retrainer_secret",
+            "the URL must not carry credentials (user:secret@); set them in the environment "
+            "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or the standard AWS config files",
+        )
+    return url
