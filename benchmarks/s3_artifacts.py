@@ -47,7 +47,7 @@ from retrainer.adapters.artifacts import open_artifact_store
 
 _BUCKET = "bench-artifacts"
 
-# (put of fresh bytes, verified get of its key) -> median seconds of each
+# a put of fresh bytes returning a key, and a get of that key checked against the bytes
 Roundtrip = tuple[Callable[[bytes], Any], Callable[[Any, bytes], None]]
 
 
@@ -171,7 +171,8 @@ def main() -> None:
         }
     local = sum(rows["local folder"])
     where = "in process" if args.in_process else "own process"
-    print(f"| store ({args.mb} MB blob, moto {where}) | put s | verified get s | total s | vs local |")
+    header = f"store ({args.mb} MB blob, moto {where})"
+    print(f"| {header} | put s | verified get s | total s | vs local |")
     print("|---|---:|---:|---:|---:|")
     for name, (put, get) in rows.items():
         print(f"| {name} | {put:.3f} | {get:.3f} | {put + get:.3f} | {(put + get) / local:.2f}x |")
