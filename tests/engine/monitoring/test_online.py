@@ -315,8 +315,8 @@ def test_recent_performance_many_matches_one_pipeline_at_a_time(store: LogStore)
     many = recent_performance_many(store, needs, now=now)
     assert len(many) == len(needs)
     for name, metric, last, min_samples in needs:
-        one = recent_performance(store, name, [metric], last=last, now=now, min_samples=5)
-        got = many[(name, get_online_metric(metric).name, parse_duration(last), 5)]
+        one = recent_performance(store, name, [metric], last=last, now=now, min_samples=min_samples)
+        got = many[(name, get_online_metric(metric).name, parse_duration(last), min_samples)]
         assert got.result(metric) == one.result(metric), (name, metric, last)
         assert got.n_rows == one.n_rows
     assert many[("nobody", "ctr", timedelta(days=1), 5)].n_rows == 0

@@ -389,9 +389,7 @@ def recent_performance_many(
         times = frame["timestamp"].to_numpy(dtype="datetime64[us]")
         outcomes = _values(frame["outcome"])
         preds = _values(frame["prediction"]) if "prediction" in frame else np.zeros(len(frame))
-        scores = (
-            frame["score"].to_numpy(dtype=float, na_value=np.nan) if "score" in frame else None
-        )
+        scores = frame["score"].to_numpy(dtype=float, na_value=np.nan) if "score" in frame else None
         for name, resolved, min_samples in items:
             at = groups.get(name, np.arange(0))
             out[(name, resolved.name, span, min_samples)] = evaluate_window(
