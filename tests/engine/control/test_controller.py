@@ -454,3 +454,32 @@ def test_a_metric_trigger_without_a_prediction_log_measures_the_champion_on_the_
     [decision] = report.decisions
     assert decision.fire, decision.reason
     assert len(report.queued) == 1
+
+
+def test_an_idle_tick_costs_a_few_store_calls_per_pipeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a daemon with 1,000 pipelines on PostgreSQL pays every store call of a tick 1,000 times
+    # (a round trip each): an idle pipeline reads its manual requests, rollout and trigger
+    # state and the champion's last move (which gives its version too), and writes nothing
+    from retrainer.engine.runs.run import execute_run
+
+    project = _project(tmp_path, [{"schedule": "0 2 * * MON"}])  # START is a Saturday
+    clock = SimulatedClock(START)
+    assert execute_run(project, clock=clock).promoted
+    controller = Controller(project, clock=clock)
+    controller.tick()  # arms the schedule, caches the champion's version
+    clock.advance(timedelta(minutes=1))
+    real, calls = project.store, []
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            calls.append(name)
+            return getattr(real, name)
+
+    monkeypatch.setattr(project, "store", Counting())
+    report = controller.tick()
+    assert not report.queued and not report.events and len(report.decisions) == 1
+    per_pipeline = [c for c in calls if c not in ("list_runs", "list_events")]
+    assert sorted(per_pipeline) == ["alias_history", "get_state", "get_state", "get_state"]
+    assert "get_alias" not in calls and not any(c.startswith("put") for c in calls)

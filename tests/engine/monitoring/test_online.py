@@ -13,12 +13,14 @@ import pytest
 
 from retrainer.adapters.logstore import InMemoryLogStore, LogStore, ParquetLogStore
 from retrainer.core.metrics import get_metric
-from retrainer.core.performance import make_rate_metric
+from retrainer.core.performance import get_online_metric, make_rate_metric
+from retrainer.core.windows import parse_duration
 from retrainer.engine.monitoring.online import (
     log_feedback,
     log_predictions,
     online_performance,
     recent_performance,
+    recent_performance_many,
 )
 from retrainer.errors import ConfigError, DataError, SourceError
 
@@ -271,3 +273,51 @@ def test_log_file_failures(
         _file(tmp_path, "p.csv", PREDICTIONS_CSV)
     with pytest.raises(error):
         call(store, tmp_path)
+
+
+def test_recent_performance_many_matches_one_pipeline_at_a_time(store: LogStore) -> None:
+    # the controller reads every pipeline's metrics in one query; each pipeline's share of
+    # it (rows interleaved, one pipeline without any) must be what a query of its own gives
+    rng = np.random.default_rng(7)
+    n = 600
+    names = rng.choice(["a", "b", "c"], size=n)
+    times = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.sort(rng.integers(0, 2880, n)), "m")
+    ids = [f"r{i}" for i in range(n)]
+    store.append_predictions(
+        pd.DataFrame(
+            {
+                "id": ids,
+                "timestamp": times,
+                "pipeline": names,
+                "model_version": 1,
+                "prediction": rng.integers(0, 2, n),
+                "score": rng.random(n),
+            }
+        )
+    )
+    labelled = rng.random(n) < 0.8
+    store.append_feedback(
+        pd.DataFrame(
+            {
+                "id": np.array(ids)[labelled],
+                "timestamp": times[labelled] + pd.Timedelta("30min"),
+                "outcome": rng.integers(0, 2, int(labelled.sum())),
+            }
+        )
+    )
+    now = datetime(2024, 1, 2, 20)
+    needs = [
+        (name, metric, last, 5)
+        for name in ("a", "b", "c", "nobody")
+        for metric in ("ctr", "accuracy", "roc_auc")
+        for last in ("1d", "6h")
+    ]
+    many = recent_performance_many(store, needs, now=now)
+    assert len(many) == len(needs)
+    for name, metric, last, min_samples in needs:
+        one = recent_performance(store, name, [metric], last=last, now=now, min_samples=min_samples)
+        got = many[(name, get_online_metric(metric).name, parse_duration(last), min_samples)]
+        assert got.result(metric) == one.result(metric), (name, metric, last)
+        assert got.n_rows == one.n_rows
+    assert many[("nobody", "ctr", timedelta(days=1), 5)].n_rows == 0
+    assert many[("a", "roc_auc", timedelta(days=1), 5)].n_rows > 50

@@ -388,14 +388,16 @@ class Controller:
         store = self.project.store
         stored = store.get_state(pipeline.name, POLICY_STATE_KEY)
         state, revision = stored if stored is not None else ({}, None)
-        champion = store.get_alias(pipeline.name, CHAMPION)
+        # the last move of the alias is both the champion and its promotion time: one query
+        # (a tick pays each store call once per pipeline)
+        moves = store.alias_history(pipeline.name, CHAMPION, limit=1)
+        champion = moves[-1].version if moves else None
         champ = None
         if champion is not None:  # versions are immutable: cache them
             cache_key = (pipeline.name, champion)
             if cache_key not in self._versions:
                 self._versions[cache_key] = store.get_version(pipeline.name, champion)
             champ = self._versions[cache_key]
-        moves = store.alias_history(pipeline.name, CHAMPION)
         last_training = champ.snapshot.window_end if champ else None
         rows_since = training_rows = None
         if policy.needs_rows:

@@ -384,17 +384,19 @@ def recent_performance_many(
             include_unlabelled=True,
         )
         groups = frame.groupby("pipeline", sort=False).indices if len(frame) else {}
+        # the columns as numpy once, then a numpy index per pipeline: a pandas take per
+        # pipeline on the log's (pyarrow) columns cost ~0.6 ms each, 0.6 s a tick at 1,000
+        times = frame["timestamp"].to_numpy(dtype="datetime64[us]")
+        outcomes = _values(frame["outcome"])
+        preds = _values(frame["prediction"]) if "prediction" in frame else np.zeros(len(frame))
+        scores = frame["score"].to_numpy(dtype=float, na_value=np.nan) if "score" in frame else None
         for name, resolved, min_samples in items:
-            rows = frame.iloc[groups[name]] if name in groups else frame.iloc[0:0]
-            y_pred = _values(rows["prediction"]) if "prediction" in rows else np.zeros(len(rows))
-            y_score = (
-                rows["score"].to_numpy(dtype=float, na_value=np.nan) if "score" in rows else None
-            )
+            at = groups.get(name, np.arange(0))
             out[(name, resolved.name, span, min_samples)] = evaluate_window(
-                rows["timestamp"].to_numpy(dtype="datetime64[us]"),
-                _values(rows["outcome"]),
-                y_pred,
-                y_score if resolved.needs_proba else None,
+                times[at],
+                outcomes[at],
+                preds[at],
+                scores[at] if scores is not None and resolved.needs_proba else None,
                 [resolved],
                 start=start,
                 end=now,
