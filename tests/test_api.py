@@ -23,7 +23,7 @@ SRC = Path(retrainer.__file__).parent
 # into ``retrainer._EXPORTS`` or here, on purpose.
 INTERNAL = {
     # the dashboard: health rules, the pages' data, the monitor's brief (the server renders them)
-    "ALERTING",
+    "HEALTH_SEVERITIES",
     "Backtest",
     "DECLINE",
     "Health",

@@ -55,15 +55,7 @@ def serve(
 
     from retrainer.server.app import create_app
 
-    project = open_project(config)
-    cfg = project.config.serve
-    host = host if host is not None else cfg.host
-    port = port if port is not None else cfg.port
-    try:
-        _check_listen(host, port)
-    except RetrainerError:
-        project.close()
-        raise
+    project, host, port = _open_at(config, host, port)
     names = ", ".join(p.name for p in project.config.pipelines)
     out.print(
         escape(f"serving {names} at http://{host}:{port} (API description: /docs)"),
@@ -116,12 +108,8 @@ def ui(
     _need_server_packages()
     if sign_in not in ("admin", "read", "none"):
         raise ConfigError(f"--sign-in must be admin, read or none; got {sign_in!r}")
-    project = open_project(config)
-    cfg = project.config.serve
-    host = host if host is not None else cfg.host
-    port = port if port is not None else cfg.port
+    project, host, port = _open_at(config, host, port)
     try:
-        _check_listen(host, port)
         serve_dashboard(project, host, port, sign_in=None if sign_in == "none" else sign_in)
     finally:
         project.close()
@@ -155,6 +143,21 @@ def serve_dashboard(project: Any, host: str, port: int, *, sign_in: str | None) 
         if token is not None:
             revoke_token(project, token.id, now=project.clock.now())
     out.print("stopped")
+
+
+def _open_at(config: Any, host: str | None, port: int | None) -> tuple[Any, str, int]:
+    """The project, and the address to serve it on (``serve.host``/``serve.port`` unless
+    given), checked free before anything starts (the project is closed if it is not)."""
+    project = open_project(config)
+    cfg = project.config.serve
+    host = host if host is not None else cfg.host
+    port = port if port is not None else cfg.port
+    try:
+        _check_listen(host, port)
+    except RetrainerError:
+        project.close()
+        raise
+    return project, host, port
 
 
 def _check_listen(host: str, port: int) -> None:

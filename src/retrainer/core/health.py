@@ -35,12 +35,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 from retrainer.core.types import Event
 
 __all__ = [
     "DECLINE",
+    "DEFAULT_SEVERITIES",
+    "HEALTH_SEVERITIES",
     "RESOLVED_BY",
     "Health",
     "Level",
@@ -55,6 +58,28 @@ Level = Literal["green", "amber", "red"]
 DECLINE = 0.05
 """A metric this much worse than at promotion (a fraction of that value) makes a pipeline
 amber: less is within the usual gap between a holdout and live traffic."""
+
+DEFAULT_SEVERITIES: Mapping[str, str] = MappingProxyType(
+    {
+        "blessing.rejected": "warning",
+        "concept_drift.detected": "warning",
+        "drift.detected": "warning",
+        "model.load_failed": "critical",
+        "model.promoted": "info",
+        "model.rolled_back": "warning",
+        "rollout.promoted": "info",
+        "rollout.rejected": "info",
+        "rollout.rolled_back": "critical",
+        "run.failed": "critical",
+        "trigger.fired": "info",
+    }
+)
+"""The event kinds that alert by default, with their severity (the alerter's defaults)."""
+
+HEALTH_SEVERITIES: Mapping[str, str] = MappingProxyType(
+    {**DEFAULT_SEVERITIES, "monitor.failed": "warning"}
+)
+"""What counts against a pipeline's health: the alerting kinds, and a failing monitor."""
 
 RESOLVED_BY: Mapping[str, tuple[str, ...]] = {
     "run.failed": ("run.succeeded",),
@@ -171,8 +196,8 @@ def assess(
 ) -> Health:
     """The pipeline's level with its reasons.
 
-    ``open_alerts`` come from :func:`open_alerts`; ``severities`` ranks them (default: a
-    run failure, a load failure and a rollout's rollback are critical, the rest warnings);
+    ``open_alerts`` come from :func:`open_alerts`; ``severities`` ranks them (default:
+    :data:`HEALTH_SEVERITIES`);
     ``drifted_columns`` are those of the last monitor window (None: not monitored).
 
     Examples
@@ -182,7 +207,7 @@ def assess(
     >>> assess(champion=2, drifted_columns=[]).level
     'green'
     """
-    sev = severities or _SEVERE
+    sev = HEALTH_SEVERITIES if severities is None else severities
     red: list[str] = []
     amber: list[str] = []
     if champion is None:
@@ -211,10 +236,3 @@ def assess(
     if champion is not None:
         green.insert(0, f"v{champion} serving")
     return Health(level="green", reasons=tuple(green))
-
-
-_SEVERE: Mapping[str, str] = {
-    "run.failed": "critical",
-    "model.load_failed": "critical",
-    "rollout.rolled_back": "critical",
-}

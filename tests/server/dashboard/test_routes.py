@@ -210,3 +210,12 @@ def test_events_filter_by_several_kinds_and_the_pager_keeps_them(project):
         assert "kind=run.started&kind=run.succeeded" in older and "pipeline=toy" in older
         rest = re.findall(r'<span class="kind">([a-z._]+)</span>', c.get(older).text)
         assert len(shown) + len(rest) == 6  # 3 runs, each started and succeeded
+
+
+def test_a_bad_query_parameter_is_a_page_that_names_it(client):
+    r = signed_in(client, "read").get("/ui/pipelines/toy?versions_page=abc")
+    assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
+    assert "versions_page=&#39;abc&#39;" in r.text
+    # the API keeps its JSON answer
+    r = client.get("/v1/toy/models?limit=-1", headers={"Authorization": "Bearer read-secret"})
+    assert r.status_code == 422 and r.json()["error"] == "invalid_request"

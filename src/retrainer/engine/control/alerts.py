@@ -35,13 +35,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from retrainer.adapters.metadata._records import json_value
 from retrainer.adapters.metadata.protocol import MetadataStore
 from retrainer.adapters.notifiers import SEVERITIES, Alert, Notifier, NotifierError, Severity
 from retrainer.core.clock import as_utc
+from retrainer.core.health import DEFAULT_SEVERITIES as _DEFAULT_SEVERITIES
 from retrainer.core.types import Event, EventKind
 from retrainer.core.windows import parse_duration
 from retrainer.engine.state import ALERTS_STATE_KEY
@@ -57,22 +57,9 @@ STATE_KEY = ALERTS_STATE_KEY
 AlertStatus = Literal["sent", "deduplicated", "rate_limited", "failed"]
 """What became of one alert at one notifier."""
 
-DEFAULT_SEVERITIES: Mapping[str, Severity] = MappingProxyType(
-    {
-        "blessing.rejected": "warning",
-        "concept_drift.detected": "warning",
-        "drift.detected": "warning",
-        "model.load_failed": "critical",
-        "model.promoted": "info",
-        "model.rolled_back": "warning",
-        "rollout.promoted": "info",
-        "rollout.rejected": "info",
-        "rollout.rolled_back": "critical",
-        "run.failed": "critical",
-        "trigger.fired": "info",
-    }
-)
-"""The event kinds that alert by default, with their severity."""
+DEFAULT_SEVERITIES = cast(Mapping[str, Severity], _DEFAULT_SEVERITIES)
+"""The event kinds that alert by default, with their severity (defined in
+:mod:`retrainer.core.health`, which judges a pipeline's health by the same kinds)."""
 
 _EVENT_KINDS: Mapping[AlertStatus, EventKind] = {
     "sent": "alert.sent",

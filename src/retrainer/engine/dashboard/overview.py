@@ -14,42 +14,33 @@ Examples
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from retrainer.config import PipelineConfig
-from retrainer.core.health import RESOLVED_BY, Health, MetricStatus, assess, open_alerts
+from retrainer.core.health import (
+    HEALTH_SEVERITIES,
+    RESOLVED_BY,
+    Health,
+    MetricStatus,
+    assess,
+    open_alerts,
+)
 from retrainer.core.metrics import in_points
 from retrainer.core.types import CHAMPION, Event, Run
 from retrainer.engine.project import Project
+from retrainer.engine.runs.registry import leaf_triggers, next_fire
 from retrainer.engine.state import MONITOR_STATE_KEY
 
 __all__ = [
-    "ALERTING",
     "PipelineRow",
     "alerting_events",
     "headline_metric",
-    "leaf_triggers",
     "metric_thresholds",
-    "next_fire",
     "overview",
 ]
-
-
-def _severities() -> dict[str, str]:
-    from retrainer.engine.control.alerts import DEFAULT_SEVERITIES
-
-    return {**DEFAULT_SEVERITIES, "monitor.failed": "warning"}
-
-
-ALERTING: tuple[str, ...] = tuple(
-    sorted({*RESOLVED_BY, *(k for kinds in RESOLVED_BY.values() for k in kinds)})
-)
-"""The event kinds that open or close an alert (what the overview reads per pipeline)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,27 +63,6 @@ class PipelineRow:
     rollout: dict[str, Any] | None = None
     """The last rollout as stored (``RolloutState.to_dict()``), None if never."""
     alerts: list[Event] = field(default_factory=list)
-
-
-@functools.lru_cache(maxsize=4096)
-def _leaf_triggers(specs: str) -> tuple[Any, ...]:
-    """The leaf triggers of a pipeline's trigger specs (JSON), built once per distinct specs:
-    a page shows the same pipelines every few seconds, and building checks every cron."""
-    from retrainer.core.triggers import build_trigger
-    from retrainer.engine.runs.registry import walk_triggers
-
-    return tuple(t for spec in json.loads(specs) for t in walk_triggers(build_trigger(spec)))
-
-
-def leaf_triggers(cfg: PipelineConfig) -> tuple[Any, ...]:
-    """The leaf triggers of ``cfg`` (the children of any/all, recursively)."""
-    return _leaf_triggers(json.dumps(cfg.triggers, sort_keys=True, default=str))
-
-
-def next_fire(cfg: PipelineConfig, now: datetime) -> str | None:
-    """The next scheduled fire of ``cfg`` (ISO 8601), None without a schedule."""
-    fires = [t.next_fire(now) for t in leaf_triggers(cfg) if hasattr(t, "next_fire")]
-    return min(fires).isoformat() if fires else None
 
 
 def metric_thresholds(cfg: PipelineConfig) -> list[dict[str, Any]]:
@@ -156,7 +126,7 @@ def _metric_status(
         greater_is_better=greater,
         below=below,
         above=above,
-        in_points=in_points(name) or name in ("ctr", "rate", "click_through_rate"),
+        in_points=in_points(name),
     )
     return status, spark
 
@@ -191,13 +161,11 @@ def pipeline_row(project: Project, cfg: PipelineConfig, next_fire: str | None) -
     )
     verdicts = brief.get("drift", [])
     drift = verdicts[-1] if verdicts else None
-    severities = _severities()
-    alerts = open_alerts(alerting_events(store, name), severities)
+    alerts = open_alerts(alerting_events(store, name), HEALTH_SEVERITIES)
     health = assess(
         champion=champion,
         metric=metric,
         open_alerts=alerts,
-        severities=severities,
         drifted_columns=None if drift is None else drift.get("columns", []),
     )
     runs = store.list_runs(name, limit=1)

@@ -8,6 +8,8 @@ and no alias moves onto a version whose artifact fails its check (:func:`verify_
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -379,19 +381,30 @@ def next_fires(
     Built from the trigger specs alone: loading the pipelines would import the user's code
     (and scikit-learn) for a command that reads a few rows.
     """
+    return {
+        cfg.name: next_fire(cfg, now)
+        for cfg in (project.config.pipelines if configs is None else configs)
+    }
+
+
+def next_fire(cfg: PipelineConfig, now: datetime) -> str | None:
+    """The next scheduled fire of ``cfg`` (ISO 8601), None without a schedule."""
+    fires = [t.next_fire(now) for t in leaf_triggers(cfg) if hasattr(t, "next_fire")]
+    return min(fires).isoformat() if fires else None
+
+
+def leaf_triggers(cfg: PipelineConfig) -> tuple[Any, ...]:
+    """The leaf triggers of ``cfg`` (the children of any/all, recursively)."""
+    return _leaf_triggers(json.dumps(cfg.triggers, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=4096)
+def _leaf_triggers(specs: str) -> tuple[Any, ...]:
+    # built once per distinct specs: the status and the dashboard ask every few seconds, and
+    # building a trigger checks its cron
     from retrainer.core.triggers import build_trigger
 
-    out: dict[str, str | None] = {}
-    for cfg in project.config.pipelines if configs is None else configs:
-        nxt = None
-        for spec in cfg.triggers:
-            for trig in walk_triggers(build_trigger(spec)):
-                fn = getattr(trig, "next_fire", None)
-                if fn is not None:
-                    t = fn(now)
-                    nxt = t if nxt is None or t < nxt else nxt
-        out[cfg.name] = nxt.isoformat() if nxt else None
-    return out
+    return tuple(t for spec in json.loads(specs) for t in walk_triggers(build_trigger(spec)))
 
 
 def walk_triggers(trigger: Any) -> list[Any]:

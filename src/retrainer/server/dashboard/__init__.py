@@ -74,6 +74,16 @@ def create_dashboard_app(
     app.state.authenticate = (
         authenticate if authenticate is not None else default_authenticator(project)
     )
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    from retrainer.server.errors import ApiError
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        # the management API's errors in their shape, as under retrainer serve
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
     include_dashboard(app, project, settings)
     # the management API the dashboard's pages mirror, for scripts next to it; no model is
     # served here, so its holder never loads one

@@ -262,4 +262,4 @@ def metric_text(value: float | None, name: str) -> str:
     """A metric value as the page writes it."""
     from retrainer.core.metrics import in_points
 
-    return format_metric(value, in_points(name) or name in ("ctr", "rate"))
+    return format_metric(value, in_points(name))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
@@ -33,9 +32,12 @@ from urllib.parse import parse_qs, quote, urlencode
 import jinja2
 from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
+from retrainer.adapters.report import fmt
 from retrainer.core.clock import as_utc
 from retrainer.core.jsonsafe import dumps
 from retrainer.core.types import CHAMPION, EVENT_KINDS
@@ -93,7 +95,7 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["when"] = _when
-    env.filters["num"] = _num
+    env.filters["num"] = fmt  # the reports' cell format
     env.filters["secs"] = _secs
     env.filters["metric"] = charts.metric_text
     env.filters["tojson_pretty"] = lambda v: dumps(v, indent=2)
@@ -106,14 +108,6 @@ def _when(value: Any) -> str:
         return "-"
     at = datetime.fromisoformat(value) if isinstance(value, str) else value
     return f"{as_utc(at):%Y-%m-%d %H:%M}"
-
-
-def _num(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return "NaN" if math.isnan(value) else f"{value:.{digits}g}"
-    return str(value)
 
 
 def _secs(value: Any) -> str:
@@ -196,6 +190,17 @@ def dashboard_routes(app: FastAPI, project: Project, *, refresh: float, page_siz
         if exc.location is not None:
             return RedirectResponse(exc.location, status_code=303)
         return render(request, "error", status=exc.status, message=exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_address(request: Request, exc: RequestValidationError) -> Response:
+        if not request.url.path.startswith("/ui"):  # the API's own answer
+            return await request_validation_exception_handler(request, exc)
+        problems = "; ".join(
+            f"{e['loc'][-1]}={e.get('input')!r}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        return render(
+            request, "error", status=422, message=f"This address is not valid: {problems}"
+        )
 
     def known(pipeline: str) -> str:
         if pipeline not in pipelines:
