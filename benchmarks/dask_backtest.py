@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -68,10 +70,23 @@ def dask_cluster(folder: Path, workers: int = 2, cwd: Path | None = None) -> Ite
         for i in range(workers):
             procs.append(
                 subprocess.Popen(
-                    [dask, "worker", address, "--nthreads", "1", "--no-dashboard",
-                     "--name", f"worker-{i}", "--host", "127.0.0.1"],
-                    stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                )  # fmt: skip
+                    [
+                        dask,
+                        "worker",
+                        address,
+                        "--nthreads",
+                        "1",
+                        "--no-dashboard",
+                        "--name",
+                        f"worker-{i}",
+                        "--host",
+                        "127.0.0.1",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=cwd,
+                )
             )
         from distributed import Client
 
@@ -147,7 +162,7 @@ def _stream_stats(stream: list[dict[str, Any]]) -> dict[str, Any]:
     gaps = []
     for worker in per_worker:
         mine = sorted((s, e) for w, s, e, _ in tasks if w == worker)
-        gaps += [b[0] - a[1] for a, b in zip(mine, mine[1:], strict=False)]
+        gaps += [b[0] - a[1] for a, b in itertools.pairwise(mine)]
     seconds = [e - s for _, s, e, _ in tasks]
     return {
         "tasks": len(tasks),
@@ -167,6 +182,8 @@ def main() -> None:
     parser.add_argument("--skip-elec2", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
+    # a SIGTERM stops the cluster and the backtest in hand too (the finally blocks run)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     tmp = Path(tempfile.mkdtemp(prefix="dask-backtest-"))
     try:
