@@ -235,12 +235,8 @@ def main() -> None:
             )
             stats = _stream_stats(_task_stream(address, since))
             sched_cpu = _cpu(scheduler.pid) - cpu0
-            process_wall = _backtest(
-                project, {"kind": "process", "max_workers": 2}, tmp / "out-many-p", policies
-            )
             print(
-                f"{args.policies} policies ({args.rows} rows): Dask {wall:.1f} s, process pool "
-                f"{process_wall:.1f} s; {stats}; scheduler CPU {sched_cpu:.2f} s "
+                f"{args.policies} policies ({args.rows} rows): Dask {wall:.1f} s; {stats}; scheduler CPU {sched_cpu:.2f} s "
                 f"({100 * sched_cpu / max(stats['task_s_total'], 1e-9):.1f}% of task time, "
                 f"{1000 * sched_cpu / max(stats['tasks'], 1):.1f} ms per task)",
                 flush=True,
