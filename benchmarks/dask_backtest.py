@@ -236,7 +236,8 @@ def main() -> None:
             stats = _stream_stats(_task_stream(address, since))
             sched_cpu = _cpu(scheduler.pid) - cpu0
             print(
-                f"{args.policies} policies ({args.rows} rows): Dask {wall:.1f} s; {stats}; scheduler CPU {sched_cpu:.2f} s "
+                f"{args.policies} policies ({args.rows} rows): Dask {wall:.1f} s; {stats}; "
+                f"scheduler CPU {sched_cpu:.2f} s "
                 f"({100 * sched_cpu / max(stats['task_s_total'], 1e-9):.1f}% of task time, "
                 f"{1000 * sched_cpu / max(stats['tasks'], 1):.1f} ms per task)",
                 flush=True,
