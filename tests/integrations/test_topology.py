@@ -315,7 +315,9 @@ def test_postgresql_s3_dask_two_daemons_two_replicas(
             all_runs = runs()
             assert len({r.key for r in all_runs}) == len(all_runs)
             assert sorted(r.pipeline for r in all_runs if r.cause == "manual") == ["a"] * 3 + ["b"]
-            assert [r.pipeline for r in all_runs if r.cause != "manual"] == ["b"]
+            # b's schedule fired (once per slot: one run, or two if an hour began meanwhile)
+            scheduled = [r for r in all_runs if r.cause != "manual"]
+            assert {r.pipeline for r in scheduled} == {"b"} and 1 <= len(scheduled) <= 2
             events = [e for p in ("a", "b") for e in store.list_events(p)]
             for run in all_runs:
                 assert run.status == "succeeded" and run.attempts == 1, run
