@@ -69,6 +69,12 @@ def test_controller_run_executes_on_dask(tmp_path: Path, executor):
         controller.tick()
         run = project.store.list_runs("toy", limit=1)[0]
         assert run.status == "succeeded" and run.version == 1
+        # the run records the Dask worker it executed on
+        (done,) = [e for e in project.store.list_events("toy") if e.kind == "run.succeeded"]
+        placed = done.data["executed_on"]
+        workers = executor.client.scheduler_info()["workers"]
+        assert placed["executor"] == "dask" and placed["dask_worker"] in workers
+        assert f"{placed['host']}:{placed['pid']}" == run.owner
 
 
 def test_missing_distributed_says_how_to_install(monkeypatch):

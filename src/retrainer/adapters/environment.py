@@ -66,6 +66,26 @@ def process_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+DASK_WORKER_ENV = "RETRAINER_DASK_WORKER"
+"""Set by the Dask executor's task to the address of the Dask worker that runs the job."""
+
+
+def executed_on() -> dict[str, str | int]:
+    """Where this process runs: host, pid, and the executor (``dask`` with the Dask worker's
+    address when the Dask executor started it, else ``process``).
+
+    Examples
+    --------
+    >>> sorted(executed_on())
+    ['executor', 'host', 'pid']
+    """
+    out: dict[str, str | int] = {"host": socket.gethostname(), "pid": os.getpid()}
+    dask_worker = os.environ.get(DASK_WORKER_ENV)
+    if dask_worker:
+        return out | {"executor": "dask", "dask_worker": dask_worker}
+    return out | {"executor": "process"}
+
+
 def owner_is_gone(owner: str | None) -> bool:
     """True when ``owner`` (``host:pid``) is a process on this host that no longer exists."""
     if not owner or ":" not in owner:

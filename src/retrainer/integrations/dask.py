@@ -14,9 +14,11 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
+from retrainer.adapters.environment import DASK_WORKER_ENV
 from retrainer.adapters.executors import Job, JobResult, run_job_in_subprocess
 from retrainer.errors import ConfigError
 
@@ -30,6 +32,15 @@ def _distributed() -> Any:
             "pip install 'retrainer[dask]'"
         ) from exc
     return distributed
+
+
+def run_job_on_dask_worker(job: Job) -> JobResult:
+    """The Dask task: run the job's worker command, telling it which Dask worker it is on
+    (the run worker records it in the event that closes the run)."""
+    address = _distributed().get_worker().address
+    env = {**job.env, DASK_WORKER_ENV: address}
+    result = run_job_in_subprocess(dataclasses.replace(job, env=env))
+    return dataclasses.replace(result, job=job)
 
 
 @contextlib.contextmanager
@@ -94,7 +105,7 @@ class DaskExecutor:
         if not job.argv:
             raise ValueError("DaskExecutor needs a job with argv (the worker command)")
         future = self.client.submit(
-            run_job_in_subprocess, job, pure=False, key=f"run-{job.run_id}-{job.epoch}"
+            run_job_on_dask_worker, job, pure=False, key=f"run-{job.run_id}-{job.epoch}"
         )
         self._futures[future] = job
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -163,6 +164,11 @@ def test_worker_crash_is_retried_then_failed(tmp_path: Path, monkeypatch: pytest
     assert run.status == "succeeded" and run.attempts == 2
     kinds = [e.kind for e in project.store.list_events("toy")]
     assert "run.retrying" in kinds
+    # where it executed: the worker process (host:pid, also the run's owner), not this one
+    (done,) = [e for e in project.store.list_events("toy") if e.kind == "run.succeeded"]
+    placed = done.data["executed_on"]
+    assert placed["executor"] == "process" and "dask_worker" not in placed
+    assert f"{placed['host']}:{placed['pid']}" == run.owner and placed["pid"] != os.getpid()
     project.close()
 
 

@@ -289,25 +289,33 @@ def execute_run(
 
 
 def execute_claimed_run(
-    project: Project, run: Run, *, clock: Clock, actor: str = "retrainer"
+    project: Project,
+    run: Run,
+    *,
+    clock: Clock,
+    actor: str = "retrainer",
+    executed_on: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Execute a run this process has claimed (see :func:`claim_run`).
 
     Every update of the run is a compare-and-set on its epoch, so a worker whose lease was
     taken over (it was presumed dead) cannot overwrite the new owner's record. While the run
     goes, a heartbeat renews its lease, up to ``run.timeout``: past it the run is stale.
+    ``executed_on`` (where the run executes: host, pid, Dask worker) goes into the data of the
+    event that closes the run (``run.succeeded`` or ``run.failed``).
     """
+    placed = {"executed_on": dict(executed_on)} if executed_on else {}
     _start_sanity_server(project, run.pipeline)
     pipeline = project.pipeline(run.pipeline)
     timings: dict[str, float] = {}
     with Heartbeat(project, run, timeout=pipeline.config.run.timeout):
         try:
-            return _execute(project, pipeline, run, clock, timings, actor)
+            return _execute(project, pipeline, run, clock, timings, actor, placed)
         except (DataError, SourceError, TrainingError, UntrustedArtifactError) as exc:
-            return _fail(project, run, clock, timings, exc)
+            return _fail(project, run, clock, timings, exc, placed)
         except BaseException as exc:
             # anything else (a bug, a broken store, Ctrl-C): record it, then let it propagate
-            _fail_despite_outage(project, run, clock, timings, exc)
+            _fail_despite_outage(project, run, clock, timings, exc, placed)
             raise
 
 
@@ -316,7 +324,12 @@ OUTAGE_PATIENCE_S = 30.0
 
 
 def _fail_despite_outage(
-    project: Project, run: Run, clock: Clock, timings: dict[str, float], exc: BaseException
+    project: Project,
+    run: Run,
+    clock: Clock,
+    timings: dict[str, float],
+    exc: BaseException,
+    placed: Mapping[str, Any],
 ) -> None:
     """Record the run failed; if the database is away (a restart), keep trying for a while,
     so the run ends as what happened to it, not as "interrupted" when the next run reaps it."""
@@ -326,7 +339,7 @@ def _fail_despite_outage(
     wait = 0.25
     while True:
         try:
-            _fail(project, run, clock, timings, exc)
+            _fail(project, run, clock, timings, exc, placed)
             return
         except Exception as failure:
             # anything but an outage (the claim lost to another holder, a bug) ends the
@@ -345,7 +358,12 @@ def _start_sanity_server(project: Project, pipeline_name: str | None) -> None:
 
 
 def _fail(
-    project: Project, run: Run, clock: Clock, timings: dict[str, float], exc: BaseException
+    project: Project,
+    run: Run,
+    clock: Clock,
+    timings: dict[str, float],
+    exc: BaseException,
+    placed: Mapping[str, Any] | None = None,
 ) -> RunResult:
     now = clock.now()
     message = str(exc) if isinstance(exc, RetrainerError) else f"{type(exc).__name__}: {exc}"
@@ -364,7 +382,7 @@ def _fail(
             message=f"run {run.id} of {run.pipeline} failed: {message}",
             pipeline=run.pipeline,
             run_id=run.id,
-            data={"error": message, "error_type": type(exc).__name__},
+            data={"error": message, "error_type": type(exc).__name__} | dict(placed or {}),
         ),
     )
     return RunResult(run=failed)
@@ -740,6 +758,7 @@ def _finish(
     *,
     now: datetime,
     timings: dict[str, float],
+    placed: Mapping[str, Any],
 ) -> RunResult:
     """Close the run record (last, so a crash before it leaves the run for the reaper)."""
     run, outcome, unlabelled = loaded.run, deployment.outcome, loaded.unlabelled
@@ -764,7 +783,8 @@ def _finish(
             run_id=run.id,
             version=version.version,
             data={"outcome": outcome, "timings": timings}
-            | ({"unlabelled_rows": unlabelled} if unlabelled else {}),
+            | ({"unlabelled_rows": unlabelled} if unlabelled else {})
+            | dict(placed),
         ),
     )
     return RunResult(
@@ -785,6 +805,7 @@ def _execute(
     clock: Clock,
     timings: dict[str, float],
     actor: str,
+    placed: Mapping[str, Any],
 ) -> RunResult:
     """load -> train -> bless -> register -> deploy, then close the run."""
     loaded = load_step(project, pipeline, run, now=clock.now(), timings=timings)
@@ -803,4 +824,5 @@ def _execute(
         deployment,
         now=clock.now(),
         timings=timings,
+        placed=placed,
     )

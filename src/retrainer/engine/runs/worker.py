@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         # the run is ours for as long as this process lives: the reaper checks this pid
         import dataclasses
 
-        from retrainer.adapters.environment import process_owner
+        from retrainer.adapters.environment import executed_on, process_owner
 
         run = project.store.update_run(
             dataclasses.replace(run, owner=process_owner()), expected_epoch=args.epoch
@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             # a backstop for a worker orphaned by a dead daemon: the executor kills a live
             # daemon's workers at the timeout; an orphan stops itself soon after its lease
             signal.alarm(int(timeout) + 60)
-        result = execute_claimed_run(project, run, clock=clock, actor="retrainer daemon")
+        result = execute_claimed_run(
+            project, run, clock=clock, actor="retrainer daemon", executed_on=executed_on()
+        )
         return 0 if result.ok else 1
 
 
