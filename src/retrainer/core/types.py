@@ -154,6 +154,7 @@ EventKind = Literal[
     "model.load_failed",
     "model.promoted",
     "model.rolled_back",
+    "mlflow.sync_failed",
     "monitor.completed",
     "monitor.failed",
     "promotion.skipped",
