@@ -128,7 +128,8 @@ def sync_mlflow(project: Project, now: datetime, client: Any = None) -> SyncRepo
     Never raises for MLflow's sake: a pipeline whose sync fails is reported in
     ``SyncReport.failed``, logged, and recorded as one ``mlflow.sync_failed`` event (not one
     per attempt while the outage lasts); its cursor stays, so the next sync retries.
-    A project without an ``mlflow:`` section raises ``ConfigError``.
+    A project without an ``mlflow:`` section, or without the ``mlflow`` package, raises
+    ``ConfigError`` (one line naming ``pip install 'retrainer[mlflow]'``).
 
     Examples
     --------
@@ -140,8 +141,10 @@ def sync_mlflow(project: Project, now: datetime, client: Any = None) -> SyncRepo
     cfg = project.config.mlflow
     if cfg is None:
         raise ConfigError("retrainer.yaml has no 'mlflow:' section (tracking_uri, experiment)")
+    _mlflow()  # a missing extra is a configuration error, not an outage to retry
     report = SyncReport()
-    names = [p.name for p in project.config.pipelines]
+    known = {p.name for p in project.store.list_pipelines()}  # a pipeline that never ran: nothing
+    names = [p.name for p in project.config.pipelines if p.name in known]
     if cfg.pipelines is not None:
         names = [n for n in names if n in cfg.pipelines]
     mirror = _Mirror(project, cfg, client)
