@@ -26,7 +26,6 @@ INTERNAL = {
     "MlflowConfig",
     "MlflowModelUri",
     "MlflowTemplate",
-    "STATE_KEY",
     "SyncReport",
     "check_model_uri",
     "mlflow_client",

@@ -53,9 +53,11 @@ def test_the_missing_extra_is_one_line_naming_it(tmp_path: Path):
 
 
 def test_sync_without_an_mlflow_section_names_it(tmp_path: Path):
-    with Project.open(write_project(tmp_path / "p")) as project:
-        with pytest.raises(ConfigError, match="no 'mlflow:' section"):
-            sync_mlflow(project, datetime(2024, 1, 1, tzinfo=UTC))
+    with (
+        Project.open(write_project(tmp_path / "p")) as project,
+        pytest.raises(ConfigError, match="no 'mlflow:' section"),
+    ):
+        sync_mlflow(project, datetime(2024, 1, 1, tzinfo=UTC))
 
 
 @pytest.mark.parametrize(
