@@ -22,6 +22,14 @@ SRC = Path(retrainer.__file__).parent
 # constants, and building blocks reached through an exported object. A new public name goes
 # into ``retrainer._EXPORTS`` or here, on purpose.
 INTERNAL = {
+    # MLflow interop: an optional extra, used as retrainer.integrations.mlflow.<name>
+    "MlflowConfig",
+    "MlflowModelUri",
+    "MlflowTemplate",
+    "SyncReport",
+    "check_model_uri",
+    "mlflow_client",
+    "sync_mlflow",
     # the dashboard: health rules, the pages' data, the monitor's brief (the server renders them)
     "HEALTH_SEVERITIES",
     "Backtest",

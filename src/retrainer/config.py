@@ -58,6 +58,7 @@ from retrainer.core.deploy import DeploySpec
 from retrainer.core.metrics import metric_task_problem
 from retrainer.core.windows import ConfiguredWindow, FullHistory
 from retrainer.errors import ConfigError
+from retrainer.integrations.mlflow_config import MlflowConfig, MlflowModelUri
 
 CONFIG_FILE = "retrainer.yaml"
 ENV_DB_URL = "RETRAINER_DB_URL"
@@ -187,15 +188,23 @@ SourceConfig = Annotated[
 
 
 class ModelConfig(_Model):
-    """A scikit-learn style estimator named ``module:Class`` with its parameters."""
+    """A scikit-learn style estimator named ``module:Class`` with its parameters, or an MLflow
+    model (``mlflow: models:/name@alias``, see docs/mlflow.md) cloned as the template."""
 
-    estimator: str
+    estimator: str = ""
+    mlflow: MlflowModelUri | None = None
     params: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("estimator")
     @classmethod
     def _ref(cls, v: str) -> str:
-        return _check_ref(v)
+        return _check_ref(v) if v else v
+
+    @model_validator(mode="after")
+    def _one(self) -> ModelConfig:
+        if bool(self.estimator) == bool(self.mlflow):
+            raise ValueError("give exactly one of 'estimator' (module:Class) or 'mlflow' (a URI)")
+        return self
 
 
 class MetricConfig(_Model):
@@ -538,6 +547,7 @@ class ProjectConfig(_Model):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     ui: DashboardConfig = Field(default_factory=DashboardConfig)
+    mlflow: MlflowConfig | None = None  # mirror to MLflow (docs/mlflow.md)
     pipelines: list[PipelineConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from retrainer.cli import backtest, control, monitoring, project, runs, serve, tokens
 from retrainer.cli.app import app, backtest_app, db_app, log_app, main, models_app, token_app
+from retrainer.cli.mlflow import mlflow_app
+
+app.add_typer(mlflow_app, name="mlflow")
 
 app.command()(project.init)
 app.command()(runs.run)

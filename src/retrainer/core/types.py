@@ -151,6 +151,7 @@ EventKind = Literal[
     "concept_drift.detected",
     "drift.detected",
     "gc.completed",
+    "mlflow.sync_failed",
     "model.load_failed",
     "model.promoted",
     "model.rolled_back",

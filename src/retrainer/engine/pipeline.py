@@ -32,7 +32,14 @@ from retrainer.adapters.sources import (
     make_source,
     row_hashes,
 )
-from retrainer.config import Code, MetricConfig, PipelineConfig, callable_ref, parse_config
+from retrainer.config import (
+    Code,
+    MetricConfig,
+    ModelConfig,
+    PipelineConfig,
+    callable_ref,
+    parse_config,
+)
 from retrainer.core.blessing import Gate, Rule, ScoreCard, SliceRule, SliceScore
 from retrainer.core.metrics import Metric, compute, get_metric, make_metric
 from retrainer.core.types import EvidenceRow
@@ -154,6 +161,16 @@ def _takes_categorical(cls: Any) -> bool:
         return "categorical" in inspect.signature(cls).parameters
     except (TypeError, ValueError):  # a builtin or C class without a readable signature
         return False
+
+
+def _estimator_factory(model: ModelConfig, root: Path) -> Any:
+    """What builds a new unfitted estimator from ``params``: the ``module:Class`` named, or,
+    for ``mlflow: <uri>``, a clone of that MLflow model (loaded at the first fit)."""
+    if model.mlflow:
+        from retrainer.integrations.mlflow import MlflowTemplate
+
+        return MlflowTemplate(model.mlflow)
+    return import_ref(model.estimator, root)
 
 
 def encode_categorical(estimator: Any, categorical: Sequence[str]) -> Any:
@@ -295,7 +312,7 @@ class Pipeline:
         self.gate = Gate(self.rules, self.metrics)
         self._train_fn = _code(config.train, root) if config.train else None
         self._train_name = callable_ref(config.train) if config.train else None
-        self._estimator_cls = import_ref(config.model.estimator, root) if config.model else None
+        self._estimator_cls = _estimator_factory(config.model, root) if config.model else None
         if self._estimator_cls is not None and not callable(self._estimator_cls):
             raise ConfigError(f"model.estimator '{config.model.estimator}' is not a class")  # type: ignore[union-attr]
         self.definition_hash = self._definition_hash()
@@ -476,6 +493,8 @@ class Pipeline:
         drift = (definition.get("monitor") or {}).get("drift") or {}
         if drift.get("window") == "auto":  # likewise
             drift.pop("window")
+        if (definition.get("model") or {}).get("mlflow", 0) is None:  # likewise
+            del definition["model"]["mlflow"]
         h.update(json.dumps(definition, sort_keys=True).encode())
         user_code: list[Code] = [self.config.train] if self.config.train else []
         user_code += [m.function for m in self.config.metrics if isinstance(m, MetricConfig)]
@@ -513,7 +532,7 @@ class Pipeline:
         """Every parameter recorded with a run and a model version."""
         out = self.train_params()
         if self.config.model is not None:
-            out["estimator"] = self.config.model.estimator
+            out["estimator"] = self.config.model.estimator or self.config.model.mlflow
             out["model_params"] = dict(self.config.model.params)
         else:
             out["train"] = self._train_name
@@ -725,9 +744,10 @@ class Pipeline:
             numeric = boolean or pd.api.types.is_numeric_dtype(dtype)
             if self._estimator_cls is not None and not numeric and col not in cfg.categorical:
                 example = frame[col].dropna().head(1).tolist()
+                spec = cfg.model.estimator or cfg.model.mlflow  # type: ignore[union-attr]
                 raise DataError(
                     f"feature column '{col}' has dtype {dtype} (e.g. {example}), which the "
-                    f"estimator spec '{cfg.model.estimator}' cannot use as it is: if it holds "  # type: ignore[union-attr]
+                    f"estimator spec '{spec}' cannot use as it is: if it holds "
                     f"categories, list it under categorical: in the pipeline (categorical: "
                     f"[{col}]) to have it one-hot encoded; else convert it to numbers in the "
                     "source"
@@ -860,7 +880,8 @@ class Pipeline:
         except (DataError, TrainingError):
             raise
         except Exception as exc:
-            who = self.config.model.estimator if self.config.model else self._train_name
+            model_cfg = self.config.model
+            who = (model_cfg.estimator or model_cfg.mlflow) if model_cfg else self._train_name
             hint = _missing_counts(train, self.feature_columns) if "NaN" in str(exc) else ""
             raise TrainingError(
                 f"training with '{who}' raised {type(exc).__name__}{hint}: {exc}"

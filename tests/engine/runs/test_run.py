@@ -545,6 +545,7 @@ def test_an_unset_deploy_key_keeps_the_definition_hash(tmp_path: Path):
     assert dump.pop("duplicates") == "keep"  # a later key, left out of the hash the same way
     assert dump.pop("categorical") == []  # and another
     assert dump["monitor"]["drift"].pop("window") == "auto"  # and another
+    assert dump["model"].pop("mlflow") is None  # and another (model: {mlflow: uri})
     before = hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()
     assert project.pipeline().definition_hash == before  # projects written before 'deploy'
     explicit = _project(tmp_path, deploy={"strategy": "replace"})

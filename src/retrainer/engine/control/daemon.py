@@ -220,6 +220,13 @@ def run_daemon(
                 seen = max(e.id or 0 for e in new)
                 on_events(new)
 
+        def after_tick(_: object = None) -> None:
+            report_events()
+            if project.config.mlflow is not None:  # mirror to MLflow; never raises
+                from retrainer.integrations.mlflow import sync_mlflow
+
+                sync_mlflow(project, controller.clock.now())
+
         warnings = tuple(
             start_warnings(project, controller.clock.now(), simulated=simulated is not None)
         )
@@ -241,7 +248,7 @@ def run_daemon(
                 tick_s=tick,
                 max_ticks=max_ticks,
                 stop=stop,
-                on_tick=report_events,
+                on_tick=after_tick,
                 advance=advance,
                 on_outage=on_outage,
             )
