@@ -22,6 +22,11 @@ SRC = Path(retrainer.__file__).parent
 # constants, and building blocks reached through an exported object. A new public name goes
 # into ``retrainer._EXPORTS`` or here, on purpose.
 INTERNAL = {
+    # optional dependencies (retrainer.extras): their one-line error
+    "EXTRAS",
+    "MissingExtraError",
+    "missing_extra",
+    "require",
     # MLflow interop: an optional extra, used as retrainer.integrations.mlflow.<name>
     "MlflowConfig",
     "MlflowModelUri",

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from retrainer.core.types import AliasMove, Event, ModelVersion, Run
 from retrainer.errors import ConcurrencyError, ConfigError
+from retrainer.extras import require
 
 if TYPE_CHECKING:
     from retrainer.engine.project import Project
@@ -53,14 +54,10 @@ _PAGE = 200
 
 
 def _mlflow() -> Any:
-    try:
-        import mlflow
-    except ImportError as exc:
-        raise ConfigError(
-            "the MLflow integration needs the 'mlflow' package. Install it with: "
-            "pip install 'retrainer[mlflow]'"
-        ) from exc
-    return mlflow
+    return require("mlflow", extra="mlflow", needed_for=NEEDED_FOR)
+
+
+NEEDED_FOR = "The MLflow integration (the mlflow: section, models:/ URIs)"
 
 
 class MlflowTemplate:

@@ -195,6 +195,10 @@ def run_daemon(
     ...         run_daemon(project, as_of=datetime(1997, 1, 6, tzinfo=UTC), max_ticks=1)
     DaemonSummary(ticks=1, released=[])
     """
+    if project.config.mlflow is not None:  # a missing extra stops the start, not a tick
+        from retrainer.integrations.mlflow import _mlflow
+
+        _mlflow()
     with stop_on_signals(on_signal, stop) as stop:
         simulated = SimulatedClock(check_time(as_of, "--as-of")) if as_of is not None else None
         # what the user configured is monitored, so dashboards and alerts see it over time
