@@ -306,7 +306,8 @@ def _not_api(name: str) -> bool:
 
 
 # Public modules of their own (as numpy.testing): their names are used as ``module.name``.
-PUBLIC_MODULES = {"retrainer.testing"}
+# the optional integrations are used by their import path (their extra may be absent)
+PUBLIC_MODULES = {"retrainer.testing", "retrainer.integrations.prefect"}
 
 
 def _modules() -> list[str]:

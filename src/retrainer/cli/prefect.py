@@ -22,7 +22,7 @@ def deploy(
             help="The project folder (or its retrainer.yaml).",
             envvar="RETRAINER_CONFIG",
         ),
-    ] = Path("."),
+    ] = Path(),
     pipeline: PipelineOpt = None,
     watch_every: Annotated[
         int, typer.Option(help="Seconds between two evaluations of the non-schedule triggers.")

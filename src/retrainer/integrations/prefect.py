@@ -345,7 +345,9 @@ def watch_flow(
 # --- serving -----------------------------------------------------------------------------------
 
 
-def to_deployments(project_dir: str | os.PathLike[str], plans: Sequence[DeploymentPlan]) -> list[Any]:
+def to_deployments(
+    project_dir: str | os.PathLike[str], plans: Sequence[DeploymentPlan]
+) -> list[Any]:
     """Prefect ``RunnerDeployment`` objects for ``plans`` (one flow object per pipeline)."""
     _prefect()
     from prefect.schedules import Cron, Interval
@@ -368,9 +370,7 @@ def to_deployments(project_dir: str | os.PathLike[str], plans: Sequence[Deployme
             assert plan.interval is not None
             schedule = Interval(plan.interval, anchor_date=datetime(1970, 1, 1, tzinfo=UTC))
         out.append(
-            flow.to_deployment(
-                name=plan.name, schedule=schedule, parameters=dict(plan.parameters)
-            )
+            flow.to_deployment(name=plan.name, schedule=schedule, parameters=dict(plan.parameters))
         )
     return out
 

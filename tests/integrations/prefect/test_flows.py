@@ -85,7 +85,11 @@ def test_a_manual_request_fires_through_the_watch_flow(tmp_path: Path) -> None:
 def test_the_deployments_carry_the_schedules(tmp_path: Path) -> None:
     folder = write_project(
         tmp_path,
-        triggers=[{"schedule": "0 2 * * MON", "timezone": "Europe/Paris"}, {"schedule": "every 7d", "name": "weekly"}, {"manual": {}}],
+        triggers=[
+            {"schedule": "0 2 * * MON", "timezone": "Europe/Paris"},
+            {"schedule": "every 7d", "name": "weekly"},
+            {"manual": {}},
+        ],
     )
     plans = plan_deployments(folder)
     deployments = to_deployments(folder, plans)
