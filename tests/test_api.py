@@ -306,8 +306,13 @@ def _not_api(name: str) -> bool:
 
 
 # Public modules of their own (as numpy.testing): their names are used as ``module.name``.
-# the optional integrations are used by their import path (their extra may be absent)
-PUBLIC_MODULES = {"retrainer.testing", "retrainer.integrations.prefect"}
+# used by their path: the orchestrators' stages, and the optional integrations (their extra
+# may be absent)
+PUBLIC_MODULES = {
+    "retrainer.testing",
+    "retrainer.engine.runs.stages",
+    "retrainer.integrations.prefect",
+}
 
 
 def _modules() -> list[str]:
