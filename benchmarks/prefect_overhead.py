@@ -21,7 +21,7 @@ it)::
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -72,10 +72,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
+    # Prefect's INFO lines per task would be timed into the flow's figure through the terminal;
+    # its telemetry has no network here
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect.testing.utilities import prefect_test_harness
 
-    # Prefect's INFO lines per task would be timed into the flow's figure through the terminal
-    logging.getLogger("prefect").setLevel(logging.WARNING)
     ways: dict[str, Callable[[Path], str]] = {
         "execute_run (daemon)": _execute_run,
         "stages, one process": _stages,

@@ -8,7 +8,8 @@ same steps the daemon and the Airflow DAG run, so the three behave the same):
   parameter (default: the flow run's scheduled start, which is "now" for an ad-hoc run and the
   cron slot for a scheduled one) is the ``now`` of every stage and, with ``trigger="schedule"``,
   the run key's slot: a retry or a re-run of the same logical time finds the run, never
-  starts a second one. A finished run skips the stages and returns its recorded outcome.
+  starts a second one. The stages of a finished run do nothing: they return its recorded
+  outcome (a failed run fails the flow again).
 - ``watch-<pipeline>`` (:func:`watch_flow`): ``decide(exclude_schedules=True)`` on a short
   interval; when a metric, drift, new-data, code-change or manual trigger fires it runs the
   retrain flow (a subflow) with the decision's trigger and slot. A separate flow keeps the
@@ -36,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from retrainer.errors import ConfigError
+from retrainer.errors import ConfigError, RetrainerError
 
 __all__ = [
     "WATCH_EVERY",
@@ -210,6 +211,7 @@ def _tasks(project_dir: str, pipeline: str) -> dict[str, Any]:
     prefect = _prefect()
     from prefect.cache_policies import NO_CACHE
 
+    from retrainer.core.triggers import run_key
     from retrainer.engine.runs import stages
 
     # retrainer's store is what makes a stage idempotent: no Prefect caching on top of it
@@ -228,12 +230,17 @@ def _tasks(project_dir: str, pipeline: str) -> dict[str, Any]:
         }
 
     @task(name="start")
-    def start(now: datetime, trigger: str, slot: str, evidence: dict[str, Any] | None) -> Any:
+    def start(now: datetime, trigger: str, slot: str, evidence: dict[str, Any] | None) -> int:
         with _opened(project_dir) as project:
             run = stages.start_run(
                 project, pipeline, now=now, trigger=trigger, slot=slot, evidence=evidence
             )
-            return None if run is None else run.id
+            if run is not None:
+                assert run.id is not None
+                return run.id
+            # it finished before: the stages give its recorded outcome (RunFailed if it
+            # failed, so a flow retry never turns a failed run into a green flow run)
+            return _finished_run(project, pipeline, run_key(pipeline, trigger, slot))
 
     def stage(name: str) -> Any:
         @task(name=name)
@@ -253,6 +260,17 @@ def _tasks(project_dir: str, pipeline: str) -> dict[str, Any]:
     }
 
 
+def _finished_run(project: Any, pipeline: str, key: str, page: int = 200) -> int:
+    """The id of the finished run of ``key``, newest first (a re-run is usually recent)."""
+    before = None
+    while runs := project.store.list_runs(pipeline, limit=page, before=before):
+        for run in runs:
+            if run.key == key:
+                return int(run.id)
+        before = runs[-1].id
+    raise RetrainerError(f"{pipeline}: start_run found run {key!r} finished, but it is gone")
+
+
 def _pipeline_name(project_dir: str | os.PathLike[str], pipeline: str | None) -> str:
     from retrainer.config import load_config
 
@@ -266,9 +284,11 @@ def pipeline_flow(project_dir: str | os.PathLike[str], pipeline: str | None = No
 
     Parameters of the flow: ``logical_time`` (default: the flow run's scheduled start, i.e.
     now for an ad-hoc run), ``trigger`` (default ``"schedule"``), ``slot`` (default: the
-    logical time's UTC ISO string) and ``evidence``. It returns the deploy stage's summary, or
-    ``{"run_key": ..., "status": "finished", "skipped": True}`` when that run already finished.
-    A stage raising :class:`~retrainer.engine.runs.stages.RunFailed` fails the flow.
+    logical time's UTC ISO string) and ``evidence``. It returns the deploy stage's summary
+    (``run_id``, ``status``, ``version``, ``outcome``...). When that run already finished the
+    stages do nothing and return its recorded outcome, or raise
+    :class:`~retrainer.engine.runs.stages.RunFailed` again for a failed run: a stage raising
+    it fails the flow.
 
     Examples
     --------
@@ -288,13 +308,9 @@ def pipeline_flow(project_dir: str | os.PathLike[str], pipeline: str | None = No
         slot: str | None = None,
         evidence: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        from retrainer.core.triggers.base import run_key
-
         now = _logical_time(logical_time)
         slot = slot or now.isoformat()
         run_id = tasks["start"](now, trigger, slot, evidence)
-        if run_id is None:
-            return {"run_key": run_key(name, trigger, slot), "status": "finished", "skipped": True}
         tasks["train"](run_id, now)
         tasks["bless"](run_id, now)
         return dict(tasks["deploy"](run_id, now))

@@ -48,9 +48,17 @@ def test_the_same_logical_time_again_does_not_run_again(tmp_path: Path) -> None:
     flow = pipeline_flow(folder)
     first = flow(logical_time=T)
     again = flow(logical_time=T)
-    assert first["status"] == "succeeded"
-    assert again["skipped"] is True and again["run_key"] == f"toy/schedule/{T.isoformat()}"
+    assert first["status"] == again["status"] == "succeeded"
+    assert again["run_id"] == first["run_id"] and again["version"] == first["version"] == 1
     assert len(_runs(folder)) == 1
+    with Project.open(folder) as project:
+        assert len(project.store.list_versions("toy")) == 1
+        queued = [
+            e
+            for e in project.store.list_events(pipeline="toy", limit=None)
+            if e.kind == "run.queued"
+        ]
+    assert len(queued) == 1
     # another logical time is another run
     flow(logical_time=datetime(2024, 1, 21, tzinfo=UTC))
     assert len(_runs(folder)) == 2
@@ -66,6 +74,9 @@ def test_a_failing_training_fails_the_flow_and_the_run(tmp_path: Path) -> None:
     assert run.status == "failed" and run.version is None
     with Project.open(folder) as project:
         assert project.store.get_alias("toy", "champion") is None
+    # a re-run (or a flow retry) of that logical time fails again, and trains nothing
+    assert pipeline_flow(folder)(logical_time=T, return_state=True).is_failed()
+    assert len(_runs(folder)) == 1
 
 
 def test_a_manual_request_fires_through_the_watch_flow(tmp_path: Path) -> None:
