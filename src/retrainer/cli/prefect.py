@@ -50,4 +50,7 @@ def deploy(
         if not plans:
             out.print("no deployment: the pipelines have no triggers")
         return
+    for p in plans:
+        out.print(f"serving {p.name}  flow={p.flow}  {p.schedule}")
+    out.print("Ctrl-C stops; the Prefect API is PREFECT_API_URL's")
     prefect.serve(project, pipeline, watch_every=every)

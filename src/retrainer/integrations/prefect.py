@@ -27,7 +27,8 @@ Examples
 {'run_id': 1, 'stage': 'deploy', 'status': 'succeeded', ...}
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: Prefect validates the flows' parameters from their
+# annotations in the flow run's process, where a cloudpickled closure cannot resolve names
 
 import contextlib
 import os
@@ -45,7 +46,6 @@ __all__ = [
     "pipeline_flow",
     "plan_deployments",
     "serve",
-    "to_deployments",
     "watch_flow",
 ]
 
@@ -361,33 +361,32 @@ def watch_flow(
 # --- serving -----------------------------------------------------------------------------------
 
 
-def to_deployments(
+def _served(
     project_dir: str | os.PathLike[str], plans: Sequence[DeploymentPlan]
-) -> list[Any]:
-    """Prefect ``RunnerDeployment`` objects for ``plans`` (one flow object per pipeline)."""
+) -> list[tuple[DeploymentPlan, Any, Any]]:
+    """(plan, flow object, Prefect schedule) for each plan: one retrain flow per pipeline,
+    shared by its deployments and its watch flow."""
     _prefect()
     from prefect.schedules import Cron, Interval
 
     root = str(Path(project_dir).resolve())
-    flows: dict[str, Any] = {}
+    retrains: dict[str, Any] = {}
+    watches: dict[str, Any] = {}
     out = []
     for plan in plans:
-        if plan.pipeline not in flows:
-            retrain = pipeline_flow(root, plan.pipeline)
-            flows[plan.pipeline] = (retrain, None)
-        retrain, watch = flows[plan.pipeline]
-        if plan.flow.startswith("watch-") and watch is None:
-            watch = watch_flow(root, plan.pipeline, retrain=retrain)
-            flows[plan.pipeline] = (retrain, watch)
-        flow = watch if plan.flow.startswith("watch-") else retrain
+        if plan.pipeline not in retrains:
+            retrains[plan.pipeline] = pipeline_flow(root, plan.pipeline)
+        flow = retrains[plan.pipeline]
+        if plan.flow.startswith("watch-"):
+            flow = watches.setdefault(
+                plan.pipeline, watch_flow(root, plan.pipeline, retrain=retrains[plan.pipeline])
+            )
         if plan.cron is not None:
             schedule: Any = Cron(plan.cron, timezone=plan.timezone)
         else:  # retrainer counts `every <d>` slots from 1970-01-01 UTC: the same anchor
             assert plan.interval is not None
             schedule = Interval(plan.interval, anchor_date=datetime(1970, 1, 1, tzinfo=UTC))
-        out.append(
-            flow.to_deployment(name=plan.name, schedule=schedule, parameters=dict(plan.parameters))
-        )
+        out.append((plan, flow, schedule))
     return out
 
 
@@ -398,18 +397,32 @@ def serve(
     watch_every: timedelta = WATCH_EVERY,
     limit: int | None = None,
 ) -> None:
-    """Serve the deployments of :func:`plan_deployments` with ``prefect.serve`` (blocks);
-    the Prefect API is the one ``PREFECT_API_URL`` names (a ``prefect server start``).
+    """Serve the deployments of :func:`plan_deployments` from this process, as
+    ``flow.serve`` does (blocks; Ctrl-C stops it): the Prefect API is the one
+    ``PREFECT_API_URL`` names (a ``prefect server start``, or Prefect Cloud).
 
     Examples
     --------
     >>> serve("my-project")  # doctest: +SKIP
     """
-    prefect = _prefect()
+    _prefect()
     plans = plan_deployments(project_dir, pipeline, watch_every=watch_every)
     if not plans:
         raise ConfigError(
             "no deployment to serve: the pipeline has no triggers; add a schedule or another "
             "trigger under its triggers:, or run the flow yourself (pipeline_flow)"
         )
-    prefect.serve(*to_deployments(project_dir, plans), limit=limit)
+    import asyncio
+
+    from prefect.runner import Runner
+
+    # Runner.add_flow, not prefect.serve(*deployments): the runner then runs these very flow
+    # objects (cloudpickled into the flow run's process) instead of re-importing them from an
+    # entrypoint, which a flow built per pipeline at run time does not have
+    runner = Runner(limit=limit, pause_on_shutdown=False)
+    for plan, flow, schedule in _served(project_dir, plans):
+        runner.add_flow(flow, name=plan.name, schedule=schedule, parameters=dict(plan.parameters))
+    from prefect.exceptions import TerminationSignal
+
+    with contextlib.suppress(KeyboardInterrupt, TerminationSignal):  # Ctrl-C, as prefect.serve
+        asyncio.run(runner.start())

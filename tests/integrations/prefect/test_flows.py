@@ -14,9 +14,9 @@ prefect = require("prefect", "prefect")
 from retrainer.engine.control.controller import request_run  # noqa: E402
 from retrainer.engine.project import Project  # noqa: E402
 from retrainer.integrations.prefect import (  # noqa: E402
+    _served,
     pipeline_flow,
     plan_deployments,
-    to_deployments,
     watch_flow,
 )
 from tests.conftest import make_frame, write_project  # noqa: E402
@@ -102,14 +102,15 @@ def test_the_deployments_carry_the_schedules(tmp_path: Path) -> None:
             {"manual": {}},
         ],
     )
-    plans = plan_deployments(folder)
-    deployments = to_deployments(folder, plans)
-    assert [d.name for d in deployments] == ["toy-schedule", "toy-weekly", "toy-watch"]
-    cron, every, watch = (d.schedules[0].schedule for d in deployments)
+    served = _served(folder, plan_deployments(folder))
+    assert [p.name for p, _, _ in served] == ["toy-schedule", "toy-weekly", "toy-watch"]
+    assert [f.name for _, f, _ in served] == ["retrain-toy", "retrain-toy", "watch-toy"]
+    cron, every, watch = (s for _, _, s in served)
     assert (cron.cron, cron.timezone) == ("0 2 * * MON", "Europe/Paris")
     assert every.interval.total_seconds() == 7 * 86400
+    assert every.anchor_date == datetime(1970, 1, 1, tzinfo=UTC)
     assert watch.interval.total_seconds() == 60
-    assert deployments[1].parameters == {"trigger": "weekly"}
+    assert served[1][0].parameters == {"trigger": "weekly"}
 
 
 def test_a_pipeline_without_the_named_one_is_a_config_error(tmp_path: Path) -> None:
