@@ -311,6 +311,7 @@ def _not_api(name: str) -> bool:
 PUBLIC_MODULES = {
     "retrainer.testing",
     "retrainer.engine.runs.stages",
+    "retrainer.extras",
     "retrainer.integrations.prefect",
 }
 

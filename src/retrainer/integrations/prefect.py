@@ -54,14 +54,9 @@ WATCH_EVERY = timedelta(minutes=1)
 
 
 def _prefect() -> Any:
-    try:
-        import prefect
-    except ImportError as exc:
-        raise ConfigError(
-            "retrainer.integrations.prefect needs the 'prefect' package. Install it with: "
-            "pip install 'retrainer[prefect]'"
-        ) from exc
-    return prefect
+    from retrainer.extras import require
+
+    return require("prefect", extra="prefect", needed_for="retrainer.integrations.prefect")
 
 
 @contextlib.contextmanager
