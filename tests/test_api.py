@@ -319,7 +319,14 @@ def _not_api(name: str) -> bool:
 
 
 # Public modules of their own (as numpy.testing): their names are used as ``module.name``.
-PUBLIC_MODULES = {"retrainer.testing", "retrainer.engine.runs.stages"}  # used by its path
+# used by their path: the orchestrators' stages, and the optional integrations (their extra
+# may be absent)
+PUBLIC_MODULES = {
+    "retrainer.testing",
+    "retrainer.engine.runs.stages",
+    "retrainer.extras",
+    "retrainer.integrations.prefect",
+}
 
 
 def _modules() -> list[str]:

@@ -65,6 +65,12 @@ def test_a_broken_install_is_not_reported_as_a_missing_extra(tmp_path, monkeypat
 
 
 def _blocked(monkeypatch, *modules: str) -> None:
+    import fsspec
+
+    # fsspec keeps the filesystem classes it imported (s3fs, when an earlier test used S3)
+    known = sys.modules[fsspec.__name__ + ".registry"]._registry
+    for protocol in ("s3", "s3a"):
+        monkeypatch.delitem(known, protocol, raising=False)
     for name in list(sys.modules):
         if any(name == m or name.startswith(m + ".") for m in modules):
             monkeypatch.delitem(sys.modules, name)

@@ -9,8 +9,17 @@ artifact); 2 bad usage or configuration (one line per problem on stderr).
 
 from __future__ import annotations
 
-from retrainer.cli import backtest, control, monitoring, project, runs, serve, tokens
-from retrainer.cli.app import app, backtest_app, db_app, log_app, main, models_app, token_app
+from retrainer.cli import backtest, control, monitoring, prefect, project, runs, serve, tokens
+from retrainer.cli.app import (
+    app,
+    backtest_app,
+    db_app,
+    log_app,
+    main,
+    models_app,
+    prefect_app,
+    token_app,
+)
 from retrainer.cli.mlflow import mlflow_app
 
 app.add_typer(mlflow_app, name="mlflow")
@@ -39,5 +48,6 @@ token_app.command("list")(tokens.list_)
 token_app.command("revoke")(tokens.revoke)
 backtest_app.callback(invoke_without_command=True)(backtest.backtest)
 backtest_app.command("rollout")(backtest.rollout)
+prefect_app.command("deploy")(prefect.deploy)
 
 __all__ = ["app", "main"]

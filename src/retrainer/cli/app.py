@@ -47,6 +47,11 @@ app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.add_typer(log_app, name="log")
 app.add_typer(token_app, name="token")
+prefect_app = typer.Typer(
+    help="Run the pipelines as Prefect flows (needs retrainer[prefect]).",
+    rich_markup_mode="markdown",
+)
+app.add_typer(prefect_app, name="prefect")
 
 
 F = TypeVar("F", bound=Callable[..., Any])
