@@ -148,7 +148,7 @@ def build_dags(
 
 def _timetable(schedules: list[Any]) -> Any:
     """The DAG's schedule for the pipeline's schedule triggers (None: manual runs only)."""
-    from airflow.timetables.trigger import (
+    from airflow.sdk import (
         CronTriggerTimetable,
         DeltaTriggerTimetable,
         MultipleCronTriggerTimetable,
@@ -250,7 +250,7 @@ def _started(run: Any, key: tuple[str, str], skip: type[Exception]) -> dict[str,
 
 def _start_scheduled(config: str, pipeline: str, trigger: str, **context: Any) -> dict[str, Any]:
     """The DAG's schedule fired: create (or find) the run of this data interval."""
-    from airflow.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
 
     from retrainer.engine.project import Project
     from retrainer.engine.runs import stages
@@ -273,7 +273,7 @@ def _start_scheduled(config: str, pipeline: str, trigger: str, **context: Any) -
 
 def _start_decided(config: str, pipeline: str, **context: Any) -> dict[str, Any]:
     """Evaluate the triggers other than schedules; create (or find) the run they fire."""
-    from airflow.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
 
     from retrainer.engine.project import Project
     from retrainer.engine.runs import stages
@@ -300,7 +300,7 @@ def _start_decided(config: str, pipeline: str, **context: Any) -> dict[str, Any]
 
 def _stage(stage: str, config: str, pipeline: str, **context: Any) -> dict[str, Any]:
     """One stage of the run ``decide`` started; its summary is the task's XCom."""
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
 
     from retrainer.engine.project import Project
     from retrainer.engine.runs import stages

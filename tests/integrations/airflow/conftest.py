@@ -10,7 +10,11 @@ import atexit
 import importlib.util
 import os
 import shutil
+import signal
 import tempfile
+from collections.abc import Iterator
+
+import pytest
 
 if importlib.util.find_spec("airflow") is not None and "AIRFLOW_HOME" not in os.environ:
     _home = tempfile.mkdtemp(prefix="retrainer-airflow-")
@@ -23,3 +27,12 @@ if importlib.util.find_spec("airflow") is not None and "AIRFLOW_HOME" not in os.
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_home}/airflow.db",
         }
     )
+
+
+@pytest.fixture(autouse=True)
+def _airflow_sigterm_handler_undone() -> Iterator[None]:
+    """``dag.test()`` runs tasks in this process, and Airflow's task runner installs its own
+    SIGTERM handler (to kill a task on request): put pytest's back after each test."""
+    before = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, before)
