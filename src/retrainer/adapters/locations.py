@@ -16,6 +16,7 @@ from typing import Any
 from pydantic_core import PydanticCustomError
 
 from retrainer.errors import ConfigError
+from retrainer.extras import missing_extra
 
 __all__ = ["resolve_url"]  # filesystem and the rest: used inside the adapters only
 
@@ -71,9 +72,8 @@ def missing_backend_message(url: str, protocol: str, exc: BaseException | None =
     >>> missing_backend_message("s3://bucket/x", "s3")
     "s3://bucket/x needs the 's3fs' package. Install it with: pip install 'retrainer[s3]'"
     """
-    extra = _EXTRAS.get(protocol)
-    if extra == "s3":
-        return f"{url} needs the 's3fs' package. Install it with: pip install 'retrainer[s3]'"
+    if _EXTRAS.get(protocol) == "s3":
+        return str(missing_extra("s3", "s3fs", url))
     detail = f" ({exc})" if exc is not None else ""
     return f"{url} needs the fsspec backend of {protocol}:// installed{detail}"
 

@@ -15,18 +15,12 @@ from rich.markup import escape
 from retrainer.cli.app import ConfigOpt, PipelineOpt, handle_errors, open_project
 from retrainer.cli.render import out
 from retrainer.errors import ConfigError, RetrainerError
+from retrainer.extras import EXTRAS, require
 
 
 def _need_server_packages() -> None:
-    try:
-        import fastapi  # noqa: F401
-        import prometheus_client  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as exc:
-        raise ConfigError(
-            f"retrainer serve needs the '{exc.name}' package. Install the server with: "
-            "pip install 'retrainer[serve]'"
-        ) from None
+    for module in EXTRAS["serve"]:
+        require(module, extra="serve", needed_for="retrainer serve")
 
 
 HostOpt = Annotated[

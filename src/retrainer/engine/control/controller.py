@@ -130,12 +130,17 @@ class _Policy:
         return self.needs.rows
 
 
-def build_policy(pipeline: Pipeline) -> _Policy | None:
-    """The pipeline's triggers (any of them fires) and guards, or None without triggers."""
+def build_policy(pipeline: Pipeline, *, exclude_schedules: bool = False) -> _Policy | None:
+    """The pipeline's triggers (any of them fires) and guards, or None without triggers.
+
+    ``exclude_schedules`` leaves out the top-level ``schedule`` triggers: an orchestrator's own
+    schedule stands for them (:func:`retrainer.engine.runs.stages.decide`).
+    """
     cfg = pipeline.config
-    if not cfg.triggers:
+    specs = [s for s in cfg.triggers if not (exclude_schedules and "schedule" in s)]
+    if not specs:
         return None
-    triggers = [build_trigger(spec) for spec in cfg.triggers]
+    triggers = [build_trigger(spec) for spec in specs]
     trigger = triggers[0] if len(triggers) == 1 else AnyOf(*triggers)
     guards = [build_guard(spec) for spec in cfg.guards]
     needs = Needs.union([trigger.needs(), *(g.needs() for g in guards)])
@@ -272,7 +277,9 @@ class Controller:
         report.seconds = time.perf_counter() - t0
         return report
 
-    def _online_metrics(self, now: datetime) -> dict[tuple[str, MetricNeed], MetricValue]:
+    def _online_metrics(
+        self, now: datetime, names: Sequence[str] | None = None
+    ) -> dict[tuple[str, MetricNeed], MetricValue]:
         """Every metric the triggers need, read from the log in one query per window length.
 
         A metric whose window holds no logged prediction (no log, or nothing logged for the
@@ -282,6 +289,8 @@ class Controller:
         """
         wanted: list[tuple[str, MetricNeed]] = []
         for cfg in self.project.config.pipelines:
+            if names is not None and cfg.name not in names:
+                continue
             policy = self.policy(cfg.name)
             if policy is not None:
                 wanted += [(cfg.name, need) for need in policy.needs.metrics]
@@ -450,13 +459,72 @@ class Controller:
         )
         return ctx, revision
 
+    def decide_once(self, name: str, now: datetime, *, exclude_schedules: bool = False) -> Decision:
+        """One pipeline's decision at ``now``, observed and recorded as a tick does, but with
+        nothing queued: the orchestrators' decide task (see
+        :func:`retrainer.engine.runs.stages.decide`). A pending manual request comes first."""
+        pipeline = self.project.pipeline(name)
+        self.project.store.ensure_pipeline(name, pipeline.definition_hash, now)
+        request = self._take_request(pipeline, now)
+        if request is not None:
+            return request
+        policy = build_policy(pipeline, exclude_schedules=exclude_schedules)
+        if policy is None:
+            return Decision(
+                fire=False, trigger="none", slot=None, reason=f"{name} has no trigger to evaluate"
+            )
+        self._policies[name] = policy
+        self._metrics = self._online_metrics(now, names=[name])
+        report = TickReport(at=now)
+        if policy.watches_monitor or self._monitors(pipeline):
+            self._observe(pipeline, now, report)
+        decision = self._decide(pipeline, policy, now, report, queue=False)
+        if decision is None:  # another evaluation saved the state first: it acts on it
+            return Decision(
+                fire=False, trigger="none", slot=None, reason="evaluated concurrently elsewhere"
+            )
+        return decision
+
+    def _take_request(self, pipeline: Pipeline, now: datetime) -> Decision | None:
+        """The oldest pending manual request as a firing decision, removed from the queue."""
+        store = self.project.store
+        for _ in range(10):
+            stored = store.get_state(pipeline.name, MANUAL_STATE_KEY)
+            if stored is None or not stored[0].get("requests"):
+                return None
+            (request, *rest), revision = stored[0]["requests"], stored[1]
+            try:
+                store.put_state(
+                    pipeline.name,
+                    MANUAL_STATE_KEY,
+                    {"requests": rest},
+                    at=now,
+                    expected_revision=revision,
+                )
+            except ConcurrencyError:
+                continue  # a request was added or taken meanwhile: read again
+            return Decision(
+                fire=True,
+                trigger="manual",
+                slot=str(request["id"]),
+                reason=f"manual request {request['id']} by {request.get('by', '?')}",
+                evidence=dict(request),
+            )
+        return None
+
     def _decide(
-        self, pipeline: Pipeline, policy: _Policy, now: datetime, report: TickReport
+        self,
+        pipeline: Pipeline,
+        policy: _Policy,
+        now: datetime,
+        report: TickReport,
+        *,
+        queue: bool = True,
     ) -> Decision | None:
         ctx, revision = self._context(pipeline, policy, now)
         decision = apply_guards(ctx, policy.trigger.evaluate(ctx), policy.guards)
         report.decisions.append(decision)
-        if decision.fire:
+        if decision.fire and queue:
             # the run first: its key makes a repeat harmless, so a crash before the state is
             # saved re-creates nothing, and no slot is lost
             self._queue(pipeline, decision, now, report)

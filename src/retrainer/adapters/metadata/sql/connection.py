@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
 from retrainer.errors import ConcurrencyError, ConfigError, StorageError, is_storage_error
+from retrainer.extras import missing_extra
 
 WRITE = "retrainer_write"  # connection execution option: this transaction writes
 
@@ -135,11 +136,12 @@ def create_engine(url: URL, busy_timeout_s: float) -> sa.Engine:
             json_deserializer=_json_deserializer,
         )
     except ModuleNotFoundError as exc:
-        hint = (
-            " Install it with: pip install 'retrainer[postgres]'" if backend == "postgresql" else ""
-        )
+        if backend == "postgresql":
+            raise missing_extra(
+                "postgres", exc.name or "psycopg", f"A {url.drivername} URL"
+            ) from None
         raise ConfigError(
-            f"SQLMetadataStore needs the {exc.name!r} package for {url.drivername} URLs.{hint}"
+            f"SQLMetadataStore needs the {exc.name!r} package for {url.drivername} URLs."
         ) from exc
 
 
