@@ -40,6 +40,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from retrainer.errors import ConfigError
+from retrainer.extras import require
 
 WATCH_SUFFIX = "__watch"
 """The watch DAG of pipeline ``p`` is ``p__watch``."""
@@ -49,14 +50,7 @@ _SCHEDULE = "schedule"  # the trigger kind (and default name) the DAG's own sche
 
 
 def _airflow() -> Any:
-    try:
-        import airflow.sdk
-    except ImportError as exc:
-        raise ConfigError(
-            "retrainer.integrations.airflow needs the 'apache-airflow' package (3.x). "
-            "Install it with: pip install 'retrainer[airflow]'"
-        ) from exc
-    return airflow.sdk
+    return require("airflow.sdk", extra="airflow", needed_for="retrainer.integrations.airflow")
 
 
 def build_dags(
