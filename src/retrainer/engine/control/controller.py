@@ -525,14 +525,19 @@ class Controller:
         return ctx, revision
 
     def decide_once(self, name: str, now: datetime, *, exclude_schedules: bool = False) -> Decision:
-        """One pipeline's decision at ``now``, observed and recorded as a tick does, but with
-        nothing queued: the orchestrators' decide task (see
-        :func:`retrainer.engine.runs.stages.decide`). A pending manual request comes first."""
+        """One pipeline's decision at ``now``, observed and recorded as a tick does: the
+        orchestrators' decide task (see :func:`retrainer.engine.runs.stages.decide`).
+
+        A firing queues its run before the trigger state is saved, as a tick does, so a
+        process that dies after deciding loses nothing: the next call returns the run still
+        queued (oldest first) before evaluating anything, then pending manual requests.
+        """
         pipeline = self.project.pipeline(name)
         self.project.store.ensure_pipeline(name, pipeline.definition_hash, now)
-        request = self._take_request(pipeline, now)
-        if request is not None:
-            return request
+        report = TickReport(at=now)
+        waiting = self._waiting(pipeline) or self._take_request(pipeline, now, report)
+        if waiting is not None:
+            return waiting
         policy = build_policy(pipeline, exclude_schedules=exclude_schedules)
         if policy is None:
             return Decision(
@@ -540,24 +545,58 @@ class Controller:
             )
         self._policies[name] = policy
         self._metrics = self._online_metrics(now, names=[name])
-        report = TickReport(at=now)
         if policy.watches_monitor or self._monitors(pipeline):
             self._observe(pipeline, now, report)
-        decision = self._decide(pipeline, policy, now, report, queue=False)
+        decision = self._decide(pipeline, policy, now, report)
         if decision is None:  # another evaluation saved the state first: it acts on it
             return Decision(
                 fire=False, trigger="none", slot=None, reason="evaluated concurrently elsewhere"
             )
         return decision
 
-    def _take_request(self, pipeline: Pipeline, now: datetime) -> Decision | None:
-        """The oldest pending manual request as a firing decision, removed from the queue."""
+    def _waiting(self, pipeline: Pipeline) -> Decision | None:
+        """The oldest queued run of the pipeline as the decision that queued it."""
+        store = self.project.store
+        queued = store.list_runs(pipeline.name, status="queued", limit=None)
+        if not queued:
+            return None
+        run = min(queued, key=lambda r: r.id or 0)
+        event = next(
+            (
+                e
+                for e in store.list_events(pipeline.name, kinds=["run.queued"])
+                if e.run_id == run.id
+            ),
+            None,
+        )
+        data = event.data if event is not None else {}
+        return Decision(
+            fire=True,
+            trigger=str(data.get("trigger") or run.cause),
+            slot=str(data.get("slot") or run.created_at.isoformat()),
+            reason=f"run {run.id} was queued by an earlier decision and not started yet",
+            evidence=dict(run.evidence),
+        )
+
+    def _take_request(
+        self, pipeline: Pipeline, now: datetime, report: TickReport
+    ) -> Decision | None:
+        """The oldest pending manual request as a firing decision: its run queued first, then
+        the request removed (a crash between the two queues nothing twice: the key)."""
         store = self.project.store
         for _ in range(10):
             stored = store.get_state(pipeline.name, MANUAL_STATE_KEY)
             if stored is None or not stored[0].get("requests"):
                 return None
             (request, *rest), revision = stored[0]["requests"], stored[1]
+            decision = Decision(
+                fire=True,
+                trigger="manual",
+                slot=str(request["id"]),
+                reason=f"manual request {request['id']} by {request.get('by', '?')}",
+                evidence=dict(request),
+            )
+            self._queue(pipeline, decision, now, report)
             try:
                 store.put_state(
                     pipeline.name,
@@ -568,13 +607,7 @@ class Controller:
                 )
             except ConcurrencyError:
                 continue  # a request was added or taken meanwhile: read again
-            return Decision(
-                fire=True,
-                trigger="manual",
-                slot=str(request["id"]),
-                reason=f"manual request {request['id']} by {request.get('by', '?')}",
-                evidence=dict(request),
-            )
+            return decision
         return None
 
     def _decide(
@@ -584,13 +617,11 @@ class Controller:
         now: datetime,
         report: TickReport,
         reads: TickReads | None = None,
-        *,
-        queue: bool = True,
     ) -> Decision | None:
         ctx, revision = self._context(pipeline, policy, now, reads)
         decision = apply_guards(ctx, policy.trigger.evaluate(ctx), policy.guards)
         report.decisions.append(decision)
-        if decision.fire and queue:
+        if decision.fire:
             # the run first: its key makes a repeat harmless, so a crash before the state is
             # saved re-creates nothing, and no slot is lost
             self._queue(pipeline, decision, now, report)

@@ -105,11 +105,13 @@ def decide(
     """Evaluate ``pipeline``'s triggers and guards at ``now``, as a daemon tick does.
 
     The monitor runs first when a drift trigger needs it; a ``trigger.fired`` or
-    ``trigger.evaluated`` event records the evidence; the trigger state is saved. Nothing is
-    queued: the caller starts the run (:func:`start_run`) when ``decision.fire``. A pending
-    manual request (``retrainer run --queue``) is taken first, as a firing ``manual``
-    decision. ``exclude_schedules`` leaves out the ``schedule`` triggers, for an orchestrator
-    whose own schedule stands for them.
+    ``trigger.evaluated`` event records the evidence; the trigger state is saved. A firing
+    queues its run first, as a tick does; the caller then starts it with :func:`start_run`
+    (``decision.trigger``, ``decision.slot``). So that a task that dies in between loses
+    nothing, a run still queued is returned first (as the decision that queued it), then a
+    pending manual request (``retrainer run --queue``) as a firing ``manual`` decision.
+    ``exclude_schedules`` leaves out the ``schedule`` triggers, for an orchestrator whose own
+    schedule stands for them.
 
     Examples
     --------
@@ -130,6 +132,10 @@ def decide(
     >>> d = decide(project, "churn", now=datetime(2024, 1, 8, 3, tzinfo=UTC))
     >>> d.fire, d.slot
     (True, '2024-01-08T02:00:00+00:00')
+    >>> run = start_run(project, "churn", now=datetime(2024, 1, 8, 3, tzinfo=UTC),
+    ...                 trigger=d.trigger, slot=d.slot)
+    >>> run.status, run.cause
+    ('running', 'schedule')
     >>> decide(project, "churn", now=datetime(2024, 1, 8, 3, tzinfo=UTC),
     ...        exclude_schedules=True).reason
     'churn has no trigger to evaluate'
@@ -155,8 +161,9 @@ def start_run(
     """The run of ``(pipeline, trigger, slot)``, created once and claimed; None if it ended.
 
     A run of that key still ``running`` (a task retried after its process died) is returned
-    to be continued by the stages; one ``queued`` (created but not claimed, or re-queued by a
-    reaper) is claimed. ``cause`` names what fired (default: ``trigger``).
+    to be continued by the stages; one ``queued`` (by :func:`decide`, or re-queued by a
+    reaper) is claimed, with ``evidence`` added to its own. ``cause`` names what fired
+    (default: ``trigger``) when the run is created here.
     """
     now = check_time(now, "the run's time")
     definition = project.pipeline(pipeline)
@@ -183,8 +190,9 @@ def start_run(
     )
     if run.status in ("succeeded", "failed"):
         return None
-    if run.status == "queued":
-        return claim_run(project, run, now=now, owner=owner)
+    if run.status == "queued":  # queued by decide (or by a start that died before its claim)
+        evidence = {**run.evidence, **dict(evidence or {})}
+        return claim_run(project, dataclasses.replace(run, evidence=evidence), now=now, owner=owner)
     return run
 
 
