@@ -16,6 +16,8 @@ EXAMPLES = {
     (RULES, "absolute"): {"metric": "accuracy", "min": 0.6, "max": 1},
     (RULES, "change"): {"metric": "rmse", "max_regression": 0.01, "relative": True},
     (RULES, "slice"): {"metric": "accuracy", "slice": "region", "min_size": 50, "min": 0.5},
+    (RULES, "significance"): {"metric": "log_loss", "not_worse": "significant", "margin": 0.01,
+                              "alpha": 0.05},  # fmt: skip
     (WINDOWS, "full"): {"kind": "full"},
     (WINDOWS, "sliding"): {"kind": "sliding", "duration": "90d"},
     (WINDOWS, "new"): {"kind": "new"},
@@ -30,6 +32,7 @@ DESCRIPTIONS = {
     "absolute": "accuracy >= 0.6 and <= 1",
     "change": "rmse: regression <= 1.0% vs the champion",
     "slice": "accuracy on each region slice of >= 50 rows: >= 0.5",
+    "significance": "log_loss significantly not worse than the champion - 0.01 (alpha 0.05)",
     "full": "all history",
     "sliding": "last 90d",
     "new": "new rows (online)",
