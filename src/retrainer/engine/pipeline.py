@@ -34,6 +34,7 @@ from retrainer.adapters.sources import (
 )
 from retrainer.config import Code, MetricConfig, PipelineConfig, callable_ref, parse_config
 from retrainer.core.blessing import Gate, Rule, ScoreCard, SliceRule, SliceScore
+from retrainer.core.significance import HoldoutRows
 from retrainer.core.metrics import Metric, compute, get_metric, make_metric
 from retrainer.core.types import EvidenceRow
 from retrainer.core.windows import window_from_spec
@@ -956,4 +957,12 @@ class Pipeline:
                 )
                 for value, idx in groups.items()
             }
-        return ScoreCard(n=len(holdout), metrics=self._metric_values(y_true, pred), slices=slices)
+        # per-row answers only for significance rules: the stages then store them (stages.py)
+        rows = (
+            HoldoutRows(y_true=y_true, y_pred=pred.y_pred, y_score=pred.y_score)
+            if self.gate.needs_rows
+            else None
+        )
+        return ScoreCard(
+            n=len(holdout), metrics=self._metric_values(y_true, pred), slices=slices, rows=rows
+        )
