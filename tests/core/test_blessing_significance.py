@@ -106,9 +106,11 @@ def test_roc_auc_uses_delong_and_a_single_class_holdout_fails_with_the_reason():
     pred_b, score_b = _classifier(2.0, 4)
     names = ("accuracy", "roc_auc")
     rule = {"metric": "roc_auc", "better": "significant"}
-    [row] = _gate(rule).evaluate(
-        _card(Y, pred_a, score_a, names), _card(Y, pred_b, score_b, names)
-    ).evidence
+    [row] = (
+        _gate(rule)
+        .evaluate(_card(Y, pred_a, score_a, names), _card(Y, pred_b, score_b, names))
+        .evidence
+    )
     assert row.passed and row.note.startswith("DeLong p=")
     ones = np.ones(50, dtype=int)
     card = ScoreCard(
@@ -126,17 +128,21 @@ def test_losses_use_a_paired_t_test_and_rmse_a_bootstrap():
     cand, champ = y + rng.normal(0, 0.5, 800), y + rng.normal(0, 0.7, 800)
     names = ("rmse", "mae")
     for metric, test in (("mae", "paired t"), ("rmse", "paired bootstrap")):
-        [row] = _gate({"metric": metric, "better": "significant"}).evaluate(
-            _card(y, cand, names=names), _card(y, champ, names=names)
-        ).evidence
+        [row] = (
+            _gate({"metric": metric, "better": "significant"})
+            .evaluate(_card(y, cand, names=names), _card(y, champ, names=names))
+            .evidence
+        )
         assert row.passed and row.note.startswith(f"{test} p="), row.note
     _, score_a = _classifier(0.5, 5)
     _, score_b = _classifier(0.6, 6)
     card_a = _card(Y, (score_a > 0.5).astype(int), score_a, ("log_loss",))
     card_b = _card(Y, (score_b > 0.5).astype(int), score_b, ("log_loss",))
-    [row] = _gate({"metric": "log_loss", "not_worse": "significant", "margin": 0.05}).evaluate(
-        card_a, card_b
-    ).evidence
+    [row] = (
+        _gate({"metric": "log_loss", "not_worse": "significant", "margin": 0.05})
+        .evaluate(card_a, card_b)
+        .evidence
+    )
     assert row.note.startswith("paired t p=") and row.passed
     # the per-row mean is the metric: the estimate is the log-loss improvement itself
     estimate = float(row.note.split("improvement ")[1].split(",")[0])
@@ -145,9 +151,7 @@ def test_losses_use_a_paired_t_test_and_rmse_a_bootstrap():
 
 
 def test_custom_metric_is_bootstrapped_reproducibly():
-    errors = make_metric(
-        "errors", lambda y, p, s: float(np.sum(y != p)), greater_is_better=False
-    )
+    errors = make_metric("errors", lambda y, p, s: float(np.sum(y != p)), greater_is_better=False)
     good, _ = _classifier(0.5, 8)
     bad, _ = _classifier(1.5, 9)
     gate = Gate([SignificanceRule("errors", better="significant", resamples=300)],
@@ -155,7 +159,7 @@ def test_custom_metric_is_bootstrapped_reproducibly():
 
     def card(pred):
         rows = HoldoutRows(y_true=Y, y_pred=pred)
-        return ScoreCard(n=len(Y), metrics={"errors": float(np.sum(Y != pred))}, rows=rows)
+        return ScoreCard(n=len(Y), metrics={"errors": float(np.sum(pred != Y))}, rows=rows)
 
     first = gate.evaluate(card(good), card(bad))
     assert first.passed and first.evidence[0].note.startswith("paired bootstrap p=")
@@ -172,17 +176,21 @@ def test_custom_metric_is_bootstrapped_reproducibly():
 )
 def test_without_a_champion_or_its_rows(champion, passed, note):
     good, _ = _classifier(0.5, 1)
-    [row] = _gate({"metric": "accuracy", "better": "significant"}).evaluate(
-        _card(Y, good), champion
-    ).evidence
+    [row] = (
+        _gate({"metric": "accuracy", "better": "significant"})
+        .evaluate(_card(Y, good), champion)
+        .evidence
+    )
     assert row.passed is passed and note in row.note
 
 
 def test_different_rows_cannot_be_paired():
     good, _ = _classifier(0.5, 1)
-    [row] = _gate({"metric": "accuracy", "better": "significant"}).evaluate(
-        _card(Y, good), _card(Y[:-1], good[:-1])
-    ).evidence
+    [row] = (
+        _gate({"metric": "accuracy", "better": "significant"})
+        .evaluate(_card(Y, good), _card(Y[:-1], good[:-1]))
+        .evidence
+    )
     assert not row.passed and "not scored on the same rows" in row.note
 
 

@@ -16,8 +16,12 @@ EXAMPLES = {
     (RULES, "absolute"): {"metric": "accuracy", "min": 0.6, "max": 1},
     (RULES, "change"): {"metric": "rmse", "max_regression": 0.01, "relative": True},
     (RULES, "slice"): {"metric": "accuracy", "slice": "region", "min_size": 50, "min": 0.5},
-    (RULES, "significance"): {"metric": "log_loss", "not_worse": "significant", "margin": 0.01,
-                              "alpha": 0.05},  # fmt: skip
+    (RULES, "significance"): {
+        "metric": "log_loss",
+        "not_worse": "significant",
+        "margin": 0.01,
+        "alpha": 0.05,
+    },
     (WINDOWS, "full"): {"kind": "full"},
     (WINDOWS, "sliding"): {"kind": "sliding", "duration": "90d"},
     (WINDOWS, "new"): {"kind": "new"},

@@ -90,9 +90,7 @@ def _seed(value: Any) -> Any:
     return value
 
 
-Significant = Annotated[
-    str | None, PlainValidator(_significant, json_schema_input_type=str | None)
-]
+Significant = Annotated[str | None, PlainValidator(_significant, json_schema_input_type=str | None)]
 Alpha = Annotated[float, PlainValidator(_alpha, json_schema_input_type=float)]
 TestName = Annotated[str, PlainValidator(_test, json_schema_input_type=str)]
 Seed = Annotated[int, PlainValidator(_seed, json_schema_input_type=int)]
@@ -332,7 +330,7 @@ def _per_row_loss(name: str, rows: HoldoutRows) -> NDArray[np.float64]:
     y_true, y_pred = np.asarray(rows.y_true), np.asarray(rows.y_pred)
     if name in ("mae", "mse"):
         error = y_true.astype(float) - y_pred.astype(float)
-        return np.abs(error) if name == "mae" else error * error
+        return np.asarray(np.abs(error) if name == "mae" else error * error, dtype=float)
     if rows.y_score is None:
         raise _CannotTest(f"{name} needs predicted probabilities; the card has none")
     try:

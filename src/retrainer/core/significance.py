@@ -144,16 +144,18 @@ def _tango_interval(b: int, c: int, n: int, z: float) -> tuple[float, float]:
 
     eps = 1e-12
 
-    def solve(target: float, fallback: float) -> float:
-        f = lambda d: tango_z(b, c, n, d) - target  # noqa: E731  (decreasing in d)
+    def solve(target: float) -> float:
+        def f(d: float) -> float:  # decreasing in d
+            return tango_z(b, c, n, d) - target
+
         lo, hi = -1.0 + eps, 1.0 - eps
-        if f(lo) < 0:
-            return fallback if fallback < 0 else lo
+        if f(lo) < 0:  # no difference is extreme enough: the bound is the range's end
+            return lo
         if f(hi) > 0:
             return hi
         return float(brentq(f, lo, hi, xtol=1e-12))
 
-    return solve(z, -1.0), solve(-z, 1.0)
+    return solve(z), solve(-z)
 
 
 def mcnemar(

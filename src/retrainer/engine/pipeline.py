@@ -34,8 +34,8 @@ from retrainer.adapters.sources import (
 )
 from retrainer.config import Code, MetricConfig, PipelineConfig, callable_ref, parse_config
 from retrainer.core.blessing import Gate, Rule, ScoreCard, SliceRule, SliceScore
-from retrainer.core.significance import HoldoutRows
 from retrainer.core.metrics import Metric, compute, get_metric, make_metric
+from retrainer.core.significance import HoldoutRows
 from retrainer.core.types import EvidenceRow
 from retrainer.core.windows import window_from_spec
 from retrainer.errors import ConfigError, DataError, TrainingError
