@@ -242,9 +242,13 @@ class SignificanceRule(Spec):
             return False, f"cannot test {self.metric}: {r.detail}"
         if r.p_value < self.alpha:
             return True, text
-        question = "better" if self.better is not None else f"not worse (margin {self._margin:g})"
+        question = (
+            "not significantly better"
+            if self.better is not None
+            else f"not shown non-inferior (margin {self._margin:g})"
+        )
         return False, (
-            f"{self.metric} not significantly {question}: {r.test} p={r.p_value:.3g} >= alpha "
+            f"{self.metric} {question}: {r.test} p={r.p_value:.3g} >= alpha "
             f"{self.alpha:g}; improvement {r.estimate:+.4g}, {ci}; {r.detail}"
         )
 
