@@ -84,6 +84,24 @@ def _data(seed: int, n: int) -> dict[str, np.ndarray]:
     }
 
 
+def _mean_of(values: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    def statistic(index: np.ndarray) -> np.ndarray:
+        return np.asarray(values[index].mean(axis=1))
+
+    return statistic
+
+
+def _runs(d: dict[str, np.ndarray]) -> dict[str, Callable[[], Any]]:
+    imp = d["improvement"]
+    return {
+        "McNemar exact": lambda: mcnemar(d["correct_a"], d["correct_b"]),
+        "Tango score (margin 0.01)": lambda: mcnemar(d["correct_a"], d["correct_b"], margin=0.01),
+        "DeLong": lambda: delong(d["y"], d["a"], d["b"]),
+        "paired t": lambda: paired_t(imp),
+        "paired bootstrap": lambda: paired_bootstrap(_mean_of(imp), len(imp)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="seeded data sets per test")
@@ -99,12 +117,13 @@ def main() -> None:
         ref = stats.binomtest(b, b + c, 0.5, alternative="greater").pvalue
         diffs.setdefault("McNemar exact", []).append(abs(r.p_value - ref))
         r = delong(d["y"], d["a"], d["b"])
-        diffs.setdefault("DeLong", []).append(abs(r.p_value - _textbook_delong(d["y"], d["a"], d["b"])))
+        ref = _textbook_delong(d["y"], d["a"], d["b"])
+        diffs.setdefault("DeLong", []).append(abs(r.p_value - ref))
         r = paired_t(d["improvement"])
         ref = stats.ttest_rel(d["improvement"], np.zeros(len(d["y"])), alternative="greater").pvalue
         diffs.setdefault("paired t", []).append(abs(r.p_value - ref))
         imp = d["improvement"]
-        r = paired_bootstrap(lambda idx: imp[idx].mean(axis=1), len(imp), seed=seed)
+        r = paired_bootstrap(_mean_of(imp), len(imp), seed=seed)
         ref_ci = stats.bootstrap(
             (imp,), np.mean, n_resamples=2000, confidence_level=0.9, method="percentile",
             random_state=np.random.default_rng(1000 + seed),
@@ -117,20 +136,7 @@ def main() -> None:
         )
 
     for n in SIZES:
-        d = _data(99, n)
-        imp = d["improvement"]
-        runs: dict[str, Callable[[], Any]] = {
-            "McNemar exact": lambda: mcnemar(d["correct_a"], d["correct_b"]),
-            "Tango score (margin 0.01)": lambda: mcnemar(
-                d["correct_a"], d["correct_b"], margin=0.01
-            ),
-            "DeLong": lambda: delong(d["y"], d["a"], d["b"]),
-            "paired t": lambda: paired_t(imp),
-            "paired bootstrap": lambda: paired_bootstrap(
-                lambda idx: imp[idx].mean(axis=1), len(imp)
-            ),
-        }
-        for name, fn in runs.items():
+        for name, fn in _runs(_data(99, n)).items():
             times[(name, n)] = _timed(fn)[1]
 
     print(f"{args.repeat} seeded data sets of {SIZES[0]:,} rows for the reference comparison\n")
