@@ -44,6 +44,7 @@ from retrainer.adapters.metadata._records import (
 )
 from retrainer.core.blessing import ScoreCard, SliceScore
 from retrainer.core.clock import SimulatedClock, check_time
+from retrainer.core.significance import HoldoutRows
 from retrainer.core.triggers import Decision, run_key
 from retrainer.core.types import Event, Run
 from retrainer.engine.project import Project
@@ -320,6 +321,33 @@ def _card_from_json(data: Mapping[str, Any]) -> ScoreCard:
     )
 
 
+def _rows_blob(rows: HoldoutRows) -> bytes:
+    """The candidate's per-row answers (significance rules), as Parquet: not in the JSON record,
+    and not recomputed in bless, where an online model has since learned the holdout rows."""
+    columns: dict[str, Any] = {"y_pred": rows.y_pred}
+    score = rows.y_score
+    if score is not None and score.ndim == 1:
+        columns["y_score"] = score
+    elif score is not None:
+        columns.update({f"y_score_{j}": score[:, j] for j in range(score.shape[1])})
+    buffer = io.BytesIO()
+    pd.DataFrame(columns).to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def _rows_from_blob(blob: bytes, y_true: Any) -> HoldoutRows:
+    frame = pd.read_parquet(io.BytesIO(blob))
+    matrix = [c for c in frame.columns if c.startswith("y_score_")]
+    score = (
+        frame["y_score"].to_numpy()
+        if "y_score" in frame.columns
+        else frame[matrix].to_numpy()
+        if matrix
+        else None
+    )
+    return HoldoutRows(y_true=y_true, y_pred=frame["y_pred"].to_numpy(), y_score=score)
+
+
 def _ref(data: Mapping[str, Any]) -> ArtifactRef:
     return ArtifactRef(sha256=data["sha256"], size=int(data["size"]), url=data.get("url", ""))
 
@@ -331,6 +359,10 @@ def _train(project: Project, run: Run, now: datetime, timings: dict[str, float])
     buffer = io.BytesIO()
     loaded.holdout.to_parquet(buffer, index=True)  # the index: slices and row order survive
     holdout = project.artifacts.put(buffer.getvalue())
+    rows = None
+    if trained.card.rows is not None:
+        rows_ref = project.artifacts.put(_rows_blob(trained.card.rows))
+        rows = {"sha256": rows_ref.sha256, "size": rows_ref.size}
     return {
         "snapshot_id": loaded.snapshot.id,
         "rows": loaded.snapshot.rows,
@@ -343,6 +375,7 @@ def _train(project: Project, run: Run, now: datetime, timings: dict[str, float])
             "types": list(trained.artifact_types) if trained.artifact_types else None,
         },
         "card": _card_to_json(trained.card),
+        "row_answers": rows,
         "candidate_metrics": metrics_to_json(trained.card.metrics),
         "profile": trained.profile.to_dict() if trained.profile is not None else None,
     }
@@ -375,10 +408,17 @@ def _restore(
         unlabelled=int(record.get("unlabelled", 0)),
         findings=evidence_from_json(record.get("findings", [])),
     )
+    card = _card_from_json(record["card"])
+    answers = record.get("row_answers")
+    if with_model and answers:
+        blob = project.artifacts.get(answers["sha256"], size=answers["size"])
+        target = project.pipeline(run.pipeline).config.target
+        rows = _rows_from_blob(blob, holdout[target].to_numpy())
+        card = dataclasses.replace(card, rows=rows)
     candidate = record["candidate"]
     trained = TrainedCandidate(
         model=model,
-        card=_card_from_json(record["card"]),
+        card=card,
         artifact=_ref(candidate),
         profile=Profile.from_dict(record["profile"]) if record.get("profile") else None,
         artifact_types=tuple(candidate["types"]) if candidate.get("types") else None,
