@@ -202,6 +202,17 @@ def watches_monitor(needs: Needs, window_kind: str | None) -> bool:
     return needs.monitor or window_kind == "since_change"
 
 
+def _requested(request: dict[str, Any]) -> Decision:
+    """A manual request (``retrainer run --queue``) as a firing decision: slot = its id."""
+    return Decision(
+        fire=True,
+        trigger="manual",
+        slot=str(request["id"]),
+        reason=f"manual request {request['id']} by {request.get('by', '?')}",
+        evidence=dict(request),
+    )
+
+
 def fired_by(decision: Decision) -> str:
     """The trigger that made ``decision`` fire: the first firing child of a combinator."""
     for child in decision.evidence.get("children", ()) if decision.evidence else ():
@@ -589,13 +600,7 @@ class Controller:
             if stored is None or not stored[0].get("requests"):
                 return None
             (request, *rest), revision = stored[0]["requests"], stored[1]
-            decision = Decision(
-                fire=True,
-                trigger="manual",
-                slot=str(request["id"]),
-                reason=f"manual request {request['id']} by {request.get('by', '?')}",
-                evidence=dict(request),
-            )
+            decision = _requested(request)
             self._queue(pipeline, decision, now, report)
             try:
                 store.put_state(
@@ -675,13 +680,7 @@ class Controller:
             return
         state, revision = stored
         for request in state["requests"]:
-            decision = Decision(
-                fire=True,
-                trigger="manual",
-                slot=str(request["id"]),
-                reason=f"manual request {request['id']} by {request.get('by', '?')}",
-                evidence=dict(request),
-            )
+            decision = _requested(request)
             self._queue(pipeline, decision, now, report)
         with contextlib.suppress(ConcurrencyError):  # a new request arrived: next tick
             store.put_state(
