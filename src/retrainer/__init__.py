@@ -53,6 +53,7 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "retrainer.errors",
     "Controller": "retrainer.engine.control.controller",
     "Cooldown": "retrainer.core.triggers",
+    "CostAwareTrigger": "retrainer.core.triggers",
     "CronSchedule": "retrainer.core.triggers",
     "DataError": "retrainer.errors",
     "Decision": "retrainer.core.triggers",
