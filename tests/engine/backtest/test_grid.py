@@ -28,7 +28,7 @@ def test_the_default_grid_replays_coinciding_windows_once(tmp_path: Path):
     assert "every 30d · last 90d" not in names and "every 30d · all history" not in names
     assert "weekly · last 7d" in names  # a window shorter than the history stays
     assert "daily · last 30d" in names  # the always-retrain reference's window
-    assert len(names) == len(set(names)) == 11
+    assert len(names) == len(set(names)) == 14  # 3 cost-aware settings
 
     # the same grid on 200 days of data: every window is distinct, none left out
     ts = pd.date_range("2024-01-01", periods=200 * 20, freq="72min")
@@ -41,7 +41,7 @@ def test_the_default_grid_replays_coinciding_windows_once(tmp_path: Path):
         end=None,
     )
     assert (
-        len(default_policies(long)) == 14
+        len(default_policies(long)) == 17
     )  # the default grid, the always-retrain reference included
 
 
