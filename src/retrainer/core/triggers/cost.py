@@ -8,12 +8,11 @@ a fixed deployment cost); then buy. The loss by age is the backtest's time-to-de
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, ClassVar
-
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, PlainValidator, WithJsonSchema
 
@@ -89,7 +88,7 @@ def curve_area(curve: Sequence[tuple[float, float]], age: float) -> float:
     points.append((age, curve_at(curve, age)))
     return sum(
         (a1 - a0) * (max(v0, 0.0) + max(v1, 0.0)) / 2
-        for (a0, v0), (a1, v1) in zip(points, points[1:], strict=False)
+        for (a0, v0), (a1, v1) in itertools.pairwise(points)
     )
 
 

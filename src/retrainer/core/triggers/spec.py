@@ -65,9 +65,9 @@ def build_trigger(spec: Mapping[str, Any], *, where: str = "trigger") -> Trigger
     """Build a trigger from its configuration mapping, validating it.
 
     The one key among ``schedule``, ``metric``, ``drift``, ``concept_drift``, ``new_data``,
-    ``code_change``, ``manual``, ``cost_aware``, ``any`` and ``all`` says which trigger it is; ``name`` may
-    sit beside it. ``schedule`` and ``metric`` keep their settings beside them, the others
-    under their key::
+    ``code_change``, ``manual``, ``cost_aware``, ``any`` and ``all`` says which trigger it
+    is; ``name`` may sit beside it. ``schedule`` and ``metric`` keep their settings beside
+    them, the others under their key::
 
         {"schedule": "0 2 * * MON", "timezone": "Europe/Paris"}
         {"metric": "ctr", "below": 0.0191, "over": "1d", "min_samples": 1000}

@@ -215,7 +215,8 @@ class Controller:
         self._rollout_errors: dict[str, str] = {}  # pipeline -> the error last recorded
         self._monitor_errors: dict[str, str] = {}  # pipeline -> the monitor's last error
         self._champion_models: dict[str, tuple[int, Any]] = {}
-        self._curves: dict[Any, tuple[float, list[tuple[float, float]]]] = {}  # path -> mtime, curve
+        # a cost-aware trigger's curve file -> its mtime and curve (read again once changed)
+        self._curves: dict[Any, tuple[float, list[tuple[float, float]]]] = {}
         # alerts cover events from now on, not the history before this controller started
         latest = project.store.list_events(limit=1)
         self._last_event_id = latest[0].id or 0 if latest else 0
