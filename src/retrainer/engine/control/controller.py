@@ -41,6 +41,7 @@ from retrainer.adapters.executors import Executor, InlineExecutor, Job, JobResul
 from retrainer.adapters.metadata.outage import unavailable
 from retrainer.core.clock import Clock, SimulatedClock, check_time
 from retrainer.core.performance import get_online_metric
+from retrainer.core.rollout import ACTIVE, CHALLENGER, ROLLOUT_KEY
 from retrainer.core.triggers import (
     AnyOf,
     Decision,
@@ -55,7 +56,7 @@ from retrainer.core.triggers import (
     build_trigger,
     run_key,
 )
-from retrainer.core.types import Event, Run, Snapshot
+from retrainer.core.types import AliasMove, Event, Run, Snapshot
 from retrainer.core.windows import parse_duration
 from retrainer.engine.pipeline import Pipeline
 from retrainer.engine.project import Project
@@ -116,6 +117,42 @@ class TickReport:
     """A line per rollout that moved (a step, a promotion, a rejection, a rollback)."""
     events: list[Event] = field(default_factory=list)
     seconds: float = 0.0
+
+
+@dataclass
+class TickReads:
+    """What a tick reads for every pipeline at once, a store query each (a query per pipeline
+    costs a round trip and a transaction apiece: most of a tick at 1,000 pipelines).
+
+    Values can be a tick old when used; that is safe: every write made from them is a
+    compare-and-set (a stale one fails, and the next tick reads again).
+    """
+
+    states: dict[str, dict[str, tuple[dict[str, Any], int]]]
+    """``get_states`` of the manual-request, rollout and trigger keys."""
+    champions: dict[str, AliasMove]
+    """The champion alias's last move, by pipeline."""
+    challengers: dict[str, AliasMove]
+    """The challenger alias's last move, by pipeline."""
+    stale: set[str] = field(default_factory=set)
+    """Pipelines whose aliases this tick may have moved (a rollout): read them again."""
+
+    KEYS = (MANUAL_STATE_KEY, ROLLOUT_KEY, POLICY_STATE_KEY)
+
+    @classmethod
+    def read(cls, store: Any, pipelines: Sequence[str]) -> TickReads:
+        return cls(
+            states=store.get_states(cls.KEYS, pipelines),
+            champions=store.alias_heads(CHAMPION, pipelines),
+            challengers=store.alias_heads(CHALLENGER, pipelines),
+        )
+
+    def state(self, pipeline: str, key: str) -> tuple[dict[str, Any], int] | None:
+        return self.states.get(pipeline, {}).get(key)
+
+    def champion(self, pipeline: str) -> int | None:
+        move = self.champions.get(pipeline)
+        return move.version if move is not None else None
 
 
 @dataclass
@@ -259,19 +296,21 @@ class Controller:
         report.repaired = reap_stale_runs(
             self.project, now, max_attempts=self.max_attempts, backoff=self.retry_backoff
         )
-        self._metrics = self._online_metrics(now)
-        for cfg in self.project.config.pipelines:
+        configs = self.project.config.pipelines
+        reads = TickReads.read(store, [cfg.name for cfg in configs])
+        self._metrics = self._online_metrics(now, reads)
+        for cfg in configs:
             pipeline = self.project.pipeline(cfg.name)
             if self._ensured.get(pipeline.name) != pipeline.definition_hash:
                 store.ensure_pipeline(pipeline.name, pipeline.definition_hash, now)
                 self._ensured[pipeline.name] = pipeline.definition_hash
-            self._manual(pipeline, now, report)
-            self._rollout(pipeline, now, report)
+            self._manual(pipeline, now, report, reads)
+            self._rollout(pipeline, now, report, reads)
             policy = self.policy(cfg.name)
             if (policy is not None and policy.watches_monitor) or self._monitors(pipeline):
                 self._observe(pipeline, now, report)
             if policy is not None:
-                self._decide(pipeline, policy, now, report)
+                self._decide(pipeline, policy, now, report, reads)
         self._collect(now, report)
         self._dispatch(now, report)
         self._collect(now, report)
@@ -280,7 +319,10 @@ class Controller:
         return report
 
     def _online_metrics(
-        self, now: datetime, names: Sequence[str] | None = None
+        self,
+        now: datetime,
+        reads: TickReads | None = None,
+        names: Sequence[str] | None = None,
     ) -> dict[tuple[str, MetricNeed], MetricValue]:
         """Every metric the triggers need, read from the log in one query per window length.
 
@@ -314,15 +356,17 @@ class Controller:
                 (name, get_online_metric(need.metric).name, need.over, need.min_samples)
             )
             if window is None or window.n_rows == 0:
-                window = self._source_metric(name, need, now)
+                window = self._source_metric(name, need, now, reads)
             result = window.result(need.metric)
             out[(name, need)] = MetricValue(value=result.value, n=result.n, status=result.status)
         return out
 
-    def _source_metric(self, name: str, need: MetricNeed, now: datetime) -> Any:
+    def _source_metric(
+        self, name: str, need: MetricNeed, now: datetime, reads: TickReads | None = None
+    ) -> Any:
         """:func:`source_metric` of the current champion (its model loaded once)."""
         store = self.project.store
-        champion = store.get_alias(name, CHAMPION)
+        champion = reads.champion(name) if reads is not None else store.get_alias(name, CHAMPION)
         mv = model = None
         if champion is not None:
             key = (name, champion)
@@ -334,13 +378,28 @@ class Controller:
             model = self._champion_models[name][1]
         return source_metric(self.project.pipeline(name), mv, model, need, now)
 
-    def _rollout(self, pipeline: Pipeline, now: datetime, report: TickReport) -> None:
+    def _rollout(
+        self, pipeline: Pipeline, now: datetime, report: TickReport, reads: TickReads | None = None
+    ) -> None:
         """Advance the pipeline's rollout, if one is active (a failure is an event, not a
         stopped daemon: the next tick tries again)."""
-        from retrainer.engine.rollout import advance_rollout
+        from retrainer.engine.rollout import UNREAD, advance_rollout
 
+        stored: Any = UNREAD
+        challenger: Any = UNREAD
+        if reads is not None:
+            stored = reads.state(pipeline.name, ROLLOUT_KEY)
+            if stored is None:  # never rolled out
+                self._rollout_errors.pop(pipeline.name, None)
+                return
+            head = reads.challengers.get(pipeline.name)
+            challenger = head.version if head is not None else None
+            if stored[0].get("status") in ACTIVE:
+                reads.stale.add(pipeline.name)  # it may move the champion: _decide reads it
         try:
-            step = advance_rollout(self.project, pipeline.name, now=now)
+            step = advance_rollout(
+                self.project, pipeline.name, now=now, stored=stored, challenger=challenger
+            )
         except Exception as exc:
             if unavailable(exc) is not None:
                 raise  # the database is away: the loop backs off and ticks again
@@ -394,14 +453,20 @@ class Controller:
             )
 
     def _context(
-        self, pipeline: Pipeline, policy: _Policy, now: datetime
+        self, pipeline: Pipeline, policy: _Policy, now: datetime, reads: TickReads | None = None
     ) -> tuple[TriggerContext, int | None]:
         store = self.project.store
-        stored = store.get_state(pipeline.name, POLICY_STATE_KEY)
+        # the last move of the alias is both the champion and its promotion time; a tick reads
+        # them for every pipeline at once (``reads``), but again after a rollout could move it
+        moves: list[AliasMove]
+        if reads is not None and pipeline.name not in reads.stale:
+            stored = reads.state(pipeline.name, POLICY_STATE_KEY)
+            head = reads.champions.get(pipeline.name)
+            moves = [head] if head is not None else []
+        else:
+            stored = store.get_state(pipeline.name, POLICY_STATE_KEY)
+            moves = store.alias_history(pipeline.name, CHAMPION, limit=1)
         state, revision = stored if stored is not None else ({}, None)
-        # the last move of the alias is both the champion and its promotion time: one query
-        # (a tick pays each store call once per pipeline)
-        moves = store.alias_history(pipeline.name, CHAMPION, limit=1)
         champion = moves[-1].version if moves else None
         champ = None
         if champion is not None:  # versions are immutable: cache them
@@ -543,10 +608,11 @@ class Controller:
         policy: _Policy,
         now: datetime,
         report: TickReport,
+        reads: TickReads | None = None,
         *,
         queue: bool = True,
     ) -> Decision | None:
-        ctx, revision = self._context(pipeline, policy, now)
+        ctx, revision = self._context(pipeline, policy, now, reads)
         decision = apply_guards(ctx, policy.trigger.evaluate(ctx), policy.guards)
         report.decisions.append(decision)
         if decision.fire and queue:
@@ -589,10 +655,16 @@ class Controller:
             self._event(report, event)
         return decision
 
-    def _manual(self, pipeline: Pipeline, now: datetime, report: TickReport) -> None:
+    def _manual(
+        self, pipeline: Pipeline, now: datetime, report: TickReport, reads: TickReads | None = None
+    ) -> None:
         """Queue a run for each pending manual request (``retrainer run --queue``)."""
         store = self.project.store
-        stored = store.get_state(pipeline.name, MANUAL_STATE_KEY)
+        stored = (
+            reads.state(pipeline.name, MANUAL_STATE_KEY)
+            if reads is not None
+            else store.get_state(pipeline.name, MANUAL_STATE_KEY)
+        )
         if stored is None or not stored[0].get("requests"):
             return
         state, revision = stored
