@@ -263,6 +263,7 @@ if TYPE_CHECKING:
     from retrainer.core.triggers import CodeChangeTrigger as CodeChangeTrigger
     from retrainer.core.triggers import ConceptDriftTrigger as ConceptDriftTrigger
     from retrainer.core.triggers import Cooldown as Cooldown
+    from retrainer.core.triggers import CostAwareTrigger as CostAwareTrigger
     from retrainer.core.triggers import CronSchedule as CronSchedule
     from retrainer.core.triggers import Decision as Decision
     from retrainer.core.triggers import DriftTrigger as DriftTrigger
