@@ -53,6 +53,7 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "retrainer.errors",
     "Controller": "retrainer.engine.control.controller",
     "Cooldown": "retrainer.core.triggers",
+    "CostAwareTrigger": "retrainer.core.triggers",
     "CronSchedule": "retrainer.core.triggers",
     "DataError": "retrainer.errors",
     "Decision": "retrainer.core.triggers",
@@ -266,6 +267,7 @@ if TYPE_CHECKING:
     from retrainer.core.triggers import CodeChangeTrigger as CodeChangeTrigger
     from retrainer.core.triggers import ConceptDriftTrigger as ConceptDriftTrigger
     from retrainer.core.triggers import Cooldown as Cooldown
+    from retrainer.core.triggers import CostAwareTrigger as CostAwareTrigger
     from retrainer.core.triggers import CronSchedule as CronSchedule
     from retrainer.core.triggers import Decision as Decision
     from retrainer.core.triggers import DriftTrigger as DriftTrigger
