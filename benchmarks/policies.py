@@ -94,7 +94,8 @@ OVERHEAD_TARGET = 0.20  # the controller adds at most 20% wall time over a bare 
 
 def quick_copy(backtest: Path, dest: Path) -> Path:
     """A copy of ``backtest``'s project in ``dest`` with the first rows of its data only."""
-    from retrainer.config import load_backtest_config, load_config
+    from retrainer.backtest_config import load_backtest_config
+    from retrainer.config import load_config
 
     cfg, file = load_backtest_config(backtest)
     project_file = (file.parent / cfg.project).resolve()
@@ -125,7 +126,7 @@ def quick_copy(backtest: Path, dest: Path) -> Path:
 def with_delay(backtest: Path, delay: int, *, cache: bool = False) -> Any:
     """The ``BacktestConfig`` of ``backtest`` with ``label_delay`` batches and no cache (by
     default: with ``cache``, replays kept in the out folder are reused, timings are not real)."""
-    from retrainer.config import BacktestConfig, load_backtest_config
+    from retrainer.backtest_config import BacktestConfig, load_backtest_config
 
     cfg, _ = load_backtest_config(backtest)
     return BacktestConfig.model_validate(
@@ -164,7 +165,7 @@ def delay_adjusted(cfg: Any, backtest: Path) -> Any:
     that arrived). The concept-drift policy's monitor window and the online policy are left
     as they are.
     """
-    from retrainer.config import BacktestConfig
+    from retrainer.backtest_config import BacktestConfig
     from retrainer.core.windows import parse_duration
     from retrainer.engine.backtest import default_policies, describe_policy, load_replay
 

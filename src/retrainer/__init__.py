@@ -37,7 +37,7 @@ _EXPORTS: dict[str, str] = {
     "ArtifactIntegrityError": "retrainer.errors",
     "ArtifactRef": "retrainer.adapters.artifacts",
     "ArtifactStore": "retrainer.adapters.artifacts",
-    "BacktestConfig": "retrainer.config",
+    "BacktestConfig": "retrainer.backtest_config",
     "BacktestResult": "retrainer.engine.backtest",
     "BacktestSummary": "retrainer.engine.backtest",
     "CHALLENGER": "retrainer.core.rollout",
@@ -218,7 +218,7 @@ if TYPE_CHECKING:
     from retrainer.adapters.sources import FileSource as FileSource
     from retrainer.adapters.sources import Source as Source
     from retrainer.adapters.sources import SQLSource as SQLSource
-    from retrainer.config import BacktestConfig as BacktestConfig
+    from retrainer.backtest_config import BacktestConfig as BacktestConfig
     from retrainer.config import PipelineConfig as PipelineConfig
     from retrainer.config import ProjectConfig as ProjectConfig
     from retrainer.config import load_config as load_config

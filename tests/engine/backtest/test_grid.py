@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retrainer.config import BacktestConfig
+from retrainer.backtest_config import BacktestConfig
 from retrainer.engine.backtest.grid import default_policies, expand_policies
 from tests.engine.backtest.test_backtest import _replay
 

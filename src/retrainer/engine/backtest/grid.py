@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from retrainer.config import BacktestConfig, load_config, parse_config, project_root
+from retrainer.backtest_config import BacktestConfig
+from retrainer.config import load_config, parse_config, project_root
 from retrainer.core.metrics import get_metric, in_points
 from retrainer.core.windows import parse_duration
 from retrainer.engine.backtest.replay import POLICY_KEYS, Replay, policy_pipeline
