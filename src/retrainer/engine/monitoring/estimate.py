@@ -19,24 +19,34 @@ figure for.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from retrainer.core.clock import as_utc
 from retrainer.core.estimation import (
     CLASSIFICATION_METRICS,
     REGRESSION_METRICS,
     estimate_classification,
     estimate_regression,
 )
-from retrainer.core.types import ModelVersion
+from retrainer.core.triggers.base import MetricNeed, MetricValue
+from retrainer.core.types import ModelVersion, MonitorRecord
 from retrainer.engine.monitoring.results import Estimation
 from retrainer.engine.pipeline import Pipeline
 
-__all__ = ["Calibrator", "LossModel", "estimate_window", "reference_rows", "try_estimate"]
+__all__ = [
+    "Calibrator",
+    "LossModel",
+    "estimate_window",
+    "estimated_metrics",
+    "reference_rows",
+    "try_estimate",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -52,7 +62,7 @@ class Calibrator:
     --------
     >>> cal = Calibrator.fit(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 1, 0, 1]))
     >>> cal(np.array([0.0, 0.5, 1.0])).round(2).tolist()
-    [0.5, 0.5, 0.5]
+    [0.0, 0.5, 1.0]
     """
 
     x: np.ndarray
@@ -279,3 +289,41 @@ def try_estimate(
             )
         )
     return None
+
+
+def estimated_metrics(
+    needs: Sequence[MetricNeed], record: MonitorRecord, now: datetime
+) -> dict[MetricNeed, MetricValue]:
+    """The ``source: estimated`` metrics of ``needs``, read from a monitor result: an estimate
+    not made, or a result older than the need's ``over``, is "insufficient_data".
+
+    Examples
+    --------
+    >>> from datetime import UTC
+    >>> from retrainer.core.estimation import Estimate
+    >>> from retrainer.engine.monitoring.results import Estimation
+    >>> need = MetricNeed(metric="accuracy", over=timedelta(days=1), source="estimated")
+    >>> est = Estimation(method="cbpe", rows=500, unlabelled=500, reference_rows=900,
+    ...                  estimates=(Estimate(metric="accuracy", value=0.71, low=0.67,
+    ...                                      high=0.75, n=500),))
+    >>> at = datetime(2024, 3, 4, tzinfo=UTC)
+    >>> record = MonitorRecord(pipeline="p", version=1, window_start=at - timedelta(days=7),
+    ...                        window_end=at, created_at=at, drifted=False,
+    ...                        summary={"estimated": est.to_json()})
+    >>> estimated_metrics([need], record, at + timedelta(hours=2))[need]
+    MetricValue(value=0.71, n=500, status='ok')
+    >>> estimated_metrics([need], record, at + timedelta(days=2))[need].status
+    'insufficient_data'
+    """
+    out: dict[MetricNeed, MetricValue] = {}
+    data = record.summary.get("estimated")
+    estimation = Estimation.from_json(data) if data else None
+    for need in needs:
+        if need.source != "estimated":
+            continue
+        est = estimation.get(need.metric) if estimation is not None else None
+        if est is None or as_utc(record.window_end) + need.over < now:
+            out[need] = MetricValue(value=None, n=0, status="insufficient_data")
+        else:
+            out[need] = MetricValue(value=est.value, n=est.n, status=est.status)
+    return out

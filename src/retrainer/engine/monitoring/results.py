@@ -139,9 +139,7 @@ class Estimation:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Estimation:
-        return cls(
-            **{**data, "estimates": tuple(Estimate.from_dict(e) for e in data["estimates"])}
-        )
+        return cls(**{**data, "estimates": tuple(Estimate.from_dict(e) for e in data["estimates"])})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,9 +255,10 @@ class MonitorSummary:
                     self.concept_drift.to_json() if self.concept_drift is not None else None
                 ),
                 "histograms": {n: h.to_json() for n, h in self.histograms.items()},
-                "estimated": self.estimated.to_json() if self.estimated is not None else None,
             }
         )
+        if self.estimated is not None:  # absent, not null: documents before it stay as they were
+            out["estimated"] = self.estimated.to_json()
         return out
 
     @classmethod
