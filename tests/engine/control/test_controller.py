@@ -489,3 +489,31 @@ def test_an_idle_tick_costs_a_few_store_calls_per_pipeline(
     per_pipeline = [c for c in calls if c not in ("list_runs", "list_events")]
     assert sorted(per_pipeline) == ["alias_history", "get_state", "get_state", "get_state"]
     assert "get_alias" not in calls and not any(c.startswith("put") for c in calls)
+
+
+@pytest.mark.parametrize(("below", "fires"), [(0.999, True), (0.01, False)])
+def test_a_metric_trigger_on_the_estimate_fires_in_a_tick(tmp_path: Path, below: float, fires):
+    """``source: estimated``: the controller runs the monitor (the trigger reads its result)
+    and judges its CBPE estimate, not the labels."""
+    project = _project(
+        tmp_path,
+        [{"metric": "accuracy", "below": below, "over": "1d", "source": "estimated"}],
+        monitor={"window": "3d", "every": "1d"},
+        window={"kind": "sliding", "duration": "20d"},  # a holdout of 100+ rows to calibrate on
+    )
+    clock = SimulatedClock(START)
+    from retrainer.engine.runs.run import execute_run
+
+    assert execute_run(project, clock=clock).promoted
+    clock.set(START + timedelta(days=4))
+    report = Controller(project, clock=clock).tick()
+    assert report.monitored == ["toy"]
+    latest = project.store.list_monitor_results("toy", limit=1)[0]
+    estimate = latest.summary["estimated"]["estimates"][0]
+    assert estimate["metric"] == "accuracy" and 0.5 < estimate["value"] < 1
+    assert (len(report.queued) == 1) is fires
+    if fires:
+        fired = project.store.list_events("toy", kinds=["trigger.fired"])[-1]
+        assert "estimated accuracy" in fired.message
+        assert fired.data["evidence"]["source"] == "estimated"
+        assert fired.data["evidence"]["value"] == pytest.approx(estimate["value"])
