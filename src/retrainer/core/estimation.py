@@ -155,11 +155,19 @@ def expected_f1(p: ArrayLike, y_pred: ArrayLike | None = None) -> float:
     return 2 * tp / denom if denom > 0 else math.nan
 
 
-def expected_roc_auc(p: ArrayLike, score: ArrayLike | None = None) -> float:
+def _tie_ends(s_sorted: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """True at the last row of each run of equal values of a sorted array."""
+    return np.r_[s_sorted[1:] != s_sorted[:-1], True]
+
+
+def expected_roc_auc(
+    p: ArrayLike, score: ArrayLike | None = None, *, order: NDArray[np.intp] | None = None
+) -> float:
     """Area under the expected ROC curve of ``score`` (default: ``p`` itself).
 
     At each distinct score threshold the expected true and false positives are the sums of
-    ``p`` and ``1 - p`` over the rows at or above it (ties move together).
+    ``p`` and ``1 - p`` over the rows at or above it (ties move together). ``order``: the
+    ascending argsort of ``score``, when the caller has it.
 
     Examples
     --------
@@ -173,19 +181,29 @@ def expected_roc_auc(p: ArrayLike, score: ArrayLike | None = None) -> float:
     pos, neg = pr.sum(), (1 - pr).sum()
     if pos <= 0 or neg <= 0:
         return math.nan
-    order = np.argsort(-s, kind="stable")
-    s_sorted = s[order]
-    tp = np.cumsum(pr[order])
-    fp = np.cumsum(1 - pr[order])
+    desc = (np.argsort(s, kind="stable") if order is None else order)[::-1]
+    tp = np.cumsum(pr[desc])
+    fp = np.cumsum(1 - pr[desc])
     # keep the last row of each tie group: a threshold admits all tied rows at once
-    last = np.r_[s_sorted[1:] != s_sorted[:-1], True]
+    last = _tie_ends(s[desc])
     tpr = np.r_[0.0, tp[last] / pos]
     fpr = np.r_[0.0, fp[last] / neg]
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 
 
-def _f1_se(p: NDArray[np.float64], yhat: NDArray[Any]) -> float:
-    """Delta-method standard error of the realized F1 when ``y ~ Bernoulli(p)``.
+def _ranks(s: NDArray[np.float64], order: NDArray[np.intp]) -> NDArray[np.float64]:
+    """1-based ranks of ``s``, ties given their average rank (``order``: its argsort)."""
+    ends = np.flatnonzero(_tie_ends(s[order]))
+    starts = np.r_[0, ends[:-1] + 1]
+    avg = (starts + ends) / 2 + 1
+    out = np.empty(s.size)
+    out[order] = np.repeat(avg, ends - starts + 1)
+    return out
+
+
+def _f1_se(p: NDArray[np.float64], yhat: NDArray[Any]) -> tuple[float, float]:
+    """Expected F1 and the delta-method standard error of the realized F1 when
+    ``y ~ Bernoulli(p)``.
 
     ``F1 = 2A / (P + A + B)`` with ``P`` the predicted positives (fixed), ``A`` the positives
     among them and ``B`` the positives among the rest (independent sums of Bernoullis).
@@ -196,22 +214,22 @@ def _f1_se(p: NDArray[np.float64], yhat: NDArray[Any]) -> float:
     predicted = float(pos.sum())
     d = predicted + a + b
     if d <= 0:
-        return math.nan
+        return math.nan, math.nan
     da = 2 * (predicted + b) / d**2
     db = -2 * a / d**2
-    return math.sqrt(da**2 * float(v[pos].sum()) + db**2 * float(v[~pos].sum()))
+    return 2 * a / d, math.sqrt(da**2 * float(v[pos].sum()) + db**2 * float(v[~pos].sum()))
 
 
-def _auc_se(p: NDArray[np.float64], score: NDArray[np.float64]) -> float:
+def _auc_se(
+    p: NDArray[np.float64], score: NDArray[np.float64], order: NDArray[np.intp]
+) -> float:
     """Delta-method standard error of the realized ROC AUC when ``y ~ Bernoulli(p)``.
 
     ``AUC = (S - m (m + 1) / 2) / (m (n - m))`` (rank-sum form) with ``S = sum r_i y_i`` and
     ``m = sum y_i``; the variance of ``(S, m)`` is exact, the ratio linearised at its mean.
     """
-    from scipy.stats import rankdata
-
     n = p.size
-    r = rankdata(score)
+    r = _ranks(score, order)
     v = p * (1 - p)
     m, big_s = float(p.sum()), float(r @ p)
     neg = n - m
@@ -256,6 +274,7 @@ def estimate_classification(
     yhat = _labels(pr, y_pred, 0.5)
     s = pr if score is None else np.asarray(score, dtype=float).ravel()
     out: dict[str, Estimate] = {}
+    order: NDArray[np.intp] | None = None
     if n == 0:
         return {
             m: Estimate(metric=m, value=None, low=None, high=None, n=0, status="insufficient_data")
@@ -275,8 +294,12 @@ def estimate_classification(
                 method="cbpe; exact binomial variance",
             )
             continue
-        value = expected_f1(pr, yhat) if m == "f1" else expected_roc_auc(pr, s)
-        se = _f1_se(pr, yhat) if m == "f1" else _auc_se(pr, s)
+        if m == "f1":
+            value, se = _f1_se(pr, yhat)
+        else:
+            if order is None:  # one sort for the curve and the ranks
+                order = np.argsort(s, kind="stable")
+            value, se = expected_roc_auc(pr, s, order=order), _auc_se(pr, s, order)
         ok = math.isfinite(value) and math.isfinite(se)
         low, high = max(0.0, value - _Z95 * se), min(1.0, value + _Z95 * se)
         out[m] = Estimate(

@@ -127,16 +127,25 @@ class LossModel:
         }
         Z = _numeric(X, categories).assign(__prediction__=np.asarray(y_pred, dtype=float))
         err = np.asarray(y, dtype=float) - np.asarray(y_pred, dtype=float)
+        # text columns as categories (their codes; at most 255 of them, else as numbers)
+        categorical = [c in categories and len(categories[c]) < 255 for c in Z.columns]
         models = []
         for target in (np.abs(err), err**2):
-            m = HistGradientBoostingRegressor(max_iter=100, random_state=seed)
+            m = HistGradientBoostingRegressor(
+                max_iter=200, early_stopping=False, categorical_features=categorical,
+                random_state=seed,
+            )  # fmt: skip
             models.append(m.fit(Z, target))
         return cls(models[0], models[1], categories)
 
     def predict(self, X: pd.DataFrame, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predicted absolute and squared error per row."""
+        from threadpoolctl import threadpool_limits
+
         Z = _numeric(X, self.categories).assign(__prediction__=np.asarray(y_pred, dtype=float))
-        return self.absolute.predict(Z), self.squared.predict(Z)
+        # one thread: a chunk is small, and OpenMP threads on busy cores cost 30x more
+        with threadpool_limits(1, user_api="openmp"):
+            return self.absolute.predict(Z), self.squared.predict(Z)
 
 
 def reference_rows(pipeline: Pipeline, mv: ModelVersion) -> pd.DataFrame:
