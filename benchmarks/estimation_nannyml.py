@@ -57,32 +57,46 @@ def _car_loan_file(path: str):
 def main(out: Path, car_loan: str, chunk_size: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     sets = {
-        "synthetic_binary": ("cbpe", *_joined(
-            nml.datasets.load_synthetic_binary_classification_dataset, "work_home_actual")),
-        "synthetic_car_loan": ("cbpe", *_joined(
-            nml.datasets.load_synthetic_car_loan_dataset, "repaid")),
+        "synthetic_binary": (
+            "cbpe",
+            *_joined(nml.datasets.load_synthetic_binary_classification_dataset, "work_home_actual"),
+        ),
+        "synthetic_car_loan": (
+            "cbpe",
+            *_joined(nml.datasets.load_synthetic_car_loan_dataset, "repaid"),
+        ),
         "car_loan_parquet": ("cbpe", *_car_loan_file(car_loan)),
-        "synthetic_car_price": ("dle", *_joined(
-            nml.datasets.load_synthetic_car_price_dataset, "y_true")),
+        "synthetic_car_price": (
+            "dle",
+            *_joined(nml.datasets.load_synthetic_car_price_dataset, "y_true"),
+        ),
     }
     results = {}
     for name, (kind, ref, ana) in sets.items():
         ref.to_parquet(out / f"{name}.reference.parquet")
         ana.to_parquet(out / f"{name}.analysis.parquet")
         features = [
-            c for c in ref.columns
+            c
+            for c in ref.columns
             if c not in ("id", "y_true", "y_pred", "y_pred_proba", "timestamp", "period")
         ]
         if kind == "cbpe":
             calc = nml.CBPE(
-                y_pred_proba="y_pred_proba", y_pred="y_pred", y_true="y_true",
-                metrics=CBPE_METRICS, chunk_size=chunk_size, problem_type="classification_binary",
+                y_pred_proba="y_pred_proba",
+                y_pred="y_pred",
+                y_true="y_true",
+                metrics=CBPE_METRICS,
+                chunk_size=chunk_size,
+                problem_type="classification_binary",
             )
             metrics = CBPE_METRICS
         else:
             calc = nml.DLE(
-                feature_column_names=features, y_pred="y_pred", y_true="y_true",
-                metrics=DLE_METRICS, chunk_size=chunk_size,
+                feature_column_names=features,
+                y_pred="y_pred",
+                y_true="y_true",
+                metrics=DLE_METRICS,
+                chunk_size=chunk_size,
             )
             metrics = DLE_METRICS
         t0 = time.perf_counter()
@@ -95,23 +109,35 @@ def main(out: Path, car_loan: str, chunk_size: int) -> None:
         estimate_s = time.perf_counter() - t0
         chunks = []
         for _, row in est.iterrows():
-            chunks.append({
-                "start": int(row[("chunk", "start_index")]),
-                "end": int(row[("chunk", "end_index")]) + 1,
-                **{m: {
-                    "value": float(row[(m, "value")]),
-                    "low": float(row[(m, "lower_confidence_boundary")]),
-                    "high": float(row[(m, "upper_confidence_boundary")]),
-                } for m in metrics},
-            })
+            chunks.append(
+                {
+                    "start": int(row[("chunk", "start_index")]),
+                    "end": int(row[("chunk", "end_index")]) + 1,
+                    **{
+                        m: {
+                            "value": float(row[(m, "value")]),
+                            "low": float(row[(m, "lower_confidence_boundary")]),
+                            "high": float(row[(m, "upper_confidence_boundary")]),
+                        }
+                        for m in metrics
+                    },
+                }
+            )
         results[name] = {
-            "kind": kind, "metrics": metrics, "features": features, "fit_s": fit_s,
-            "estimate_s": estimate_s, "chunks": chunks,
+            "kind": kind,
+            "metrics": metrics,
+            "features": features,
+            "fit_s": fit_s,
+            "estimate_s": estimate_s,
+            "chunks": chunks,
         }
-        print(f"{name}: {len(chunks)} chunks, fit {fit_s:.2f}s, estimate {estimate_s:.2f}s",
-              file=sys.stderr)
-    (out / "nannyml.json").write_text(json.dumps(
-        {"nannyml": nml.__version__, "numpy": np.__version__, "sets": results}, indent=1))
+        print(
+            f"{name}: {len(chunks)} chunks, fit {fit_s:.2f}s, estimate {estimate_s:.2f}s",
+            file=sys.stderr,
+        )
+    (out / "nannyml.json").write_text(
+        json.dumps({"nannyml": nml.__version__, "numpy": np.__version__, "sets": results}, indent=1)
+    )
 
 
 if __name__ == "__main__":

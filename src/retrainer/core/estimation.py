@@ -110,7 +110,7 @@ class Estimate:
 
 
 def _probs(p: ArrayLike) -> NDArray[np.float64]:
-    out = np.clip(np.asarray(p, dtype=float).ravel(), 0.0, 1.0)
+    out: NDArray[np.float64] = np.clip(np.asarray(p, dtype=float).ravel(), 0.0, 1.0)
     if np.isnan(out).any():
         raise ValueError("calibrated probabilities must not be NaN")
     return out
@@ -157,7 +157,8 @@ def expected_f1(p: ArrayLike, y_pred: ArrayLike | None = None) -> float:
 
 def _tie_ends(s_sorted: NDArray[np.float64]) -> NDArray[np.bool_]:
     """True at the last row of each run of equal values of a sorted array."""
-    return np.r_[s_sorted[1:] != s_sorted[:-1], True]
+    ends: NDArray[np.bool_] = np.r_[s_sorted[1:] != s_sorted[:-1], True]
+    return ends
 
 
 def expected_roc_auc(
@@ -220,9 +221,7 @@ def _f1_se(p: NDArray[np.float64], yhat: NDArray[Any]) -> tuple[float, float]:
     return 2 * a / d, math.sqrt(da**2 * float(v[pos].sum()) + db**2 * float(v[~pos].sum()))
 
 
-def _auc_se(
-    p: NDArray[np.float64], score: NDArray[np.float64], order: NDArray[np.intp]
-) -> float:
+def _auc_se(p: NDArray[np.float64], score: NDArray[np.float64], order: NDArray[np.intp]) -> float:
     """Delta-method standard error of the realized ROC AUC when ``y ~ Bernoulli(p)``.
 
     ``AUC = (S - m (m + 1) / 2) / (m (n - m))`` (rank-sum form) with ``S = sum r_i y_i`` and

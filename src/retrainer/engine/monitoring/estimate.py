@@ -332,5 +332,10 @@ def estimated_metrics(
         if est is None or as_utc(record.window_end) + need.over < now:
             out[need] = MetricValue(value=None, n=0, status="insufficient_data")
         else:
-            out[need] = MetricValue(value=est.value, n=est.n, status=est.status)
+            if est.status == "ok":
+                out[need] = MetricValue(value=est.value, n=est.n, status="ok")
+            elif est.status == "undefined":
+                out[need] = MetricValue(value=None, n=est.n, status="undefined")
+            else:
+                out[need] = MetricValue(value=None, n=est.n, status="insufficient_data")
     return out
