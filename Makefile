@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
-.PHONY: demo test test-fast lint typecheck venv clean chaos
+.PHONY: demo test test-fast test-integrations lint typecheck venv clean chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks examples chaos
 	$(BIN)/mypy
 	$(PYTEST)
+
+# Airflow, Prefect and MLflow pin many packages: their tests run in a venv each (.venv-airflow,
+# .venv-prefect, .venv-mlflow), built once by .ci/integration.sh; .ci/run runs this after make test
+test-integrations: $(STAMP)
+	bash .ci/integration.sh all
 
 # for contributors: the same minus the end-to-end tests marked slow (make test and CI run them)
 test-fast: lint typecheck
@@ -53,4 +58,4 @@ chaos: $(STAMP)
 		--backend $(CHAOS_BACKEND) --out $(CHAOS_OUT) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
 clean:
-	rm -rf $(VENV) demo-project .pytest_cache .mypy_cache .ruff_cache chaos-report*.json
+	rm -rf $(VENV) .venv-airflow .venv-prefect .venv-mlflow demo-project .pytest_cache .mypy_cache .ruff_cache chaos-report*.json

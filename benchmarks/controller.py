@@ -16,12 +16,12 @@ Two measurements, each in a fresh temporary folder, with fixed seeds:
       (insufficient data).
 
     Every pipeline first gets a champion (one ``execute_run`` each, sanity check off), as in
-    a running deployment, so a tick reads the champion, its version and alias history, the
-    runs, the monitor results, the trigger state, evaluates both triggers on the log, and
-    writes the state back. After ``--warmup`` ticks (the first one arms the schedules), the
-    median, the 90th percentile and the minimum of ``--ticks`` ticks are reported, the
-    simulated clock moving 1 minute between ticks. Every measured tick is checked to queue
-    nothing and fire nothing.
+    a running deployment, so a tick reads every pipeline's states (manual requests, rollout,
+    trigger) and champion in a few batched queries, queries the log, evaluates both triggers
+    and writes the state back when it changed. After ``--warmup`` ticks (the first one arms
+    the schedules), the median, the 90th percentile and the minimum of ``--ticks`` ticks are
+    reported, the simulated clock moving 1 minute between ticks. Every measured tick is
+    checked to queue nothing and fire nothing.
 
     ``--pg-pipelines`` runs the same on PostgreSQL (``--pg-url``, default
     ``$RETRAINER_TEST_PG_URL``, which ``source .ci/postgres.sh; pg_start`` sets): each count

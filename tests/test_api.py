@@ -248,6 +248,14 @@ INTERNAL = {
     "policy_class",
     "recommend",
     "recommended_config",
+    # the gate's paired tests (issue 20): the rule is public, the statistics internal
+    "TESTS",
+    "TestResult",
+    "delong",
+    "delong_components",
+    "mcnemar",
+    "paired_t",
+    "tango_z",
     # the backtest's pooled bootstrap and fold selection (issue 17)
     "BatchStatistic",
     "FoldCandidate",

@@ -72,6 +72,7 @@ _EXPORTS: dict[str, str] = {
     "Gate": "retrainer.core.blessing",
     "Guard": "retrainer.core.triggers",
     "Guards": "retrainer.core.deploy",
+    "HoldoutRows": "retrainer.core.significance",
     "InMemoryArtifactStore": "retrainer.adapters.artifacts",
     "InMemoryLogStore": "retrainer.adapters.logstore",
     "InMemoryMetadataStore": "retrainer.adapters.metadata.memory",
@@ -133,6 +134,7 @@ _EXPORTS: dict[str, str] = {
     "SequentialTest": "retrainer.core.sequential",
     "ServingStats": "retrainer.engine.rollout",
     "ShadowPolicy": "retrainer.core.deploy",
+    "SignificanceRule": "retrainer.core.blessing_significance",
     "SimulatedClock": "retrainer.core.clock",
     "SinceChange": "retrainer.core.windows",
     "SlackNotifier": "retrainer.adapters.notifiers",
@@ -227,6 +229,7 @@ if TYPE_CHECKING:
     from retrainer.core.blessing import ScoreCard as ScoreCard
     from retrainer.core.blessing import SliceRule as SliceRule
     from retrainer.core.blessing import SliceScore as SliceScore
+    from retrainer.core.blessing_significance import SignificanceRule as SignificanceRule
     from retrainer.core.clock import Clock as Clock
     from retrainer.core.clock import SimulatedClock as SimulatedClock
     from retrainer.core.deploy import ABPolicy as ABPolicy
@@ -257,6 +260,7 @@ if TYPE_CHECKING:
     from retrainer.core.sequential import SequentialDecision as SequentialDecision
     from retrainer.core.sequential import SequentialState as SequentialState
     from retrainer.core.sequential import SequentialTest as SequentialTest
+    from retrainer.core.significance import HoldoutRows as HoldoutRows
     from retrainer.core.triggers import AllOf as AllOf
     from retrainer.core.triggers import AnyOf as AnyOf
     from retrainer.core.triggers import CodeChangeTrigger as CodeChangeTrigger

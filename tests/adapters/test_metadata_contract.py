@@ -784,6 +784,41 @@ def test_alias_at_answers_which_version_served_when(store: MetadataStore) -> Non
     assert store.alias_at("churn", "champion", datetime(2024, 5, 2, 13, 59, tzinfo=plus2)) == 1
 
 
+def test_alias_heads_are_each_pipelines_last_move_in_one_read(store: MetadataStore) -> None:
+    with_pipeline(store, "churn", "ctr", "fresh")
+    register(store, 2)
+    register(store, 1, "ctr")
+    move(store, "champion", 1, T0)
+    move(store, "challenger", 2, T0 + timedelta(minutes=1))
+    move(store, "champion", 2, T0 + timedelta(minutes=2))
+    store.move_alias("ctr", "champion", 1, at=T0, reason="r", actor="a")
+    store.move_alias("ctr", "champion", None, at=T0 + timedelta(hours=1), reason="r", actor="a")
+    heads = store.alias_heads("champion")
+    # what alias_history(limit=1) gives each pipeline; a cleared alias's head has no version
+    assert heads == {p: store.alias_history(p, "champion", limit=1)[0] for p in ("churn", "ctr")}
+    assert heads["churn"].version == 2
+    assert heads["ctr"].version is None
+    assert "fresh" not in heads  # never moved
+    assert store.alias_heads("challenger") == {
+        "churn": store.alias_history("churn", "challenger")[-1]
+    }
+    assert store.alias_heads("never") == {}
+    # narrowed to some pipelines, unknown names finding nothing
+    assert store.alias_heads("champion", ["ctr", "nope", "fresh"]) == {"ctr": heads["ctr"]}
+    assert store.alias_heads("champion", []) == {}
+
+
+def test_alias_heads_narrowed_to_many_pipelines(store: MetadataStore) -> None:
+    # more names than one statement binds (SQLite's old limit: 999 parameters)
+    names = [f"p{i:04d}" for i in range(1100)]
+    with_pipeline(store, "churn")
+    register(store, 1)
+    move(store, "champion", 1, T0)
+    heads = store.alias_heads("champion", [*names, "churn"])
+    assert list(heads) == ["churn"]
+    assert store.get_states(["k"], [*names, "churn"]) == {}
+
+
 @pytest.mark.parametrize(
     ("expected", "wins"),
     [(ANY, True), (1, True), (None, False), (2, False)],
@@ -1205,6 +1240,29 @@ def test_state_is_per_pipeline_and_listed_by_key(store: MetadataStore) -> None:
     assert list(listed) == ["detector:adwin", "trigger:cron"]
     assert store.list_state("ctr") == {"detector:adwin": {"width": 7}}
     assert store.get_state("ctr", "trigger:cron") is None
+
+
+def test_get_states_reads_every_pipelines_keys_at_once(store: MetadataStore) -> None:
+    with_pipeline(store, "churn", "ctr", "fresh")
+    store.put_state("churn", "trigger", {"last": "2024-05-01"}, at=T0)
+    store.put_state("churn", "trigger", {"last": "2024-05-02"}, at=T0)
+    store.put_state("churn", "manual", {"requests": []}, at=T0)
+    store.put_state("churn", "other", {"x": 1}, at=T0)
+    store.put_state("ctr", "trigger", {"armed": True}, at=T0)
+    keys = ["trigger", "manual", "rollout"]
+    states = store.get_states(keys)
+    # each value is what get_state returns for its pair; pairs with nothing stored are left out
+    assert states == {
+        p: {k: store.get_state(p, k) for k in keys if store.get_state(p, k) is not None}
+        for p in ("churn", "ctr")
+    }
+    assert states["churn"]["trigger"] == ({"last": "2024-05-02"}, 2)
+    assert store.get_states(keys, ["ctr", "nope"]) == {"ctr": {"trigger": ({"armed": True}, 1)}}
+    assert store.get_states(keys, []) == {}
+    assert store.get_states([]) == {}
+    # copied out: changing what came back changes nothing stored
+    states["churn"]["trigger"][0]["last"] = "changed"
+    assert store.get_state("churn", "trigger") == ({"last": "2024-05-02"}, 2)
 
 
 @pytest.mark.parametrize(

@@ -253,3 +253,26 @@ def test_a_rollout_that_cannot_be_advanced_is_one_event_not_a_stopped_daemon(
     failed = project.store.list_events("toy", kinds=["rollout.evaluated"])
     assert [e.data["error"] for e in failed] == ["ValueError: the log is unreadable"]
     assert current_rollout(project, "toy")[0].status == "running"
+
+
+def test_the_tick_that_promotes_decides_on_the_new_champion(tmp_path: Path, monkeypatch):
+    # a tick reads every pipeline's champion before advancing the rollouts: a pipeline whose
+    # rollout is active reads it again, so its triggers see the champion the rollout set
+    project = in_memory_project(root=tmp_path, rollout=AB, triggers=[{"schedule": "0 2 * * MON"}])
+    assert execute_run(project, clock=SimulatedClock(T1)).promoted
+    assert execute_run(project, clock=SimulatedClock(T2)).deployment.rollout
+    _log(project, start=T2, n=1500, accuracy={"champion": 0.70, "challenger": 0.85})
+    contexts = []
+    context = Controller._context
+
+    def spy(self, *args, **kwargs):
+        contexts.append(context(self, *args, **kwargs)[0])
+        return contexts[-1], None
+
+    monkeypatch.setattr(Controller, "_context", spy)
+    at = T2 + timedelta(hours=6)
+    report = _tick(project, at)
+    assert report.rollouts and "promoted" in report.rollouts[0]
+    [ctx] = contexts
+    assert ctx.last_promotion == at  # the move the rollout made in this tick
+    assert ctx.metric_at_promotion == dict(project.store.get_version("toy", 2).metrics)

@@ -8,7 +8,9 @@ only if every row passes. Three rule types cover the configuration file:
 - :class:`AbsoluteRule`: bounds on the candidate's score (``accuracy >= 0.6``);
 - :class:`ChangeRule`: improvement over the champion, in the metric's direction, absolute or
   relative (``improvement >= +0.000``, ``regression <= 1.0%``);
-- :class:`SliceRule`: both of the above on every large-enough slice of one column.
+- :class:`SliceRule`: both of the above on every large-enough slice of one column;
+- :class:`~retrainer.core.blessing_significance.SignificanceRule`: a paired test on the holdout
+  rows (``better: significant``, ``not_worse: significant``), read from the cards' ``rows``.
 
 Conventions shared by all rules:
 
@@ -33,6 +35,8 @@ from pydantic import BeforeValidator, Discriminator, Field, PlainValidator, Tag,
 from pydantic_core import PydanticCustomError
 
 from retrainer.core._spec import Count, Flag, Name, NonNegative, Number, Registry, Spec
+from retrainer.core.blessing_significance import SignificanceRule
+from retrainer.core.significance import HoldoutRows
 from retrainer.core.types import EvidenceRow, Verdict
 from retrainer.errors import ConfigError
 
@@ -82,6 +86,9 @@ class ScoreCard:
         Metric name -> value (NaN when undefined on the holdout).
     slices
         Column name -> slice value (as a string) -> :class:`SliceScore`.
+    rows
+        The model's answer on each holdout row, for significance rules (None unless a rule
+        needs them: :attr:`Gate.needs_rows`).
 
     Examples
     --------
@@ -97,6 +104,7 @@ class ScoreCard:
     n: int
     metrics: Mapping[str, float]
     slices: Mapping[str, Mapping[str, SliceScore]] = field(default_factory=dict)
+    rows: HoldoutRows | None = field(default=None, compare=False, repr=False)
 
 
 @runtime_checkable
@@ -679,6 +687,13 @@ class Gate:
     def __repr__(self) -> str:
         return _repr(self)
 
+    @property
+    def needs_rows(self) -> bool:
+        """Whether a rule reads per-row scores (``ScoreCard.rows``): a significance rule."""
+        return isinstance(self.rules, Sequence) and any(
+            getattr(rule, "needs_rows", False) for rule in self.rules
+        )
+
     def _validate(self) -> None:
         if not isinstance(self.metrics, Mapping):
             raise ConfigError(
@@ -760,6 +775,7 @@ def rule_kind(spec: Mapping[str, Any]) -> str | None:
     """Which rule a configuration mapping describes; its keys decide (None: cannot tell).
 
     - ``slice`` present: a :class:`SliceRule` (``slice`` is the column);
+    - ``better`` or ``not_worse``: a significance rule (a paired test);
     - ``min_improvement`` or ``max_regression``: a :class:`ChangeRule`;
     - ``min`` or ``max``: an :class:`AbsoluteRule`.
 
@@ -767,9 +783,13 @@ def rule_kind(spec: Mapping[str, Any]) -> str | None:
     --------
     >>> rule_kind({"metric": "accuracy", "max_regression": 0.01})
     'change'
+    >>> rule_kind({"metric": "accuracy", "better": "significant"})
+    'significance'
     """
     if "slice" in spec:
         return "slice"
+    if "better" in spec or "not_worse" in spec:
+        return "significance"
     if "min_improvement" in spec or "max_regression" in spec:
         return "change"
     if "min" in spec or "max" in spec:
@@ -786,12 +806,15 @@ def _tag(value: Any) -> str | None:
 RuleSpec = Annotated[
     Annotated[AbsoluteRule, Tag("absolute")]
     | Annotated[ChangeRule, Tag("change")]
-    | Annotated[SliceRule, Tag("slice")],
+    | Annotated[SliceRule, Tag("slice")]
+    | Annotated[SignificanceRule, Tag("significance")],
     Discriminator(_tag),
 ]
 """A blessing rule as ``retrainer.yaml`` writes it; its keys decide the kind (:func:`rule_kind`)."""
 
-RULES: Registry[AbsoluteRule | ChangeRule | SliceRule] = Registry("blessing rule", RuleSpec)
+RULES: Registry[AbsoluteRule | ChangeRule | SliceRule | SignificanceRule] = Registry(
+    "blessing rule", RuleSpec
+)
 """The blessing rules by kind: the one list of them."""
 
 
@@ -812,7 +835,8 @@ def _key_problem(spec: object) -> str | None:
     if kind is None:
         return (
             f"cannot tell which blessing rule {dict(spec)!r} is: give min/max (absolute "
-            "bounds), min_improvement/max_regression (change vs champion) or slice (per-slice)"
+            "bounds), min_improvement/max_regression (change vs champion), slice (per-slice) "
+            "or better/not_worse: significant (a paired test)"
         )
     misplaced = [key for key in spec if key not in RULES.config_keys(kind)]
     if misplaced:
@@ -837,10 +861,13 @@ ConfiguredRule = Annotated[RuleSpec, BeforeValidator(_check_keys)]
 the type of ``blessing.rules`` items in ``retrainer.yaml``."""
 
 
-def build_rule(spec: Mapping[str, object]) -> AbsoluteRule | ChangeRule | SliceRule:
+def build_rule(
+    spec: Mapping[str, object],
+) -> AbsoluteRule | ChangeRule | SliceRule | SignificanceRule:
     """Build a rule from its configuration mapping; the keys decide the rule type.
 
     - ``slice`` present: :class:`SliceRule` (``slice`` is the column);
+    - ``better`` or ``not_worse``: :class:`~retrainer.core.blessing_significance.SignificanceRule`;
     - ``min_improvement`` or ``max_regression``: :class:`ChangeRule`;
     - ``min`` or ``max``: :class:`AbsoluteRule`.
 

@@ -42,6 +42,7 @@ from retrainer.config import (
 )
 from retrainer.core.blessing import Gate, Rule, ScoreCard, SliceRule, SliceScore
 from retrainer.core.metrics import Metric, compute, get_metric, make_metric
+from retrainer.core.significance import HoldoutRows
 from retrainer.core.types import EvidenceRow
 from retrainer.core.windows import window_from_spec
 from retrainer.errors import ConfigError, DataError, TrainingError
@@ -977,4 +978,12 @@ class Pipeline:
                 )
                 for value, idx in groups.items()
             }
-        return ScoreCard(n=len(holdout), metrics=self._metric_values(y_true, pred), slices=slices)
+        # per-row answers only for significance rules: the stages then store them (stages.py)
+        rows = (
+            HoldoutRows(y_true=y_true, y_pred=pred.y_pred, y_score=pred.y_score)
+            if self.gate.needs_rows
+            else None
+        )
+        return ScoreCard(
+            n=len(holdout), metrics=self._metric_values(y_true, pred), slices=slices, rows=rows
+        )

@@ -90,6 +90,7 @@ class Project:
     Tests give a simulated one to expire a lease without waiting."""
     _models: OrderedDict[str, Any] = field(default_factory=OrderedDict, repr=False)
     _pipelines: dict[str, Pipeline] = field(default_factory=dict, repr=False)
+    _by_name: tuple[Any, dict[str, Any]] | None = field(default=None, repr=False)
     _cleanup: weakref.finalize[Any, Any] | None = field(default=None, repr=False)
 
     @classmethod
@@ -213,7 +214,12 @@ class Project:
         """The runnable pipeline called ``name`` (or the only one)."""
         from retrainer.engine.pipeline import Pipeline
 
-        cfg = self.config.pipeline(name)
+        # a dict, not the configuration's linear search: a tick looks each pipeline up
+        configs = self.config.pipelines
+        if self._by_name is None or self._by_name[0] is not configs:
+            self._by_name = (configs, {p.name: p for p in configs})
+        found = self._by_name[1].get(name) if name is not None else None
+        cfg = found if found is not None else self.config.pipeline(name)  # or its error
         if cfg.name not in self._pipelines:
             self._pipelines[cfg.name] = Pipeline(cfg, self.root, self.sources.get(cfg.name))
         return self._pipelines[cfg.name]

@@ -34,6 +34,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import threading
@@ -97,9 +98,23 @@ def rollout_policy(project: Project, pipeline: str) -> RolloutPolicy | None:
     return policy if isinstance(policy, RolloutPolicy) else None
 
 
-def current_rollout(project: Project, pipeline: str) -> tuple[RolloutState, int] | None:
-    """The pipeline's last rollout (active or ended) and its state revision, or None."""
-    stored = project.store.get_state(pipeline, ROLLOUT_KEY)
+class _Unread(enum.Enum):
+    UNREAD = "unread"
+
+
+UNREAD = _Unread.UNREAD
+"""The default of :func:`advance_rollout`'s pre-read values: read them from the store."""
+
+
+def current_rollout(
+    project: Project,
+    pipeline: str,
+    stored: tuple[dict[str, Any], int] | _Unread | None = UNREAD,
+) -> tuple[RolloutState, int] | None:
+    """The pipeline's last rollout (active or ended) and its state revision, or None;
+    ``stored``: its ``rollout`` state as the store gave it, when the caller read it already."""
+    if stored is UNREAD:
+        stored = project.store.get_state(pipeline, ROLLOUT_KEY)
     if stored is None:
         return None
     value, revision = stored
@@ -385,20 +400,31 @@ _KINDS: Mapping[str, Any] = {
 
 
 def advance_rollout(
-    project: Project, pipeline: str, *, now: datetime, actor: str = "retrainer daemon"
+    project: Project,
+    pipeline: str,
+    *,
+    now: datetime,
+    actor: str = "retrainer daemon",
+    stored: tuple[dict[str, Any], int] | _Unread | None = UNREAD,
+    challenger: int | _Unread | None = UNREAD,
 ) -> RolloutStep | None:
     """Advance ``pipeline``'s active rollout by one tick and apply what it decides.
 
     Returns the step (None when the pipeline has no active rollout). Ended rollouts only get
-    their ``challenger`` alias cleared if a crash left it set.
+    their ``challenger`` alias cleared if a crash left it set. ``stored`` (the ``rollout``
+    state and its revision) and ``challenger`` (the alias's version) are what the controller
+    read for every pipeline at once; by default they are read here. A stale value is safe:
+    every write is a compare-and-set on them.
     """
-    stored = current_rollout(project, pipeline)
-    if stored is None:
+    current = current_rollout(project, pipeline, stored)
+    if current is None:
         return None
-    state, revision = stored
+    state, revision = current
     store = project.store
     if not state.active:
-        if store.get_alias(pipeline, CHALLENGER) == state.candidate:
+        if challenger is UNREAD:
+            challenger = store.get_alias(pipeline, CHALLENGER)
+        if challenger == state.candidate:
             _clear_challenger(project, state, now=now, actor=actor)
         return None
     policy = rollout_policy(project, pipeline)

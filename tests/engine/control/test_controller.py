@@ -462,19 +462,38 @@ def test_a_metric_trigger_without_a_prediction_log_measures_the_champion_on_the_
     assert len(report.queued) == 1
 
 
-def test_an_idle_tick_costs_a_few_store_calls_per_pipeline(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # a daemon with 1,000 pipelines on PostgreSQL pays every store call of a tick 1,000 times
-    # (a round trip each): an idle pipeline reads its manual requests, rollout and trigger
-    # state and the champion's last move (which gives its version too), and writes nothing
+def _pipelines_project(tmp_path: Path, n: int, triggers: list[dict[str, Any]]) -> Project:
+    from retrainer.adapters.sources import CallableSource
+    from retrainer.config import parse_config
+    from retrainer.testing import pipeline_spec
+
+    frame = make_frame(24 * 80, seed=1)
+    specs = [
+        pipeline_spec(
+            name=f"p{i}",
+            triggers=triggers,
+            blessing=BLESS_ANY,
+            window={"kind": "sliding", "duration": "10d"},
+        )
+        for i in range(n)
+    ]
+    source = CallableSource(lambda start, end: frame, time_column="ts", name="test")
+    return Project.in_memory(
+        parse_config({"pipelines": specs}), tmp_path, sources={s["name"]: source for s in specs}
+    )
+
+
+def _idle_tick_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int
+) -> tuple[list[str], Any]:
     from retrainer.engine.runs.run import execute_run
 
-    project = _project(tmp_path, [{"schedule": "0 2 * * MON"}])  # START is a Saturday
-    clock = SimulatedClock(START)
-    assert execute_run(project, clock=clock).promoted
+    project = _pipelines_project(tmp_path / str(n), n, [{"schedule": "0 2 * * MON"}])
+    clock = SimulatedClock(START)  # a Saturday: the schedule is armed, not due
+    for cfg in project.config.pipelines:
+        assert execute_run(project, cfg.name, clock=clock).promoted
     controller = Controller(project, clock=clock)
-    controller.tick()  # arms the schedule, caches the champion's version
+    controller.tick()  # arms the schedules, caches the champions' versions
     clock.advance(timedelta(minutes=1))
     real, calls = project.store, []
 
@@ -485,10 +504,56 @@ def test_an_idle_tick_costs_a_few_store_calls_per_pipeline(
 
     monkeypatch.setattr(project, "store", Counting())
     report = controller.tick()
-    assert not report.queued and not report.events and len(report.decisions) == 1
-    per_pipeline = [c for c in calls if c not in ("list_runs", "list_events")]
-    assert sorted(per_pipeline) == ["alias_history", "get_state", "get_state", "get_state"]
-    assert "get_alias" not in calls and not any(c.startswith("put") for c in calls)
+    assert not report.queued and not report.events and len(report.decisions) == n
+    assert not any(d.fire for d in report.decisions)
+    return calls, report
+
+
+def test_an_idle_tick_costs_the_same_store_calls_whatever_the_pipeline_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a daemon with 1,000 pipelines on PostgreSQL would pay a store call made per pipeline
+    # 1,000 times (a round trip and a transaction each): an idle tick reads the manual
+    # requests, rollout and trigger states of every pipeline in one call, the champions' and
+    # challengers' last moves in one call each, and writes nothing
+    one, _ = _idle_tick_calls(tmp_path, monkeypatch, 1)
+    five, _ = _idle_tick_calls(tmp_path, monkeypatch, 5)
+    assert sorted(five) == sorted(one)
+    assert sorted(c for c in five if c not in ("list_runs", "list_events")) == [
+        "alias_heads",
+        "alias_heads",
+        "get_states",
+    ]
+    assert not any(c.startswith("put") for c in five)
+
+
+def test_the_batched_reads_give_the_context_the_single_reads_give(tmp_path: Path) -> None:
+    # what a tick reads for every pipeline at once feeds the same trigger context as a
+    # pipeline read on its own (what _decide does without them, as the orchestrators call it)
+    from retrainer.engine.control.controller import TickReads
+    from retrainer.engine.runs.run import execute_run
+    from retrainer.engine.state import MANUAL_STATE_KEY, POLICY_STATE_KEY
+
+    project = _pipelines_project(tmp_path, 4, [{"schedule": "0 2 * * MON"}])
+    clock = SimulatedClock(START)
+    for name in ("p0", "p1", "p2"):  # p3: no champion
+        assert execute_run(project, name, clock=clock).promoted
+    store = project.store
+    store.move_alias("p2", "champion", None, at=START, reason="test", actor="t")  # cleared
+    controller = Controller(project, clock=clock)
+    controller.tick()
+    store.put_state("p1", MANUAL_STATE_KEY, {"requests": []}, at=START)
+    names = [cfg.name for cfg in project.config.pipelines]
+    reads = TickReads.read(store, names)
+    for name in names:
+        for key in TickReads.KEYS:
+            assert reads.state(name, key) == store.get_state(name, key)
+        assert reads.champion(name) == store.get_alias(name, "champion")
+        pipeline, policy = project.pipeline(name), controller.policy(name)
+        assert policy is not None
+        batched = controller._context(pipeline, policy, clock.now(), reads)
+        assert batched == controller._context(pipeline, policy, clock.now())
+        assert batched[1] == store.get_state(name, POLICY_STATE_KEY)[1]  # type: ignore[index]
 
 
 @pytest.mark.parametrize(("below", "fires"), [(0.999, True), (0.01, False)])

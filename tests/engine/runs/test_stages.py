@@ -150,16 +150,22 @@ def test_decide_records_evidence_and_takes_manual_requests(tmp_path: Path):
     assert fired.fire and fired.trigger == "schedule"
     events = project.store.list_events("toy", kinds=["trigger.fired"])
     assert events and events[-1].data["slot"] == fired.slot
+    # the run is queued with the decision: a task that dies now finds it at the next decide
+    again = decide(project, "toy", now=datetime(2024, 1, 8, 4, tzinfo=UTC))
+    assert again.fire and (again.trigger, again.slot) == (fired.trigger, fired.slot)
+    started = start_run(project, "toy", now=T2, trigger=again.trigger, slot=again.slot)
+    assert started is not None and started.status == "running"
+    assert len(project.store.list_runs("toy")) == 1
     # the orchestrator's schedule stands for the schedule trigger: nothing left to evaluate
     assert not decide(project, "toy", now=T2, exclude_schedules=True).fire
     request_run(project, "toy", now=T2, by="alice")
     manual = decide(project, "toy", now=T2, exclude_schedules=True)
     assert manual.fire and manual.trigger == "manual" and manual.evidence["by"] == "alice"
-    assert not decide(project, "toy", now=T2, exclude_schedules=True).fire  # taken once
     run = start_run(
         project, "toy", now=T2, trigger=manual.trigger, slot=manual.slot, evidence=manual.evidence
     )
     assert run is not None and run.cause == "manual" and run.evidence["by"] == "alice"
+    assert not decide(project, "toy", now=T2, exclude_schedules=True).fire  # taken once
 
 
 def test_stage_summaries_are_json(tmp_path: Path):

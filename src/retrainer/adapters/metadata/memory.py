@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import pickle
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
@@ -398,6 +398,14 @@ class InMemoryMetadataStore(MetadataStore):
                 found = [m for m in self._moves if m.pipeline == pipeline]
         return found if limit is None else found[len(found) - max(limit, 0) :]
 
+    def alias_heads(
+        self, alias: str, pipelines: Sequence[str] | None = None
+    ) -> dict[str, AliasMove]:
+        with self._lock:
+            names = self._pipelines if pipelines is None else pipelines
+            heads = ((name, self._alias_moves.get((name, alias))) for name in names)
+            return {name: moves[-1] for name, moves in heads if moves}
+
     def alias_at(self, pipeline: str, alias: str, at: datetime) -> int | None:
         at = as_utc(at)
         with self._lock:
@@ -453,6 +461,18 @@ class InMemoryMetadataStore(MetadataStore):
         with self._lock:
             found = self._state.get((pipeline, key))
             return None if found is None else (self._out(found[0]), found[1])
+
+    def get_states(
+        self, keys: Sequence[str], pipelines: Sequence[str] | None = None
+    ) -> dict[str, dict[str, tuple[dict[str, Any], int]]]:
+        out: dict[str, dict[str, tuple[dict[str, Any], int]]] = {}
+        with self._lock:
+            for name in self._pipelines if pipelines is None else pipelines:
+                for key in keys:
+                    found = self._state.get((name, key))
+                    if found is not None:
+                        out.setdefault(name, {})[key] = (self._out(found[0]), found[1])
+        return out
 
     def put_state(
         self,

@@ -8,7 +8,7 @@ repeat them (``help(SQLMetadataStore.move_alias)`` shows this text through inher
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -177,6 +177,14 @@ class RegistryStore(Protocol):
         """
         ...
 
+    def alias_heads(
+        self, alias: str, pipelines: Sequence[str] | None = None
+    ) -> dict[str, AliasMove]:
+        """The last move of ``alias`` of each pipeline that has one, by pipeline, in one read:
+        ``alias_history(p, alias, limit=1)[0]`` for every ``p`` (its ``version`` is ``None``
+        when the alias was cleared). ``pipelines`` (default: all of them) keeps those."""
+        ...
+
 
 class MonitorStore(Protocol):
     """The figures of each monitoring window."""
@@ -214,6 +222,14 @@ class StateStore(Protocol):
 
     def get_state(self, pipeline: str, key: str) -> tuple[dict[str, Any], int] | None:
         """The value stored under ``key`` and its revision, or ``None`` if there is none."""
+        ...
+
+    def get_states(
+        self, keys: Sequence[str], pipelines: Sequence[str] | None = None
+    ) -> dict[str, dict[str, tuple[dict[str, Any], int]]]:
+        """The values stored under ``keys`` and their revisions, by pipeline then key, in one
+        read: ``get_states(keys)[p][k]`` is ``get_state(p, k)``, and a pair with nothing stored
+        is left out. ``pipelines`` (default: all of them) keeps those."""
         ...
 
     def put_state(

@@ -41,6 +41,7 @@ from retrainer.adapters.executors import Executor, InlineExecutor, Job, JobResul
 from retrainer.adapters.metadata.outage import unavailable
 from retrainer.core.clock import Clock, SimulatedClock, check_time
 from retrainer.core.performance import get_online_metric
+from retrainer.core.rollout import ACTIVE, CHALLENGER, ROLLOUT_KEY
 from retrainer.core.triggers import (
     AnyOf,
     Decision,
@@ -55,7 +56,7 @@ from retrainer.core.triggers import (
     build_trigger,
     run_key,
 )
-from retrainer.core.types import Event, Run, Snapshot
+from retrainer.core.types import AliasMove, Event, Run, Snapshot
 from retrainer.core.windows import parse_duration
 from retrainer.engine.monitoring.estimate import estimated_metrics
 from retrainer.engine.pipeline import Pipeline
@@ -117,6 +118,42 @@ class TickReport:
     """A line per rollout that moved (a step, a promotion, a rejection, a rollback)."""
     events: list[Event] = field(default_factory=list)
     seconds: float = 0.0
+
+
+@dataclass
+class TickReads:
+    """What a tick reads for every pipeline at once, a store query each (a query per pipeline
+    costs a round trip and a transaction apiece: most of a tick at 1,000 pipelines).
+
+    Values can be a tick old when used; that is safe: every write made from them is a
+    compare-and-set (a stale one fails, and the next tick reads again).
+    """
+
+    states: dict[str, dict[str, tuple[dict[str, Any], int]]]
+    """``get_states`` of the manual-request, rollout and trigger keys."""
+    champions: dict[str, AliasMove]
+    """The champion alias's last move, by pipeline."""
+    challengers: dict[str, AliasMove]
+    """The challenger alias's last move, by pipeline."""
+    stale: set[str] = field(default_factory=set)
+    """Pipelines whose aliases this tick may have moved (a rollout): read them again."""
+
+    KEYS = (MANUAL_STATE_KEY, ROLLOUT_KEY, POLICY_STATE_KEY)
+
+    @classmethod
+    def read(cls, store: Any, pipelines: Sequence[str]) -> TickReads:
+        return cls(
+            states=store.get_states(cls.KEYS, pipelines),
+            champions=store.alias_heads(CHAMPION, pipelines),
+            challengers=store.alias_heads(CHALLENGER, pipelines),
+        )
+
+    def state(self, pipeline: str, key: str) -> tuple[dict[str, Any], int] | None:
+        return self.states.get(pipeline, {}).get(key)
+
+    def champion(self, pipeline: str) -> int | None:
+        move = self.champions.get(pipeline)
+        return move.version if move is not None else None
 
 
 @dataclass
@@ -258,19 +295,21 @@ class Controller:
         report.repaired = reap_stale_runs(
             self.project, now, max_attempts=self.max_attempts, backoff=self.retry_backoff
         )
-        self._metrics = self._online_metrics(now)
-        for cfg in self.project.config.pipelines:
+        configs = self.project.config.pipelines
+        reads = TickReads.read(store, [cfg.name for cfg in configs])
+        self._metrics = self._online_metrics(now, reads)
+        for cfg in configs:
             pipeline = self.project.pipeline(cfg.name)
             if self._ensured.get(pipeline.name) != pipeline.definition_hash:
                 store.ensure_pipeline(pipeline.name, pipeline.definition_hash, now)
                 self._ensured[pipeline.name] = pipeline.definition_hash
-            self._manual(pipeline, now, report)
-            self._rollout(pipeline, now, report)
+            self._manual(pipeline, now, report, reads)
+            self._rollout(pipeline, now, report, reads)
             policy = self.policy(cfg.name)
             if (policy is not None and policy.watches_monitor) or self._monitors(pipeline):
                 self._observe(pipeline, now, report)
             if policy is not None:
-                self._decide(pipeline, policy, now, report)
+                self._decide(pipeline, policy, now, report, reads)
         self._collect(now, report)
         self._dispatch(now, report)
         self._collect(now, report)
@@ -279,7 +318,10 @@ class Controller:
         return report
 
     def _online_metrics(
-        self, now: datetime, names: Sequence[str] | None = None
+        self,
+        now: datetime,
+        reads: TickReads | None = None,
+        names: Sequence[str] | None = None,
     ) -> dict[tuple[str, MetricNeed], MetricValue]:
         """Every metric the triggers need, read from the log in one query per window length.
 
@@ -313,15 +355,17 @@ class Controller:
                 (name, get_online_metric(need.metric).name, need.over, need.min_samples)
             )
             if window is None or window.n_rows == 0:
-                window = self._source_metric(name, need, now)
+                window = self._source_metric(name, need, now, reads)
             result = window.result(need.metric)
             out[(name, need)] = MetricValue(value=result.value, n=result.n, status=result.status)
         return out
 
-    def _source_metric(self, name: str, need: MetricNeed, now: datetime) -> Any:
+    def _source_metric(
+        self, name: str, need: MetricNeed, now: datetime, reads: TickReads | None = None
+    ) -> Any:
         """:func:`source_metric` of the current champion (its model loaded once)."""
         store = self.project.store
-        champion = store.get_alias(name, CHAMPION)
+        champion = reads.champion(name) if reads is not None else store.get_alias(name, CHAMPION)
         mv = model = None
         if champion is not None:
             key = (name, champion)
@@ -333,13 +377,28 @@ class Controller:
             model = self._champion_models[name][1]
         return source_metric(self.project.pipeline(name), mv, model, need, now)
 
-    def _rollout(self, pipeline: Pipeline, now: datetime, report: TickReport) -> None:
+    def _rollout(
+        self, pipeline: Pipeline, now: datetime, report: TickReport, reads: TickReads | None = None
+    ) -> None:
         """Advance the pipeline's rollout, if one is active (a failure is an event, not a
         stopped daemon: the next tick tries again)."""
-        from retrainer.engine.rollout import advance_rollout
+        from retrainer.engine.rollout import UNREAD, advance_rollout
 
+        stored: Any = UNREAD
+        challenger: Any = UNREAD
+        if reads is not None:
+            stored = reads.state(pipeline.name, ROLLOUT_KEY)
+            if stored is None:  # never rolled out
+                self._rollout_errors.pop(pipeline.name, None)
+                return
+            head = reads.challengers.get(pipeline.name)
+            challenger = head.version if head is not None else None
+            if stored[0].get("status") in ACTIVE:
+                reads.stale.add(pipeline.name)  # it may move the champion: _decide reads it
         try:
-            step = advance_rollout(self.project, pipeline.name, now=now)
+            step = advance_rollout(
+                self.project, pipeline.name, now=now, stored=stored, challenger=challenger
+            )
         except Exception as exc:
             if unavailable(exc) is not None:
                 raise  # the database is away: the loop backs off and ticks again
@@ -393,14 +452,20 @@ class Controller:
             )
 
     def _context(
-        self, pipeline: Pipeline, policy: _Policy, now: datetime
+        self, pipeline: Pipeline, policy: _Policy, now: datetime, reads: TickReads | None = None
     ) -> tuple[TriggerContext, int | None]:
         store = self.project.store
-        stored = store.get_state(pipeline.name, POLICY_STATE_KEY)
+        # the last move of the alias is both the champion and its promotion time; a tick reads
+        # them for every pipeline at once (``reads``), but again after a rollout could move it
+        moves: list[AliasMove]
+        if reads is not None and pipeline.name not in reads.stale:
+            stored = reads.state(pipeline.name, POLICY_STATE_KEY)
+            head = reads.champions.get(pipeline.name)
+            moves = [head] if head is not None else []
+        else:
+            stored = store.get_state(pipeline.name, POLICY_STATE_KEY)
+            moves = store.alias_history(pipeline.name, CHAMPION, limit=1)
         state, revision = stored if stored is not None else ({}, None)
-        # the last move of the alias is both the champion and its promotion time: one query
-        # (a tick pays each store call once per pipeline)
-        moves = store.alias_history(pipeline.name, CHAMPION, limit=1)
         champion = moves[-1].version if moves else None
         champ = None
         if champion is not None:  # versions are immutable: cache them
@@ -462,14 +527,19 @@ class Controller:
         return ctx, revision
 
     def decide_once(self, name: str, now: datetime, *, exclude_schedules: bool = False) -> Decision:
-        """One pipeline's decision at ``now``, observed and recorded as a tick does, but with
-        nothing queued: the orchestrators' decide task (see
-        :func:`retrainer.engine.runs.stages.decide`). A pending manual request comes first."""
+        """One pipeline's decision at ``now``, observed and recorded as a tick does: the
+        orchestrators' decide task (see :func:`retrainer.engine.runs.stages.decide`).
+
+        A firing queues its run before the trigger state is saved, as a tick does, so a
+        process that dies after deciding loses nothing: the next call returns the run still
+        queued (oldest first) before evaluating anything, then pending manual requests.
+        """
         pipeline = self.project.pipeline(name)
         self.project.store.ensure_pipeline(name, pipeline.definition_hash, now)
-        request = self._take_request(pipeline, now)
-        if request is not None:
-            return request
+        report = TickReport(at=now)
+        waiting = self._waiting(pipeline) or self._take_request(pipeline, now, report)
+        if waiting is not None:
+            return waiting
         policy = build_policy(pipeline, exclude_schedules=exclude_schedules)
         if policy is None:
             return Decision(
@@ -477,24 +547,58 @@ class Controller:
             )
         self._policies[name] = policy
         self._metrics = self._online_metrics(now, names=[name])
-        report = TickReport(at=now)
         if policy.watches_monitor or self._monitors(pipeline):
             self._observe(pipeline, now, report)
-        decision = self._decide(pipeline, policy, now, report, queue=False)
+        decision = self._decide(pipeline, policy, now, report)
         if decision is None:  # another evaluation saved the state first: it acts on it
             return Decision(
                 fire=False, trigger="none", slot=None, reason="evaluated concurrently elsewhere"
             )
         return decision
 
-    def _take_request(self, pipeline: Pipeline, now: datetime) -> Decision | None:
-        """The oldest pending manual request as a firing decision, removed from the queue."""
+    def _waiting(self, pipeline: Pipeline) -> Decision | None:
+        """The oldest queued run of the pipeline as the decision that queued it."""
+        store = self.project.store
+        queued = store.list_runs(pipeline.name, status="queued", limit=None)
+        if not queued:
+            return None
+        run = min(queued, key=lambda r: r.id or 0)
+        event = next(
+            (
+                e
+                for e in store.list_events(pipeline.name, kinds=["run.queued"])
+                if e.run_id == run.id
+            ),
+            None,
+        )
+        data = event.data if event is not None else {}
+        return Decision(
+            fire=True,
+            trigger=str(data.get("trigger") or run.cause),
+            slot=str(data.get("slot") or run.created_at.isoformat()),
+            reason=f"run {run.id} was queued by an earlier decision and not started yet",
+            evidence=dict(run.evidence),
+        )
+
+    def _take_request(
+        self, pipeline: Pipeline, now: datetime, report: TickReport
+    ) -> Decision | None:
+        """The oldest pending manual request as a firing decision: its run queued first, then
+        the request removed (a crash between the two queues nothing twice: the key)."""
         store = self.project.store
         for _ in range(10):
             stored = store.get_state(pipeline.name, MANUAL_STATE_KEY)
             if stored is None or not stored[0].get("requests"):
                 return None
             (request, *rest), revision = stored[0]["requests"], stored[1]
+            decision = Decision(
+                fire=True,
+                trigger="manual",
+                slot=str(request["id"]),
+                reason=f"manual request {request['id']} by {request.get('by', '?')}",
+                evidence=dict(request),
+            )
+            self._queue(pipeline, decision, now, report)
             try:
                 store.put_state(
                     pipeline.name,
@@ -505,13 +609,7 @@ class Controller:
                 )
             except ConcurrencyError:
                 continue  # a request was added or taken meanwhile: read again
-            return Decision(
-                fire=True,
-                trigger="manual",
-                slot=str(request["id"]),
-                reason=f"manual request {request['id']} by {request.get('by', '?')}",
-                evidence=dict(request),
-            )
+            return decision
         return None
 
     def _decide(
@@ -520,13 +618,12 @@ class Controller:
         policy: _Policy,
         now: datetime,
         report: TickReport,
-        *,
-        queue: bool = True,
+        reads: TickReads | None = None,
     ) -> Decision | None:
-        ctx, revision = self._context(pipeline, policy, now)
+        ctx, revision = self._context(pipeline, policy, now, reads)
         decision = apply_guards(ctx, policy.trigger.evaluate(ctx), policy.guards)
         report.decisions.append(decision)
-        if decision.fire and queue:
+        if decision.fire:
             # the run first: its key makes a repeat harmless, so a crash before the state is
             # saved re-creates nothing, and no slot is lost
             self._queue(pipeline, decision, now, report)
@@ -566,10 +663,16 @@ class Controller:
             self._event(report, event)
         return decision
 
-    def _manual(self, pipeline: Pipeline, now: datetime, report: TickReport) -> None:
+    def _manual(
+        self, pipeline: Pipeline, now: datetime, report: TickReport, reads: TickReads | None = None
+    ) -> None:
         """Queue a run for each pending manual request (``retrainer run --queue``)."""
         store = self.project.store
-        stored = store.get_state(pipeline.name, MANUAL_STATE_KEY)
+        stored = (
+            reads.state(pipeline.name, MANUAL_STATE_KEY)
+            if reads is not None
+            else store.get_state(pipeline.name, MANUAL_STATE_KEY)
+        )
         if stored is None or not stored[0].get("requests"):
             return
         state, revision = stored

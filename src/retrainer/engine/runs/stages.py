@@ -44,6 +44,7 @@ from retrainer.adapters.metadata._records import (
 )
 from retrainer.core.blessing import ScoreCard, SliceScore
 from retrainer.core.clock import SimulatedClock, check_time
+from retrainer.core.significance import HoldoutRows
 from retrainer.core.triggers import Decision, run_key
 from retrainer.core.types import Event, Run
 from retrainer.engine.project import Project
@@ -105,11 +106,13 @@ def decide(
     """Evaluate ``pipeline``'s triggers and guards at ``now``, as a daemon tick does.
 
     The monitor runs first when a drift trigger needs it; a ``trigger.fired`` or
-    ``trigger.evaluated`` event records the evidence; the trigger state is saved. Nothing is
-    queued: the caller starts the run (:func:`start_run`) when ``decision.fire``. A pending
-    manual request (``retrainer run --queue``) is taken first, as a firing ``manual``
-    decision. ``exclude_schedules`` leaves out the ``schedule`` triggers, for an orchestrator
-    whose own schedule stands for them.
+    ``trigger.evaluated`` event records the evidence; the trigger state is saved. A firing
+    queues its run first, as a tick does; the caller then starts it with :func:`start_run`
+    (``decision.trigger``, ``decision.slot``). So that a task that dies in between loses
+    nothing, a run still queued is returned first (as the decision that queued it), then a
+    pending manual request (``retrainer run --queue``) as a firing ``manual`` decision.
+    ``exclude_schedules`` leaves out the ``schedule`` triggers, for an orchestrator whose own
+    schedule stands for them.
 
     Examples
     --------
@@ -130,6 +133,10 @@ def decide(
     >>> d = decide(project, "churn", now=datetime(2024, 1, 8, 3, tzinfo=UTC))
     >>> d.fire, d.slot
     (True, '2024-01-08T02:00:00+00:00')
+    >>> run = start_run(project, "churn", now=datetime(2024, 1, 8, 3, tzinfo=UTC),
+    ...                 trigger=d.trigger, slot=d.slot)
+    >>> run.status, run.cause
+    ('running', 'schedule')
     >>> decide(project, "churn", now=datetime(2024, 1, 8, 3, tzinfo=UTC),
     ...        exclude_schedules=True).reason
     'churn has no trigger to evaluate'
@@ -155,8 +162,9 @@ def start_run(
     """The run of ``(pipeline, trigger, slot)``, created once and claimed; None if it ended.
 
     A run of that key still ``running`` (a task retried after its process died) is returned
-    to be continued by the stages; one ``queued`` (created but not claimed, or re-queued by a
-    reaper) is claimed. ``cause`` names what fired (default: ``trigger``).
+    to be continued by the stages; one ``queued`` (by :func:`decide`, or re-queued by a
+    reaper) is claimed, with ``evidence`` added to its own. ``cause`` names what fired
+    (default: ``trigger``) when the run is created here.
     """
     now = check_time(now, "the run's time")
     definition = project.pipeline(pipeline)
@@ -183,8 +191,9 @@ def start_run(
     )
     if run.status in ("succeeded", "failed"):
         return None
-    if run.status == "queued":
-        return claim_run(project, run, now=now, owner=owner)
+    if run.status == "queued":  # queued by decide (or by a start that died before its claim)
+        evidence = {**run.evidence, **dict(evidence or {})}
+        return claim_run(project, dataclasses.replace(run, evidence=evidence), now=now, owner=owner)
     return run
 
 
@@ -312,6 +321,33 @@ def _card_from_json(data: Mapping[str, Any]) -> ScoreCard:
     )
 
 
+def _rows_blob(rows: HoldoutRows) -> bytes:
+    """The candidate's per-row answers (significance rules), as Parquet: not in the JSON record,
+    and not recomputed in bless, where an online model has since learned the holdout rows."""
+    columns: dict[str, Any] = {"y_pred": rows.y_pred}
+    score = rows.y_score
+    if score is not None and score.ndim == 1:
+        columns["y_score"] = score
+    elif score is not None:
+        columns.update({f"y_score_{j}": score[:, j] for j in range(score.shape[1])})
+    buffer = io.BytesIO()
+    pd.DataFrame(columns).to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def _rows_from_blob(blob: bytes, y_true: Any) -> HoldoutRows:
+    frame = pd.read_parquet(io.BytesIO(blob))
+    matrix = [c for c in frame.columns if c.startswith("y_score_")]
+    score = (
+        frame["y_score"].to_numpy()
+        if "y_score" in frame.columns
+        else frame[matrix].to_numpy()
+        if matrix
+        else None
+    )
+    return HoldoutRows(y_true=y_true, y_pred=frame["y_pred"].to_numpy(), y_score=score)
+
+
 def _ref(data: Mapping[str, Any]) -> ArtifactRef:
     return ArtifactRef(sha256=data["sha256"], size=int(data["size"]), url=data.get("url", ""))
 
@@ -323,6 +359,10 @@ def _train(project: Project, run: Run, now: datetime, timings: dict[str, float])
     buffer = io.BytesIO()
     loaded.holdout.to_parquet(buffer, index=True)  # the index: slices and row order survive
     holdout = project.artifacts.put(buffer.getvalue())
+    rows = None
+    if trained.card.rows is not None:
+        rows_ref = project.artifacts.put(_rows_blob(trained.card.rows))
+        rows = {"sha256": rows_ref.sha256, "size": rows_ref.size}
     return {
         "snapshot_id": loaded.snapshot.id,
         "rows": loaded.snapshot.rows,
@@ -335,6 +375,7 @@ def _train(project: Project, run: Run, now: datetime, timings: dict[str, float])
             "types": list(trained.artifact_types) if trained.artifact_types else None,
         },
         "card": _card_to_json(trained.card),
+        "row_answers": rows,
         "candidate_metrics": metrics_to_json(trained.card.metrics),
         "profile": trained.profile.to_dict() if trained.profile is not None else None,
     }
@@ -367,10 +408,17 @@ def _restore(
         unlabelled=int(record.get("unlabelled", 0)),
         findings=evidence_from_json(record.get("findings", [])),
     )
+    card = _card_from_json(record["card"])
+    answers = record.get("row_answers")
+    if with_model and answers:
+        blob = project.artifacts.get(answers["sha256"], size=answers["size"])
+        target = project.pipeline(run.pipeline).config.target
+        rows = _rows_from_blob(blob, holdout[target].to_numpy())
+        card = dataclasses.replace(card, rows=rows)
     candidate = record["candidate"]
     trained = TrainedCandidate(
         model=model,
-        card=_card_from_json(record["card"]),
+        card=card,
         artifact=_ref(candidate),
         profile=Profile.from_dict(record["profile"]) if record.get("profile") else None,
         artifact_types=tuple(candidate["types"]) if candidate.get("types") else None,

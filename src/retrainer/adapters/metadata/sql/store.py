@@ -554,6 +554,21 @@ class SQLMetadataStore(MetadataStore):
         found.reverse()
         return found
 
+    def alias_heads(
+        self, alias: str, pipelines: Sequence[str] | None = None
+    ) -> dict[str, AliasMove]:
+        def query(where: Sequence[Any]) -> Any:
+            last = (
+                sa.select(sa.func.max(alias_moves.c.id))
+                .where(alias_moves.c.alias == alias, *where)
+                .group_by(alias_moves.c.pipeline)
+            )
+            return sa.select(alias_moves).where(alias_moves.c.id.in_(last))
+
+        with self._tx(write=False) as conn:
+            rows = _rows_of(conn, query, alias_moves.c.pipeline, pipelines)
+            return {row.pipeline: move_from(row._mapping) for row in rows}
+
     def alias_at(self, pipeline: str, alias: str, at: datetime) -> int | None:
         query = (
             sa.select(alias_moves.c.version)
@@ -618,6 +633,23 @@ class SQLMetadataStore(MetadataStore):
         with self._tx(write=False) as conn:
             row = conn.execute(query).first()
         return None if row is None else (row._mapping["value"], row._mapping["revision"])
+
+    def get_states(
+        self, keys: Sequence[str], pipelines: Sequence[str] | None = None
+    ) -> dict[str, dict[str, tuple[dict[str, Any], int]]]:
+        def query(where: Sequence[Any]) -> Any:
+            columns = (pipeline_state.c.pipeline, pipeline_state.c.key)
+            return sa.select(*columns, pipeline_state.c.value, pipeline_state.c.revision).where(
+                pipeline_state.c.key.in_(list(keys)), *where
+            )
+
+        out: dict[str, dict[str, tuple[dict[str, Any], int]]] = {}
+        if not keys:
+            return out
+        with self._tx(write=False) as conn:
+            for row in _rows_of(conn, query, pipeline_state.c.pipeline, pipelines):
+                out.setdefault(row.pipeline, {})[row.key] = (row.value, row.revision)
+        return out
 
     def put_state(
         self,
@@ -781,6 +813,24 @@ class SQLMetadataStore(MetadataStore):
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+_IN_CHUNK = 900  # names bound per IN (...): below SQLite's old limit of 999 parameters
+
+
+def _rows_of(
+    conn: sa.Connection,
+    query: Callable[[Sequence[Any]], Any],
+    column: sa.Column[Any],
+    names: Sequence[str] | None,
+) -> list[sa.Row[Any]]:
+    """The rows of ``query(where)`` for every name (``None``: no filter), a chunk of names per
+    statement, all in the caller's transaction."""
+    if names is None:
+        return list(conn.execute(query(())))
+    unique = list(dict.fromkeys(names))
+    chunks = [unique[i : i + _IN_CHUNK] for i in range(0, len(unique), _IN_CHUNK)]
+    return [row for chunk in chunks for row in conn.execute(query((column.in_(chunk),)))]
 
 
 @cache
