@@ -13,7 +13,7 @@ Timing: "fit" is the calibration / loss models on the reference; "per chunk" is 
 every metric with its interval on one chunk (NannyML: ``estimate()`` over the analysis set
 divided by its chunks, so its chunking overhead is counted; retrainer: the core functions on
 each chunk's arrays, plus the calibration map or the loss models' prediction). Each tool
-estimates one chunk first, untimed (lazy imports).
+estimates one chunk first, untimed (lazy imports), and the fastest of 3 passes is kept.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from retrainer.engine.monitoring.estimate import Calibrator, LossModel
 HERE = Path(__file__).resolve().parent
 CAR_LOAN = Path("/work/shared/datasets/car_loan.parquet")
 CHUNK = 5000
+REPEAT = 3
 
 
 def _realized(kind: str, chunk: pd.DataFrame) -> dict[str, float]:
@@ -59,21 +60,25 @@ def _retrainer(kind: str, ref: pd.DataFrame, ana: pd.DataFrame, features: list[s
     else:
         loss = LossModel.fit(ref[features], ref["y_pred"].to_numpy(), ref["y_true"].to_numpy())
     fit_s = time.perf_counter() - t0
-    out, spent = [], 0.0
-    for i, (start, end) in enumerate([spans[0], *spans]):  # the first, untimed: a warm-up
-        chunk = ana.iloc[start:end]
-        t0 = time.perf_counter()
-        if kind == "cbpe":
-            score = chunk["y_pred_proba"].to_numpy()
-            est = estimate_classification(
-                cal(score), y_pred=chunk["y_pred"].to_numpy(), score=score
-            )
-        else:
-            abs_err, sq_err = loss.predict(chunk[features], chunk["y_pred"].to_numpy())
-            est = estimate_regression(abs_err, sq_err)
-        if i:
-            spent += time.perf_counter() - t0
-            out.append({m: e.to_dict() for m, e in est.items()})
+    passes = []
+    for _ in range(REPEAT):  # the fastest pass: the machine is shared
+        out, spent = [], 0.0
+        for i, (start, end) in enumerate([spans[0], *spans]):  # the first, untimed: a warm-up
+            chunk = ana.iloc[start:end]
+            t0 = time.perf_counter()
+            if kind == "cbpe":
+                score = chunk["y_pred_proba"].to_numpy()
+                est = estimate_classification(
+                    cal(score), y_pred=chunk["y_pred"].to_numpy(), score=score
+                )
+            else:
+                abs_err, sq_err = loss.predict(chunk[features], chunk["y_pred"].to_numpy())
+                est = estimate_regression(abs_err, sq_err)
+            if i:
+                spent += time.perf_counter() - t0
+                out.append({m: e.to_dict() for m, e in est.items()})
+        passes.append(spent)
+    spent = min(passes)
     return fit_s, spent / len(spans), out
 
 

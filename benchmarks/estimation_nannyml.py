@@ -25,6 +25,7 @@ warnings.filterwarnings("ignore")
 
 CBPE_METRICS = ["accuracy", "f1", "roc_auc"]
 DLE_METRICS = ["mae", "rmse"]
+REPEAT = 3
 
 
 def _joined(loader, target: str):
@@ -104,9 +105,12 @@ def main(out: Path, car_loan: str, chunk_size: int) -> None:
         fit_s = time.perf_counter() - t0
         analysis = ana.drop(columns=["y_true"])
         calc.estimate(analysis.iloc[:chunk_size])  # warm-up (lazy imports), as for retrainer
-        t0 = time.perf_counter()
-        est = calc.estimate(analysis).filter(period="analysis").to_df()
-        estimate_s = time.perf_counter() - t0
+        times = []
+        for _ in range(REPEAT):  # the fastest pass: the machine is shared
+            t0 = time.perf_counter()
+            est = calc.estimate(analysis).filter(period="analysis").to_df()
+            times.append(time.perf_counter() - t0)
+        estimate_s = min(times)
         chunks = []
         for _, row in est.iterrows():
             chunks.append(

@@ -184,7 +184,7 @@ def expected_roc_auc(
         return math.nan
     desc = (np.argsort(s, kind="stable") if order is None else order)[::-1]
     tp = np.cumsum(pr[desc])
-    fp = np.cumsum(1 - pr[desc])
+    fp = np.arange(1, pr.size + 1) - tp  # the cumulative sum of 1 - p
     # keep the last row of each tie group: a threshold admits all tied rows at once
     last = _tie_ends(s[desc])
     tpr = np.r_[0.0, tp[last] / pos]

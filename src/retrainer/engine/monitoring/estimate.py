@@ -127,14 +127,11 @@ class LossModel:
         }
         Z = _numeric(X, categories).assign(__prediction__=np.asarray(y_pred, dtype=float))
         err = np.asarray(y, dtype=float) - np.asarray(y_pred, dtype=float)
-        # text columns as categories (their codes; at most 255 of them, else as numbers)
-        categorical = [c in categories and len(categories[c]) < 255 for c in Z.columns]
         models = []
         for target in (np.abs(err), err**2):
-            m = HistGradientBoostingRegressor(
-                max_iter=200, early_stopping=False, categorical_features=categorical,
-                random_state=seed,
-            )  # fmt: skip
+            # NannyML's LightGBM defaults, near enough: 100 trees of 31 leaves; a fixed count
+            # (no early stopping on a random split) keeps the fit reproducible
+            m = HistGradientBoostingRegressor(max_iter=100, early_stopping=False, random_state=seed)
             models.append(m.fit(Z, target))
         return cls(models[0], models[1], categories)
 
