@@ -201,20 +201,10 @@ def pg_database(base_url: str | None) -> Any:
     if base_url is None:
         yield None
         return
-    import uuid
+    from retrainer.testing import postgres_database
 
-    import sqlalchemy as sa
-
-    name = f"rt_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        yield base_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+    with postgres_database(base_url, "rt_bench") as url:
+        yield url
 
 
 def bench_ticks(

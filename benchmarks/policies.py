@@ -94,7 +94,8 @@ OVERHEAD_TARGET = 0.20  # the controller adds at most 20% wall time over a bare 
 
 def quick_copy(backtest: Path, dest: Path) -> Path:
     """A copy of ``backtest``'s project in ``dest`` with the first rows of its data only."""
-    from retrainer.config import load_backtest_config, load_config
+    from retrainer.backtest_config import load_backtest_config
+    from retrainer.config import load_config
 
     cfg, file = load_backtest_config(backtest)
     project_file = (file.parent / cfg.project).resolve()
@@ -125,7 +126,7 @@ def quick_copy(backtest: Path, dest: Path) -> Path:
 def with_delay(backtest: Path, delay: int, *, cache: bool = False) -> Any:
     """The ``BacktestConfig`` of ``backtest`` with ``label_delay`` batches and no cache (by
     default: with ``cache``, replays kept in the out folder are reused, timings are not real)."""
-    from retrainer.config import BacktestConfig, load_backtest_config
+    from retrainer.backtest_config import BacktestConfig, load_backtest_config
 
     cfg, _ = load_backtest_config(backtest)
     return BacktestConfig.model_validate(
@@ -164,7 +165,7 @@ def delay_adjusted(cfg: Any, backtest: Path) -> Any:
     that arrived). The concept-drift policy's monitor window and the online policy are left
     as they are.
     """
-    from retrainer.config import BacktestConfig
+    from retrainer.backtest_config import BacktestConfig
     from retrainer.core.windows import parse_duration
     from retrainer.engine.backtest import default_policies, describe_policy, load_replay
 
@@ -318,12 +319,66 @@ def bench_policies(
         "retrains": {p["name"]: p["retrains"] for p in r["policies"]},
         "train_cpu_s_held_out": {p["name"]: p["train_cpu_s_held_out"] for p in r["policies"]},
         "report": str(result.report),
+        **cost_aware_rows(r, acc),
     }
     log(
         f"  {name}, delay {delay}, {grid} grid: {wall:.0f}s; recommended {rec['name']} "
         f"({rec_acc:.4f}); oracle {oracle['name']} ({oracle_acc:.4f})"
     )
     return row
+
+
+def cost_aware_rows(r: Mapping[str, Any], acc: Any) -> dict[str, Any]:
+    """The cost-aware policies of the grid on the held-out part, beside the best cadence (the
+    best of the policies whose only trigger is a schedule), the always-retrain reference and
+    the hindsight bound: accuracy, retrains, training CPU seconds."""
+
+    def row(p: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "name": p["name"],
+            "acc": acc(p),
+            "retrains": p["retrains_held_out"],
+            "cpu_s": p["train_cpu_s_held_out"],
+        }
+
+    def only(p: Mapping[str, Any], key: str) -> bool:
+        triggers = p["params"].get("triggers") or []
+        return len(triggers) == 1 and key in triggers[0] and p["params"].get("model") is None
+
+    by_name = {p["name"]: p for p in r["policies"]}
+    cadences = [p for p in r["policies"] if only(p, "schedule")]
+    costed = [row(p) for p in r["policies"] if only(p, "cost_aware")]
+    bound = r.get("hindsight")
+    return {
+        "cost_aware": costed,
+        "best_cadence": row(max(cadences, key=acc)) if cadences else None,
+        "reference": row(by_name[r["oracle"]]),
+        "hindsight": row(by_name[bound["name"]]) if bound else None,
+    }
+
+
+def print_cost_aware(rows: list[dict[str, Any]]) -> None:
+    """The cost-aware trigger's rows: each setting beside the best cadence and the bounds."""
+    print(
+        "\n## cost-aware trigger (held-out part)\n\n| data set | label delay | policy | "
+        "accuracy | retrains | training CPU s |\n|---|---|---|---|---|---|"
+    )
+    for r in rows:
+        if r.get("error") or "cost_aware" not in r:
+            continue
+        named = [
+            ("best cadence", r["best_cadence"]),
+            ("always retrain (reference)", r["reference"]),
+            ("hindsight bound", r["hindsight"]),
+        ]
+        for label, p in [*((p["name"], p) for p in r["cost_aware"]), *named]:
+            if p is None:
+                continue
+            text = label if label == p["name"] else f"{label}: {p['name']}"
+            print(
+                f"| {r['dataset']} | {r['label_delay_batches']} | {text} | {p['acc']:.4f} | "
+                f"{p['retrains']} | {p['cpu_s']:.2f} |"
+            )
 
 
 # --- controller overhead -------------------------------------------------------------------------
@@ -720,6 +775,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{m['platform']}{', --quick' if args.quick else ''}\n"
     )
     print_tables(rows, overhead)
+    print_cost_aware(rows)
     for o in overhead:
         ok = o["overhead"] <= OVERHEAD_TARGET
         print(

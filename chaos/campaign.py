@@ -26,7 +26,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -668,23 +667,6 @@ def _read_only(paths: list[Path]) -> Iterator[None]:
                 p.chmod(mode)
 
 
-def _pg_database(base: str) -> tuple[str, Callable[[], None]]:
-    """A fresh database on the server of ``base`` (a SQLAlchemy URL), and its dropper."""
-    import sqlalchemy as sa
-
-    name = f"chaos_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
-
-    return base.rsplit("/", 1)[0] + "/" + name, drop
-
-
 def print_summary(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -725,7 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="retrainer-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
     workdir.chmod(0o755)  # the read-only fault runs commands as another user when root
-    pg_url = drop = None
+    pg_url = None
+    database = contextlib.ExitStack()  # the fresh PostgreSQL database, dropped at the end
     pg_ctl = os.environ.get("CHAOS_PG_CTL", "").split() or None
     pg_data = os.environ.get("CHAOS_PG_DATA") or None
     if args.backend == "postgresql":
@@ -733,7 +716,9 @@ def main(argv: list[str] | None = None) -> int:
         if not base:
             print("chaos: --backend postgresql needs RETRAINER_TEST_PG_URL", file=sys.stderr)
             return 2
-        pg_url, drop = _pg_database(base)
+        from retrainer.testing import postgres_database
+
+        pg_url = database.enter_context(postgres_database(base, "chaos"))
     else:
         pg_ctl = pg_data = None
     print(f"chaos: seed {seed}, {args.backend}, in {workdir}", flush=True)
@@ -752,9 +737,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
     finally:
         campaign.wait_all()
-        if drop is not None:
-            with contextlib.suppress(Exception):
-                drop()
+        database.close()
     report = campaign.report(started)
     args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print_summary(report)

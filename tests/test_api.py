@@ -167,6 +167,8 @@ INTERNAL = {
     "build_rule",
     "build_trigger",
     "chi_square",
+    "curve_area",
+    "curve_at",
     "degradation_curve",
     "evaluate_window",
     "get_online_metric",

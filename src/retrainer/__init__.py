@@ -37,7 +37,7 @@ _EXPORTS: dict[str, str] = {
     "ArtifactIntegrityError": "retrainer.errors",
     "ArtifactRef": "retrainer.adapters.artifacts",
     "ArtifactStore": "retrainer.adapters.artifacts",
-    "BacktestConfig": "retrainer.config",
+    "BacktestConfig": "retrainer.backtest_config",
     "BacktestResult": "retrainer.engine.backtest",
     "BacktestSummary": "retrainer.engine.backtest",
     "CHALLENGER": "retrainer.core.rollout",
@@ -53,6 +53,7 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "retrainer.errors",
     "Controller": "retrainer.engine.control.controller",
     "Cooldown": "retrainer.core.triggers",
+    "CostAwareTrigger": "retrainer.core.triggers",
     "CronSchedule": "retrainer.core.triggers",
     "DataError": "retrainer.errors",
     "Decision": "retrainer.core.triggers",
@@ -217,7 +218,7 @@ if TYPE_CHECKING:
     from retrainer.adapters.sources import FileSource as FileSource
     from retrainer.adapters.sources import Source as Source
     from retrainer.adapters.sources import SQLSource as SQLSource
-    from retrainer.config import BacktestConfig as BacktestConfig
+    from retrainer.backtest_config import BacktestConfig as BacktestConfig
     from retrainer.config import PipelineConfig as PipelineConfig
     from retrainer.config import ProjectConfig as ProjectConfig
     from retrainer.config import load_config as load_config
@@ -266,6 +267,7 @@ if TYPE_CHECKING:
     from retrainer.core.triggers import CodeChangeTrigger as CodeChangeTrigger
     from retrainer.core.triggers import ConceptDriftTrigger as ConceptDriftTrigger
     from retrainer.core.triggers import Cooldown as Cooldown
+    from retrainer.core.triggers import CostAwareTrigger as CostAwareTrigger
     from retrainer.core.triggers import CronSchedule as CronSchedule
     from retrainer.core.triggers import Decision as Decision
     from retrainer.core.triggers import DriftTrigger as DriftTrigger

@@ -17,8 +17,9 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ __all__ = [
     "drifting_frame",
     "in_memory_project",
     "pipeline_spec",
+    "postgres_database",
     "write_project",
 ]
 
@@ -189,3 +191,31 @@ def write_project(
     config = {"pipelines": [pipeline_spec(**overrides)]}
     (folder / "retrainer.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return folder
+
+
+@contextlib.contextmanager
+def postgres_database(base_url: str, prefix: str = "rt") -> Iterator[str]:
+    """A fresh database on the PostgreSQL server of ``base_url`` (a SQLAlchemy URL): its URL,
+    the database dropped on exit (for the tests, the chaos campaign and the benchmarks that
+    need a store of their own on a shared server).
+
+    Examples
+    --------
+    >>> with postgres_database("postgresql+psycopg://u@db/postgres") as url:  # doctest: +SKIP
+    ...     url.startswith("postgresql+psycopg://u@db/rt_")
+    True
+    """
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
+        yield base_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with contextlib.suppress(Exception), admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()

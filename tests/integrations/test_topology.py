@@ -24,7 +24,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import pytest
 import yaml
 
+from retrainer.testing import postgres_database
 from tests.conftest import make_frame
 
 pytestmark = pytest.mark.slow
@@ -60,19 +60,8 @@ def _pg_url() -> str:
 @pytest.fixture
 def database() -> Iterator[str]:
     """A fresh PostgreSQL database for the test, dropped after."""
-    import sqlalchemy as sa
-
-    base = _pg_url()
-    name = f"topology_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        yield base.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+    with postgres_database(_pg_url(), "topology") as url:
+        yield url
 
 
 def _free_port() -> int:

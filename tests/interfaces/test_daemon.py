@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -100,21 +99,13 @@ def test_two_daemons_on_one_postgresql_database_run_everything_once(tmp_path: Pa
     base = os.environ.get("RETRAINER_TEST_PG_URL")
     if not base:
         pytest.skip("set RETRAINER_TEST_PG_URL (.ci/run starts a throwaway PostgreSQL)")
-    import sqlalchemy as sa
+    from retrainer.testing import postgres_database
 
-    name = f"daemons_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        env = {"RETRAINER_DB_URL": base.rsplit("/", 1)[0] + "/" + name}
+    with postgres_database(base, "daemons") as url:
+        env = {"RETRAINER_DB_URL": url}
         proj = _project(tmp_path / "p")
         _two_daemons(proj, env=env)
         _check_exactly_once(proj, env=env)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
+from retrainer.backtest_config import load_backtest_config
 from retrainer.cli import app
-from retrainer.config import load_backtest_config
 from retrainer.engine.backtest.grid import default_policies, load_replay
 
 runner = CliRunner()

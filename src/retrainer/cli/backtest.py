@@ -82,7 +82,7 @@ def backtest(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from retrainer.config import load_backtest_config
+    from retrainer.backtest_config import load_backtest_config
     from retrainer.engine.backtest import run_backtest
 
     cfg, file = load_backtest_config(config)

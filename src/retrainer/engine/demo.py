@@ -114,7 +114,7 @@ def run_daemon_demo(
 
     ``days`` limits the replay to the first days (batches) of the held-out part; None: all.
     """
-    from retrainer.config import load_backtest_config
+    from retrainer.backtest_config import load_backtest_config
     from retrainer.engine.control.controller import Controller, request_run
     from retrainer.engine.project import Project
 

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from retrainer.config import PipelineConfig, load_backtest_config
+from retrainer.backtest_config import load_backtest_config
+from retrainer.config import PipelineConfig
 from retrainer.core.backtest import CostModel
 from retrainer.core.windows import parse_duration
 from retrainer.engine.backtest import (

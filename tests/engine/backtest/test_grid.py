@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retrainer.config import BacktestConfig
+from retrainer.backtest_config import BacktestConfig
 from retrainer.engine.backtest.grid import default_policies, expand_policies
 from tests.engine.backtest.test_backtest import _replay
 
@@ -28,7 +28,7 @@ def test_the_default_grid_replays_coinciding_windows_once(tmp_path: Path):
     assert "every 30d · last 90d" not in names and "every 30d · all history" not in names
     assert "weekly · last 7d" in names  # a window shorter than the history stays
     assert "daily · last 30d" in names  # the always-retrain reference's window
-    assert len(names) == len(set(names)) == 11
+    assert len(names) == len(set(names)) == 14  # 3 cost-aware settings
 
     # the same grid on 200 days of data: every window is distinct, none left out
     ts = pd.date_range("2024-01-01", periods=200 * 20, freq="72min")
@@ -41,7 +41,7 @@ def test_the_default_grid_replays_coinciding_windows_once(tmp_path: Path):
         end=None,
     )
     assert (
-        len(default_policies(long)) == 14
+        len(default_policies(long)) == 17
     )  # the default grid, the always-retrain reference included
 
 
@@ -87,3 +87,28 @@ def test_the_default_metric_trigger_is_in_points_for_shares_and_relative_for_los
         got = trigger(loss)
         assert (got["rise"], got["relative"]) == (0.1, True), loss
         assert "drop" not in got
+
+
+def test_the_default_grid_compares_cost_aware_triggers_and_they_run(tmp_path: Path):
+    import copy
+
+    from retrainer.engine.backtest.replay import run_policy
+    from tests.engine.backtest.test_replay import FLIP, _flipping_replay
+
+    replay = _flipping_replay(tmp_path, "sign_cost")
+    policies = expand_policies(BacktestConfig(), replay)
+    costed = [p for p in policies if p["triggers"] and "cost_aware" in p["triggers"][0]]
+    assert [p["triggers"][0]["cost_aware"]["value_per_point"] for p in costed] == [
+        round(1 / 3, 6),
+        0.1,
+        round(1 / 30, 6),
+    ]
+    assert all(p["name"].startswith("cost-aware: 1 pt-day = ") for p in costed)
+    # the most valuable setting, its sample floor lowered for 4 rows a day: quiet while the
+    # model is exact, then it retrains after the flip, far fewer times than every day
+    policy = copy.deepcopy(costed[0])
+    policy["triggers"][0]["cost_aware"]["min_samples"] = 4
+    run = run_policy(replay, policy)
+    assert run.error is None and run.failed == []
+    assert run.retrained_at and min(run.retrained_at) > FLIP
+    assert len(run.retrained_at) < replay.n_batches // 2

@@ -582,3 +582,45 @@ def test_a_metric_trigger_on_the_estimate_fires_in_a_tick(tmp_path: Path, below:
         assert "estimated accuracy" in fired.message
         assert fired.data["evidence"]["source"] == "estimated"
         assert fired.data["evidence"]["value"] == pytest.approx(estimate["value"])
+
+
+def test_the_cost_aware_trigger_gets_the_retrains_cpu_and_the_backtest_curve(tmp_path: Path):
+    # the controller fills what the pure trigger weighs: the train CPU seconds of the latest
+    # runs and the degradation curve of the results.json it names; it then fires on the drop
+    import json
+
+    from retrainer.engine.runs.run import execute_run
+    from retrainer.testing import drifting_frame
+
+    results = {
+        "dataset": {"batch": "1d"},
+        "greater_is_better": True,
+        "degradation": {"ages": [0, 1, 2], "mean": [0.9, 0.89, 0.88], "control": 0.9},
+    }
+    (tmp_path / "bt").mkdir()
+    (tmp_path / "bt" / "results.json").write_text(json.dumps(results))
+    spec = {"value_per_point": 0.5, "deploy_cost": 1.0, "over": "3d", "curve": "bt/results.json"}
+    project = in_memory_project(
+        drifting_frame(24 * 40, seed=3, flip_after="2024-01-22"),
+        root=tmp_path,
+        triggers=[{"cost_aware": spec}],
+        blessing=BLESS_ANY,
+        window={"kind": "sliding", "duration": "10d"},
+    )
+    clock = SimulatedClock(START)
+    first = execute_run(project, clock=clock)
+    assert first.promoted
+    controller = Controller(project, clock=clock)
+    policy = controller.policy("toy")
+    assert policy is not None and policy.needs.costs
+    clock.advance(timedelta(hours=12))
+    ctx, _ = controller._context(project.pipeline("toy"), policy, clock.now())
+    assert ctx.retrain_cpu_s == (first.run.timings["train_cpu"],)
+    assert ctx.degradation == ((0.5, 0.0), (1.5, 0.01), (2.5, 0.02))
+    [quiet] = controller.tick().decisions
+    assert not quiet.fire and quiet.evidence["source"] == "curve", quiet.reason
+    fired = []
+    for _ in range(16):  # the labels flip on Jan 22: the drop is measured, the gain grows
+        clock.advance(timedelta(hours=12))
+        fired += [d for d in controller.tick().decisions if d.fire]
+    assert fired and "blend" in fired[0].evidence["source"], [d.reason for d in fired]

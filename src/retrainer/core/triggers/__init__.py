@@ -30,6 +30,8 @@ trigger                           slot (one run per ...)
                                   the champion's training
 :class:`CodeChangeTrigger`        ``<pipeline hash>@<git commit>`` (per code version)
 :class:`ManualTrigger`            the request id (per request)
+:class:`CostAwareTrigger`         ``<last training>#<k>``: the gain since the champion's
+                                  training passed k times a retrain's cost
 :class:`AnyOf`                    ``<child>:<child slot>`` of the first firing child
 :class:`AllOf`                    ``<child>:<child slot>`` of each firing child, joined by ``+``
 ================================  =============================================================
@@ -76,6 +78,7 @@ from retrainer.core.triggers.base import (
     run_key,
 )
 from retrainer.core.triggers.combinators import AllOf, AnyOf
+from retrainer.core.triggers.cost import CostAwareTrigger
 from retrainer.core.triggers.cron import CronSchedule
 from retrainer.core.triggers.drift import ConceptDriftTrigger, DriftTrigger
 from retrainer.core.triggers.events import CodeChangeTrigger, ManualTrigger, NewDataTrigger
@@ -92,6 +95,7 @@ __all__ = [
     "CodeChangeTrigger",
     "ConceptDriftTrigger",
     "Cooldown",
+    "CostAwareTrigger",
     "CronSchedule",
     "Decision",
     "DriftTrigger",

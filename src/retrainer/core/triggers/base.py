@@ -127,6 +127,13 @@ class TriggerContext:
     recent_runs
         Creation times of the pipeline's recent runs (at least over the guards'
         :meth:`~Guard.lookback`).
+    retrain_cpu_s
+        Training CPU seconds of the pipeline's latest succeeded runs, newest first
+        (:attr:`Needs.costs`).
+    degradation
+        The time-to-degrade curve: ``(age in days, metric loss)`` pairs in ascending age, the
+        loss against the always-retrained control in the metric's units, positive = worse
+        (:attr:`Needs.costs`; empty: no curve).
 
     Examples
     --------
@@ -150,6 +157,8 @@ class TriggerContext:
     champion_code: Mapping[str, str | None] | None = None
     manual_requests: Sequence[Mapping[str, Any]] = ()
     recent_runs: Sequence[datetime] = ()
+    retrain_cpu_s: Sequence[float] = ()
+    degradation: Sequence[tuple[float, float]] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -221,6 +230,13 @@ class Needs:
     cadence
         The shortest time between two clock slots of a schedule (None: no schedule); the
         backtest ranks a frequent retrain as a long replay.
+    costs
+        What a retrain costs and a model loses with age: the latest retrains' CPU seconds
+        and the degradation curve (:attr:`TriggerContext.retrain_cpu_s`,
+        :attr:`TriggerContext.degradation`).
+    curve
+        The backtest ``results.json`` (relative to the project folder) the degradation curve
+        comes from (None: no curve).
 
     Examples
     --------
@@ -237,6 +253,8 @@ class Needs:
     monitor: bool = False
     profiles: bool = False
     cadence: timedelta | None = None
+    costs: bool = False
+    curve: str | None = None
 
     def __or__(self, other: Needs) -> Needs:
         cadences = [c for c in (self.cadence, other.cadence) if c is not None]
@@ -246,6 +264,8 @@ class Needs:
             monitor=self.monitor or other.monitor,
             profiles=self.profiles or other.profiles,
             cadence=min(cadences) if cadences else None,
+            costs=self.costs or other.costs,
+            curve=self.curve or other.curve,
         )
 
     @staticmethod

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from retrainer.core._spec import Registry
 from retrainer.core.triggers.base import Guard, Trigger, TriggerSpec, _keys_text
 from retrainer.core.triggers.combinators import AllOf, AnyOf
+from retrainer.core.triggers.cost import CostAwareTrigger
 from retrainer.core.triggers.drift import ConceptDriftTrigger, DriftTrigger
 from retrainer.core.triggers.events import CodeChangeTrigger, ManualTrigger, NewDataTrigger
 from retrainer.core.triggers.guards import Cooldown, MaxRetrains, MinNewRows
@@ -43,6 +44,7 @@ TRIGGERS: Registry[TriggerSpec] = Registry(
     | NewDataTrigger
     | CodeChangeTrigger
     | ManualTrigger
+    | CostAwareTrigger
     | AnyOf
     | AllOf,
     config_type=lambda: trigger_spec_type(),
@@ -63,9 +65,9 @@ def build_trigger(spec: Mapping[str, Any], *, where: str = "trigger") -> Trigger
     """Build a trigger from its configuration mapping, validating it.
 
     The one key among ``schedule``, ``metric``, ``drift``, ``concept_drift``, ``new_data``,
-    ``code_change``, ``manual``, ``any`` and ``all`` says which trigger it is; ``name`` may
-    sit beside it. ``schedule`` and ``metric`` keep their settings beside them, the others
-    under their key::
+    ``code_change``, ``manual``, ``cost_aware``, ``any`` and ``all`` says which trigger it
+    is; ``name`` may sit beside it. ``schedule`` and ``metric`` keep their settings beside
+    them, the others under their key::
 
         {"schedule": "0 2 * * MON", "timezone": "Europe/Paris"}
         {"metric": "ctr", "below": 0.0191, "over": "1d", "min_samples": 1000}
@@ -73,6 +75,7 @@ def build_trigger(spec: Mapping[str, Any], *, where: str = "trigger") -> Trigger
         {"drift": {"share": 0.5, "features": ["price"]}}
         {"concept_drift": {}}, {"code_change": {}}, {"manual": {}}
         {"new_data": {"rows": 10000}}
+        {"cost_aware": {"value_per_point": 120.0, "deploy_cost": 2.0}}
         {"any": [...]}, {"all": [...]}
 
     Parameters

@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from retrainer.config import BacktestConfig, load_config, parse_config, project_root
+from retrainer.backtest_config import BacktestConfig
+from retrainer.config import load_config, parse_config, project_root
 from retrainer.core.metrics import get_metric, in_points
 from retrainer.core.windows import parse_duration
 from retrainer.engine.backtest.replay import POLICY_KEYS, Replay, policy_pipeline
@@ -179,7 +180,8 @@ def _every(k: int, batch: timedelta) -> dict[str, Any]:
 
 
 def default_policies(replay: Replay) -> list[dict[str, Any]]:
-    """The default grid: cadences x windows, metric and drift triggers, online learning."""
+    """The default grid: cadences x windows, metric, cost-aware and drift triggers, online
+    learning."""
     b = replay.batch
     days = b.total_seconds() / 86400
     delay = replay.label_delay.total_seconds() / 86400
@@ -229,6 +231,24 @@ def default_policies(replay: Replay) -> list[dict[str, Any]]:
             "guards": [{"cooldown": f"{7 * days:g}d"}],
         }
     )
+    # cost-aware: a retrain costs 1 (CPU priced at 0, so a decision does not depend on the
+    # machine's timing noise) and a point lost for k batches pays for one, k = 3, 10, 30
+    for k in (3, 10, 30):
+        out.append(
+            {
+                "triggers": [
+                    {
+                        "cost_aware": {
+                            "value_per_point": round(1 / (k * days), 6),
+                            "deploy_cost": 1.0,
+                            "metric": metric,
+                            "over": f"{3 * days + delay:g}d",
+                        }
+                    }
+                ],
+                "window": win(30),
+            }
+        )
     out.append(
         {
             # data drift of the features (and of the model's output) over the last 7 batches:

@@ -263,3 +263,31 @@ class BacktestResult:
     json_path: Path
     yaml_path: Path
     cached: int
+
+
+def degradation_points(document: Mapping[str, Any]) -> list[tuple[float, float]]:
+    """A ``results.json`` document's time-to-degrade curve as the cost-aware trigger reads it.
+
+    ``(age in days, loss)`` pairs: each age of the curve (in batches, 0 the first batch
+    after training) at the middle of its batch, and the metric lost against the always-retrained
+    control in the metric's units, positive = worse. Empty without a curve.
+
+    Examples
+    --------
+    >>> degradation_points({"dataset": {"batch": "1d"}, "greater_is_better": True,
+    ...     "degradation": {"ages": [0, 1], "mean": [0.9, 0.88], "control": 0.9}})
+    [(0.5, 0.0), (1.5, 0.02)]
+    """
+    from retrainer.core.windows import parse_duration
+
+    curve = document.get("degradation") or {}
+    control = curve.get("control")
+    if control is None or not curve.get("ages"):
+        return []
+    days = parse_duration(str(document["dataset"]["batch"])).total_seconds() / 86400
+    sign = 1.0 if document.get("greater_is_better", True) else -1.0
+    return [
+        ((age + 0.5) * days, round(sign * (float(control) - float(mean)), 12))
+        for age, mean in zip(curve["ages"], curve["mean"], strict=True)
+        if mean is not None
+    ]

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from retrainer.adapters._atomic import write_file_atomically
-from retrainer.config import BacktestConfig, load_backtest_config
+from retrainer.backtest_config import BacktestConfig, load_backtest_config
 from retrainer.core.backtest import CostModel
 from retrainer.core.jsonsafe import dumps
 from retrainer.engine.backtest.execute import Progress, run_policies

@@ -203,6 +203,17 @@ def watches_monitor(needs: Needs, window_kind: str | None) -> bool:
     return needs.monitor or window_kind == "since_change"
 
 
+def _requested(request: dict[str, Any]) -> Decision:
+    """A manual request (``retrainer run --queue``) as a firing decision: slot = its id."""
+    return Decision(
+        fire=True,
+        trigger="manual",
+        slot=str(request["id"]),
+        reason=f"manual request {request['id']} by {request.get('by', '?')}",
+        evidence=dict(request),
+    )
+
+
 def fired_by(decision: Decision) -> str:
     """The trigger that made ``decision`` fire: the first firing child of a combinator."""
     for child in decision.evidence.get("children", ()) if decision.evidence else ():
@@ -253,6 +264,8 @@ class Controller:
         self._rollout_errors: dict[str, str] = {}  # pipeline -> the error last recorded
         self._monitor_errors: dict[str, str] = {}  # pipeline -> the monitor's last error
         self._champion_models: dict[str, tuple[int, Any]] = {}
+        # a cost-aware trigger's curve file -> its mtime and curve (read again once changed)
+        self._curves: dict[Any, tuple[float, list[tuple[float, float]]]] = {}
         # alerts cover events from now on, not the history before this controller started
         latest = project.store.list_events(limit=1)
         self._last_event_id = latest[0].id or 0 if latest else 0
@@ -523,8 +536,31 @@ class Controller:
             ),
             manual_requests=(),
             recent_runs=recent,
+            **(self._costs(pipeline.name, policy.needs.curve) if policy.needs.costs else {}),
         )
         return ctx, revision
+
+    def _costs(self, name: str, curve: str | None) -> dict[str, Any]:
+        """What the cost-aware trigger reads: the latest retrains' training CPU seconds (newest
+        first) and the degradation curve of the backtest ``results.json`` it names."""
+        runs = self.project.store.list_runs(name, status="succeeded", limit=10)
+        cpu = [float(r.timings["train_cpu"]) for r in runs if "train_cpu" in r.timings]
+        points: list[tuple[float, float]] = []
+        if curve is not None:
+            import json
+
+            from retrainer.engine.backtest.results import degradation_points
+
+            path = self.project.root / curve
+            try:  # read again only when the file changed: a daemon ticks every few seconds
+                mtime = path.stat().st_mtime
+                if self._curves.get(path, (None,))[0] != mtime:
+                    document = json.loads(path.read_text(encoding="utf-8"))
+                    self._curves[path] = (mtime, degradation_points(document))
+                points = self._curves[path][1]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                _log.warning("cost-aware trigger of %s: no curve from %s (%s)", name, path, exc)
+        return {"retrain_cpu_s": tuple(cpu), "degradation": tuple(points)}
 
     def decide_once(self, name: str, now: datetime, *, exclude_schedules: bool = False) -> Decision:
         """One pipeline's decision at ``now``, observed and recorded as a tick does: the
@@ -591,13 +627,7 @@ class Controller:
             if stored is None or not stored[0].get("requests"):
                 return None
             (request, *rest), revision = stored[0]["requests"], stored[1]
-            decision = Decision(
-                fire=True,
-                trigger="manual",
-                slot=str(request["id"]),
-                reason=f"manual request {request['id']} by {request.get('by', '?')}",
-                evidence=dict(request),
-            )
+            decision = _requested(request)
             self._queue(pipeline, decision, now, report)
             try:
                 store.put_state(
@@ -677,13 +707,7 @@ class Controller:
             return
         state, revision = stored
         for request in state["requests"]:
-            decision = Decision(
-                fire=True,
-                trigger="manual",
-                slot=str(request["id"]),
-                reason=f"manual request {request['id']} by {request.get('by', '?')}",
-                evidence=dict(request),
-            )
+            decision = _requested(request)
             self._queue(pipeline, decision, now, report)
         with contextlib.suppress(ConcurrencyError):  # a new request arrived: next tick
             store.put_state(
