@@ -314,6 +314,15 @@ def render_monitor(result: MonitorResult) -> None:
             else "[green]none[/green]"
         )
         out.print(f"concept drift ({concept.method}, {concept.rows_fed} new rows): {found}")
+    if s.estimated:  # beside the realized value on the rows labelled so far
+        e = s.estimated
+        figures = "; ".join(
+            f"{x.metric} {x.value:.3f} [{x.low:.3f}, {x.high:.3f}]"
+            + (f" (realized {e.realized[x.metric]:.3f})" if e.realized.get(x.metric) else "")
+            for x in e.estimates
+            if x.value is not None and x.low is not None and x.high is not None
+        )
+        out.print(f"estimated ({e.method}, {e.unlabelled}/{e.rows} rows unlabelled): {figures}")
     if result.report_path:
         out.print(f"report: {result.report_path}")
 

@@ -556,6 +556,34 @@ def test_the_batched_reads_give_the_context_the_single_reads_give(tmp_path: Path
         assert batched[1] == store.get_state(name, POLICY_STATE_KEY)[1]  # type: ignore[index]
 
 
+@pytest.mark.parametrize(("below", "fires"), [(0.999, True), (0.01, False)])
+def test_a_metric_trigger_on_the_estimate_fires_in_a_tick(tmp_path: Path, below: float, fires):
+    """``source: estimated``: the controller runs the monitor (the trigger reads its result)
+    and judges its CBPE estimate, not the labels."""
+    project = _project(
+        tmp_path,
+        [{"metric": "accuracy", "below": below, "over": "1d", "source": "estimated"}],
+        monitor={"window": "3d", "every": "1d"},
+        window={"kind": "sliding", "duration": "20d"},  # a holdout of 100+ rows to calibrate on
+    )
+    clock = SimulatedClock(START)
+    from retrainer.engine.runs.run import execute_run
+
+    assert execute_run(project, clock=clock).promoted
+    clock.set(START + timedelta(days=4))
+    report = Controller(project, clock=clock).tick()
+    assert report.monitored == ["toy"]
+    latest = project.store.list_monitor_results("toy", limit=1)[0]
+    estimate = latest.summary["estimated"]["estimates"][0]
+    assert estimate["metric"] == "accuracy" and 0.5 < estimate["value"] < 1
+    assert (len(report.queued) == 1) is fires
+    if fires:
+        fired = project.store.list_events("toy", kinds=["trigger.fired"])[-1]
+        assert "estimated accuracy" in fired.message
+        assert fired.data["evidence"]["source"] == "estimated"
+        assert fired.data["evidence"]["value"] == pytest.approx(estimate["value"])
+
+
 def test_the_cost_aware_trigger_gets_the_retrains_cpu_and_the_backtest_curve(tmp_path: Path):
     # the controller fills what the pure trigger weighs: the train CPU seconds of the latest
     # runs and the degradation curve of the results.json it names; it then fires on the drop

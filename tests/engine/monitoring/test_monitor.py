@@ -481,3 +481,77 @@ def test_drift_checks_read_whole_weeks_so_a_weekday_is_not_drift(
     assert result.summary.rows == 24  # the monitor's window; the drift check reads a week
     assert result.drift.n_cur == (24 if window == "same" else 7 * 24)
     assert ("dow" in result.drift.drifted_columns) is flagged
+
+
+def test_the_estimate_follows_a_covariate_shift_and_misses_a_concept_drift(tmp_path: Path):
+    """CBPE on the window: under a covariate shift (P(y|x) fixed) the estimate is near the
+    realized accuracy; after the label flips (concept drift) it stays high while the realized
+    accuracy collapses: the failure the docs warn about."""
+    at = datetime(2024, 1, 27, tzinfo=UTC)
+    frame = _frame()
+    rng = np.random.default_rng(7)
+    late = frame["ts"] >= pd.Timestamp("2024-01-21")
+    # x1 moves and the label follows it by the same rule (drifting_frame's shift leaves the
+    # label behind: that is a concept drift)
+    frame.loc[late, "x1"] += 1.0
+    noise = rng.normal(scale=0.5, size=int(late.sum()))
+    relabel = frame.loc[late, "x1"] + 0.5 * frame.loc[late, "x2"] + noise > 0
+    frame.loc[late, "y"] = relabel.astype(int)
+    shifted = _project(tmp_path / "a", frame, window="6d")
+    result = run_monitor(shifted, clock=SimulatedClock(at), report=tmp_path / "a.html")
+    est = result.summary.estimated
+    assert est is not None and est.method == "cbpe" and est.rows == 144
+    accuracy = est.get("accuracy")
+    assert accuracy is not None and accuracy.value is not None
+    assert abs(accuracy.value - est.realized["accuracy"]) < 0.08
+    assert accuracy.low < accuracy.value < accuracy.high
+    assert "Estimated performance" in (tmp_path / "a.html").read_text()
+    stored = shifted.store.list_monitor_results("toy", limit=1)[0].summary["estimated"]
+    assert stored["estimates"][0]["metric"] == "accuracy"
+
+    flipped = _project(tmp_path / "b", _frame(flip_after="2024-01-21"), window="6d")
+    est = run_monitor(flipped, clock=SimulatedClock(at), report=False).summary.estimated
+    assert est is not None
+    accuracy = est.get("accuracy")
+    assert accuracy is not None and accuracy.value is not None and accuracy.high is not None
+    assert est.realized["accuracy"] < 0.5 < accuracy.value
+    assert est.realized["accuracy"] < accuracy.low - 0.2
+
+
+def test_dle_estimates_a_regressor_on_unlabelled_rows(tmp_path: Path):
+    rng = np.random.default_rng(5)
+    n = 24 * 40
+    x1 = rng.normal(size=n)
+    frame = pd.DataFrame(
+        {
+            "ts": pd.date_range("2024-01-01", periods=n, freq="h"),
+            "x1": x1,
+            "x2": rng.normal(size=n),
+            "y": 2 * x1 + rng.normal(scale=0.5 + np.abs(x1), size=n),
+        }
+    )
+    frame.loc[frame["ts"] >= "2024-01-24", "y"] = np.nan  # labels not arrived yet
+    project = in_memory_project(
+        frame,
+        root=tmp_path,
+        task="regression",
+        features=["x1", "x2"],
+        metrics=["mae", "rmse"],
+        model={"estimator": "sklearn.linear_model:LinearRegression"},
+        blessing={
+            "holdout": 0.3,
+            "rules": [{"metric": "mae", "max": 10}],
+            "sanity": {"enabled": False},
+        },
+        monitor={"window": "6d", "performance": {"every": "1d", "min_samples": 10}},
+    )
+    assert execute_run(project, clock=SimulatedClock(T_TRAIN)).promoted
+    est = run_monitor(
+        project, clock=SimulatedClock(datetime(2024, 1, 27, tzinfo=UTC)), report=False
+    ).summary.estimated
+    assert est is not None and est.method == "dle"
+    assert est.unlabelled == 72 and est.rows == 144
+    mae = est.get("mae")
+    assert mae is not None and mae.value is not None
+    # the true MAE of the right model: E|N(0, 0.5 + |x1|)| averaged over x1 is about 1.2
+    assert 0.9 < mae.value < 1.5 and mae.low < mae.value < mae.high

@@ -67,6 +67,9 @@ class MetricNeed:
     metric: str
     over: timedelta
     min_samples: int = 1
+    source: str = "realized"
+    """``"realized"`` (from the labels) or ``"estimated"`` (CBPE/DLE of the latest monitor
+    result, before the labels arrive)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, PlainValidator
 
 from retrainer.core._spec import (
     Count,
@@ -35,6 +35,20 @@ from retrainer.errors import ConfigError
 
 __all__ = ["MetricTrigger"]
 
+_SOURCES = ("realized", "estimated")
+
+
+def _source(value: Any) -> str:
+    if value not in _SOURCES:
+        raise ValueError(f"source must be 'realized' or 'estimated'; got {value!r}")
+    return str(value)
+
+
+Source = Annotated[
+    Literal["realized", "estimated"],
+    PlainValidator(_source, json_schema_input_type=Literal["realized", "estimated"]),
+]
+
 
 class MetricTrigger(TriggerSpec):
     """Fire when an online metric over the last ``over`` crosses a threshold.
@@ -48,6 +62,12 @@ class MetricTrigger(TriggerSpec):
       Without a baseline they are not judged (the evidence says so).
 
     A metric with ``status != "ok"`` or fewer than ``min_samples`` rows never fires.
+
+    With ``source="estimated"`` the value is the champion's performance *estimated* before the
+    labels arrive (CBPE for accuracy/F1/ROC AUC, DLE for MAE/RMSE: see
+    :mod:`retrainer.core.estimation`), read from the latest monitor result (its window is
+    ``monitor.window``; a result older than ``over`` is not used). The trigger then makes the
+    pipeline's monitor run.
 
     One run per breach per window: after firing at ``t`` the trigger stays quiet until
     ``t + over``, so each firing judges a window that shares no data with the previous
@@ -70,6 +90,8 @@ class MetricTrigger(TriggerSpec):
         The metric window, a duration such as ``"1d"``.
     min_samples
         Fewest rows the metric must rest on.
+    source
+        ``"realized"`` (the labelled rows) or ``"estimated"`` (before the labels arrive).
     name
         Defaults to ``"metric:<metric>"``.
 
@@ -104,6 +126,7 @@ class MetricTrigger(TriggerSpec):
     relative: Flag = False
     over: Duration = "1d"
     min_samples: Count = 1
+    source: Source = "realized"
     name: DefaultName = Field(None, validate_default=True)
 
     def default_name(self) -> str:
@@ -130,11 +153,16 @@ class MetricTrigger(TriggerSpec):
 
     def _need(self) -> MetricNeed:
         values = self.checked()
-        return MetricNeed(metric=self.metric, over=values["over"], min_samples=self.min_samples)
+        return MetricNeed(
+            metric=self.metric,
+            over=values["over"],
+            min_samples=self.min_samples,
+            source=self.source,
+        )
 
     def needs(self) -> Needs:
-        """The one metric this trigger reads."""
-        return Needs(metrics=(self._need(),))
+        """The one metric this trigger reads (an estimate: from the monitor's result)."""
+        return Needs(metrics=(self._need(),), monitor=self.source == "estimated")
 
     def describe(self) -> str:
         """The first threshold and the window.
@@ -156,6 +184,8 @@ class MetricTrigger(TriggerSpec):
         from retrainer.core.metrics import in_points
 
         over = f" over {_spec_duration(self.over)}"
+        if self.source == "estimated":
+            over += " (estimated)"
         for amount, word in ((self.drop, "drops"), (self.rise, "rises")):
             if amount is not None:
                 if self.relative:
@@ -238,8 +268,12 @@ class MetricTrigger(TriggerSpec):
             "status": None,
             "baseline": _json_safe(baseline),
         }
+        if self.source == "estimated":
+            evidence["source"] = "estimated"
         state: dict[str, Any] = {"last_fired_at": ctx.state.get("last_fired_at")}
         label = f"{self.metric} over {over_text}"
+        if self.source == "estimated":
+            label = f"estimated {label}"
 
         status: str
         if measured is None:
@@ -293,6 +327,8 @@ class MetricTrigger(TriggerSpec):
             )
 
         reason = f"{'; '.join(c['text'] for c in met)} over {over_text} (n={measured.n})"
+        if self.source == "estimated":
+            reason = f"estimated {reason}"
         last_fired = _state_time(ctx.state, "last_fired_at")
         promoted = as_utc(ctx.last_promotion) if ctx.last_promotion is not None else None
         hold = ""

@@ -58,6 +58,7 @@ from retrainer.core.triggers import (
 )
 from retrainer.core.types import AliasMove, Event, Run, Snapshot
 from retrainer.core.windows import parse_duration
+from retrainer.engine.monitoring.estimate import estimated_metrics
 from retrainer.engine.pipeline import Pipeline
 from retrainer.engine.project import Project
 from retrainer.engine.runs.claims import claim_run, new_run, reap_stale_runs, retry_or_fail
@@ -347,8 +348,8 @@ class Controller:
             if names is not None and cfg.name not in names:
                 continue
             policy = self.policy(cfg.name)
-            if policy is not None:
-                wanted += [(cfg.name, need) for need in policy.needs.metrics]
+            if policy is not None:  # an estimate is read from the monitor result (_context)
+                wanted += [(cfg.name, n) for n in policy.needs.metrics if n.source == "realized"]
         if not wanted:
             return {}
         from retrainer.core.performance import WindowPerformance
@@ -509,6 +510,7 @@ class Controller:
             else:  # an empty window, or a version without a profile: no column was tested
                 drift = {"n_tested": 0, "n_cur": summary.get("rows"), "window_end": window_end}
             concept = summary.get("concept_drift")
+            metrics.update(estimated_metrics(policy.needs.metrics, latest[0], now))
         recent = (
             [r.created_at for r in store.list_runs(pipeline.name, limit=100)]
             if policy.guards

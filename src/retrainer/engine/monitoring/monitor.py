@@ -479,6 +479,11 @@ def run_monitor(
                 message="the window has no labels: performance and concept drift not computed",
             )
         )
+    estimated = None
+    if pred is not None:  # rows, the features, and a model that predicted on them
+        from retrainer.engine.monitoring.estimate import try_estimate
+
+        estimated = try_estimate(pipeline, model, mv, frame, list(metric_names), findings)
     summary = MonitorSummary(
         pipeline=pipeline.name,
         version=mv.version,
@@ -494,6 +499,7 @@ def run_monitor(
         performance=performance,
         concept_drift=concept,
         histograms=histograms,
+        estimated=estimated,
     )
     drifted = drift.drifted if drift is not None else None
     record = project.store.add_monitor_result(

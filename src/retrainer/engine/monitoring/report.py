@@ -160,6 +160,24 @@ def _performance(
     }
 
 
+def _estimated(summary: MonitorSummary) -> dict[str, Any] | None:
+    """The estimate beside the realized metric (see :mod:`.estimate`)."""
+    e = summary.estimated
+    if e is None:
+        return None
+    return {
+        "note": (
+            f"{e.method.upper()} on all {e.rows} rows of the window ({e.unlabelled} not labelled "
+            f"yet), fitted on the champion's {e.reference_rows} holdout rows; it assumes no "
+            "concept drift"
+        ),
+        "rows": [
+            [x.metric, x.value, x.low, x.high, e.realized.get(x.metric), x.method]
+            for x in e.estimates
+        ],
+    }
+
+
 def write_monitor_report(
     summary: MonitorSummary, history: Sequence[MonitorSummary], path: Path
 ) -> Path:
@@ -186,6 +204,7 @@ def write_monitor_report(
             for f in summary.findings
         ],
         performance=_performance(summary, history),
+        estimated=_estimated(summary),
         summary=summary.to_json(),
     )
     return write_page(page, path)

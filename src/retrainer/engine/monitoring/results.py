@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from retrainer.core.drift import DriftReport
+from retrainer.core.estimation import Estimate
 from retrainer.core.jsonsafe import json_safe
 from retrainer.core.performance import WindowPerformance
 from retrainer.core.profile import Finding
@@ -25,6 +26,7 @@ from retrainer.core.profile import Finding
 __all__ = [
     "CategoricalHistogram",
     "ConceptDrift",
+    "Estimation",
     "Histogram",
     "MonitorSummary",
     "MonitorWindow",
@@ -92,6 +94,52 @@ class ConceptDrift:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ConceptDrift:
         return cls(**{**data, "detections": tuple(data["detections"])})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Estimation:
+    """The champion's performance estimated on the window (CBPE or DLE), beside the realized
+    metric on the rows labelled so far (see :mod:`retrainer.engine.monitoring.estimate`).
+
+    Examples
+    --------
+    >>> e = Estimation(method="cbpe", rows=10, unlabelled=10, reference_rows=200,
+    ...                estimates=(Estimate(metric="accuracy", value=0.8, low=0.6, high=1.0,
+    ...                                    n=10),))
+    >>> Estimation.from_json(e.to_json()) == e, e.get("accuracy").value
+    (True, 0.8)
+    """
+
+    method: str
+    rows: int
+    """Rows estimated on: every row of the window."""
+    unlabelled: int
+    """Rows of the window without a label yet."""
+    reference_rows: int
+    estimates: tuple[Estimate, ...]
+    realized: Mapping[str, float | None] = field(default_factory=dict)
+    """The same metrics on the window's labelled rows (empty: none labelled)."""
+
+    def get(self, metric: str) -> Estimate | None:
+        """The estimate of ``metric``, if estimated."""
+        return next((e for e in self.estimates if e.metric == metric), None)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = json_safe(
+            {
+                "method": self.method,
+                "rows": self.rows,
+                "unlabelled": self.unlabelled,
+                "reference_rows": self.reference_rows,
+                "estimates": [e.to_dict() for e in self.estimates],
+                "realized": dict(self.realized),
+            }
+        )
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Estimation:
+        return cls(**{**data, "estimates": tuple(Estimate.from_dict(e) for e in data["estimates"])})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -188,6 +236,8 @@ class MonitorSummary:
     concept_drift: ConceptDrift | None = None
     histograms: Mapping[str, Histogram] = field(default_factory=dict)
     """Column name to its reference vs current counts (for the report)."""
+    estimated: Estimation | None = None
+    """The performance estimated before the labels arrive (None: not estimated)."""
 
     def to_json(self) -> dict[str, Any]:
         """The stored document: strict JSON data, keys in field order."""
@@ -207,6 +257,8 @@ class MonitorSummary:
                 "histograms": {n: h.to_json() for n, h in self.histograms.items()},
             }
         )
+        if self.estimated is not None:  # absent, not null: documents before it stay as they were
+            out["estimated"] = self.estimated.to_json()
         return out
 
     @classmethod
@@ -226,4 +278,5 @@ class MonitorSummary:
             ),
             concept_drift=ConceptDrift.from_json(concept) if concept is not None else None,
             histograms={n: _histogram(h) for n, h in (data.get("histograms") or {}).items()},
+            estimated=Estimation.from_json(data["estimated"]) if data.get("estimated") else None,
         )

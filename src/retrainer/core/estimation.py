@@ -1,0 +1,360 @@
+"""Performance estimated before the labels arrive: CBPE for binary classifiers, DLE for
+regressors.
+
+**CBPE** (confidence-based performance estimation). If ``p_i`` is the *calibrated*
+probability that row ``i`` is positive, the expected confusion matrix of predictions
+``yhat_i`` is ``TP = sum(p_i * yhat_i)``, ``FP = sum((1 - p_i) * yhat_i)``,
+``FN = sum(p_i * (1 - yhat_i))``, ``TN = sum((1 - p_i) * (1 - yhat_i))``; accuracy and F1 are
+read from it, and ROC AUC is the area under the expected ROC curve (expected TPR and FPR at
+each score threshold, as NannyML computes it).
+
+**DLE** (direct loss estimation): a loss model fitted on labelled reference rows predicts
+each row's absolute and squared error; MAE is the mean predicted absolute error, RMSE the root
+of the mean predicted squared error. The loss models themselves are fitted in the engine
+(:mod:`retrainer.engine.monitoring.estimate`); this module takes their predictions.
+
+**Sampling interval.** The estimate is of the *expected* metric; the realized metric on ``n``
+rows scatters around it. The interval is where the realized metric falls 95% of the time if
+the assumptions hold (no concept drift, calibrated probabilities / an unbiased loss model):
+
+- accuracy: exact variance of a sum of independent Bernoullis, ``sum c_i (1 - c_i) / n**2``
+  (``c_i`` the probability that row ``i`` is right), normal approximation;
+- F1 and ROC AUC: the delta method on the same model (labels ``y ~ Bernoulli(p)``, the
+  predictions and scores fixed): F1 as a ratio of independent Bernoulli sums, ROC AUC through
+  its rank-sum form; normal approximation (no random draws: ``O(n log n)``);
+- MAE: ``Var|e_i| = E[e_i^2] - E[|e_i|]^2`` from the two loss models; RMSE: the delta method
+  with ``Var(e_i^2) = 2 E[e_i^2]^2`` (a normal error with that variance).
+
+Unlike NannyML (three standard errors of the realized metric over reference chunks of the same
+size) it needs no reference chunks and follows the chunk's own rows.
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> p = rng.uniform(size=5000)  # calibrated: y is drawn from p
+>>> y = (rng.uniform(size=p.size) < p).astype(int)
+>>> est = estimate_classification(p, metrics=("accuracy", "f1", "roc_auc"))
+>>> acc, truth = est["accuracy"], np.mean((p >= 0.5) == y)
+>>> round(acc.value, 3), bool(acc.low < truth < acc.high)
+(0.751, True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "CLASSIFICATION_METRICS",
+    "REGRESSION_METRICS",
+    "Estimate",
+    "estimate_classification",
+    "estimate_regression",
+    "expected_accuracy",
+    "expected_f1",
+    "expected_roc_auc",
+]
+
+CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc")
+REGRESSION_METRICS = ("mae", "rmse")
+_Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Estimate:
+    """One estimated metric with its 95% sampling interval ``[low, high]``.
+
+    ``value`` is None (with ``status="undefined"``) when the metric has no value on these rows
+    (ROC AUC when every calibrated probability is 0 or 1 for one class only).
+
+    Examples
+    --------
+    >>> Estimate(metric="accuracy", value=0.9, low=0.88, high=0.92, n=1000).to_dict()["high"]
+    0.92
+    """
+
+    metric: str
+    value: float | None
+    low: float | None
+    high: float | None
+    n: int
+    status: str = "ok"
+    method: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON data (NaN-free)."""
+
+        def f(x: float | None) -> float | None:
+            return None if x is None or not math.isfinite(x) else float(x)
+
+        return {
+            "metric": self.metric,
+            "value": f(self.value),
+            "low": f(self.low),
+            "high": f(self.high),
+            "n": self.n,
+            "status": self.status,
+            "method": self.method,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Estimate:
+        """Read back :meth:`to_dict`."""
+        return cls(**data)
+
+
+def _probs(p: ArrayLike) -> NDArray[np.float64]:
+    out: NDArray[np.float64] = np.clip(np.asarray(p, dtype=float).ravel(), 0.0, 1.0)
+    if np.isnan(out).any():
+        raise ValueError("calibrated probabilities must not be NaN")
+    return out
+
+
+def _labels(p: NDArray[np.float64], y_pred: ArrayLike | None, threshold: float) -> NDArray[Any]:
+    if y_pred is None:
+        return (p >= threshold).astype(float)
+    yhat = np.asarray(y_pred, dtype=float).ravel()
+    if yhat.shape != p.shape:
+        raise ValueError(f"y_pred has {yhat.size} rows, the probabilities {p.size}")
+    return yhat
+
+
+def expected_accuracy(p: ArrayLike, y_pred: ArrayLike | None = None) -> float:
+    """Expected accuracy of 0/1 predictions ``y_pred`` (default ``p >= 0.5``).
+
+    Examples
+    --------
+    >>> round(expected_accuracy([0.9, 0.2, 0.6]), 4)  # predicted 1, 0, 1: right w.p. .9, .8, .6
+    0.7667
+    """
+    pr = _probs(p)
+    yhat = _labels(pr, y_pred, 0.5)
+    return float(np.mean(np.where(yhat == 1, pr, 1 - pr))) if pr.size else math.nan
+
+
+def expected_f1(p: ArrayLike, y_pred: ArrayLike | None = None) -> float:
+    """F1 of the expected confusion matrix (NaN when nothing is predicted or expected positive).
+
+    Examples
+    --------
+    >>> round(expected_f1([0.9, 0.2, 0.6]), 4)  # TP 1.5, FP 0.5, FN 0.2
+    0.8108
+    """
+    pr = _probs(p)
+    yhat = _labels(pr, y_pred, 0.5)
+    tp = float(pr @ yhat)
+    fp = float((1 - pr) @ yhat)
+    fn = float(pr @ (1 - yhat))
+    denom = 2 * tp + fp + fn
+    return 2 * tp / denom if denom > 0 else math.nan
+
+
+def _tie_ends(s_sorted: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """True at the last row of each run of equal values of a sorted array."""
+    ends: NDArray[np.bool_] = np.r_[s_sorted[1:] != s_sorted[:-1], True]
+    return ends
+
+
+def expected_roc_auc(
+    p: ArrayLike, score: ArrayLike | None = None, *, order: NDArray[np.intp] | None = None
+) -> float:
+    """Area under the expected ROC curve of ``score`` (default: ``p`` itself).
+
+    At each distinct score threshold the expected true and false positives are the sums of
+    ``p`` and ``1 - p`` over the rows at or above it (ties move together). ``order``: the
+    ascending argsort of ``score``, when the caller has it.
+
+    Examples
+    --------
+    >>> expected_roc_auc([0.0, 1.0, 0.0, 1.0])  # certain labels: the plain ROC AUC
+    1.0
+    >>> round(expected_roc_auc([0.9, 0.7, 0.4, 0.1]), 4)
+    0.8383
+    """
+    pr = _probs(p)
+    s = pr if score is None else np.asarray(score, dtype=float).ravel()
+    pos, neg = pr.sum(), (1 - pr).sum()
+    if pos <= 0 or neg <= 0:
+        return math.nan
+    desc = (np.argsort(s, kind="stable") if order is None else order)[::-1]
+    tp = np.cumsum(pr[desc])
+    fp = np.arange(1, pr.size + 1) - tp  # the cumulative sum of 1 - p
+    # keep the last row of each tie group: a threshold admits all tied rows at once
+    last = _tie_ends(s[desc])
+    tpr = np.r_[0.0, tp[last] / pos]
+    fpr = np.r_[0.0, fp[last] / neg]
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+
+
+def _ranks(s: NDArray[np.float64], order: NDArray[np.intp]) -> NDArray[np.float64]:
+    """1-based ranks of ``s``, ties given their average rank (``order``: its argsort)."""
+    ends = np.flatnonzero(_tie_ends(s[order]))
+    starts = np.r_[0, ends[:-1] + 1]
+    avg = (starts + ends) / 2 + 1
+    out = np.empty(s.size)
+    out[order] = np.repeat(avg, ends - starts + 1)
+    return out
+
+
+def _f1_se(p: NDArray[np.float64], yhat: NDArray[Any]) -> tuple[float, float]:
+    """Expected F1 and the delta-method standard error of the realized F1 when
+    ``y ~ Bernoulli(p)``.
+
+    ``F1 = 2A / (P + A + B)`` with ``P`` the predicted positives (fixed), ``A`` the positives
+    among them and ``B`` the positives among the rest (independent sums of Bernoullis).
+    """
+    v = p * (1 - p)
+    pos = yhat == 1
+    a, b = float(p[pos].sum()), float(p[~pos].sum())
+    predicted = float(pos.sum())
+    d = predicted + a + b
+    if d <= 0:
+        return math.nan, math.nan
+    da = 2 * (predicted + b) / d**2
+    db = -2 * a / d**2
+    return 2 * a / d, math.sqrt(da**2 * float(v[pos].sum()) + db**2 * float(v[~pos].sum()))
+
+
+def _auc_se(p: NDArray[np.float64], score: NDArray[np.float64], order: NDArray[np.intp]) -> float:
+    """Delta-method standard error of the realized ROC AUC when ``y ~ Bernoulli(p)``.
+
+    ``AUC = (S - m (m + 1) / 2) / (m (n - m))`` (rank-sum form) with ``S = sum r_i y_i`` and
+    ``m = sum y_i``; the variance of ``(S, m)`` is exact, the ratio linearised at its mean.
+    """
+    n = p.size
+    r = _ranks(score, order)
+    v = p * (1 - p)
+    m, big_s = float(p.sum()), float(r @ p)
+    neg = n - m
+    if m <= 0 or neg <= 0:
+        return math.nan
+    var_s, var_m, cov = float(r**2 @ v), float(v.sum()), float(r @ v)
+    denom = m * neg
+    g_s = 1 / denom
+    numer = big_s - m * (m + 1) / 2
+    g_m = (-(m + 0.5) * denom - numer * (neg - m)) / denom**2
+    var = g_s**2 * var_s + g_m**2 * var_m + 2 * g_s * g_m * cov
+    return math.sqrt(max(var, 0.0))
+
+
+def estimate_classification(
+    p: ArrayLike,
+    *,
+    y_pred: ArrayLike | None = None,
+    score: ArrayLike | None = None,
+    metrics: Sequence[str] = CLASSIFICATION_METRICS,
+) -> dict[str, Estimate]:
+    """CBPE: each metric of ``metrics`` estimated from calibrated probabilities ``p``.
+
+    ``y_pred`` are the model's 0/1 predictions (default ``p >= 0.5``); ``score`` ranks the rows
+    for ROC AUC (default ``p``; isotonic calibration is monotone, so the raw score ranks them
+    as the model does). See the module docstring for the intervals.
+
+    Examples
+    --------
+    >>> est = estimate_classification([0.9, 0.8, 0.1, 0.2] * 50, metrics=("accuracy",))
+    >>> e = est["accuracy"]
+    >>> round(e.value, 3), round(e.low, 3), round(e.high, 3), e.n
+    (0.85, 0.801, 0.899, 200)
+    """
+    unknown = sorted(set(metrics) - set(CLASSIFICATION_METRICS))
+    if unknown:
+        raise ValueError(
+            f"CBPE estimates {', '.join(CLASSIFICATION_METRICS)}; got {', '.join(unknown)}"
+        )
+    pr = _probs(p)
+    n = pr.size
+    yhat = _labels(pr, y_pred, 0.5)
+    s = pr if score is None else np.asarray(score, dtype=float).ravel()
+    out: dict[str, Estimate] = {}
+    order: NDArray[np.intp] | None = None
+    if n == 0:
+        return {
+            m: Estimate(metric=m, value=None, low=None, high=None, n=0, status="insufficient_data")
+            for m in metrics
+        }
+    for m in metrics:
+        if m == "accuracy":
+            right = np.where(yhat == 1, pr, 1 - pr)
+            value = float(right.mean())
+            half = _Z95 * math.sqrt(float(np.sum(right * (1 - right)))) / n
+            out[m] = Estimate(
+                metric=m,
+                value=value,
+                low=max(0.0, value - half),
+                high=min(1.0, value + half),
+                n=n,
+                method="cbpe; exact binomial variance",
+            )
+            continue
+        if m == "f1":
+            value, se = _f1_se(pr, yhat)
+        else:
+            if order is None:  # one sort for the curve and the ranks
+                order = np.argsort(s, kind="stable")
+            value, se = expected_roc_auc(pr, s, order=order), _auc_se(pr, s, order)
+        ok = math.isfinite(value) and math.isfinite(se)
+        low, high = max(0.0, value - _Z95 * se), min(1.0, value + _Z95 * se)
+        out[m] = Estimate(
+            metric=m,
+            value=value if ok else None,
+            low=low if ok else None,
+            high=high if ok else None,
+            n=n,
+            status="ok" if ok else "undefined",
+            method="cbpe; delta method",
+        )
+    return out
+
+
+def estimate_regression(
+    abs_error: ArrayLike,
+    sq_error: ArrayLike,
+    *,
+    metrics: Sequence[str] = REGRESSION_METRICS,
+) -> dict[str, Estimate]:
+    """DLE: MAE and RMSE from the loss models' predicted absolute and squared errors per row.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sigma = np.full(10_000, 2.0)  # normal errors, sd 2: E|e| = 2 sqrt(2/pi), E e^2 = 4
+    >>> est = estimate_regression(sigma * np.sqrt(2 / np.pi), sigma**2)
+    >>> round(est["mae"].value, 3), round(est["rmse"].value, 3)
+    (1.596, 2.0)
+    >>> round(est["rmse"].high - est["rmse"].low, 3)
+    0.055
+    """
+    unknown = sorted(set(metrics) - set(REGRESSION_METRICS))
+    if unknown:
+        raise ValueError(f"DLE estimates mae, rmse; got {', '.join(unknown)}")
+    a = np.maximum(np.asarray(abs_error, dtype=float).ravel(), 0.0)
+    q = np.maximum(np.asarray(sq_error, dtype=float).ravel(), 0.0)
+    n = a.size
+    out: dict[str, Estimate] = {}
+    for m in metrics:
+        if n == 0:
+            out[m] = Estimate(
+                metric=m, value=None, low=None, high=None, n=0, status="insufficient_data"
+            )
+            continue
+        if m == "mae":
+            value = float(a.mean())
+            half = _Z95 * math.sqrt(float(np.sum(np.maximum(q - a**2, 0.0)))) / n
+            low, high = max(0.0, value - half), value + half
+            method = "dle; variance E[e^2] - E[|e|]^2"
+        else:
+            mse = float(q.mean())
+            value = math.sqrt(mse)
+            se_mse = math.sqrt(float(np.sum(2 * q**2))) / n
+            half = _Z95 * se_mse / (2 * value) if value > 0 else 0.0
+            low, high = max(0.0, value - half), value + half
+            method = "dle; delta method, normal errors"
+        out[m] = Estimate(metric=m, value=value, low=low, high=high, n=n, method=method)
+    return out
