@@ -192,16 +192,6 @@ def expected_roc_auc(
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 
 
-def _ranks(s: NDArray[np.float64], order: NDArray[np.intp]) -> NDArray[np.float64]:
-    """1-based ranks of ``s``, ties given their average rank (``order``: its argsort)."""
-    ends = np.flatnonzero(_tie_ends(s[order]))
-    starts = np.r_[0, ends[:-1] + 1]
-    avg = (starts + ends) / 2 + 1
-    out = np.empty(s.size)
-    out[order] = np.repeat(avg, ends - starts + 1)
-    return out
-
-
 def _f1_se(p: NDArray[np.float64], yhat: NDArray[Any]) -> tuple[float, float]:
     """Expected F1 and the delta-method standard error of the realized F1 when
     ``y ~ Bernoulli(p)``.
@@ -210,37 +200,54 @@ def _f1_se(p: NDArray[np.float64], yhat: NDArray[Any]) -> tuple[float, float]:
     among them and ``B`` the positives among the rest (independent sums of Bernoullis).
     """
     v = p * (1 - p)
-    pos = yhat == 1
-    a, b = float(p[pos].sum()), float(p[~pos].sum())
-    predicted = float(pos.sum())
+    # dot products with the 0/1 predictions: no boolean-mask copies
+    a, predicted, va = float(p @ yhat), float(yhat.sum()), float(v @ yhat)
+    b, vb = float(p.sum()) - a, float(v.sum()) - va
     d = predicted + a + b
     if d <= 0:
         return math.nan, math.nan
     da = 2 * (predicted + b) / d**2
     db = -2 * a / d**2
-    return 2 * a / d, math.sqrt(da**2 * float(v[pos].sum()) + db**2 * float(v[~pos].sum()))
+    return 2 * a / d, math.sqrt(max(da**2 * va + db**2 * vb, 0.0))
 
 
-def _auc_se(p: NDArray[np.float64], score: NDArray[np.float64], order: NDArray[np.intp]) -> float:
-    """Delta-method standard error of the realized ROC AUC when ``y ~ Bernoulli(p)``.
-
-    ``AUC = (S - m (m + 1) / 2) / (m (n - m))`` (rank-sum form) with ``S = sum r_i y_i`` and
-    ``m = sum y_i``; the variance of ``(S, m)`` is exact, the ratio linearised at its mean.
-    """
-    n = p.size
-    r = _ranks(score, order)
-    v = p * (1 - p)
-    m, big_s = float(p.sum()), float(r @ p)
-    neg = n - m
-    if m <= 0 or neg <= 0:
-        return math.nan
-    var_s, var_m, cov = float(r**2 @ v), float(v.sum()), float(r @ v)
-    denom = m * neg
+def _sorted_auc_se(
+    p_sorted: NDArray[np.float64], s_sorted: NDArray[np.float64]
+) -> tuple[float, float]:
+    """Expected ROC AUC and its delta-method standard error from ``p`` and ``score`` both in
+    ascending score order: one pass over the sort shared by the curve and the ranks."""
+    n = p_sorted.size
+    pos = float(p_sorted.sum())
+    neg = n - pos
+    if pos <= 0 or neg <= 0:
+        return math.nan, math.nan
+    # tie groups of the ascending order; a threshold admits a whole group at once
+    ends = np.flatnonzero(_tie_ends(s_sorted))
+    # expected ROC, thresholds descending: the positives at or above each group's start
+    tp_desc = np.cumsum(p_sorted[::-1])
+    if ends.size == n:  # no ties (a continuous score): every row is a threshold
+        last = slice(None)
+        r = np.arange(1.0, n + 1)
+    else:
+        starts = np.r_[0, ends[:-1] + 1]
+        last = (n - 1 - starts)[::-1]  # the group's last row in the descending order
+        r = np.repeat((starts + ends) / 2 + 1, ends - starts + 1)  # average ranks
+    tp = tp_desc[last]
+    fp = np.arange(1, n + 1)[last] - tp
+    # trapezoids from (0, 0): the first one's left edge is the origin
+    tpr, fpr = tp / pos, fp / neg
+    auc = float(fpr[0] * tpr[0] + np.diff(fpr) @ (tpr[1:] + tpr[:-1])) / 2
+    # rank-sum form: AUC = (S - m (m + 1) / 2) / (m (n - m)), S = sum r_i y_i, m = sum y_i
+    v = p_sorted * (1 - p_sorted)
+    big_s = float(r @ p_sorted)
+    rv = r * v
+    var_s, var_m, cov = float(rv @ r), float(v.sum()), float(rv.sum())
+    denom = pos * neg
     g_s = 1 / denom
-    numer = big_s - m * (m + 1) / 2
-    g_m = (-(m + 0.5) * denom - numer * (neg - m)) / denom**2
+    numer = big_s - pos * (pos + 1) / 2
+    g_m = (-(pos + 0.5) * denom - numer * (neg - pos)) / denom**2
     var = g_s**2 * var_s + g_m**2 * var_m + 2 * g_s * g_m * cov
-    return math.sqrt(max(var, 0.0))
+    return auc, math.sqrt(max(var, 0.0))
 
 
 def estimate_classification(
@@ -270,20 +277,18 @@ def estimate_classification(
         )
     pr = _probs(p)
     n = pr.size
-    yhat = _labels(pr, y_pred, 0.5)
-    s = pr if score is None else np.asarray(score, dtype=float).ravel()
-    out: dict[str, Estimate] = {}
-    order: NDArray[np.intp] | None = None
     if n == 0:
         return {
             m: Estimate(metric=m, value=None, low=None, high=None, n=0, status="insufficient_data")
             for m in metrics
         }
+    yhat = _labels(pr, y_pred, 0.5)
+    out: dict[str, Estimate] = {}
     for m in metrics:
         if m == "accuracy":
             right = np.where(yhat == 1, pr, 1 - pr)
             value = float(right.mean())
-            half = _Z95 * math.sqrt(float(np.sum(right * (1 - right)))) / n
+            half = _Z95 * math.sqrt(float(right @ (1 - right))) / n
             out[m] = Estimate(
                 metric=m,
                 value=value,
@@ -296,9 +301,10 @@ def estimate_classification(
         if m == "f1":
             value, se = _f1_se(pr, yhat)
         else:
-            if order is None:  # one sort for the curve and the ranks
-                order = np.argsort(s, kind="stable")
-            value, se = expected_roc_auc(pr, s, order=order), _auc_se(pr, s, order)
+            s = pr if score is None else np.asarray(score, dtype=float).ravel()
+            # the one sort, read by the curve and the ranks (stable: faster here than introsort)
+            order = np.argsort(s, kind="stable")
+            value, se = _sorted_auc_se(pr[order], s[order])
         ok = math.isfinite(value) and math.isfinite(se)
         low, high = max(0.0, value - _Z95 * se), min(1.0, value + _Z95 * se)
         out[m] = Estimate(
