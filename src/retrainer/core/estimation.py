@@ -124,7 +124,8 @@ def _labels(p: NDArray[np.float64], y_pred: ArrayLike | None, threshold: float) 
     yhat = np.asarray(y_pred).ravel()
     if yhat.shape != p.shape:
         raise ValueError(f"y_pred has {yhat.size} rows, the probabilities {p.size}")
-    return (yhat == 1).astype(float)  # 1: predicted positive, anything else negative
+    out: NDArray[Any] = np.equal(yhat, 1).astype(float)  # 1: predicted positive, else negative
+    return out
 
 
 def expected_accuracy(p: ArrayLike, y_pred: ArrayLike | None = None) -> float:
