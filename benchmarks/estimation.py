@@ -13,7 +13,8 @@ Timing: "fit" is the calibration / loss models on the reference; "per chunk" is 
 every metric with its interval on one chunk (NannyML: ``estimate()`` over the analysis set
 divided by its chunks, so its chunking overhead is counted; retrainer: the core functions on
 each chunk's arrays, plus the calibration map or the loss models' prediction). Each tool
-estimates one chunk first, untimed (lazy imports), and the fastest of 3 passes is kept.
+estimates one chunk first, untimed (lazy imports), and the fastest of 10 passes is kept (the
+machine is shared: fewer passes left the figures 2x apart between runs).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from retrainer.engine.monitoring.estimate import Calibrator, LossModel
 HERE = Path(__file__).resolve().parent
 CAR_LOAN = Path("/work/shared/datasets/car_loan.parquet")
 CHUNK = 5000
-REPEAT = 3
+REPEAT = 10
 
 
 def _realized(kind: str, chunk: pd.DataFrame) -> dict[str, float]:
