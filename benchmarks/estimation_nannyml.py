@@ -25,7 +25,7 @@ warnings.filterwarnings("ignore")
 
 CBPE_METRICS = ["accuracy", "f1", "roc_auc"]
 DLE_METRICS = ["mae", "rmse"]
-REPEAT = 3
+REPEAT = 10
 
 
 def _joined(loader, target: str):

@@ -110,19 +110,22 @@ class Estimate:
 
 
 def _probs(p: ArrayLike) -> NDArray[np.float64]:
-    out: NDArray[np.float64] = np.clip(np.asarray(p, dtype=float).ravel(), 0.0, 1.0)
+    out: NDArray[np.float64] = np.asarray(p, dtype=float).ravel()
+    if out.size and out.min() >= 0.0 and out.max() <= 1.0:  # the usual case (NaN fails it): no copy
+        return out
     if np.isnan(out).any():
         raise ValueError("calibrated probabilities must not be NaN")
-    return out
+    return np.clip(out, 0.0, 1.0)
 
 
 def _labels(p: NDArray[np.float64], y_pred: ArrayLike | None, threshold: float) -> NDArray[Any]:
     if y_pred is None:
         return (p >= threshold).astype(float)
-    yhat = np.asarray(y_pred, dtype=float).ravel()
+    yhat = np.asarray(y_pred).ravel()
     if yhat.shape != p.shape:
         raise ValueError(f"y_pred has {yhat.size} rows, the probabilities {p.size}")
-    return yhat
+    out: NDArray[Any] = np.equal(yhat, 1).astype(float)  # 1: predicted positive, else negative
+    return out
 
 
 def expected_accuracy(p: ArrayLike, y_pred: ArrayLike | None = None) -> float:
@@ -192,55 +195,58 @@ def expected_roc_auc(
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 
 
-def _ranks(s: NDArray[np.float64], order: NDArray[np.intp]) -> NDArray[np.float64]:
-    """1-based ranks of ``s``, ties given their average rank (``order``: its argsort)."""
-    ends = np.flatnonzero(_tie_ends(s[order]))
-    starts = np.r_[0, ends[:-1] + 1]
-    avg = (starts + ends) / 2 + 1
-    out = np.empty(s.size)
-    out[order] = np.repeat(avg, ends - starts + 1)
-    return out
-
-
-def _f1_se(p: NDArray[np.float64], yhat: NDArray[Any]) -> tuple[float, float]:
+def _f1_se(predicted: float, a: float, b: float, var_a: float, var_b: float) -> tuple[float, float]:
     """Expected F1 and the delta-method standard error of the realized F1 when
     ``y ~ Bernoulli(p)``.
 
     ``F1 = 2A / (P + A + B)`` with ``P`` the predicted positives (fixed), ``A`` the positives
-    among them and ``B`` the positives among the rest (independent sums of Bernoullis).
+    among them and ``B`` the positives among the rest (independent sums of Bernoullis, of
+    means ``a``, ``b`` and variances ``var_a``, ``var_b``).
     """
-    v = p * (1 - p)
-    pos = yhat == 1
-    a, b = float(p[pos].sum()), float(p[~pos].sum())
-    predicted = float(pos.sum())
     d = predicted + a + b
     if d <= 0:
         return math.nan, math.nan
     da = 2 * (predicted + b) / d**2
     db = -2 * a / d**2
-    return 2 * a / d, math.sqrt(da**2 * float(v[pos].sum()) + db**2 * float(v[~pos].sum()))
+    return 2 * a / d, math.sqrt(max(da**2 * var_a + db**2 * var_b, 0.0))
 
 
-def _auc_se(p: NDArray[np.float64], score: NDArray[np.float64], order: NDArray[np.intp]) -> float:
-    """Delta-method standard error of the realized ROC AUC when ``y ~ Bernoulli(p)``.
+def _sorted_auc_se(
+    p: NDArray[np.float64], s: NDArray[np.float64], v: NDArray[np.float64], pos: float
+) -> tuple[float, float]:
+    """Expected ROC AUC and the delta-method standard error of the realized one, from ``p``,
+    ``score`` and ``v = p (1 - p)`` in ascending score order (``pos``: the sum of ``p``).
 
+    The curve and the rank sums run over tie groups (a threshold admits a whole group; tied
+    rows share their average rank), so a score with few distinct values costs little.
     ``AUC = (S - m (m + 1) / 2) / (m (n - m))`` (rank-sum form) with ``S = sum r_i y_i`` and
     ``m = sum y_i``; the variance of ``(S, m)`` is exact, the ratio linearised at its mean.
     """
     n = p.size
-    r = _ranks(score, order)
-    v = p * (1 - p)
-    m, big_s = float(p.sum()), float(r @ p)
-    neg = n - m
-    if m <= 0 or neg <= 0:
-        return math.nan
-    var_s, var_m, cov = float(r**2 @ v), float(v.sum()), float(r @ v)
-    denom = m * neg
+    neg = n - pos
+    if pos <= 0 or neg <= 0:
+        return math.nan, math.nan
+    ends = np.flatnonzero(_tie_ends(s))
+    if ends.size == n:  # no ties (a continuous score): every row is its own group
+        pg, vg = p, v
+        rank = above = np.arange(1.0, n + 1)
+    else:
+        starts = np.r_[0, ends[:-1] + 1]
+        pg, vg = np.add.reduceat(p, starts), np.add.reduceat(v, starts)
+        rank = (starts + ends) / 2 + 1
+        above = (n - starts)[::-1].astype(float)  # rows at or above each descending threshold
+    # expected ROC, thresholds descending; trapezoids from the origin (0, 0)
+    tpr = np.cumsum(pg[::-1]) / pos
+    fpr = (above - tpr * pos) / neg
+    auc = float(fpr[0] * tpr[0] + np.diff(fpr) @ (tpr[1:] + tpr[:-1])) / 2
+    rv = rank * vg
+    big_s, var_s, var_m, cov = float(rank @ pg), float(rv @ rank), float(vg.sum()), float(rv.sum())
+    denom = pos * neg
     g_s = 1 / denom
-    numer = big_s - m * (m + 1) / 2
-    g_m = (-(m + 0.5) * denom - numer * (neg - m)) / denom**2
+    numer = big_s - pos * (pos + 1) / 2
+    g_m = (-(pos + 0.5) * denom - numer * (neg - pos)) / denom**2
     var = g_s**2 * var_s + g_m**2 * var_m + 2 * g_s * g_m * cov
-    return math.sqrt(max(var, 0.0))
+    return auc, math.sqrt(max(var, 0.0))
 
 
 def estimate_classification(
@@ -270,20 +276,29 @@ def estimate_classification(
         )
     pr = _probs(p)
     n = pr.size
-    yhat = _labels(pr, y_pred, 0.5)
-    s = pr if score is None else np.asarray(score, dtype=float).ravel()
-    out: dict[str, Estimate] = {}
-    order: NDArray[np.intp] | None = None
     if n == 0:
         return {
             m: Estimate(metric=m, value=None, low=None, high=None, n=0, status="insufficient_data")
             for m in metrics
         }
+    yhat = _labels(pr, y_pred, 0.5)
+    s: NDArray[np.float64] | None = None
+    if "roc_auc" in metrics:
+        s = pr if score is None else np.asarray(score, dtype=float).ravel()
+        # the one sort, read by every metric (stable: faster here than introsort); accuracy
+        # and F1 are sums, so they read the sorted arrays as well
+        order = np.argsort(s, kind="stable")
+        pr, s, yhat = pr[order], s[order], yhat[order]
+    # every metric from these sums over the rows (and, for ROC AUC, the sorted arrays)
+    v = pr * (1 - pr)  # the variance of each label; also of "row i is predicted right"
+    pos, a, predicted = float(pr.sum()), float(pr @ yhat), float(yhat.sum())
+    var_all, var_a = float(v.sum()), float(v @ yhat)
+    out: dict[str, Estimate] = {}
     for m in metrics:
         if m == "accuracy":
-            right = np.where(yhat == 1, pr, 1 - pr)
-            value = float(right.mean())
-            half = _Z95 * math.sqrt(float(np.sum(right * (1 - right)))) / n
+            # mean of p where predicted positive, of 1 - p elsewhere
+            value = (n - pos - predicted + 2 * a) / n
+            half = _Z95 * math.sqrt(var_all) / n
             out[m] = Estimate(
                 metric=m,
                 value=value,
@@ -294,11 +309,10 @@ def estimate_classification(
             )
             continue
         if m == "f1":
-            value, se = _f1_se(pr, yhat)
+            value, se = _f1_se(predicted, a, pos - a, var_a, var_all - var_a)
         else:
-            if order is None:  # one sort for the curve and the ranks
-                order = np.argsort(s, kind="stable")
-            value, se = expected_roc_auc(pr, s, order=order), _auc_se(pr, s, order)
+            assert s is not None
+            value, se = _sorted_auc_se(pr, s, v, pos)
         ok = math.isfinite(value) and math.isfinite(se)
         low, high = max(0.0, value - _Z95 * se), min(1.0, value + _Z95 * se)
         out[m] = Estimate(
