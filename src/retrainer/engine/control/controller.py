@@ -444,8 +444,21 @@ class Controller:
             return
         if store.alias_at(pipeline.name, CHAMPION, now) is None:
             return  # no champion yet at ``now`` (the monitor judges the champion at its end)
+        # the estimate before the labels costs a model fit: only for a trigger that reads it,
+        # or a daemon's configured monitor (the dashboard shows it); a backtest replay skips it
+        policy = self.policy(pipeline.name)
+        estimate = self._monitors(pipeline) or (
+            policy is not None and any(n.source == "estimated" for n in policy.needs.metrics)
+        )
         try:
-            run_monitor(self.project, pipeline.name, clock=self.clock, end=now, report=False)
+            run_monitor(
+                self.project,
+                pipeline.name,
+                clock=self.clock,
+                end=now,
+                report=False,
+                estimate=estimate,
+            )
             report.monitored.append(pipeline.name)
             self._monitor_errors.pop(pipeline.name, None)
         except RetrainerError as exc:

@@ -263,10 +263,14 @@ def run_monitor(
     start: datetime | None = None,
     end: datetime | None = None,
     report: bool | Path = True,
+    estimate: bool = True,
 ) -> MonitorResult:
     """Check one window and record it; see the module docstring for what is checked.
 
     ``report`` is True for the default path under ``storage.reports_dir``, a path, or False.
+    ``estimate=False`` leaves out the performance estimated before the labels (CBPE/DLE: a
+    calibration or loss model fitted on the champion's holdout), which the controller asks
+    for only where a trigger or the dashboard reads it.
 
     Examples
     --------
@@ -480,7 +484,7 @@ def run_monitor(
             )
         )
     estimated = None
-    if pred is not None:  # rows, the features, and a model that predicted on them
+    if estimate and pred is not None:  # rows, the features, and a model that predicted
         from retrainer.engine.monitoring.estimate import try_estimate
 
         estimated = try_estimate(pipeline, model, mv, frame, list(metric_names), findings)
