@@ -418,8 +418,8 @@ def test_the_triggers_needs_decide_what_the_controller_gathers(
     assert policy is not None
     assert (policy.needs.rows, policy.watches_monitor) == (counts_rows, monitors)
     counted: list[int] = []
-    real = module._labelled_rows_since
-    monkeypatch.setattr(module, "_labelled_rows_since", lambda *a: counted.append(1) or real(*a))
+    real = module.labelled_rows_since
+    monkeypatch.setattr(module, "labelled_rows_since", lambda *a: counted.append(1) or real(*a))
     clock = SimulatedClock(START)
     controller = Controller(project, clock=clock)
     _drive(controller, clock, timedelta(hours=6), START + timedelta(days=2))
