@@ -50,6 +50,7 @@ def deploy(
         if not plans:
             out.print("no deployment: the pipelines have no triggers")
         return
+    prefect._prefect()  # a missing extra: its one line before anything else is printed
     for p in plans:
         out.print(f"serving {p.name}  flow={p.flow}  {p.schedule}")
     out.print("Ctrl-C stops; the Prefect API is PREFECT_API_URL's")
