@@ -51,7 +51,12 @@ def dask_client(address: str | None, max_workers: int) -> Iterator[Any]:
     cluster = None
     if address is None:
         cluster = dist.LocalCluster(
-            n_workers=max_workers, threads_per_worker=1, processes=True, dashboard_address=None
+            # the dashboard on a free loopback port: None falls back to the fixed :8787,
+            # which two clusters at once (two test workers, two backtests) cannot share
+            n_workers=max_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address="127.0.0.1:0",
         )
     client = dist.Client(address or cluster)
     try:
@@ -88,7 +93,7 @@ class DaskExecutor:
                     n_workers=max_workers,
                     threads_per_worker=1,
                     processes=True,
-                    dashboard_address=None,
+                    dashboard_address="127.0.0.1:0",
                     host="127.0.0.1",
                 )
                 client = dist.Client(self._cluster)
