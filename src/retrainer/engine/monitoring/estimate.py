@@ -162,20 +162,33 @@ class LossModel:
             return self.absolute.predict(Z), self.squared.predict(Z)
 
 
-def reference_rows(pipeline: Pipeline, mv: ModelVersion) -> pd.DataFrame:
-    """The champion's holdout: the labelled rows of its training window it was scored on."""
+def trained_rows(pipeline: Pipeline, mv: ModelVersion) -> tuple[pd.DataFrame, Any] | None:
+    """The labelled rows of version ``mv``'s window read back from the source, and the mask of
+    its holdout among them; None when they cannot be found (the monitor's raw reference, the
+    estimate's calibration rows)."""
     from retrainer.core.windows import holdout_mask
 
     snap = mv.snapshot
     if snap.min_time is None or snap.max_time is None:
-        return pd.DataFrame()
+        return None
+    # the rows the version trained on lie between its oldest and newest row (rows of its
+    # window whose label came later, or cut by a window of the last N rows, do not)
     frame = pipeline.source.load(snap.min_time, snap.max_time + timedelta(microseconds=1))
     frame, _ = pipeline.labelled(frame, "of the reference")
     if len(frame) > snap.rows:  # rows added to the source since
         frame = frame.iloc[-snap.rows :].reset_index(drop=True)
     if frame.empty:
-        return frame
+        return None
     mask = holdout_mask(frame[pipeline.time_column].to_numpy(), pipeline.config.blessing.holdout)
+    return frame, mask
+
+
+def reference_rows(pipeline: Pipeline, mv: ModelVersion) -> pd.DataFrame:
+    """The champion's holdout: the labelled rows of its training window it was scored on."""
+    found = trained_rows(pipeline, mv)
+    if found is None:
+        return pd.DataFrame()
+    frame, mask = found
     return frame.loc[mask].reset_index(drop=True)
 
 

@@ -27,7 +27,7 @@ The figures are stored as a :class:`~retrainer.core.types.MonitorRecord` with a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -236,22 +236,13 @@ def _raw_reference(pipeline: Pipeline, model: Any, mv: ModelVersion) -> Any:
     methods = {drift.numeric_method, *(f.get("method") for f in drift.features.values())}
     if "ks_exact" not in methods:
         return None
-    snap = mv.snapshot
-    if snap.min_time is None or snap.max_time is None:
-        return None
-    # the rows the version trained on lie between its oldest and newest row (rows of its
-    # window whose label came later, or cut by a window of the last N rows, do not)
-    frame = pipeline.source.load(snap.min_time, snap.max_time + timedelta(microseconds=1))
-    frame, _ = pipeline.labelled(frame, "of the reference")
-    if len(frame) > snap.rows:  # rows added to the source since
-        frame = frame.iloc[-snap.rows :].reset_index(drop=True)
-    if frame.empty:
-        return None
-    from retrainer.core.windows import holdout_mask
+    from retrainer.engine.monitoring.estimate import trained_rows
 
-    train = frame.loc[
-        ~holdout_mask(frame[pipeline.time_column].to_numpy(), pipeline.config.blessing.holdout)
-    ]
+    found = trained_rows(pipeline, mv)
+    if found is None:
+        return None
+    frame, holdout = found
+    train = frame.loc[~holdout]
     return window_columns(pipeline, train, model_output(pipeline, model, train))
 
 
