@@ -161,8 +161,8 @@ def delay_adjusted(cfg: Any, backtest: Path) -> Any:
     A training window ``[now - w, now)`` only holds rows whose label arrived (time <= now -
     delay), so with a delay as long as the window it holds (almost) nothing; widened to
     ``w + delay`` it holds ``w`` of labelled rows again, as without delay. The same goes for
-    the metric trigger's ``over`` (the predictions of the last ``over`` joined with the labels
-    that arrived). The concept-drift policy's monitor window and the online policy are left
+    the metric and cost-aware triggers' ``over`` (the predictions of the last ``over`` joined
+    with the labels that arrived). The concept-drift policy's monitor window and the online policy are left
     as they are.
     """
     from retrainer.backtest_config import BacktestConfig
@@ -186,9 +186,11 @@ def delay_adjusted(cfg: Any, backtest: Path) -> Any:
             window["duration"] = wider(window["duration"])
             widened = True
         for trigger in policy.get("triggers") or []:
-            if "metric" in trigger and "over" in trigger:
-                trigger["over"] = wider(trigger["over"])
-                widened = True
+            # the metric trigger's and the cost-aware trigger's online look-back
+            for spec in (trigger, trigger.get("cost_aware") or {}):
+                if "metric" in spec and "over" in spec:
+                    spec["over"] = wider(spec["over"])
+                    widened = True
         if widened:
             policy["name"] += f" (+{extra.total_seconds() / 86400:g}d)"
     return BacktestConfig.model_validate({**cfg.model_dump(mode="json"), "policies": policies})
