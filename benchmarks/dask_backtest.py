@@ -2,7 +2,7 @@
 
 Two measurements, in one run:
 
-1. **elec2 default backtest** (the bundled example, its default grid of 14 policies and the
+1. **elec2 default backtest** (the bundled example, its default grid of 17 policies and the
    degradation curve, ``--no-cache``): the wall time of ``retrainer backtest`` with
    ``executor: {kind: process, max_workers: 2}`` against ``executor: {kind: dask, address:
    ...}`` on a cluster started here as separate processes (``dask scheduler`` and two

@@ -18,7 +18,12 @@ tick per ``--tick`` observations per arm, a look at every tick, up to ``--horizo
     machine): an A/B of a model retrained on the last 30 days against a stale champion
     (trained on the first 60 days), from several starts, and the A/A tests (the retrained
     model against itself, the stale one against itself), and a broken candidate (a constant
-    answer) against the output-drift guard.
+    answer) against the output-drift guard. The policy: a 50/50 A/B on accuracy, ``tau`` 0.05,
+    a tick every hour of data time, a horizon of 21 days (about 500 rows per arm); alpha
+    (0.05), min_samples (200) and the guards at their defaults (the output-drift guard: a
+    Jensen-Shannon distance above 0.5, from the champion's outputs and from the candidate's
+    own on its training rows, over 100 rows). The stale champion learns 1996-05-07 ..
+    1996-07-06; the five starts are ``REPLAY_STARTS``.
 
 Every simulated decision comes from :func:`retrainer.core.sequential.msprt_likelihood_ratio`
 and :func:`~retrainer.core.sequential.msprt_radius` with the decision rule of

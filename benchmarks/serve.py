@@ -10,7 +10,9 @@ phases named by ``--phases`` (default: all), each a closed loop of ``--concurren
   (c) the same with an **ab rollout** active (phase ``ab``, requests carry ``X-Request-Key``);
   (d) **mlflow models serve** of the same model (``--env-manager local``, its own venv, see
   ``benchmarks/setup_serve_venv.sh``). The log holds one row per answered request after SIGTERM.
-- ``ab``: the ab rollout row of ``compare`` plus its split check: the challenger's share of
+- ``ab``: the ab rollout row of ``compare`` (``rollout: {strategy: ab, split: 0.5, metric:
+  accuracy, min_effect: 0.01}``, begun by a third blessed run; requests keyed from ``--keys``
+  keys, 2,000 by default) plus its split check: the challenger's share of
   the keys within the binomial 99.9% bounds of the split, and each key always on one variant.
 - ``workers``: 1 vs 2 worker processes on reused keep-alive connections (uvicorn's
   ``--workers 2`` used to leave Nagle on: ~40 ms per reused request), for the floor and for

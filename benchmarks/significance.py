@@ -13,6 +13,8 @@ and a champion scoring the same rows, with a small real difference), over ``--re
 
 It prints a Markdown table: the largest absolute difference from the reference and the median
 time of one test on 10k and 100k rows. statsmodels is not used (not in the environment).
+Tango's score test (McNemar with a margin) has no reference here: it is checked against a
+numerical constrained maximum likelihood in ``tests/core/test_significance.py``.
 
 Usage (from the repository root)::
 

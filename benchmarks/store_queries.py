@@ -14,6 +14,11 @@ the listing indexes). Then it times the queries the dashboard makes, through the
 - with ``--ablation``: 0004 without each of its new indexes in turn (the index it replaced, if
   any, put back), to show which ones earn their place.
 
+In the query names, ``p`` is an active pipeline (another one on each timed run), ``retired``
+a pipeline that ran during the first 1% of the history only, and ``mid`` the middle event id.
+Schema 0004 adds events(pipeline, kind, id), events(pipeline, id), events(kind, id) and
+runs(pipeline, id).
+
 ``--url`` runs it on PostgreSQL instead of a SQLite file in a temporary folder (the tables go
 in a new schema, dropped at the end). ``--explain`` prints each query's plan.
 
