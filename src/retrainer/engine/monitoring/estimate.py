@@ -249,7 +249,7 @@ def estimate_window(
         cal = Calibrator.fit(np.asarray(model.predict_proba(X_ref))[:, 1], _is(y_ref, positive))
         score = np.asarray(model.predict_proba(X))[:, 1]
         yhat = _is(np.asarray(model.predict(X)), positive)
-        est = estimate_classification(cal(score), y_pred=yhat, score=score, metrics=chosen)
+        est = estimate_classification(score=score, calibration=cal, y_pred=yhat, metrics=chosen)
         if labelled is not None and labelled.any():
             y = _is(frame[target].to_numpy()[labelled], positive)
             realized = _realized_classification(y, yhat[labelled], score[labelled], chosen)
