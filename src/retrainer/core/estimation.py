@@ -391,6 +391,7 @@ def estimate_classification(
         if calibration is not None:
             pr = _probs(np.asarray(calibration(key), dtype=float))
         else:
+            assert p is not None  # checked above: p, or a score with its calibration
             pr = key if score is None else _probs(p)
             if pr.shape != key.shape:
                 raise ValueError(f"score has {key.size} rows, the probabilities {pr.size}")

@@ -95,7 +95,7 @@ def _codes(column: pd.Series, categories: pd.Index) -> np.ndarray:
             return codes
     # an Index lookup, as Categorical(..., categories=...) coded it (without its warning
     # that unknown values will raise)
-    coded = categories.get_indexer(column.astype(str))
+    coded = categories.get_indexer(pd.Index(column.astype(str)))
     return np.where(coded < 0, np.nan, coded)
 
 
