@@ -71,7 +71,9 @@ def _retrainer(kind: str, ref: pd.DataFrame, ana: pd.DataFrame, features: list[s
             t0 = time.perf_counter()
             if kind == "cbpe":
                 score = score_all[start:end]
-                est = estimate_classification(cal(score), y_pred=pred_all[start:end], score=score)
+                est = estimate_classification(
+                    score=score, calibration=cal, y_pred=pred_all[start:end]
+                )
             else:
                 abs_err, sq_err = loss.predict(ana.iloc[start:end][features], pred_all[start:end])
                 est = estimate_regression(abs_err, sq_err)

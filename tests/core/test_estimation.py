@@ -106,3 +106,45 @@ def test_dle_on_a_known_noise_model():
 def test_dle_of_no_rows_is_insufficient():
     est = estimate_regression([], [])
     assert est["mae"].status == "insufficient_data" and est["mae"].value is None
+
+
+def _same(a, b):
+    for m in a:
+        for f in ("value", "low", "high"):
+            assert getattr(a[m], f) == pytest.approx(getattr(b[m], f), abs=1e-12), (m, f)
+
+
+@pytest.mark.parametrize("y_pred", ["threshold", "none", "random", "all_positive"])
+def test_score_with_calibration_equals_the_calibrated_probabilities(y_pred):
+    """The sorted path (one value sort, the map on sorted scores) and its fallback (predictions
+    that are no threshold on the score) give the estimate of the calibrated probabilities."""
+    rng = np.random.default_rng(5)
+    score = np.round(rng.uniform(size=3000), 2)  # ties, as a tree model's scores have
+
+    def calibrate(s):
+        return np.interp(s, [0.0, 0.3, 0.7, 1.0], [0.05, 0.2, 0.9, 0.95])
+
+    pred = {
+        "threshold": (score >= 0.4).astype(int),
+        "none": None,
+        "random": (rng.uniform(size=score.size) < 0.5).astype(int),
+        "all_positive": np.ones(score.size, dtype=int),
+    }[y_pred]
+    by_map = estimate_classification(score=score, calibration=calibrate, y_pred=pred)
+    _same(by_map, estimate_classification(calibrate(score), y_pred=pred, score=score))
+    if y_pred != "none":  # p sorted on itself: its own ranking
+        _same(
+            estimate_classification(calibrate(score), y_pred=pred),
+            estimate_classification(calibrate(score), y_pred=pred, score=calibrate(score)),
+        )
+
+
+def test_calibration_needs_a_score_and_no_probabilities():
+    with pytest.raises(ValueError, match="calibration"):
+        estimate_classification([0.5], calibration=lambda s: s)
+    with pytest.raises(ValueError, match="calibration"):
+        estimate_classification([0.5], score=[0.5], calibration=lambda s: s)
+    with pytest.raises(ValueError, match="calibrated probabilities"):
+        estimate_classification(score=[0.5])
+    with pytest.raises(ValueError, match="NaN"):
+        estimate_classification(score=[0.5, np.nan], calibration=lambda s: s)
