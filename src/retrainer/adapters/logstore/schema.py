@@ -232,7 +232,7 @@ def _well_typed(frame: pd.DataFrame, kind: Kind, origin: str) -> _Arrays | None:
     runs for batches that need converting or that fail (its errors name the row). Whatever
     this accepts, :func:`_coerced` turns into the same Arrow arrays.
     """
-    columns = dict(frame.items())
+    columns: dict[str, pd.Series] = dict(frame.items())  # type: ignore[arg-type]  # checked: str names
     ts = columns["timestamp"]
     if not (isinstance(ts.dtype, np.dtype) and ts.dtype.kind == "M"):
         return None  # strings, aware times: parsed and converted by _timestamps
