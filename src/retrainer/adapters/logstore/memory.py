@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import bisect
-from datetime import date
+from datetime import date, datetime
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from retrainer.adapters.logstore import arrowjoin
 from retrainer.adapters.logstore.protocol import KINDS, Kind
-from retrainer.adapters.logstore.query import DuckDBLogStore
+from retrainer.adapters.logstore.query import DuckDBLogStore, _first_day, _last_day_before
 from retrainer.adapters.logstore.segments import ipc_digest, union_by_name
 from retrainer.errors import ConfigError
 
@@ -75,19 +77,57 @@ class InMemoryLogStore(DuckDBLogStore):
         with self._write_lock:
             return sorted(d for (k, d), tables in self._segments.items() if k == kind and tables)
 
-    def _relation(
-        self, cur: duckdb.DuckDBPyConnection, kind: Kind, first: date | None, last: date | None
-    ) -> str | None:
+    def _table(self, kind: Kind, first: date | None, last: date | None) -> pa.Table | None:
+        """The segments of ``kind`` on days in ``[first, last]`` as one table (None: none)."""
         with self._write_lock:
             days = self._days.get(kind, [])
             lo = 0 if first is None else bisect.bisect_left(days, first)
             hi = len(days) if last is None else bisect.bisect_right(days, last)
             tables = [t for d in days[lo:hi] for t in self._segments[(kind, d)]]
-        if not tables:
+        return union_by_name(tables) if tables else None
+
+    def _relation(
+        self, cur: duckdb.DuckDBPyConnection, kind: Kind, first: date | None, last: date | None
+    ) -> str | None:
+        table = self._table(kind, first, last)
+        if table is None:
             return None
         name = f"_{kind}"
-        cur.register(name, union_by_name(tables))
+        cur.register(name, table)
         return name
+
+    def _joined_arrow(
+        self,
+        pipelines: list[str],
+        columns: list[str] | None,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        until: datetime,
+        since: datetime | None,
+        include_unlabelled: bool,
+    ) -> pd.DataFrame | None:
+        # the day ranges joined_many gives its relations
+        preds = (
+            self._table("predictions", _first_day(start), _last_day_before(end))
+            if pipelines
+            else None
+        )
+        feedback = self._table("feedback", _first_day(since), until.date())
+        if preds is None or feedback is None:
+            return None
+        out = arrowjoin.joined(
+            preds,
+            feedback,
+            pipelines=pipelines,
+            columns=columns,
+            start=start,
+            end=end,
+            until=until,
+            since=since,
+            include_unlabelled=include_unlabelled,
+        )
+        return None if out is None else out.to_pandas()
 
     def _compact_day(self, kind: Kind, day: date) -> int:
         with self._write_lock:

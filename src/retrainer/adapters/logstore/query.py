@@ -107,6 +107,20 @@ class DuckDBLogStore:
     def _compact_day(self, kind: Kind, day: date) -> int:
         raise NotImplementedError
 
+    def _joined_arrow(
+        self,
+        pipelines: list[str],
+        columns: list[str] | None,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        until: datetime,
+        since: datetime | None,
+        include_unlabelled: bool,
+    ) -> pd.DataFrame | None:
+        """What :meth:`joined_many` returns, computed without SQL; None: run the SQL."""
+        return None
+
     def days(self, kind: Kind = "predictions") -> list[date]:
         """The UTC days that hold segments of ``kind``, sorted."""
         raise NotImplementedError
@@ -469,6 +483,12 @@ class DuckDBLogStore:
         out = "p.* EXCLUDE (_row)" if cols is None else ", ".join(f"p.{_quote(c)}" for c in cols)
         join = "LEFT JOIN" if include_unlabelled else "JOIN"
         f_where = ' AND "timestamp" >= $since' if since is not None else ""
+
+        fast = self._joined_arrow(
+            names, cols, lo, hi, until=until, since=since, include_unlabelled=include_unlabelled
+        )
+        if fast is not None:
+            return fast
 
         def build(p: str | None, f: str | None) -> str | None:
             if p is None or not names:
