@@ -162,8 +162,8 @@ def delay_adjusted(cfg: Any, backtest: Path) -> Any:
     delay), so with a delay as long as the window it holds (almost) nothing; widened to
     ``w + delay`` it holds ``w`` of labelled rows again, as without delay. The same goes for
     the metric and cost-aware triggers' ``over`` (the predictions of the last ``over`` joined
-    with the labels that arrived). The concept-drift policy's monitor window and the online policy are left
-    as they are.
+    with the labels that arrived). The concept-drift policy's monitor window and the online
+    policy are left as they are.
     """
     from retrainer.backtest_config import BacktestConfig
     from retrainer.core.windows import parse_duration

@@ -12,7 +12,8 @@ Each task opens the project once and calls one function of
 the run the daemon would have made: same key, same events, same blessing and rollout.
 
 - ``<pipeline>`` is scheduled by the pipeline's schedule trigger (its cron, in its time zone;
-  ``every <duration>`` as a fixed interval). Its ``decide`` task creates the run whose key is
+  ``every <duration>`` as a fixed interval). Its ``decide`` task passes the slot through the
+  pipeline's guards (:func:`~retrainer.engine.runs.stages.admit`), then creates the run whose key is
   (the schedule trigger's name, the DAG run's data interval end): the daemon's key for that
   slot, so Airflow and a daemon never both train it; retries and backfills find the run.
 - ``<pipeline>__watch`` runs every ``watch_every`` (5 minutes by default): its ``decide`` task
@@ -253,6 +254,12 @@ def _start_scheduled(config: str, pipeline: str, trigger: str, **context: Any) -
     slot = now.isoformat()
     evidence = {**_airflow_evidence(context), "slot": slot}
     with Project.open(config) as project:
+        # the timetable stands for the schedule trigger; the guards still apply
+        admitted = stages.admit(
+            project, pipeline, now=now, trigger=trigger, slot=slot, actor="airflow"
+        )
+        if not admitted.fire:
+            raise AirflowSkipException(f"{pipeline}: {admitted.reason}")
         run = stages.start_run(
             project,
             pipeline,

@@ -224,6 +224,14 @@ def _tasks(project_dir: str, pipeline: str) -> dict[str, Any]:
             "evidence": d.evidence,
         }
 
+    @task(name="admit")
+    def admit(now: datetime, trigger: str, slot: str) -> dict[str, Any]:
+        with _opened(project_dir) as project:
+            d = stages.admit(
+                project, pipeline, now=now, trigger=trigger, slot=slot, actor="prefect"
+            )
+        return {"fire": d.fire, "reason": d.reason, "evidence": d.evidence}
+
     @task(name="start")
     def start(now: datetime, trigger: str, slot: str, evidence: dict[str, Any] | None) -> int:
         with _opened(project_dir) as project:
@@ -248,6 +256,7 @@ def _tasks(project_dir: str, pipeline: str) -> dict[str, Any]:
 
     return {
         "decide": decide,
+        "admit": admit,
         "start": start,
         "train": stage("train"),
         "bless": stage("bless"),
@@ -279,8 +288,11 @@ def pipeline_flow(project_dir: str | os.PathLike[str], pipeline: str | None = No
 
     Parameters of the flow: ``logical_time`` (default: the flow run's scheduled start, i.e.
     now for an ad-hoc run), ``trigger`` (default ``"schedule"``), ``slot`` (default: the
-    logical time's UTC ISO string) and ``evidence``. It returns the deploy stage's summary
-    (``run_id``, ``status``, ``version``, ``outcome``...). When that run already finished the
+    logical time's UTC ISO string), ``evidence`` and ``guards`` (default true: the
+    pipeline's guards judge the firing first, as a daemon's would judge its schedule's; the
+    watch flow passes false, its decision having passed them). It returns the deploy stage's
+    summary (``run_id``, ``status``, ``version``, ``outcome``...), or ``status: skipped`` with
+    the guard's ``reason`` when one held the firing back. When that run already finished the
     stages do nothing and return its recorded outcome, or raise
     :class:`~retrainer.engine.runs.stages.RunFailed` again for a failed run: a stage raising
     it fails the flow.
@@ -302,9 +314,14 @@ def pipeline_flow(project_dir: str | os.PathLike[str], pipeline: str | None = No
         trigger: str = "schedule",
         slot: str | None = None,
         evidence: dict[str, Any] | None = None,
+        guards: bool = True,
     ) -> dict[str, Any]:
         now = _logical_time(logical_time)
         slot = slot or now.isoformat()
+        if guards:  # the deployment's schedule stands for the schedule trigger: guard it
+            admitted = dict(tasks["admit"](now, trigger, slot))
+            if not admitted["fire"]:
+                return {"status": "skipped", "reason": admitted["reason"], "run_id": None}
         run_id = tasks["start"](now, trigger, slot, evidence)
         tasks["train"](run_id, now)
         tasks["bless"](run_id, now)
@@ -347,6 +364,7 @@ def watch_flow(
                 trigger=decision["trigger"],
                 slot=decision["slot"],
                 evidence=decision["evidence"],
+                guards=False,  # the decision passed them
             )
         return decision
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,15 @@ from retrainer.core.clock import SimulatedClock
 from retrainer.engine.control.controller import request_run
 from retrainer.engine.project import Project
 from retrainer.engine.runs.run import execute_run
-from retrainer.engine.runs.stages import RunFailed, bless, decide, deploy, start_run, train
+from retrainer.engine.runs.stages import (
+    RunFailed,
+    admit,
+    bless,
+    decide,
+    deploy,
+    start_run,
+    train,
+)
 from retrainer.errors import RetrainerError
 from retrainer.testing import in_memory_project, write_project
 from tests.conftest import make_frame
@@ -177,3 +185,49 @@ def test_stage_summaries_are_json(tmp_path: Path):
         out = stage(project, run.id, now=T1).to_json()
         assert json.loads(json.dumps(out)) == out
     assert out["outcome"] == "promoted" and out["version"] == 1 and out["passed"] is True
+
+
+def test_admit_passes_a_scheduled_firing_through_the_guards(tmp_path: Path):
+    # an orchestrator's schedule stands for the schedule trigger; the guards still apply
+    project = in_memory_project(
+        root=tmp_path,
+        triggers=[{"schedule": "0 0 * * *"}],
+        guards=[{"cooldown": "3d"}],
+    )
+    first = admit(project, "toy", now=T1, trigger="schedule", slot=T1.isoformat())
+    assert first.fire and first.slot == T1.isoformat()
+    assert _all_stages(project, T1) is not None
+    soon = T1 + timedelta(days=1)
+    held = admit(project, "toy", now=soon, trigger="schedule", slot=soon.isoformat())
+    assert not held.fire and held.slot is None
+    assert held.reason.startswith("cooldown") and "held back" in held.reason
+    assert [g["passed"] for g in held.evidence["guards"]] == [False]
+    events = project.store.list_events("toy", kinds=["trigger.fired", "trigger.evaluated"])
+    assert [(e.kind, e.data["fire"]) for e in sorted(events, key=lambda e: e.at)] == [
+        ("trigger.fired", True),
+        ("trigger.evaluated", False),
+    ]
+    later = T1 + timedelta(days=4)
+    assert admit(project, "toy", now=later, trigger="schedule", slot=later.isoformat()).fire
+
+
+def test_admit_without_guards_fires_and_records_nothing(tmp_path: Path):
+    project = in_memory_project(root=tmp_path, triggers=[{"schedule": "0 0 * * *"}])
+    decision = admit(project, "toy", now=T1, trigger="schedule", slot="s")
+    assert (decision.fire, decision.trigger, decision.slot) == (True, "schedule", "s")
+    assert project.store.list_events("toy", kinds=["trigger.fired"]) == []
+
+
+def test_admit_lets_a_retried_task_continue_its_own_run(tmp_path: Path):
+    # the run of this slot exists: the cooldown must not count it against itself
+    project = in_memory_project(
+        root=tmp_path, triggers=[{"schedule": "0 0 * * *"}], guards=[{"cooldown": "3d"}]
+    )
+    slot = T1.isoformat()
+    assert admit(project, "toy", now=T1, trigger="schedule", slot=slot).fire
+    run = start_run(project, "toy", now=T1, trigger="schedule", slot=slot)
+    assert run is not None
+    again = admit(project, "toy", now=T1, trigger="schedule", slot=slot)
+    assert again.fire and again.reason.endswith("its run exists")
+    other = admit(project, "toy", now=T1, trigger="schedule", slot="another slot")
+    assert not other.fire

@@ -159,6 +159,25 @@ def test_two_logical_dates_make_two_runs(project: Path):
     assert {r.status for r in runs} == {"succeeded"}
 
 
+def test_the_guards_hold_a_scheduled_dag_run_back(project: Path):
+    config_file = project / "retrainer.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    config["pipelines"][0]["guards"] = [{"max_retrains": {"count": 1, "per": "30d"}}]
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    dag = build_dags(project)["elec2"]
+    assert _states(_run(dag, MONDAY))["deploy"] == "success"
+    held = _states(_run(dag, NEXT_MONDAY))
+    assert held == dict.fromkeys(["decide", "train", "bless", "deploy"], "skipped")
+    assert [r.key for r in _runs(project)] == ["elec2/schedule/1997-06-02T00:00:00+00:00"]
+    evaluated = [e for e in _events(project) if e.kind == "trigger.evaluated"]
+    assert [e.data["fire"] for e in evaluated] == [False]
+    assert evaluated[0].data["reason"].startswith("max_retrains")
+    # a cleared DAG run of the admitted date still finds its run: the guard does not count it
+    again = _states(_run(dag, MONDAY))
+    assert again["decide"] == "skipped" and "run exists" not in str(again)
+    assert len(_runs(project)) == 1
+
+
 def test_a_manual_request_fires_through_the_watch_dag(project: Path):
     dags = build_dags(project)
     nothing = _run(dags["elec2__watch"], MONDAY)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -91,6 +91,26 @@ def test_a_manual_request_fires_through_the_watch_flow(tmp_path: Path) -> None:
     [run] = _runs(folder)
     assert run.key == f"toy/manual/{request}"
     assert watch(logical_time=T)["fire"] is False  # the request is handled once
+
+
+def test_the_guards_hold_a_scheduled_flow_run_back(tmp_path: Path) -> None:
+    folder = write_project(
+        tmp_path,
+        triggers=[{"schedule": "0 2 * * MON"}, {"manual": {}}],
+        guards=[{"cooldown": "3d"}],
+    )
+    flow = pipeline_flow(folder)
+    assert flow(logical_time=T)["status"] == "succeeded"
+    held = flow(logical_time=T + timedelta(days=1))
+    assert held["status"] == "skipped" and held["reason"].startswith("cooldown")
+    assert len(_runs(folder)) == 1
+    assert flow(logical_time=T)["status"] == "succeeded"  # a re-run finds its own run
+    # a manual request through the watch flow passed the guards in its decision
+    with Project.open(folder) as project:
+        request_run(project, "toy", now=T + timedelta(days=1), by="test")
+    decided = watch_flow(folder)(logical_time=T + timedelta(days=1))
+    assert decided["run"]["status"] == "succeeded"
+    assert len(_runs(folder)) == 2
 
 
 def test_the_deployments_carry_the_schedules(tmp_path: Path) -> None:

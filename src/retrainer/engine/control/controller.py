@@ -606,6 +606,52 @@ class Controller:
             )
         return decision
 
+    def admit_once(
+        self, name: str, now: datetime, *, trigger: str, slot: str, reason: str
+    ) -> Decision:
+        """An orchestrator's scheduled firing of ``(trigger, slot)`` through the pipeline's
+        guards (cooldown, max retrains, min new rows) at ``now``, recorded as a tick records
+        a firing (``trigger.fired``) or a held one (``trigger.evaluated``): see
+        :func:`retrainer.engine.runs.stages.admit`."""
+        pipeline = self.project.pipeline(name)
+        fired = Decision(fire=True, trigger=trigger, slot=slot, reason=reason)
+        full = build_policy(pipeline)
+        if full is None or not full.guards:
+            return fired
+        key = run_key(name, trigger, slot)
+        if any(r.key == key for r in self.project.store.list_runs(name, limit=100)):
+            # admitted before: a retried task or a cleared DAG run continues (or finds) its
+            # run, which the guards would otherwise count against itself
+            return dataclasses.replace(fired, reason=f"{reason}: its run exists")
+        self.project.store.ensure_pipeline(name, pipeline.definition_hash, now)
+        needs = Needs.union([g.needs() for g in full.guards])
+        policy = _Policy(
+            trigger=full.trigger, guards=full.guards, needs=needs, watches_monitor=False
+        )
+        if needs.metrics:
+            self._metrics = self._online_metrics(now, names=[name])
+        ctx, _ = self._context(pipeline, policy, now)
+        decision = apply_guards(ctx, fired, policy.guards)
+        report = TickReport(at=now)
+        self._event(
+            report,
+            Event(
+                kind="trigger.fired" if decision.fire else "trigger.evaluated",
+                at=now,
+                message=f"{name}: {decision.reason}",
+                pipeline=name,
+                data={
+                    "trigger": trigger,
+                    "fired_by": fired_by(decision) if decision.fire else None,
+                    "slot": decision.slot,
+                    "fire": decision.fire,
+                    "reason": decision.reason,
+                    "evidence": decision.evidence,
+                },
+            ),
+        )
+        return decision
+
     def _waiting(self, pipeline: Pipeline) -> Decision | None:
         """The oldest queued run of the pipeline as the decision that queued it."""
         store = self.project.store

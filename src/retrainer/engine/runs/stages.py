@@ -70,7 +70,16 @@ from retrainer.errors import (
     UntrustedArtifactError,
 )
 
-__all__ = ["RunFailed", "StageResult", "bless", "decide", "deploy", "start_run", "train"]
+__all__ = [
+    "RunFailed",
+    "StageResult",
+    "admit",
+    "bless",
+    "decide",
+    "deploy",
+    "start_run",
+    "train",
+]
 
 _EXPECTED = (DataError, SourceError, TrainingError, UntrustedArtifactError)
 """Errors of the data or the user's code: the run fails (a retry would fail the same way)."""
@@ -146,6 +155,58 @@ def decide(
     now = check_time(now, "the decision's time")
     controller = Controller(project, clock=SimulatedClock(now), owner=actor)
     return controller.decide_once(pipeline, now, exclude_schedules=exclude_schedules)
+
+
+def admit(
+    project: Project,
+    pipeline: str,
+    *,
+    now: datetime,
+    trigger: str,
+    slot: str,
+    actor: str = "retrainer",
+) -> Decision:
+    """Pass an orchestrator's scheduled firing through ``pipeline``'s guards at ``now``.
+
+    An orchestrator's own schedule stands for the pipeline's ``schedule`` triggers (the
+    Airflow DAG's timetable, a Prefect deployment's cron); this applies the guards a daemon
+    would apply to that firing (cooldown, max retrains, min new rows) and records a
+    ``trigger.fired`` or, when one holds it back, a ``trigger.evaluated`` event with the
+    guards' evidence. Unlike a daemon, which fires a held schedule slot once the guard lets
+    it, the orchestrator's slot is skipped: its next slot is evaluated again. Without guards
+    the firing passes and nothing is recorded here (:func:`start_run` records the run).
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> from pathlib import Path
+    >>> from retrainer.config import parse_config
+    >>> from retrainer.engine.project import Project
+    >>> config = parse_config({"pipelines": [{
+    ...     "name": "churn", "target": "y", "features": ["x"], "metrics": ["accuracy"],
+    ...     "source": {"kind": "parquet", "url": "unused.parquet", "time_column": "ts"},
+    ...     "model": {"estimator": "sklearn.tree:DecisionTreeClassifier"},
+    ...     "blessing": {"rules": [{"metric": "accuracy", "min": 0.9}]},
+    ...     "triggers": [{"schedule": "0 2 * * *"}],
+    ...     "guards": [{"max_retrains": {"count": 1, "per": "7d"}}]}]})
+    >>> project = Project.in_memory(config, Path("."))
+    >>> project.git = (None, None)
+    >>> now = datetime(2024, 1, 8, 2, tzinfo=UTC)
+    >>> d = admit(project, "churn", now=now, trigger="schedule", slot=now.isoformat())
+    >>> d.fire, start_run(project, "churn", now=now, trigger=d.trigger, slot=d.slot).status
+    (True, 'running')
+    >>> later = datetime(2024, 1, 9, 2, tzinfo=UTC)
+    >>> d = admit(project, "churn", now=later, trigger="schedule", slot=later.isoformat())
+    >>> d.fire, d.reason.split(" (held back")[0]
+    (False, 'max_retrains: 1 runs in the last 7d (limit 1)')
+    """
+    from retrainer.engine.control.controller import Controller
+
+    now = check_time(now, "the decision's time")
+    controller = Controller(project, clock=SimulatedClock(now), owner=actor)
+    return controller.admit_once(
+        pipeline, now, trigger=trigger, slot=slot, reason=f"{trigger}: slot {slot} ({actor})"
+    )
 
 
 def start_run(
