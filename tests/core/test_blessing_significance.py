@@ -52,6 +52,13 @@ def test_keys_make_a_significance_rule():
         ({"metric": "accuracy", "better": "significant", "margin": 0.01}, "margin goes with"),
         ({"metric": "accuracy", "better": "significant", "test": "wilcoxon"}, "test must be one"),
         ({"metric": "accuracy", "better": "significant", "min": 0.5}, "does not take 'min'"),
+        # a test of another metric would judge the wrong question under this metric's name
+        ({"metric": "log_loss", "better": "significant", "test": "delong"},
+         "test 'delong' tests roc_auc, not log_loss"),
+        ({"metric": "roc_auc", "better": "significant", "test": "mcnemar"},
+         "test 'mcnemar' tests accuracy, not roc_auc"),
+        ({"metric": "accuracy", "better": "significant", "test": "t"},
+         "test 't' tests log_loss / brier / mae / mse, not accuracy"),
     ],
 )  # fmt: skip
 def test_bad_rules_are_refused_by_name(spec, message):
@@ -197,3 +204,9 @@ def test_different_rows_cannot_be_paired():
 def test_gate_says_whether_it_needs_rows():
     assert _gate({"metric": "accuracy", "better": "significant"}).needs_rows
     assert not _gate({"metric": "accuracy", "min": 0.5}).needs_rows
+
+
+def test_a_custom_metric_may_name_mcnemar_and_a_builtin_any_bootstrap():
+    custom = build_rule({"metric": "error_rate", "better": "significant", "test": "mcnemar"})
+    assert custom.test == "mcnemar"
+    assert build_rule({"metric": "roc_auc", "better": "significant", "test": "bootstrap"})

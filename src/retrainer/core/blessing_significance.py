@@ -102,6 +102,25 @@ def _builtin(metric: Metric) -> bool:
     return metric.name in metric_names() and get_metric(metric.name).fn is metric.fn
 
 
+_BUILTIN_TESTS = {"mcnemar": ("accuracy",), "delong": ("roc_auc",), "t": _PER_ROW_LOSS}
+
+
+def _unfit_test(test: str, metric: str) -> str | None:
+    """Why ``test`` does not test ``metric`` (a built-in one), or None: McNemar compares per-row
+    correctness (accuracy's improvement), DeLong ROC AUCs, the t-test means of per-row losses;
+    on another built-in metric each would answer a question about a different metric. A
+    custom metric may name any (``mcnemar`` on a custom error rate); bootstrap fits all."""
+    from retrainer.core.metrics import metric_names
+
+    fits = _BUILTIN_TESTS.get(test)
+    if fits is None or metric not in metric_names() or metric in fits:
+        return None
+    return (
+        f"test {test!r} tests {' / '.join(fits)}, not {metric}; use test: auto (the test that "
+        "fits the metric) or test: bootstrap"
+    )
+
+
 class _CannotTest(Exception):
     """Why the paired test cannot run on these rows (the row fails with this note)."""
 
@@ -176,6 +195,9 @@ class SignificanceRule(Spec):
                 f"SignificanceRule for metric {self.metric!r}: margin goes with not_worse "
                 f"(non-inferiority), not with better; got margin={self.margin!r}"
             )
+        unfit = _unfit_test(str(self.test), str(self.metric))
+        if unfit:
+            raise ValueError(f"SignificanceRule for metric {self.metric!r}: {unfit}")
         return self
 
     @property
@@ -296,6 +318,9 @@ class SignificanceRule(Spec):
             if builtin and name in _PER_ROW_LOSS:
                 return "t"
             return "bootstrap"
+        unfit = _unfit_test(test, name) if builtin else None
+        if unfit:
+            raise _CannotTest(unfit)
         if test == "delong" and not (metric.needs_proba and _one_column(rows)):
             raise _CannotTest("DeLong's test needs one positive-class score per row (binary)")
         if test == "t" and not (builtin and name in _PER_ROW_LOSS):
