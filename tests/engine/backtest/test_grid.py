@@ -112,3 +112,17 @@ def test_the_default_grid_compares_cost_aware_triggers_and_they_run(tmp_path: Pa
     assert run.error is None and run.failed == []
     assert run.retrained_at and min(run.retrained_at) > FLIP
     assert len(run.retrained_at) < replay.n_batches // 2
+
+
+def test_a_cost_aware_curve_that_does_not_exist_is_refused_before_the_replay(tmp_path: Path):
+    import pytest
+
+    from retrainer.errors import ConfigError
+
+    spec = {"value_per_point": 0.5, "deploy_cost": 1.0, "curve": "nothere/results.json"}
+    cfg = BacktestConfig(policies=[{"name": "c", "triggers": [{"cost_aware": spec}]}])
+    with pytest.raises(ConfigError, match=r"policy 'c': cost_aware.curve: no file .*nothere"):
+        expand_policies(cfg, _replay(tmp_path))
+    (tmp_path / "nothere").mkdir()
+    (tmp_path / "nothere" / "results.json").write_text("{}")
+    assert _names(expand_policies(cfg, _replay(tmp_path))) == ["c"]

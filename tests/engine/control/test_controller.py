@@ -624,3 +624,16 @@ def test_the_cost_aware_trigger_gets_the_retrains_cpu_and_the_backtest_curve(tmp
         clock.advance(timedelta(hours=12))
         fired += [d for d in controller.tick().decisions if d.fire]
     assert fired and "blend" in fired[0].evidence["source"], [d.reason for d in fired]
+
+
+def test_a_missing_curve_is_warned_about_once_and_the_trigger_goes_on(tmp_path: Path, caplog):
+    import logging
+
+    spec = {"value_per_point": 0.5, "deploy_cost": 1.0, "curve": "gone/results.json"}
+    project = in_memory_project(root=tmp_path, triggers=[{"cost_aware": spec}])
+    controller = Controller(project, clock=SimulatedClock(START))
+    with caplog.at_level(logging.WARNING, logger="retrainer"):
+        for _ in range(3):
+            assert controller._costs("toy", "gone/results.json")["degradation"] == ()
+    warned = [r for r in caplog.records if "no curve from" in r.getMessage()]
+    assert len(warned) == 1 and "gone/results.json" in warned[0].getMessage()

@@ -351,6 +351,21 @@ def _is_classifier(replay: Replay) -> bool:
     return not pd.api.types.is_float_dtype(replay.frame[replay.target])
 
 
+def _missing_curve(name: str, spec: Mapping[str, Any], root: Path) -> list[str]:
+    """The cost-aware trigger's curve file, when it names one that does not exist: said once,
+    before the replay, rather than as a warning at every batch."""
+    from retrainer.engine.control.controller import policy_needs
+
+    curve = policy_needs(spec.get("triggers") or [], spec.get("guards") or []).curve
+    if curve is None or (root / curve).is_file():
+        return []
+    return [
+        f"policy {name!r}: cost_aware.curve: no file {str(root / curve)!r} (a backtest's "
+        "results.json, relative to the project folder; leave curve out in a backtest of the "
+        "same data: its curve was measured on the replay's future)"
+    ]
+
+
 def expand_policies(cfg: BacktestConfig, replay: Replay) -> list[dict[str, Any]]:
     """The policies of a backtest: the listed ones, then every combination of each grid."""
     import itertools
@@ -388,6 +403,8 @@ def expand_policies(cfg: BacktestConfig, replay: Replay) -> list[dict[str, Any]]
             problems += [
                 f"policy {name!r}: {p.removeprefix('pipelines[0].')}" for p in exc.problems
             ]
+            continue
+        problems += _missing_curve(name, spec, replay.root)
     if problems:
         raise ConfigError(
             f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in the policies:\n"

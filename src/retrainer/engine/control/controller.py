@@ -266,7 +266,7 @@ class Controller:
         self._monitor_errors: dict[str, str] = {}  # pipeline -> the monitor's last error
         self._champion_models: dict[str, tuple[int, Any]] = {}
         # a cost-aware trigger's curve file -> its mtime and curve (read again once changed)
-        self._curves: dict[Any, tuple[float, list[tuple[float, float]]]] = {}
+        self._curves: dict[Any, tuple[float | str, list[tuple[float, float]]]] = {}
         # alerts cover events from now on, not the history before this controller started
         latest = project.store.list_events(limit=1)
         self._last_event_id = latest[0].id or 0 if latest else 0
@@ -573,7 +573,10 @@ class Controller:
                     self._curves[path] = (mtime, degradation_points(document))
                 points = self._curves[path][1]
             except (OSError, ValueError, KeyError, TypeError) as exc:
-                _log.warning("cost-aware trigger of %s: no curve from %s (%s)", name, path, exc)
+                # once per distinct problem, not every tick; the trigger goes on without a prior
+                if self._curves.get(path, (None,))[0] != str(exc):
+                    self._curves[path] = (str(exc), [])
+                    _log.warning("cost-aware trigger of %s: no curve from %s (%s)", name, path, exc)
         return {"retrain_cpu_s": tuple(cpu), "degradation": tuple(points)}
 
     def decide_once(self, name: str, now: datetime, *, exclude_schedules: bool = False) -> Decision:
