@@ -270,7 +270,7 @@ class CostAwareTrigger(TriggerSpec):
                 "and no degradation curve",
                 "insufficient_data",
             )
-        loss = max(loss, 0.0)
+        raw, loss = loss, max(loss, 0.0)
         base_area = curve_area(curve, age) if prior is not None and prior > 0 else 0.0
         area = base_area * loss / prior if base_area > 0 and prior else loss * age / 2
         point_days = area * scale
@@ -288,10 +288,15 @@ class CostAwareTrigger(TriggerSpec):
         if fire:
             state = {"base": base, "batch": multiple}
         word = ">" if active else "<="
+        # a champion doing better than at its training has lost nothing: say so, not "lost 0"
+        change = (
+            f"lost {loss * scale:.3g} {unit}"
+            if raw >= 0
+            else f"gained {-raw * scale:.3g} {unit} (counted as no loss)"
+        )
         reason = (
-            f"gain {gain:.4g} {word} cost {cost:.4g}: {self.metric} lost {loss * scale:.3g} "
-            f"{unit} at age {age:.3g}d ({source}), {point_days:.4g} point-days x "
-            f"{self.value_per_point:g}"
+            f"gain {gain:.4g} {word} cost {cost:.4g}: {self.metric} {change} at age "
+            f"{age:.3g}d ({source}), {point_days:.4g} point-days x {self.value_per_point:g}"
         )
         if active and not new:
             reason += " (acted on already)"
