@@ -316,13 +316,31 @@ def render_monitor(result: MonitorResult) -> None:
         out.print(f"concept drift ({concept.method}, {concept.rows_fed} new rows): {found}")
     if s.estimated:  # beside the realized value on the rows labelled so far
         e = s.estimated
-        figures = "; ".join(
-            f"{x.metric} {x.value:.3f} [{x.low:.3f}, {x.high:.3f}]"
-            + (f" (realized {e.realized[x.metric]:.3f})" if e.realized.get(x.metric) else "")
-            for x in e.estimates
-            if x.value is not None and x.low is not None and x.high is not None
+        parts, off = [], []
+        for x in e.estimates:
+            if x.value is None or x.low is None or x.high is None:
+                continue
+            text = f"{x.metric} {x.value:.3f} [{x.low:.3f}, {x.high:.3f}]"
+            realized = e.realized.get(x.metric)
+            if realized is not None:
+                outside = not x.low <= realized <= x.high
+                text += (
+                    f" (realized {realized:.3f}{', [yellow]outside[/yellow]' if outside else ''})"
+                )
+                off += [x.metric] if outside else []
+            parts.append(text)
+        out.print(
+            f"estimated ({e.method}, {e.unlabelled}/{e.rows} rows unlabelled): {'; '.join(parts)}"
         )
-        out.print(f"estimated ({e.method}, {e.unlabelled}/{e.rows} rows unlabelled): {figures}")
+        if off:
+            # the estimate assumes the relation of inputs to labels holds: say when it visibly
+            # does not, rather than let a confident interval stand unchallenged
+            out.print(
+                f"[yellow]the realized {' and '.join(off)} {'lies' if len(off) == 1 else 'lie'} "
+                "outside the estimate's interval: the "
+                "champion's calibration does not hold on this window (concept drift?); trust the "
+                "realized metric (docs/monitoring.md, 'When it fails')[/yellow]"
+            )
     if result.report_path:
         out.print(f"report: {result.report_path}")
 
