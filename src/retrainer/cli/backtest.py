@@ -497,8 +497,9 @@ def _policy_demo(directory: Path, days: int) -> None:
     out.rule("[bold]2. the daemon[/bold] runs the recommended policy over the held-out part")
     out.print(
         "[dim]retrainer.yaml now holds the recommended policy; the daemon's controller ticks "
-        "daily on a simulated clock with the project's stores (SQLite, artifacts, logs), each "
-        "run blessed against the champion (with the fresh-process check) before promotion."
+        "daily on a simulated clock with the project's stores (SQLite, artifacts, logs); each "
+        "run's candidate goes through the policy's blessing gate and the fresh-process check "
+        "before promotion."
         "[/dim]"
     )
     printer = EventPrinter()
@@ -548,7 +549,7 @@ def _policy_demo(directory: Path, days: int) -> None:
     out.print(
         f"\nreport   {result.report}\nresults  {result.json_path}\nchart    {result.png}\n"
         f"project  {directory}/ (retrainer.yaml now holds the recommended policy; try "
-        f"`retrainer models list -c {directory}` or `retrainer events -c {directory}`)"
+        f"`{_program()} models list -c {directory}` or `{_program()} events -c {directory}`)"
     )
 
 

@@ -126,3 +126,14 @@ def test_a_cost_aware_curve_that_does_not_exist_is_refused_before_the_replay(tmp
     (tmp_path / "nothere").mkdir()
     (tmp_path / "nothere" / "results.json").write_text("{}")
     assert _names(expand_policies(cfg, _replay(tmp_path))) == ["c"]
+
+
+def test_a_project_key_naming_no_file_says_so(tmp_path: Path):
+    import pytest
+
+    from retrainer.engine.backtest.grid import load_replay
+    from retrainer.errors import ConfigError
+
+    cfg = BacktestConfig(project="retainer.yaml")
+    with pytest.raises(ConfigError, match=r"backtest.yaml: project: 'retainer.yaml' names no file"):
+        load_replay(cfg, tmp_path / "backtest.yaml")

@@ -55,6 +55,11 @@ def load_replay(cfg: BacktestConfig, file: Path) -> tuple[Replay, dict[str, Any]
     from retrainer.engine.pipeline import Pipeline
 
     project_file = (file.parent / cfg.project).resolve()
+    if not project_file.exists():  # the hint is the backtest file's key, not --config
+        raise ConfigError(
+            f"{file}: project: {cfg.project!r} names no file ({project_file}); it is the "
+            "project's retrainer.yaml, relative to the backtest file"
+        )
     project_cfg, project_file = load_config(project_file)
     root = project_root(project_cfg, project_file)
     pcfg = project_cfg.pipeline(cfg.pipeline)
