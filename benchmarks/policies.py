@@ -24,6 +24,15 @@ Two measurements:
         points of the reference is that cheap (else n/a);
     (c) never significantly below the best weekly cadence (the interval reaches 0 or above).
 
+    The pooled differences are over the held-out rows, with a 95% interval from whole batches
+    resampled. "(within noise)" after the recommended policy: on the selection part, the pick
+    is not shown to differ from its closest rival.
+
+    The grid's three ``cost_aware`` settings (a retrain costs 1, CPU priced at 0; a point of
+    the metric lost for 3, 10 or 30 batches pays for one retrain) get a table of their own:
+    held-out accuracy, retrains and training CPU seconds, beside the best cadence (the best
+    policy whose only trigger is a schedule), the reference and the hindsight bound.
+
     A backtest that fails is reported as failed, with its error. Each delayed backtest is also
     run with a "delay-adjusted" grid: the default grid as it is without delay, listed as
     ``policies``, with each sliding training window and the metric trigger's look-back widened
@@ -41,6 +50,8 @@ Two measurements:
     and scores it as ``run_policy`` does. Both under ``threadpool_limits(1)``, 3 rounds
     alternating, medians. The script checks both make the same retrains, the same promotions
     and the same per-batch and pooled metrics (to 1e-9), and stops if they do not.
+    Single rounds move by up to 30% on a shared machine; ``benchmarks/controller_own_time.py``
+    times the controller's own work directly.
 
 Outputs (reports of every backtest, and ``policies.json``) go under ``--out``.
 """

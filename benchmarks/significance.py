@@ -12,7 +12,9 @@ and a champion scoring the same rows, with a small real difference), over ``--re
   p-value vs the t-test's (the same null for a mean).
 
 It prints a Markdown table: the largest absolute difference from the reference and the median
-time of one test on 10k and 100k rows. statsmodels is not used (not in the environment).
+time of one test on 10k and 100k rows. DeLong's time grows as n log n; the bootstrap's as
+n x resamples, and a bootstrap of a metric without a vectorised form (F1, custom metrics)
+calls the metric once per resample. statsmodels is not used (not in the environment).
 Tango's score test (McNemar with a margin) has no reference here: it is checked against a
 numerical constrained maximum likelihood in ``tests/core/test_significance.py``.
 
