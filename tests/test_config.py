@@ -240,3 +240,18 @@ def test_with_task_auto_the_inferred_task_is_checked_when_the_data_is_read():
         "pipelines[toy].metrics[1]: 'accuracy' is a classification metric, but the pipeline's "
         "task is regression (task: auto, and target column 'y' has dtype float64)"
     )
+
+
+def test_a_misspelt_key_is_named_with_its_likely_meaning():
+    bad = pipeline_config(blessing={"holdot": 0.2, "rules": [{"metric": "accuracy", "min": 0.5}]})
+    bad["targt"] = bad.pop("target")
+    problems = _problems({"pipelines": [bad], "storag": {}})
+    # the missing key beside it first, else any key of the file's models; a stranger: remove it
+    assert "pipelines[0].targt: unknown key (value 'y'); did you mean 'target'?" in problems
+    assert "pipelines[0].blessing.holdot: unknown key (value 0.2); did you mean 'holdout'?" in (
+        problems
+    )
+    assert "storag: unknown key (value {}); did you mean 'storage'?" in problems
+    assert "colour: unknown key (value 'blue'); remove it" in _problems(
+        {"pipelines": [pipeline_config()], "colour": "blue"}
+    )

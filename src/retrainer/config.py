@@ -645,9 +645,37 @@ def _sentence(msg: str) -> str:
     return msg[0].lower() + msg[1:] if first[1:] == first[1:].lower() else msg
 
 
-def _problems(exc: ValidationError) -> list[str]:
+def _model_keys(model: Any, seen: set[Any] | None = None) -> set[str]:
+    """Every key a model's mapping (and the models nested in it) may hold: what an unknown
+    key may be a misspelling of."""
+    seen = set() if seen is None else seen
+    if model in seen:
+        return set()
+    seen.add(model)
+    keys: set[str] = set()
+    stack = [info.annotation for info in model.model_fields.values()]
+    keys.update(info.alias or name for name, info in model.model_fields.items())
+    while stack:
+        annotation = stack.pop()
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys |= _model_keys(annotation, seen)
+        stack.extend(typing.get_args(annotation))
+    return keys
+
+
+def _problems(exc: ValidationError, model: Any = None) -> list[str]:
+    from retrainer.core._spec import did_you_mean
+
+    errors = exc.errors()
+    # a misspelt required key shows as that key missing beside an unknown one: pair them
+    missing: dict[tuple[Any, ...], list[str]] = {}
+    for err in errors:
+        if err["type"] == "missing" and err["loc"]:
+            loc = _without_tags(tuple(err["loc"]))
+            missing.setdefault(loc[:-1], []).append(str(loc[-1]))
+    known = _model_keys(model) if model is not None else set()
     lines = []
-    for err in exc.errors():
+    for err in errors:
         loc = _without_tags(tuple(err["loc"]))
         msg = err["msg"].removeprefix("Value error, ")
         kind = err["type"]
@@ -664,7 +692,13 @@ def _problems(exc: ValidationError) -> list[str]:
         elif kind == "retrainer_secret":  # the value may hold a token: not repeated
             lines.append(f"{_loc(loc)}: {msg}")
         elif kind == "extra_forbidden":
-            lines.append(f"{_loc(loc)}: unknown key (value {_short(err['input'])}); remove it")
+            hint = did_you_mean(str(loc[-1]), missing.get(loc[:-1], ())) or did_you_mean(
+                str(loc[-1]), known
+            )
+            lines.append(
+                f"{_loc(loc)}: unknown key (value {_short(err['input'])}); "
+                + (hint.removeprefix("; ") if hint else "remove it")
+            )
         else:
             lines.append(f"{_loc(loc)}: got {_short(err['input'])}; {_sentence(msg)}")
     return lines
@@ -690,7 +724,7 @@ def _validate(model: type[_M], data: Any, origin: str) -> _M:
         # ${NAME} values (notifiers' secrets) are read when the daemon starts, checked then
         return model.model_validate(data, context={"env_refs": True})
     except ValidationError as exc:
-        problems = _problems(exc)
+        problems = _problems(exc, model)
         raise ConfigError(
             f"{origin} has {len(problems)} problem{'s' if len(problems) != 1 else ''}:\n"
             + "\n".join(f"  {p}" for p in problems),

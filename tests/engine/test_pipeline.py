@@ -412,3 +412,13 @@ def test_an_embedded_pipeline_is_driven_by_the_controller():
             clock.advance(timedelta(hours=1))
         runs = project.store.list_runs("toy", limit=None)
         assert [r.status for r in runs] == ["succeeded", "succeeded"]
+
+
+def test_a_misspelt_feature_column_is_named_with_its_likely_meaning(tmp_path: Path):
+    pipeline = _labels_pipeline(tmp_path, features=["x1", "xx2", "colour"])
+    with pytest.raises(DataError) as info:
+        pipeline.validate(make_frame(20), "w")
+    assert str(info.value).startswith(
+        "feature column 'xx2' (did you mean 'x2'?), feature column 'colour' not found in the "
+        "data of w; columns are: "
+    ), str(info.value)

@@ -36,7 +36,7 @@ retrainer.errors.ConfigError: Above.value must be a finite number; got 'high'
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar, TypeGuard, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -316,6 +316,20 @@ def names_of(allowed: tuple[str, ...]) -> Any:
     """The type of a list of names among ``allowed``, each at most once (used as a tuple)."""
     schema = {"type": "array", "items": {"enum": list(allowed)}, "uniqueItems": True}
     return Annotated[tuple[str, ...] | list[str], PlainValidator(_names(allowed)), _schema(schema)]
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'target'?"`` for a near miss among ``known``, else ``""``.
+
+    Examples
+    --------
+    >>> did_you_mean("targt", ["target", "features"]), did_you_mean("zzz", ["target"])
+    ("; did you mean 'target'?", '')
+    """
+    import difflib
+
+    close = difflib.get_close_matches(str(word), list(known), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def describe_errors(

@@ -678,11 +678,17 @@ class Pipeline:
             raise DataError(f"the window {where} has no rows")
         missing = [c for c in [cfg.target, *cfg.features] if c not in frame.columns]
         if missing:
+            from retrainer.core._spec import did_you_mean
+
             role = {cfg.target: "target"}
-            names = ", ".join(f"{role.get(c, 'feature')} column '{c}'" for c in missing)
+            columns = [str(c) for c in frame.columns]
+            hints = {c: did_you_mean(c, columns).removeprefix("; ") for c in missing}
+            names = ", ".join(
+                f"{role.get(c, 'feature')} column '{c}'" + (f" ({hints[c]})" if hints[c] else "")
+                for c in missing
+            )
             raise DataError(
-                f"{names} not found in the data of {where}; columns are: "
-                f"{', '.join(map(str, frame.columns))}"
+                f"{names} not found in the data of {where}; columns are: {', '.join(columns)}"
             )
         y = frame[cfg.target]
         n_missing = int(y.isna().sum())
