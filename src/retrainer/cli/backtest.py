@@ -82,10 +82,10 @@ def backtest(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from retrainer.backtest_config import load_backtest_config
     from retrainer.engine.backtest import run_backtest
+    from retrainer.engine.backtest.run import load_checked
 
-    cfg, file = load_backtest_config(config)
+    cfg, file = load_checked(config)
     updates: dict[str, Any] = {}
     if select_until is not None:
         updates["select_until"] = _fraction_or_text(select_until)

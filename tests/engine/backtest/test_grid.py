@@ -137,3 +137,30 @@ def test_a_project_key_naming_no_file_says_so(tmp_path: Path):
     cfg = BacktestConfig(project="retainer.yaml")
     with pytest.raises(ConfigError, match=r"backtest.yaml: project: 'retainer.yaml' names no file"):
         load_replay(cfg, tmp_path / "backtest.yaml")
+
+
+def test_a_file_key_and_a_policy_problem_are_named_in_one_round(tmp_path: Path):
+    import pytest
+    import yaml
+
+    from retrainer.engine.backtest.run import load_checked
+    from retrainer.errors import ConfigError
+    from retrainer.testing import write_project
+
+    folder = write_project(tmp_path / "p")
+    spec = {"cost_aware": {"value_per_pont": 0.1}}
+    backtest = {"label_dealy": 7, "policies": [{"name": "c", "triggers": [spec]}]}
+    (folder / "backtest.yaml").write_text(yaml.safe_dump(backtest))
+    with pytest.raises(ConfigError) as info:
+        load_checked(folder / "backtest.yaml")
+    [key, policy] = info.value.problems
+    assert key == "label_dealy: unknown key (value 7); did you mean 'label_delay'?"
+    assert (
+        policy.startswith("policy 'c': triggers[0]: cost_aware takes")
+        and "value_per_pont" in policy
+    )
+    # the file's keys alone when the policies are sound: the same error as before
+    (folder / "backtest.yaml").write_text(yaml.safe_dump({"label_dealy": 7}))
+    with pytest.raises(ConfigError) as info:
+        load_checked(folder)
+    assert info.value.problems == [key]

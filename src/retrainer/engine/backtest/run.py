@@ -18,6 +18,42 @@ from retrainer.engine.backtest.execute import Progress, run_policies
 from retrainer.engine.backtest.grid import expand_policies, load_replay
 from retrainer.engine.backtest.results import BacktestResult
 from retrainer.engine.backtest.summary import policy_block, recommended_config, summarize
+from retrainer.errors import ConfigError
+
+
+def load_checked(path: str | os.PathLike[str]) -> tuple[BacktestConfig, Path]:
+    """:func:`~retrainer.backtest_config.load_backtest_config`; when the file's own keys have
+    problems, its policies are checked too, so that one round names them all.
+
+    The policies are checked against the project with the file's sound keys (a misspelt
+    ``label_dealy`` and a policy's misspelt trigger key are both named); if the project
+    cannot be read that way, the keys' problems alone are raised.
+    """
+    try:
+        return load_backtest_config(path)
+    except ConfigError as exc:
+        first = exc
+    from retrainer.config import _read_yaml
+
+    file = Path(path)
+    file = file / "backtest.yaml" if file.is_dir() else file
+    problems = list(first.problems)
+    try:
+        data = dict(_read_yaml(file) or {})
+        # the keys a problem line starts with ("label_dealy: ...", "cost.per_retrain: ...")
+        bad = {p.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0] for p in problems}
+        cfg = BacktestConfig.model_validate({k: v for k, v in data.items() if k not in bad})
+        expand_policies(cfg, load_replay(cfg, file)[0])
+    except ConfigError as more:
+        problems += [p for p in more.problems if p not in problems]
+    except Exception:  # the file's own problems are still the answer
+        pass
+    if len(problems) == len(first.problems):
+        raise first
+    raise ConfigError(
+        f"{file} has {len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems),
+        problems,
+    ) from None
 
 
 def run_backtest(
@@ -68,7 +104,7 @@ def run_backtest(
     if isinstance(config, BacktestConfig):
         cfg, path = config, (file or Path.cwd() / "backtest.yaml")
     else:
-        cfg, path = load_backtest_config(config)
+        cfg, path = load_checked(config)
     replay, raw, project_file = load_replay(cfg, path)
     policies = expand_policies(cfg, replay)
     out = Path(out_dir)
