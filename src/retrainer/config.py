@@ -53,6 +53,7 @@ from pydantic_core import core_schema
 
 from retrainer.adapters.locations import refuse_secret_keys, refuse_url_secret
 from retrainer.adapters.notifiers import ConfiguredNotifier
+from retrainer.core._spec import did_you_mean
 from retrainer.core.blessing import ConfiguredRule
 from retrainer.core.deploy import DeploySpec
 from retrainer.core.metrics import metric_task_problem
@@ -664,8 +665,6 @@ def _model_keys(model: Any, seen: set[Any] | None = None) -> set[str]:
 
 
 def _problems(exc: ValidationError, model: Any = None) -> list[str]:
-    from retrainer.core._spec import did_you_mean
-
     errors = exc.errors()
     # a misspelt required key shows as that key missing beside an unknown one: pair them
     missing: dict[tuple[Any, ...], list[str]] = {}
@@ -848,7 +847,6 @@ def _trigger_metric_problems(spec: Any, where: str, pipeline: PipelineConfig) ->
     """The metric names of a (valid) trigger spec, nested ``any``/``all`` included, that the
     controller cannot measure: metric triggers read the built-in online metrics of the
     prediction log (``get_online_metric``), which a pipeline's custom metrics are not."""
-    import difflib
 
     from retrainer.core.performance import get_online_metric, online_metric_names
 
@@ -875,8 +873,8 @@ def _trigger_metric_problems(spec: Any, where: str, pipeline: PipelineConfig) ->
             f"read the built-in metrics of the prediction log only: {', '.join(known)}"
         )
         return out
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(name, known).removeprefix("; ")
+    hint = f" ({hint})" if hint else ""
     out.append(f"{where}.metric: unknown metric {name!r}{hint}; known: {', '.join(known)}")
     return out
 

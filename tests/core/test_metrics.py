@@ -81,6 +81,13 @@ def test_unknown_metric_lists_known_names(name):
     assert "accuracy" in str(info.value) and "roc_auc" in str(info.value)
 
 
+def test_a_misspelt_metric_is_named_with_its_likely_meaning():
+    with pytest.raises(ConfigError) as info:
+        get_metric("acuracy")
+    assert str(info.value).startswith("unknown metric 'acuracy' (did you mean 'accuracy'?). ")
+    assert "function: module:fn" in str(info.value)  # how to declare one in retrainer.yaml
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [

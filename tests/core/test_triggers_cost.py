@@ -161,10 +161,10 @@ def test_it_is_configured_and_validated_as_the_others():
         build_trigger({"cost_aware": {"value_per_point": 1.0, "deploy_cost": -1}})
 
 
-def test_a_champion_better_than_at_its_training_is_said_to_have_gained():
+def test_a_champion_better_than_at_its_training_is_said_to_have_improved():
     trigger = CostAwareTrigger(value_per_point=1.0, deploy_cost=5.0, over="2d")
     d = trigger.evaluate(_ctx(trigger, days=10, value=0.95))  # 0.90 at the promotion
     assert not d.fire and d.evidence["observed"] == pytest.approx(-0.05)
-    assert "accuracy gained 5 pts (counted as no loss)" in d.reason, d.reason
+    assert "accuracy improved by 5 pts (counted as no loss)" in d.reason, d.reason
     worse = trigger.evaluate(_ctx(trigger, days=10, value=0.88))
     assert "accuracy lost 2 pts" in worse.reason, worse.reason

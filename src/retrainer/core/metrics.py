@@ -350,9 +350,13 @@ def get_metric(name: str) -> Metric:
     try:
         return _BUILTINS[name]
     except (KeyError, TypeError):
+        from retrainer.core._spec import did_you_mean
+
+        hint = did_you_mean(str(name), metric_names()).removeprefix("; ")
         raise ConfigError(
-            f"unknown metric {name!r}. Known metrics: {', '.join(metric_names())}; "
-            "use make_metric() for your own."
+            f"unknown metric {name!r}{f' ({hint})' if hint else ''}. Known metrics: "
+            f"{', '.join(metric_names())}; a metric of your own: {{name, function: "
+            "module:fn, greater_is_better}} under metrics:, or make_metric() in Python"
         ) from None
 
 

@@ -131,10 +131,13 @@ def get_online_metric(name: str) -> Metric:
     if name in _RATE_NAMES:
         return make_rate_metric(name)
     if isinstance(name, str) and name not in metric_names():
-        known = ", ".join(online_metric_names())
+        from retrainer.core._spec import did_you_mean
+
+        hint = did_you_mean(name, online_metric_names()).removeprefix("; ")
         raise ConfigError(
-            f"unknown metric {name!r}. Known metrics: {known}; use make_metric() or "
-            "make_rate_metric() for your own."
+            f"unknown metric {name!r}{f' ({hint})' if hint else ''}. Known metrics: "
+            f"{', '.join(online_metric_names())}; a metric of your own: make_metric() or "
+            "make_rate_metric() in Python"
         )
     return get_metric(name)
 

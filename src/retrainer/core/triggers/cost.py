@@ -292,7 +292,7 @@ class CostAwareTrigger(TriggerSpec):
         change = (
             f"lost {loss * scale:.3g} {unit}"
             if raw >= 0
-            else f"gained {-raw * scale:.3g} {unit} (counted as no loss)"
+            else f"improved by {-raw * scale:.3g} {unit} (counted as no loss)"
         )
         reason = (
             f"gain {gain:.4g} {word} cost {cost:.4g}: {self.metric} {change} at age "
