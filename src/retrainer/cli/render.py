@@ -330,7 +330,7 @@ def render_monitor(result: MonitorResult) -> None:
                 off += [x.metric] if outside else []
             parts.append(text)
         out.print(
-            f"estimated ({e.method}, {e.unlabelled}/{e.rows} rows unlabelled): {'; '.join(parts)}"
+            f"estimated ({e.method}, {e.rows} rows, {e.unlabelled} unlabelled): {'; '.join(parts)}"
         )
         if off:
             # the estimate assumes the relation of inputs to labels holds: say when it visibly
