@@ -255,3 +255,17 @@ def test_a_misspelt_key_is_named_with_its_likely_meaning():
     assert "colour: unknown key (value 'blue'); remove it" in _problems(
         {"pipelines": [pipeline_config()], "colour": "blue"}
     )
+
+
+def test_problems_name_specs_as_retrainer_yaml_does_not_by_python_class():
+    cfg = pipeline_config(
+        triggers=[{"cost_aware": {"value_per_point": -1}}],
+        blessing={"rules": [{"metric": "accuracy", "better": "significant", "margin": 0.1}]},
+    )
+    text = "\n".join(_problems({"pipelines": [cfg]}))
+    assert "CostAwareTrigger" not in text and "SignificanceRule" not in text, text
+    assert "significance rule for metric 'accuracy': margin goes with not_worse" in text
+    cfg = pipeline_config(triggers=[{"cost_aware": {"value_per_point": -1}}])
+    assert "pipelines[0].triggers[0]: cost_aware.value_per_point must be a number > 0" in (
+        "\n".join(_problems({"pipelines": [cfg]}))
+    )

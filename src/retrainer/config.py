@@ -28,6 +28,7 @@ retrainer.errors.ConfigError: retrainer.yaml has 5 problems...
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import typing
@@ -664,6 +665,26 @@ def _model_keys(model: Any, seen: set[Any] | None = None) -> set[str]:
     return keys
 
 
+@functools.cache
+def _yaml_names() -> tuple[re.Pattern[str], dict[str, str]]:
+    """The Python class names a spec's own check may use (``CostAwareTrigger.value_per_point``)
+    and the words of retrainer.yaml for them (``cost_aware.value_per_point``)."""
+    from retrainer.core.blessing import RULES
+    from retrainer.core.triggers import GUARDS, TRIGGERS
+
+    names = {
+        cls.__name__: kind for registry in (TRIGGERS, GUARDS) for kind, cls in registry.items()
+    }
+    names |= {cls.__name__: f"{kind} rule" for kind, cls in RULES.items()}
+    return re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b"), names
+
+
+def _in_yaml_words(message: str) -> str:
+    """``message`` with the spec classes named as retrainer.yaml names them."""
+    pattern, names = _yaml_names()
+    return pattern.sub(lambda m: names[m.group(1)], message)
+
+
 def _problems(exc: ValidationError, model: Any = None) -> list[str]:
     errors = exc.errors()
     # a misspelt required key shows as that key missing beside an unknown one: pair them
@@ -700,7 +721,7 @@ def _problems(exc: ValidationError, model: Any = None) -> list[str]:
             )
         else:
             lines.append(f"{_loc(loc)}: got {_short(err['input'])}; {_sentence(msg)}")
-    return lines
+    return [_in_yaml_words(line) for line in lines]
 
 
 def parse_config(data: Any, *, origin: str = CONFIG_FILE) -> ProjectConfig:
@@ -836,6 +857,7 @@ def _check_semantics(cfg: ProjectConfig, origin: str) -> None:
                     f"({', '.join(sorted(known))})"
                 )
     if problems:
+        problems = [_in_yaml_words(p) for p in problems]
         raise ConfigError(
             f"{origin} has {len(problems)} problem{'s' if len(problems) != 1 else ''}:\n"
             + "\n".join(f"  {p}" for p in problems),
