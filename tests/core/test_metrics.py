@@ -85,7 +85,7 @@ def test_a_misspelt_metric_is_named_with_its_likely_meaning():
     with pytest.raises(ConfigError) as info:
         get_metric("acuracy")
     assert str(info.value).startswith("unknown metric 'acuracy' (did you mean 'accuracy'?). ")
-    assert "function: module:fn" in str(info.value)  # how to declare one in retrainer.yaml
+    assert "{name, function: module:fn, greater_is_better} under metrics:" in str(info.value)
 
 
 @pytest.mark.parametrize(

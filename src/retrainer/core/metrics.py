@@ -356,7 +356,7 @@ def get_metric(name: str) -> Metric:
         raise ConfigError(
             f"unknown metric {name!r}{f' ({hint})' if hint else ''}. Known metrics: "
             f"{', '.join(metric_names())}; a metric of your own: {{name, function: "
-            "module:fn, greater_is_better}} under metrics:, or make_metric() in Python"
+            "module:fn, greater_is_better} under metrics:, or make_metric() in Python"
         ) from None
 
 
