@@ -233,6 +233,12 @@ INTERNAL = {
     "POLICY_STATE_KEY",
     "alias_move_view",
     "build_policy",
+    # the controller's trigger policy (engine.control.policy)
+    "TriggerPolicy",
+    "fired_by",
+    "policy_needs",
+    "requested_decision",
+    "watches_monitor",
     "cache_key",
     "decide",
     "default_policies",

@@ -412,9 +412,10 @@ def test_the_triggers_needs_decide_what_the_controller_gathers(
     # the controller asks the triggers (needs()) instead of reading their spec's keys: rows
     # are counted and monitor results read only for a policy that reads them
     from retrainer.engine.control import controller as module
+    from retrainer.engine.control.policy import build_policy
 
     project = _project(tmp_path, triggers, guards=guards)
-    policy = module.build_policy(project.pipeline("toy"))
+    policy = build_policy(project.pipeline("toy"))
     assert policy is not None
     assert (policy.needs.rows, policy.watches_monitor) == (counts_rows, monitors)
     counted: list[int] = []

@@ -103,7 +103,7 @@ def _expected_cost(policy: Mapping[str, Any]) -> float:
     """A rough rank of a policy's replay time, to start the longest first: a retrain at every
     batch, then a log query (metric triggers) or a monitor run (drift) at every batch."""
     from retrainer.core.triggers import Needs
-    from retrainer.engine.control.controller import policy_needs
+    from retrainer.engine.control.policy import policy_needs
 
     triggers = policy.get("triggers") or []
     try:

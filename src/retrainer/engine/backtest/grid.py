@@ -359,7 +359,7 @@ def _is_classifier(replay: Replay) -> bool:
 def _missing_curve(name: str, spec: Mapping[str, Any], root: Path) -> list[str]:
     """The cost-aware trigger's curve file, when it names one that does not exist: said once,
     before the replay, rather than as a warning at every batch."""
-    from retrainer.engine.control.controller import policy_needs
+    from retrainer.engine.control.policy import policy_needs
 
     curve = policy_needs(spec.get("triggers") or [], spec.get("guards") or []).curve
     if curve is None or (root / curve).is_file():

@@ -289,7 +289,7 @@ def reads_log(pipeline: Mapping[str, Any]) -> bool:
     detector) does only with ``data: log``: with ``data: source`` it reads the replayed
     source, which shows each row's features from its time and its label once it arrived.
     """
-    from retrainer.engine.control.controller import policy_needs, watches_monitor
+    from retrainer.engine.control.policy import policy_needs, watches_monitor
 
     needs = policy_needs(pipeline.get("triggers") or [], pipeline.get("guards") or [])
     monitored = watches_monitor(needs, (pipeline.get("window") or {}).get("kind"))
@@ -368,7 +368,8 @@ def run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
 
 
 def _run_policy(replay: Replay, policy: Mapping[str, Any]) -> PolicyRun:
-    from retrainer.engine.control.controller import Controller, policy_needs
+    from retrainer.engine.control.controller import Controller
+    from retrainer.engine.control.policy import policy_needs
     from retrainer.engine.project import Project
     from retrainer.engine.runs.run import execute_run
     from retrainer.engine.state import CHAMPION

@@ -43,21 +43,22 @@ from retrainer.core.clock import Clock, SimulatedClock, check_time
 from retrainer.core.performance import get_online_metric
 from retrainer.core.rollout import ACTIVE, CHALLENGER, ROLLOUT_KEY
 from retrainer.core.triggers import (
-    AnyOf,
     Decision,
-    Guard,
     MetricNeed,
     MetricValue,
     Needs,
-    Trigger,
     TriggerContext,
     apply_guards,
-    build_guard,
-    build_trigger,
     run_key,
 )
 from retrainer.core.types import AliasMove, Event, Run
 from retrainer.core.windows import parse_duration
+from retrainer.engine.control.policy import (
+    TriggerPolicy,
+    build_policy,
+    fired_by,
+    requested_decision,
+)
 from retrainer.engine.control.source_feed import labelled_rows_since, source_metric
 from retrainer.engine.monitoring.estimate import estimated_metrics
 from retrainer.engine.pipeline import Pipeline
@@ -157,72 +158,6 @@ class TickReads:
         return move.version if move is not None else None
 
 
-@dataclass
-class _Policy:
-    trigger: Trigger
-    guards: list[Guard]
-    needs: Needs
-    watches_monitor: bool
-
-    @property
-    def needs_rows(self) -> bool:
-        return self.needs.rows
-
-
-def build_policy(pipeline: Pipeline, *, exclude_schedules: bool = False) -> _Policy | None:
-    """The pipeline's triggers (any of them fires) and guards, or None without triggers.
-
-    ``exclude_schedules`` leaves out the top-level ``schedule`` triggers: an orchestrator's own
-    schedule stands for them (:func:`retrainer.engine.runs.stages.decide`).
-    """
-    cfg = pipeline.config
-    specs = [s for s in cfg.triggers if not (exclude_schedules and "schedule" in s)]
-    if not specs:
-        return None
-    triggers = [build_trigger(spec) for spec in specs]
-    trigger = triggers[0] if len(triggers) == 1 else AnyOf(*triggers)
-    guards = [build_guard(spec) for spec in cfg.guards]
-    needs = Needs.union([trigger.needs(), *(g.needs() for g in guards)])
-    return _Policy(
-        trigger=trigger,
-        guards=guards,
-        needs=needs,
-        watches_monitor=watches_monitor(needs, cfg.window.kind),
-    )
-
-
-def policy_needs(triggers: Sequence[Any], guards: Sequence[Any] = ()) -> Needs:
-    """What the triggers and guards of a configuration (their mappings) read."""
-    return Needs.union(
-        [*(build_trigger(t).needs() for t in triggers), *(build_guard(g).needs() for g in guards)]
-    )
-
-
-def watches_monitor(needs: Needs, window_kind: str | None) -> bool:
-    """Whether a pipeline needs its monitor run: a drift or concept-drift trigger reads its
-    results, and a ``since_change`` window its detector, whatever fires the run."""
-    return needs.monitor or window_kind == "since_change"
-
-
-def _requested(request: dict[str, Any]) -> Decision:
-    """A manual request (``retrainer run --queue``) as a firing decision: slot = its id."""
-    return Decision(
-        fire=True,
-        trigger="manual",
-        slot=str(request["id"]),
-        reason=f"manual request {request['id']} by {request.get('by', '?')}",
-        evidence=dict(request),
-    )
-
-
-def fired_by(decision: Decision) -> str:
-    """The trigger that made ``decision`` fire: the first firing child of a combinator."""
-    for child in decision.evidence.get("children", ()) if decision.evidence else ():
-        if isinstance(child, dict) and child.get("fire"):
-            return str(child.get("trigger", decision.trigger))
-    return decision.trigger
-
-
 class Controller:
     """Drives every pipeline of a project; see the module docstring for one tick.
 
@@ -258,7 +193,7 @@ class Controller:
         self.owner = owner or process_owner()
         self.executor = executor or InlineExecutor(self._execute_inline)
         self.alerter = alerter
-        self._policies: dict[str, _Policy | None] = {}
+        self._policies: dict[str, TriggerPolicy | None] = {}
         self._ensured: dict[str, str] = {}
         self._versions: dict[tuple[str, int], Any] = {}
         self._metrics: dict[tuple[str, MetricNeed], MetricValue] = {}
@@ -281,7 +216,7 @@ class Controller:
         """The cap of that wait, which doubles at each failed tick."""
 
     # -- helpers ------------------------------------------------------------------------
-    def policy(self, name: str) -> _Policy | None:
+    def policy(self, name: str) -> TriggerPolicy | None:
         if name not in self._policies:
             self._policies[name] = build_policy(self.project.pipeline(name))
         return self._policies[name]
@@ -479,7 +414,11 @@ class Controller:
             )
 
     def _context(
-        self, pipeline: Pipeline, policy: _Policy, now: datetime, reads: TickReads | None = None
+        self,
+        pipeline: Pipeline,
+        policy: TriggerPolicy,
+        now: datetime,
+        reads: TickReads | None = None,
     ) -> tuple[TriggerContext, int | None]:
         store = self.project.store
         # the last move of the alias is both the champion and its promotion time; a tick reads
@@ -628,7 +567,7 @@ class Controller:
             return dataclasses.replace(fired, reason=f"{reason}: its run exists")
         self.project.store.ensure_pipeline(name, pipeline.definition_hash, now)
         needs = Needs.union([g.needs() for g in full.guards])
-        policy = _Policy(
+        policy = TriggerPolicy(
             trigger=full.trigger, guards=full.guards, needs=needs, watches_monitor=False
         )
         if needs.metrics:
@@ -690,7 +629,7 @@ class Controller:
             if stored is None or not stored[0].get("requests"):
                 return None
             (request, *rest), revision = stored[0]["requests"], stored[1]
-            decision = _requested(request)
+            decision = requested_decision(request)
             self._queue(pipeline, decision, now, report)
             try:
                 store.put_state(
@@ -708,7 +647,7 @@ class Controller:
     def _decide(
         self,
         pipeline: Pipeline,
-        policy: _Policy,
+        policy: TriggerPolicy,
         now: datetime,
         report: TickReport,
         reads: TickReads | None = None,
@@ -770,7 +709,7 @@ class Controller:
             return
         state, revision = stored
         for request in state["requests"]:
-            decision = _requested(request)
+            decision = requested_decision(request)
             self._queue(pipeline, decision, now, report)
         with contextlib.suppress(ConcurrencyError):  # a new request arrived: next tick
             store.put_state(
