@@ -316,31 +316,22 @@ def render_monitor(result: MonitorResult) -> None:
         out.print(f"concept drift ({concept.method}, {concept.rows_fed} new rows): {found}")
     if s.estimated:  # beside the realized value on the rows labelled so far
         e = s.estimated
-        parts, off = [], []
+        off = e.outside()
+        parts = []
         for x in e.estimates:
             if x.value is None or x.low is None or x.high is None:
                 continue
             text = f"{x.metric} {x.value:.3f} [{x.low:.3f}, {x.high:.3f}]"
             realized = e.realized.get(x.metric)
             if realized is not None:
-                outside = not x.low <= realized <= x.high
-                text += (
-                    f" (realized {realized:.3f}{', [yellow]outside[/yellow]' if outside else ''})"
-                )
-                off += [x.metric] if outside else []
+                flag = ", [yellow]outside[/yellow]" if x.metric in off else ""
+                text += f" (realized {realized:.3f}{flag})"
             parts.append(text)
         out.print(
             f"estimated ({e.method}, {e.rows} rows, {e.unlabelled} unlabelled): {'; '.join(parts)}"
         )
         if off:
-            # the estimate assumes the relation of inputs to labels holds: say when it visibly
-            # does not, rather than let a confident interval stand unchallenged
-            out.print(
-                f"[yellow]the realized {' and '.join(off)} {'lies' if len(off) == 1 else 'lie'} "
-                "outside the estimate's interval: the "
-                "champion's calibration does not hold on this window (concept drift?); trust the "
-                "realized metric (docs/monitoring.md, 'When it fails')[/yellow]"
-            )
+            out.print(f"[yellow]{e.warning()}[/yellow]")
     if result.report_path:
         out.print(f"report: {result.report_path}")
 

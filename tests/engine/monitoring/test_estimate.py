@@ -19,3 +19,25 @@ def test_codes_are_the_categorical_codes(dtype, gaps):
     categories = pd.Index(["a", "b"])
     expected = np.array([1.0, 0.0, np.nan, 1.0, np.nan if gaps else 0.0])
     np.testing.assert_array_equal(_codes(column, categories), expected)
+
+
+def test_a_realized_metric_outside_the_interval_is_named_in_the_result_and_the_report():
+    from retrainer.core.estimation import Estimate
+    from retrainer.engine.monitoring.report import _estimated
+    from retrainer.engine.monitoring.results import Estimation
+
+    def estimation(realized: float) -> Estimation:
+        est = Estimate(metric="accuracy", value=0.9, low=0.85, high=0.95, n=300)
+        auc = Estimate(metric="roc_auc", value=0.9, low=0.85, high=0.95, n=300)
+        return Estimation(method="cbpe", rows=300, unlabelled=0, reference_rows=500,
+                          estimates=(est, auc), realized={"accuracy": realized, "roc_auc": None})  # fmt: skip
+
+    assert estimation(0.9).outside() == [] and estimation(0.9).warning() is None
+    off = estimation(0.6)
+    assert off.outside() == ["accuracy"]
+    assert off.warning() is not None and off.warning().startswith("the realized accuracy lies")
+
+    class _Summary:
+        estimated = off
+
+    assert "Warning: the realized accuracy lies outside" in _estimated(_Summary())["note"]  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from retrainer.adapters._atomic import write_file_atomically
-from retrainer.backtest_config import BacktestConfig, load_backtest_config
+from retrainer.backtest_config import BACKTEST_FILE, BacktestConfig, load_backtest_config
 from retrainer.core.backtest import CostModel
 from retrainer.core.jsonsafe import dumps
 from retrainer.engine.backtest.execute import Progress, run_policies
@@ -36,7 +36,7 @@ def load_checked(path: str | os.PathLike[str]) -> tuple[BacktestConfig, Path]:
     from retrainer.config import _read_yaml
 
     file = Path(path)
-    file = file / "backtest.yaml" if file.is_dir() else file
+    file = file / BACKTEST_FILE if file.is_dir() else file
     problems = list(first.problems)
     try:
         data = dict(_read_yaml(file) or {})

@@ -169,7 +169,7 @@ def _estimated(summary: MonitorSummary) -> dict[str, Any] | None:
         "note": (
             f"{e.method.upper()} on all {e.rows} rows of the window ({e.unlabelled} not labelled "
             f"yet), fitted on the champion's {e.reference_rows} holdout rows; it assumes no "
-            "concept drift"
+            "concept drift" + (f". Warning: {e.warning()}" if e.outside() else "")
         ),
         "rows": [
             [x.metric, x.value, x.low, x.high, e.realized.get(x.metric), x.method]

@@ -124,6 +124,40 @@ class Estimation:
         """The estimate of ``metric``, if estimated."""
         return next((e for e in self.estimates if e.metric == metric), None)
 
+    def outside(self) -> list[str]:
+        """The metrics whose realized value lies outside the estimate's interval: the
+        calibration the estimate rests on does not hold on this window (concept drift?).
+
+        Examples
+        --------
+        >>> e = Estimation(method="cbpe", rows=10, unlabelled=0, reference_rows=200,
+        ...                estimates=(Estimate(metric="accuracy", value=0.9, low=0.85,
+        ...                                    high=0.95, n=10),), realized={"accuracy": 0.6})
+        >>> e.outside()
+        ['accuracy']
+        """
+        return [
+            x.metric
+            for x in self.estimates
+            if x.low is not None
+            and x.high is not None
+            and (r := self.realized.get(x.metric)) is not None
+            and not x.low <= r <= x.high
+        ]
+
+    def warning(self) -> str | None:
+        """What :meth:`outside` means for a reader, or None when every realized value is in."""
+        off = self.outside()
+        if not off:
+            return None
+        # the estimate assumes the relation of inputs to labels holds: say when it visibly
+        # does not, rather than let a confident interval stand unchallenged
+        return (
+            f"the realized {' and '.join(off)} {'lies' if len(off) == 1 else 'lie'} outside the "
+            "estimate's interval: the champion's calibration does not hold on this window "
+            "(concept drift?); trust the realized metric (docs/monitoring.md, 'When it fails')"
+        )
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = json_safe(
             {
